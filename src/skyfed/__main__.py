@@ -1,0 +1,3 @@
+from skyfed.cli.main import main
+
+main()

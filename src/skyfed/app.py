@@ -1,0 +1,258 @@
+"""Composition root: builds a zone (its runtime objects and its FastAPI app) from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed import __version__, error_handlers
+from skyfed.compute import allocations
+from skyfed.compute.agent_api import router as agents_router
+from skyfed.compute.api import router as compute_router
+from skyfed.compute.context import ComputeContext
+from skyfed.compute.handlers import ServerHandlers
+from skyfed.compute.hosts import service as host_service
+from skyfed.compute.hosts.api import router as hosts_router
+from skyfed.compute.hosts.registry import HostRegistry
+from skyfed.compute.hosts.sharing import HostSharing
+from skyfed.compute.models import Flavor
+from skyfed.compute.placement import Placer
+from skyfed.db.engine import Database
+from skyfed.db.migrate import upgrade
+from skyfed.errors import error_body
+from skyfed.identity.api import router as identity_router
+from skyfed.identity.principal import ADMIN, AGENT, SERVICE
+from skyfed.identity.secret_files import read_or_create
+from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
+from skyfed.identity.vault import Vault
+from skyfed.middleware import RequestContext
+from skyfed.runtime import Runtime, RuntimeDep
+from skyfed.settings import FlavorSpec, Settings
+from skyfed.tasks.api import router as tasks_router
+from skyfed.tasks.store import TaskStore
+from skyfed.tasks.worker import Worker
+from skyfed.zones.api import router as zones_router
+from skyfed.zones.links import ChildLinks
+from skyfed.zones.models import ZoneIdentity
+from skyfed.zones.poller import Poller
+from skyfed.zones.view import ZoneView
+
+log = logging.getLogger(__name__)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    if settings.bus_url != "memory://":
+        # The RabbitMQ bus arrives with the ZoneLink work; refuse rather than ignore it.
+        raise ValueError(f"bus_url {settings.bus_url!r}: only memory:// is supported so far")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    if settings.secret_key is not None:
+        vault = Vault.from_secret(settings.secret_key.get_secret_value())
+    else:
+        vault = Vault.from_key_file(settings.state_dir / "secret.key")
+    hosts = HostRegistry(settings.host_ttl, settings.host_forget_after)
+    view = ZoneView(hosts, settings.flavors, settings.summary_max_age)
+    links = ChildLinks(vault, settings.poll_timeout)
+    poller = Poller(
+        db,
+        links,
+        view,
+        interval=settings.poll_interval,
+        timeout=settings.poll_timeout,
+        failures=settings.poll_failures,
+        concurrency=settings.poll_concurrency,
+    )
+    tasks = TaskStore(db, max_attempts=settings.task_max_attempts)
+    compute = ComputeContext(
+        settings=settings, db=db, view=view, hosts=hosts, links=links, tasks=tasks
+    )
+    placer = Placer(compute)
+    handlers = ServerHandlers(compute)
+    worker = None
+    if settings.workers > 0:
+        worker = Worker(
+            tasks,
+            handlers.kinds(placer.run, placer.give_up),
+            concurrency=settings.workers,
+            lease=settings.task_lease,
+            poll_interval=settings.task_poll_interval,
+            sweep_interval=settings.task_sweep_interval,
+        )
+    return Runtime(
+        settings=settings,
+        db=db,
+        vault=vault,
+        tokens=TokenCache(),
+        hosts=hosts,
+        view=view,
+        links=links,
+        poller=poller,
+        tasks=tasks,
+        compute=compute,
+        placer=placer,
+        server_handlers=handlers,
+        sharing=HostSharing(db, hosts),
+        worker=worker,
+    )
+
+
+def admin_password(settings: Settings) -> str:
+    """The configured admin password, or one generated once and kept in state_dir (0600)."""
+    if settings.admin_password is not None:
+        return settings.admin_password.get_secret_value()
+    path = settings.state_dir / "admin-password"
+    password, created = read_or_create(path, lambda: secrets.token_urlsafe(18))
+    if created:
+        log.warning("generated the admin password; it is in %s", path)
+    return password
+
+
+async def bootstrap(runtime: Runtime) -> None:
+    settings = runtime.settings
+    async with runtime.db.session() as session:
+        identity = IdentityService(session, settings.token_ttl, runtime.tokens)
+        await identity.ensure_user(
+            settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
+        )
+        for username, password, role in (
+            (settings.service_username, settings.service_password, SERVICE),
+            (settings.agent_username, settings.agent_password, AGENT),
+        ):
+            if username and password:
+                await identity.ensure_user(
+                    username, password.get_secret_value(), SERVICE_PROJECT, [role]
+                )
+        zone = await session.scalar(select(ZoneIdentity))
+        if zone is None:
+            zone = ZoneIdentity(name=settings.name)
+            session.add(zone)
+        zone.name = settings.name
+        await session.commit()
+        runtime.set_zone_id(zone.id)
+        await host_service.load_disabled(session, runtime.hosts)
+        await seed_flavors(session, runtime)
+        runtime.hosts.set_allocations(await allocations.load(session))
+
+
+async def seed_flavors(session: AsyncSession, runtime: Runtime) -> None:
+    """The configured flavors exist in the database; all of them count in summaries."""
+    known = {f.name for f in (await session.scalars(select(Flavor))).all()}
+    for spec in runtime.settings.flavors:
+        if spec.name not in known:
+            session.add(
+                Flavor(name=spec.name, vcpus=spec.vcpus, ram_mb=spec.ram_mb, disk_gb=spec.disk_gb)
+            )
+    await session.commit()
+    flavors = (await session.scalars(select(Flavor))).all()
+    runtime.compute.set_flavors(
+        {
+            f.name: FlavorSpec(name=f.name, vcpus=f.vcpus, ram_mb=f.ram_mb, disk_gb=f.disk_gb)
+            for f in flavors
+        }
+    )
+
+
+async def housekeeping(runtime: Runtime) -> None:
+    """Share host beats with the zone's other processes, pick up their disables and
+    claims, and forget long-gone hosts."""
+    interval = min(1.0, runtime.settings.host_ttl / 5)
+    rounds = 0
+    while True:
+        await asyncio.sleep(interval)
+        rounds += 1
+        try:
+            await runtime.sharing.share()
+            async with runtime.db.session() as session:
+                await host_service.load_disabled(session, runtime.hosts)
+                runtime.hosts.set_allocations(await allocations.load(session))
+            if rounds % 60 == 0:
+                runtime.hosts.expire()
+                await runtime.sharing.forget(runtime.settings.host_forget_after)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+@asynccontextmanager
+async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
+    """A zone process's life: migrate, bootstrap, run the background loops, clean up.
+
+    The API process polls children; a worker-only process (`api=False`) reads what
+    the poller recorded, and both share host beats and run task workers.
+    """
+    await upgrade(runtime.db)
+    await bootstrap(runtime)
+    await runtime.poller.load()
+    await runtime.sharing.share()  # know the hosts other processes heard from, before deciding
+    background = [
+        asyncio.create_task(runtime.poller.run_forever(follow_only=not api), name="poller"),
+        asyncio.create_task(housekeeping(runtime), name="housekeeping"),
+    ]
+    if runtime.worker is not None:
+        background.append(asyncio.create_task(runtime.worker.run(), name="worker"))
+    log.info("zone ready", extra={"zone_id": runtime.zone_id, "api": api})
+    try:
+        yield
+    finally:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runtime.poller.close()
+        await runtime.links.close()
+        await runtime.db.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    runtime = build_runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with running(runtime, api=True):
+            yield
+
+    app = FastAPI(
+        title=f"skyfed zone {settings.name}",
+        version=__version__,
+        lifespan=lifespan,
+        description="A skyfed zone: identity, child zones, hosts and their summaries.",
+    )
+    app.state.runtime = runtime
+    error_handlers.install(app)
+    app.add_middleware(RequestContext)
+    app.include_router(identity_router)
+    app.include_router(compute_router)  # before zones: /v1/zones/locate is not a zone id
+    app.include_router(zones_router)
+    app.include_router(hosts_router)
+    app.include_router(agents_router)
+    app.include_router(tasks_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok", "zone": settings.name}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "database unreachable"}})
+    async def readyz(rt: RuntimeDep) -> JSONResponse:
+        """The zone's database answers."""
+        try:
+            await rt.db.ping()
+        except Exception as exc:
+            return JSONResponse(
+                error_body("database_unavailable", f"database not reachable: {type(exc).__name__}"),
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "zone": settings.name})
+
+    return app

@@ -1,0 +1,151 @@
+"""`skyfed bench e2e`: servers created at the root of a real federation, timed to ACTIVE.
+
+The federation is `examples/federation.toml` (six zone processes, three sim
+agents with 900 hosts, loopback HTTP). N servers are created at the root by
+`concurrency` clients; a watcher lists the root's servers (the scatter-gather
+a user would do) and notes when each turns ACTIVE. The baseline, in the same
+run, is the same N creates against one flat zone holding the same 900 hosts, so
+the ratio shows what the tree costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.federation.launcher import Federation
+from skyfed.federation.topology import Topology, load_topology, parse_topology
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "federation.toml"
+WATCH_EVERY = 0.1
+
+
+def flat_topology(tree: Topology) -> Topology:
+    """One zone with every host of `tree` (the same groups, the same names)."""
+    groups = [g for zone in tree.zones.values() for g in zone.host_groups]
+    defaults = {**tree.defaults, "heartbeat_interval": tree.heartbeat_interval}
+    return parse_topology({"defaults": defaults, "zones": [{"name": "flat", "hosts": groups}]})
+
+
+async def run_once(
+    topology: Topology, root: str, servers: int, concurrency: int, deadline: float, say: Any
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="skyfed-bench-") as state:
+        federation = Federation(topology, Path(state))
+        try:
+            say(f"starting {len(topology.zones)} zones")
+            await federation.start()
+            await federation.wait_covered(timeout=180)
+            async with federation.admin_client(root) as client:
+                return await measure(client, servers, concurrency, deadline, say)
+        finally:
+            federation.stop()
+
+
+async def measure(
+    client: SkyfedClient, servers: int, concurrency: int, deadline: float, say: Any
+) -> dict[str, Any]:
+    submitted: dict[str, float] = {}
+    active: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    refused = 0
+    slots = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+
+    async def create(i: int) -> None:
+        nonlocal refused
+        async with slots:
+            sent = time.monotonic()
+            try:
+                answer = await client.request(
+                    "POST", "/v1/servers", json={"name": f"b{i}", "flavor": "m1.tiny"}
+                )
+            except SkyfedError:
+                refused += 1
+                return
+            submitted[answer["servers"][0]["id"]] = sent
+
+    async def watch() -> None:
+        while len(active) + len(errors) < servers and time.monotonic() - started < deadline:
+            marker = None
+            for _ in range(100):
+                params: dict[str, Any] = {"limit": 1000}
+                if marker:
+                    params["marker"] = marker
+                page = await client.request("GET", "/v1/servers", params=params)
+                now = time.monotonic()
+                for server in page["servers"]:
+                    sid = server["id"]
+                    if server["status"] == "ACTIVE" and sid not in active:
+                        active[sid] = now
+                    elif server["status"] == "ERROR":
+                        errors[sid] = server["fault"]
+                marker = page["next_marker"]
+                if not marker:
+                    break
+            await asyncio.sleep(WATCH_EVERY)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*(create(i) for i in range(servers)))
+    accepted_at = time.monotonic()
+    say(f"{len(submitted)} creates accepted in {accepted_at - started:.1f}s; waiting for ACTIVE")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(watcher, timeout=deadline)
+    watcher.cancel()
+    latencies = sorted(active[s] - submitted[s] for s in active if s in submitted)
+    last_active = max(active.values()) if active else accepted_at
+    return {
+        "servers": servers,
+        "accepted": len(submitted),
+        "refused": refused,
+        "active": len(latencies),
+        "errors": len(errors),
+        "error_sample": next(iter(errors.values()), ""),
+        "creates_per_s": round(len(submitted) / (accepted_at - started), 1),
+        "active_per_s": round(len(latencies) / max(last_active - started, 1e-9), 1),
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_s": round(latencies[int(len(latencies) * 0.99) - 1], 3) if latencies else None,
+        "max_s": round(latencies[-1], 3) if latencies else None,
+    }
+
+
+def run_e2e_bench(
+    servers: int = 1000, concurrency: int = 64, topology_file: Path = EXAMPLE, baseline: bool = True
+) -> dict[str, Any]:
+    console = Console(stderr=True)
+    tree = load_topology(topology_file)
+    [root] = tree.roots()
+    deadline = max(120.0, servers / 5)
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{message}[/]")
+
+    say(f"tree: {topology_file.name}, {servers} servers, {concurrency} clients")
+    result = asyncio.run(run_once(tree, root, servers, concurrency, deadline, say))
+    flat = None
+    if baseline:
+        say("baseline: one flat zone with the same hosts")
+        flat = asyncio.run(
+            run_once(flat_topology(tree), "flat", servers, concurrency, deadline, say)
+        )
+    table = Table(title=f"skyfed bench e2e ({servers} servers, {concurrency} clients)")
+    for column in ("measurement", "tree", "flat zone (baseline)", "goal"):
+        table.add_column(column)
+    goals = {"creates_per_s": ">= 200", "p99_s": "< 2 s"}
+    for key in ("creates_per_s", "active_per_s", "p50_s", "p99_s", "max_s", "active", "errors"):
+        table.add_row(key, str(result[key]), str(flat[key]) if flat else "-", goals.get(key, ""))
+    Console().print(table)
+    summary: dict[str, Any] = {"bench": "e2e", "tree": result}
+    if flat is not None:
+        summary["baseline_flat"] = flat
+    summary["goals"] = {"creates_per_s": 200, "p99_s": 2.0}
+    return summary

@@ -1,0 +1,141 @@
+"""`skyfed agent`: a host agent; with the sim driver one process carries thousands of hosts.
+
+It heartbeats the hosts of its spec file, long-polls the zone for commands,
+runs them through its driver and reports results and events (docs/compute.md,
+"The agent protocol").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from skyfed.cli.common import Password, Url, Username
+from skyfed.client import SkyfedClient
+from skyfed.compute.agent.driver import Driver, DriverError
+from skyfed.compute.agent.process_driver import ProcessDriver
+from skyfed.compute.agent.runner import AgentRunner
+from skyfed.compute.agent.sim import SimHost, SpecError, expand_groups
+from skyfed.compute.agent.sim_driver import SimDriver
+from skyfed.logs import configure_logging
+from skyfed.schema_types import NAME_PATTERN
+
+DRIVERS = ("sim", "process")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+def load_spec(spec: Path, seed: int) -> tuple[dict[str, Any], list[SimHost]]:
+    raw = spec.read_bytes()
+    data = json.loads(raw) if spec.suffix == ".json" else tomllib.loads(raw.decode())
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be an object with groups = [...]")
+    hosts = expand_groups(data.get("groups", []), prefix=data.get("prefix", "host"), seed=seed)
+    return data, hosts
+
+
+def agent(
+    url: Url,
+    spec: Annotated[
+        Path, typer.Option(help="Host groups, JSON or TOML: {prefix = ..., groups = [...]}.")
+    ],
+    username: Username = None,
+    password: Password = None,
+    driver: Annotated[
+        str, typer.Option(help="sim: simulated servers; process: each server a local process.")
+    ] = "sim",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="This agent's name (commands are routed by it). Default: <prefix>-agent."
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="process driver: server logs and state. Default: ./agent-state/<name>."),
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
+    boot_delay: Annotated[float, typer.Option(help="sim: seconds a boot takes.")] = 0.5,
+    jitter: Annotated[float, typer.Option(help="sim: boot delay varies by this fraction.")] = 0.5,
+    failure_rate: Annotated[float, typer.Option(help="sim: fraction of boots that fail.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="sim: seed of loads, delays and failures.")] = 0,
+    stop_grace: Annotated[
+        float, typer.Option(help="process: seconds between SIGTERM and SIGKILL on stop.")
+    ] = 10.0,
+    stop_servers_on_exit: Annotated[
+        bool,
+        typer.Option(
+            "--stop-servers-on-exit/--leave-servers-on-exit",
+            help="process: stop every server when the agent stops (so `skyfed up` and Ctrl-C "
+            "leave nothing behind), or leave them running for the next agent to adopt.",
+        ),
+    ] = True,
+    concurrency: Annotated[int, typer.Option(help="Commands run at once.")] = 64,
+    poll_wait: Annotated[int, typer.Option(help="Seconds a command long poll may last.")] = 20,
+) -> None:
+    """Carry the hosts of a spec file for a zone: heartbeats, commands, server events."""
+    if driver not in DRIVERS:
+        raise _fail(f"unknown driver {driver!r}; this build has: {', '.join(DRIVERS)}")
+    if username is None or password is None:
+        raise _fail("give --username and --password (or SKYFED_USERNAME / SKYFED_PASSWORD)")
+    if boot_delay < 0 or not 0 <= jitter <= 1 or not 0 <= failure_rate <= 1:
+        raise _fail("--boot-delay must be >= 0; --jitter and --failure-rate within 0..1")
+    if interval <= 0 or stop_grace < 0 or concurrency < 1 or not 1 <= poll_wait <= 60:
+        raise _fail(
+            "--interval must be > 0, --stop-grace >= 0, --concurrency >= 1, --poll-wait 1..60"
+        )
+    try:
+        data, hosts = load_spec(spec, seed)
+    except (OSError, ValueError, SpecError) as exc:
+        raise _fail(f"bad spec {spec}: {exc}") from exc
+    agent_name = name or f"{data.get('prefix', 'host')}-agent"
+    if not re.match(NAME_PATTERN, agent_name):
+        raise _fail(
+            f"agent name {agent_name!r} is not a name (letters, digits, '.', '_', '-'; "
+            "at most 63); give --name"
+        )
+    the_driver: Driver
+    if driver == "sim":
+        the_driver = SimDriver(
+            hosts, boot_delay=boot_delay, jitter=jitter, failure_rate=failure_rate, seed=seed
+        )
+    else:
+        if not hosts:
+            raise _fail(f"bad spec {spec}: the process driver needs at least one host")
+        the_driver = ProcessDriver(
+            hosts, state_dir or Path("agent-state") / agent_name, stop_grace=stop_grace
+        )
+    configure_logging(f"agent:{agent_name}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with SkyfedClient(url, username=username, password=password) as client:
+            runner = AgentRunner(
+                client,
+                the_driver,
+                agent_name,
+                interval=interval,
+                poll_wait=poll_wait,
+                concurrency=concurrency,
+                stop_servers_on_exit=stop_servers_on_exit,
+            )
+            await runner.run(stop)
+
+    try:
+        asyncio.run(main())
+    except DriverError as exc:
+        typer.echo(f"agent {agent_name}: {exc}", err=True)
+        raise typer.Exit(1) from exc

@@ -1,0 +1,76 @@
+"""`skyfed bench NAME`: benchmarks; each ends with one JSON line of figures and baselines."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Benchmarks (the last line of each is one JSON object).", no_args_is_help=True
+)
+
+
+@app.command("summary")
+def summary(
+    hosts: Annotated[int, typer.Option(help="Hosts in the zone summary.")] = 100_000,
+    children: Annotated[int, typer.Option(help="Children in the poll cycle.")] = 100,
+    repeat: Annotated[int, typer.Option(help="Runs per measurement (the median is kept).")] = 5,
+    child_latency_ms: Annotated[
+        float, typer.Option(help="Delay each fake child's answers, like a WAN between zones.")
+    ] = 0.0,
+) -> None:
+    """Build a zone summary over many hosts, and poll many children once."""
+    from skyfed.bench.summary import run_summary_bench
+
+    result = run_summary_bench(
+        hosts=hosts, children=children, repeat=repeat, child_latency_ms=child_latency_ms
+    )
+    typer.echo(json.dumps(result))
+
+
+@app.command("placement")
+def placement(
+    regions: Annotated[int, typer.Option(help="Regions under the global zone.")] = 5,
+    dcs: Annotated[int, typer.Option(help="Data centres per region.")] = 5,
+    huddles: Annotated[int, typer.Option(help="Huddles per data centre.")] = 200,
+    hosts_per_huddle: Annotated[int, typer.Option(help="Hosts per huddle.")] = 200,
+    decisions: Annotated[int, typer.Option(help="Placement decisions (full descents).")] = 20_000,
+    baseline_decisions: Annotated[
+        int, typer.Option(help="Decisions of the flat baseline over every host.")
+    ] = 20,
+    sample_size: Annotated[
+        int, typer.Option(help="Passing candidates a zone collects before it stops scanning.")
+    ] = 32,
+    strategy: Annotated[str, typer.Option(help="spread or fill.")] = "spread",
+    seed: Annotated[int, typer.Option(help="Seed of the hosts and the requests.")] = 1,
+) -> None:
+    """Place servers down a zone tree of 1,000,000 hosts, against a flat scheduler."""
+    from skyfed.bench.placement import run_placement_bench
+
+    result = run_placement_bench(
+        regions=regions,
+        dcs=dcs,
+        huddles=huddles,
+        hosts_per_huddle=hosts_per_huddle,
+        decisions=decisions,
+        baseline_decisions=baseline_decisions,
+        sample_size=sample_size,
+        strategy=strategy,
+        seed=seed,
+    )
+    typer.echo(json.dumps(result))
+
+
+@app.command("e2e")
+def e2e(
+    servers: Annotated[int, typer.Option(help="Servers to create at the root.")] = 1000,
+    concurrency: Annotated[int, typer.Option(help="Creates in flight at once.")] = 64,
+    baseline: Annotated[bool, typer.Option(help="Also run the flat-zone baseline.")] = True,
+) -> None:
+    """Create servers at the root of examples/federation.toml; time them to ACTIVE."""
+    from skyfed.bench.e2e import run_e2e_bench
+
+    result = run_e2e_bench(servers=servers, concurrency=concurrency, baseline=baseline)
+    typer.echo(json.dumps(result))

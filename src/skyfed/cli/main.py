@@ -1,0 +1,51 @@
+"""The `skyfed` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from skyfed.cli import bench, host, identity, zone
+from skyfed.cli.agent import agent
+from skyfed.cli.common import AsJson, Password, Url, Username, err_console, print_json, run
+from skyfed.cli.serve import serve
+from skyfed.cli.up import up
+from skyfed.cli.worker import worker
+
+app = typer.Typer(
+    help="skyfed: one control plane over a tree of cloud zones.", no_args_is_help=True
+)
+app.command()(serve)
+app.command()(up)
+app.command()(agent)
+app.command()(worker)
+app.add_typer(zone.app, name="zone")
+app.add_typer(host.app, name="host")
+app.add_typer(identity.user_app, name="user")
+app.add_typer(identity.project_app, name="project")
+app.add_typer(bench.app, name="bench")
+
+
+@app.command()
+def login(
+    url: Url, username: Username = None, password: Password = None, json: AsJson = False
+) -> None:
+    """Get a token (export it as SKYFED_TOKEN)."""
+    if username is None or password is None:
+        err_console.print("[red]give --username and --password[/]")
+        raise typer.Exit(2)
+
+    async def call(client: Any) -> dict[str, Any]:
+        return await client.login(username, password)
+
+    body = run(url, None, None, "", call)  # no token: the login itself authenticates
+    if json:
+        print_json(body)
+    else:
+        typer.echo(body["token"])
+        err_console.print(f"expires {body['expires_at']}; roles {', '.join(body['user']['roles'])}")
+
+
+def main() -> None:
+    app()

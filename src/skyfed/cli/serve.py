@@ -1,0 +1,45 @@
+"""`skyfed serve`: one zone's API (and its poller) in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from skyfed.app import create_app
+from skyfed.logs import configure_logging
+from skyfed.settings import Settings
+
+
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="zone.toml; SKYFED_* variables override it."),
+    ] = None,
+) -> None:
+    """Run a zone: FastAPI on uvicorn, migrations at start."""
+    try:
+        settings = Settings.load(config)
+    except (OSError, ValueError, ValidationError) as exc:
+        typer.echo(f"bad settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    log_file = settings.log_file
+    if log_file is not None and not log_file.is_absolute():
+        log_file = settings.state_dir / log_file
+    configure_logging(settings.name, settings.log_level, log_file)
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run()

@@ -1,0 +1,100 @@
+"""`skyfed up`: a whole federation from one topology file, until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.tree import Tree
+
+from skyfed.cli.common import console, err_console
+from skyfed.client import SkyfedError
+from skyfed.federation.launcher import Federation
+from skyfed.federation.process import ProcessFailed
+from skyfed.federation.topology import TopologyError, load_topology
+
+
+def up(
+    topology_file: Annotated[
+        Path, typer.Argument(help="A topology, e.g. examples/federation.toml")
+    ],
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep databases, logs and federation.json here (default: a temp dir)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the roots to see every host.")
+    ] = 180.0,
+    exit_when_ready: Annotated[
+        bool, typer.Option(help="Stop everything once it is up (for smoke tests).")
+    ] = False,
+) -> None:
+    """Start every zone of a topology, link them, start their hosts, and wait for Ctrl-C."""
+    try:
+        topology = load_topology(topology_file)
+    except TopologyError as exc:
+        err_console.print(f"[red]bad topology[/]: {exc}")
+        raise typer.Exit(2) from exc
+    temporary = state_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="skyfed-")) if state_dir is None else state_dir
+    federation = Federation(topology, directory)
+    try:
+        asyncio.run(_run(federation, timeout, exit_when_ready))
+    except (ProcessFailed, SkyfedError, ValueError) as exc:
+        err_console.print(f"[red]federation failed[/]: {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        with console.status("stopping"):
+            federation.stop()
+        console.print("stopped")
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _run(federation: Federation, timeout: float, exit_when_ready: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with console.status("starting") as status:
+        await federation.start(progress=lambda m: status.update(m))
+        await federation.wait_covered(timeout, progress=lambda m: status.update(f"waiting: {m}"))
+    await _print_tree(federation)
+    console.print(f"state and federation.json in [bold]{federation.state_dir}[/]")
+    console.print(f"admin password: {federation.admin_password}")
+    if exit_when_ready:
+        return
+    console.print("Ctrl-C stops everything")
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=2.0)
+        except TimeoutError:
+            federation.check_alive()
+
+
+async def _print_tree(federation: Federation) -> None:
+    topo = federation.topology
+    covered: dict[str, int] = {}
+    for name in topo.zones:
+        async with federation.admin_client(name) as client:
+            covered[name] = (await client.zone())["summary"]["hosts"]
+    for root in topo.roots():
+        tree = Tree(_label(federation, root, covered))
+        nodes = {root: tree}
+        for depth, name in topo.walk(root):
+            if depth == 0:
+                continue
+            parent = next(p for p in topo.zones[name].parents if p in nodes)
+            nodes[name] = nodes[parent].add(_label(federation, name, covered))
+        console.print(tree)
+
+
+def _label(federation: Federation, name: str, covered: dict[str, int]) -> str:
+    own = federation.topology.host_count(name)
+    extra = f" ({own} own)" if own and own != covered[name] else ""
+    return f"[bold]{name}[/]  {federation.zones[name].url}  {covered[name]} hosts{extra}"

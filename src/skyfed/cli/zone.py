@@ -1,0 +1,162 @@
+"""`skyfed zone`: a zone's children (add, list, show, update, delete)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from skyfed.cli.common import (
+    AsJson,
+    Password,
+    Token,
+    Url,
+    Username,
+    print_json,
+    print_record,
+    print_table,
+    run,
+)
+
+app = typer.Typer(help="Child zones of a zone.", no_args_is_help=True)
+Labels = Annotated[list[str] | None, typer.Option("--label", help="key=value, repeatable.")]
+
+
+def _labels(items: list[str] | None) -> dict[str, str] | None:
+    if items is None:
+        return None
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"label {item!r} is not key=value")
+        labels[key] = value
+    return labels
+
+
+def _show_zones(zones: list[dict[str, Any]]) -> None:
+    print_table(
+        "child zones",
+        ["id", "name", "state", "api_url", "failures", "last_seen", "weight"],
+        [
+            (
+                z["id"],
+                z["name"],
+                z["state"],
+                z["api_url"],
+                z["failures"],
+                z["last_seen"],
+                f"{z['weight_offset']:+g} x{z['weight_scale']:g}",
+            )
+            for z in zones
+        ],
+    )
+
+
+@app.command("add")
+def add(
+    name: str,
+    api_url: Annotated[str, typer.Option("--api-url", help="The child's API URL.")],
+    child_username: Annotated[str, typer.Option("--child-username", help="Child service account.")],
+    child_password: Annotated[
+        str, typer.Option("--child-password", envvar="SKYFED_CHILD_PASSWORD", help="Its password.")
+    ],
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    weight_offset: Annotated[float | None, typer.Option()] = None,
+    weight_scale: Annotated[float | None, typer.Option()] = None,
+    label: Labels = None,
+    json: AsJson = False,
+) -> None:
+    """Add a child zone; the parent logs in to it first."""
+    zone = run(
+        url,
+        username,
+        password,
+        token,
+        lambda c: c.add_zone(
+            name,
+            api_url,
+            child_username,
+            child_password,
+            weight_offset=weight_offset,
+            weight_scale=weight_scale,
+            labels=_labels(label),
+        ),
+    )
+    print_json(zone) if json else _show_zones([zone])
+
+
+@app.command("list")
+def list_(
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """List child zones with their state."""
+    zones = run(url, username, password, token, lambda c: c.list_zones())
+    print_json(zones) if json else _show_zones(zones)
+
+
+@app.command("show")
+def show(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """A child zone in detail: state, failures, capabilities and summary."""
+    zone = run(url, username, password, token, lambda c: c.zone_detail(ref))
+    print_json(zone) if json else print_record(zone)
+
+
+@app.command("update")
+def update(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    api_url: Annotated[str | None, typer.Option("--api-url")] = None,
+    child_username: Annotated[str | None, typer.Option("--child-username")] = None,
+    child_password: Annotated[
+        str | None, typer.Option("--child-password", envvar="SKYFED_CHILD_PASSWORD")
+    ] = None,
+    weight_offset: Annotated[float | None, typer.Option()] = None,
+    weight_scale: Annotated[float | None, typer.Option()] = None,
+    label: Labels = None,
+    json: AsJson = False,
+) -> None:
+    """Change a child zone; a new URL or credentials are checked by logging in."""
+    changes = {
+        "name": name,
+        "api_url": api_url,
+        "username": child_username,
+        "password": child_password,
+        "weight_offset": weight_offset,
+        "weight_scale": weight_scale,
+        "labels": _labels(label),
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    zone = run(url, username, password, token, lambda c: c.update_zone(ref, **changes))
+    print_json(zone) if json else _show_zones([zone])
+
+
+@app.command("delete")
+def delete(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+) -> None:
+    """Remove a child zone (the child itself keeps running)."""
+    run(url, username, password, token, lambda c: c.delete_zone(ref))
+    typer.echo(f"deleted {ref}")

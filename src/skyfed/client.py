@@ -1,0 +1,372 @@
+"""Typed client of a zone's public HTTP API: the CLI, parent zones, agents and tests use it.
+
+Errors come back as `SkyfedError` carrying the zone's error code; a zone that
+cannot be reached raises `ZoneUnreachable`. With a username and password the
+client logs in on first use and again when its token is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from skyfed.identity.principal import Principal
+from skyfed.logs import request_id
+
+FORWARDED_USER_ID = "X-Skyfed-User-Id"
+FORWARDED_USER = "X-Skyfed-User"
+FORWARDED_PROJECT = "X-Skyfed-Project-Id"
+FORWARDED_ROLES = "X-Skyfed-Roles"
+REQUEST_ID = "X-Request-Id"
+
+
+class SkyfedError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class ZoneUnreachable(SkyfedError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, "unreachable", f"cannot reach {url}: {reason}")
+        self.reason = reason
+
+
+def forwarded_headers(principal: Principal) -> dict[str, str]:
+    """Headers that carry an end user's identity to a child (honoured from service accounts)."""
+    return {
+        FORWARDED_USER_ID: principal.user_id,
+        FORWARDED_USER: principal.username,
+        FORWARDED_PROJECT: principal.project_id,
+        FORWARDED_ROLES: ",".join(sorted(principal.roles)),
+    }
+
+
+class SkyfedClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 20,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.username = username
+        self.password = password
+        self._login_lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            verify=_tls_context(),
+        )
+
+    async def __aenter__(self) -> SkyfedClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        all_headers = dict(headers or {})
+        rid = request_id.get()
+        if rid:  # the id of the request being served travels to the next zone
+            all_headers.setdefault(REQUEST_ID, rid)
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        extra: dict[str, Any] = {}
+        if timeout is not None:
+            extra["timeout"] = timeout
+        try:
+            return await self._http.request(
+                method, path, json=json, params=params, headers=all_headers, **extra
+            )
+        except httpx.TimeoutException as exc:
+            raise ZoneUnreachable(self.base_url, f"timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ZoneUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        authenticate: bool = True,
+    ) -> Any:
+        """Send a request and return its JSON body; raise SkyfedError on an error answer."""
+        can_login = authenticate and self.username is not None and self.password is not None
+        if authenticate and self.token is None and can_login:
+            await self._login_once(None)
+        sent_with = self.token
+        response = await self._send(
+            method, path, json=json, params=params, headers=headers, timeout=timeout
+        )
+        if response.status_code == 401 and can_login:
+            await self._login_once(sent_with)
+            response = await self._send(
+                method, path, json=json, params=params, headers=headers, timeout=timeout
+            )
+        return _body(response)
+
+    async def _login_once(self, stale_token: str | None) -> None:
+        async with self._login_lock:
+            if self.token is not None and self.token != stale_token:
+                return  # another call logged in meanwhile
+            assert self.username is not None and self.password is not None
+            await self.login(self.username, self.password)
+
+    # -- identity ----------------------------------------------------------------
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        body = await self.request(
+            "POST",
+            "/v1/auth/tokens",
+            json={"username": username, "password": password},
+            authenticate=False,
+        )
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise SkyfedError(
+                200, "bad_response", f"{self.base_url} answered a login without a token"
+            )
+        self.token = token
+        return body
+
+    async def logout(self) -> None:
+        await self.request("DELETE", "/v1/auth/tokens")
+        self.token = None
+
+    async def whoami(self) -> dict[str, Any]:
+        return await self.request("GET", "/v1/auth/whoami")
+
+    async def create_project(self, name: str, description: str = "") -> dict[str, Any]:
+        return await self.request(
+            "POST", "/v1/projects", json={"name": name, "description": description}
+        )
+
+    async def list_projects(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/projects"))["projects"]
+
+    async def create_user(
+        self, name: str, password: str, project: str, roles: list[str]
+    ) -> dict[str, Any]:
+        return await self.request(
+            "POST",
+            "/v1/users",
+            json={"name": name, "password": password, "project": project, "roles": roles},
+        )
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/users"))["users"]
+
+    # -- health ------------------------------------------------------------------
+
+    async def healthz(self) -> dict[str, Any]:
+        return await self.request("GET", "/healthz", authenticate=False)
+
+    async def readyz(self) -> dict[str, Any]:
+        return await self.request("GET", "/readyz", authenticate=False)
+
+    # -- zones -------------------------------------------------------------------
+
+    async def zone(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """This zone: its name, capabilities and the summary of its subtree."""
+        return await self.request("GET", "/v1/zone", timeout=timeout)
+
+    async def add_zone(
+        self,
+        name: str,
+        api_url: str,
+        username: str,
+        password: str,
+        *,
+        weight_offset: float | None = None,
+        weight_scale: float | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": name,
+            "api_url": api_url,
+            "username": username,
+            "password": password,
+        }
+        if weight_offset is not None:
+            body["weight_offset"] = weight_offset
+        if weight_scale is not None:
+            body["weight_scale"] = weight_scale
+        if labels is not None:
+            body["labels"] = dict(labels)
+        return await self.request("POST", "/v1/zones", json=body)
+
+    async def list_zones(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/zones"))["zones"]
+
+    async def get_zone(self, ref: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/zones/{ref}")
+
+    async def zone_detail(self, ref: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/zones/{ref}/detail")
+
+    async def update_zone(self, ref: str, **changes: Any) -> dict[str, Any]:
+        return await self.request("PUT", f"/v1/zones/{ref}", json=changes)
+
+    async def delete_zone(self, ref: str) -> None:
+        await self.request("DELETE", f"/v1/zones/{ref}")
+
+    # -- hosts -------------------------------------------------------------------
+
+    async def heartbeat(
+        self,
+        name: str,
+        *,
+        capabilities: Mapping[str, Any] | None = None,
+        resources: Mapping[str, int] | None = None,
+        used: Mapping[str, int] | None = None,
+    ) -> dict[str, Any]:
+        return await self.request(
+            "PUT",
+            f"/v1/hosts/{name}",
+            json={
+                "capabilities": dict(capabilities or {}),
+                "resources": dict(resources or {}),
+                "used": dict(used or {}),
+            },
+        )
+
+    async def heartbeat_batch(self, hosts: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self.request("PUT", "/v1/hosts", json={"hosts": hosts})
+
+    async def list_hosts(
+        self,
+        *,
+        state: str | None = None,
+        limit: int | None = None,
+        marker: str | None = None,
+    ) -> dict[str, Any]:
+        params = {"state": state, "limit": limit, "marker": marker}
+        return await self.request(
+            "GET", "/v1/hosts", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    async def all_hosts(self, *, state: str | None = None) -> list[dict[str, Any]]:
+        hosts: list[dict[str, Any]] = []
+        marker: str | None = None
+        while True:
+            page = await self.list_hosts(state=state, limit=1000, marker=marker)
+            hosts.extend(page["hosts"])
+            marker = page.get("next_marker")
+            if not marker:
+                return hosts
+
+    async def get_host(self, name: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/hosts/{name}")
+
+    async def disable_host(self, name: str, reason: str = "") -> dict[str, Any]:
+        return await self.request("POST", f"/v1/hosts/{name}/disable", json={"reason": reason})
+
+    async def enable_host(self, name: str) -> dict[str, Any]:
+        return await self.request("POST", f"/v1/hosts/{name}/enable")
+
+    # -- agent protocol (docs/compute.md) ------------------------------------------
+
+    async def agent_commands(
+        self, agent: str, *, wait: int = 20, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Long poll: the agent's pending commands, or none after at most `wait` seconds."""
+        body = await self.request(
+            "GET",
+            f"/v1/agents/{agent}/commands",
+            params={"wait": wait, "limit": limit},
+            timeout=wait + 10.0,
+        )
+        commands = body.get("commands") if isinstance(body, dict) else None
+        if not isinstance(commands, list):
+            raise SkyfedError(200, "bad_response", f"{self.base_url} answered without commands")
+        return commands
+
+    async def command_result(
+        self,
+        agent: str,
+        command_id: str,
+        *,
+        ok: bool,
+        status: str,
+        message: str = "",
+        exit_code: int | None = None,
+    ) -> None:
+        await self.request(
+            "POST",
+            f"/v1/agents/{agent}/commands/{command_id}/result",
+            json={"ok": ok, "status": status, "message": message, "exit_code": exit_code},
+        )
+
+    async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> None:
+        await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every client: loading the CA store costs ~20 ms each time."""
+    return ssl.create_default_context()
+
+
+def _body(response: httpx.Response) -> Any:
+    if response.is_success and (response.status_code == 204 or not response.content):
+        return None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.is_success:
+        return data
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        raise SkyfedError(
+            response.status_code,
+            str(error.get("code", "error")),
+            str(error.get("message", "")),
+            error.get("details"),
+        )
+    raise SkyfedError(
+        response.status_code, "http_error", response.text[:200] or response.reason_phrase
+    )

@@ -1,0 +1,60 @@
+"""The agent protocol: agents long-poll their commands and report results and events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from skyfed.compute import commands
+from skyfed.compute.schemas import AgentCommand, AgentCommands, AgentEventsIn, CommandResultIn
+from skyfed.errors import NotFound
+from skyfed.identity.deps import ReporterDep
+from skyfed.runtime import RuntimeDep
+from skyfed.schema_types import NAME_PATTERN
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+Agent = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+@router.get("/{agent}/commands", response_model=AgentCommands)
+async def poll_commands(
+    agent: Agent,
+    _: ReporterDep,
+    runtime: RuntimeDep,
+    wait: Annotated[float, Query(ge=0, le=60)] = 20.0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AgentCommands:
+    """Pending commands of this agent; waits up to `wait` seconds for one to come."""
+    ctx = runtime.compute
+    wait = min(wait, runtime.settings.agent_poll_max)
+    found = await commands.poll(ctx.db, ctx.signals, agent, limit, wait)
+    return AgentCommands(
+        commands=[
+            AgentCommand(
+                id=c.id, host=c.host, server_id=c.server_id, action=c.action, server=c.payload
+            )
+            for c in found
+        ]
+    )
+
+
+@router.post("/{agent}/commands/{command_id}/result", status_code=204)
+async def command_result(
+    agent: Agent,
+    command_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
+    body: CommandResultIn,
+    _: ReporterDep,
+    runtime: RuntimeDep,
+) -> Response:
+    if not await runtime.server_handlers.command_result(agent, command_id, body.model_dump()):
+        raise NotFound(f"agent '{agent}' has no command '{command_id}'")
+    return Response(status_code=204)
+
+
+@router.post("/{agent}/events")
+async def agent_events(
+    agent: Agent, body: AgentEventsIn, _: ReporterDep, runtime: RuntimeDep
+) -> dict[str, int]:
+    applied = await runtime.server_handlers.events(agent, [e.model_dump() for e in body.events])
+    return {"applied": applied}

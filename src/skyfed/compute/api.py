@@ -1,0 +1,101 @@
+"""Compute routes: flavors, servers (project-scoped), actions, locate, scheduler explain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+
+from skyfed.compute.schemas import (
+    ActionIn,
+    ExplainIn,
+    FlavorCreate,
+    FlavorList,
+    FlavorOut,
+    ServerCreate,
+    ServerList,
+    ServersCreated,
+    ZoneLocation,
+)
+from skyfed.compute.service import ComputeService
+from skyfed.identity.deps import AdminDep, PrincipalDep
+from skyfed.runtime import RuntimeDep
+from skyfed.schema_types import NAME_PATTERN
+
+router = APIRouter(prefix="/v1", tags=["compute"])
+ServerId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="A server id")]
+Id = Annotated[str, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+def _flavor_out(flavor: Any) -> FlavorOut:
+    return FlavorOut.model_validate(flavor, from_attributes=True)
+
+
+@router.get("/flavors", response_model=FlavorList)
+async def list_flavors(principal: PrincipalDep, runtime: RuntimeDep) -> FlavorList:
+    flavors = await ComputeService(runtime.compute, principal).list_flavors()
+    return FlavorList(flavors=[_flavor_out(f) for f in flavors])
+
+
+@router.post("/flavors", status_code=201, response_model=FlavorOut)
+async def create_flavor(body: FlavorCreate, principal: AdminDep, runtime: RuntimeDep) -> FlavorOut:
+    return _flavor_out(await ComputeService(runtime.compute, principal).create_flavor(body))
+
+
+@router.post("/servers", status_code=202, response_model=ServersCreated)
+async def create_servers(
+    body: ServerCreate, principal: PrincipalDep, runtime: RuntimeDep
+) -> ServersCreated:
+    """Create `count` servers (one reservation); 202 once the request is durable."""
+    return await ComputeService(runtime.compute, principal).create(body)
+
+
+@router.get("/servers", response_model=ServerList)
+async def list_servers(
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    marker: Annotated[str | None, Query(max_length=512)] = None,
+    status: Annotated[str | None, Query(pattern=r"^[A-Z]{1,16}$")] = None,
+    name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    project_id: Id | None = None,
+) -> ServerList:
+    """Every server under this zone, newest first; `unavailable_zones` names the silent."""
+    return await ComputeService(runtime.compute, principal).list(
+        status=status, name=name, limit=limit, marker=marker, project_id=project_id
+    )
+
+
+@router.get("/servers/{server_id}")
+async def get_server(
+    server_id: ServerId, principal: PrincipalDep, runtime: RuntimeDep
+) -> JSONResponse:
+    return JSONResponse(await ComputeService(runtime.compute, principal).get(server_id))
+
+
+@router.delete("/servers/{server_id}", status_code=202)
+async def delete_server(
+    server_id: ServerId, principal: PrincipalDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return await ComputeService(runtime.compute, principal).delete(server_id)
+
+
+@router.post("/servers/{server_id}/action", status_code=202)
+async def server_action(
+    server_id: ServerId, body: ActionIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """reboot, stop or start; 409 naming the state when the server cannot do it now."""
+    return await ComputeService(runtime.compute, principal).action(server_id, body.action)
+
+
+@router.get("/zones/locate", response_model=ZoneLocation)
+async def locate(principal: PrincipalDep, runtime: RuntimeDep, project: Id) -> ZoneLocation:
+    """The lowest zone whose subtree holds all of a project's servers."""
+    return await ComputeService(runtime.compute, principal).locate(project)
+
+
+@router.post("/scheduler/explain")
+async def explain(body: ExplainIn, principal: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Which candidates each filter dropped and how the rest scored, changing nothing."""
+    return await ComputeService(runtime.compute, principal).explain(body)

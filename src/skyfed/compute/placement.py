@@ -1,0 +1,338 @@
+"""The `place` task: find a server a host here, or a child zone that will place it.
+
+Every attempt is recorded (`servers.trying`) before it is made, so a worker that
+takes the task over after a crash asks the same candidate again instead of
+placing the server a second time; creates are idempotent on the server id at
+every zone, and a host claim is idempotent on the server id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.compute import allocations, commands
+from skyfed.compute.context import ComputeContext
+from skyfed.compute.lifecycle import DELETING, ERROR, SPAWNING
+from skyfed.compute.models import Location, Server
+from skyfed.db.base import utcnow
+from skyfed.identity.principal import Principal
+from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
+from skyfed.scheduling.planner import Decision, PlannerConfig, plan
+from skyfed.scheduling.request import PlacementRequest, child_request
+from skyfed.tasks.models import Task
+from skyfed.tasks.worker import RetryLater
+from skyfed.zones.capabilities import parse_constraints
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    placed: bool
+    reason: str = ""
+
+
+def principal_payload(principal: Principal) -> dict[str, Any]:
+    return {
+        "user_id": principal.user_id,
+        "username": principal.username,
+        "project_id": principal.project_id,
+        "roles": sorted(principal.roles),
+    }
+
+
+def principal_from(payload: dict[str, Any]) -> Principal:
+    return Principal(
+        payload["user_id"], payload["username"], payload["project_id"], frozenset(payload["roles"])
+    )
+
+
+def placement_request(server: Server) -> PlacementRequest:
+    return PlacementRequest(
+        server_id=server.id,
+        vcpus=server.vcpus,
+        ram_mb=server.ram_mb,
+        disk_gb=server.disk_gb,
+        flavor=server.flavor,
+        constraints=tuple(parse_constraints(server.constraints or {})),
+        group=server.group_name,
+        group_policy=server.group_policy,
+        within=tuple(server.within or ()),
+        avoid=tuple(tuple(p) for p in server.avoid or ()),
+        exclude=frozenset(server.tried or ()),
+    )
+
+
+class Placer:
+    def __init__(self, ctx: ComputeContext) -> None:
+        self.ctx = ctx
+        self.config = PlannerConfig(
+            strategy=ctx.settings.scheduler_strategy, sample_size=ctx.settings.scheduler_sample
+        )
+        self.rng = random.Random()
+
+    # -- the task ---------------------------------------------------------------
+
+    async def run(self, task: Task) -> dict[str, Any]:
+        principal = principal_from(task.payload["principal"])
+        last_reason = ""
+        for _ in range(self.ctx.settings.placement_max_tries):
+            server = await self._load(task.resource_id)
+            if server is None:
+                return {"placement": "gone"}
+            if server.status == DELETING:
+                return {"placement": "cancelled"}
+            if server.placement in ("placed", "failed"):
+                return {"placement": server.placement, "reason": server.fault}
+            key = server.trying
+            if key is None:
+                decision = await self.decide(server)
+                if not decision.ranked:
+                    why = decision.reason()
+                    if last_reason:
+                        why = f"{why} (last refusal: {last_reason})"
+                    return await self.fail(server.id, why)
+                chosen = decision.ranked[0]
+                key = chosen.key
+                if isinstance(chosen, ZoneCandidate):
+                    reserve_zone(chosen, placement_request(server))
+                await self._set(server.id, trying=key)
+            outcome = await self._attempt(server, key, principal)
+            if outcome.placed:
+                return {"placement": "placed", "at": key}
+            last_reason = outcome.reason
+            await self._set(server.id, trying=None, tried=[*server.tried, key])
+        return await self.fail(
+            task.resource_id,
+            f"no candidate accepted the server after {self.ctx.settings.placement_max_tries} "
+            f"tries in {self.ctx.zone_name}; last refusal: {last_reason}",
+        )
+
+    async def give_up(self, task: Task, error: str) -> None:
+        """Out of attempts (a child kept failing to answer): the server is in ERROR."""
+        await self.fail(task.resource_id, f"placement gave up: {error}")
+
+    # -- deciding ----------------------------------------------------------------
+
+    async def decide(self, server: Server, *, explain: bool = False) -> Decision:
+        request = placement_request(server)
+        hosts, zones = await self.candidates(request, project_id=server.project_id)
+        return plan(
+            request,
+            hosts,
+            zones,
+            zone_name=self.ctx.zone_name,
+            config=self.config,
+            rng=self.rng,
+            explain=explain,
+        )
+
+    async def candidates(
+        self, request: PlacementRequest, *, project_id: str | None = None
+    ) -> tuple[list[HostCandidate], list[ZoneCandidate]]:
+        members: dict[str, int] = {}
+        if request.group:
+            members = await self._group_members(project_id, request)
+        registry = self.ctx.hosts
+        hosts = [
+            HostCandidate.from_record(
+                record, online=True, group_members=members.get("host:" + record.name, 0)
+            )
+            for record in registry.online()
+            if record.agent is not None  # a host no agent runs cannot take servers
+        ]
+        zones = [
+            ZoneCandidate.from_snapshot(child, group_members=members.get("zone:" + child.id, 0))
+            for child in self.ctx.view.children.values()
+        ]
+        return hosts, zones
+
+    async def _group_members(
+        self, project_id: str | None, request: PlacementRequest
+    ) -> dict[str, int]:
+        async with self.ctx.db.session() as session:
+            if project_id is None:
+                project_id = await session.scalar(
+                    select(Server.project_id).where(Server.id == request.server_id)
+                )
+            rows = await session.execute(
+                select(Location.kind, Location.target, func.count())
+                .join(Server, Server.id == Location.resource_id)
+                .where(
+                    Location.resource_type == "server",
+                    Server.project_id == project_id,
+                    Server.group_name == request.group,
+                )
+                .group_by(Location.kind, Location.target)
+            )
+            return {f"{kind}:{target}": count for kind, target, count in rows}
+
+    # -- attempting ----------------------------------------------------------------
+
+    async def _attempt(self, server: Server, key: str, principal: Principal) -> Outcome:
+        kind, _, target = key.partition(":")
+        if kind == "host":
+            return await self._on_host(server.id, target)
+        return await self._in_child(server, target, principal)
+
+    async def _on_host(self, server_id: str, host: str) -> Outcome:
+        record = self.ctx.hosts.get(host)
+        if record is None or not self.ctx.hosts.is_online(record) or record.agent is None:
+            return Outcome(False, f"host {host} is gone or offline")
+        if record.disabled:
+            return Outcome(False, f"host {host} was disabled")
+        total, other = record.resources, record.used
+        capacity = allocations.Capacity(
+            total.vcpus - other.vcpus, total.ram_mb - other.ram_mb, total.disk_gb - other.disk_gb
+        )
+        async with self.ctx.db.session() as session:
+            server = await session.get(Server, server_id)
+            if server is None or server.status == DELETING:
+                return Outcome(True)  # nothing left to place
+            claim = await allocations.claim(session, server, host, capacity)
+            if not claim.ok:
+                await session.rollback()
+                return Outcome(False, claim.reason)
+            await commands.add(
+                session,
+                origin=f"boot:{server.id}",
+                agent=record.agent,
+                host=host,
+                server=server,
+                action="boot",
+            )
+            self._placed(session, server, "host", host)
+            server.task_state = SPAWNING
+            await session.commit()
+            vcpus, ram_mb, disk_gb = server.vcpus, server.ram_mb, server.disk_gb
+        self.ctx.hosts.add_allocation(host, vcpus, ram_mb, disk_gb)
+        self.ctx.signals.new_command(record.agent)
+        return Outcome(True)
+
+    async def _in_child(self, server: Server, child_id: str, principal: Principal) -> Outcome:
+        child = await self.ctx.links.row(child_id, self.ctx.db)
+        if child is None:
+            return Outcome(False, "the child zone was removed")
+        request = placement_request(server)
+        try:
+            down = child_request(request, child.name)
+        except ValueError as exc:
+            return Outcome(False, str(exc))
+        body = delegated_body(server, down, wait=self.ctx.settings.child_wait)
+        client = await self.ctx.links.client_for(child)
+        try:
+            answer = await create_in_child(client, body, principal, self.ctx.settings.child_wait)
+        except ZoneUnreachable as exc:
+            raise RetryLater(f"zone {child.name} did not answer: {exc.reason}") from exc
+        except SkyfedError as exc:
+            if exc.status >= 500:
+                raise RetryLater(f"zone {child.name} answered {exc.status}: {exc.message}") from exc
+            return Outcome(False, f"{child.name}: {exc.message}")
+        placed = answer.get("placement")
+        if placed == "placed":
+            async with self.ctx.db.session() as session:
+                await session.execute(
+                    update(Server)
+                    .where(Server.id == server.id)
+                    .values(placement="placed", trying=None, updated_at=utcnow())
+                )
+                session.add(self._location(server, "zone", child.id))
+                await session.commit()
+            return Outcome(True)
+        if placed == "failed":
+            return Outcome(False, f"{child.name}: {answer.get('fault') or 'no room'}")
+        raise RetryLater(f"zone {child.name} is still deciding")
+
+    # -- recording -------------------------------------------------------------------
+
+    def _placed(self, session: Any, server: Server, kind: str, target: str) -> None:
+        server.placement = "placed"
+        server.trying = None
+        server.updated_at = utcnow()
+        session.add(self._location(server, kind, target))
+
+    @staticmethod
+    def _location(server: Server, kind: str, target: str) -> Location:
+        return Location(
+            resource_type="server",
+            resource_id=server.id,
+            project_id=server.project_id,
+            kind=kind,
+            target=target,
+        )
+
+    async def _load(self, server_id: str) -> Server | None:
+        async with self.ctx.db.session() as session:
+            return await session.get(Server, server_id)
+
+    async def _set(self, server_id: str, **values: Any) -> None:
+        """Record an attempt (one statement: this task alone changes these columns)."""
+        async with self.ctx.db.session() as session:
+            await session.execute(
+                update(Server).where(Server.id == server_id).values(updated_at=utcnow(), **values)
+            )
+            await session.commit()
+
+    async def fail(self, server_id: str, reason: str) -> dict[str, Any]:
+        """No placement here. A parent's request is dropped (the parent tries elsewhere);
+        a request made at this zone leaves the server in ERROR with the reason."""
+        async with self.ctx.db.session() as session:
+            server = await session.get(Server, server_id)
+            if server is not None:
+                if server.delegated:
+                    await session.execute(delete(Server).where(Server.id == server_id))
+                else:
+                    server.status, server.task_state = ERROR, None
+                    server.placement, server.trying = "failed", None
+                    server.fault, server.updated_at = reason[:1024], utcnow()
+                await session.commit()
+        log.info("placement failed", extra={"server_id": server_id, "reason": reason})
+        return {"placement": "failed", "reason": reason}
+
+
+def delegated_body(server: Server, request: PlacementRequest, *, wait: float) -> dict[str, Any]:
+    """The create a parent sends its chosen child: same id, same time, the path below."""
+    body: dict[str, Any] = {
+        "id": server.id,
+        "reservation_id": server.reservation_id,
+        "created_at": server.created_at.isoformat(),
+        "name": server.name,
+        "vcpus": server.vcpus,
+        "ram_mb": server.ram_mb,
+        "disk_gb": server.disk_gb,
+        "constraints": server.constraints or {},
+        "metadata": server.meta or {},
+        "wait": wait,
+    }
+    if server.flavor:
+        body["flavor"] = server.flavor
+    if server.group_name:
+        body["group"] = {"name": server.group_name, "policy": server.group_policy}
+    if request.within:
+        body["within"] = "/".join(request.within)
+    if request.avoid:
+        body["avoid"] = ["/".join(p) for p in request.avoid]
+    return body
+
+
+async def create_in_child(
+    client: SkyfedClient, body: dict[str, Any], principal: Principal, wait: float
+) -> dict[str, Any]:
+    """Create (or find again) the server at a child; its placement as the child knows it."""
+    answer = await client.request(
+        "POST",
+        "/v1/servers",
+        json=body,
+        headers=forwarded_headers(principal),
+        timeout=wait + 10,
+    )
+    servers = answer.get("servers") if isinstance(answer, dict) else None
+    if not servers or not isinstance(servers[0], dict):
+        raise SkyfedError(502, "bad_response", "the child's answer names no server")
+    return dict(servers[0])

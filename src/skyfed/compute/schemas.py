@@ -1,0 +1,193 @@
+"""API shapes for flavors, servers, actions, scheduler explanations and agents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
+
+from skyfed.schema_types import Name, Strict, Text255
+from skyfed.zones.capabilities import CapabilityError, parse_constraints
+
+Path = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,15}$"
+    ),
+]
+ConstraintValue = str | int | float | list[str | int | float]
+
+
+class FlavorCreate(Strict):
+    name: Name
+    vcpus: int = Field(ge=1, le=4096)
+    ram_mb: int = Field(ge=1, le=64 * 1024 * 1024)
+    disk_gb: int = Field(default=0, ge=0, le=1024 * 1024)
+
+
+class FlavorOut(BaseModel):
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+
+
+class FlavorList(BaseModel):
+    flavors: list[FlavorOut]
+
+
+class GroupIn(Strict):
+    name: Name
+    policy: Literal["affinity", "anti-affinity"]
+
+
+class ServerCreate(Strict):
+    name: Name
+    flavor: Name | None = None
+    vcpus: int | None = Field(default=None, ge=1, le=4096)
+    ram_mb: int | None = Field(default=None, ge=1, le=64 * 1024 * 1024)
+    disk_gb: int | None = Field(default=None, ge=0, le=1024 * 1024)
+    constraints: dict[str, ConstraintValue] = Field(default_factory=dict, max_length=64)
+    group: GroupIn | None = None
+    # Zone paths below the zone receiving the request: "eu/eu-dc1".
+    within: Path | None = None
+    avoid: list[Path] = Field(default_factory=list, max_length=32)
+    count: int = Field(default=1, ge=1, le=1000)
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=32)
+
+    # Set only by a parent zone passing a request down (its service account).
+    id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")] | None = None
+    reservation_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")] | None = None
+    created_at: datetime | None = None
+    wait: float = Field(default=0.0, ge=0, le=60)
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_constraints(value)
+        except CapabilityError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _created_at(cls, value: Any) -> Any:
+        # Strict mode takes no strings for datetimes; the wire format is ISO 8601.
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError as exc:
+                raise ValueError("created_at must be an ISO 8601 time") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> ServerCreate:
+        explicit = (self.vcpus, self.ram_mb)
+        if self.flavor is None and None in explicit:
+            raise ValueError("give a flavor, or vcpus and ram_mb (and optionally disk_gb)")
+        explicit_given = any(v is not None for v in (*explicit, self.disk_gb))
+        if self.flavor is not None and explicit_given and self.id is None:
+            # A parent passes both: the resources, and the flavor name its summaries count.
+            raise ValueError("give a flavor or explicit vcpus/ram_mb/disk_gb, not both")
+        if self.id is not None and self.count != 1:
+            raise ValueError("a request with an id creates one server")
+        if self.created_at is not None and self.created_at.tzinfo is None:
+            raise ValueError("created_at needs a time zone")
+        return self
+
+
+class ActionIn(Strict):
+    action: Literal["reboot", "stop", "start"]
+
+
+class LocationOut(BaseModel):
+    # Child zone names from the answering zone down to the zone that holds the server.
+    path: list[str]
+    host: str | None = None  # shown to admins
+
+
+class ServerOut(BaseModel):
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    reservation_id: str
+    status: str
+    task_state: str | None
+    fault: str
+    exit_code: int | None
+    flavor: str | None
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    group: GroupIn | None
+    metadata: dict[str, Any]
+    placement: str
+    location: LocationOut
+    created_at: datetime
+    updated_at: datetime
+    launched_at: datetime | None
+
+
+class ServerBrief(BaseModel):
+    id: str
+    name: str
+    status: str
+    placement: str
+    fault: str = ""
+
+
+class ServersCreated(BaseModel):
+    reservation_id: str
+    servers: list[ServerBrief]
+
+
+class ServerList(BaseModel):
+    servers: list[dict[str, Any]]
+    next_marker: str | None = None
+    # Zones that did not answer in time, as paths below this zone; their servers are missing.
+    unavailable_zones: list[str] = Field(default_factory=list)
+
+
+class ExplainIn(ServerCreate):
+    pass
+
+
+class ZoneLocation(BaseModel):
+    id: str
+    name: str
+    url: str
+    path: list[str]
+
+
+class AgentCommand(BaseModel):
+    id: str
+    host: str
+    server_id: str
+    action: str
+    server: dict[str, Any]
+
+
+class AgentCommands(BaseModel):
+    commands: list[AgentCommand]
+
+
+class CommandResultIn(Strict):
+    ok: bool
+    status: str | None = None
+    message: Text255 = ""
+    exit_code: int | None = None
+
+
+class AgentEventIn(Strict):
+    server_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
+    status: str
+    exit_code: int | None = None
+    message: Text255 = ""
+
+
+class AgentEventsIn(Strict):
+    events: list[AgentEventIn] = Field(max_length=1000)

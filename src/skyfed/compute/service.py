@@ -1,0 +1,593 @@
+"""Server requests as the API sees them: create, read, list, delete, act, locate, explain.
+
+A request about a server that a child zone holds follows the location index
+down to that child (with the caller's identity); a list asks every active
+child at once and merges the answers. Nothing here talks HTTP to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.client import SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.compute import listing
+from skyfed.compute.context import ComputeContext
+from skyfed.compute.lifecycle import (
+    BUILDING,
+    SCHEDULING,
+    LifecycleConflict,
+    State,
+    begin_action,
+    begin_delete,
+)
+from skyfed.compute.models import Flavor, Location, Server
+from skyfed.compute.placement import Placer, placement_request, principal_payload
+from skyfed.compute.schemas import (
+    FlavorCreate,
+    GroupIn,
+    LocationOut,
+    ServerBrief,
+    ServerCreate,
+    ServerList,
+    ServerOut,
+    ServersCreated,
+    ZoneLocation,
+)
+from skyfed.db.base import new_id, utcnow
+from skyfed.errors import AppError, BadRequest, Conflict, Forbidden, NotFound, Unavailable
+from skyfed.identity.principal import Principal
+from skyfed.logs import request_id
+from skyfed.settings import FlavorSpec
+from skyfed.tasks.models import Task
+from skyfed.zones.capabilities import parse_constraints
+from skyfed.zones.models import ChildZone
+
+
+def server_out(server: Server, *, host: str | None, admin: bool) -> dict[str, Any]:
+    group = (
+        GroupIn(name=server.group_name, policy=server.group_policy)  # type: ignore[arg-type]
+        if server.group_name and server.group_policy
+        else None
+    )
+    return ServerOut(
+        id=server.id,
+        name=server.name,
+        project_id=server.project_id,
+        user_id=server.user_id,
+        reservation_id=server.reservation_id,
+        status=server.status,
+        task_state=server.task_state,
+        fault=server.fault,
+        exit_code=server.exit_code,
+        flavor=server.flavor,
+        vcpus=server.vcpus,
+        ram_mb=server.ram_mb,
+        disk_gb=server.disk_gb,
+        group=group,
+        metadata=server.meta or {},
+        placement=server.placement,
+        location=LocationOut(path=[], host=host if admin else None),
+        created_at=server.created_at,
+        updated_at=server.updated_at,
+        launched_at=server.launched_at,
+    ).model_dump(mode="json")
+
+
+def _conflict(exc: LifecycleConflict) -> Conflict:
+    return Conflict(
+        str(exc),
+        code="invalid_state",
+        details={"status": exc.status, "task_state": exc.task_state},
+    )
+
+
+class ComputeService:
+    def __init__(self, ctx: ComputeContext, principal: Principal) -> None:
+        self.ctx = ctx
+        self.principal = principal
+
+    # -- flavors -------------------------------------------------------------------
+
+    async def list_flavors(self) -> list[Flavor]:
+        async with self.ctx.db.session() as session:
+            return list(
+                (await session.scalars(select(Flavor).order_by(Flavor.vcpus, Flavor.name))).all()
+            )
+
+    async def create_flavor(self, body: FlavorCreate) -> Flavor:
+        async with self.ctx.db.session() as session:
+            if await session.scalar(select(Flavor.id).where(Flavor.name == body.name)):
+                raise Conflict(f"flavor '{body.name}' already exists")
+            flavor = Flavor(
+                name=body.name, vcpus=body.vcpus, ram_mb=body.ram_mb, disk_gb=body.disk_gb
+            )
+            session.add(flavor)
+            await session.commit()
+        self.ctx.set_flavors(
+            {
+                **self.ctx.flavors,
+                flavor.name: FlavorSpec(
+                    name=flavor.name,
+                    vcpus=flavor.vcpus,
+                    ram_mb=flavor.ram_mb,
+                    disk_gb=flavor.disk_gb,
+                ),
+            }
+        )
+        return flavor
+
+    # -- create --------------------------------------------------------------------
+
+    async def create(self, body: ServerCreate) -> ServersCreated:
+        delegated = body.id is not None
+        if (
+            delegated or body.created_at or body.reservation_id or body.wait
+        ) and not self.principal.via:
+            raise Forbidden("only a parent zone sets id, reservation_id, created_at or wait")
+        vcpus, ram_mb, disk_gb = self._resources(body)
+        server_template = self._template(body, vcpus, ram_mb, disk_gb)
+        self._check_possible(server_template)
+        ids = [body.id] if body.id is not None else [new_id() for _ in range(body.count)]
+        reservation = body.reservation_id or new_id()
+        created_at = body.created_at or utcnow()
+        task_ids: dict[str, str] = {}
+        async with self.ctx.db.session() as session:
+            for i, server_id in enumerate(ids):
+                existing = await session.get(Server, server_id) if delegated else None
+                if existing is not None:  # a parent asking again: creates are idempotent
+                    if existing.project_id != self.principal.project_id:
+                        raise Conflict(f"server id {server_id} is taken")
+                    continue
+                name = body.name if len(ids) == 1 else f"{body.name}-{i + 1}"
+                session.add(
+                    self._server(
+                        server_template, server_id, name, reservation, created_at, delegated
+                    )
+                )
+                task = self.ctx.tasks.enqueue(
+                    session,
+                    kind="place",
+                    resource_type="server",
+                    resource_id=server_id,
+                    payload={"principal": principal_payload(self.principal)},
+                    project_id=self.principal.project_id,
+                    request_id=request_id.get(),
+                    max_attempts=self.ctx.settings.task_max_attempts,
+                )
+                task_ids[server_id] = task.id
+            await session.commit()
+        self.ctx.tasks.notify()
+        if body.wait and ids:
+            return await self._wait_placed(ids[0], task_ids.get(ids[0]), reservation, body.wait)
+        return ServersCreated(
+            reservation_id=reservation,
+            servers=[
+                ServerBrief(
+                    id=i,
+                    name=body.name if len(ids) == 1 else f"{body.name}-{n + 1}",
+                    status=BUILDING,
+                    placement="pending",
+                )
+                for n, i in enumerate(ids)
+            ],
+        )
+
+    def _resources(self, body: ServerCreate) -> tuple[int, int, int]:
+        if body.vcpus is not None and body.ram_mb is not None:
+            return body.vcpus, body.ram_mb, body.disk_gb or 0
+        assert body.flavor is not None
+        flavor = self.ctx.flavors.get(body.flavor)
+        if flavor is None:
+            known = ", ".join(sorted(self.ctx.flavors)) or "none"
+            raise BadRequest(
+                f"unknown flavor '{body.flavor}' (known: {known})", code="unknown_flavor"
+            )
+        return flavor.vcpus, flavor.ram_mb, flavor.disk_gb
+
+    def _template(self, body: ServerCreate, vcpus: int, ram_mb: int, disk_gb: int) -> Server:
+        within = body.within.split("/") if body.within else []
+        children = {c.name for c in self.ctx.view.children.values()}
+        for path in [within, *(p.split("/") for p in body.avoid)]:
+            if path and path[0] not in children:
+                raise BadRequest(
+                    f"'{path[0]}' is not a child zone of {self.ctx.zone_name}", code="unknown_zone"
+                )
+        return Server(
+            project_id=self.principal.project_id,
+            user_id=self.principal.user_id,
+            flavor=body.flavor,
+            vcpus=vcpus,
+            ram_mb=ram_mb,
+            disk_gb=disk_gb,
+            constraints=body.constraints,
+            group_name=body.group.name if body.group else None,
+            group_policy=body.group.policy if body.group else None,
+            within=within,
+            avoid=[p.split("/") for p in body.avoid],
+            meta=body.metadata,
+        )
+
+    def _server(
+        self,
+        t: Server,
+        server_id: str,
+        name: str,
+        reservation: str,
+        created_at: datetime,
+        delegated: bool,
+    ) -> Server:
+        return Server(
+            id=server_id,
+            name=name,
+            reservation_id=reservation,
+            project_id=t.project_id,
+            user_id=t.user_id,
+            flavor=t.flavor,
+            vcpus=t.vcpus,
+            ram_mb=t.ram_mb,
+            disk_gb=t.disk_gb,
+            constraints=t.constraints,
+            group_name=t.group_name,
+            group_policy=t.group_policy,
+            within=t.within,
+            avoid=t.avoid,
+            meta=t.meta,
+            status=BUILDING,
+            task_state=SCHEDULING,
+            placement="pending",
+            tried=[],
+            delegated=delegated,
+            created_at=created_at,
+            updated_at=utcnow(),
+        )
+
+    def _check_possible(self, server: Server) -> None:
+        """Refuse what no host under this zone could ever take, whatever the load."""
+        summary, _ = self.ctx.view.summary()
+        own_caps = [self.ctx.settings.capabilities] + [
+            c.capabilities for c in self.ctx.view.children.values() if c.active
+        ]
+        unmet = [
+            str(c)
+            for c in parse_constraints(server.constraints or {})
+            if not summary.may_satisfy(c) and not any(c.matches(caps) for caps in own_caps)
+        ]
+        for key, need in (
+            ("vcpus", server.vcpus),
+            ("ram_mb", server.ram_mb),
+            ("disk_gb", server.disk_gb),
+        ):
+            stats = summary.numeric.get(key)
+            if need and (stats is None or stats.max < need):
+                unmet.append(f"{key} >= {need}")
+        if unmet:
+            raise BadRequest(
+                f"no host in {self.ctx.zone_name} can ever have {' and '.join(unmet)}",
+                code="impossible_request",
+            )
+
+    async def _wait_placed(
+        self, server_id: str, task_id: str | None, reservation: str, wait: float
+    ) -> ServersCreated:
+        """A parent waits for the decision here: placed, failed (and why), or still pending."""
+        if task_id is None:  # asked again: wait for the latest placement of this server
+            async with self.ctx.db.session() as session:
+                task_id = await session.scalar(
+                    select(Task.id)
+                    .where(Task.resource_id == server_id, Task.kind == "place")
+                    .order_by(Task.seq.desc())
+                    .limit(1)
+                )
+        task = await self.ctx.tasks.wait(task_id, wait) if task_id else None
+        result = (task.result or {}) if task is not None and task.state == "succeeded" else {}
+        placement = result.get("placement")
+        if placement == "placed":
+            brief = ServerBrief(id=server_id, name="", status=BUILDING, placement="placed")
+        elif placement == "failed" or (task is not None and task.state == "failed"):
+            reason = result.get("reason") or (task.error if task else "") or "no room"
+            brief = ServerBrief(
+                id=server_id, name="", status="ERROR", placement="failed", fault=reason
+            )
+        else:
+            brief = ServerBrief(id=server_id, name="", status=BUILDING, placement="pending")
+        return ServersCreated(reservation_id=reservation, servers=[brief])
+
+    # -- read ----------------------------------------------------------------------
+
+    async def _own(self, session: AsyncSession, server_id: str) -> Server:
+        server = await session.get(Server, server_id)
+        if server is None or not (
+            self.principal.is_admin or server.project_id == self.principal.project_id
+        ):
+            raise NotFound(f"server '{server_id}' not found")
+        return server
+
+    async def _child(self, session: AsyncSession, location: Location) -> ChildZone:
+        child = await session.get(ChildZone, location.target)
+        if child is None:
+            raise NotFound("the zone that held this server is no longer registered here")
+        return child
+
+    async def _ask_child(self, child: ChildZone, method: str, path: str, **kwargs: Any) -> Any:
+        client = await self.ctx.links.client_for(child)
+        try:
+            return await client.request(
+                method,
+                path,
+                headers=forwarded_headers(self.principal),
+                timeout=self.ctx.settings.list_timeout,
+                **kwargs,
+            )
+        except ZoneUnreachable as exc:
+            raise Unavailable(
+                f"zone {child.name} is unavailable: {exc.reason}", code="zone_unavailable"
+            ) from exc
+        except SkyfedError as exc:
+            if 400 <= exc.status < 500:
+                raise _relay(exc) from exc
+            raise Unavailable(
+                f"zone {child.name} answered {exc.status}: {exc.message}", code="zone_unavailable"
+            ) from exc
+
+    async def get(self, server_id: str) -> dict[str, Any]:
+        async with self.ctx.db.session() as session:
+            server = await self._own(session, server_id)
+            location = await session.get(Location, ("server", server_id))
+            if location is not None and location.kind == "zone":
+                child = await self._child(session, location)
+            else:
+                host = location.target if location is not None else None
+                return server_out(server, host=host, admin=self.principal.is_admin)
+        answer = await self._ask_child(child, "GET", f"/v1/servers/{server_id}")
+        answer["location"]["path"] = [child.name, *answer["location"]["path"]]
+        return dict(answer)
+
+    async def list(
+        self,
+        *,
+        status: str | None,
+        name: str | None,
+        limit: int,
+        marker: str | None,
+        project_id: str | None,
+    ) -> ServerList:
+        try:
+            after = listing.decode_marker(marker) if marker else None
+        except listing.MarkerError as exc:
+            raise BadRequest(str(exc), code="bad_marker") from exc
+        if not self.principal.is_admin:
+            project_id = self.principal.project_id
+        local = await self._local_page(status, name, limit, after, project_id)
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (
+            ("status", status),
+            ("name", name),
+            ("marker", marker),
+            ("project_id", project_id if self.principal.is_admin else None),
+        ):
+            if value is not None:
+                params[key] = value
+        children = sorted(self.ctx.view.children.values(), key=lambda c: c.name)
+        answers = await asyncio.gather(
+            *(self._child_page(c.id, c.name, c.active, params) for c in children)
+        )
+        pages = [local[0]]
+        more = local[1]
+        unavailable: list[str] = []
+        for page, child_more, child_unavailable in answers:
+            pages.append(page)
+            more = more or child_more
+            unavailable.extend(child_unavailable)
+        items, next_marker = listing.merge(pages, limit, more)
+        return ServerList(servers=items, next_marker=next_marker, unavailable_zones=unavailable)
+
+    async def _local_page(
+        self,
+        status: str | None,
+        name: str | None,
+        limit: int,
+        after: listing.SortKey | None,
+        project_id: str | None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        query = (
+            select(Server, Location)
+            .outerjoin(
+                Location,
+                and_(Location.resource_type == "server", Location.resource_id == Server.id),
+            )
+            # A server sent to a child is the child's to list.
+            .where(or_(Location.kind.is_(None), Location.kind != "zone"))
+            .where(or_(Server.trying.is_(None), ~Server.trying.startswith("zone:")))
+            .order_by(Server.created_at.desc(), Server.id.desc())
+            .limit(limit + 1)
+        )
+        if project_id is not None:
+            query = query.where(Server.project_id == project_id)
+        if status is not None:
+            query = query.where(Server.status == status)
+        if name is not None:
+            query = query.where(Server.name == name)
+        if after is not None:
+            query = query.where(
+                or_(
+                    Server.created_at < after[0],
+                    and_(Server.created_at == after[0], Server.id < after[1]),
+                )
+            )
+        async with self.ctx.db.session() as session:
+            rows = (await session.execute(query)).all()
+        items = [
+            server_out(
+                s, host=loc.target if loc is not None else None, admin=self.principal.is_admin
+            )
+            for s, loc in rows[:limit]
+        ]
+        return items, len(rows) > limit
+
+    async def _child_page(
+        self, child_id: str, name: str, active: bool, params: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], bool, list[str]]:
+        if not active:
+            return [], False, [name]
+        async with self.ctx.db.session() as session:
+            child = await session.get(ChildZone, child_id)
+        if child is None:
+            return [], False, []
+        client = await self.ctx.links.client_for(child)
+        try:
+            answer = await client.request(
+                "GET",
+                "/v1/servers",
+                params=params,
+                headers=forwarded_headers(self.principal),
+                timeout=self.ctx.settings.list_timeout,
+            )
+            servers = list(answer["servers"])
+            for server in servers:
+                server["location"]["path"] = [name, *server["location"]["path"]]
+            nested = [f"{name}/{z}" for z in answer.get("unavailable_zones", [])]
+            return servers, answer.get("next_marker") is not None, nested
+        except (SkyfedError, KeyError, TypeError, ValueError):
+            return [], False, [name]
+
+    # -- delete and actions ----------------------------------------------------------
+
+    async def delete(self, server_id: str) -> dict[str, Any]:
+        async with self.ctx.db.session() as session:
+            server = await self._own(session, server_id)
+            try:
+                state = begin_delete(State(server.status, server.task_state))
+            except LifecycleConflict as exc:
+                raise _conflict(exc) from exc
+            server.status, server.task_state, server.updated_at = state.status, None, utcnow()
+            task = self.ctx.tasks.enqueue(
+                session,
+                kind="delete",
+                resource_type="server",
+                resource_id=server_id,
+                payload={"principal": principal_payload(self.principal)},
+                project_id=server.project_id,
+                request_id=request_id.get(),
+                max_attempts=50,
+            )
+            await session.commit()
+        self.ctx.tasks.notify()
+        return {"id": server_id, "status": state.status, "task_id": task.id}
+
+    async def action(self, server_id: str, action: str) -> dict[str, Any]:
+        async with self.ctx.db.session() as session:
+            server = await self._own(session, server_id)
+            location = await session.get(Location, ("server", server_id))
+            if location is not None and location.kind == "zone":
+                child = await self._child(session, location)
+            else:
+                child = None
+                if location is None and server.placement != "pending":
+                    raise Conflict(
+                        f"cannot {action} a server that was never placed ({server.status})",
+                        code="invalid_state",
+                        details={"status": server.status, "task_state": server.task_state},
+                    )
+                try:
+                    state = begin_action(State(server.status, server.task_state), action)
+                except LifecycleConflict as exc:
+                    raise _conflict(exc) from exc
+                server.status, server.task_state = state.status, state.task_state
+                server.updated_at = utcnow()
+                task = self.ctx.tasks.enqueue(
+                    session,
+                    kind="action",
+                    resource_type="server",
+                    resource_id=server_id,
+                    payload={"action": action, "principal": principal_payload(self.principal)},
+                    project_id=server.project_id,
+                    request_id=request_id.get(),
+                )
+                await session.commit()
+        if child is not None:
+            return dict(
+                await self._ask_child(
+                    child, "POST", f"/v1/servers/{server_id}/action", json={"action": action}
+                )
+            )
+        self.ctx.tasks.notify()
+        return {
+            "id": server_id,
+            "status": state.status,
+            "task_state": state.task_state,
+            "task_id": task.id,
+        }
+
+    # -- locate and explain ----------------------------------------------------------
+
+    async def locate(self, project_id: str) -> ZoneLocation:
+        if not (self.principal.is_admin or self.principal.project_id == project_id):
+            raise Forbidden("you may locate your own project only")
+        async with self.ctx.db.session() as session:
+            targets = (
+                await session.execute(
+                    select(Location.kind, Location.target, func.count())
+                    .where(Location.resource_type == "server", Location.project_id == project_id)
+                    .group_by(Location.kind, Location.target)
+                )
+            ).all()
+            unplaced = await session.scalar(
+                select(func.count())
+                .select_from(Server)
+                .outerjoin(
+                    Location,
+                    and_(Location.resource_type == "server", Location.resource_id == Server.id),
+                )
+                .where(Server.project_id == project_id, Location.kind.is_(None))
+            )
+        here = ZoneLocation(
+            id=self.ctx.zone_id, name=self.ctx.zone_name, url=self.ctx.settings.url, path=[]
+        )
+        if not targets and not unplaced:
+            raise NotFound(f"project '{project_id}' has no servers under {self.ctx.zone_name}")
+        if unplaced or len(targets) != 1 or targets[0][0] != "zone":
+            return here
+        async with self.ctx.db.session() as session:
+            child = await session.get(ChildZone, targets[0][1])
+        if child is None:
+            return here
+        try:
+            answer = await self._ask_child(
+                child, "GET", "/v1/zones/locate", params={"project": project_id}
+            )
+        except (NotFound, Unavailable):
+            return here
+        return ZoneLocation(
+            id=answer["id"],
+            name=answer["name"],
+            url=answer["url"],
+            path=[child.name, *answer["path"]],
+        )
+
+    async def explain(self, body: ServerCreate) -> dict[str, Any]:
+        vcpus, ram_mb, disk_gb = self._resources(body)
+        server = self._template(body, vcpus, ram_mb, disk_gb)
+        server.id = "explain"
+        server.tried = []
+        decision = await Placer(self.ctx).decide(server, explain=True)
+        result = decision.explain()
+        result["request"] = {
+            "vcpus": vcpus,
+            "ram_mb": ram_mb,
+            "disk_gb": disk_gb,
+            "constraints": [str(c) for c in placement_request(server).constraints],
+        }
+        if not decision.ranked:
+            result["reason"] = decision.reason()
+        return result
+
+
+def _relay(exc: SkyfedError) -> AppError:
+    """A child's 4xx keeps its meaning here."""
+    error = {404: NotFound, 409: Conflict, 403: Forbidden}.get(exc.status, BadRequest)
+    return error(exc.message, code=exc.code, details=exc.details)

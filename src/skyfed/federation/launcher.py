@@ -1,0 +1,218 @@
+"""`skyfed up`: every zone of a topology as its own process, linked, with simulated hosts.
+
+Writes each zone's config and log under the state directory, registers every
+child with its parents using the child's service account, starts one host agent
+per zone that lists hosts, and records it all in `federation.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from skyfed.client import SkyfedClient
+from skyfed.federation.process import ManagedProcess, ProcessFailed, ZoneProcess, free_port
+from skyfed.federation.topology import Topology
+from skyfed.identity.secret_files import write_private
+from skyfed.settings import Settings
+
+ADMIN_USER = "admin"
+SERVICE_USER = "skyfed-service"  # parents log in to children with it
+AGENT_USER = "skyfed-agent"  # host agents send heartbeats with it
+
+
+class Federation:
+    def __init__(self, topology: Topology, state_dir: Path) -> None:
+        self.topology = topology
+        self.state_dir = state_dir.resolve()
+        # A state directory used before keeps its credentials: the zones' databases hold them.
+        previous = self._previous_manifest()
+        self.admin_password = _password(previous, "admin", 12)
+        self.service_password = _password(previous, "service", 18)
+        self.agent_password = _password(previous, "agent", 18)
+        self.zones: dict[str, ZoneProcess] = {}
+        self.agents: dict[str, ManagedProcess] = {}
+
+    def _previous_manifest(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads((self.state_dir / "federation.json").read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    # -- configuration -----------------------------------------------------------
+
+    def zone_settings(self, name: str, port: int) -> dict[str, Any]:
+        spec = self.topology.zones[name]
+        values: dict[str, Any] = {
+            **self.topology.defaults,
+            **spec.settings,
+            "name": name,
+            "host": "127.0.0.1",
+            "port": port,
+            "state_dir": ".",
+            "log_file": "zone.log",
+            "admin_username": ADMIN_USER,
+            "admin_password": self.admin_password,
+            "service_username": SERVICE_USER,
+            "service_password": self.service_password,
+            "agent_username": AGENT_USER,
+            "agent_password": self.agent_password,
+            "allowed_child_hosts": ["127.0.0.1", "localhost"],
+        }
+        if spec.capabilities:
+            values["capabilities"] = spec.capabilities
+        Settings(**{**values, "state_dir": self.state_dir / name})  # fail early on a bad setting
+        return values
+
+    def prepare(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name, spec in self.topology.zones.items():
+            port = spec.port or free_port()
+            zone_dir = self.state_dir / name
+            zone_dir.mkdir(parents=True, exist_ok=True)
+            config = zone_dir / "zone.toml"
+            write_private(config, tomli_w.dumps(self.zone_settings(name, port)))
+            self.zones[name] = ZoneProcess(name, config, port, zone_dir / "process.log")
+            if spec.host_groups:
+                hosts_file = zone_dir / "hosts.json"
+                hosts_file.write_text(json.dumps({"groups": spec.host_groups, "prefix": name}))
+                self.agents[name] = ManagedProcess(
+                    f"{name}-agent",
+                    [
+                        sys.executable,
+                        "-m",
+                        "skyfed",
+                        "agent",
+                        "--url",
+                        f"http://127.0.0.1:{port}",
+                        "--username",
+                        AGENT_USER,
+                        "--spec",
+                        str(hosts_file),
+                        "--name",
+                        f"{name}-agent",
+                        "--state-dir",
+                        str(zone_dir / "agent-state"),
+                        "--interval",
+                        str(self.topology.heartbeat_interval),
+                        *agent_options({"driver": "sim", "boot_delay": 0.2, **spec.agent}),
+                    ],
+                    zone_dir / "agent.log",
+                    env={"SKYFED_PASSWORD": self.agent_password},
+                )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        self.prepare()
+        progress(f"starting {len(self.zones)} zones")
+        for zone in self.zones.values():
+            zone.start()
+        self.write_manifest()
+        await asyncio.gather(*(z.wait_ready() for z in self.zones.values()))
+        progress("linking children to parents")
+        await self.link()
+        progress(f"starting {len(self.agents)} host agents")
+        for agent in self.agents.values():
+            agent.start()
+        self.write_manifest()
+
+    async def link(self) -> None:
+        for name in self.topology.order_children_first():
+            child = self.zones[name]
+            for parent in self.topology.zones[name].parents:
+                async with self.admin_client(parent) as client:
+                    known = {z["name"] for z in await client.list_zones()}
+                    if name in known:  # a rerun on the same state: the port may have changed
+                        await client.update_zone(
+                            name,
+                            api_url=child.url,
+                            username=SERVICE_USER,
+                            password=self.service_password,
+                        )
+                    else:
+                        await client.add_zone(name, child.url, SERVICE_USER, self.service_password)
+
+    def admin_client(self, name: str) -> SkyfedClient:
+        return SkyfedClient(self.zones[name].url, username=ADMIN_USER, password=self.admin_password)
+
+    async def wait_covered(
+        self, timeout: float = 120.0, progress: Callable[[str], None] = lambda _: None
+    ) -> dict[str, int]:
+        """Wait until every root's summary covers every host of its subtree."""
+        expected = {root: self.topology.subtree_hosts(root) for root in self.topology.roots()}
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            for root in expected:
+                async with self.admin_client(root) as client:
+                    seen[root] = (await client.zone())["summary"]["hosts"]
+            progress(", ".join(f"{r}: {seen[r]}/{expected[r]} hosts" for r in expected))
+            if all(seen[r] >= expected[r] for r in expected):
+                return seen
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise ProcessFailed(f"roots cover {seen} hosts, expected {expected}")
+            await asyncio.sleep(0.5)
+
+    def check_alive(self) -> None:
+        for proc in [*self.zones.values(), *self.agents.values()]:
+            if proc.process is not None and not proc.running:
+                raise ProcessFailed(f"{proc.name} exited:\n{proc.log_tail()}")
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        # Parents first, so none of them logs its children going away.
+        for name in reversed(self.topology.order_children_first()):
+            if name in self.zones:  # a failed start may not have made them all
+                self.zones[name].stop()
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "state_dir": str(self.state_dir),
+            "roots": self.topology.roots(),
+            "admin": {"username": ADMIN_USER, "password": self.admin_password},
+            "service": {"username": SERVICE_USER, "password": self.service_password},
+            "agent": {"username": AGENT_USER, "password": self.agent_password},
+            "zones": [
+                {
+                    "name": name,
+                    "url": zone.url,
+                    "pid": zone.pid,
+                    "parents": self.topology.zones[name].parents,
+                    "config": str(zone.config),
+                    "log": str(zone.config.parent / "zone.log"),
+                    "hosts": self.topology.host_count(name),
+                    "agent_pid": self.agents[name].pid if name in self.agents else None,
+                    "admin": {"username": ADMIN_USER, "password": self.admin_password},
+                }
+                for name, zone in self.zones.items()
+            ],
+        }
+
+    def write_manifest(self) -> Path:
+        path = self.state_dir / "federation.json"
+        write_private(path, json.dumps(self.manifest(), indent=2))
+        return path
+
+
+def agent_options(options: dict[str, Any]) -> list[str]:
+    """`{"boot_delay": 0.2}` -> `["--boot-delay", "0.2"]`."""
+    args: list[str] = []
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def _password(previous: dict[str, Any], account: str, length: int) -> str:
+    known = previous.get(account, {}).get("password")
+    return str(known) if known else secrets.token_urlsafe(length)

@@ -1,0 +1,99 @@
+"""Identity routes: tokens, and the admin's projects and users."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from skyfed.identity.deps import AdminDep, BearerDep, PrincipalDep
+from skyfed.identity.schemas import (
+    ProjectCreate,
+    ProjectList,
+    ProjectOut,
+    TokenOut,
+    TokenRequest,
+    UserCreate,
+    UserList,
+    UserOut,
+)
+from skyfed.identity.service import IdentityService, user_out
+from skyfed.runtime import RuntimeDep, SessionDep
+from skyfed.settings import NAME_PATTERN
+
+router = APIRouter(prefix="/v1", tags=["identity"])
+Ref = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+def _service(runtime: RuntimeDep, session: SessionDep) -> IdentityService:
+    return IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
+
+
+@router.post("/auth/tokens", status_code=201, response_model=TokenOut)
+async def issue_token(body: TokenRequest, runtime: RuntimeDep, session: SessionDep) -> TokenOut:
+    return await _service(runtime, session).issue_token(body.username, body.password)
+
+
+@router.delete("/auth/tokens", status_code=204)
+async def revoke_token(
+    principal: PrincipalDep, credentials: BearerDep, runtime: RuntimeDep, session: SessionDep
+) -> Response:
+    """Revoke the token this request carries (log out)."""
+    assert credentials is not None  # current_principal has checked it
+    await _service(runtime, session).revoke_token(credentials.credentials)
+    return Response(status_code=204)
+
+
+@router.get("/auth/whoami")
+async def whoami(principal: PrincipalDep) -> dict[str, object]:
+    return {
+        "user_id": principal.user_id,
+        "username": principal.username,
+        "project_id": principal.project_id,
+        "roles": sorted(principal.roles),
+        "via": principal.via,
+    }
+
+
+@router.post("/projects", status_code=201, response_model=ProjectOut)
+async def create_project(
+    body: ProjectCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+) -> ProjectOut:
+    project = await _service(runtime, session).create_project(body)
+    return ProjectOut.model_validate(project, from_attributes=True)
+
+
+@router.get("/projects", response_model=ProjectList)
+async def list_projects(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> ProjectList:
+    projects = await _service(runtime, session).list_projects()
+    return ProjectList(
+        projects=[ProjectOut.model_validate(p, from_attributes=True) for p in projects]
+    )
+
+
+@router.delete("/projects/{ref}", status_code=204)
+async def delete_project(
+    ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+) -> Response:
+    await _service(runtime, session).delete_project(ref)
+    return Response(status_code=204)
+
+
+@router.post("/users", status_code=201, response_model=UserOut)
+async def create_user(
+    body: UserCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+) -> UserOut:
+    return user_out(await _service(runtime, session).create_user(body))
+
+
+@router.get("/users", response_model=UserList)
+async def list_users(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> UserList:
+    return UserList(users=[user_out(u) for u in await _service(runtime, session).list_users()])
+
+
+@router.delete("/users/{ref}", status_code=204)
+async def delete_user(
+    ref: Ref, principal: AdminDep, runtime: RuntimeDep, session: SessionDep
+) -> Response:
+    await _service(runtime, session).delete_user(ref, caller=principal)
+    return Response(status_code=204)

@@ -1,0 +1,74 @@
+"""The running zone's shared objects, and the FastAPI dependencies that hand them to routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.compute.context import ComputeContext
+from skyfed.compute.handlers import ServerHandlers
+from skyfed.compute.hosts.registry import HostRegistry
+from skyfed.compute.hosts.sharing import HostSharing
+from skyfed.compute.placement import Placer
+from skyfed.db.engine import Database
+from skyfed.identity.service import TokenCache
+from skyfed.identity.vault import Vault
+from skyfed.settings import Settings
+from skyfed.tasks.store import TaskStore
+from skyfed.tasks.worker import Worker
+from skyfed.zones.links import ChildLinks
+from skyfed.zones.poller import Poller
+from skyfed.zones.service import ZoneContext
+from skyfed.zones.view import ZoneView
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    vault: Vault
+    tokens: TokenCache
+    hosts: HostRegistry
+    view: ZoneView
+    links: ChildLinks
+    poller: Poller
+    tasks: TaskStore
+    compute: ComputeContext
+    placer: Placer
+    server_handlers: ServerHandlers
+    sharing: HostSharing
+    worker: Worker | None = None
+    zone_id: str = field(default="")
+
+    def set_zone_id(self, zone_id: str) -> None:
+        self.zone_id = zone_id
+        self.compute.zone_id = zone_id
+
+    def zone_context(self) -> ZoneContext:
+        return ZoneContext(
+            zone_id=self.zone_id,
+            vault=self.vault,
+            links=self.links,
+            view=self.view,
+            probe_timeout=self.settings.poll_timeout,
+            allowed_hosts=tuple(self.settings.allowed_child_hosts),
+        )
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def get_session(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> AsyncIterator[AsyncSession]:
+    async with runtime.db.session() as session:
+        yield session
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

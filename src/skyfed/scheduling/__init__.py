@@ -1,0 +1,1 @@
+"""Placement decisions, pure: requests, candidates, filters, weighers and the planner."""

@@ -1,0 +1,496 @@
+"""The planner: filter the candidates, weigh the survivors, rank them (pure).
+
+A zone decides among its own hosts and its child zones (by their summaries). With
+many candidates it does not look at all of them: it scans them in a random order
+and stops once `sample_size` have passed the filters, then ranks those (the best
+of a random sample, as Nomad and Sparrow do). When fewer pass, the scan goes on to
+the end, so a request that fits anywhere is never refused: only a scan that saw
+every candidate can come back empty.
+
+The random order is a rotation with a stride coprime to the number of candidates,
+taken in chunks as list slices; the start and the stride come from `rng`, or,
+without one, from a hash of the server id (reproducible, yet different requests
+start at different places).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from itertools import compress
+from math import gcd
+from operator import itemgetter, not_
+from typing import Any
+
+from skyfed.scheduling.candidates import Candidate, HostCandidate, ZoneCandidate
+from skyfed.scheduling.decision import Decision
+from skyfed.scheduling.filters import (
+    FILTERS,
+    NO_ROOM,
+    SCREENED,
+    FilterContext,
+    host_screen,
+    zone_screen,
+)
+from skyfed.scheduling.request import PlacementRequest
+from skyfed.scheduling.weighers import STRATEGIES, host_scale, host_weights, zone_weights
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerConfig:
+    strategy: str = "spread"  # "spread": most free room first; "fill": least first
+    sample_size: int = 32  # passing candidates to collect before the scan stops
+    max_ranked: int = 8  # candidates a Decision ranks (retries go down this list)
+    ram_weight_multiplier: float = 1.0
+    anti_affinity_multiplier: float = 0.5  # zones: weight off at the most group members
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.sample_size < 1:
+            raise ValueError("sample_size must be at least 1")
+        if self.max_ranked < 1:
+            raise ValueError("max_ranked must be at least 1")
+
+
+DEFAULT_CONFIG = PlannerConfig()
+
+_STRIDES = (1, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
+
+
+@lru_cache(maxsize=4096)
+def _strides(n: int) -> tuple[int, ...]:
+    return tuple(s for s in _STRIDES if s < n and gcd(s, n) == 1) or (1,)
+
+
+# Up to this many candidates, a scan takes its chunks through a table of the
+# order's indices (one C call a chunk); beyond, as slices with the stride.
+_TABLE_MAX = 1024
+
+
+@lru_cache(maxsize=128)
+def _table(n: int, stride: int) -> tuple[tuple[int, ...], int]:
+    """(k * stride mod n for k = 0 .. n-1, twice over; the inverse of stride mod n)."""
+    lane = tuple(k * stride % n for k in range(n))
+    return lane + lane, pow(stride, -1, n)
+
+
+class ScanOrder:
+    """The items of `seq` in the order (start + k * stride) mod n, k = 0 .. n-1, taken
+    in chunks. With the stride coprime to n every item comes exactly once."""
+
+    __slots__ = ("_lane", "_offset", "_table", "left", "n", "seq", "stride")
+
+    def __init__(self, seq: Sequence[Any], start: int, stride: int) -> None:
+        n = len(seq)
+        if n and not (0 <= start < n and stride >= 1 and gcd(stride, n) == 1):
+            raise ValueError(f"bad scan order: start {start}, stride {stride}, {n} items")
+        self._begin(seq, n, start, stride)
+
+    def _begin(self, seq: Sequence[Any], n: int, start: int, stride: int) -> None:
+        self.seq = seq
+        self.n = n
+        self.stride = stride
+        self.left = n
+        self._offset = 0  # items already taken in this pass (slices), or in all (table)
+        if 1 < n <= _TABLE_MAX:
+            table, inverse = _table(n, stride)
+            self._table: tuple[int, ...] | None = table
+            # table[j] == start: (start * inverse) * stride == start (mod n)
+            self._lane = start * inverse % n
+        else:
+            self._table = None
+            self._lane = start  # the first index of the current pass (a slice with the stride)
+
+    def take(self, count: int) -> list[Any]:
+        left = self.left
+        if count > left:
+            count = left
+        if count <= 0:
+            return []
+        table = self._table
+        if table is not None:
+            at = self._lane + self._offset
+            self._offset += count
+            self.left = left - count
+            if count == 1:
+                return [self.seq[table[at]]]
+            return list(itemgetter(*table[at : at + count])(self.seq))
+        seq, n, stride = self.seq, self.n, self.stride
+        out: list[Any] = []
+        while count > 0:
+            begin = self._lane + self._offset * stride
+            part = seq[begin : begin + count * stride : stride]
+            got = len(part)
+            if not got:  # cannot happen with a coprime stride; never loop forever
+                break
+            out += part
+            count -= got
+            self.left -= got
+            self._offset += got
+            following = self._lane + self._offset * stride
+            if following >= n:  # this pass is over: the next starts where the stride wraps
+                self._lane = following % n
+                self._offset = 0
+        return out
+
+
+def scan_order(
+    seq: Sequence[Any], request: PlacementRequest, rng: random.Random | None
+) -> ScanOrder:
+    n = len(seq)
+    strides = _strides(n)
+    if rng is not None:  # one draw: its whole part picks the start, the rest the stride
+        x = rng.random() * n
+        whole = int(x)
+        stride = strides[int((x - whole) * len(strides))]
+        start = whole if whole < n else n - 1  # x rounds up to n once in 2**53 draws
+    else:
+        h = zlib.crc32(request.server_id.encode())
+        start, stride = h % n, strides[(h >> 16) % len(strides)]
+    order = ScanOrder.__new__(ScanOrder)  # start and stride are valid by construction
+    order._begin(seq, n, start, stride)
+    return order
+
+
+Step = tuple[str, Callable[[Any, FilterContext], tuple[list[Any], list[Any]]]]
+Steps = tuple[list[Step], list[Step], list[Step], list[Step]]
+_STEPS: dict[tuple[bool, bool, bool, bool], Steps] = {}
+
+
+def _steps(request: PlacementRequest) -> Steps:
+    """The filters that apply to the request as (name, bound method): for hosts, the
+    same without the screened ones, for zones, the same without the screened ones."""
+    # What each filter's applies() says, spelled out (a test keeps the two the same).
+    signature = (
+        bool(request.within) or (bool(request.avoid) and any(len(p) == 1 for p in request.avoid)),
+        bool(request.exclude),
+        request.group_policy is not None,
+        bool(request.constraints),
+    )
+    steps = _STEPS.get(signature)
+    if steps is None:
+        active = [f for f in FILTERS if f.applies(request)]
+        rest = [f for f in active if f.name not in SCREENED]
+        steps = (
+            [(f.name, f.hosts) for f in active],
+            [(f.name, f.hosts) for f in rest],
+            [(f.name, f.zones) for f in active],
+            [(f.name, f.zones) for f in rest],
+        )
+        _STEPS[signature] = steps
+    return steps
+
+
+class _Compiled:
+    """What plan() needs of a request beyond its candidates: the filter steps and the
+    screens, compiled for its shape."""
+
+    __slots__ = ("host_rest", "host_screen", "host_steps", "zone_rest", "zone_screen", "zone_steps")
+
+    def __init__(self, request: PlacementRequest) -> None:
+        self.host_steps, self.host_rest, self.zone_steps, self.zone_rest = _steps(request)
+        v, m, d, constraints = request.vcpus, request.ram_mb, request.disk_gb, request.constraints
+        self.host_screen = host_screen(v, m, d, constraints)
+        self.zone_screen = zone_screen(v, m, d, request.flavor, constraints)
+
+
+# The last request compiled: a descent asks every level about the same request object.
+_last: tuple[PlacementRequest | None, _Compiled | None] = (None, None)
+
+
+def _compiled(request: PlacementRequest) -> _Compiled:
+    global _last
+    last_request, compiled = _last
+    if last_request is not request or compiled is None:
+        compiled = _Compiled(request)
+        _last = (request, compiled)
+    return compiled
+
+
+def _chain(
+    candidates: list[Any], steps: list[Step], ctx: FilterContext, dropped: dict[str, list[Any]]
+) -> list[Any]:
+    """Run the filters in order, recording who drops what; return what passes."""
+    for name, step in steps:
+        candidates, out = step(candidates, ctx)
+        if out:
+            if name in dropped:
+                dropped[name] += out
+            else:
+                dropped[name] = out
+        if not candidates:
+            break
+    return candidates
+
+
+def plan(
+    request: PlacementRequest,
+    hosts: Sequence[HostCandidate],
+    zones: Sequence[ZoneCandidate],
+    *,
+    zone_name: str,
+    config: PlannerConfig = DEFAULT_CONFIG,
+    rng: random.Random | None = None,
+    explain: bool = False,
+    group_members: Mapping[str, int] | None = None,
+) -> Decision:
+    """Rank this zone's hosts and child zones for `request`, best first.
+
+    `explain` scans every candidate (no sampling) and records each one's fate.
+    `rng` randomises the scan order and breaks ties between equal scores (without
+    it, ties go to the smaller key). `group_members`, when given, counts the
+    request's group members per candidate key and replaces the candidates' own
+    `group_members` (so long-lived candidates can serve requests of many groups).
+    """
+    ctx = FilterContext(request, hosts, zones, group_members)
+    compiled = _compiled(request)
+    n_hosts, n_zones = len(hosts), len(zones)
+    offered = n_hosts + n_zones
+    want = offered if explain else config.sample_size
+    dropped: dict[str, list[Candidate]] = {}
+    pending: list[Callable[[dict[str, list[Candidate]]], object]] = []
+    passed_hosts: list[HostCandidate] = []
+    passed_zones: list[ZoneCandidate] = []
+    host_rooms = zone_rooms = None
+    if not n_zones:
+        passed_hosts, host_rooms, scanned = _scan(
+            hosts,
+            compiled.host_screen,
+            compiled.host_rest,
+            compiled.host_steps,
+            ctx,
+            dropped,
+            pending,
+            want,
+            rng,
+        )
+    elif not n_hosts:
+        passed_zones, zone_rooms, scanned = _scan(
+            zones,
+            compiled.zone_screen,
+            compiled.zone_rest,
+            compiled.zone_steps,
+            ctx,
+            dropped,
+            pending,
+            want,
+            rng,
+        )
+    else:
+        scanned = _scan_both(
+            hosts, zones, compiled, ctx, dropped, pending, want, rng, passed_hosts, passed_zones
+        )
+
+    ranked, kept, passed, weights = _rank(
+        passed_hosts, host_rooms, passed_zones, zone_rooms, ctx, config, rng, explain
+    )
+    decision = Decision(
+        ranked,
+        scanned,
+        zone_name,
+        offered,
+        request,
+        passed,
+        dropped,
+        zones,
+        None,
+        passed if explain else ranked,
+        weights if explain else kept,
+        pending,
+    )
+    if explain:
+        fate = {id(c): name for name, out in decision.dropped_candidates.items() for c in out}
+        decision.records = [(c, fate.get(id(c))) for c in (*hosts, *zones)]
+    return decision
+
+
+def _next_size(want: int, got: int, scanned: int, size: int) -> int:
+    """Enough for what is missing at the pass rate seen so far, a quarter more;
+    doubling while nothing passes, so a fruitless scan takes few chunks."""
+    return ((want - got) * scanned * 5) // (got * 4) + 2 if got else size * 2
+
+
+def _scan(
+    candidates: Sequence[Any],
+    screen: Callable[[Sequence[Any]], list[float]],
+    rest: list[Step],
+    steps: list[Step],
+    ctx: FilterContext,
+    dropped: dict[str, list[Candidate]],
+    pending: list[Callable[[dict[str, list[Candidate]]], object]],
+    want: int,
+    rng: random.Random | None,
+) -> tuple[list[Any], list[float] | None, int]:
+    """Candidates of one kind: (those that passed, their rooms as the screen read
+    them, or None when other filters ran after it, how many were scanned)."""
+    offered = len(candidates)
+    order: ScanOrder | None = None
+    if offered > want:
+        order = scan_order(candidates, ctx.request, rng)
+        chunk: Sequence[Any] = order.take(want)
+    elif type(candidates) is list or type(candidates) is tuple:
+        chunk = candidates
+    else:
+        chunk = list(candidates)
+    passed: list[Any] = []
+    rooms: list[float] | None = None if rest else []
+    scanned = 0
+    size = want
+    while chunk:
+        scanned += len(chunk)
+        got_rooms = screen(chunk)
+        if min(got_rooms) == NO_ROOM:  # the whole chain says which filter drops those, if asked
+            flags = [room != NO_ROOM for room in got_rooms]
+            pending.append(partial(_chain, list(compress(chunk, map(not_, flags))), steps, ctx))
+            chunk = list(compress(chunk, flags))
+            if rooms is not None:
+                got_rooms = list(compress(got_rooms, flags))
+        if rooms is not None:
+            passed += chunk
+            rooms += got_rooms
+        elif chunk:
+            passed += _chain(chunk, rest, ctx, dropped)  # type: ignore[arg-type]
+        got = len(passed)
+        if order is None or got >= want or scanned >= offered:
+            break
+        size = _next_size(want, got, scanned, size)
+        chunk = order.take(size)
+    return passed, rooms, scanned
+
+
+def _scan_both(
+    hosts: Sequence[HostCandidate],
+    zones: Sequence[ZoneCandidate],
+    compiled: _Compiled,
+    ctx: FilterContext,
+    dropped: dict[str, list[Candidate]],
+    pending: list[Callable[[dict[str, list[Candidate]]], object]],
+    want: int,
+    rng: random.Random | None,
+    passed_hosts: list[HostCandidate],
+    passed_zones: list[ZoneCandidate],
+) -> int:
+    """Hosts and child zones in one scan (they compete for the same sample);
+    return how many were scanned."""
+    seq: list[Candidate] = [*hosts, *zones]
+    offered = len(seq)
+    order = scan_order(seq, ctx.request, rng) if offered > want else None
+    scanned = 0
+    size = want
+    while scanned < offered:
+        chunk = order.take(size) if order is not None else seq
+        if not chunk:
+            break
+        scanned += len(chunk)
+        for kind, screen, rest, steps, passed in (
+            (
+                HostCandidate,
+                compiled.host_screen,
+                compiled.host_rest,
+                compiled.host_steps,
+                passed_hosts,
+            ),
+            (
+                ZoneCandidate,
+                compiled.zone_screen,
+                compiled.zone_rest,
+                compiled.zone_steps,
+                passed_zones,
+            ),
+        ):
+            part = [c for c in chunk if isinstance(c, kind)]
+            if not part:
+                continue
+            flags = [room != NO_ROOM for room in screen(part)]
+            if not all(flags):
+                pending.append(partial(_chain, list(compress(part, map(not_, flags))), steps, ctx))
+                part = list(compress(part, flags))
+            passed += _chain(part, rest, ctx, dropped) if rest else part  # type: ignore[operator]
+        got = len(passed_hosts) + len(passed_zones)
+        if got >= want:
+            break
+        size = _next_size(want, got, scanned, size)
+    return scanned
+
+
+def _rank(
+    hosts: list[HostCandidate],
+    host_rooms: list[float] | None,
+    zones: list[ZoneCandidate],
+    zone_rooms: list[float] | None,
+    ctx: FilterContext,
+    config: PlannerConfig,
+    rng: random.Random | None,
+    every: bool,
+) -> tuple[list[Candidate], list[float], list[Candidate], list[float]]:
+    """(the best `max_ranked` candidates, their scores, all the candidates that
+    passed, all their scores when `every`, else nothing). The rooms, when given,
+    are what the screen read of each candidate that passed (`filters.NO_ROOM`)."""
+    top = config.max_ranked
+    if hosts and not zones:
+        # Hosts alone have one weigher, monotonic in free RAM: rank by free RAM and
+        # score only the ranked (all of them with `every`).
+        free_ram = host_rooms if host_rooms is not None else [h.free_ram_mb for h in hosts]
+        base, k = host_scale(free_ram, config)
+        values: Sequence[float] = free_ram if k else [0.0] * len(free_ram)
+        head = _top(values, k >= 0, top, hosts, rng)
+        return (
+            [hosts[i] for i in head],
+            [(free_ram[i] - base) * k for i in head],
+            hosts,  # type: ignore[return-value]
+            [(v - base) * k for v in free_ram] if every else [],
+        )
+    candidates: list[Candidate]
+    if hosts and zones:
+        candidates = [*hosts, *zones]
+        weights = host_weights(hosts, config) + zone_weights(zones, ctx, config)
+    elif zones:
+        candidates = zones  # type: ignore[assignment]
+        weights = zone_weights(zones, ctx, config, zone_rooms)
+    else:
+        return [], [], [], []
+    head = _top(weights, True, top, candidates, rng)
+    return [candidates[i] for i in head], [weights[i] for i in head], candidates, weights
+
+
+def _top(
+    values: Sequence[float],
+    descending: bool,
+    top: int,
+    candidates: Sequence[Candidate],
+    rng: random.Random | None,
+) -> list[int]:
+    """Indices of the `top` best values (largest, or smallest). Equal values go by
+    candidate key, or at random with an rng."""
+    n = len(values)
+    get = values.__getitem__
+    if n > 256:  # nlargest/nsmallest are sorted()[:k], stable too
+        pick = heapq.nlargest if descending else heapq.nsmallest
+        order = pick(top + 1, range(n), key=get)
+    else:
+        order = sorted(range(n), key=get, reverse=descending)  # stable: ties keep scan order
+    head = order[:top]
+    kept = list(map(get, head))
+    if (len(order) > top and values[order[top]] == kept[-1]) or len(set(kept)) < len(kept):
+        # Ties: sort the whole run of candidates equal to the last one kept, and any
+        # before it, by key (or at random).
+        last = kept[-1]
+        if n > 256:
+            order = sorted(range(n), key=get, reverse=descending)
+        end = top
+        while end < n and values[order[end]] == last:
+            end += 1
+        head = order[:end]
+        sign = -1 if descending else 1
+        if rng is None:
+            head.sort(key=lambda i: (sign * values[i], candidates[i].key))
+        else:  # the key is called once per index, in order: one draw each
+            draw = rng.random
+            head.sort(key=lambda i: (sign * values[i], draw()))
+        head = head[:top]
+    return head

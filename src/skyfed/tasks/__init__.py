@@ -1,0 +1,1 @@
+"""Durable tasks: every mutating request is a task row before the API answers."""

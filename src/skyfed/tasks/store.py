@@ -1,0 +1,333 @@
+"""Task storage: enqueue, claim with a lease, finish, retry with backoff, sweep expired leases.
+
+Claiming is one UPDATE ... RETURNING over a subquery that picks, in arrival
+order, queued tasks with no earlier unfinished task on the same resource. On
+PostgreSQL the subquery locks what it picks with SKIP LOCKED, so competing
+workers take different tasks; on SQLite the statement takes the write lock at
+once, so claims are serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.db.base import utcnow
+from skyfed.db.engine import Database
+from skyfed.errors import Conflict, NotFound
+from skyfed.tasks.models import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    UNFINISHED,
+    Task,
+)
+
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Exponential with jitter: about base, 2 base, 4 base ... up to cap."""
+    return min(cap, base * 2 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
+
+
+class TaskStore:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        # Set when a task is queued by this process: its workers claim at once.
+        self.wakeup = asyncio.Event()
+        self._finished: dict[str, asyncio.Event] = {}
+
+    # -- producing -------------------------------------------------------------
+
+    def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        resource_type: str,
+        resource_id: str,
+        payload: dict[str, Any] | None = None,
+        project_id: str | None = None,
+        request_id: str = "",
+        max_attempts: int | None = None,
+    ) -> Task:
+        """Add a task to the caller's transaction; call `notify()` once it is committed."""
+        task = Task(
+            kind=kind,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            payload=payload or {},
+            project_id=project_id,
+            request_id=request_id,
+            max_attempts=max_attempts or self.max_attempts,
+            state=QUEUED,
+            run_after=utcnow(),
+        )
+        session.add(task)
+        return task
+
+    def notify(self) -> None:
+        self.wakeup.set()
+
+    # -- consuming -------------------------------------------------------------
+
+    async def claim(self, owner: str, limit: int, lease: float) -> list[Task]:
+        if limit <= 0:
+            return []
+        now = utcnow()
+        t = Task.__table__.alias("t")
+        p = Task.__table__.alias("p")
+        earlier_unfinished = exists(
+            select(literal(1))
+            .select_from(p)
+            .where(
+                p.c.resource_id == t.c.resource_id,
+                p.c.seq < t.c.seq,
+                p.c.state.in_(UNFINISHED),
+            )
+        )
+        pick = (
+            select(t.c.seq)
+            .where(t.c.state == QUEUED, t.c.run_after <= now, ~earlier_unfinished)
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        if not self.db.is_sqlite:
+            pick = pick.with_for_update(skip_locked=True, of=t)
+        stmt = (
+            update(Task)
+            .where(Task.seq.in_(pick))
+            .values(
+                state=RUNNING,
+                lease_owner=owner,
+                lease_expires=now + timedelta(seconds=lease),
+                attempts=Task.attempts + 1,
+                updated_at=now,
+            )
+            .returning(Task)
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.session() as session:
+            tasks = list((await session.scalars(stmt)).all())
+            await session.commit()
+        return sorted(tasks, key=lambda task: task.seq)
+
+    async def renew(self, owner: str, seqs: Sequence[int], lease: float) -> int:
+        if not seqs:
+            return 0
+        now = utcnow()
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(Task)
+                .where(Task.seq.in_(seqs), Task.state == RUNNING, Task.lease_owner == owner)
+                .values(lease_expires=now + timedelta(seconds=lease), updated_at=now)
+            )
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def succeed(self, task: Task, owner: str, result: dict[str, Any] | None) -> bool:
+        """Record success; False when the lease was lost (another worker took the task)."""
+        now = utcnow()
+        return await self._finish(
+            task,
+            owner,
+            state=SUCCEEDED,
+            result=result or {},
+            error="",
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires=None,
+        )
+
+    async def fail(self, task: Task, owner: str, error: str, *, retry: bool) -> str:
+        """Record a failure: queued again after a backoff, or failed for good. Returns the state."""
+        now = utcnow()
+        if retry and task.attempts < task.max_attempts:
+            delay = backoff(task.attempts, self.backoff_base, self.backoff_cap)
+            await self._finish(
+                task,
+                owner,
+                state=QUEUED,
+                error=error[:1024],
+                run_after=now + timedelta(seconds=delay),
+                updated_at=now,
+                lease_owner=None,
+                lease_expires=None,
+            )
+            return QUEUED
+        await self._finish(
+            task,
+            owner,
+            state=FAILED,
+            error=error[:1024],
+            finished_at=now,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires=None,
+        )
+        return FAILED
+
+    async def _finish(self, task: Task, owner: str, **values: Any) -> bool:
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(Task)
+                .where(Task.seq == task.seq, Task.state == RUNNING, Task.lease_owner == owner)
+                .values(**values)
+            )
+            await session.commit()
+        done = int(getattr(result, "rowcount", 0) or 0) == 1
+        if done and values.get("state") in FINISHED:
+            self._signal(task.id)
+        return done
+
+    async def sweep(self) -> tuple[int, list[Task]]:
+        """Queue again the tasks whose worker stopped renewing its lease (it died).
+
+        Returns how many were requeued, and the tasks that ran out of attempts (failed).
+        """
+        now = utcnow()
+        failed: list[Task] = []
+        async with self.db.session() as session:
+            expired = (
+                await session.scalars(
+                    select(Task).where(Task.state == RUNNING, Task.lease_expires < now)
+                )
+            ).all()
+            for task in expired:
+                task.lease_owner, task.lease_expires, task.updated_at = None, None, now
+                if task.attempts >= task.max_attempts:
+                    task.state, task.finished_at = FAILED, now
+                    task.error = (task.error + "; " if task.error else "") + "lease expired"
+                    failed.append(task)
+                else:
+                    task.state, task.run_after = QUEUED, now
+            await session.commit()
+        if expired:
+            self.notify()
+        for task in failed:
+            self._signal(task.id)
+        return len(expired) - len(failed), failed
+
+    # -- waiting for an outcome ----------------------------------------------------
+
+    def _signal(self, task_id: str) -> None:
+        event = self._finished.pop(task_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(
+        self, task_id: str, timeout: float, poll: float = 0.05, max_poll: float = 0.5
+    ) -> Task | None:
+        """The task once finished, or None after `timeout`.
+
+        A worker in this process wakes the waiter at once; one in another process is
+        noticed by reading the row, every `poll` seconds at first, backing off to
+        `max_poll` (many waiters must not flood the database with reads).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        event = self._finished.setdefault(task_id, asyncio.Event())
+        try:
+            while True:
+                task = await self.get(task_id)
+                if task.state in FINISHED:
+                    return task
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=min(poll, left))
+                poll = min(poll * 2, max_poll)
+        finally:
+            if not event.is_set():
+                self._finished.pop(task_id, None)
+
+    # -- reading and operator actions -------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        async with self.db.session() as session:
+            task = await session.scalar(select(Task).where(Task.id == task_id))
+        if task is None:
+            raise NotFound(f"task '{task_id}' not found")
+        return task
+
+    async def list(
+        self,
+        *,
+        project_id: str | None = None,
+        state: str | None = None,
+        resource_id: str | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Task]:
+        """Newest first; `before` is the `seq` to page from."""
+        query = select(Task).order_by(Task.seq.desc()).limit(limit)
+        if project_id is not None:
+            query = query.where(Task.project_id == project_id)
+        if state is not None:
+            query = query.where(Task.state == state)
+        if resource_id is not None:
+            query = query.where(Task.resource_id == resource_id)
+        if kind is not None:
+            query = query.where(Task.kind == kind)
+        if before is not None:
+            query = query.where(Task.seq < before)
+        async with self.db.session() as session:
+            return list((await session.scalars(query)).all())
+
+    async def retry(self, task_id: str) -> Task:
+        """Run a failed or cancelled task again, from a clean attempt count."""
+        now = utcnow()
+        async with self.db.session() as session:
+            task = await session.scalar(select(Task).where(Task.id == task_id))
+            if task is None:
+                raise NotFound(f"task '{task_id}' not found")
+            if task.state not in (FAILED, CANCELLED):
+                raise Conflict(
+                    f"task '{task_id}' is {task.state}; only failed or cancelled tasks retry"
+                )
+            task.state, task.attempts, task.run_after = QUEUED, 0, now
+            task.finished_at, task.updated_at = None, now
+            await session.commit()
+        self.notify()
+        return task
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task that has not started; a running task cannot be stopped halfway."""
+        now = utcnow()
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.state == QUEUED)
+                .values(state=CANCELLED, finished_at=now, updated_at=now)
+            )
+            await session.commit()
+            task = await session.scalar(select(Task).where(Task.id == task_id))
+        if task is None:
+            raise NotFound(f"task '{task_id}' not found")
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
+            raise Conflict(f"task '{task_id}' is {task.state}; only queued tasks can be cancelled")
+        self._signal(task_id)
+        return task

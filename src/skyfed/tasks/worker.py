@@ -1,0 +1,179 @@
+"""Workers: claim tasks, run their handlers concurrently, renew leases, sweep dead workers' tasks.
+
+Any number of workers, in any number of processes, share one zone's database.
+A handler must be idempotent: after a crash its task runs again from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skyfed.logs import request_id
+from skyfed.tasks.models import Task
+from skyfed.tasks.store import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class RetryLater(Exception):
+    """A transient failure: run the task again after a backoff."""
+
+
+class TaskFailed(Exception):
+    """A permanent failure: the task ends failed with this message."""
+
+
+Handler = Callable[[Task], Awaitable[dict[str, Any] | None]]
+GiveUp = Callable[[Task, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How to run one kind of task, and what to do when it fails for good."""
+
+    run: Handler
+    give_up: GiveUp | None = None
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        store: TaskStore,
+        kinds: Mapping[str, Kind],
+        *,
+        concurrency: int = 16,
+        lease: float = 30.0,
+        poll_interval: float = 0.5,
+        sweep_interval: float = 5.0,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.kinds = kinds
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.name = name or worker_name()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._slot_free = asyncio.Event()
+
+    async def run(self) -> None:
+        """Work until cancelled; in-flight tasks are cancelled with it (their leases lapse)."""
+        helpers = [
+            asyncio.create_task(self._renew_leases(), name="task-leases"),
+            asyncio.create_task(self._sweep(), name="task-sweeper"),
+        ]
+        try:
+            while True:
+                claimed = await self._claim()
+                if claimed and len(self._running) < self.concurrency:
+                    continue  # there may be more waiting
+                await self._idle()
+        finally:
+            for job in [*helpers, *self._running.values()]:
+                job.cancel()
+            for job in [*helpers, *self._running.values()]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
+
+    async def _claim(self) -> int:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        self.store.wakeup.clear()
+        try:
+            tasks = await self.store.claim(self.name, free, self.lease)
+        except Exception:  # the database may be down: try again after a pause
+            log.exception("claiming tasks failed")
+            await asyncio.sleep(self.poll_interval)
+            return 0
+        for task in tasks:
+            job = asyncio.create_task(self._execute(task), name=f"task-{task.kind}-{task.id}")
+            self._running[task.seq] = job
+            job.add_done_callback(lambda _, seq=task.seq: self._done(seq))
+        return len(tasks)
+
+    def _done(self, seq: int) -> None:
+        self._running.pop(seq, None)
+        self._slot_free.set()
+
+    async def _idle(self) -> None:
+        """Wait for a wake-up, a free slot or the poll interval, whichever comes first."""
+        waits = [asyncio.create_task(self._slot_free.wait())]
+        if len(self._running) < self.concurrency:
+            waits.append(asyncio.create_task(self.store.wakeup.wait()))
+        try:
+            await asyncio.wait(
+                waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self._slot_free.clear()
+
+    async def _execute(self, task: Task) -> None:
+        token = request_id.set(task.request_id or f"task-{task.id}")
+        try:
+            kind = self.kinds.get(task.kind)
+            if kind is None:
+                await self.store.fail(task, self.name, f"no handler for '{task.kind}'", retry=False)
+                return
+            try:
+                result = await kind.run(task)
+            except asyncio.CancelledError:
+                raise
+            except TaskFailed as exc:
+                await self._failed(task, kind, str(exc), retry=False)
+            except RetryLater as exc:
+                await self._failed(task, kind, str(exc), retry=True)
+            except Exception as exc:
+                log.exception("task %s (%s) raised", task.id, task.kind)
+                await self._failed(task, kind, f"{type(exc).__name__}: {exc}", retry=True)
+            else:
+                if not await self.store.succeed(task, self.name, result):
+                    log.warning("task %s finished after its lease was lost", task.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # recording the outcome failed: the lease will lapse and it reruns
+            log.exception("recording task %s failed", task.id)
+        finally:
+            request_id.reset(token)
+
+    async def _failed(self, task: Task, kind: Kind, error: str, *, retry: bool) -> None:
+        state = await self.store.fail(task, self.name, error, retry=retry)
+        if state == "failed" and kind.give_up is not None:
+            await kind.give_up(task, error)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.store.renew(self.name, list(self._running), self.lease)
+            except Exception:
+                log.exception("renewing leases failed")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                requeued, failed = await self.store.sweep()
+                if requeued:
+                    log.warning("requeued %d tasks whose worker stopped", requeued)
+                for task in failed:
+                    kind = self.kinds.get(task.kind)
+                    if kind is not None and kind.give_up is not None:
+                        await kind.give_up(task, task.error)
+            except Exception:
+                log.exception("sweeping leases failed")

@@ -1,0 +1,49 @@
+"""Zone tables: this zone's own identity and the child zones it routes to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from skyfed.db.base import Base, UTCDateTime, new_id, utcnow
+
+
+class ZoneIdentity(Base):
+    """One row: the id this zone keeps for life, so parents can tell zones apart."""
+
+    __tablename__ = "zone_identity"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChildZone(Base):
+    __tablename__ = "child_zones"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    api_url: Mapped[str] = mapped_column(String(2048))
+    username: Mapped[str] = mapped_column(String(64))
+    # The child's password, encrypted with the zone's vault key; never returned.
+    password_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    transport: Mapped[str] = mapped_column(String(16), default="http")
+    weight_offset: Mapped[float] = mapped_column(Float, default=0.0)
+    weight_scale: Mapped[float] = mapped_column(Float, default=1.0)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+    # What the last polls found.
+    remote_id: Mapped[str | None] = mapped_column(String(36), unique=True, nullable=True)
+    remote_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(512), default="")
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

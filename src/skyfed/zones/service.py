@@ -1,0 +1,162 @@
+"""Child zone registry: add (after logging in to the child), read, update, delete."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.db.base import utcnow
+from skyfed.errors import BadRequest, Conflict, NotFound
+from skyfed.identity.vault import Vault, VaultError
+from skyfed.zones.links import ChildLinks, ZoneReport, probe_child
+from skyfed.zones.models import ChildZone
+from skyfed.zones.schemas import ZoneCreate, ZoneUpdate
+from skyfed.zones.view import ZoneView, snapshot_of
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneContext:
+    """What the registry needs from the running zone."""
+
+    zone_id: str
+    vault: Vault
+    links: ChildLinks
+    view: ZoneView
+    probe_timeout: float
+    allowed_hosts: tuple[str, ...]
+
+
+class ZoneService:
+    def __init__(self, session: AsyncSession, ctx: ZoneContext) -> None:
+        self.session = session
+        self.ctx = ctx
+
+    async def find(self, ref: str) -> ChildZone:
+        child = await self.session.scalar(
+            select(ChildZone).where(or_(ChildZone.id == ref, ChildZone.name == ref))
+        )
+        if child is None:
+            raise NotFound(f"zone '{ref}' not found")
+        return child
+
+    async def list(self) -> list[ChildZone]:
+        return list((await self.session.scalars(select(ChildZone).order_by(ChildZone.name))).all())
+
+    async def add(self, body: ZoneCreate) -> ChildZone:
+        await self._check_name_free(body.name)
+        self._check_url(body.api_url)
+        await self.session.rollback()  # hold no database connection across the probe
+        report = await probe_child(
+            body.name, body.api_url, body.username, body.password, self.ctx.probe_timeout
+        )
+        await self._check_identity(report, body.api_url)
+        now = utcnow()
+        child = ChildZone(
+            name=body.name,
+            api_url=body.api_url,
+            username=body.username,
+            password_secret=self.ctx.vault.encrypt(body.password),
+            transport=body.transport,
+            weight_offset=body.weight_offset,
+            weight_scale=body.weight_scale,
+            labels=body.labels,
+            remote_id=report.id,
+            remote_name=report.name,
+            state="active",
+            failures=0,
+            last_seen=now,
+            last_error="",
+            capabilities=report.capabilities,
+            summary=report.summary.to_dict(),
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(child)
+        await self._commit(body.name)
+        self.ctx.links.rows[child.id] = child
+        self.ctx.view.put_child(snapshot_of(child))
+        return child
+
+    async def update(self, ref: str, body: ZoneUpdate) -> ChildZone:
+        child = await self.find(ref)
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "name" in changes and changes["name"] != child.name:
+            await self._check_name_free(changes["name"])
+        if {"api_url", "username", "password"} & changes.keys():
+            api_url = changes.get("api_url", child.api_url)
+            username = changes.get("username", child.username)
+            password = changes.get("password") or self._stored_password(child)
+            self._check_url(api_url)
+            name, child_id, remote_id = changes.get("name", child.name), child.id, child.remote_id
+            await self.session.rollback()  # hold no database connection across the probe
+            report = await probe_child(name, api_url, username, password, self.ctx.probe_timeout)
+            child = await self.find(child_id)
+            if report.id != remote_id:
+                await self._check_identity(report, api_url)
+            child.api_url, child.username = api_url, username
+            child.password_secret = self.ctx.vault.encrypt(password)
+            child.remote_id, child.remote_name = report.id, report.name
+            child.capabilities, child.summary = report.capabilities, report.summary.to_dict()
+            child.state, child.failures, child.last_error = "active", 0, ""
+            child.last_seen = utcnow()
+        for key in ("name", "weight_offset", "weight_scale", "labels"):
+            if key in changes:
+                setattr(child, key, changes[key])
+        child.updated_at = utcnow()
+        await self._commit(child.name)
+        self.ctx.links.rows[child.id] = child
+        self.ctx.view.put_child(snapshot_of(child))
+        return child
+
+    async def delete(self, ref: str) -> None:
+        child = await self.find(ref)
+        await self.session.delete(child)
+        await self.session.commit()
+        self.ctx.view.drop_child(child.id)
+        await self.ctx.links.drop(child.id)
+
+    def _stored_password(self, child: ChildZone) -> str:
+        try:
+            return self.ctx.vault.decrypt(child.password_secret)
+        except VaultError as exc:
+            raise Conflict(
+                f"the stored credentials of '{child.name}' cannot be decrypted with this "
+                "zone's key (was secret_key changed?); give the password again",
+                code="credentials_unreadable",
+            ) from exc
+
+    # -- checks ------------------------------------------------------------------
+
+    async def _check_name_free(self, name: str) -> None:
+        taken = await self.session.scalar(select(ChildZone.id).where(ChildZone.name == name))
+        if taken is not None:
+            raise Conflict(f"a child zone named '{name}' already exists")
+
+    def _check_url(self, api_url: str) -> None:
+        host = (urlsplit(api_url).hostname or "").lower()
+        if not any(fnmatch.fnmatchcase(host, p.lower()) for p in self.ctx.allowed_hosts):
+            raise BadRequest(
+                f"child URLs may not point at '{host}' (allowed_child_hosts)",
+                code="child_url_not_allowed",
+            )
+
+    async def _check_identity(self, report: ZoneReport, api_url: str) -> None:
+        if report.id == self.ctx.zone_id:
+            raise BadRequest(f"{api_url} is this zone itself", code="child_is_self")
+        other = await self.session.scalar(
+            select(ChildZone.name).where(ChildZone.remote_id == report.id)
+        )
+        if other is not None:
+            raise Conflict(f"the zone at {api_url} is already registered here as '{other}'")
+
+    async def _commit(self, name: str) -> None:
+        try:
+            await self.session.commit()
+        except IntegrityError as exc:
+            await self.session.rollback()
+            raise Conflict(f"a child zone named '{name}' or with that identity exists") from exc

@@ -1,0 +1,286 @@
+"""Servers at one zone (SQLite and PostgreSQL): lifecycle, placement on hosts, tasks, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from skyfed.client import SkyfedClient, SkyfedError
+from tests.conftest import AGENT_PASSWORD, InProcessZone
+from tests.fakes import ScriptedAgent
+
+HOST = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200}
+
+
+@pytest.fixture
+async def agent(zone: InProcessZone) -> Any:
+    async with zone.client("agent", AGENT_PASSWORD) as client:
+        scripted = ScriptedAgent(client, "agent-1")
+        await scripted.beat({"h1": HOST, "h2": HOST}, arch="x86_64")
+        yield scripted
+
+
+async def wait_for(check: Any, what: str, timeout: float = 20.0) -> Any:
+    """Poll `check()` until it returns something truthy (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+async def create(client: SkyfedClient, **body: Any) -> dict[str, Any]:
+    body.setdefault("name", "web")
+    body.setdefault("flavor", "m1.small")
+    return await client.request("POST", "/v1/servers", json=body)
+
+
+async def server(client: SkyfedClient, server_id: str) -> dict[str, Any]:
+    return await client.request("GET", f"/v1/servers/{server_id}")
+
+
+async def booted(client: SkyfedClient, agent: ScriptedAgent, server_id: str) -> dict[str, Any]:
+    """Answer the agent's commands until the server is ACTIVE."""
+
+    async def active() -> dict[str, Any] | None:
+        await agent.answer_all()
+        found = await server(client, server_id)
+        return found if found["status"] == "ACTIVE" else None
+
+    return await wait_for(active, f"server {server_id} ACTIVE")
+
+
+async def test_flavors(zone: InProcessZone, admin: SkyfedClient) -> None:
+    flavors = (await admin.request("GET", "/v1/flavors"))["flavors"]
+    assert {f["name"] for f in flavors} >= {"m1.tiny", "m1.small", "m1.xlarge"}
+    made = await admin.request(
+        "POST", "/v1/flavors", json={"name": "gpu.big", "vcpus": 16, "ram_mb": 65536}
+    )
+    assert made["disk_gb"] == 0
+    with pytest.raises(SkyfedError) as exc:
+        await admin.request(
+            "POST", "/v1/flavors", json={"name": "gpu.big", "vcpus": 1, "ram_mb": 1}
+        )
+    assert exc.value.status == 409
+
+
+async def test_create_and_boot(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    created = await create(admin)
+    [brief] = created["servers"]
+    assert brief["status"] == "BUILDING"
+    up = await booted(admin, agent, brief["id"])
+    assert up["location"]["host"] in ("h1", "h2")
+    assert up["launched_at"] is not None
+    assert [c["action"] for c in agent.seen] == ["boot"]
+    assert agent.seen[0]["server"]["ram_mb"] == 2048
+
+
+async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    [brief] = (await create(admin))["servers"]
+    sid = brief["id"]
+    with pytest.raises(SkyfedError) as building:
+        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
+    assert building.value.status == 409
+    assert "BUILDING" in building.value.message
+    await booted(admin, agent, sid)
+
+    with pytest.raises(SkyfedError) as start_active:
+        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "start"})
+    assert start_active.value.status == 409 and "ACTIVE" in start_active.value.message
+
+    stopping = await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "stop"})
+    assert (stopping["status"], stopping["task_state"]) == ("ACTIVE", "stopping")
+    with pytest.raises(SkyfedError) as busy:
+        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
+    assert busy.value.status == 409 and "stopping" in busy.value.message
+
+    async def stopped() -> bool:
+        await agent.answer_all()
+        return (await server(admin, sid))["status"] == "STOPPED"
+
+    await wait_for(stopped, "STOPPED")
+    rebooting = await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
+    assert rebooting["status"] == "REBOOTING"
+    await booted(admin, agent, sid)
+    assert [c["action"] for c in agent.seen] == ["boot", "stop", "reboot"]
+
+
+async def test_delete_releases_the_host(
+    zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    [brief] = (await create(admin, flavor="m1.large"))["servers"]
+    up = await booted(admin, agent, brief["id"])
+    host = up["location"]["host"]
+    free = (await admin.get_host(host))["free"]
+    assert free["vcpus"] == HOST["vcpus"] - 4
+    deleting = await admin.request("DELETE", f"/v1/servers/{brief['id']}")
+    assert deleting["status"] == "DELETING"
+    with pytest.raises(SkyfedError) as again:
+        await admin.request("DELETE", f"/v1/servers/{brief['id']}")
+    assert again.value.status == 409
+
+    async def gone() -> bool:
+        await agent.answer_all()
+        try:
+            await server(admin, brief["id"])
+        except SkyfedError as exc:
+            return exc.status == 404
+        return False
+
+    await wait_for(gone, "server deleted")
+    assert (await admin.get_host(host))["free"]["vcpus"] == HOST["vcpus"]
+    assert agent.seen[-1]["action"] == "delete"
+
+
+async def test_a_burst_never_overcommits_a_host(
+    zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    """16 vcpus in all, 30 requests of 1 vcpu each at once: 16 fit, 14 end in ERROR."""
+    answers = await asyncio.gather(
+        *(create(admin, name=f"b{i}", flavor=None, vcpus=1, ram_mb=512) for i in range(30))
+    )
+    ids = [a["servers"][0]["id"] for a in answers]
+
+    async def settled() -> list[dict[str, Any]] | None:
+        await agent.answer_all()
+        servers = [await server(admin, i) for i in ids]
+        return servers if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) else None
+
+    servers = await wait_for(settled, "all settled", timeout=60)
+    active = [s for s in servers if s["status"] == "ACTIVE"]
+    assert len(active) == 16
+    for host in ("h1", "h2"):
+        assert sum(1 for s in active if s["location"]["host"] == host) == 8
+        assert (await admin.get_host(host))["free"]["vcpus"] == 0
+    errors = [s for s in servers if s["status"] == "ERROR"]
+    assert errors and all("vcpus" in s["fault"] for s in errors), sorted(
+        {s["fault"] for s in errors}
+    )
+
+
+async def test_anti_affinity_spreads_a_group(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    group = {"name": "db", "policy": "anti-affinity"}
+    answers = await asyncio.gather(*(create(admin, name=f"db{i}", group=group) for i in range(3)))
+    ids = [a["servers"][0]["id"] for a in answers]
+
+    async def settled() -> list[dict[str, Any]] | None:
+        await agent.answer_all()
+        servers = [await server(admin, i) for i in ids]
+        return servers if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) else None
+
+    servers = await wait_for(settled, "group settled")
+    hosts = sorted(s["location"]["host"] for s in servers if s["status"] == "ACTIVE")
+    assert hosts == ["h1", "h2"]  # two hosts: the third member has nowhere to go
+    [error] = [s for s in servers if s["status"] == "ERROR"]
+    assert "group" in error["fault"] or "anti" in error["fault"], error["fault"]
+
+
+async def test_count_creates_a_reservation(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    created = await create(admin, name="batch", count=3)
+    names = [s["name"] for s in created["servers"]]
+    assert names == ["batch-1", "batch-2", "batch-3"]
+    for brief in created["servers"]:
+        up = await booted(admin, agent, brief["id"])
+        assert up["reservation_id"] == created["reservation_id"]
+
+
+async def test_projects_see_only_their_servers(
+    zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    for project, user in (("acme", "alice"), ("other", "bob")):
+        await admin.create_project(project)
+        await admin.create_user(user, f"{user}-password", project, ["member"])
+    async with (
+        zone.client("alice", "alice-password") as alice,
+        zone.client("bob", "bob-password") as bob,
+    ):
+        [mine] = (await create(alice, name="mine"))["servers"]
+        with pytest.raises(SkyfedError) as exc:
+            await server(bob, mine["id"])
+        assert exc.value.status == 404
+        with pytest.raises(SkyfedError) as exc:
+            await bob.request("DELETE", f"/v1/servers/{mine['id']}")
+        assert exc.value.status == 404
+        assert (await bob.request("GET", "/v1/servers"))["servers"] == []
+        listed = (await alice.request("GET", "/v1/servers"))["servers"]
+        assert [s["id"] for s in listed] == [mine["id"]]
+        assert listed[0]["location"]["host"] is None  # members do not see hosts
+        everything = (await admin.request("GET", "/v1/servers"))["servers"]
+        assert [s["id"] for s in everything] == [mine["id"]]
+
+
+async def test_paging_returns_every_server_once(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    created = await create(admin, name="p", count=23, flavor="m1.tiny")
+    ids = {s["id"] for s in created["servers"]}
+    seen: list[str] = []
+    marker = None
+    for _ in range(10):
+        params: dict[str, Any] = {"limit": 5}
+        if marker:
+            params["marker"] = marker
+        page = await admin.request("GET", "/v1/servers", params=params)
+        seen += [s["id"] for s in page["servers"]]
+        marker = page["next_marker"]
+        if marker is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 23
+    with pytest.raises(SkyfedError) as bad:
+        await admin.request("GET", "/v1/servers", params={"marker": "not-a-marker"})
+    assert bad.value.status == 400
+
+
+async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    [brief] = (await create(admin))["servers"]
+    await booted(admin, agent, brief["id"])
+    tasks = (await admin.request("GET", "/v1/tasks", params={"resource_id": brief["id"]}))["tasks"]
+    assert [t["kind"] for t in tasks] == ["place"]
+    assert tasks[0]["state"] == "succeeded"
+    one = await admin.request("GET", f"/v1/tasks/{tasks[0]['id']}")
+    assert one["result"]["placement"] == "placed"
+    with pytest.raises(SkyfedError) as exc:
+        await admin.request("POST", f"/v1/tasks/{tasks[0]['id']}/cancel")
+    assert exc.value.status == 409
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"flavor": "m9.huge"}, 400, "unknown_flavor"),
+        ({"constraints": {"arch": "sparc"}}, 400, "impossible_request"),
+        ({"flavor": None, "vcpus": 4096, "ram_mb": 1}, 400, "impossible_request"),
+        ({"constraints": {"ram_mb": ">= lots"}}, 422, "validation_error"),
+        ({"constraints": {"bad key!": "x"}}, 422, "validation_error"),
+        ({"vcpus": 2, "ram_mb": 1024}, 422, "validation_error"),  # and a flavor
+        ({"flavor": None}, 422, "validation_error"),
+        ({"count": 0}, 422, "validation_error"),
+        ({"within": "nowhere"}, 400, "unknown_zone"),
+        ({"group": {"name": "g", "policy": "sometimes"}}, 422, "validation_error"),
+        ({"id": "6f1d3f0a-9a8e-4a59-9d55-111111111111"}, 403, "forbidden"),
+        ({"wait": 5}, 403, "forbidden"),
+        ({"name": "bad name"}, 422, "validation_error"),
+    ],
+)
+async def test_bad_requests_change_nothing(
+    admin: SkyfedClient, agent: ScriptedAgent, body: dict[str, Any], status: int, code: str
+) -> None:
+    with pytest.raises(SkyfedError) as exc:
+        await create(admin, **body)
+    assert (exc.value.status, exc.value.code) == (status, code), exc.value.message
+    assert (await admin.request("GET", "/v1/servers"))["servers"] == []
+    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+
+
+async def test_unknown_server_is_404(admin: SkyfedClient) -> None:
+    for method, path, body in (
+        ("GET", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111", None),
+        ("DELETE", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111", None),
+        ("POST", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111/action", {"action": "stop"}),
+    ):
+        with pytest.raises(SkyfedError) as exc:
+            await admin.request(method, path, json=body)
+        assert exc.value.status == 404

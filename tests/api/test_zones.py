@@ -1,0 +1,171 @@
+"""The zones API against a real child on a loopback socket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.federation.process import free_port
+from tests.conftest import SERVICE_PASSWORD, InProcessZone, ServedZone
+
+
+async def _add(
+    admin: SkyfedClient, child: ServedZone, name: str = "child", **kw: Any
+) -> dict[str, Any]:
+    return await admin.add_zone(name, child.url, "svc", SERVICE_PASSWORD, **kw)
+
+
+async def test_add_list_show_update_delete(
+    zone: InProcessZone, admin, child_zone: ServedZone
+) -> None:
+    async with child_zone.client() as child_admin:
+        await child_admin.heartbeat(
+            "h1",
+            capabilities={"arch": "arm64"},
+            resources={"vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
+        )
+    added = await _add(admin, child_zone, labels={"tier": "gold"}, weight_offset=1.5)
+    assert added["state"] == "active"
+    assert added["labels"] == {"tier": "gold"}
+    assert SERVICE_PASSWORD not in str(added) and "password" not in added
+
+    listed = await admin.list_zones()
+    assert [z["name"] for z in listed] == ["child"]
+    by_name = await admin.get_zone("child")
+    assert by_name["id"] == added["id"]
+
+    detail = await admin.zone_detail(added["id"])
+    assert detail["remote_name"] == "child"
+    assert detail["summary"]["hosts"] == 1
+    assert detail["summary"]["strings"]["arch"] == {"arm64": 1}
+    assert detail["last_seen"] is not None
+    assert SERVICE_PASSWORD not in str(detail) and "password_secret" not in detail
+
+    me = await admin.zone()
+    assert me["summary"]["hosts"] == 1
+    assert me["summary"]["zones"] == 2
+    assert me["children"] == [{"id": added["id"], "name": "child", "state": "active", "hosts": 1}]
+
+    updated = await admin.update_zone("child", name="renamed", weight_scale=2.0, labels={})
+    assert (updated["name"], updated["weight_scale"], updated["labels"]) == ("renamed", 2.0, {})
+
+    await admin.delete_zone("renamed")
+    assert await admin.list_zones() == []
+    assert (await admin.zone())["summary"]["hosts"] == 0
+    with pytest.raises(SkyfedError) as exc:
+        await admin.get_zone("renamed")
+    assert exc.value.status == 404
+
+
+async def test_wrong_credentials_say_so_and_store_nothing(admin, child_zone: ServedZone) -> None:
+    with pytest.raises(SkyfedError) as exc:
+        await admin.add_zone("child", child_zone.url, "svc", "wrong-password")
+    assert exc.value.status == 400
+    assert exc.value.code == "child_auth_failed"
+    assert "credentials" in exc.value.message
+    assert await admin.list_zones() == []
+
+
+async def test_unreachable_child_says_so_and_stores_nothing(admin) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SkyfedError) as exc:
+        await admin.add_zone("ghost", url, "svc", SERVICE_PASSWORD)
+    assert exc.value.status == 400
+    assert exc.value.code == "child_unreachable"
+    assert url in exc.value.message
+    assert await admin.list_zones() == []
+
+
+async def test_child_account_without_service_role_is_refused(admin, child_zone: ServedZone) -> None:
+    from tests.conftest import ADMIN_PASSWORD
+
+    with pytest.raises(SkyfedError) as exc:
+        await admin.add_zone("child", child_zone.url, "admin", ADMIN_PASSWORD)
+    assert exc.value.code == "child_not_service"
+    assert await admin.list_zones() == []
+
+
+async def test_duplicates_conflict(admin, child_zone: ServedZone) -> None:
+    await _add(admin, child_zone)
+    with pytest.raises(SkyfedError) as same_name:
+        await _add(admin, child_zone)
+    assert same_name.value.status == 409
+    with pytest.raises(SkyfedError) as same_zone:
+        await _add(admin, child_zone, name="again")
+    assert same_zone.value.status == 409
+    assert "already registered" in same_zone.value.message
+    assert [z["name"] for z in await admin.list_zones()] == ["child"]
+
+
+async def test_a_zone_cannot_be_its_own_child(tmp_path) -> None:
+    from tests.conftest import zone_settings
+
+    settings = zone_settings(tmp_path, None, port=free_port())
+    async with ServedZone(settings) as zone, zone.client() as admin:
+        with pytest.raises(SkyfedError) as exc:
+            await admin.add_zone("me", zone.url, "svc", SERVICE_PASSWORD)
+    assert exc.value.code == "child_is_self"
+
+
+async def test_url_outside_allowed_hosts_is_refused_without_connecting(admin) -> None:
+    with pytest.raises(SkyfedError) as exc:
+        await admin.add_zone("far", "http://example.invalid:8700", "svc", SERVICE_PASSWORD)
+    assert exc.value.code == "child_url_not_allowed"
+
+
+async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, child_zone) -> None:
+    await _add(admin, child_zone)
+    before = await admin.list_zones()
+    headers = {"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"}
+    good = {"name": "ok", "api_url": "http://127.0.0.1:1", "username": "a", "password": "b"}
+    bodies = [
+        [],
+        {"name": "x"},
+        {**good, "name": 5},
+        {**good, "name": "x" * 65},
+        {**good, "name": "bad name!"},
+        {**good, "api_url": "ftp://127.0.0.1:1"},
+        {**good, "api_url": "not a url"},
+        {**good, "weight_scale": -1},
+        {**good, "weight_offset": "high"},
+        {**good, "labels": {"bad key!": "v"}},
+        {**good, "extra": 1},
+        {**good, "password": ""},
+    ]
+    cases = [("POST", "/v1/zones", json.dumps(b).encode()) for b in bodies] + [
+        ("POST", "/v1/zones", b"{not json"),
+        ("PUT", "/v1/zones/child", b'{"weight_offset": "high"}'),
+        ("PUT", "/v1/zones/child", b'{"labels": {"bad key!": "v"}}'),
+        ("PUT", "/v1/zones/child", b'{"name": "child", "extra": true}'),
+        ("PUT", "/v1/zones/nope", b'{"weight_offset": 1}'),
+        ("DELETE", "/v1/zones/nope", b""),
+        ("GET", "/v1/zones/%00", b""),
+        ("GET", "/v1/zones/" + "y" * 300, b""),
+    ]
+    async with zone.raw() as http:
+        for method, path, body in cases:
+            response = await http.request(method, path, content=body, headers=headers)
+            assert 400 <= response.status_code < 500, (method, path, body, response.text)
+            error = response.json()["error"]
+            assert error["code"] and error["message"], response.text
+        malformed = await http.post("/v1/zones", content=b"{not json", headers=headers)
+        assert malformed.status_code == 400
+        assert malformed.json()["error"]["code"] == "malformed_json"
+    assert await admin.list_zones() == before
+
+
+async def test_child_password_is_encrypted_at_rest(zone: InProcessZone, admin, child_zone) -> None:
+    from sqlalchemy import text
+
+    await _add(admin, child_zone)
+    async with zone.runtime.db.session() as session:
+        rows = (await session.execute(text("SELECT * FROM child_zones"))).all()
+    assert len(rows) == 1
+    dumped = repr(rows).encode() + b"".join(v for v in rows[0] if isinstance(v, bytes | memoryview))
+    assert SERVICE_PASSWORD.encode() not in dumped
+    # ... and it is still usable: the poller logs in with it.
+    result = await zone.runtime.poller.cycle()
+    assert (result.polled, result.ok) == (1, 1)

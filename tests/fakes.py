@@ -1,0 +1,55 @@
+"""Test doubles that speak skyfed's real protocols over the real API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyfed.client import SkyfedClient
+
+
+class ScriptedAgent:
+    """An agent that answers its zone's commands as the test says (no real hosts)."""
+
+    def __init__(self, client: SkyfedClient, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.seen: list[dict[str, Any]] = []
+
+    async def beat(self, hosts: dict[str, dict[str, int]], **capabilities: Any) -> None:
+        await self.client.heartbeat_batch(
+            [
+                {
+                    "name": host,
+                    "resources": resources,
+                    "capabilities": dict(capabilities),
+                    "agent": self.name,
+                }
+                for host, resources in hosts.items()
+            ]
+        )
+
+    async def commands(self, wait: float = 0.0) -> list[dict[str, Any]]:
+        answer = await self.client.request(
+            "GET", f"/v1/agents/{self.name}/commands", params={"wait": wait}
+        )
+        return list(answer["commands"])
+
+    async def answer(self, command: dict[str, Any], ok: bool = True, **fields: Any) -> None:
+        status = {
+            "boot": "ACTIVE",
+            "reboot": "ACTIVE",
+            "start": "ACTIVE",
+            "stop": "STOPPED",
+            "delete": "DELETED",
+        }[command["action"]]
+        body = {"ok": ok, "status": status if ok else "ERROR", **fields}
+        await self.client.request(
+            "POST", f"/v1/agents/{self.name}/commands/{command['id']}/result", json=body
+        )
+        self.seen.append(command)
+
+    async def answer_all(self, wait: float = 0.0, ok: bool = True) -> list[dict[str, Any]]:
+        found = await self.commands(wait)
+        for command in found:
+            await self.answer(command, ok)
+        return found

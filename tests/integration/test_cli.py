@@ -1,0 +1,120 @@
+"""The `skyfed` CLI against real zone processes, as an operator would use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from skyfed.federation.launcher import SERVICE_USER, Federation
+from tests.integration.conftest import hosts
+
+pytestmark = pytest.mark.integration
+
+
+def cli(
+    fed: Federation, zone: str, *args: str, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "SKYFED_URL": fed.zones[zone].url,
+        "SKYFED_USERNAME": "admin",
+        "SKYFED_PASSWORD": fed.admin_password,
+        "COLUMNS": "200",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "skyfed", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    if ok:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def cli_json(fed: Federation, zone: str, *args: str) -> Any:
+    return json.loads(cli(fed, zone, *args, "--json").stdout)
+
+
+async def test_zone_and_host_commands(federation) -> None:
+    zones = [{"name": "parent"}, {"name": "child", "hosts": [hosts(12, "h")]}]
+    async with federation(zones) as fed:
+        child_url = fed.zones["child"].url
+        token = cli(fed, "parent", "login").stdout.strip()
+        assert len(token) > 30
+
+        added = cli_json(
+            fed,
+            "parent",
+            "zone",
+            "add",
+            "child",
+            "--api-url",
+            child_url,
+            "--child-username",
+            SERVICE_USER,
+            "--child-password",
+            fed.service_password,
+            "--label",
+            "tier=gold",
+            "--weight-offset",
+            "2",
+        )
+        assert (added["name"], added["state"], added["labels"]) == (
+            "child",
+            "active",
+            {"tier": "gold"},
+        )
+
+        refused = cli(
+            fed,
+            "parent",
+            "zone",
+            "add",
+            "again",
+            "--api-url",
+            child_url,
+            "--child-username",
+            SERVICE_USER,
+            "--child-password",
+            "wrong",
+            ok=False,
+        )
+        assert refused.returncode == 1
+        assert "child_auth_failed" in refused.stderr
+
+        assert [z["name"] for z in cli_json(fed, "parent", "zone", "list")] == ["child"]
+        table = cli(fed, "parent", "zone", "list").stdout
+        assert "child" in table and "active" in table
+        detail = cli_json(fed, "parent", "zone", "show", "child")
+        assert detail["summary"]["hosts"] == 12
+        updated = cli_json(fed, "parent", "zone", "update", "child", "--weight-scale", "3")
+        assert updated["weight_scale"] == 3.0
+
+        listed = cli_json(fed, "child", "host", "list")
+        assert len(listed) == 12
+        name = listed[0]["name"]
+        disabled = cli_json(fed, "child", "host", "disable", name, "--reason", "bad DIMM")
+        assert (disabled["disabled"], disabled["disabled_reason"]) == (True, "bad DIMM")
+        assert cli_json(fed, "child", "host", "enable", name)["disabled"] is False
+
+        missing = cli(fed, "child", "host", "disable", "no-such-host", ok=False)
+        assert missing.returncode == 1 and "not_found" in missing.stderr
+
+        cli(fed, "parent", "zone", "delete", "child")
+        assert cli_json(fed, "parent", "zone", "list") == []
+
+
+def test_cli_without_credentials_says_what_is_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYFED_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "skyfed", "zone", "list", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "--username" in result.stderr

@@ -1,0 +1,158 @@
+"""Faults: a worker killed mid-task, and servers that are real local processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from skyfed.federation.process import ManagedProcess
+from tests.conftest import _asyncpg_dsn
+from tests.integration.conftest import hosts
+from tests.integration.test_servers_tree import settle
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(
+    federation, postgres_databases, tmp_path: Path
+) -> None:
+    """API without workers, two `skyfed worker` processes; one is SIGKILLed while it
+    waits on the host for reboots. Its tasks finish elsewhere, each reboot once."""
+    database = await postgres_databases()
+    zone = {
+        "name": "solo",
+        "hosts": [hosts(4, "h")],
+        "agent": {"boot_delay": 2.0, "jitter": 0.0},
+        "settings": {
+            "database_url": database,
+            "workers": 0,
+            "task_lease": 2.0,
+            "task_sweep_interval": 0.3,
+        },
+    }
+    async with federation([zone]) as fed:
+        config = fed.zones["solo"].config
+        workers = [
+            ManagedProcess(
+                f"worker-{i}",
+                [sys.executable, "-m", "skyfed", "worker", "--config", str(config)],
+                tmp_path / f"worker-{i}.log",
+            )
+            for i in range(2)
+        ]
+        for worker in workers:
+            worker.start()
+        worker_log = fed.state_dir / "solo" / "zone.worker.log"
+
+        async def both_ready() -> bool:  # each has read the hosts and is claiming tasks
+            return worker_log.exists() and worker_log.read_text().count("zone ready") == 2
+
+        await wait_until(both_ready, 30, "both workers up")
+        try:
+            async with fed.admin_client("solo") as admin:
+                created = await admin.request(
+                    "POST", "/v1/servers", json={"name": "r", "flavor": "m1.tiny", "count": 6}
+                )
+                ids = [s["id"] for s in created["servers"]]
+                assert [s["status"] for s in await settle(admin, ids)] == ["ACTIVE"] * 6
+                for server_id in ids:
+                    await admin.request(
+                        "POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"}
+                    )
+                conn = await asyncpg.connect(_asyncpg_dsn(database))
+                try:
+
+                    async def owners() -> list[str]:
+                        rows = await conn.fetch(
+                            "SELECT lease_owner FROM tasks WHERE kind = 'action' "
+                            "AND state = 'running'"
+                        )
+                        return [r["lease_owner"] for r in rows]
+
+                    running = await wait_until(owners, 20, "reboots claimed")
+                    victim = next(w for w in workers if f":{w.pid}:" in running[0])
+                    victim.kill()  # SIGKILL, while its tasks wait for the host
+                    servers = await settle(admin, ids, timeout=60)
+                    assert [s["status"] for s in servers] == ["ACTIVE"] * 6
+
+                    async def all_done() -> bool:
+                        states = await conn.fetch("SELECT state FROM tasks WHERE kind = 'action'")
+                        return {r["state"] for r in states} == {"succeeded"}
+
+                    await wait_until(all_done, 60, "every reboot task done")
+                    attempts = await conn.fetch("SELECT attempts FROM tasks WHERE kind = 'action'")
+                    assert len(attempts) == 6
+                    assert max(r["attempts"] for r in attempts) >= 2  # taken over
+                    reboots = await conn.fetch(
+                        "SELECT server_id, count(*) AS n FROM host_commands "
+                        "WHERE action = 'reboot' GROUP BY server_id"
+                    )
+                    assert sorted(r["n"] for r in reboots) == [1] * 6  # once each
+                finally:
+                    await conn.close()
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(
+    federation, tmp_path: Path
+) -> None:
+    marker = tmp_path / "runs.txt"
+    script = (
+        "import sys, time\n"
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        "print('hello from the server', flush=True)\n"
+        "time.sleep(0.5)\n"
+        "sys.exit(3)\n"
+    )
+    zone = {
+        "name": "proc",
+        "hosts": [{"count": 1, "prefix": "p", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50}],
+        "agent": {"driver": "process", "stop_grace": 2.0},
+    }
+    async with federation([zone]) as fed, fed.admin_client("proc") as admin:
+        created = await admin.request(
+            "POST",
+            "/v1/servers",
+            json={
+                "name": "job",
+                "flavor": "m1.tiny",
+                "metadata": {"process": {"command": [sys.executable, "-c", script]}},
+            },
+        )
+        server_id = created["servers"][0]["id"]
+
+        async def status(wanted: str) -> dict[str, Any] | None:
+            server = await admin.request("GET", f"/v1/servers/{server_id}")
+            return server if server["status"] == wanted else None
+
+        await wait_until(lambda: status("ACTIVE"), 30, "ACTIVE")
+        stopped = await wait_until(lambda: status("STOPPED"), 30, "the exit seen")
+        assert stopped["exit_code"] == 3
+        await admin.request("POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"})
+        await wait_until(lambda: marker_runs(marker, 2), 30, "the process ran again after reboot")
+        again = await wait_until(lambda: status("STOPPED"), 30, "the second exit seen")
+        assert again["exit_code"] == 3
+        logs = list((fed.state_dir / "proc" / "agent-state").glob(f"{server_id}/stdout.log"))
+        assert logs and "hello from the server" in logs[0].read_text()
+
+
+async def marker_runs(path: Path, n: int) -> bool:
+    return path.exists() and path.read_text().count("run") >= n

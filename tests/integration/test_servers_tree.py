@@ -1,0 +1,213 @@
+"""Servers through a tree of real zone processes with simulated hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from skyfed.client import SkyfedClient, SkyfedError
+from tests.integration.conftest import hosts
+
+pytestmark = pytest.mark.integration
+
+TREE = [
+    {"name": "top"},
+    {"name": "eu", "parents": ["top"], "capabilities": {"region": "eu"}},
+    {"name": "us", "parents": ["top"], "capabilities": {"region": "us"}},
+    {"name": "eu-dc", "parents": ["eu"], "hosts": [hosts(6, "e", capabilities={"arch": "x86_64"})]},
+    {"name": "us-dc", "parents": ["us"], "hosts": [hosts(6, "u", capabilities={"arch": "arm64"})]},
+]
+
+
+async def settle(client: SkyfedClient, ids: list[str], timeout: float = 60) -> list[dict[str, Any]]:
+    """Every server once it is ACTIVE or ERROR (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = [await client.request("GET", f"/v1/servers/{i}") for i in ids]
+        if all(s["status"] in ("ACTIVE", "ERROR") for s in servers):
+            return servers
+        assert time.monotonic() < deadline, [s["status"] for s in servers]
+        await asyncio.sleep(0.1)
+
+
+async def all_listed(client: SkyfedClient, **params: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    servers: list[dict[str, Any]] = []
+    unavailable: list[str] = []
+    marker = None
+    for _ in range(100):
+        query = {"limit": 7, **params, **({"marker": marker} if marker else {})}
+        page = await client.request("GET", "/v1/servers", params=query)
+        servers += page["servers"]
+        unavailable += page["unavailable_zones"]
+        marker = page["next_marker"]
+        if marker is None:
+            return servers, sorted(set(unavailable))
+    raise AssertionError("paging did not end")
+
+
+async def test_servers_sink_to_hosts_and_everything_follows_the_index(federation) -> None:
+    async with federation(TREE) as fed, fed.admin_client("top") as top:
+        arm = await top.request(
+            "POST",
+            "/v1/servers",
+            json={
+                "name": "arm",
+                "flavor": "m1.small",
+                "count": 4,
+                "constraints": {"arch": "arm64"},
+            },
+        )
+        eu = await top.request(
+            "POST",
+            "/v1/servers",
+            json={"name": "eu", "flavor": "m1.small", "count": 3, "within": "eu"},
+        )
+        ids = [s["id"] for s in arm["servers"] + eu["servers"]]
+        servers = await settle(top, ids)
+        assert [s["status"] for s in servers] == ["ACTIVE"] * 7
+        assert {tuple(s["location"]["path"]) for s in servers[:4]} == {("us", "us-dc")}
+        assert {tuple(s["location"]["path"]) for s in servers[4:]} == {("eu", "eu-dc")}
+        assert all(s["location"]["host"] for s in servers)  # admins see hosts
+
+        # The same ids at every level, and the index says where they are.
+        async with fed.admin_client("us") as us:
+            assert (await us.request("GET", f"/v1/servers/{ids[0]}"))["location"]["path"] == [
+                "us-dc"
+            ]
+
+        listed, unavailable = await all_listed(top)
+        assert sorted(s["id"] for s in listed) == sorted(ids) and unavailable == []
+        assert [s["id"] for s in (await all_listed(top, name="eu-2"))[0]] == [ids[5]]
+
+        project = servers[0]["project_id"]
+        located = await top.request("GET", "/v1/zones/locate", params={"project": project})
+        assert located["name"] == "top"  # servers in both regions
+        for server_id in ids[4:]:
+            await top.request("DELETE", f"/v1/servers/{server_id}")
+
+        async def only_us_left() -> bool:
+            listed, _ = await all_listed(top)
+            return sorted(s["id"] for s in listed) == sorted(ids[:4])
+
+        await wait_until(only_us_left, 60, "deletes done")
+
+        async def located_lower() -> bool:
+            found = await top.request("GET", "/v1/zones/locate", params={"project": project})
+            return found["name"] != "top"
+
+        await wait_until(located_lower, 30, "the index forgets the deleted servers")
+        located = await top.request("GET", "/v1/zones/locate", params={"project": project})
+        assert (located["name"], located["path"]) == ("us-dc", ["us", "us-dc"])
+        assert located["url"] == fed.zones["us-dc"].url
+
+        # Actions follow the index down; a conflict keeps its meaning on the way up.
+        rebooting = await top.request(
+            "POST", f"/v1/servers/{ids[0]}/action", json={"action": "reboot"}
+        )
+        assert rebooting["status"] == "REBOOTING"
+        with pytest.raises(SkyfedError) as busy:
+            await top.request("POST", f"/v1/servers/{ids[0]}/action", json={"action": "stop"})
+        assert busy.value.status == 409 and "REBOOTING" in busy.value.message
+        assert (await settle(top, [ids[0]]))[0]["status"] == "ACTIVE"
+
+        # Nothing fits: the reason names what is missing and where.
+        with pytest.raises(SkyfedError) as impossible:
+            await top.request(
+                "POST",
+                "/v1/servers",
+                json={"name": "no", "flavor": "m1.small", "constraints": {"arch": "sparc"}},
+            )
+        assert impossible.value.status == 400 and "arch = sparc" in impossible.value.message
+
+
+async def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def test_a_dead_child_is_named_in_lists_and_reached_again_after_a_restart(
+    federation,
+) -> None:
+    async with federation(TREE) as fed, fed.admin_client("top") as top:
+        created = await top.request(
+            "POST", "/v1/servers", json={"name": "w", "flavor": "m1.tiny", "count": 6}
+        )
+        ids = [s["id"] for s in created["servers"]]
+        servers = await settle(top, ids)
+        in_us = [s["id"] for s in servers if s["location"]["path"][0] == "us"]
+        in_eu = [s["id"] for s in servers if s["location"]["path"][0] == "eu"]
+        assert in_us and in_eu  # spread over both regions
+
+        fed.zones["us-dc"].kill()
+        listed, unavailable = await all_listed(top)
+        assert unavailable == ["us/us-dc"]
+        assert sorted(s["id"] for s in listed) == sorted(in_eu)  # the rest still answers
+        with pytest.raises(SkyfedError) as down:
+            await top.request("GET", f"/v1/servers/{in_us[0]}")
+        assert down.value.status == 503
+
+        fed.zones["us-dc"].start()
+        await fed.zones["us-dc"].wait_ready()
+
+        async def whole_again() -> bool:
+            listed, unavailable = await all_listed(top)
+            return not unavailable and len(listed) == 6
+
+        await wait_until(whole_again, 60, "the list whole again")
+        assert (await top.request("GET", f"/v1/servers/{in_us[0]}"))["status"] == "ACTIVE"
+        await top.request("DELETE", f"/v1/servers/{in_us[0]}")
+
+        async def deleted() -> bool:
+            try:
+                await top.request("GET", f"/v1/servers/{in_us[0]}")
+            except SkyfedError as exc:
+                return exc.status == 404
+            return False
+
+        await wait_until(deleted, 60, "delete through the restarted zone")
+
+
+async def test_a_thousand_concurrent_creates_never_overcommit_a_host(federation) -> None:
+    """More requests than room: every host ends within its capacity, the rest say why."""
+    small = {
+        "count": 4,
+        "vcpus": 8,
+        "ram_mb": 16384,
+        "disk_gb": 500,
+        "load": 0.0,
+        "capabilities": {"arch": "x86_64"},
+    }
+    zones = [
+        {"name": "top"},
+        {"name": "a", "parents": ["top"], "hosts": [{**small, "prefix": "a"}]},
+        {"name": "b", "parents": ["top"], "hosts": [{**small, "prefix": "b"}]},
+    ]
+    async with federation(zones, placement_max_tries=3) as fed, fed.admin_client("top") as top:
+        slots = asyncio.Semaphore(50)
+
+        async def create(i: int) -> str:
+            async with slots:
+                answer = await top.request(
+                    "POST",
+                    "/v1/servers",
+                    json={"name": f"s{i}", "vcpus": 1, "ram_mb": 256, "disk_gb": 1},
+                )
+                return str(answer["servers"][0]["id"])
+
+        ids = await asyncio.gather(*(create(i) for i in range(1000)))
+        servers = await settle(top, ids, timeout=240)
+        active = [s for s in servers if s["status"] == "ACTIVE"]
+        assert len(active) == 64  # 8 hosts of 8 vcpus
+        for zone in ("a", "b"):
+            async with fed.admin_client(zone) as client:
+                for host in await client.all_hosts():
+                    assert host["allocated"]["vcpus"] <= host["resources"]["vcpus"], host
+                    assert host["allocated"]["vcpus"] == 8, host
+        errors = [s for s in servers if s["status"] == "ERROR"]
+        assert len(errors) == 936
+        assert all("vcpus" in s["fault"] or "no room" in s["fault"] for s in errors), errors[0]

@@ -1,0 +1,200 @@
+"""A federation of real zone processes: summaries add up, zones go offline and come back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from skyfed.federation.launcher import Federation
+from skyfed.zones.summary import Summary
+from tests.integration.conftest import FAST, hosts
+
+pytestmark = pytest.mark.integration
+
+
+async def zone_summary(fed: Federation, name: str) -> dict[str, Any]:
+    async with fed.admin_client(name) as client:
+        return (await client.zone())["summary"]
+
+
+async def wait_for(check: Any, timeout: float, what: str) -> float:
+    """Poll `check()` until true; return the seconds it took. Bounded by `timeout`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if await check():
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def without_zone_count(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "zones"}
+
+
+THREE_LEVELS = [
+    {"name": "root"},
+    {"name": "mid", "parents": ["root"]},
+    {"name": "leaf-a", "parents": ["mid"], "hosts": [hosts(40, "a")]},
+    {
+        "name": "leaf-b",
+        "parents": ["mid"],
+        "hosts": [hosts(60, "b", capabilities={"arch": "arm64", "gpu": [0, 2]})],
+    },
+]
+
+
+async def test_root_summary_is_the_merge_of_the_leaves(federation) -> None:
+    async with federation(THREE_LEVELS) as fed:
+        leaves = [Summary.from_dict(await zone_summary(fed, n)) for n in ("leaf-a", "leaf-b")]
+        root = await zone_summary(fed, "root")
+        mid = await zone_summary(fed, "mid")
+    expected = Summary.merge_all(leaves).to_dict()
+    assert root["hosts"] == 100
+    assert without_zone_count(root) == without_zone_count(expected)
+    assert without_zone_count(mid) == without_zone_count(expected)
+    assert (root["zones"], mid["zones"]) == (4, 3)
+    assert root["strings"]["arch"] == {"x86_64": 20, "arm64": 80}
+    assert root["numeric"]["free_vcpus"]["count"] == 100
+
+
+async def test_a_tree_on_postgresql(federation, postgres_databases) -> None:
+    """The same tree with every zone on its own PostgreSQL database."""
+    zones = [
+        {**zone, "settings": {"database_url": await postgres_databases()}} for zone in THREE_LEVELS
+    ]
+    async with federation(zones) as fed:
+        leaves = [Summary.from_dict(await zone_summary(fed, n)) for n in ("leaf-a", "leaf-b")]
+        root = await zone_summary(fed, "root")
+        async with fed.admin_client("root") as client:
+            assert [z["name"] for z in await client.list_zones()] == ["mid"]
+    assert without_zone_count(root) == without_zone_count(Summary.merge_all(leaves).to_dict())
+    assert not list(fed.state_dir.glob("*/*.db")), "a zone fell back to SQLite"
+
+
+async def test_middle_zone_killed_goes_offline_in_time_and_comes_back(federation) -> None:
+    async with federation(THREE_LEVELS) as fed:
+        mid = fed.zones["mid"]
+        async with fed.admin_client("root") as root:
+            mid_id = (await root.get_zone("mid"))["id"]
+            mid.kill()
+            killed_at = time.monotonic()
+
+            async def offline() -> bool:
+                return (await root.zone_detail(mid_id))["state"] == "offline"
+
+            bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
+            took = await wait_for(offline, 30, "mid offline at root")
+            # One interval of slack: the kill can land just after a poll began.
+            assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
+            detail = await root.zone_detail(mid_id)
+            assert detail["failures"] >= FAST["poll_failures"]
+            assert detail["last_error"]
+            me = await root.zone()
+            assert me["summary"]["hosts"] == 0
+            assert me["children"][0]["state"] == "offline"
+            assert time.monotonic() - killed_at < 30
+
+            mid.start()  # same config, same database: it keeps its children
+
+            async def back() -> bool:
+                zone = await root.zone()
+                return zone["children"][0]["state"] == "active" and zone["summary"]["hosts"] == 100
+
+            await wait_for(back, 60, "mid active again with every host")
+            detail = await root.zone_detail(mid_id)
+            assert (detail["failures"], detail["last_error"]) == (0, "")
+
+
+async def test_a_hung_zone_goes_offline_in_time_and_comes_back(federation) -> None:
+    """A zone that accepts connections but never answers (SIGSTOP), unlike a dead one."""
+    async with federation(THREE_LEVELS) as fed:
+        mid = fed.zones["mid"]
+        async with fed.admin_client("root") as root:
+            mid.pause()
+            try:
+
+                async def offline() -> bool:
+                    return (await root.zone())["children"][0]["state"] == "offline"
+
+                bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
+                took = await wait_for(offline, 30, "hung mid offline at root")
+                assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
+                assert "no answer within" in (await root.zone_detail("mid"))["last_error"]
+            finally:
+                mid.resume()
+
+            async def back() -> bool:
+                zone = await root.zone()
+                return zone["children"][0]["state"] == "active" and zone["summary"]["hosts"] == 100
+
+            await wait_for(back, 60, "mid active again")
+
+
+async def test_two_roots_over_one_child(federation) -> None:
+    zones = [
+        {"name": "geo"},
+        {"name": "function"},
+        {"name": "dc", "parents": ["geo", "function"], "hosts": [hosts(30, "dc")]},
+    ]
+    async with federation(zones) as fed:
+        for root in ("geo", "function"):
+            summary = await zone_summary(fed, root)
+            assert summary["hosts"] == 30
+        # The child keeps no record of its parents.
+        async with fed.admin_client("dc") as dc:
+            assert await dc.list_zones() == []
+        # Deleting the child from one root leaves the other untouched.
+        async with fed.admin_client("geo") as geo:
+            await geo.delete_zone("dc")
+            assert (await geo.zone())["summary"]["hosts"] == 0
+        assert (await zone_summary(fed, "function"))["hosts"] == 30
+
+
+async def test_hosts_that_stop_beating_leave_the_summary(federation) -> None:
+    zones = [{"name": "top"}, {"name": "dc", "parents": ["top"], "hosts": [hosts(20, "h")]}]
+    async with federation(zones) as fed:
+        fed.agents["dc"].kill()
+        async with fed.admin_client("top") as top:
+
+            async def empty() -> bool:
+                return (await top.zone())["summary"]["hosts"] == 0
+
+            await wait_for(empty, FAST["host_ttl"] + 10, "hosts gone from the root summary")
+        async with fed.admin_client("dc") as dc:
+            listed = await dc.all_hosts()
+            assert len(listed) == 20
+            assert {h["state"] for h in listed} == {"offline"}
+
+
+async def test_a_federation_restarts_on_its_own_state(tmp_path) -> None:
+    from skyfed.federation.topology import parse_topology
+
+    topology = parse_topology(
+        {
+            "defaults": FAST,
+            "zones": [
+                {"name": "top"},
+                {"name": "dc", "parents": ["top"], "hosts": [hosts(10, "h")]},
+            ],
+        }
+    )
+    first = Federation(topology, tmp_path / "state")
+    try:
+        await first.start()
+        await first.wait_covered(timeout=60)
+        top_id = first.zones["top"].pid
+    finally:
+        first.stop()
+    again = Federation(topology, tmp_path / "state")
+    try:
+        await again.start()  # new ports; the parent's record of its child is updated
+        assert await again.wait_covered(timeout=60) == {"top": 10}
+        assert again.admin_password == first.admin_password
+        assert again.zones["top"].pid != top_id
+        async with again.admin_client("top") as top:
+            assert [z["api_url"] for z in await top.list_zones()] == [again.zones["dc"].url]
+    finally:
+        again.stop()

@@ -1,0 +1,90 @@
+"""`skyfed up` on the shipped example: the README's main command, run for real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from skyfed.client import SkyfedClient
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).parents[2] / "examples" / "federation.toml"
+
+
+async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "skyfed", "up", str(EXAMPLE), "--state-dir", str(state)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        deadline = time.monotonic() + 150
+        while b"Ctrl-C stops everything" not in (tmp_path / "up.log").read_bytes():
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            await asyncio.sleep(0.25)
+        output = (tmp_path / "up.log").read_text()
+        manifest = json.loads((state / "federation.json").read_text())
+        zones = {z["name"]: z for z in manifest["zones"]}
+        assert set(zones) == {"global", "eu", "us", "eu-dc1", "eu-dc2", "us-dc1"}
+        assert zones["eu-dc1"]["parents"] == ["eu"]
+        assert manifest["roots"] == ["global"]
+        for name in zones:
+            assert f"{name}  {zones[name]['url']}" in output
+        assert "900 hosts" in output
+        admin = manifest["admin"]
+        async with SkyfedClient(
+            zones["global"]["url"], username=admin["username"], password=admin["password"]
+        ) as client:
+            me = await client.zone()
+            assert me["summary"]["hosts"] == 900
+            assert sorted(c["name"] for c in me["children"]) == ["eu", "us"]
+            arch = me["summary"]["strings"]["arch"]
+            assert arch == {"x86_64": 620, "arm64": 280}
+        pids = [z["pid"] for z in manifest["zones"]] + [
+            z["agent_pid"] for z in manifest["zones"] if z["agent_pid"]
+        ]
+        assert all(psutil.pid_exists(p) for p in pids)
+        for name in zones:
+            assert (state / name / f"{name}.db").exists()
+            assert (state / name / "zone.log").exists()
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+        gone = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < gone:
+            await asyncio.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "processes left behind"
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_up_rejects_a_bad_topology(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[zones]]\nname = "a"\nparents = ["nowhere"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "skyfed", "up", str(bad)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "unknown parent 'nowhere'" in result.stdout + result.stderr
