@@ -307,6 +307,59 @@ class SkyfedClient:
     async def enable_host(self, name: str) -> dict[str, Any]:
         return await self.request("POST", f"/v1/hosts/{name}/enable")
 
+    # -- servers and flavors -------------------------------------------------------
+
+    async def list_flavors(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/flavors"))["flavors"]
+
+    async def create_flavor(
+        self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int = 0
+    ) -> dict[str, Any]:
+        body = {"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb}
+        return await self.request("POST", "/v1/flavors", json=body)
+
+    async def create_servers(self, **request: Any) -> dict[str, Any]:
+        """`POST /v1/servers` with the request's fields (name, flavor, constraints...)."""
+        return await self.request("POST", "/v1/servers", json=request)
+
+    async def get_server(self, server_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/servers/{server_id}")
+
+    async def list_servers(
+        self,
+        *,
+        limit: int = 100,
+        marker: str | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """One page: `servers`, `next_marker`, `unavailable_zones`."""
+        params = {"limit": limit, "marker": marker, "status": status, "name": name}
+        return await self.request(
+            "GET", "/v1/servers", params={k: v for k, v in params.items() if v is not None}
+        )
+
+    async def all_servers(self, **filters: Any) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every page; with the zones that did not answer on any of them."""
+        servers: list[dict[str, Any]] = []
+        unavailable: set[str] = set()
+        marker: str | None = None
+        while True:
+            page = await self.list_servers(limit=500, marker=marker, **filters)
+            servers.extend(page["servers"])
+            unavailable.update(page.get("unavailable_zones", []))
+            marker = page.get("next_marker")
+            if not marker:
+                return servers, sorted(unavailable)
+
+    async def delete_server(self, server_id: str) -> dict[str, Any]:
+        return await self.request("DELETE", f"/v1/servers/{server_id}")
+
+    async def server_action(self, server_id: str, action: str) -> dict[str, Any]:
+        return await self.request(
+            "POST", f"/v1/servers/{server_id}/action", json={"action": action}
+        )
+
     # -- agent protocol (docs/compute.md) ------------------------------------------
 
     async def agent_commands(

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import pytest
@@ -118,3 +119,68 @@ def test_cli_without_credentials_says_what_is_missing() -> None:
     )
     assert result.returncode == 2
     assert "--username" in result.stderr
+
+
+async def test_server_and_flavor_commands(federation) -> None:
+    """An operator creates, lists, stops and deletes servers through a parent with the CLI."""
+    zones = [
+        {"name": "top"},
+        {
+            "name": "dc",
+            "parents": ["top"],
+            "hosts": [hosts(4, "h", capabilities={"arch": "arm64"})],
+        },
+    ]
+    async with federation(zones) as fed:
+        flavor = cli_json(fed, "top", "flavor", "create", "c2", "--vcpus", "2", "--ram-mb", "2048")
+        assert (flavor["name"], flavor["vcpus"]) == ("c2", 2)
+        assert "c2" in [f["name"] for f in cli_json(fed, "top", "flavor", "list")]
+
+        bad = cli(
+            fed, "top", "server", "create", "x", "--flavor", "m1.tiny", "--where", "arch", ok=False
+        )
+        assert bad.returncode == 2 and "KEY=EXPRESSION" in bad.stderr
+        unknown = cli(fed, "top", "server", "create", "x", "--flavor", "nope", ok=False)
+        assert unknown.returncode == 1 and "nope" in unknown.stderr
+
+        created = cli_json(
+            fed,
+            "top",
+            "server",
+            "create",
+            "web",
+            "--flavor",
+            "m1.tiny",
+            "--count",
+            "2",
+            "--where",
+            "arch=arm64",
+        )
+        ids = [s["id"] for s in created["servers"]]
+        assert [s["status"] for s in created["servers"]] == ["BUILDING", "BUILDING"]
+
+        deadline = time.monotonic() + 60
+        while True:
+            shown = [cli_json(fed, "top", "server", "show", i) for i in ids]
+            if all(s["status"] == "ACTIVE" for s in shown):
+                break
+            assert time.monotonic() < deadline, [s["status"] for s in shown]
+            time.sleep(0.2)
+        assert {tuple(s["location"]["path"]) for s in shown} == {("dc",)}
+
+        listed = cli_json(fed, "top", "server", "list", "--status", "ACTIVE")
+        assert sorted(s["id"] for s in listed["servers"]) == sorted(ids)
+        assert listed["unavailable_zones"] == []
+        table = cli(fed, "top", "server", "list").stdout
+        assert "2 servers" in table and ids[0] in table
+
+        stopped = cli_json(fed, "top", "server", "stop", ids[0])
+        assert stopped["id"] == ids[0]
+        refused = cli(fed, "top", "server", "start", ids[1], ok=False)  # ACTIVE: start is refused
+        assert refused.returncode == 1 and "ACTIVE" in refused.stderr
+
+        cli_json(fed, "top", "server", "delete", ids[1])
+        deadline = time.monotonic() + 60
+        while ids[1] in [s["id"] for s in cli_json(fed, "top", "server", "list")["servers"]]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from skyfed.cli import bench, host, identity, zone
+from skyfed.cli import bench, host, identity, server, zone
 from skyfed.cli.agent import agent
 from skyfed.cli.common import AsJson, Password, Url, Username, err_console, print_json, run
 from skyfed.cli.serve import serve
@@ -22,6 +22,8 @@ app.command()(agent)
 app.command()(worker)
 app.add_typer(zone.app, name="zone")
 app.add_typer(host.app, name="host")
+app.add_typer(server.app, name="server")
+app.add_typer(server.flavor_app, name="flavor")
 app.add_typer(identity.user_app, name="user")
 app.add_typer(identity.project_app, name="project")
 app.add_typer(bench.app, name="bench")
