@@ -363,13 +363,13 @@ class SkyfedClient:
     # -- agent protocol (docs/compute.md) ------------------------------------------
 
     async def agent_commands(
-        self, agent: str, *, wait: int = 20, limit: int = 100
+        self, agent: str, *, wait: int = 20, limit: int = 100, after: int = 0
     ) -> list[dict[str, Any]]:
-        """Long poll: the agent's pending commands, or none after at most `wait` seconds."""
+        """Long poll: the agent's pending commands past `after`, or none after `wait` s."""
         body = await self.request(
             "GET",
             f"/v1/agents/{agent}/commands",
-            params={"wait": wait, "limit": limit},
+            params={"wait": wait, "limit": limit, "after": after},
             timeout=wait + 10.0,
         )
         commands = body.get("commands") if isinstance(body, dict) else None

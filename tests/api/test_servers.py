@@ -80,6 +80,27 @@ async def test_create_and_boot(admin: SkyfedClient, agent: ScriptedAgent) -> Non
     assert agent.seen[0]["server"]["ram_mb"] == 2048
 
 
+async def test_agent_polls_past_its_cursor(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    """`after=SEQ` gives only newer commands (no re-sending what is running); 0 gives all."""
+    path = f"/v1/agents/{agent.name}/commands"
+    [first] = (await create(admin, name="a"))["servers"]
+    [delivered] = await wait_for(agent.commands, "the first boot command")
+    assert delivered["server_id"] == first["id"]
+    cursor = delivered["seq"]
+    quiet = await agent.client.request("GET", path, params={"after": cursor, "wait": 0.2})
+    assert quiet["commands"] == []  # the running one is not sent again
+
+    [second] = (await create(admin, name="b"))["servers"]
+    newer = await agent.client.request("GET", path, params={"after": cursor, "wait": 10})
+    assert [c["server_id"] for c in newer["commands"]] == [second["id"]]
+    assert newer["commands"][0]["seq"] > cursor
+    everything = await agent.client.request("GET", path, params={"after": 0})
+    assert [c["server_id"] for c in everything["commands"]] == [first["id"], second["id"]]
+    with pytest.raises(SkyfedError) as bad:
+        await agent.client.request("GET", path, params={"after": -1})
+    assert bad.value.status == 422
+
+
 async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     [brief] = (await create(admin))["servers"]
     sid = brief["id"]

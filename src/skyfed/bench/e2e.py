@@ -15,6 +15,7 @@ import contextlib
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from skyfed.federation.launcher import Federation
 from skyfed.federation.topology import Topology, load_topology, parse_topology
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "federation.toml"
-WATCH_EVERY = 0.1
+WATCH_EVERY = 0.5
 
 
 def flat_topology(tree: Topology) -> Topology:
@@ -55,16 +56,19 @@ async def measure(
     client: SkyfedClient, servers: int, concurrency: int, deadline: float, say: Any
 ) -> dict[str, Any]:
     submitted: dict[str, float] = {}
+    settled: dict[str, float] = {}  # left BUILDING at this time
     active: dict[str, float] = {}
     errors: dict[str, str] = {}
     refused = 0
     slots = asyncio.Semaphore(concurrency)
+    all_sent = asyncio.Event()
     started = time.monotonic()
+    started_wall = time.time()
 
     async def create(i: int) -> None:
         nonlocal refused
         async with slots:
-            sent = time.monotonic()
+            sent = time.time()
             try:
                 answer = await client.request(
                     "POST", "/v1/servers", json={"name": f"b{i}", "flavor": "m1.tiny"}
@@ -74,35 +78,65 @@ async def measure(
                 return
             submitted[answer["servers"][0]["id"]] = sent
 
+    async def building() -> set[str] | None:
+        """Ids the root lists as BUILDING; None when a zone did not answer."""
+        ids: set[str] = set()
+        marker = None
+        for _ in range(100):
+            params: dict[str, Any] = {"limit": 1000, "status": "BUILDING"}
+            if marker:
+                params["marker"] = marker
+            page = await client.request("GET", "/v1/servers", params=params)
+            if page["unavailable_zones"]:
+                return None
+            ids.update(s["id"] for s in page["servers"])
+            marker = page["next_marker"]
+            if not marker:
+                break
+        return ids
+
     async def watch() -> None:
-        while len(active) + len(errors) < servers and time.monotonic() - started < deadline:
-            marker = None
-            for _ in range(100):
-                params: dict[str, Any] = {"limit": 1000}
-                if marker:
-                    params["marker"] = marker
-                page = await client.request("GET", "/v1/servers", params=params)
-                now = time.monotonic()
-                for server in page["servers"]:
-                    sid = server["id"]
-                    if server["status"] == "ACTIVE" and sid not in active:
-                        active[sid] = now
-                    elif server["status"] == "ERROR":
-                        errors[sid] = server["fault"]
-                marker = page["next_marker"]
-                if not marker:
-                    break
+        # Only to know when all are done: the root's list of servers still BUILDING (a
+        # server on its way down stays listed). Times to ACTIVE come from the servers'
+        # own launched_at, so how often this polls does not blur them.
+        while time.monotonic() - started < deadline:
+            if all_sent.is_set() and len(settled) >= len(submitted):
+                return
+            known = set(submitted)  # before the list: a later create may not be in it yet
+            pending = await building()
+            now = time.monotonic()
+            if pending is not None:
+                for sid in known - pending - settled.keys():
+                    settled[sid] = now
             await asyncio.sleep(WATCH_EVERY)
 
     watcher = asyncio.create_task(watch())
     await asyncio.gather(*(create(i) for i in range(servers)))
+    all_sent.set()
     accepted_at = time.monotonic()
     say(f"{len(submitted)} creates accepted in {accepted_at - started:.1f}s; waiting for ACTIVE")
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(watcher, timeout=deadline)
     watcher.cancel()
+    marker = None
+    for _ in range(100):
+        params: dict[str, Any] = {"limit": 1000}
+        if marker:
+            params["marker"] = marker
+        page = await client.request("GET", "/v1/servers", params=params)
+        for server in page["servers"]:
+            sid = server["id"]
+            if sid in submitted and server["status"] == "ACTIVE" and server["launched_at"]:
+                # The leaf's own clock (this machine's) says when it went ACTIVE.
+                launched = datetime.fromisoformat(server["launched_at"]).timestamp()
+                active[sid] = launched
+            elif server["status"] == "ERROR":
+                errors[sid] = server["fault"]
+        marker = page["next_marker"]
+        if not marker:
+            break
     latencies = sorted(active[s] - submitted[s] for s in active if s in submitted)
-    last_active = max(active.values()) if active else accepted_at
+    last_active = max(active.values()) if active else time.time()
     return {
         "servers": servers,
         "accepted": len(submitted),
@@ -111,7 +145,7 @@ async def measure(
         "errors": len(errors),
         "error_sample": next(iter(errors.values()), ""),
         "creates_per_s": round(len(submitted) / (accepted_at - started), 1),
-        "active_per_s": round(len(latencies) / max(last_active - started, 1e-9), 1),
+        "active_per_s": round(len(latencies) / max(last_active - started_wall, 1e-9), 1),
         "p50_s": round(statistics.median(latencies), 3) if latencies else None,
         "p99_s": round(latencies[int(len(latencies) * 0.99) - 1], 3) if latencies else None,
         "max_s": round(latencies[-1], 3) if latencies else None,

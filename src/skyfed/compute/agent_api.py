@@ -24,15 +24,22 @@ async def poll_commands(
     runtime: RuntimeDep,
     wait: Annotated[float, Query(ge=0, le=60)] = 20.0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> AgentCommands:
-    """Pending commands of this agent; waits up to `wait` seconds for one to come."""
+    """Pending commands of this agent past `after` (a `seq` it was given before; 0 for
+    all of them, those already delivered too); waits up to `wait` seconds for one."""
     ctx = runtime.compute
     wait = min(wait, runtime.settings.agent_poll_max)
-    found = await commands.poll(ctx.db, ctx.signals, agent, limit, wait)
+    found = await commands.poll(ctx.db, ctx.signals, agent, limit, wait, after=after)
     return AgentCommands(
         commands=[
             AgentCommand(
-                id=c.id, host=c.host, server_id=c.server_id, action=c.action, server=c.payload
+                id=c.id,
+                seq=c.seq,
+                host=c.host,
+                server_id=c.server_id,
+                action=c.action,
+                server=c.payload,
             )
             for c in found
         ]

@@ -77,13 +77,18 @@ async def add(
     return command
 
 
-async def pending(db: Database, agent: str, limit: int) -> list[HostCommand]:
+async def pending(db: Database, agent: str, limit: int, after: int = 0) -> list[HostCommand]:
+    """The agent's pending commands past `after` (the last `seq` it was given), oldest first."""
     async with db.session() as session:
         return list(
             (
                 await session.scalars(
                     select(HostCommand)
-                    .where(HostCommand.agent == agent, HostCommand.state == PENDING)
+                    .where(
+                        HostCommand.agent == agent,
+                        HostCommand.state == PENDING,
+                        HostCommand.seq > after,
+                    )
                     .order_by(HostCommand.seq)
                     .limit(limit)
                 )
@@ -92,20 +97,33 @@ async def pending(db: Database, agent: str, limit: int) -> list[HostCommand]:
 
 
 async def poll(
-    db: Database, signals: CommandSignals, agent: str, limit: int, wait: float, every: float = 0.25
+    db: Database,
+    signals: CommandSignals,
+    agent: str,
+    limit: int,
+    wait: float,
+    every: float = 0.25,
+    after: int = 0,
+    gather: float = 0.01,
 ) -> list[HostCommand]:
-    """Pending commands of `agent`, waiting up to `wait` seconds for one to appear."""
+    """Pending commands of `agent` past `after`, waiting up to `wait` seconds for one.
+
+    Woken by a new command, it lingers `gather` seconds so that a burst goes out in
+    one answer rather than one poll per command.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     event = signals.agent_event(agent)
     while True:
         event.clear()
-        commands = await pending(db, agent, limit)
+        commands = await pending(db, agent, limit, after)
         left = deadline - loop.time()
         if commands or left <= 0:
             return commands
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout=min(every, left))
+        if event.is_set():
+            await asyncio.sleep(min(gather, max(deadline - loop.time(), 0)))
 
 
 async def wait_done(

@@ -6,6 +6,10 @@ carries the sort key itself, so a zone needs no lookup to resume after it.
 Each zone answers at most `limit` servers after the marker; the merge keeps
 the first `limit` of all answers, and the last one kept is the next marker.
 Every server is listed exactly once across pages.
+
+A server on its way to a child (the parent asked, the child may not have it yet)
+is listed by the parent too, so it never drops out of sight; when both answer
+for it, the copy from deeper down (the longer location path) is the current one.
 """
 
 from __future__ import annotations
@@ -61,11 +65,19 @@ def merge(
     `more` says whether some zone had items beyond its page.
     """
     merged = heapq.merge(*pages, key=sort_key, reverse=True)
-    items = []
+    items: list[dict[str, Any]] = []
     for item in merged:
+        if items and items[-1]["id"] == item["id"]:  # equal keys come out side by side
+            if _depth(item) > _depth(items[-1]):
+                items[-1] = item
+            continue
         if len(items) == limit:
             more = True
             break
         items.append(item)
     next_marker = encode_marker(sort_key(items[-1])) if more and items else None
     return items, next_marker
+
+
+def _depth(item: dict[str, Any]) -> int:
+    return len((item.get("location") or {}).get("path") or ())

@@ -1,6 +1,6 @@
 """The `place` task: find a server a host here, or a child zone that will place it.
 
-Every attempt is recorded (`servers.trying`) before it is made, so a worker that
+Every attempt at a child zone is recorded (`servers.trying`) before it is made, so a worker that
 takes the task over after a crash asks the same candidate again instead of
 placing the server a second time; creates are idempotent on the server id at
 every zone, and a host claim is idempotent on the server id.
@@ -101,8 +101,10 @@ class Placer:
                 chosen = decision.ranked[0]
                 key = chosen.key
                 if isinstance(chosen, ZoneCandidate):
+                    # A child is asked over the network: record the attempt first. A host
+                    # claim needs no record, it commits with the placement or not at all.
                     reserve_zone(chosen, placement_request(server))
-                await self._set(server.id, trying=key)
+                    await self._set(server.id, trying=key)
             outcome = await self._attempt(server, key, principal)
             if outcome.placed:
                 return {"placement": "placed", "at": key}

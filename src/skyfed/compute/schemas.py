@@ -165,6 +165,7 @@ class ZoneLocation(BaseModel):
 
 class AgentCommand(BaseModel):
     id: str
+    seq: int  # the agent's cursor: poll again with after=seq
     host: str
     server_id: str
     action: str

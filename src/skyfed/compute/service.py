@@ -400,9 +400,9 @@ class ComputeService:
                 Location,
                 and_(Location.resource_type == "server", Location.resource_id == Server.id),
             )
-            # A server sent to a child is the child's to list.
+            # A server placed in a child is the child's to list; one on its way there
+            # is listed here too (the merge keeps the child's copy when it has one).
             .where(or_(Location.kind.is_(None), Location.kind != "zone"))
-            .where(or_(Server.trying.is_(None), ~Server.trying.startswith("zone:")))
             .order_by(Server.created_at.desc(), Server.id.desc())
             .limit(limit + 1)
         )

@@ -55,7 +55,9 @@ class TaskStore:
         self.backoff_cap = backoff_cap
         # Set when a task is queued by this process: its workers claim at once.
         self.wakeup = asyncio.Event()
-        self._finished: dict[str, asyncio.Event] = {}
+        # Waiters of each task id, and the tasks this process's workers are running now.
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._running_here: set[str] = set()
 
     # -- producing -------------------------------------------------------------
 
@@ -232,36 +234,60 @@ class TaskStore:
     # -- waiting for an outcome ----------------------------------------------------
 
     def _signal(self, task_id: str) -> None:
-        event = self._finished.pop(task_id, None)
-        if event is not None:
+        for event in self._waiters.get(task_id, ()):
             event.set()
+
+    def started_here(self, task_id: str) -> None:
+        """A worker of this process took the task: its waiters stop reading the row."""
+        self._running_here.add(task_id)
+        self._signal(task_id)
+
+    def ended_here(self, task_id: str) -> None:
+        """The local run is over (finished, or queued again for any worker)."""
+        self._running_here.discard(task_id)
+        self._signal(task_id)
 
     async def wait(
         self, task_id: str, timeout: float, poll: float = 0.05, max_poll: float = 0.5
     ) -> Task | None:
         """The task once finished, or None after `timeout`.
 
-        A worker in this process wakes the waiter at once; one in another process is
-        noticed by reading the row, every `poll` seconds at first, backing off to
-        `max_poll` (many waiters must not flood the database with reads).
+        While a worker of this process runs the task, its end wakes the waiter and
+        nothing is read. Otherwise the row is read every `poll` seconds, backing off
+        to `max_poll` (a worker in another process may have it; many waiters must not
+        flood the database with reads). The first read waits one `poll`: a task just
+        queued is usually taken by a local worker by then.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        event = self._finished.setdefault(task_id, asyncio.Event())
+        event = asyncio.Event()
+        self._waiters.setdefault(task_id, set()).add(event)
+        read = False
         try:
             while True:
-                task = await self.get(task_id)
-                if task.state in FINISHED:
-                    return task
                 left = deadline - loop.time()
-                if left <= 0:
+                event.clear()  # before the read: a signal during it must not be lost
+                if task_id in self._running_here:
+                    pause = left
+                elif read or left <= 0:
+                    task = await self.get(task_id)
+                    if task.state in FINISHED:
+                        return task
+                    pause = min(poll, deadline - loop.time())
+                    poll = min(poll * 2, max_poll)
+                else:
+                    pause = min(poll, left)
+                read = True
+                if pause <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(poll, left))
-                poll = min(poll * 2, max_poll)
+                    await asyncio.wait_for(event.wait(), timeout=pause)
         finally:
-            if not event.is_set():
-                self._finished.pop(task_id, None)
+            waiters = self._waiters.get(task_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[task_id]
 
     # -- reading and operator actions -------------------------------------------
 

@@ -125,6 +125,7 @@ class Worker:
 
     async def _execute(self, task: Task) -> None:
         token = request_id.set(task.request_id or f"task-{task.id}")
+        self.store.started_here(task.id)
         try:
             kind = self.kinds.get(task.kind)
             if kind is None:
@@ -149,6 +150,7 @@ class Worker:
         except Exception:  # recording the outcome failed: the lease will lapse and it reruns
             log.exception("recording task %s failed", task.id)
         finally:
+            self.store.ended_here(task.id)
             request_id.reset(token)
 
     async def _failed(self, task: Task, kind: Kind, error: str, *, retry: bool) -> None:

@@ -1,6 +1,9 @@
 """The agent's side of the command protocol (docs/compute.md, "The agent protocol").
 
-`CommandLoop` long-polls `GET /v1/agents/{agent}/commands`, runs each command
+`CommandLoop` long-polls `GET /v1/agents/{agent}/commands?after=SEQ` for the
+commands past the last one it was given, and every `resync` seconds (and after a
+failed poll) asks for all pending ones (`after=0`), which also recovers a command
+whose insert committed after a later one was delivered. It runs each command
 through the driver (at most `concurrency` at once; commands on one server run
 in the order they arrived), and posts each result to
 `POST /v1/agents/{agent}/commands/{id}/result`, retrying with backoff while the
@@ -104,6 +107,7 @@ class CommandLoop:
         concurrency: int = 64,
         idle_pause: float = 0.5,
         remember: int = 10_000,
+        resync: float = 5.0,
     ) -> None:
         self.client = client
         self.driver = driver
@@ -112,6 +116,8 @@ class CommandLoop:
         self.limit = limit
         self.idle_pause = idle_pause
         self.remember = remember
+        self.resync = resync
+        self.cursor = 0  # the highest command seq delivered to us
         self._slots = asyncio.Semaphore(concurrency)
         self.in_flight: dict[str, asyncio.Task[None]] = {}  # until its result is posted
         self.busy_servers: Counter[str] = Counter()
@@ -126,14 +132,19 @@ class CommandLoop:
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
         loop = asyncio.get_running_loop()
+        last_full = -float("inf")
         while not stop.is_set():
             self._finished.clear()
             began = loop.time()
+            full = began - last_full >= self.resync
+            after = 0 if full else self.cursor
+            poll = self.client.agent_commands(
+                self.agent, wait=self.wait, limit=self.limit, after=after
+            )
             try:
-                stopped, commands = await until_stop(
-                    stop, self.client.agent_commands(self.agent, wait=self.wait, limit=self.limit)
-                )
+                stopped, commands = await until_stop(stop, poll)
             except SkyfedError as exc:
+                last_full = -float("inf")
                 failures += 1
                 log.warning(
                     "polling for commands failed",
@@ -146,6 +157,12 @@ class CommandLoop:
             if failures:
                 log.info("the zone answers polls again", extra={"after_failures": failures})
             failures = 0
+            if full:
+                last_full = began
+            for raw in commands or []:
+                seq = raw.get("seq") if isinstance(raw, Mapping) else None
+                if isinstance(seq, int) and seq > self.cursor:
+                    self.cursor = seq
             new = sum(self.accept(raw) for raw in commands or [])
             if not new and (commands or loop.time() - began < min(1.0, self.wait / 2)):
                 # Only commands we are running (the zone re-sends pending ones at once), or an
