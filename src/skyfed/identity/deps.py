@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from skyfed.client import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 from skyfed.errors import BadRequest, Forbidden, Unauthorized
 from skyfed.identity.principal import ADMIN, AGENT, FORWARDABLE_ROLES, SERVICE, Principal
-from skyfed.identity.service import IdentityService
+from skyfed.identity.service import IdentityService, token_digest
 from skyfed.runtime import RuntimeDep
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/tokens")
@@ -26,9 +26,12 @@ async def current_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (POST /v1/auth/tokens)")
-    async with runtime.db.session() as session:
-        service = IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
-        caller = await service.resolve_token(credentials.credentials)
+    # Most calls carry a token resolved moments ago: no session for those.
+    caller = runtime.tokens.get(token_digest(credentials.credentials))
+    if caller is None:
+        async with runtime.db.session() as session:
+            service = IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
+            caller = await service.resolve_token(credentials.credentials)
     forwarded_id = request.headers.get(FORWARDED_USER_ID)
     if forwarded_id is None:
         return caller
