@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +19,7 @@ from skyfed.cli.common import (
     print_table,
     run,
 )
+from skyfed.client import SkyfedClient
 
 app = typer.Typer(
     help="Servers under a zone (project-scoped; admins see all).", no_args_is_help=True
@@ -129,35 +131,9 @@ def list_(
         err_console.print(f"[yellow]did not answer:[/] {', '.join(unavailable)}")
 
 
-@app.command("show")
-def show(
-    server_id: str,
-    url: Url,
-    username: Username = None,
-    password: Password = None,
-    token: Token = None,
-    json: AsJson = False,
-) -> None:
-    """One server, found through the location index."""
-    server = run(url, username, password, token, lambda c: c.get_server(server_id))
-    print_json(server) if json else print_record(server)
+def _by_id(call: Callable[[SkyfedClient, str], Awaitable[Any]], doc: str) -> Any:
+    """A command on one server: `skyfed server VERB ID`."""
 
-
-@app.command("delete")
-def delete(
-    server_id: str,
-    url: Url,
-    username: Username = None,
-    password: Password = None,
-    token: Token = None,
-    json: AsJson = False,
-) -> None:
-    """Delete a server (it goes DELETING, then away)."""
-    answer = run(url, username, password, token, lambda c: c.delete_server(server_id))
-    print_json(answer) if json else print_record(answer)
-
-
-def _action(action: str) -> Any:
     def command(
         server_id: str,
         url: Url,
@@ -166,11 +142,26 @@ def _action(action: str) -> Any:
         token: Token = None,
         json: AsJson = False,
     ) -> None:
-        answer = run(url, username, password, token, lambda c: c.server_action(server_id, action))
+        answer = run(url, username, password, token, lambda c: call(c, server_id))
         print_json(answer) if json else print_record(answer)
 
-    command.__doc__ = f"{action.capitalize()} a server (409 when its state does not allow it)."
+    command.__doc__ = doc
     return command
+
+
+app.command("show")(
+    _by_id(lambda c, i: c.get_server(i), "One server, found through the location index.")
+)
+app.command("delete")(
+    _by_id(lambda c, i: c.delete_server(i), "Delete a server (it goes DELETING, then away).")
+)
+
+
+def _action(action: str) -> Any:
+    return _by_id(
+        lambda c, i: c.server_action(i, action),
+        f"{action.capitalize()} a server (409 when its state does not allow it).",
+    )
 
 
 for _name in ("reboot", "stop", "start"):
