@@ -56,7 +56,7 @@ async def measure(
     client: SkyfedClient, servers: int, concurrency: int, deadline: float, say: Any
 ) -> dict[str, Any]:
     submitted: dict[str, float] = {}
-    settled: dict[str, float] = {}  # left BUILDING at this time
+    settled: set[str] = set()  # no longer listed as BUILDING
     active: dict[str, float] = {}
     errors: dict[str, str] = {}
     refused = 0
@@ -78,23 +78,6 @@ async def measure(
                 return
             submitted[answer["servers"][0]["id"]] = sent
 
-    async def building() -> set[str] | None:
-        """Ids the root lists as BUILDING; None when a zone did not answer."""
-        ids: set[str] = set()
-        marker = None
-        for _ in range(100):
-            params: dict[str, Any] = {"limit": 1000, "status": "BUILDING"}
-            if marker:
-                params["marker"] = marker
-            page = await client.request("GET", "/v1/servers", params=params)
-            if page["unavailable_zones"]:
-                return None
-            ids.update(s["id"] for s in page["servers"])
-            marker = page["next_marker"]
-            if not marker:
-                break
-        return ids
-
     async def watch() -> None:
         # Only to know when all are done: the root's list of servers still BUILDING (a
         # server on its way down stays listed). Times to ACTIVE come from the servers'
@@ -103,11 +86,9 @@ async def measure(
             if all_sent.is_set() and len(settled) >= len(submitted):
                 return
             known = set(submitted)  # before the list: a later create may not be in it yet
-            pending = await building()
-            now = time.monotonic()
-            if pending is not None:
-                for sid in known - pending - settled.keys():
-                    settled[sid] = now
+            building, unavailable = await client.all_servers(status="BUILDING")
+            if not unavailable:
+                settled.update(known - {s["id"] for s in building})
             await asyncio.sleep(WATCH_EVERY)
 
     watcher = asyncio.create_task(watch())
@@ -118,23 +99,14 @@ async def measure(
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(watcher, timeout=deadline)
     watcher.cancel()
-    marker = None
-    for _ in range(100):
-        params: dict[str, Any] = {"limit": 1000}
-        if marker:
-            params["marker"] = marker
-        page = await client.request("GET", "/v1/servers", params=params)
-        for server in page["servers"]:
-            sid = server["id"]
-            if sid in submitted and server["status"] == "ACTIVE" and server["launched_at"]:
-                # The leaf's own clock (this machine's) says when it went ACTIVE.
-                launched = datetime.fromisoformat(server["launched_at"]).timestamp()
-                active[sid] = launched
-            elif server["status"] == "ERROR":
-                errors[sid] = server["fault"]
-        marker = page["next_marker"]
-        if not marker:
-            break
+    listed, _ = await client.all_servers()
+    for server in listed:
+        sid = server["id"]
+        if sid in submitted and server["status"] == "ACTIVE" and server["launched_at"]:
+            # The leaf's own clock (this machine's) says when it went ACTIVE.
+            active[sid] = datetime.fromisoformat(server["launched_at"]).timestamp()
+        elif server["status"] == "ERROR":
+            errors[sid] = server["fault"]
     latencies = sorted(active[s] - submitted[s] for s in active if s in submitted)
     last_active = max(active.values()) if active else time.time()
     return {

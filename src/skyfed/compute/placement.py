@@ -1,9 +1,10 @@
 """The `place` task: find a server a host here, or a child zone that will place it.
 
-Every attempt at a child zone is recorded (`servers.trying`) before it is made, so a worker that
-takes the task over after a crash asks the same candidate again instead of
-placing the server a second time; creates are idempotent on the server id at
-every zone, and a host claim is idempotent on the server id.
+Every attempt at a child zone is recorded (`servers.trying`) before it is made,
+so a worker that takes the task over after a crash asks the same child again
+instead of placing the server a second time; creates are idempotent on the
+server id at every zone. A host claim commits with the placement in one
+transaction, and is idempotent on the server id.
 """
 
 from __future__ import annotations

@@ -132,10 +132,8 @@ class IdentityService:
         return TokenOut(token=token, expires_at=expires_at, user=user_out(user))
 
     async def resolve_token(self, token: str) -> Principal:
+        """Read a token the cache does not hold (callers look there first) and cache it."""
         digest = token_digest(token)
-        cached = self.cache.get(digest)
-        if cached is not None:
-            return cached
         row = (
             await self.session.execute(
                 select(Token, User)
