@@ -377,21 +377,20 @@ class SkyfedClient:
             raise SkyfedError(200, "bad_response", f"{self.base_url} answered without commands")
         return commands
 
-    async def command_result(
-        self,
-        agent: str,
-        command_id: str,
-        *,
-        ok: bool,
-        status: str,
-        message: str = "",
-        exit_code: int | None = None,
-    ) -> None:
-        await self.request(
+    async def command_results(
+        self, agent: str, results: list[tuple[str, dict[str, Any]]]
+    ) -> list[bool]:
+        """Post many results (command id, {ok, status, message, exit_code}); for each,
+        whether the zone knew the command."""
+        answer = await self.request(
             "POST",
-            f"/v1/agents/{agent}/commands/{command_id}/result",
-            json={"ok": ok, "status": status, "message": message, "exit_code": exit_code},
+            f"/v1/agents/{agent}/results",
+            json={"results": [{"id": command_id, **result} for command_id, result in results]},
         )
+        items = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(items, list) or len(items) != len(results):
+            raise SkyfedError(502, "bad_response", "the zone's answer does not match the results")
+        return [bool(isinstance(item, dict) and item.get("known")) for item in items]
 
     async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> None:
         await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})

@@ -126,23 +126,25 @@ class FakeZone:
         self.deliveries.update(c["id"] for c in batch)
         return JSONResponse({"commands": batch})
 
-    async def command_result(self, request: Request) -> Response:
+    async def command_results(self, request: Request) -> Response:
         if not self._authorized(request):
             return error(401, "unauthorized", "log in")
         if self.refuse_results:
             self.refuse_results -= 1
             return error(503, "unavailable", "database is down")
-        command_id = request.path_params["command_id"]
-        body = await request.json()
-        assert set(body) == {"ok", "status", "message", "exit_code"}, body
-        self.results.setdefault(command_id, []).append(body)
-        command = self.pending.get(command_id)
-        self.log.append(("result", command["server_id"] if command else "?"))
-        if self.lose_results:
-            self.lose_results -= 1
-        else:
-            self.pending.pop(command_id, None)
-        return Response(status_code=204)
+        answers = []
+        for body in (await request.json())["results"]:
+            command_id = body.pop("id")
+            assert set(body) == {"ok", "status", "message", "exit_code"}, body
+            self.results.setdefault(command_id, []).append(body)
+            command = self.pending.get(command_id)
+            self.log.append(("result", command["server_id"] if command else "?"))
+            if self.lose_results:
+                self.lose_results -= 1
+            else:
+                self.pending.pop(command_id, None)
+            answers.append({"id": command_id, "known": command is not None})
+        return JSONResponse({"results": answers})
 
     async def post_events(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -160,11 +162,7 @@ class FakeZone:
                 Route("/v1/auth/tokens", self.login, methods=["POST"]),
                 Route("/v1/hosts", self.hosts, methods=["PUT"]),
                 Route("/v1/agents/{agent}/commands", self.commands, methods=["GET"]),
-                Route(
-                    "/v1/agents/{agent}/commands/{command_id}/result",
-                    self.command_result,
-                    methods=["POST"],
-                ),
+                Route("/v1/agents/{agent}/results", self.command_results, methods=["POST"]),
                 Route("/v1/agents/{agent}/events", self.post_events, methods=["POST"]),
             ]
         )

@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from skyfed.compute import commands
-from skyfed.compute.schemas import AgentCommand, AgentCommands, AgentEventsIn, CommandResultIn
+from skyfed.compute.schemas import (
+    AgentCommand,
+    AgentCommands,
+    AgentEventsIn,
+    CommandResultIn,
+    CommandResultOut,
+    CommandResultsIn,
+    CommandResultsOut,
+)
 from skyfed.errors import NotFound
 from skyfed.identity.deps import ReporterDep
 from skyfed.runtime import RuntimeDep
@@ -57,6 +65,22 @@ async def command_result(
     if not await runtime.server_handlers.command_result(agent, command_id, body.model_dump()):
         raise NotFound(f"agent '{agent}' has no command '{command_id}'")
     return Response(status_code=204)
+
+
+@router.post("/{agent}/results", response_model=CommandResultsOut)
+async def command_results(
+    agent: Agent, body: CommandResultsIn, _: ReporterDep, runtime: RuntimeDep
+) -> CommandResultsOut:
+    """Many commands' results at once, applied in order in one transaction; `known` is
+    false for a command this agent does not have (its result is ignored)."""
+    known = await runtime.server_handlers.command_results(
+        agent, [(r.id, r.model_dump(exclude={"id"})) for r in body.results]
+    )
+    return CommandResultsOut(
+        results=[
+            CommandResultOut(id=r.id, known=k) for r, k in zip(body.results, known, strict=True)
+        ]
+    )
 
 
 @router.post("/{agent}/events")

@@ -9,6 +9,9 @@ from fastapi.responses import JSONResponse
 
 from skyfed.compute.schemas import (
     ActionIn,
+    DelegatedCreated,
+    DelegatedCreates,
+    DelegatedOutcome,
     ExplainIn,
     FlavorCreate,
     FlavorList,
@@ -19,6 +22,7 @@ from skyfed.compute.schemas import (
     ZoneLocation,
 )
 from skyfed.compute.service import ComputeService
+from skyfed.errors import AppError
 from skyfed.identity.deps import AdminDep, PrincipalDep
 from skyfed.runtime import RuntimeDep
 from skyfed.schema_types import NAME_PATTERN
@@ -49,6 +53,27 @@ async def create_servers(
 ) -> ServersCreated:
     """Create `count` servers (one reservation); 202 once the request is durable."""
     return await ComputeService(runtime.compute, principal).create(body)
+
+
+@router.post("/servers/delegated", response_model=DelegatedCreated)
+async def create_delegated(
+    body: DelegatedCreates, principal: PrincipalDep, runtime: RuntimeDep
+) -> DelegatedCreated:
+    """A parent zone passes down the servers it placed here, many in one request.
+
+    Each answer says the server's placement after at most `wait` seconds, or the
+    error (with its HTTP status) that refused that one server.
+    """
+    service = ComputeService(runtime.compute, principal)
+    outcomes = await service.create_delegated(body.servers, body.wait)
+    return DelegatedCreated(
+        results=[
+            DelegatedOutcome(error={"status": o.status, **o.body()["error"]})
+            if isinstance(o, AppError)
+            else DelegatedOutcome(server=o)
+            for o in outcomes
+        ]
+    )
 
 
 @router.get("/servers", response_model=ServerList)

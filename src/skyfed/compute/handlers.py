@@ -184,24 +184,43 @@ class ServerHandlers:
 
     async def command_result(self, agent: str, command_id: str, result: dict[str, Any]) -> bool:
         """Apply an agent's answer (once). False when no such command of this agent exists."""
-        released = None
+        [known] = await self.command_results(agent, [(command_id, result)])
+        return known
+
+    async def command_results(
+        self, agent: str, results: list[tuple[str, dict[str, Any]]]
+    ) -> list[bool]:
+        """Apply an agent's answers in one transaction, in order; an answer sent twice
+        counts once. For each, False when this agent has no such command."""
+        released: list[Released | None] = []
+        known: list[bool] = []
         async with self.ctx.db.session() as session:
-            command = await session.scalar(
-                select(HostCommand).where(HostCommand.id == command_id, HostCommand.agent == agent)
+            ids = [command_id for command_id, _ in results]
+            rows = await session.scalars(
+                select(HostCommand).where(HostCommand.id.in_(ids), HostCommand.agent == agent)
             )
-            if command is None:
-                return False
-            if command.state == commands.DONE:
-                return True  # an answer sent twice counts once
-            commands.mark_done(command, result)
-            server = await session.get(Server, command.server_id)
-            if server is not None:
-                released = await self._apply(session, server, command.action, result)
+            by_id = {command.id: command for command in rows}
+            server_ids = {command.server_id for command in by_id.values()}
+            servers = {
+                server.id: server
+                for server in await session.scalars(select(Server).where(Server.id.in_(server_ids)))
+            }
+            for command_id, result in results:
+                command = by_id.get(command_id)
+                known.append(command is not None)
+                if command is None or command.state == commands.DONE:
+                    continue
+                commands.mark_done(command, result)
+                server = servers.get(command.server_id)
+                if server is not None and server in session:
+                    released.append(await self._apply(session, server, command.action, result))
             await session.commit()
-        self._give_back(released)
+        for item in released:
+            self._give_back(item)
         self.ctx.tasks.notify()  # a reschedule may have queued a task
-        self.ctx.signals.command_done(command_id)
-        return True
+        for command_id, _ in results:
+            self.ctx.signals.command_done(command_id)
+        return known
 
     async def _apply(
         self, session: Any, server: Server, action: str, result: dict[str, Any]

@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
+from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
 from skyfed.compute.lifecycle import DELETING, ERROR, SPAWNING
 from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
@@ -77,6 +78,7 @@ class Placer:
             strategy=ctx.settings.scheduler_strategy, sample_size=ctx.settings.scheduler_sample
         )
         self.rng = random.Random()
+        self.creates = ChildCreates(ctx.links, ctx.db, wait=ctx.settings.child_wait)
 
     # -- the task ---------------------------------------------------------------
 
@@ -227,17 +229,22 @@ class Placer:
             down = child_request(request, child.name)
         except ValueError as exc:
             return Outcome(False, str(exc))
-        body = delegated_body(server, down, wait=self.ctx.settings.child_wait)
-        client = await self.ctx.links.client_for(child)
         try:
-            answer = await create_in_child(client, body, principal, self.ctx.settings.child_wait)
+            answer = await self.creates.create(child, principal, delegated_body(server, down))
+        except ChildGone:
+            return Outcome(False, "the child zone was removed")
         except ZoneUnreachable as exc:
             raise RetryLater(f"zone {child.name} did not answer: {exc.reason}") from exc
         except SkyfedError as exc:
             if exc.status >= 500:
                 raise RetryLater(f"zone {child.name} answered {exc.status}: {exc.message}") from exc
             return Outcome(False, f"{child.name}: {exc.message}")
-        placed = answer.get("placement")
+        error = answer.get("error")
+        if error is not None:
+            if int(error.get("status") or 500) >= 500:
+                raise RetryLater(f"zone {child.name} answered: {error.get('message')}")
+            return Outcome(False, f"{child.name}: {error.get('message')}")
+        placed = answer["server"].get("placement")
         if placed == "placed":
             async with self.ctx.db.session() as session:
                 await session.execute(
@@ -249,7 +256,7 @@ class Placer:
                 await session.commit()
             return Outcome(True)
         if placed == "failed":
-            return Outcome(False, f"{child.name}: {answer.get('fault') or 'no room'}")
+            return Outcome(False, f"{child.name}: {answer['server'].get('fault') or 'no room'}")
         raise RetryLater(f"zone {child.name} is still deciding")
 
     # -- recording -------------------------------------------------------------------
@@ -297,45 +304,3 @@ class Placer:
                 await session.commit()
         log.info("placement failed", extra={"server_id": server_id, "reason": reason})
         return {"placement": "failed", "reason": reason}
-
-
-def delegated_body(server: Server, request: PlacementRequest, *, wait: float) -> dict[str, Any]:
-    """The create a parent sends its chosen child: same id, same time, the path below."""
-    body: dict[str, Any] = {
-        "id": server.id,
-        "reservation_id": server.reservation_id,
-        "created_at": server.created_at.isoformat(),
-        "name": server.name,
-        "vcpus": server.vcpus,
-        "ram_mb": server.ram_mb,
-        "disk_gb": server.disk_gb,
-        "constraints": server.constraints or {},
-        "metadata": server.meta or {},
-        "wait": wait,
-    }
-    if server.flavor:
-        body["flavor"] = server.flavor
-    if server.group_name:
-        body["group"] = {"name": server.group_name, "policy": server.group_policy}
-    if request.within:
-        body["within"] = "/".join(request.within)
-    if request.avoid:
-        body["avoid"] = ["/".join(p) for p in request.avoid]
-    return body
-
-
-async def create_in_child(
-    client: SkyfedClient, body: dict[str, Any], principal: Principal, wait: float
-) -> dict[str, Any]:
-    """Create (or find again) the server at a child; its placement as the child knows it."""
-    answer = await client.request(
-        "POST",
-        "/v1/servers",
-        json=body,
-        headers=forwarded_headers(principal),
-        timeout=wait + 10,
-    )
-    servers = answer.get("servers") if isinstance(answer, dict) else None
-    if not servers or not isinstance(servers[0], dict):
-        raise SkyfedError(502, "bad_response", "the child's answer names no server")
-    return dict(servers[0])

@@ -145,6 +145,24 @@ class ServersCreated(BaseModel):
     servers: list[ServerBrief]
 
 
+class DelegatedCreates(Strict):
+    """Servers a parent passes down to this zone in one request (a parent's service account)."""
+
+    servers: list[ServerCreate] = Field(min_length=1, max_length=500)
+    wait: float = Field(default=0.0, ge=0, le=60)  # for each placement here, at most
+
+
+class DelegatedOutcome(BaseModel):
+    """One server's answer: its placement here, or why this zone refused it."""
+
+    server: ServerBrief | None = None
+    error: dict[str, Any] | None = None  # the one error shape's inner object, with "status"
+
+
+class DelegatedCreated(BaseModel):
+    results: list[DelegatedOutcome]  # one per server sent, in order
+
+
 class ServerList(BaseModel):
     servers: list[dict[str, Any]]
     next_marker: str | None = None
@@ -181,6 +199,23 @@ class CommandResultIn(Strict):
     status: str | None = None
     message: Text255 = ""
     exit_code: int | None = None
+
+
+class CommandResultItem(CommandResultIn):
+    id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
+
+
+class CommandResultsIn(Strict):
+    results: list[CommandResultItem] = Field(min_length=1, max_length=1000)
+
+
+class CommandResultOut(BaseModel):
+    id: str
+    known: bool
+
+
+class CommandResultsOut(BaseModel):
+    results: list[CommandResultOut]
 
 
 class AgentEventIn(Strict):

@@ -124,58 +124,113 @@ class ComputeService:
     # -- create --------------------------------------------------------------------
 
     async def create(self, body: ServerCreate) -> ServersCreated:
-        delegated = body.id is not None
         if (
-            delegated or body.created_at or body.reservation_id or body.wait
+            body.id or body.created_at or body.reservation_id or body.wait
         ) and not self.principal.via:
             raise Forbidden("only a parent zone sets id, reservation_id, created_at or wait")
+        if body.id is not None:  # one server a parent passes down
+            reservation = body.reservation_id or new_id()
+            [outcome] = await self.create_delegated([body], body.wait)
+            if isinstance(outcome, AppError):
+                raise outcome
+            return ServersCreated(reservation_id=reservation, servers=[outcome])
         vcpus, ram_mb, disk_gb = self._resources(body)
-        server_template = self._template(body, vcpus, ram_mb, disk_gb)
-        self._check_possible(server_template)
-        ids = [body.id] if body.id is not None else [new_id() for _ in range(body.count)]
-        reservation = body.reservation_id or new_id()
-        created_at = body.created_at or utcnow()
-        task_ids: dict[str, str] = {}
+        template = self._template(body, vcpus, ram_mb, disk_gb)
+        self._check_possible(template)
+        reservation, created_at = new_id(), utcnow()
+        names = (
+            [body.name] if body.count == 1 else [f"{body.name}-{i + 1}" for i in range(body.count)]
+        )
         async with self.ctx.db.session() as session:
-            for i, server_id in enumerate(ids):
-                existing = await session.get(Server, server_id) if delegated else None
-                if existing is not None:  # a parent asking again: creates are idempotent
-                    if existing.project_id != self.principal.project_id:
-                        raise Conflict(f"server id {server_id} is taken")
-                    continue
-                name = body.name if len(ids) == 1 else f"{body.name}-{i + 1}"
-                session.add(
-                    self._server(
-                        server_template, server_id, name, reservation, created_at, delegated
-                    )
-                )
-                task = self.ctx.tasks.enqueue(
-                    session,
-                    kind="place",
-                    resource_type="server",
-                    resource_id=server_id,
-                    payload={"principal": principal_payload(self.principal)},
-                    project_id=self.principal.project_id,
-                    request_id=request_id.get(),
-                    max_attempts=self.ctx.settings.task_max_attempts,
-                )
-                task_ids[server_id] = task.id
+            servers = [
+                self._server(template, new_id(), name, reservation, created_at, False)
+                for name in names
+            ]
+            self._insert(session, servers)
             await session.commit()
         self.ctx.tasks.notify()
-        if body.wait and ids:
-            return await self._wait_placed(ids[0], task_ids.get(ids[0]), reservation, body.wait)
         return ServersCreated(
             reservation_id=reservation,
             servers=[
-                ServerBrief(
-                    id=i,
-                    name=body.name if len(ids) == 1 else f"{body.name}-{n + 1}",
-                    status=BUILDING,
-                    placement="pending",
-                )
-                for n, i in enumerate(ids)
+                ServerBrief(id=s.id, name=s.name, status=BUILDING, placement="pending")
+                for s in servers
             ],
         )
+
+    async def create_delegated(
+        self, bodies: list[ServerCreate], wait: float
+    ) -> list[ServerBrief | AppError]:
+        """Servers a parent chose this zone for, each with its id, in one transaction.
+
+        Creates are idempotent on the id (a parent asking again waits for the placement
+        already under way). Each answer is the placement after at most `wait` seconds,
+        or the error that refused that server; the others are not held back by it.
+        """
+        if not self.principal.via:
+            raise Forbidden("only a parent zone passes servers down")
+        ids = [body.id for body in bodies]
+        if None in ids or len(set(ids)) != len(ids):
+            raise BadRequest("each server passed down needs its own id", code="bad_batch")
+        outcomes: list[ServerBrief | AppError | None] = [None] * len(bodies)
+        wanted: dict[str, Server] = {}
+        for i, body in enumerate(bodies):
+            try:
+                vcpus, ram_mb, disk_gb = self._resources(body)
+                template = self._template(body, vcpus, ram_mb, disk_gb)
+                self._check_possible(template)
+            except AppError as exc:
+                outcomes[i] = exc
+                continue
+            server_id = str(body.id)
+            wanted[server_id] = self._server(
+                template,
+                server_id,
+                body.name,
+                body.reservation_id or new_id(),
+                body.created_at or utcnow(),
+                True,
+            )
+        async with self.ctx.db.session() as session:
+            existing = {
+                server.id: server.project_id
+                for server in await session.scalars(
+                    select(Server).where(Server.id.in_(list(wanted)))
+                )
+            }
+            task_ids = self._insert(session, [s for s in wanted.values() if s.id not in existing])
+            await session.commit()
+        if task_ids:
+            self.ctx.tasks.notify()
+        waits: dict[int, Any] = {}
+        for i, body in enumerate(bodies):
+            server_id = str(body.id)
+            if outcomes[i] is not None:
+                continue
+            if existing.get(server_id, self.principal.project_id) != self.principal.project_id:
+                outcomes[i] = Conflict(f"server id {server_id} is taken")
+                continue
+            waits[i] = self._placement(server_id, task_ids.get(server_id), wait)
+        for i, brief in zip(waits, await asyncio.gather(*waits.values()), strict=True):
+            outcomes[i] = brief
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _insert(self, session: AsyncSession, servers: list[Server]) -> dict[str, str]:
+        """Add servers and their place tasks to the transaction; the task id of each."""
+        task_ids: dict[str, str] = {}
+        for server in servers:
+            session.add(server)
+            task = self.ctx.tasks.enqueue(
+                session,
+                kind="place",
+                resource_type="server",
+                resource_id=server.id,
+                payload={"principal": principal_payload(self.principal)},
+                project_id=self.principal.project_id,
+                request_id=request_id.get(),
+                max_attempts=self.ctx.settings.task_max_attempts,
+            )
+            task_ids[server.id] = task.id
+        return task_ids
 
     def _resources(self, body: ServerCreate) -> tuple[int, int, int]:
         if body.vcpus is not None and body.ram_mb is not None:
@@ -271,10 +326,10 @@ class ComputeService:
                 code="impossible_request",
             )
 
-    async def _wait_placed(
-        self, server_id: str, task_id: str | None, reservation: str, wait: float
-    ) -> ServersCreated:
+    async def _placement(self, server_id: str, task_id: str | None, wait: float) -> ServerBrief:
         """A parent waits for the decision here: placed, failed (and why), or still pending."""
+        if wait <= 0:
+            return ServerBrief(id=server_id, name="", status=BUILDING, placement="pending")
         if task_id is None:  # asked again: wait for the latest placement of this server
             async with self.ctx.db.session() as session:
                 task_id = await session.scalar(
@@ -287,15 +342,13 @@ class ComputeService:
         result = (task.result or {}) if task is not None and task.state == "succeeded" else {}
         placement = result.get("placement")
         if placement == "placed":
-            brief = ServerBrief(id=server_id, name="", status=BUILDING, placement="placed")
-        elif placement == "failed" or (task is not None and task.state == "failed"):
+            return ServerBrief(id=server_id, name="", status=BUILDING, placement="placed")
+        if placement == "failed" or (task is not None and task.state == "failed"):
             reason = result.get("reason") or (task.error if task else "") or "no room"
-            brief = ServerBrief(
+            return ServerBrief(
                 id=server_id, name="", status="ERROR", placement="failed", fault=reason
             )
-        else:
-            brief = ServerBrief(id=server_id, name="", status=BUILDING, placement="pending")
-        return ServersCreated(reservation_id=reservation, servers=[brief])
+        return ServerBrief(id=server_id, name="", status=BUILDING, placement="pending")
 
     # -- read ----------------------------------------------------------------------
 

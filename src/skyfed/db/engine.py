@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from skyfed.db.inline_sqlite import inline_creator
+
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -26,7 +28,7 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["async_creator"] = inline_creator(self.url.database or ":memory:", 30.0)
             # One connection: transactions queue for it in asyncio instead of contending
             # for SQLite's write lock, whose busy handler sleeps in steps of up to 100 ms.
             # So never hold a session open across a network call.

@@ -52,20 +52,22 @@ def _forwarded(request: Request, user_id: str, caller: Principal) -> Principal:
     return Principal(user_id, username, project_id, roles, via=caller.username)
 
 
-def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden(f"the '{ADMIN}' role is required")
     return principal
 
 
-def require_peer(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def require_peer(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     """An admin, or a parent zone's service account."""
     if not (principal.is_admin or principal.is_service):
         raise Forbidden(f"the '{ADMIN}' or '{SERVICE}' role is required")
     return principal
 
 
-def require_reporter(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def require_reporter(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Principal:
     """Who may send host heartbeats: an admin, a service account or a host agent."""
     if not (principal.is_admin or principal.is_service or principal.is_agent):
         raise Forbidden(f"the '{ADMIN}', '{SERVICE}' or '{AGENT}' role is required")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, literal, select, update
+from sqlalchemy import bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.base import utcnow
@@ -58,6 +58,7 @@ class TaskStore:
         # Waiters of each task id, and the tasks this process's workers are running now.
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
+        self._claims: dict[int, Any] = {}  # claim statements by limit
 
     # -- producing -------------------------------------------------------------
 
@@ -93,10 +94,12 @@ class TaskStore:
 
     # -- consuming -------------------------------------------------------------
 
-    async def claim(self, owner: str, limit: int, lease: float) -> list[Task]:
-        if limit <= 0:
-            return []
-        now = utcnow()
+    def _claim_statement(self, limit: int) -> Any:
+        """The claim for up to `limit` tasks, built once per limit: building it costs
+        more CPU than SQLite takes to run it."""
+        stmt = self._claims.get(limit)
+        if stmt is not None:
+            return stmt
         t = Task.__table__.alias("t")
         p = Task.__table__.alias("p")
         earlier_unfinished = exists(
@@ -110,7 +113,7 @@ class TaskStore:
         )
         pick = (
             select(t.c.seq)
-            .where(t.c.state == QUEUED, t.c.run_after <= now, ~earlier_unfinished)
+            .where(t.c.state == QUEUED, t.c.run_after <= bindparam("now"), ~earlier_unfinished)
             .order_by(t.c.seq)
             .limit(limit)
         )
@@ -121,16 +124,25 @@ class TaskStore:
             .where(Task.seq.in_(pick))
             .values(
                 state=RUNNING,
-                lease_owner=owner,
-                lease_expires=now + timedelta(seconds=lease),
+                lease_owner=bindparam("owner"),
+                lease_expires=bindparam("expires"),
                 attempts=Task.attempts + 1,
-                updated_at=now,
+                updated_at=bindparam("now"),
             )
             .returning(Task)
             .execution_options(synchronize_session=False)
         )
+        self._claims[limit] = stmt
+        return stmt
+
+    async def claim(self, owner: str, limit: int, lease: float) -> list[Task]:
+        if limit <= 0:
+            return []
+        now = utcnow()
+        stmt = self._claim_statement(limit)
+        params = {"now": now, "owner": owner, "expires": now + timedelta(seconds=lease)}
         async with self.db.session() as session:
-            tasks = list((await session.scalars(stmt)).all())
+            tasks = list((await session.scalars(stmt, params)).all())
             await session.commit()
         return sorted(tasks, key=lambda task: task.seq)
 

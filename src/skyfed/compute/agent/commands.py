@@ -5,9 +5,10 @@ commands past the last one it was given, and every `resync` seconds (and after a
 failed poll) asks for all pending ones (`after=0`), which also recovers a command
 whose insert committed after a later one was delivered. It runs each command
 through the driver (at most `concurrency` at once; commands on one server run
-in the order they arrived), and posts each result to
-`POST /v1/agents/{agent}/commands/{id}/result`, retrying with backoff while the
-zone cannot be reached. The zone sends a pending command again on every poll
+in the order they arrived), and posts the results to
+`POST /v1/agents/{agent}/results` (those finishing within a few milliseconds of
+each other in one request), retrying with backoff while the zone cannot be
+reached. The zone sends a pending command again on every poll
 until its result arrives, so a command already running is not run twice, and a
 command whose result was posted but is delivered again (the answer to the post
 was lost) gets the same result posted again, without running again.
@@ -30,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.coalesce import Coalescer
 from skyfed.compute.agent.driver import Driver, DriverError, ServerEvent, run_action
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,10 @@ class CommandLoop:
         self.done: OrderedDict[str, dict[str, Any]] = OrderedDict()  # id -> result posted
         self.executed = 0  # commands the driver ran (not re-posts)
         self._finished = asyncio.Event()
+        # Results finishing together go to the zone in one request.
+        self.results: Coalescer[None, tuple[str, dict[str, Any]], bool] = Coalescer(
+            self._send_results, linger=0.005, max_items=500
+        )
         # Called with the server id when a command is done (the event forwarder's kick).
         self.on_finish: list[Callable[[str | None], None]] = []
 
@@ -259,11 +265,18 @@ class CommandLoop:
         )
         await self._post(command_id, server_id, result)
 
+    async def _send_results(self, _: None, results: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        return await self.client.command_results(self.agent, results)
+
     async def _post(self, command_id: str, server_id: str | None, result: dict[str, Any]) -> None:
         failures = 0
         while True:
             try:
-                await self.client.command_result(self.agent, command_id, **result)
+                if not await self.results.submit(None, (command_id, result)):
+                    log.error(
+                        "the zone does not know a command it was given a result for",
+                        extra={"command_id": command_id},
+                    )
                 break
             except SkyfedError as exc:
                 if exc.status not in RETRYABLE:

@@ -1,0 +1,100 @@
+"""Creates passed down to child zones, coalesced: one request per child per burst.
+
+The place tasks running at once in this zone each submit the server they chose
+a child for; those bound for the same child with the same caller identity leave
+together as one `POST /v1/servers/delegated`, and each task gets its own
+server's answer. A failure of the whole request (the child unreachable, a 5xx)
+reaches every task of the batch, which retries as it would alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skyfed.client import SkyfedError, forwarded_headers
+from skyfed.coalesce import Coalescer
+from skyfed.compute.models import Server
+from skyfed.identity.principal import Principal
+from skyfed.scheduling.request import PlacementRequest
+from skyfed.zones.links import ChildLinks
+from skyfed.zones.models import ChildZone
+
+Key = tuple[str, Principal]  # (child id, the identity the creates carry)
+
+
+class ChildGone(Exception):
+    """The child zone was removed while its batch waited."""
+
+
+class ChildCreates:
+    def __init__(
+        self,
+        links: ChildLinks,
+        db: Any,
+        *,
+        wait: float,
+        linger: float = 0.002,
+        max_batch: int = 100,
+    ) -> None:
+        self.links = links
+        self.db = db
+        self.wait = wait
+        self.batches: Coalescer[Key, dict[str, Any], dict[str, Any]] = Coalescer(
+            self._send, linger=linger, max_items=max_batch
+        )
+
+    async def create(
+        self, child: ChildZone, principal: Principal, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """This server's outcome at the child: `{"server": brief}` or `{"error": {...}}`."""
+        return await self.batches.submit((child.id, principal), body)
+
+    async def _send(self, key: Key, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        child_id, principal = key
+        child = await self.links.row(child_id, self.db)
+        if child is None:
+            raise ChildGone(child_id)
+        client = await self.links.client_for(child)
+        answer = await client.request(
+            "POST",
+            "/v1/servers/delegated",
+            json={"servers": bodies, "wait": self.wait},
+            headers=forwarded_headers(principal),
+            timeout=self.wait + 10,
+        )
+        results = answer.get("results") if isinstance(answer, dict) else None
+        if not isinstance(results, list) or len(results) != len(bodies):
+            raise SkyfedError(502, "bad_response", "the child's answer does not match the request")
+        for result in results:
+            if not isinstance(result, dict) or not (
+                isinstance(result.get("server"), dict) or isinstance(result.get("error"), dict)
+            ):
+                raise SkyfedError(502, "bad_response", "the child's answer names no outcome")
+        return results
+
+    async def aclose(self) -> None:
+        await self.batches.aclose()
+
+
+def delegated_body(server: Server, request: PlacementRequest) -> dict[str, Any]:
+    """The create a parent sends its chosen child: same id, same time, the path below."""
+    body: dict[str, Any] = {
+        "id": server.id,
+        "reservation_id": server.reservation_id,
+        "created_at": server.created_at.isoformat(),
+        "name": server.name,
+        "vcpus": server.vcpus,
+        "ram_mb": server.ram_mb,
+        "disk_gb": server.disk_gb,
+        "constraints": server.constraints or {},
+        "metadata": server.meta or {},
+    }
+    if server.flavor:
+        body["flavor"] = server.flavor
+    if server.group_name:
+        body["group"] = {"name": server.group_name, "policy": server.group_policy}
+    if request.within:
+        body["within"] = "/".join(request.within)
+    if request.avoid:
+        body["avoid"] = ["/".join(p) for p in request.avoid]
+    return body
