@@ -6,6 +6,9 @@ waiting) are handed together to `send(key, items)`, which returns one outcome
 per item, in order (an outcome that is an exception is raised to its caller
 alone). When `send` raises, every item of that batch gets the exception.
 
+With `retry_alone`, a batch whose `send` raises is sent again item by item, so
+one bad item (a constraint it breaks in a shared transaction) fails alone.
+
 At most `max_in_flight` batches per key are in flight at once. While that many
 are, new items wait and leave together as soon as one comes back, so a batch
 grows with the load (as Nagle's algorithm does) and an idle key sends at once.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 - an item
@@ -36,6 +39,7 @@ class Coalescer(Generic[K, I, O]):
         linger: float = 0.002,
         max_items: int = 100,
         max_in_flight: int = 4,
+        retry_alone: bool = False,
     ):
         if max_items < 1 or max_in_flight < 1:
             raise ValueError("max_items and max_in_flight must be at least 1")
@@ -43,6 +47,7 @@ class Coalescer(Generic[K, I, O]):
         self.linger = linger
         self.max_items = max_items
         self.max_in_flight = max_in_flight
+        self.retry_alone = retry_alone
         self._open: dict[K, list[tuple[I, asyncio.Future[O]]]] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._in_flight: dict[K, int] = {}
@@ -94,14 +99,16 @@ class Coalescer(Generic[K, I, O]):
         if not live:
             return
         try:
-            outcomes = await self.send(key, [item for item, _ in live])
+            outcomes: list[Any] = await self.send(key, [item for item, _ in live])
             if len(outcomes) != len(live):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(live)} items")
         except Exception as exc:
-            for _, future in live:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            if not self.retry_alone or len(live) == 1:
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            outcomes = [await self._alone(key, item) for item, _ in live]
         except asyncio.CancelledError:
             for _, future in live:
                 future.cancel()
@@ -113,6 +120,13 @@ class Coalescer(Generic[K, I, O]):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+    async def _alone(self, key: K, item: I) -> Any:
+        try:
+            [outcome] = await self.send(key, [item])
+        except Exception as exc:
+            return exc
+        return outcome
 
     async def aclose(self) -> None:
         """Send what is waiting now and wait for every batch in flight."""

@@ -100,3 +100,21 @@ async def test_a_cancelled_caller_is_left_out_and_aclose_sends_what_waits() -> N
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Coalescer(Recorder().send, max_items=0)
+
+
+async def test_retry_alone_keeps_one_bad_item_from_failing_the_others() -> None:
+    sent: list[list[int]] = []
+
+    async def send(key: str, items: list[int]) -> list[int]:
+        sent.append(list(items))
+        if 13 in items:
+            raise LookupError("13 breaks the transaction")
+        return items
+
+    batches = Coalescer(send, linger=0.01, retry_alone=True)
+    results = await asyncio.gather(
+        *(batches.submit("a", i) for i in (12, 13, 14)), return_exceptions=True
+    )
+    assert results[0] == 12 and results[2] == 14
+    assert isinstance(results[1], LookupError)
+    assert sent == [[12, 13, 14], [12], [13], [14]]

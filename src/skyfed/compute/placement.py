@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.coalesce import Coalescer
 from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
@@ -79,6 +80,21 @@ class Placer:
         )
         self.rng = random.Random()
         self.creates = ChildCreates(ctx.links, ctx.db, wait=ctx.settings.child_wait)
+        # The database steps of place tasks running at once share transactions: one
+        # read for the servers they load, one write for the attempts they record, the
+        # host claims they make, the child placements they note.
+        self._loads: Coalescer[None, str, Server | None] = Coalescer(
+            self._load_many, linger=0.001, max_items=500, max_in_flight=1
+        )
+        self._attempts: Coalescer[None, tuple[str, str], None] = Coalescer(
+            self._record_attempts, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
+        )
+        self._claims: Coalescer[None, tuple[str, str], Outcome] = Coalescer(
+            self._claim_on_hosts, linger=0.001, max_items=200, max_in_flight=1, retry_alone=True
+        )
+        self._in_children: Coalescer[None, tuple[Server, str], None] = Coalescer(
+            self._record_in_children, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
+        )
 
     # -- the task ---------------------------------------------------------------
 
@@ -107,7 +123,7 @@ class Placer:
                     # A child is asked over the network: record the attempt first. A host
                     # claim needs no record, it commits with the placement or not at all.
                     reserve_zone(chosen, placement_request(server))
-                    await self._set(server.id, trying=key)
+                    await self._attempts.submit(None, (server.id, key))
             outcome = await self._attempt(server, key, principal)
             if outcome.placed:
                 return {"placement": "placed", "at": key}
@@ -187,38 +203,56 @@ class Placer:
         return await self._in_child(server, target, principal)
 
     async def _on_host(self, server_id: str, host: str) -> Outcome:
-        record = self.ctx.hosts.get(host)
-        if record is None or not self.ctx.hosts.is_online(record) or record.agent is None:
-            return Outcome(False, f"host {host} is gone or offline")
-        if record.disabled:
-            return Outcome(False, f"host {host} was disabled")
-        total, other = record.resources, record.used
-        capacity = allocations.Capacity(
-            total.vcpus - other.vcpus, total.ram_mb - other.ram_mb, total.disk_gb - other.disk_gb
-        )
+        return await self._claims.submit(None, (server_id, host))
+
+    async def _claim_on_hosts(self, _: None, items: list[tuple[str, str]]) -> list[Outcome]:
+        """Claim hosts for several servers in one transaction (each claim in its savepoint)."""
+        outcomes: list[Outcome] = []
+        booked: list[tuple[str, str, int, int, int]] = []  # host, agent, vcpus, ram, disk
         async with self.ctx.db.session() as session:
-            server = await session.get(Server, server_id)
-            if server is None or server.status == DELETING:
-                return Outcome(True)  # nothing left to place
-            claim = await allocations.claim(session, server, host, capacity)
-            if not claim.ok:
-                await session.rollback()
-                return Outcome(False, claim.reason)
-            await commands.add(
-                session,
-                origin=f"boot:{server.id}",
-                agent=record.agent,
-                host=host,
-                server=server,
-                action="boot",
-            )
-            self._placed(session, server, "host", host)
-            server.task_state = SPAWNING
+            ids = [server_id for server_id, _ in items]
+            servers = {
+                s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
+            }
+            for server_id, host in items:
+                record = self.ctx.hosts.get(host)
+                if record is None or not self.ctx.hosts.is_online(record) or record.agent is None:
+                    outcomes.append(Outcome(False, f"host {host} is gone or offline"))
+                    continue
+                if record.disabled:
+                    outcomes.append(Outcome(False, f"host {host} was disabled"))
+                    continue
+                server = servers.get(server_id)
+                if server is None or server.status == DELETING:
+                    outcomes.append(Outcome(True))  # nothing left to place
+                    continue
+                total, other = record.resources, record.used
+                capacity = allocations.Capacity(
+                    total.vcpus - other.vcpus,
+                    total.ram_mb - other.ram_mb,
+                    total.disk_gb - other.disk_gb,
+                )
+                claim = await allocations.claim(session, server, host, capacity)
+                if not claim.ok:  # its savepoint is rolled back: nothing of it stays
+                    outcomes.append(Outcome(False, claim.reason))
+                    continue
+                await commands.add(
+                    session,
+                    origin=f"boot:{server.id}",
+                    agent=record.agent,
+                    host=host,
+                    server=server,
+                    action="boot",
+                )
+                self._placed(session, server, "host", host)
+                server.task_state = SPAWNING
+                booked.append((host, record.agent, server.vcpus, server.ram_mb, server.disk_gb))
+                outcomes.append(Outcome(True))
             await session.commit()
-            vcpus, ram_mb, disk_gb = server.vcpus, server.ram_mb, server.disk_gb
-        self.ctx.hosts.add_allocation(host, vcpus, ram_mb, disk_gb)
-        self.ctx.signals.new_command(record.agent)
-        return Outcome(True)
+        for host, agent, vcpus, ram_mb, disk_gb in booked:
+            self.ctx.hosts.add_allocation(host, vcpus, ram_mb, disk_gb)
+            self.ctx.signals.new_command(agent)
+        return outcomes
 
     async def _in_child(self, server: Server, child_id: str, principal: Principal) -> Outcome:
         child = await self.ctx.links.row(child_id, self.ctx.db)
@@ -246,14 +280,7 @@ class Placer:
             return Outcome(False, f"{child.name}: {error.get('message')}")
         placed = answer["server"].get("placement")
         if placed == "placed":
-            async with self.ctx.db.session() as session:
-                await session.execute(
-                    update(Server)
-                    .where(Server.id == server.id)
-                    .values(placement="placed", trying=None, updated_at=utcnow())
-                )
-                session.add(self._location(server, "zone", child.id))
-                await session.commit()
+            await self._in_children.submit(None, (server, child.id))
             return Outcome(True)
         if placed == "failed":
             return Outcome(False, f"{child.name}: {answer['server'].get('fault') or 'no room'}")
@@ -278,8 +305,40 @@ class Placer:
         )
 
     async def _load(self, server_id: str) -> Server | None:
+        return await self._loads.submit(None, server_id)
+
+    async def _load_many(self, _: None, ids: list[str]) -> list[Server | None]:
         async with self.ctx.db.session() as session:
-            return await session.get(Server, server_id)
+            found = {
+                s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
+            }
+        return [found.get(server_id) for server_id in ids]
+
+    async def _record_attempts(self, _: None, items: list[tuple[str, str]]) -> list[None]:
+        """Note the child each server is about to be sent to, before it is sent."""
+        by_key: dict[str, list[str]] = {}
+        for server_id, key in items:
+            by_key.setdefault(key, []).append(server_id)
+        now = utcnow()
+        async with self.ctx.db.session() as session:
+            for key, ids in by_key.items():
+                await session.execute(
+                    update(Server).where(Server.id.in_(ids)).values(trying=key, updated_at=now)
+                )
+            await session.commit()
+        return [None] * len(items)
+
+    async def _record_in_children(self, _: None, items: list[tuple[Server, str]]) -> list[None]:
+        """Servers the children placed: placed here, and indexed to their child."""
+        async with self.ctx.db.session() as session:
+            await session.execute(
+                update(Server)
+                .where(Server.id.in_([server.id for server, _ in items]))
+                .values(placement="placed", trying=None, updated_at=utcnow())
+            )
+            session.add_all(self._location(server, "zone", child_id) for server, child_id in items)
+            await session.commit()
+        return [None] * len(items)
 
     async def _set(self, server_id: str, **values: Any) -> None:
         """Record an attempt (one statement: this task alone changes these columns)."""

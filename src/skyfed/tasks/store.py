@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed.coalesce import Coalescer
 from skyfed.db.base import utcnow
 from skyfed.db.engine import Database
 from skyfed.errors import Conflict, NotFound
@@ -59,6 +60,23 @@ class TaskStore:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
         self._claims: dict[int, Any] = {}  # claim statements by limit
+        self._successes: Coalescer[str, tuple[Task, dict[str, Any]], bool] = Coalescer(
+            self._succeed_many, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
+        )
+        table = Task.__table__
+        self._succeed_statement = (
+            update(table)
+            .where(table.c.seq == bindparam("b_seq"))
+            .values(
+                state=SUCCEEDED,
+                result=bindparam("b_result"),
+                error="",
+                finished_at=bindparam("b_now"),
+                updated_at=bindparam("b_now"),
+                lease_owner=None,
+                lease_expires=None,
+            )
+        )
 
     # -- producing -------------------------------------------------------------
 
@@ -160,19 +178,37 @@ class TaskStore:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def succeed(self, task: Task, owner: str, result: dict[str, Any] | None) -> bool:
-        """Record success; False when the lease was lost (another worker took the task)."""
+        """Record success; False when the lease was lost (another worker took the task).
+
+        Successes recorded at the same moment share one transaction.
+        """
+        return await self._successes.submit(owner, (task, result or {}))
+
+    async def _succeed_many(
+        self, owner: str, items: list[tuple[Task, dict[str, Any]]]
+    ) -> list[bool]:
         now = utcnow()
-        return await self._finish(
-            task,
-            owner,
-            state=SUCCEEDED,
-            result=result or {},
-            error="",
-            finished_at=now,
-            updated_at=now,
-            lease_owner=None,
-            lease_expires=None,
+        held = select(Task.seq).where(
+            Task.seq.in_([task.seq for task, _ in items]),
+            Task.state == RUNNING,
+            Task.lease_owner == owner,
         )
+        if not self.db.is_sqlite:
+            held = held.with_for_update()
+        async with self.db.session() as session:
+            ours = set(await session.scalars(held))
+            rows = [
+                {"b_seq": task.seq, "b_result": result, "b_now": now}
+                for task, result in items
+                if task.seq in ours
+            ]
+            if rows:
+                await session.execute(self._succeed_statement, rows)
+            await session.commit()
+        for task, _ in items:
+            if task.seq in ours:
+                self._signal(task.id)
+        return [task.seq in ours for task, _ in items]
 
     async def fail(self, task: Task, owner: str, error: str, *, retry: bool) -> str:
         """Record a failure: queued again after a backoff, or failed for good. Returns the state."""
