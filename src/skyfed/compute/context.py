@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from skyfed.compute.commands import CommandSignals
 from skyfed.compute.hosts.registry import HostRegistry
+from skyfed.compute.intake import Intake
 from skyfed.db.engine import Database
 from skyfed.settings import FlavorSpec, Settings
 from skyfed.tasks.store import TaskStore
@@ -25,6 +26,10 @@ class ComputeContext:
     zone_id: str = ""
     # name -> flavor, from the database (seeded from settings); summaries count these.
     flavors: dict[str, FlavorSpec] = field(default_factory=dict)
+    intake: Intake = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intake = Intake(self)
 
     @property
     def zone_name(self) -> str:

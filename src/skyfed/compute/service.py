@@ -141,14 +141,12 @@ class ComputeService:
         names = (
             [body.name] if body.count == 1 else [f"{body.name}-{i + 1}" for i in range(body.count)]
         )
-        async with self.ctx.db.session() as session:
-            servers = [
-                self._server(template, new_id(), name, reservation, created_at, False)
-                for name in names
-            ]
-            self._insert(session, servers)
-            await session.commit()
-        self.ctx.tasks.notify()
+        servers = [
+            self._server(template, new_id(), name, reservation, created_at, False) for name in names
+        ]
+        await self.ctx.intake.write(
+            servers, principal_payload(self.principal), self.principal.project_id, request_id.get()
+        )
         return ServersCreated(
             reservation_id=reservation,
             servers=[

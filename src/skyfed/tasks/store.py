@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.coalesce import Coalescer
-from skyfed.db.base import utcnow
+from skyfed.db.base import new_id, utcnow
 from skyfed.db.engine import Database
 from skyfed.errors import Conflict, NotFound
 from skyfed.tasks.models import (
@@ -63,6 +63,10 @@ class TaskStore:
         self._successes: Coalescer[str, tuple[Task, dict[str, Any]], bool] = Coalescer(
             self._succeed_many, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
+        # Many waiters polling at once read their tasks in one statement.
+        self._reads: Coalescer[None, str, Task | None] = Coalescer(
+            self._read_many, linger=0.001, max_items=500, max_in_flight=1
+        )
         table = Task.__table__
         self._succeed_statement = (
             update(table)
@@ -94,6 +98,7 @@ class TaskStore:
     ) -> Task:
         """Add a task to the caller's transaction; call `notify()` once it is committed."""
         task = Task(
+            id=new_id(),  # known before the commit, for whoever waits on it
             kind=kind,
             resource_type=resource_type,
             resource_id=resource_id,
@@ -318,7 +323,9 @@ class TaskStore:
                 if task_id in self._running_here:
                     pause = left
                 elif read or left <= 0:
-                    task = await self.get(task_id)
+                    task = await self._reads.submit(None, task_id)
+                    if task is None:
+                        raise NotFound(f"task '{task_id}' not found")
                     if task.state in FINISHED:
                         return task
                     pause = min(poll, deadline - loop.time())
@@ -338,6 +345,14 @@ class TaskStore:
                     del self._waiters[task_id]
 
     # -- reading and operator actions -------------------------------------------
+
+    async def _read_many(self, _: None, task_ids: list[str]) -> list[Task | None]:
+        async with self.db.session() as session:
+            found = {
+                task.id: task
+                for task in await session.scalars(select(Task).where(Task.id.in_(task_ids)))
+            }
+        return [found.get(task_id) for task_id in task_ids]
 
     async def get(self, task_id: str) -> Task:
         async with self.db.session() as session:

@@ -1,0 +1,51 @@
+"""Group commit for new servers: creates that arrive together share one transaction.
+
+Each request still answers only once its own servers and their place tasks are
+committed; requests arriving within a millisecond of each other (or while the
+previous commit runs) wait for the same commit instead of one each.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from skyfed.coalesce import Coalescer
+from skyfed.compute.models import Server
+
+if TYPE_CHECKING:
+    from skyfed.compute.context import ComputeContext
+
+Batch = tuple[list[Server], dict[str, Any], str, str]  # servers, principal, project, request id
+
+
+class Intake:
+    def __init__(self, ctx: ComputeContext) -> None:
+        self.ctx = ctx
+        self.batches: Coalescer[None, Batch, None] = Coalescer(
+            self._write, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
+        )
+
+    async def write(
+        self, servers: list[Server], principal: dict[str, Any], project_id: str, request_id: str
+    ) -> None:
+        """Store `servers` with a place task each; durable when this returns."""
+        await self.batches.submit(None, (servers, principal, project_id, request_id))
+
+    async def _write(self, _: None, items: list[Batch]) -> list[None]:
+        async with self.ctx.db.session() as session:
+            for servers, principal, project_id, request_id in items:
+                for server in servers:
+                    session.add(server)
+                    self.ctx.tasks.enqueue(
+                        session,
+                        kind="place",
+                        resource_type="server",
+                        resource_id=server.id,
+                        payload={"principal": principal},
+                        project_id=project_id,
+                        request_id=request_id,
+                        max_attempts=self.ctx.settings.task_max_attempts,
+                    )
+            await session.commit()
+        self.ctx.tasks.notify()
+        return [None] * len(items)
