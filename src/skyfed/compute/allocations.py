@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,31 @@ class Capacity:
     vcpus: int
     ram_mb: int
     disk_gb: int
+
+
+_alloc = HostAllocation.__table__
+# Built once: building these per claim cost more CPU than running them.
+_ENSURE_ROW = {
+    postgres: (pg_insert if postgres else sqlite_insert)(_alloc)
+    .values(host=bindparam("b_host"))
+    .on_conflict_do_nothing()
+    for postgres in (False, True)
+}
+_GROW = (
+    update(_alloc)
+    .where(
+        _alloc.c.host == bindparam("b_host"),
+        _alloc.c.vcpus + bindparam("b_vcpus") <= bindparam("b_cap_vcpus"),
+        _alloc.c.ram_mb + bindparam("b_ram_mb") <= bindparam("b_cap_ram_mb"),
+        _alloc.c.disk_gb + bindparam("b_disk_gb") <= bindparam("b_cap_disk_gb"),
+    )
+    .values(
+        vcpus=_alloc.c.vcpus + bindparam("b_vcpus"),
+        ram_mb=_alloc.c.ram_mb + bindparam("b_ram_mb"),
+        disk_gb=_alloc.c.disk_gb + bindparam("b_disk_gb"),
+        servers=_alloc.c.servers + 1,
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +69,18 @@ async def claim(session: AsyncSession, server: Server, host: str, capacity: Capa
             return Claim(True)
         return Claim(False, f"server already holds resources on {existing.host}")
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    need = {
+        "b_host": host,
+        "b_vcpus": server.vcpus,
+        "b_ram_mb": server.ram_mb,
+        "b_disk_gb": server.disk_gb,
+        "b_cap_vcpus": capacity.vcpus,
+        "b_cap_ram_mb": capacity.ram_mb,
+        "b_cap_disk_gb": capacity.disk_gb,
+    }
     async with session.begin_nested() as savepoint:
-        await session.execute(insert(HostAllocation).values(host=host).on_conflict_do_nothing())
-        result = await session.execute(
-            update(HostAllocation)
-            .where(
-                HostAllocation.host == host,
-                HostAllocation.vcpus + server.vcpus <= capacity.vcpus,
-                HostAllocation.ram_mb + server.ram_mb <= capacity.ram_mb,
-                HostAllocation.disk_gb + server.disk_gb <= capacity.disk_gb,
-            )
-            .values(
-                vcpus=HostAllocation.vcpus + server.vcpus,
-                ram_mb=HostAllocation.ram_mb + server.ram_mb,
-                disk_gb=HostAllocation.disk_gb + server.disk_gb,
-                servers=HostAllocation.servers + 1,
-            )
-        )
+        await session.execute(_ENSURE_ROW[dialect == "postgresql"], {"b_host": host})
+        result = await session.execute(_GROW, need)
         if int(getattr(result, "rowcount", 0) or 0) != 1:
             await savepoint.rollback()
             return Claim(
