@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
 
-from skyfed.client import SkyfedClient, SkyfedError
-from tests.conftest import AGENT_PASSWORD, InProcessZone
+from skyfed.client import SkyfedClient, SkyfedError, forwarded_headers
+from skyfed.identity.principal import Principal
+from tests.conftest import AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone
 from tests.fakes import ScriptedAgent
 
 HOST = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200}
@@ -305,3 +307,98 @@ async def test_unknown_server_is_404(admin: SkyfedClient) -> None:
         with pytest.raises(SkyfedError) as exc:
             await admin.request(method, path, json=body)
         assert exc.value.status == 404
+
+
+def delegated(server_id: str, **body: Any) -> dict[str, Any]:
+    """A create as a parent passes it down: with its id and a creation time."""
+    return {
+        "id": server_id,
+        "name": "web",
+        "flavor": "m1.small",
+        "created_at": "2026-11-21T10:00:00+00:00",
+        **body,
+    }
+
+
+async def test_delegated_batch_answers_each_server_on_its_own(
+    zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    await admin.create_project("acme")
+    alice = await admin.create_user("alice", "alice-password", "acme", ["member"])
+    as_alice = forwarded_headers(
+        Principal(alice["id"], "alice", alice["project_id"], frozenset({"member"}))
+    )
+    taken = (await create(admin))["servers"][0]["id"]  # the admin project's server
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    batch = {
+        "servers": [
+            delegated(ids[0]),
+            delegated(ids[1], flavor="no.such"),
+            delegated(taken),
+            delegated(ids[2], vcpus=1, ram_mb=512),
+        ],
+        "wait": 10,
+    }
+    async with zone.client("svc", SERVICE_PASSWORD) as parent:
+        answer = await parent.request("POST", "/v1/servers/delegated", json=batch, headers=as_alice)
+        results = answer["results"]
+        assert [r["server"]["placement"] if r["server"] else None for r in results] == [
+            "placed",
+            None,
+            None,
+            "placed",
+        ]
+        assert results[1]["error"]["status"] == 400
+        assert results[1]["error"]["code"] == "unknown_flavor"
+        assert results[2]["error"]["status"] == 409
+        # Asked again (a parent retrying), nothing is created twice.
+        again = await parent.request(
+            "POST",
+            "/v1/servers/delegated",
+            json={"servers": [delegated(ids[0])], "wait": 1},
+            headers=as_alice,
+        )
+        assert again["results"][0]["server"]["placement"] == "placed"
+        # Ids must be given and distinct.
+        for servers in (
+            [delegated(ids[0]), delegated(ids[0])],
+            [{"name": "x", "flavor": "m1.small"}],
+        ):
+            with pytest.raises(SkyfedError) as exc:
+                await parent.request(
+                    "POST", "/v1/servers/delegated", json={"servers": servers}, headers=as_alice
+                )
+            assert exc.value.status == 400
+    mine = {s["id"] for s in (await admin.request("GET", "/v1/servers"))["servers"]}
+    assert mine == {taken, ids[0], ids[2]}
+    # Only a parent zone passes servers down.
+    with pytest.raises(SkyfedError) as exc:
+        await admin.request("POST", "/v1/servers/delegated", json={"servers": [delegated(ids[0])]})
+    assert exc.value.status == 403
+
+
+async def test_agent_results_in_one_request(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    first = (await create(admin))["servers"][0]["id"]
+    second = (await create(admin))["servers"][0]["id"]
+
+    async def both() -> list[dict[str, Any]] | None:
+        found = await agent.commands()
+        return found if len(found) == 2 else None
+
+    commands = await wait_for(both, "two boot commands")
+    unknown = str(uuid.uuid4())
+    body = {
+        "results": [
+            {"id": c["id"], "ok": True, "status": "ACTIVE", "message": "", "exit_code": None}
+            for c in commands
+        ]
+        + [{"id": unknown, "ok": True, "status": "ACTIVE", "message": "", "exit_code": None}]
+    }
+    answer = await agent.client.request("POST", f"/v1/agents/{agent.name}/results", json=body)
+    assert [r["known"] for r in answer["results"]] == [True, True, False]
+    for server_id in (first, second):
+        assert (await server(admin, server_id))["status"] == "ACTIVE"
+    # A result sent twice counts once; the commands are no longer pending.
+    answer = await agent.client.request("POST", f"/v1/agents/{agent.name}/results", json=body)
+    assert [r["known"] for r in answer["results"]] == [True, True, False]
+    assert await agent.commands() == []

@@ -160,14 +160,13 @@ class Placer:
         members: dict[str, int] = {}
         if request.group:
             members = await self._group_members(project_id, request)
-        registry = self.ctx.hosts
-        hosts = [
-            HostCandidate.from_record(
-                record, online=True, group_members=members.get("host:" + record.name, 0)
-            )
-            for record in registry.online()
-            if record.agent is not None  # a host no agent runs cannot take servers
-        ]
+        # A host no agent runs cannot take servers.
+        online = (record for record in self.ctx.hosts.online() if record.agent is not None)
+        make = HostCandidate.from_record
+        if members:
+            hosts = [make(r, group_members=members.get("host:" + r.name, 0)) for r in online]
+        else:  # the common case, one call per host and nothing else
+            hosts = [make(r) for r in online]
         zones = [
             ZoneCandidate.from_snapshot(child, group_members=members.get("zone:" + child.id, 0))
             for child in self.ctx.view.children.values()
