@@ -36,9 +36,10 @@ class SkyfedError(Exception):
 
 
 class ZoneUnreachable(SkyfedError):
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, timed_out: bool = False) -> None:
         super().__init__(0, "unreachable", f"cannot reach {url}: {reason}")
         self.reason = reason
+        self.timed_out = timed_out  # the deadline passed (the request may have arrived)
 
 
 def forwarded_headers(principal: Principal) -> dict[str, str]:
@@ -118,7 +119,9 @@ class SkyfedClient:
                 method, path, json=json, params=params, headers=all_headers, **extra
             )
         except httpx.TimeoutException as exc:
-            raise ZoneUnreachable(self.base_url, f"timed out ({type(exc).__name__})") from exc
+            raise ZoneUnreachable(
+                self.base_url, f"timed out ({type(exc).__name__})", timed_out=True
+            ) from exc
         except httpx.TransportError as exc:
             raise ZoneUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
 

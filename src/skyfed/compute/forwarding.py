@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyfed.client import SkyfedError, forwarded_headers
+from skyfed.client import SkyfedError
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
 from skyfed.identity.principal import Principal
 from skyfed.scheduling.request import PlacementRequest
+from skyfed.transport.base import ZoneRequest
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ChildZone
 
@@ -54,13 +55,16 @@ class ChildCreates:
         child = await self.links.row(child_id, self.db)
         if child is None:
             raise ChildGone(child_id)
-        client = await self.links.client_for(child)
-        answer = await client.request(
-            "POST",
-            "/v1/servers/delegated",
-            json={"servers": bodies, "wait": self.wait},
-            headers=forwarded_headers(principal),
-            timeout=self.wait + 10,
+        link = await self.links.link_for(child)
+        answer = await link.call(
+            ZoneRequest(
+                "POST",
+                "/v1/servers/delegated",
+                json={"servers": bodies, "wait": self.wait},
+                principal=principal,
+                timeout=self.wait + 10,
+                idempotent=True,  # creates carry their ids: the child makes each once
+            )
         )
         results = answer.get("results") if isinstance(answer, dict) else None
         if not isinstance(results, list) or len(results) != len(bodies):

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from skyfed.client import SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.lifecycle import (
@@ -31,6 +31,7 @@ from skyfed.compute.placement import principal_from
 from skyfed.db.base import utcnow
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import Kind, RetryLater
+from skyfed.transport.base import ZoneRequest
 from skyfed.zones.models import ChildZone
 
 log = logging.getLogger(__name__)
@@ -123,12 +124,12 @@ class ServerHandlers:
         async with self.ctx.db.session() as session:
             child = await session.get(ChildZone, child_id)
         if child is not None:
-            client = await self.ctx.links.client_for(child)
-            headers = forwarded_headers(principal_from(task.payload["principal"]))
+            link = await self.ctx.links.link_for(child)
+            principal = principal_from(task.payload["principal"])
             path = f"/v1/servers/{task.resource_id}"
             try:
                 try:
-                    await client.request("DELETE", path, headers=headers)
+                    await link.call(ZoneRequest("DELETE", path, principal=principal))
                 except SkyfedError as exc:
                     if exc.status not in (404, 409):  # gone already, or being deleted
                         raise
@@ -136,7 +137,7 @@ class ServerHandlers:
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + self.ctx.settings.child_wait
                 while loop.time() < deadline:
-                    await client.request("GET", path, headers=headers)
+                    await link.call(ZoneRequest("GET", path, principal=principal))
                     await asyncio.sleep(0.2)
                 raise RetryLater(f"zone {child.name} is still deleting the server")
             except ZoneUnreachable as exc:

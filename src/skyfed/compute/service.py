@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.client import SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import listing
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.lifecycle import (
@@ -44,6 +44,7 @@ from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
 from skyfed.settings import FlavorSpec
 from skyfed.tasks.models import Task
+from skyfed.transport.base import ZoneRequest
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.models import ChildZone
 
@@ -364,15 +365,26 @@ class ComputeService:
             raise NotFound("the zone that held this server is no longer registered here")
         return child
 
-    async def _ask_child(self, child: ChildZone, method: str, path: str, **kwargs: Any) -> Any:
-        client = await self.ctx.links.client_for(child)
+    async def _ask_child(
+        self,
+        child: ChildZone,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        link = await self.ctx.links.link_for(child)
         try:
-            return await client.request(
-                method,
-                path,
-                headers=forwarded_headers(self.principal),
-                timeout=self.ctx.settings.list_timeout,
-                **kwargs,
+            return await link.call(
+                ZoneRequest(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    principal=self.principal,
+                    timeout=self.ctx.settings.list_timeout,
+                )
             )
         except ZoneUnreachable as exc:
             raise Unavailable(
@@ -489,14 +501,16 @@ class ComputeService:
             child = await session.get(ChildZone, child_id)
         if child is None:
             return [], False, []
-        client = await self.ctx.links.client_for(child)
+        link = await self.ctx.links.link_for(child)
         try:
-            answer = await client.request(
-                "GET",
-                "/v1/servers",
-                params=params,
-                headers=forwarded_headers(self.principal),
-                timeout=self.ctx.settings.list_timeout,
+            answer = await link.call(
+                ZoneRequest(
+                    "GET",
+                    "/v1/servers",
+                    params=params,
+                    principal=self.principal,
+                    timeout=self.ctx.settings.list_timeout,
+                )
             )
             servers = list(answer["servers"])
             for server in servers:

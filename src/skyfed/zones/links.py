@@ -1,7 +1,8 @@
-"""How a parent reaches its children: one logged-in client per child, and the probe run at add.
+"""How a parent reaches its children: one `ZoneLink` per child, and the probe run at add.
 
-Every call to a child goes through `client.py` with the credentials the parent
-was given for that child, decrypted from the vault only when a client is built.
+Every call to a child goes through its link (`transport/`), logged in with the
+credentials the parent was given for that child, decrypted from the vault only
+when a link is built.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from skyfed.errors import BadRequest
 from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
 from skyfed.schema_types import NAME_PATTERN
+from skyfed.transport.base import ZoneLink
+from skyfed.transport.http import HttpLink
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import Summary, SummaryError
@@ -55,7 +58,7 @@ class ChildLinks:
     def __init__(self, vault: Vault, timeout: float) -> None:
         self.vault = vault
         self.timeout = timeout
-        self._clients: dict[str, tuple[tuple[str, str, bytes], SkyfedClient]] = {}
+        self._links: dict[str, tuple[tuple[str, str, bytes], ZoneLink]] = {}
         # The child rows as last read (by the poller, or an edit here): spares a query
         # per call to a child. An edit in another process shows here after a poll.
         self.rows: dict[str, ChildZone] = {}
@@ -72,32 +75,32 @@ class ChildLinks:
                 self.rows[child_id] = child
         return child
 
-    async def client_for(self, child: ChildZone) -> SkyfedClient:
+    async def link_for(self, child: ChildZone) -> ZoneLink:
         fingerprint = (child.api_url, child.username, child.password_secret)
-        known = self._clients.get(child.id)
+        known = self._links.get(child.id)
         if known is not None and known[0] == fingerprint:
             return known[1]
         if known is not None:
             await known[1].aclose()  # the URL or the credentials changed
-        client = SkyfedClient(
+        link = HttpLink(
             child.api_url,
             username=child.username,
             password=self.vault.decrypt(child.password_secret),
             timeout=self.timeout,
         )
-        self._clients[child.id] = (fingerprint, client)
-        return client
+        self._links[child.id] = (fingerprint, link)
+        return link
 
     async def drop(self, child_id: str) -> None:
         self.rows.pop(child_id, None)
-        known = self._clients.pop(child_id, None)
+        known = self._links.pop(child_id, None)
         if known is not None:
             await known[1].aclose()
 
     async def close(self) -> None:
-        for _, client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for _, link in self._links.values():
+            await link.aclose()
+        self._links.clear()
 
 
 async def probe_child(

@@ -29,6 +29,7 @@ from skyfed.db.base import utcnow
 from skyfed.db.engine import Database
 from skyfed.identity.vault import VaultError
 from skyfed.logs import request_id
+from skyfed.transport.base import ZoneRequest
 from skyfed.zones.links import ChildLinks, ZoneReport, parse_report
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import SummaryError
@@ -194,10 +195,11 @@ class Poller:
     async def _poll(self, child: ChildZone) -> ZoneReport | str:
         async with self._slots:
             try:
-                client = await self.links.client_for(child)
+                link = await self.links.link_for(child)
                 # One deadline for the login (when the token expired) and the report.
                 async with asyncio.timeout(self.timeout):
-                    report = parse_report(await client.zone(timeout=self.timeout))
+                    answer = await link.call(ZoneRequest("GET", "/v1/zone", timeout=self.timeout))
+                    report = parse_report(answer)
             except ZoneUnreachable as exc:
                 return f"unreachable: {exc.reason}"
             except SkyfedError as exc:

@@ -1,0 +1,79 @@
+"""The `http` link: the child's public API over a keep-alive connection pool.
+
+Logs in with the credentials the parent was given for the child (again when
+the token expires), passes the end user's identity and the request id as
+headers, and retries an idempotent call a bounded number of times when the
+child could not be reached or answered 502/503/504. A call that timed out is
+not retried: its caller's deadline is already spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import httpx
+
+from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.transport.base import ZoneLink, ZoneRequest
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class HttpLink(ZoneLink):
+    kind = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str | None,
+        password: str | None,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+        max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.retries = retries
+        self.backoff = backoff
+        self.client = SkyfedClient(
+            base_url,
+            username=username,
+            password=password,
+            timeout=timeout,
+            transport=transport,
+            max_connections=max_connections,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    async def call(self, request: ZoneRequest) -> Any:
+        headers = forwarded_headers(request.principal) if request.principal else None
+        attempt = 0
+        while True:
+            try:
+                return await self.client.request(
+                    request.method,
+                    request.path,
+                    json=request.json,
+                    params=request.params,
+                    headers=headers,
+                    timeout=request.timeout,
+                )
+            except ZoneUnreachable as exc:
+                if exc.timed_out or not request.retryable or attempt >= self.retries:
+                    raise
+            except SkyfedError as exc:
+                if exc.status not in RETRY_STATUSES or not request.retryable:
+                    raise
+                if attempt >= self.retries:
+                    raise
+            attempt += 1
+            await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
