@@ -96,6 +96,14 @@ class Coalescer(Generic[K, I, O]):
 
     async def _send(self, key: K, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         live = [(item, future) for item, future in batch if not future.cancelled()]
+        try:
+            await self._deliver(key, live)
+        finally:  # cancelled midway (shutdown): nobody may wait for ever
+            for _, future in live:
+                if not future.done():
+                    future.cancel()
+
+    async def _deliver(self, key: K, live: list[tuple[I, asyncio.Future[O]]]) -> None:
         if not live:
             return
         try:
@@ -109,10 +117,6 @@ class Coalescer(Generic[K, I, O]):
                         future.set_exception(exc)
                 return
             outcomes = [await self._alone(key, item) for item, _ in live]
-        except asyncio.CancelledError:
-            for _, future in live:
-                future.cancel()
-            raise
         for (_, future), outcome in zip(live, outcomes, strict=True):
             if future.done():
                 continue

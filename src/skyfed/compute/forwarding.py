@@ -51,6 +51,27 @@ class ChildCreates:
         return await self.batches.submit((child.id, principal), body)
 
     async def _send(self, key: Key, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            return await self._send_batch(key, bodies)
+        except SkyfedError as exc:
+            # The child refused the request as a whole (one server it could not read
+            # fails its validation): ask for each alone, so only that one is refused.
+            if len(bodies) == 1 or not 400 <= exc.status < 500 or exc.status in (401, 403):
+                raise
+        outcomes: list[dict[str, Any]] = []
+        for body in bodies:
+            try:
+                [outcome] = await self._send_batch(key, [body])
+            except SkyfedError as exc:
+                if not 400 <= exc.status < 500:
+                    raise
+                outcome = {
+                    "error": {"status": exc.status, "code": exc.code, "message": exc.message}
+                }
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _send_batch(self, key: Key, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         child_id, principal = key
         child = await self.links.row(child_id, self.db)
         if child is None:

@@ -206,24 +206,26 @@ class Placer:
 
     async def _claim_on_hosts(self, _: None, items: list[tuple[str, str]]) -> list[Outcome]:
         """Claim hosts for several servers in one transaction (each claim in its savepoint)."""
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome] = [Outcome(False)] * len(items)
         booked: list[tuple[str, str, int, int, int]] = []  # host, agent, vcpus, ram, disk
         async with self.ctx.db.session() as session:
             ids = [server_id for server_id, _ in items]
             servers = {
                 s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
             }
-            for server_id, host in items:
+            # Hosts in one order in every batch: two processes claiming the same hosts
+            # on PostgreSQL lock their rows in the same order, so never deadlock.
+            for i, (server_id, host) in sorted(enumerate(items), key=lambda e: e[1][1]):
                 record = self.ctx.hosts.get(host)
                 if record is None or not self.ctx.hosts.is_online(record) or record.agent is None:
-                    outcomes.append(Outcome(False, f"host {host} is gone or offline"))
+                    outcomes[i] = Outcome(False, f"host {host} is gone or offline")
                     continue
                 if record.disabled:
-                    outcomes.append(Outcome(False, f"host {host} was disabled"))
+                    outcomes[i] = Outcome(False, f"host {host} was disabled")
                     continue
                 server = servers.get(server_id)
                 if server is None or server.status == DELETING:
-                    outcomes.append(Outcome(True))  # nothing left to place
+                    outcomes[i] = Outcome(True)  # nothing left to place
                     continue
                 total, other = record.resources, record.used
                 capacity = allocations.Capacity(
@@ -233,7 +235,7 @@ class Placer:
                 )
                 claim = await allocations.claim(session, server, host, capacity)
                 if not claim.ok:  # its savepoint is rolled back: nothing of it stays
-                    outcomes.append(Outcome(False, claim.reason))
+                    outcomes[i] = Outcome(False, claim.reason)
                     continue
                 await commands.add(
                     session,
@@ -246,7 +248,7 @@ class Placer:
                 self._placed(session, server, "host", host)
                 server.task_state = SPAWNING
                 booked.append((host, record.agent, server.vcpus, server.ram_mb, server.disk_gb))
-                outcomes.append(Outcome(True))
+                outcomes[i] = Outcome(True)
             await session.commit()
         for host, agent, vcpus, ram_mb, disk_gb in booked:
             self.ctx.hosts.add_allocation(host, vcpus, ram_mb, disk_gb)

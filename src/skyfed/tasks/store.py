@@ -193,10 +193,14 @@ class TaskStore:
         self, owner: str, items: list[tuple[Task, dict[str, Any]]]
     ) -> list[bool]:
         now = utcnow()
-        held = select(Task.seq).where(
-            Task.seq.in_([task.seq for task, _ in items]),
-            Task.state == RUNNING,
-            Task.lease_owner == owner,
+        held = (
+            select(Task.seq)
+            .where(
+                Task.seq.in_([task.seq for task, _ in items]),
+                Task.state == RUNNING,
+                Task.lease_owner == owner,
+            )
+            .order_by(Task.seq)  # rows locked in one order by every writer: no deadlock
         )
         if not self.db.is_sqlite:
             held = held.with_for_update()

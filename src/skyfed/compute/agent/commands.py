@@ -127,7 +127,7 @@ class CommandLoop:
         self.executed = 0  # commands the driver ran (not re-posts)
         self._finished = asyncio.Event()
         # Results finishing together go to the zone in one request.
-        self.results: Coalescer[None, tuple[str, dict[str, Any]], bool] = Coalescer(
+        self.results: Coalescer[None, tuple[str, dict[str, Any]], bool | SkyfedError] = Coalescer(
             self._send_results, linger=0.005, max_items=500
         )
         # Called with the server id when a command is done (the event forwarder's kick).
@@ -265,8 +265,23 @@ class CommandLoop:
         )
         await self._post(command_id, server_id, result)
 
-    async def _send_results(self, _: None, results: list[tuple[str, dict[str, Any]]]) -> list[bool]:
-        return await self.client.command_results(self.agent, results)
+    async def _send_results(
+        self, _: None, results: list[tuple[str, dict[str, Any]]]
+    ) -> list[bool | SkyfedError]:
+        try:
+            return list(await self.client.command_results(self.agent, results))
+        except SkyfedError as exc:
+            if exc.status in RETRYABLE or len(results) == 1:
+                raise  # every result of the batch is posted again
+        # The zone refused the batch as a whole: post each alone, so only a bad one fails.
+        outcomes: list[bool | SkyfedError] = []
+        for result in results:
+            try:
+                [known] = await self.client.command_results(self.agent, [result])
+                outcomes.append(known)
+            except SkyfedError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     async def _post(self, command_id: str, server_id: str | None, result: dict[str, Any]) -> None:
         failures = 0
