@@ -58,6 +58,7 @@ class FakeZone:
         self.paths: set[str] = set()
         self.refuse_results = 0  # answer 503 to this many result posts
         self.lose_results = 0  # accept this many results but keep the command pending
+        self.reject_server: str | None = None  # 400 every batch holding a result for it
         self.closing = False
         self._changed = asyncio.Condition()
 
@@ -132,8 +133,12 @@ class FakeZone:
         if self.refuse_results:
             self.refuse_results -= 1
             return error(503, "unavailable", "database is down")
+        results = (await request.json())["results"]
+        servers = {(self.pending.get(r["id"]) or {}).get("server_id") for r in results}
+        if self.reject_server is not None and self.reject_server in servers:
+            return error(400, "bad_request", "one result of this batch is malformed")
         answers = []
-        for body in (await request.json())["results"]:
+        for body in results:
             command_id = body.pop("id")
             assert set(body) == {"ok", "status", "message", "exit_code"}, body
             self.results.setdefault(command_id, []).append(body)
@@ -315,6 +320,16 @@ async def test_results_are_retried_while_the_zone_refuses_them(harness: Any) -> 
     result = await h.zone.result(await h.zone.send("boot", "s1", small()), timeout=15)
     assert result["status"] == "ACTIVE"
     assert h.zone.refuse_results == 0
+
+
+async def test_a_batch_refused_whole_is_posted_result_by_result(harness: Any) -> None:
+    h = await harness(SimDriver([host(vcpus=20)]))
+    h.zone.reject_server = "s2"  # the zone cannot take the result for this one
+    ids = [await h.zone.send("boot", f"s{i}", small()) for i in range(6)]
+    for command_id in ids[:2] + ids[3:]:
+        assert (await h.zone.result(command_id))["status"] == "ACTIVE"
+    assert ids[2] not in h.zone.results  # refused, alone
+    assert h.runner is not None and h.runner.commands.executed == 6
 
 
 async def test_events_are_forwarded_in_batches(harness: Any) -> None:
