@@ -6,8 +6,9 @@ waiting) are handed together to `send(key, items)`, which returns one outcome
 per item, in order (an outcome that is an exception is raised to its caller
 alone). When `send` raises, every item of that batch gets the exception.
 
-With `retry_alone`, a batch whose `send` raises is sent again item by item, so
-one bad item (a constraint it breaks in a shared transaction) fails alone.
+With `retry_alone` (True, or a test of the exception), a batch whose `send`
+raises is sent again item by item, so one bad item (a constraint it breaks in
+a shared transaction, a field the receiver refuses) fails alone.
 
 At most `max_in_flight` batches per key are in flight at once. While that many
 are, new items wait and leave together as soon as one comes back, so a batch
@@ -29,6 +30,7 @@ I = TypeVar("I")  # noqa: E741 - an item
 O = TypeVar("O")  # noqa: E741 - its outcome
 
 Send = Callable[[K, list[I]], Awaitable[list[O]]]
+RetryAlone = bool | Callable[[Exception], bool]
 
 
 class Coalescer(Generic[K, I, O]):
@@ -39,7 +41,7 @@ class Coalescer(Generic[K, I, O]):
         linger: float = 0.002,
         max_items: int = 100,
         max_in_flight: int = 4,
-        retry_alone: bool = False,
+        retry_alone: RetryAlone = False,
     ):
         if max_items < 1 or max_in_flight < 1:
             raise ValueError("max_items and max_in_flight must be at least 1")
@@ -52,8 +54,6 @@ class Coalescer(Generic[K, I, O]):
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._in_flight: dict[K, int] = {}
         self._sending: set[asyncio.Task[None]] = set()
-        self.batches = 0  # sent so far (for tests and benchmarks)
-        self.items = 0
 
     async def submit(self, key: K, item: I) -> O:
         loop = asyncio.get_running_loop()
@@ -78,8 +78,6 @@ class Coalescer(Generic[K, I, O]):
         if len(batch) > self.max_items:
             batch, self._open[key] = batch[: self.max_items], batch[self.max_items :]
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
-        self.batches += 1
-        self.items += len(batch)
         task = asyncio.ensure_future(self._send(key, batch))
         self._sending.add(task)
         task.add_done_callback(lambda done: self._sent(key, done))
@@ -111,7 +109,8 @@ class Coalescer(Generic[K, I, O]):
             if len(outcomes) != len(live):
                 raise RuntimeError(f"{len(outcomes)} outcomes for {len(live)} items")
         except Exception as exc:
-            if not self.retry_alone or len(live) == 1:
+            alone = self.retry_alone(exc) if callable(self.retry_alone) else self.retry_alone
+            if not alone or len(live) == 1:
                 for _, future in live:
                     if not future.done():
                         future.set_exception(exc)

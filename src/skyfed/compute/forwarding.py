@@ -40,38 +40,24 @@ class ChildCreates:
         self.links = links
         self.db = db
         self.wait = wait
+        # A request the child refuses as a whole (one server it cannot read fails its
+        # validation) is asked again server by server, so only that one is refused.
         self.batches: Coalescer[Key, dict[str, Any], dict[str, Any]] = Coalescer(
-            self._send, linger=linger, max_items=max_batch
+            self._send, linger=linger, max_items=max_batch, retry_alone=refused
         )
 
     async def create(
         self, child: ChildZone, principal: Principal, body: dict[str, Any]
     ) -> dict[str, Any]:
         """This server's outcome at the child: `{"server": brief}` or `{"error": {...}}`."""
-        return await self.batches.submit((child.id, principal), body)
+        try:
+            return await self.batches.submit((child.id, principal), body)
+        except SkyfedError as exc:
+            if not refused(exc):
+                raise
+            return {"error": {"status": exc.status, "code": exc.code, "message": exc.message}}
 
     async def _send(self, key: Key, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        try:
-            return await self._send_batch(key, bodies)
-        except SkyfedError as exc:
-            # The child refused the request as a whole (one server it could not read
-            # fails its validation): ask for each alone, so only that one is refused.
-            if len(bodies) == 1 or not 400 <= exc.status < 500 or exc.status in (401, 403):
-                raise
-        outcomes: list[dict[str, Any]] = []
-        for body in bodies:
-            try:
-                [outcome] = await self._send_batch(key, [body])
-            except SkyfedError as exc:
-                if not 400 <= exc.status < 500:
-                    raise
-                outcome = {
-                    "error": {"status": exc.status, "code": exc.code, "message": exc.message}
-                }
-            outcomes.append(outcome)
-        return outcomes
-
-    async def _send_batch(self, key: Key, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         child_id, principal = key
         child = await self.links.row(child_id, self.db)
         if child is None:
@@ -97,8 +83,10 @@ class ChildCreates:
                 raise SkyfedError(502, "bad_response", "the child's answer names no outcome")
         return results
 
-    async def aclose(self) -> None:
-        await self.batches.aclose()
+
+def refused(exc: Exception) -> bool:
+    """The child read the request and said no (not: unreachable, login, its own fault)."""
+    return isinstance(exc, SkyfedError) and 400 <= exc.status < 500 and exc.status not in (401, 403)
 
 
 def delegated_body(server: Server, request: PlacementRequest) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
 
@@ -34,18 +36,33 @@ class Intake:
     async def _write(self, _: None, items: list[Batch]) -> list[None]:
         async with self.ctx.db.session() as session:
             for servers, principal, project_id, request_id in items:
-                for server in servers:
-                    session.add(server)
-                    self.ctx.tasks.enqueue(
-                        session,
-                        kind="place",
-                        resource_type="server",
-                        resource_id=server.id,
-                        payload={"principal": principal},
-                        project_id=project_id,
-                        request_id=request_id,
-                        max_attempts=self.ctx.settings.task_max_attempts,
-                    )
+                add_servers(self.ctx, session, servers, principal, project_id, request_id)
             await session.commit()
         self.ctx.tasks.notify()
         return [None] * len(items)
+
+
+def add_servers(
+    ctx: ComputeContext,
+    session: AsyncSession,
+    servers: list[Server],
+    principal: dict[str, Any],
+    project_id: str,
+    request_id: str,
+) -> dict[str, str]:
+    """Add servers and a place task each to the transaction; the task id of each."""
+    task_ids: dict[str, str] = {}
+    for server in servers:
+        session.add(server)
+        task = ctx.tasks.enqueue(
+            session,
+            kind="place",
+            resource_type="server",
+            resource_id=server.id,
+            payload={"principal": principal},
+            project_id=project_id,
+            request_id=request_id,
+            max_attempts=ctx.settings.task_max_attempts,
+        )
+        task_ids[server.id] = task.id
+    return task_ids

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import listing
 from skyfed.compute.context import ComputeContext
+from skyfed.compute.intake import add_servers
 from skyfed.compute.lifecycle import (
     BUILDING,
     SCHEDULING,
@@ -196,7 +197,14 @@ class ComputeService:
                     select(Server).where(Server.id.in_(list(wanted)))
                 )
             }
-            task_ids = self._insert(session, [s for s in wanted.values() if s.id not in existing])
+            task_ids = add_servers(
+                self.ctx,
+                session,
+                [s for s in wanted.values() if s.id not in existing],
+                principal_payload(self.principal),
+                self.principal.project_id,
+                request_id.get(),
+            )
             await session.commit()
         if task_ids:
             self.ctx.tasks.notify()
@@ -212,24 +220,6 @@ class ComputeService:
         for i, brief in zip(waits, await asyncio.gather(*waits.values()), strict=True):
             outcomes[i] = brief
         return [outcome for outcome in outcomes if outcome is not None]
-
-    def _insert(self, session: AsyncSession, servers: list[Server]) -> dict[str, str]:
-        """Add servers and their place tasks to the transaction; the task id of each."""
-        task_ids: dict[str, str] = {}
-        for server in servers:
-            session.add(server)
-            task = self.ctx.tasks.enqueue(
-                session,
-                kind="place",
-                resource_type="server",
-                resource_id=server.id,
-                payload={"principal": principal_payload(self.principal)},
-                project_id=self.principal.project_id,
-                request_id=request_id.get(),
-                max_attempts=self.ctx.settings.task_max_attempts,
-            )
-            task_ids[server.id] = task.id
-        return task_ids
 
     def _resources(self, body: ServerCreate) -> tuple[int, int, int]:
         if body.vcpus is not None and body.ram_mb is not None:

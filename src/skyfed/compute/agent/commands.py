@@ -41,6 +41,10 @@ RETRYABLE = {0, 408, 429, 500, 502, 503, 504}  # 0: the zone could not be reache
 MESSAGE_MAX = 255  # the zone keeps messages of at most this many characters
 
 
+def _refused(exc: Exception) -> bool:
+    return isinstance(exc, SkyfedError) and exc.status not in RETRYABLE
+
+
 def clip(message: str) -> str:
     """A message the zone accepts: no NUL, at most MESSAGE_MAX characters."""
     message = message.replace("\x00", "")
@@ -126,9 +130,10 @@ class CommandLoop:
         self.done: OrderedDict[str, dict[str, Any]] = OrderedDict()  # id -> result posted
         self.executed = 0  # commands the driver ran (not re-posts)
         self._finished = asyncio.Event()
-        # Results finishing together go to the zone in one request.
-        self.results: Coalescer[None, tuple[str, dict[str, Any]], bool | SkyfedError] = Coalescer(
-            self._send_results, linger=0.005, max_items=500
+        # Results finishing together go to the zone in one request; a batch the zone
+        # refuses as a whole is posted result by result, so only a bad one is refused.
+        self.results: Coalescer[None, tuple[str, dict[str, Any]], bool] = Coalescer(
+            self._send_results, linger=0.005, max_items=500, retry_alone=_refused
         )
         # Called with the server id when a command is done (the event forwarder's kick).
         self.on_finish: list[Callable[[str | None], None]] = []
@@ -265,23 +270,8 @@ class CommandLoop:
         )
         await self._post(command_id, server_id, result)
 
-    async def _send_results(
-        self, _: None, results: list[tuple[str, dict[str, Any]]]
-    ) -> list[bool | SkyfedError]:
-        try:
-            return list(await self.client.command_results(self.agent, results))
-        except SkyfedError as exc:
-            if exc.status in RETRYABLE or len(results) == 1:
-                raise  # every result of the batch is posted again
-        # The zone refused the batch as a whole: post each alone, so only a bad one fails.
-        outcomes: list[bool | SkyfedError] = []
-        for result in results:
-            try:
-                [known] = await self.client.command_results(self.agent, [result])
-                outcomes.append(known)
-            except SkyfedError as exc:
-                outcomes.append(exc)
-        return outcomes
+    async def _send_results(self, _: None, results: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+        return await self.client.command_results(self.agent, results)
 
     async def _post(self, command_id: str, server_id: str | None, result: dict[str, Any]) -> None:
         failures = 0
