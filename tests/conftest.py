@@ -20,6 +20,7 @@ from skyfed.settings import Settings
 POSTGRES_URL = os.environ.get(
     "SKYFED_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+AMQP_URL = os.environ.get("SKYFED_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 ADMIN_PASSWORD = "admin-password"
 SERVICE_PASSWORD = "service-password"
 AGENT_PASSWORD = "agent-password"
@@ -40,6 +41,32 @@ async def _postgres_reachable() -> str | None:
         return f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}"
     await conn.close()
     return None
+
+
+async def _broker_reachable() -> str | None:
+    import aio_pika
+
+    try:
+        connection = await aio_pika.connect(AMQP_URL, timeout=3)
+    except Exception as exc:
+        return f"RabbitMQ at {AMQP_URL} is not reachable: {exc}"
+    await connection.close()
+    return None
+
+
+async def broker_url() -> str:
+    """The test broker's URL; the test fails in CI (skips elsewhere) when it is down."""
+    problem = await _broker_reachable()
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return AMQP_URL
+
+
+@pytest.fixture
+async def amqp_url() -> str:
+    return await broker_url()
 
 
 @pytest.fixture

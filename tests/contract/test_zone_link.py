@@ -30,10 +30,12 @@ from skyfed.client import (
 from skyfed.federation.process import free_port
 from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
+from skyfed.transport.amqp import AmqpLink
+from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneLink, ZoneRequest
 from skyfed.transport.http import HttpLink
 from skyfed.transport.local import LocalLink
-from tests.conftest import ServedApp
+from tests.conftest import ServedApp, broker_url
 
 PASSWORD = "child-service-password"
 
@@ -112,10 +114,23 @@ class Child:
         )
 
 
-@pytest.fixture(params=["http", "local"])
+@pytest.fixture(params=["http", "local", "amqp"])
 async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, Child]]:
     child = Child()
     app = child.app()
+    if request.param == "amqp":
+        broker = await broker_url()
+        queue = f"skyfed.test.{uuid.uuid4().hex}"
+        server = ZoneQueueServer(app, broker, queue, zone="child")
+        await server.start()
+        made = AmqpLink(
+            broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
+        )
+        yield made, child
+        await made.aclose()
+        await server.delete_queue()
+        await server.stop()
+        return
     if request.param == "local":
         made: ZoneLink = LocalLink(app, username="svc", password=PASSWORD, timeout=5)
         yield made, child

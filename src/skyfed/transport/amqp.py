@@ -1,0 +1,287 @@
+"""The `amqp` link: calls to a child as RPC over the child's own RabbitMQ broker.
+
+The parent connects to the broker URL it was given for the child (no broker
+federation or Shovel between sites), publishes each call to the child's durable
+queue with publisher confirms, and waits on its own reply queue for the answer
+with the same correlation id. Everything above the bytes (login, identity
+headers, error mapping, bounded retries) is the `http` link's: this module is an
+httpx transport, so an AMQP call is the same request with another carrier.
+
+A broker restart: the connection and channel come back on their own (aio-pika's
+robust connection, which also redeclares the reply queue), and every call still
+waiting is published again under its own message id, which the child answers
+from what it already did. A reply that arrives twice is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import aiormq
+import httpx
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from skyfed.errors import error_body
+from skyfed.logs import request_id
+from skyfed.transport.envelope import (
+    HOP_LIMIT,
+    RECONNECT_INTERVAL,
+    Envelope,
+    carried_headers,
+    current_hops,
+    current_route,
+)
+from skyfed.transport.http import HttpLink
+
+log = logging.getLogger("skyfed.transport.amqp")
+
+# What a broken connection looks like while it is being restored.
+_CONNECTION_LOST = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    ConnectionError,
+    RuntimeError,  # aio-pika: "Connection closed" / channel not opened
+)
+
+
+@dataclass
+class _Call:
+    message: aio_pika.Message
+    answer: asyncio.Future[tuple[int, dict[str, str], bytes]]
+    sent: int = 0  # how many times it was published
+    resend: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class LinkStats:
+    calls: int = 0
+    resent: int = 0  # calls published again after the connection came back
+    duplicate_replies: int = 0  # second answers to one call, dropped
+    late_replies: int = 0  # answers to calls whose caller had given up
+
+
+class AmqpTransport(httpx.AsyncBaseTransport):
+    """httpx requests to one queue on one broker, answered on a reply queue."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        queue: str,
+        *,
+        origin: str = "",
+        hop_limit: int = HOP_LIMIT,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.broker_url = broker_url
+        self.queue = queue
+        self.origin = origin
+        self.hop_limit = hop_limit
+        self.connect_timeout = connect_timeout
+        self.stats = LinkStats()
+        self._calls: dict[str, _Call] = {}
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._reply_queue = f"skyfed.reply.{origin or 'client'}.{uuid.uuid4().hex}"
+        self._connect_lock = asyncio.Lock()
+        self._closed = False
+
+    async def _connected(self) -> aio_pika.abc.AbstractChannel:
+        if self._channel is not None:
+            return self._channel
+        async with self._connect_lock:
+            if self._channel is not None:
+                return self._channel
+            if self._closed:
+                raise httpx.ConnectError("the link is closed")
+            try:
+                connection = await aio_pika.connect_robust(
+                    self.broker_url,
+                    timeout=self.connect_timeout,
+                    reconnect_interval=RECONNECT_INTERVAL,
+                    client_properties={"connection_name": f"skyfed {self.origin}->{self.queue}"},
+                )
+            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+                raise httpx.ConnectError(f"broker {_safe(self.broker_url)}: {exc}") from exc
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            replies = await channel.declare_queue(
+                self._reply_queue, exclusive=True, auto_delete=True
+            )
+            await replies.consume(self._on_reply, no_ack=True)
+            connection.reconnect_callbacks.add(self._on_reconnect)
+            self._connection, self._channel = connection, channel
+            return channel
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout") or {}
+        budget = timeouts.get("read") or timeouts.get("pool") or 10.0
+        deadline = time.monotonic() + budget
+        hops = current_hops.get() + 1
+        if hops > self.hop_limit:
+            body = error_body(
+                "loop_detected",
+                f"the call crossed {hops - 1} zone links (limit {self.hop_limit}); "
+                f"route {' > '.join(current_route.get())}",
+            )
+            return httpx.Response(508, json=body, request=request)
+        route = (*current_route.get(), self.origin) if self.origin else current_route.get()
+        target = request.url.raw_path.decode("ascii")
+        envelope = Envelope(
+            method=request.method,
+            target=target,
+            headers=carried_headers(request.headers),
+            route=route,
+            hops=hops,
+            hop_limit=self.hop_limit,
+            deadline=time.time() + budget,
+            request_id=request.headers.get("x-request-id", request_id.get()),
+        )
+        channel = await self._connected()
+        call_id = uuid.uuid4().hex
+        call = _Call(
+            message=aio_pika.Message(
+                await request.aread(),
+                headers=envelope.to_headers(),
+                content_type=request.headers.get("content-type"),
+                message_id=call_id,
+                correlation_id=call_id,
+                reply_to=self._reply_queue,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                expiration=budget,  # the broker drops it once nobody waits
+            ),
+            answer=asyncio.get_running_loop().create_future(),
+        )
+        self._calls[call_id] = call
+        self.stats.calls += 1
+        try:
+            async with asyncio.timeout(budget):
+                await self._publish(channel, call, deadline)
+                while True:  # published again whenever the connection came back
+                    resend = asyncio.ensure_future(call.resend.wait())
+                    try:
+                        await asyncio.wait(
+                            (call.answer, resend), return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        resend.cancel()
+                    if call.answer.done():
+                        break
+                    call.resend.clear()
+                    self.stats.resent += 1
+                    await self._publish(channel, call, deadline)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(f"no answer on {self.queue} within {budget:g}s") from exc
+        finally:
+            self._calls.pop(call_id, None)
+        status, headers, content = call.answer.result()
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+    async def _publish(
+        self, channel: aio_pika.abc.AbstractChannel, call: _Call, deadline: float
+    ) -> None:
+        """Publish until the broker confirms, waiting out reconnects (the deadline bounds it)."""
+        while True:
+            call.message.expiration = max(0.001, deadline - time.monotonic())
+            try:
+                await channel.default_exchange.publish(call.message, routing_key=self.queue)
+                call.sent += 1
+                return
+            except aiormq.exceptions.PublishError as exc:
+                raise httpx.ConnectError(
+                    f"no zone consumes queue {self.queue} on {_safe(self.broker_url)}"
+                ) from exc
+            except aiormq.exceptions.DeliveryError as exc:  # nack: the broker could not keep it
+                log.warning("broker refused a call; sending again", extra={"error": str(exc)})
+            except _CONNECTION_LOST:
+                pass
+            await self._wait_for_connection()
+
+    async def _wait_for_connection(self) -> None:
+        connection = self._connection
+        if connection is None or self._closed:
+            raise httpx.ConnectError("the link is closed")
+        await asyncio.sleep(0.05)
+        await connection.connected.wait()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        call = self._calls.get(message.correlation_id or "")
+        if call is None:
+            self.stats.late_replies += 1
+            return None
+        if call.answer.done():
+            self.stats.duplicate_replies += 1
+            return None
+        headers = message.headers or {}
+        try:
+            status = int(headers.get("x-status", 502))  # type: ignore[arg-type]
+            carried = {str(k): _str(v) for k, v in dict(headers.get("x-headers") or {}).items()}  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            status, carried = 502, {}
+        call.answer.set_result((status, carried, message.body))
+        return None
+
+    def _on_reconnect(self, *_: Any) -> None:
+        """The broker is back: replies sent while it was away are gone; ask again."""
+        waiting = [c for c in self._calls.values() if not c.answer.done() and c.sent]
+        if waiting:
+            log.info("broker back; sending waiting calls again", extra={"calls": len(waiting)})
+        for call in waiting:
+            call.resend.set()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for call in self._calls.values():
+            if not call.answer.done():
+                call.answer.set_exception(httpx.ConnectError("the link was closed"))
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = self._channel = None
+
+
+class AmqpLink(HttpLink):
+    """A child reached through its broker; the child's API, carried as messages."""
+
+    kind = "amqp"
+
+    def __init__(
+        self,
+        broker_url: str,
+        queue: str,
+        *,
+        username: str | None,
+        password: str | None,
+        origin: str = "",
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.1,
+    ) -> None:
+        self.transport = AmqpTransport(broker_url, queue, origin=origin)
+        super().__init__(
+            f"http://{queue}.amqp",  # httpx needs a base URL; only the path travels
+            username=username,
+            password=password,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            transport=self.transport,
+        )
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self.transport.aclose()
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _safe(url: str) -> str:
+    """The broker URL without its password, for messages."""
+    parts = httpx.URL(url)
+    return str(parts.copy_with(password=None)) if parts.password else url

@@ -1,0 +1,109 @@
+"""The envelope a zone call travels in over a message bus, and the route it has taken.
+
+An HTTP request becomes one AMQP message: the body is the request body; the
+method, path, headers and the routing facts ride in the message headers. The
+routing facts: the zones the call passed through (`route`), how many links it
+crossed (`hops`, refused past `hop_limit`, so a misconfigured tree cannot loop a
+call forever), the wall-clock `deadline` after which nobody waits for it, and
+the request id. The message id names the call: a call sent again (after a broker
+restart) keeps it, and the receiver answers a repeat from what it already did.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+HOP_LIMIT = 16
+# Seconds between attempts to reach a broker that went away (aio-pika's default is 5).
+RECONNECT_INTERVAL = 1.0
+# Headers that describe one connection, not the call; never carried.
+_CONNECTION_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
+
+# Where the call being served came from: set by the bus receiver, read by the links
+# it calls on with (a zone forwarding a call further down extends its route).
+current_route: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "current_route", default=()
+)
+current_hops: contextvars.ContextVar[int] = contextvars.ContextVar("current_hops", default=0)
+
+
+def queue_for(zone: str) -> str:
+    """The durable queue a zone consumes its calls from, on its own broker."""
+    return f"skyfed.zone.{zone}"
+
+
+class EnvelopeError(ValueError):
+    """A message that is not a well-formed call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    method: str
+    target: str  # path with its query string
+    headers: dict[str, str]
+    route: tuple[str, ...]
+    hops: int
+    hop_limit: int
+    deadline: float  # time.time() after which the caller has given up
+    request_id: str
+
+    def to_headers(self) -> dict[str, Any]:
+        return {
+            "x-method": self.method,
+            "x-target": self.target,
+            "x-headers": dict(self.headers),
+            "x-route": list(self.route),
+            "x-hops": self.hops,
+            "x-hop-limit": self.hop_limit,
+            # In milliseconds as an integer: AMQP tables may carry floats in 32 bits.
+            "x-deadline-ms": int(self.deadline * 1000),
+            "x-request-id": self.request_id,
+        }
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, Any] | None) -> Envelope:
+        h = headers or {}
+        try:
+            method, target = _text(h["x-method"]), _text(h["x-target"])
+            carried = {_text(k): _text(v) for k, v in dict(h.get("x-headers") or {}).items()}
+            route = tuple(_text(z) for z in h.get("x-route") or ())
+            hops, limit = int(h["x-hops"]), int(h.get("x-hop-limit", HOP_LIMIT))
+            deadline = int(h["x-deadline-ms"]) / 1000
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"not a skyfed call: {exc}") from exc
+        if not target.startswith("/"):
+            raise EnvelopeError("the call's target is not a path")
+        return cls(
+            method=method.upper(),
+            target=target,
+            headers=carried,
+            route=route,
+            hops=hops,
+            hop_limit=limit,
+            deadline=deadline,
+            request_id=_text(h.get("x-request-id", "")),
+        )
+
+    @property
+    def expired(self) -> bool:
+        return time.time() > self.deadline
+
+    @property
+    def over_limit(self) -> bool:
+        return self.hops > self.hop_limit
+
+
+def carried_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in _CONNECTION_HEADERS}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected text, got {type(value).__name__}")

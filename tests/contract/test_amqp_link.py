@@ -1,0 +1,220 @@
+"""What only the `amqp` link has to survive: broker restarts, repeats, loops, dead ends.
+
+Runs against the local RabbitMQ. The restart test stops and starts the broker's
+application (`rabbitmqctl stop_app` / `start_app`), as an operator's upgrade would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.transport.amqp import AmqpLink
+from skyfed.transport.amqp_server import ZoneQueueServer
+from skyfed.transport.base import ZoneRequest
+from skyfed.transport.envelope import HOP_LIMIT, Envelope, current_hops
+from tests.conftest import IN_CI
+
+PASSWORD = "pw"
+
+
+class Adder:
+    """A child that adds, and counts how often it ran each call."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.runs: dict[str, int] = {}
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def login(self, request: Request) -> JSONResponse:
+        return JSONResponse({"token": "t"}, 201)
+
+    async def add(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        self.runs[body["key"]] = self.runs.get(body["key"], 0) + 1
+        await self.release.wait()
+        await asyncio.sleep(self.delay)
+        return JSONResponse({"sum": body["a"] + body["b"]})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/auth/tokens", self.login, methods=["POST"]),
+                Route("/v1/add", self.add, methods=["POST"]),
+            ]
+        )
+
+
+@pytest.fixture
+async def queue(amqp_url: str) -> AsyncIterator[str]:
+    name = f"skyfed.test.{uuid.uuid4().hex}"
+    yield name
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+
+
+def link(amqp_url: str, queue: str, timeout: float = 5.0) -> AmqpLink:
+    return AmqpLink(amqp_url, queue, username="svc", password=PASSWORD, timeout=timeout)
+
+
+def add(key: str, a: int, b: int, timeout: float | None = None) -> ZoneRequest:
+    return ZoneRequest(
+        "POST", "/v1/add", json={"key": key, "a": a, "b": b}, timeout=timeout, idempotent=True
+    )
+
+
+async def test_a_queue_nobody_serves_is_unreachable_at_once(amqp_url: str, queue: str) -> None:
+    zone = link(amqp_url, queue)
+    started = time.monotonic()
+    with pytest.raises(ZoneUnreachable, match="no zone consumes"):
+        await zone.call(add("k", 1, 2))
+    assert time.monotonic() - started < 2
+    await zone.aclose()
+
+
+async def test_a_broker_that_is_not_there_is_unreachable() -> None:
+    from skyfed.federation.process import free_port
+
+    zone = link(f"amqp://guest:guest@127.0.0.1:{free_port()}/", "skyfed.zone.x")
+    with pytest.raises(ZoneUnreachable):
+        await zone.call(add("k", 1, 2))
+    await zone.aclose()
+
+
+async def test_a_call_past_the_hop_limit_is_refused_as_a_loop(amqp_url: str, queue: str) -> None:
+    adder = Adder()
+    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    await server.start()
+    zone = link(amqp_url, queue)
+    token = current_hops.set(HOP_LIMIT)  # this call already crossed as many links as allowed
+    try:
+        with pytest.raises(SkyfedError) as caught:
+            await zone.call(add("k", 1, 2))
+    finally:
+        current_hops.reset(token)
+    assert caught.value.status == 508 and caught.value.code == "loop_detected"
+    assert adder.runs == {}
+    assert (await zone.call(add("k", 1, 2)))["sum"] == 3  # within the limit it goes through
+    await zone.aclose()
+    await server.stop()
+
+
+async def test_a_repeated_call_runs_once_and_an_expired_one_not_at_all(
+    amqp_url: str, queue: str
+) -> None:
+    adder = Adder()
+    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    await server.start()
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    replies = await channel.declare_queue(exclusive=True)
+
+    def message(key: str, call_id: str, deadline: float) -> aio_pika.Message:
+        envelope = Envelope(
+            method="POST",
+            target="/v1/add",
+            headers={"content-type": "application/json"},
+            route=("parent",),
+            hops=1,
+            hop_limit=HOP_LIMIT,
+            deadline=deadline,
+            request_id="req-1",
+        )
+        return aio_pika.Message(
+            f'{{"key": "{key}", "a": 2, "b": 2}}'.encode(),
+            headers=envelope.to_headers(),
+            message_id=call_id,
+            correlation_id=call_id,
+            reply_to=replies.name,
+        )
+
+    await channel.default_exchange.publish(message("old", "c-0", time.time() - 1), queue)
+    for _ in range(3):  # the same call three times, as after a broker restart
+        await channel.default_exchange.publish(message("again", "c-1", time.time() + 5), queue)
+    answers: list[aio_pika.abc.AbstractIncomingMessage] = []
+    async with asyncio.timeout(5):
+        async with replies.iterator() as incoming:
+            async for reply in incoming:
+                answers.append(reply)
+                await reply.ack()
+                if len(answers) == 3:
+                    break
+    assert {a.correlation_id for a in answers} == {"c-1"}, [(a.headers, a.body) for a in answers]
+    assert all(a.headers["x-status"] == 200 and b'"sum":4' in a.body for a in answers)
+    assert adder.runs == {"again": 1}  # repeats answered from the first run; "old" never ran
+    await connection.close()
+    await server.stop()
+
+
+async def test_calls_held_by_a_process_that_dies_are_served_by_another(
+    amqp_url: str, queue: str
+) -> None:
+    stuck, healthy = Adder(), Adder()
+    stuck.release.clear()  # takes calls and never answers, like a process about to die
+    first = ZoneQueueServer(stuck.app(), amqp_url, queue, zone="child", prefetch=50)
+    await first.start()
+    zone = link(amqp_url, queue, timeout=10)
+    calls = [asyncio.create_task(zone.call(add(f"k{i}", i, i))) for i in range(20)]
+    async with asyncio.timeout(5):
+        while len(stuck.runs) < 20:
+            await asyncio.sleep(0.02)
+    second = ZoneQueueServer(healthy.app(), amqp_url, queue, zone="child")
+    await second.start()
+    await first.stop()  # its connection closes: the broker hands its unacknowledged calls on
+    answers = await asyncio.gather(*calls)
+    assert [a["sum"] for a in answers] == [2 * i for i in range(20)]
+    assert healthy.runs == {f"k{i}": 1 for i in range(20)}
+    await zone.aclose()
+    await second.stop()
+
+
+@pytest.mark.skipif(
+    shutil.which("rabbitmqctl") is None and not IN_CI, reason="rabbitmqctl is not installed"
+)
+async def test_calls_in_flight_survive_a_broker_restart(amqp_url: str, queue: str) -> None:
+    adder = Adder(delay=0.05)
+    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    await server.start()
+    zone = link(amqp_url, queue, timeout=60)
+    assert (await zone.call(add("warm", 1, 1)))["sum"] == 2
+
+    async def burst(start: int) -> list[int]:
+        return [
+            a["sum"]
+            for a in await asyncio.gather(
+                *(zone.call(add(f"k{i}", i, 1, timeout=60)) for i in range(start, start + 100))
+            )
+        ]
+
+    first = asyncio.create_task(burst(0))
+    await asyncio.sleep(0.1)
+    await asyncio.to_thread(_rabbitmqctl, "stop_app")
+    second = asyncio.create_task(burst(100))  # sent while the broker is down
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(_rabbitmqctl, "start_app")
+    async with asyncio.timeout(60):
+        sums = await first + await second
+    assert sums == [i + 1 for i in range(200)]  # none lost
+    assert all(runs == 1 for runs in adder.runs.values())  # none run twice
+    assert len(adder.runs) == 201
+    await zone.aclose()
+    await server.stop()
+
+
+def _rabbitmqctl(command: str) -> None:
+    subprocess.run(["rabbitmqctl", command], check=True, capture_output=True, timeout=60)
