@@ -40,6 +40,8 @@ from skyfed.settings import FlavorSpec, Settings
 from skyfed.tasks.api import router as tasks_router
 from skyfed.tasks.store import TaskStore
 from skyfed.tasks.worker import Worker
+from skyfed.transport.amqp_server import ZoneQueueServer
+from skyfed.transport.envelope import queue_for
 from skyfed.zones.api import router as zones_router
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ZoneIdentity
@@ -50,9 +52,6 @@ log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    if settings.bus_url != "memory://":
-        # The RabbitMQ bus arrives with the ZoneLink work; refuse rather than ignore it.
-        raise ValueError(f"bus_url {settings.bus_url!r}: only memory:// is supported so far")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url)
     if settings.secret_key is not None:
@@ -61,7 +60,7 @@ def build_runtime(settings: Settings) -> Runtime:
         vault = Vault.from_key_file(settings.state_dir / "secret.key")
     hosts = HostRegistry(settings.host_ttl, settings.host_forget_after)
     view = ZoneView(hosts, settings.flavors, settings.summary_max_age)
-    links = ChildLinks(vault, settings.poll_timeout)
+    links = ChildLinks(vault, settings.poll_timeout, origin=settings.name)
     poller = Poller(
         db,
         links,
@@ -217,10 +216,26 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> FastAPI:
     runtime = build_runtime(settings)
 
+    bus: ZoneQueueServer | None = None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal bus
         async with running(runtime, api=True):
-            yield
+            if settings.bus_url.startswith("amqp"):
+                # Parents linked over AMQP call this zone through its queue.
+                bus = ZoneQueueServer(
+                    app, settings.bus_url, queue_for(settings.name), zone=settings.name
+                )
+                connecting = asyncio.create_task(bus.start(), name="zone-bus")
+            try:
+                yield
+            finally:
+                if bus is not None:
+                    connecting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await connecting
+                    await bus.stop()
 
     app = FastAPI(
         title=f"skyfed zone {settings.name}",
@@ -245,12 +260,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "database unreachable"}})
     async def readyz(rt: RuntimeDep) -> JSONResponse:
-        """The zone's database answers."""
+        """The zone's database answers (and its bus, when it has one, is being served)."""
         try:
             await rt.db.ping()
         except Exception as exc:
             return JSONResponse(
                 error_body("database_unavailable", f"database not reachable: {type(exc).__name__}"),
+                status_code=503,
+            )
+        if bus is not None and not bus.ready.is_set():
+            return JSONResponse(
+                error_body("bus_unavailable", "not yet consuming calls from the zone's broker"),
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "zone": settings.name})

@@ -226,6 +226,9 @@ class SkyfedClient:
         weight_offset: float | None = None,
         weight_scale: float | None = None,
         labels: Mapping[str, str] | None = None,
+        transport: str | None = None,
+        bus_url: str | None = None,
+        bus_queue: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": name,
@@ -233,6 +236,13 @@ class SkyfedClient:
             "username": username,
             "password": password,
         }
+        for key, value in (
+            ("transport", transport),
+            ("bus_url", bus_url),
+            ("bus_queue", bus_queue),
+        ):
+            if value is not None:
+                body[key] = value
         if weight_offset is not None:
             body["weight_offset"] = weight_offset
         if weight_scale is not None:

@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("state")
     # Default: a SQLite file in state_dir; PostgreSQL by URL (postgresql+asyncpg://...).
     database_url: str | None = None
-    # Default: in-process. Host heartbeats and task wake-ups travel on it.
-    bus_url: str = "memory://"
+    # Default: in-process. With a RabbitMQ broker (amqp://user:pass@host:5672/vhost),
+    # parents linked over AMQP call this zone on its queue `skyfed.zone.<name>` there.
+    bus_url: Annotated[str, StringConstraints(pattern=r"^(memory://|amqps?://\S+)$")] = "memory://"
 
     admin_username: Name = "admin"
     # None: a random password is generated on first start and written to state_dir.

@@ -34,16 +34,22 @@ def _labels(items: list[str] | None) -> dict[str, str] | None:
     return labels
 
 
+def _link(zone: dict[str, Any]) -> str:
+    if zone.get("transport") == "amqp":
+        return f"amqp {zone.get('bus_queue') or 'skyfed.zone.' + zone['name']} @ {zone['bus_url']}"
+    return str(zone["api_url"])
+
+
 def _show_zones(zones: list[dict[str, Any]]) -> None:
     print_table(
         "child zones",
-        ["id", "name", "state", "api_url", "failures", "last_seen", "weight"],
+        ["id", "name", "state", "link", "failures", "last_seen", "weight"],
         [
             (
                 z["id"],
                 z["name"],
                 z["state"],
-                z["api_url"],
+                _link(z),
                 z["failures"],
                 z["last_seen"],
                 f"{z['weight_offset']:+g} x{z['weight_scale']:g}",
@@ -68,9 +74,23 @@ def add(
     weight_offset: Annotated[float | None, typer.Option()] = None,
     weight_scale: Annotated[float | None, typer.Option()] = None,
     label: Labels = None,
+    transport: Annotated[
+        str | None,
+        typer.Option("--transport", help="http (the child's API) or amqp (its broker)."),
+    ] = None,
+    bus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--bus-url", envvar="SKYFED_CHILD_BUS_URL", help="The child's broker, for amqp."
+        ),
+    ] = None,
+    bus_queue: Annotated[
+        str | None,
+        typer.Option("--bus-queue", help="Its queue (default skyfed.zone.<name>)."),
+    ] = None,
     json: AsJson = False,
 ) -> None:
-    """Add a child zone; the parent logs in to it first."""
+    """Add a child zone; the parent logs in to it first (over the link it will use)."""
     zone = run(
         url,
         username,
@@ -84,6 +104,9 @@ def add(
             weight_offset=weight_offset,
             weight_scale=weight_scale,
             labels=_labels(label),
+            transport=transport,
+            bus_url=bus_url,
+            bus_queue=bus_queue,
         ),
     )
     print_json(zone) if json else _show_zones([zone])
@@ -132,9 +155,23 @@ def update(
     weight_offset: Annotated[float | None, typer.Option()] = None,
     weight_scale: Annotated[float | None, typer.Option()] = None,
     label: Labels = None,
+    transport: Annotated[
+        str | None,
+        typer.Option("--transport", help="http (the child's API) or amqp (its broker)."),
+    ] = None,
+    bus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--bus-url", envvar="SKYFED_CHILD_BUS_URL", help="The child's broker, for amqp."
+        ),
+    ] = None,
+    bus_queue: Annotated[
+        str | None,
+        typer.Option("--bus-queue", help="Its queue (default skyfed.zone.<name>)."),
+    ] = None,
     json: AsJson = False,
 ) -> None:
-    """Change a child zone; a new URL or credentials are checked by logging in."""
+    """Change a child zone; a new address, transport or credentials are checked by logging in."""
     changes = {
         "name": name,
         "api_url": api_url,
@@ -143,6 +180,9 @@ def update(
         "weight_offset": weight_offset,
         "weight_scale": weight_scale,
         "labels": _labels(label),
+        "transport": transport,
+        "bus_url": bus_url,
+        "bus_queue": bus_queue,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     zone = run(url, username, password, token, lambda c: c.update_zone(ref, **changes))

@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -108,7 +109,9 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                     client_properties={"connection_name": f"skyfed {self.origin}->{self.queue}"},
                 )
             except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-                raise httpx.ConnectError(f"broker {_safe(self.broker_url)}: {exc}") from exc
+                raise httpx.ConnectError(
+                    f"broker {without_password(self.broker_url)}: {exc}"
+                ) from exc
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             replies = await channel.declare_queue(
                 self._reply_queue, exclusive=True, auto_delete=True
@@ -194,7 +197,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 return
             except aiormq.exceptions.PublishError as exc:
                 raise httpx.ConnectError(
-                    f"no zone consumes queue {self.queue} on {_safe(self.broker_url)}"
+                    f"no zone consumes queue {self.queue} on {without_password(self.broker_url)}"
                 ) from exc
             except aiormq.exceptions.DeliveryError as exc:  # nack: the broker could not keep it
                 log.warning("broker refused a call; sending again", extra={"error": str(exc)})
@@ -281,7 +284,12 @@ def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _safe(url: str) -> str:
-    """The broker URL without its password, for messages."""
-    parts = httpx.URL(url)
-    return str(parts.copy_with(password=None)) if parts.password else url
+def without_password(url: str) -> str:
+    """The broker URL without its credentials, for messages and display."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))

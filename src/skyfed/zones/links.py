@@ -12,12 +12,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable
+from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.errors import BadRequest
 from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
 from skyfed.schema_types import NAME_PATTERN
+from skyfed.transport.amqp import AmqpLink, without_password
 from skyfed.transport.base import ZoneLink
+from skyfed.transport.envelope import queue_for
 from skyfed.transport.http import HttpLink
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
@@ -54,11 +56,50 @@ def parse_report(body: Any) -> ZoneReport:
     return ZoneReport(zone_id, name, caps, Summary.from_dict(body.get("summary")))
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How a parent calls one child: which transport, where, as whom."""
+
+    name: str
+    transport: str
+    api_url: str
+    username: str
+    password: str
+    bus_url: str | None = None
+    bus_queue: str | None = None
+
+    @property
+    def where(self) -> str:
+        """For messages: the API URL, or the queue and the broker (without its password)."""
+        if self.transport == "amqp" and self.bus_url:
+            return f"queue {self.queue} on {without_password(self.bus_url)}"
+        return self.api_url
+
+    @property
+    def queue(self) -> str:
+        return self.bus_queue or queue_for(self.name)
+
+    def link(self, timeout: float, origin: str = "") -> ZoneLink:
+        if self.transport == "amqp" and self.bus_url:
+            return AmqpLink(
+                self.bus_url,
+                self.queue,
+                username=self.username,
+                password=self.password,
+                origin=origin,
+                timeout=timeout,
+            )
+        return HttpLink(
+            self.api_url, username=self.username, password=self.password, timeout=timeout
+        )
+
+
 class ChildLinks:
-    def __init__(self, vault: Vault, timeout: float) -> None:
+    def __init__(self, vault: Vault, timeout: float, origin: str = "") -> None:
         self.vault = vault
         self.timeout = timeout
-        self._links: dict[str, tuple[tuple[str, str, bytes], ZoneLink]] = {}
+        self.origin = origin  # this zone's name, the first step of a call's route
+        self._links: dict[str, tuple[tuple[Any, ...], ZoneLink]] = {}
         # The child rows as last read (by the poller, or an edit here): spares a query
         # per call to a child. An edit in another process shows here after a poll.
         self.rows: dict[str, ChildZone] = {}
@@ -76,20 +117,36 @@ class ChildLinks:
         return child
 
     async def link_for(self, child: ChildZone) -> ZoneLink:
-        fingerprint = (child.api_url, child.username, child.password_secret)
+        fingerprint = (
+            child.transport,
+            child.api_url,
+            child.username,
+            child.password_secret,
+            child.bus_url_secret,
+            child.bus_queue,
+        )
         known = self._links.get(child.id)
         if known is not None and known[0] == fingerprint:
             return known[1]
         if known is not None:
-            await known[1].aclose()  # the URL or the credentials changed
-        link = HttpLink(
-            child.api_url,
-            username=child.username,
-            password=self.vault.decrypt(child.password_secret),
-            timeout=self.timeout,
-        )
+            await known[1].aclose()  # the transport, address or credentials changed
+        link = self.reach(child).link(self.timeout, self.origin)
         self._links[child.id] = (fingerprint, link)
         return link
+
+    def reach(self, child: ChildZone, password: str | None = None) -> Reach:
+        secret = child.bus_url_secret
+        return Reach(
+            name=child.name,
+            transport=child.transport,
+            api_url=child.api_url,
+            username=child.username,
+            password=password
+            if password is not None
+            else self.vault.decrypt(child.password_secret),
+            bus_url=self.vault.decrypt(secret) if secret is not None else None,
+            bus_queue=child.bus_queue,
+        )
 
     async def drop(self, child_id: str) -> None:
         self.rows.pop(child_id, None)
@@ -103,31 +160,31 @@ class ChildLinks:
         self._links.clear()
 
 
-async def probe_child(
-    name: str, api_url: str, username: str, password: str, timeout: float
-) -> ZoneReport:
-    """Log in to a would-be child and read its report; a 400 says what went wrong."""
-    async with SkyfedClient(api_url, timeout=timeout) as client:
+async def probe_child(reach: Reach, timeout: float, origin: str = "") -> ZoneReport:
+    """Log in to a would-be child over its link and read its report; a 400 says what failed."""
+    name, where, username = reach.name, reach.where, reach.username
+    link = reach.link(timeout, origin)
+    try:
+        client = link.client  # type: ignore[attr-defined]
         try:
-            login = await client.login(username, password)
+            login = await client.login(username, reach.password)
         except ZoneUnreachable as exc:
             raise BadRequest(
-                f"child zone '{name}' is unreachable at {api_url}: {exc.reason}",
+                f"child zone '{name}' is unreachable at {where}: {exc.reason}",
                 code="child_unreachable",
             ) from exc
         except SkyfedError as exc:
             if exc.code == "bad_response":
                 raise BadRequest(
-                    f"{api_url} did not answer the login as a skyfed zone", code="child_invalid"
+                    f"{where} did not answer the login as a skyfed zone", code="child_invalid"
                 ) from exc
             if exc.status in (400, 401, 422):
                 raise BadRequest(
-                    f"child zone '{name}' at {api_url} refused the credentials "
-                    f"of user '{username}'",
+                    f"child zone '{name}' at {where} refused the credentials of user '{username}'",
                     code="child_auth_failed",
                 ) from exc
             raise BadRequest(
-                f"child zone '{name}' at {api_url} answered the login with {exc.status} {exc.code}",
+                f"child zone '{name}' at {where} answered the login with {exc.status} {exc.code}",
                 code="child_unreachable",
             ) from exc
         roles = (login.get("user") or {}).get("roles") or []
@@ -141,10 +198,12 @@ async def probe_child(
             return parse_report(await client.zone())
         except ZoneUnreachable as exc:
             raise BadRequest(
-                f"child zone '{name}' is unreachable at {api_url}: {exc.reason}",
+                f"child zone '{name}' is unreachable at {where}: {exc.reason}",
                 code="child_unreachable",
             ) from exc
         except (SkyfedError, SummaryError) as exc:
             raise BadRequest(
-                f"{api_url} did not answer as a skyfed zone: {exc}", code="child_invalid"
+                f"{where} did not answer as a skyfed zone: {exc}", code="child_invalid"
             ) from exc
+    finally:
+        await link.aclose()

@@ -31,6 +31,11 @@ class ChildZone(Base):
     # The child's password, encrypted with the zone's vault key; never returned.
     password_secret: Mapped[bytes] = mapped_column(LargeBinary)
     transport: Mapped[str] = mapped_column(String(16), default="http")
+    # For transport "amqp": the child's broker URL (it holds the broker's credentials,
+    # so it is kept encrypted), the same URL without them for display, and the queue.
+    bus_url_secret: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    bus_endpoint: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    bus_queue: Mapped[str | None] = mapped_column(String(255), nullable=True)
     weight_offset: Mapped[float] = mapped_column(Float, default=0.0)
     weight_scale: Mapped[float] = mapped_column(Float, default=1.0)
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

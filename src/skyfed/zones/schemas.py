@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from skyfed.schema_types import Key, Name, Secret, Strict, Text64, Text255
 
@@ -32,6 +39,27 @@ Url = Annotated[
     StringConstraints(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048),
     AfterValidator(_usable_url),
 ]
+
+
+def _usable_bus_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a usable broker URL: {exc}") from None
+    if not parts.hostname:
+        raise ValueError("the broker URL has no host")
+    return url
+
+
+# A RabbitMQ broker; unlike an API URL it may carry the broker's user and password.
+BusUrl = Annotated[
+    str,
+    StringConstraints(pattern=r"^amqps?://[^\s/?#]+(/[^\s?#]*)?(\?[^\s#]*)?$", max_length=2048),
+    AfterValidator(_usable_bus_url),
+]
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,255}$")]
+Transport = Literal["http", "amqp"]
 Offset = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
 Scale = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 ZoneState = Literal["active", "offline"]
@@ -45,12 +73,21 @@ class ZoneCreate(Strict):
     weight_offset: Offset = 0.0
     weight_scale: Scale = 1.0
     labels: dict[Key, Text255] = Field(default_factory=dict, max_length=64)
-    transport: Literal["http"] = "http"
+    # How the parent calls the child: its API over HTTP, or RPC over the child's broker
+    # (`bus_url`, queue `bus_queue`, by default `skyfed.zone.<name>`).
+    transport: Transport = "http"
+    bus_url: BusUrl | None = None
+    bus_queue: QueueName | None = None
 
     @field_validator("api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _bus_for_amqp(self) -> ZoneCreate:
+        check_bus(self.transport, self.bus_url, self.bus_queue)
+        return self
 
 
 class ZoneUpdate(Strict):
@@ -61,11 +98,22 @@ class ZoneUpdate(Strict):
     weight_offset: Offset | None = None
     weight_scale: Scale | None = None
     labels: dict[Key, Text255] | None = Field(default=None, max_length=64)
+    transport: Transport | None = None
+    bus_url: BusUrl | None = None
+    bus_queue: QueueName | None = None
 
     @field_validator("api_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value is not None else None
+
+
+def check_bus(transport: str, bus_url: str | None, bus_queue: str | None) -> None:
+    """A child over AMQP needs its broker; one over HTTP must not be given one."""
+    if transport == "amqp" and bus_url is None:
+        raise ValueError("transport 'amqp' needs bus_url, the child's broker")
+    if transport == "http" and (bus_url is not None or bus_queue is not None):
+        raise ValueError("bus_url and bus_queue are for transport 'amqp'")
 
 
 class ZoneOut(BaseModel):
@@ -74,6 +122,8 @@ class ZoneOut(BaseModel):
     api_url: str
     username: str
     transport: str
+    bus_url: str | None = Field(validation_alias="bus_endpoint")  # without its credentials
+    bus_queue: str | None
     weight_offset: float
     weight_scale: float
     labels: dict[str, str]

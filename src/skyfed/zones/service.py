@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
@@ -13,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
-from skyfed.zones.links import ChildLinks, ZoneReport, probe_child
+from skyfed.transport.amqp import without_password
+from skyfed.zones.links import ChildLinks, Reach, ZoneReport, probe_child
 from skyfed.zones.models import ChildZone
-from skyfed.zones.schemas import ZoneCreate, ZoneUpdate
+from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
 from skyfed.zones.view import ZoneView, snapshot_of
 
 
@@ -50,11 +52,20 @@ class ZoneService:
     async def add(self, body: ZoneCreate) -> ChildZone:
         await self._check_name_free(body.name)
         self._check_url(body.api_url)
-        await self.session.rollback()  # hold no database connection across the probe
-        report = await probe_child(
-            body.name, body.api_url, body.username, body.password, self.ctx.probe_timeout
+        if body.bus_url:
+            self._check_url(body.bus_url)
+        reach = Reach(
+            name=body.name,
+            transport=body.transport,
+            api_url=body.api_url,
+            username=body.username,
+            password=body.password,
+            bus_url=body.bus_url,
+            bus_queue=body.bus_queue,
         )
-        await self._check_identity(report, body.api_url)
+        await self.session.rollback()  # hold no database connection across the probe
+        report = await probe_child(reach, self.ctx.probe_timeout, self.ctx.links.origin)
+        await self._check_identity(report, reach.where)
         now = utcnow()
         child = ChildZone(
             name=body.name,
@@ -62,6 +73,7 @@ class ZoneService:
             username=body.username,
             password_secret=self.ctx.vault.encrypt(body.password),
             transport=body.transport,
+            **self._bus_columns(body.bus_url, body.bus_queue),
             weight_offset=body.weight_offset,
             weight_scale=body.weight_scale,
             labels=body.labels,
@@ -87,19 +99,38 @@ class ZoneService:
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if "name" in changes and changes["name"] != child.name:
             await self._check_name_free(changes["name"])
-        if {"api_url", "username", "password"} & changes.keys():
-            api_url = changes.get("api_url", child.api_url)
-            username = changes.get("username", child.username)
-            password = changes.get("password") or self._stored_password(child)
-            self._check_url(api_url)
-            name, child_id, remote_id = changes.get("name", child.name), child.id, child.remote_id
+        reach_keys = {"api_url", "username", "password", "transport", "bus_url", "bus_queue"}
+        if reach_keys & changes.keys():
+            old = self.ctx.links.reach(child, self._stored_password(child))
+            transport = changes.get("transport", child.transport)
+            keep_bus = transport == "amqp" and old.transport == "amqp"
+            reach = Reach(
+                name=changes.get("name", child.name),
+                transport=transport,
+                api_url=changes.get("api_url", child.api_url),
+                username=changes.get("username", child.username),
+                password=changes.get("password") or old.password,
+                bus_url=changes.get("bus_url", old.bus_url if keep_bus else None),
+                bus_queue=changes.get("bus_queue", old.bus_queue if keep_bus else None),
+            )
+            try:
+                check_bus(reach.transport, reach.bus_url, reach.bus_queue)
+            except ValueError as exc:
+                raise BadRequest(str(exc), code="invalid_transport") from exc
+            self._check_url(reach.api_url)
+            if reach.bus_url:
+                self._check_url(reach.bus_url)
+            child_id, remote_id = child.id, child.remote_id
             await self.session.rollback()  # hold no database connection across the probe
-            report = await probe_child(name, api_url, username, password, self.ctx.probe_timeout)
+            report = await probe_child(reach, self.ctx.probe_timeout, self.ctx.links.origin)
             child = await self.find(child_id)
             if report.id != remote_id:
-                await self._check_identity(report, api_url)
-            child.api_url, child.username = api_url, username
-            child.password_secret = self.ctx.vault.encrypt(password)
+                await self._check_identity(report, reach.where)
+            child.api_url, child.username = reach.api_url, reach.username
+            child.password_secret = self.ctx.vault.encrypt(reach.password)
+            child.transport = reach.transport
+            for key, value in self._bus_columns(reach.bus_url, reach.bus_queue).items():
+                setattr(child, key, value)
             child.remote_id, child.remote_name = report.id, report.name
             child.capabilities, child.summary = report.capabilities, report.summary.to_dict()
             child.state, child.failures, child.last_error = "active", 0, ""
@@ -119,6 +150,13 @@ class ZoneService:
         await self.session.commit()
         self.ctx.view.drop_child(child.id)
         await self.ctx.links.drop(child.id)
+
+    def _bus_columns(self, bus_url: str | None, bus_queue: str | None) -> dict[str, Any]:
+        return {
+            "bus_url_secret": self.ctx.vault.encrypt(bus_url) if bus_url else None,
+            "bus_endpoint": without_password(bus_url) if bus_url else None,
+            "bus_queue": bus_queue,
+        }
 
     def _stored_password(self, child: ChildZone) -> str:
         try:

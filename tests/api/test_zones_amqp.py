@@ -1,0 +1,111 @@
+"""Children linked over AMQP: added, probed, polled and called through the child's broker.
+
+The child zone serves no socket here: every call from the parent travels as a
+message on the local RabbitMQ, to the child's queue, and back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from skyfed.client import SkyfedError
+from skyfed.federation.process import free_port
+from tests.conftest import SERVICE_PASSWORD, InProcessZone, zone_settings
+
+# A port nothing listens on: the parent must not need the child's HTTP API.
+DEAD_API = f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+async def bus_child(tmp_path: Path, amqp_url: str) -> AsyncIterator[InProcessZone]:
+    name = f"child-{uuid.uuid4().hex[:8]}"
+    settings = zone_settings(tmp_path / "child", name=name, bus_url=amqp_url)
+    async with InProcessZone(settings) as child:
+        await _bus_ready(child)
+        yield child
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await (await connection.channel()).queue_delete(f"skyfed.zone.{name}")
+
+
+async def _bus_ready(zone: InProcessZone) -> None:
+    async with zone.raw() as raw:
+        for _ in range(200):
+            if (await raw.get("/readyz")).status_code == 200:
+                return
+            import asyncio
+
+            await asyncio.sleep(0.05)
+    raise AssertionError("the child never consumed its queue")
+
+
+async def test_a_child_over_amqp_is_probed_polled_and_listed(
+    zone: InProcessZone, admin, bus_child: InProcessZone, amqp_url: str
+) -> None:
+    name = bus_child.settings.name
+    async with bus_child.client() as child_admin:
+        await child_admin.heartbeat(
+            "h1", capabilities={"arch": "arm64"}, resources={"vcpus": 4, "ram_mb": 8192}
+        )
+    added = await admin.add_zone(
+        name, DEAD_API, "svc", SERVICE_PASSWORD, transport="amqp", bus_url=amqp_url
+    )
+    assert added["transport"] == "amqp"
+    assert added["bus_url"] == "amqp://127.0.0.1:5672/"  # shown without the broker's password
+    assert "guest" not in str(added)
+    detail = await admin.zone_detail(name)
+    assert detail["remote_name"] == name and detail["summary"]["hosts"] == 1
+
+    async with bus_child.client() as child_admin:
+        await child_admin.heartbeat("h2", resources={"vcpus": 8, "ram_mb": 8192})
+    result = await zone.runtime.poller.cycle()
+    assert (result.polled, result.ok) == (1, 1)
+    assert (await admin.zone())["summary"]["hosts"] == 2
+
+    # A wrong queue is found out at once, and the child keeps its working link.
+    with pytest.raises(SkyfedError) as caught:
+        await admin.update_zone(name, bus_queue="skyfed.zone.nobody")
+    assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
+    assert "skyfed.zone.nobody" in caught.value.message
+    assert (await admin.get_zone(name))["bus_queue"] is None
+
+
+async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_url: str) -> None:
+    cases = [
+        {"transport": "amqp"},  # no broker
+        {"transport": "http", "bus_url": amqp_url},  # a broker for an HTTP link
+        {"transport": "smtp"},
+        {"transport": "amqp", "bus_url": "http://127.0.0.1:5672/"},
+        {"transport": "amqp", "bus_url": amqp_url, "bus_queue": "has spaces"},
+    ]
+    for extra in cases:
+        with pytest.raises(SkyfedError) as caught:
+            await admin.add_zone("c", DEAD_API, "svc", SERVICE_PASSWORD, **extra)
+        assert caught.value.status in (400, 422), extra
+    with pytest.raises(SkyfedError) as caught:
+        await admin.add_zone(
+            "c",
+            DEAD_API,
+            "svc",
+            SERVICE_PASSWORD,
+            transport="amqp",
+            bus_url="amqp://guest:guest@10.1.2.3:5672/",
+        )
+    assert caught.value.code == "child_url_not_allowed"
+    with pytest.raises(SkyfedError) as caught:
+        await admin.add_zone(
+            "c",
+            DEAD_API,
+            "svc",
+            SERVICE_PASSWORD,
+            transport="amqp",
+            bus_url=amqp_url,
+            bus_queue=f"skyfed.zone.{uuid.uuid4().hex}",
+        )
+    assert caught.value.code == "child_unreachable"
+    assert await admin.list_zones() == []
