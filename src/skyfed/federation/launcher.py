@@ -40,6 +40,7 @@ class Federation:
         self.agent_password = _password(previous, "agent", 18)
         self.zones: dict[str, ZoneProcess] = {}
         self.agents: dict[str, ManagedProcess] = {}
+        self.settings: dict[str, dict[str, Any]] = {}  # each zone's, as written to its config
 
     def _previous_manifest(self) -> dict[str, Any]:
         try:
@@ -69,7 +70,11 @@ class Federation:
         }
         if spec.capabilities:
             values["capabilities"] = spec.capabilities
-        Settings(**{**values, "state_dir": self.state_dir / name})  # fail early on a bad setting
+        if isinstance(values.get("database_url"), str):
+            values["database_url"] = values["database_url"].replace("{zone}", name)
+        settings = Settings(**{**values, "state_dir": self.state_dir / name})  # fail early
+        if spec.link == "amqp" and settings.bus_url == "memory://":
+            raise ValueError(f"zone '{name}' is linked over amqp but has no amqp:// bus_url")
         return values
 
     def prepare(self) -> None:
@@ -79,7 +84,9 @@ class Federation:
             zone_dir = self.state_dir / name
             zone_dir.mkdir(parents=True, exist_ok=True)
             config = zone_dir / "zone.toml"
-            write_private(config, tomli_w.dumps(self.zone_settings(name, port)))
+            values = self.zone_settings(name, port)
+            self.settings[name] = values
+            write_private(config, tomli_w.dumps(values))
             self.zones[name] = ZoneProcess(name, config, port, zone_dir / "process.log")
             if spec.host_groups:
                 hosts_file = zone_dir / "hosts.json"
@@ -113,6 +120,9 @@ class Federation:
 
     async def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
         self.prepare()
+        await create_databases(
+            [v["database_url"] for v in self.settings.values() if v.get("database_url")]
+        )
         progress(f"starting {len(self.zones)} zones")
         for zone in self.zones.values():
             zone.start()
@@ -128,7 +138,11 @@ class Federation:
     async def link(self) -> None:
         for name in self.topology.order_children_first():
             child = self.zones[name]
-            for parent in self.topology.zones[name].parents:
+            spec = self.topology.zones[name]
+            via: dict[str, Any] = {"transport": spec.link}
+            if spec.link == "amqp":
+                via["bus_url"] = self.settings[name]["bus_url"]
+            for parent in spec.parents:
                 async with self.admin_client(parent) as client:
                     known = {z["name"] for z in await client.list_zones()}
                     if name in known:  # a rerun on the same state: the port may have changed
@@ -137,9 +151,12 @@ class Federation:
                             api_url=child.url,
                             username=SERVICE_USER,
                             password=self.service_password,
+                            **via,
                         )
                     else:
-                        await client.add_zone(name, child.url, SERVICE_USER, self.service_password)
+                        await client.add_zone(
+                            name, child.url, SERVICE_USER, self.service_password, **via
+                        )
 
     def admin_client(self, name: str) -> SkyfedClient:
         return SkyfedClient(self.zones[name].url, username=ADMIN_USER, password=self.admin_password)
@@ -203,6 +220,28 @@ class Federation:
         path = self.state_dir / "federation.json"
         write_private(path, json.dumps(self.manifest(), indent=2))
         return path
+
+
+async def create_databases(urls: list[str]) -> None:
+    """Create each PostgreSQL database named in `urls` that does not exist yet."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    for url in urls:
+        parsed = make_url(url)
+        if not parsed.drivername.startswith("postgresql") or not parsed.database:
+            continue
+        server = parsed.set(drivername="postgresql", database="postgres")
+        conn = await asyncpg.connect(server.render_as_string(hide_password=False), timeout=10)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", parsed.database
+            )
+            if not exists:
+                name = parsed.database.replace('"', '""')
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
 
 
 def agent_options(options: dict[str, Any]) -> list[str]:

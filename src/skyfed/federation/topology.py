@@ -12,6 +12,11 @@ name = "eu"
 parents = ["global"]        # several parents are allowed
 capabilities = { region = "eu" }
 settings = { database_url = "postgresql+asyncpg://..." }
+link = "amqp"               # how its parents call it: "http" (default) or "amqp"
+
+In any zone's database_url, `{zone}` stands for the zone's name; a PostgreSQL
+database so named is created when missing. `links = "amqp"` in [defaults] sets
+the link of every zone; a zone linked over AMQP needs an amqp:// bus_url.
 
 [[zones.hosts]]             # simulated hosts of the zone above (see compute/agent/sim.py)
 count = 300
@@ -32,7 +37,8 @@ from typing import Any
 from skyfed.compute.agent.sim import SimHost, SpecError, expand_groups
 from skyfed.settings import NAME_PATTERN
 
-_ZONE_KEYS = {"name", "parents", "capabilities", "hosts", "settings", "port", "agent"}
+_ZONE_KEYS = {"name", "parents", "capabilities", "hosts", "settings", "port", "agent", "link"}
+LINKS = ("http", "amqp")
 # Options of the zone's host agent (`skyfed agent --<option>`), with their types.
 AGENT_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "driver": str,
@@ -58,6 +64,7 @@ class ZoneSpec:
     port: int | None = None
     # Options of its host agent: driver (sim or process), boot_delay, failure_rate ...
     agent: dict[str, Any] = field(default_factory=dict)
+    link: str = "http"  # how its parents call it
 
     def hosts(self) -> list[SimHost]:
         return expand_groups(self.host_groups, prefix=self.name, seed=hash_name(self.name))
@@ -125,6 +132,9 @@ def parse_topology(data: dict[str, Any]) -> Topology:
     if isinstance(heartbeat_interval, bool) or not isinstance(heartbeat_interval, int | float):
         raise TopologyError("heartbeat_interval must be a number of seconds")
     heartbeat_interval = float(heartbeat_interval)
+    default_link = defaults.pop("links", "http")
+    if default_link not in LINKS:
+        raise TopologyError(f"links must be one of {list(LINKS)}")
     if not heartbeat_interval > 0:
         raise TopologyError("heartbeat_interval must be positive")
     zones: dict[str, ZoneSpec] = {}
@@ -148,6 +158,9 @@ def parse_topology(data: dict[str, Any]) -> Topology:
         port = raw.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise TopologyError(f"zone '{name}': port must be an integer")
+        link = raw.get("link", default_link)
+        if link not in LINKS:
+            raise TopologyError(f"zone '{name}': link must be one of {list(LINKS)}")
         zones[name] = ZoneSpec(
             name=name,
             parents=list(parents),
@@ -156,6 +169,7 @@ def parse_topology(data: dict[str, Any]) -> Topology:
             settings=_table(raw.get("settings", {}), f"zone '{name}': settings"),
             port=port,
             agent=_agent_options(raw.get("agent", {}), name),
+            link=link,
         )
     if not zones:
         raise TopologyError("a topology needs at least one zone")

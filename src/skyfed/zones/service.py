@@ -101,17 +101,20 @@ class ZoneService:
             await self._check_name_free(changes["name"])
         reach_keys = {"api_url", "username", "password", "transport", "bus_url", "bus_queue"}
         if reach_keys & changes.keys():
-            old = self.ctx.links.reach(child, self._stored_password(child))
             transport = changes.get("transport", child.transport)
-            keep_bus = transport == "amqp" and old.transport == "amqp"
+            keep_bus = transport == "amqp" and child.transport == "amqp"
+            bus_url = changes.get("bus_url")
+            if bus_url is None and keep_bus:
+                bus_url = self._stored_secret(child, child.bus_url_secret, "broker URL")
             reach = Reach(
                 name=changes.get("name", child.name),
                 transport=transport,
                 api_url=changes.get("api_url", child.api_url),
                 username=changes.get("username", child.username),
-                password=changes.get("password") or old.password,
-                bus_url=changes.get("bus_url", old.bus_url if keep_bus else None),
-                bus_queue=changes.get("bus_queue", old.bus_queue if keep_bus else None),
+                password=changes.get("password")
+                or self._stored_secret(child, child.password_secret, "password"),
+                bus_url=bus_url,
+                bus_queue=changes.get("bus_queue", child.bus_queue if keep_bus else None),
             )
             try:
                 check_bus(reach.transport, reach.bus_url, reach.bus_queue)
@@ -158,13 +161,15 @@ class ZoneService:
             "bus_queue": bus_queue,
         }
 
-    def _stored_password(self, child: ChildZone) -> str:
+    def _stored_secret(self, child: ChildZone, secret: bytes | None, what: str) -> str:
         try:
-            return self.ctx.vault.decrypt(child.password_secret)
+            if secret is None:
+                raise VaultError("nothing stored")
+            return self.ctx.vault.decrypt(secret)
         except VaultError as exc:
             raise Conflict(
-                f"the stored credentials of '{child.name}' cannot be decrypted with this "
-                "zone's key (was secret_key changed?); give the password again",
+                f"the stored {what} of '{child.name}' cannot be decrypted with this "
+                f"zone's key (was secret_key changed?); give the {what} again",
                 code="credentials_unreadable",
             ) from exc
 

@@ -1,0 +1,114 @@
+"""A tree of zone processes on PostgreSQL whose parents call their children over RabbitMQ.
+
+Each test gets its own broker virtual host, so its queues meet no other test's,
+and its own PostgreSQL databases (dropped after). The restart test stops and
+starts the broker's application mid-burst, as an operator's upgrade would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import AMQP_URL, IN_CI, POSTGRES_URL, _asyncpg_dsn, _postgres_reachable
+from tests.integration.conftest import hosts
+from tests.integration.test_servers_tree import settle
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("rabbitmqctl") is None and not IN_CI, reason="rabbitmqctl is not installed"
+    ),
+]
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+async def production(amqp_url: str) -> AsyncIterator[dict[str, Any]]:
+    """Defaults putting every zone on its own PostgreSQL database and its own queue."""
+    problem = await _postgres_reachable()
+    if problem:
+        pytest.fail(problem) if IN_CI else pytest.skip(problem)
+    tag = uuid.uuid4().hex[:10]
+    vhost = f"skyfed-test-{tag}"
+    await asyncio.to_thread(_ctl, "add_vhost", vhost)
+    await asyncio.to_thread(_ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    server = make_url(POSTGRES_URL).set(database="").render_as_string(hide_password=False)
+    yield {
+        "database_url": f"{server.rstrip('/')}/skyfed_t{tag}_{{zone}}",
+        "bus_url": f"{AMQP_URL.rstrip('/')}/{vhost}",
+        "links": "amqp",
+    }
+    await asyncio.to_thread(_ctl, "delete_vhost", vhost)
+    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        names = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"skyfed_t{tag}_%"
+        )
+        for row in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+TREE = [
+    {"name": "top"},
+    {"name": "eu", "parents": ["top"], "capabilities": {"region": "eu"}},
+    {"name": "us", "parents": ["top"], "capabilities": {"region": "us"}},
+    {"name": "eu-dc", "parents": ["eu"], "hosts": [hosts(8, "e", capabilities={"arch": "x86_64"})]},
+    {"name": "us-dc", "parents": ["us"], "hosts": [hosts(8, "u", capabilities={"arch": "arm64"})]},
+]
+
+
+async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
+    federation, production: dict[str, Any]
+) -> None:
+    async with federation(TREE, **production) as fed, fed.admin_client("top") as top:
+        slots = asyncio.Semaphore(20)
+
+        async def create(i: int) -> str:
+            async with slots:
+                answer = await top.request(
+                    "POST", "/v1/servers", json={"name": f"s{i}", "flavor": "m1.tiny"}
+                )
+                return str(answer["servers"][0]["id"])
+
+        burst = asyncio.gather(*(create(i) for i in range(200)))
+        await asyncio.sleep(0.3)  # the burst is under way
+        await asyncio.to_thread(_ctl, "stop_app")
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(_ctl, "start_app")
+        ids = await burst
+        assert len(set(ids)) == 200
+
+        servers = await settle(top, ids, timeout=180)
+        stuck = [s for s in servers if s["status"] not in ("ACTIVE", "ERROR")]
+        assert not stuck
+        assert all(s["fault"] for s in servers if s["status"] == "ERROR")
+        assert sum(s["status"] == "ACTIVE" for s in servers) >= 190, [
+            s["fault"] for s in servers if s["status"] == "ERROR"
+        ]
+
+        # None created twice: each data centre holds each of its servers once, and its
+        # hosts account for exactly the servers placed on them.
+        placed: list[str] = []
+        for dc in ("eu-dc", "us-dc"):
+            async with fed.admin_client(dc) as client:
+                listed = await client.request("GET", "/v1/servers", params={"limit": 1000})
+                mine = [s for s in listed["servers"] if s["status"] == "ACTIVE"]
+                placed += [s["id"] for s in mine]
+                used = sum(h["allocated"]["vcpus"] for h in await client.all_hosts())
+                assert used == len(mine)  # m1.tiny: 1 vCPU each
+        assert len(placed) == len(set(placed))
+        assert sorted(placed) == sorted(s["id"] for s in servers if s["status"] == "ACTIVE")
