@@ -74,3 +74,33 @@ def e2e(
 
     result = run_e2e_bench(servers=servers, concurrency=concurrency, baseline=baseline)
     typer.echo(json.dumps(result))
+
+
+@app.command("rpc")
+def rpc(
+    broker: Annotated[
+        str, typer.Option(envvar="SKYFED_BENCH_BROKER", help="RabbitMQ for both systems.")
+    ] = "amqp://guest:guest@127.0.0.1:5672/",
+    sizes: Annotated[str, typer.Option(help="Parallel adds per row.")] = "1,10,100,1000,10000",
+    workers: Annotated[str, typer.Option(help="Worker processes per row.")] = "1,2",
+    fault_requests: Annotated[
+        int, typer.Option(help="Adds in each fault row (0: no fault rows).")
+    ] = 1000,
+    systems: Annotated[str, typer.Option(help="amqp, http and the celery baseline.")] = (
+        "amqp,http,celery"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds a call may take.")] = 120.0,
+) -> None:
+    """Seed 001's RabbitMQ spike through skyfed's zone links, against Celery."""
+    from skyfed.bench.rpc import run_rpc_bench
+
+    result = run_rpc_bench(
+        broker=broker,
+        sizes=[int(s) for s in sizes.split(",") if s],
+        worker_counts=[int(w) for w in workers.split(",") if w],
+        fault_requests=fault_requests,
+        systems=[s for s in systems.split(",") if s],
+        timeout=timeout,
+        echo=typer.echo,
+    )
+    typer.echo(json.dumps(result))

@@ -38,6 +38,9 @@ class HttpLink(ZoneLink):
     ) -> None:
         self.retries = retries
         self.backoff = backoff
+        # Calls beyond the pool's connections wait here, not in httpcore's pool, whose
+        # queue is scanned whole on every release (quadratic under a burst of calls).
+        self._slots = asyncio.Semaphore(max_connections)
         self.client = SkyfedClient(
             base_url,
             username=username,
@@ -56,14 +59,15 @@ class HttpLink(ZoneLink):
         attempt = 0
         while True:
             try:
-                return await self.client.request(
-                    request.method,
-                    request.path,
-                    json=request.json,
-                    params=request.params,
-                    headers=headers,
-                    timeout=request.timeout,
-                )
+                async with self._slots:
+                    return await self.client.request(
+                        request.method,
+                        request.path,
+                        json=request.json,
+                        params=request.params,
+                        headers=headers,
+                        timeout=request.timeout,
+                    )
             except ZoneUnreachable as exc:
                 if exc.timed_out or not request.retryable or attempt >= self.retries:
                     raise

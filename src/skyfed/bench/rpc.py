@@ -1,0 +1,382 @@
+"""`skyfed bench rpc`: seed 001's RabbitMQ spike, re-run through skyfed's zone links.
+
+"Parallel add": N calls `add(i, i)` issued at once, all awaited; total time and
+average per call, as in the seed's table. Each size runs with 1 and 2 worker
+processes, over the `amqp` link (the worker consumes the queue like a zone) and
+the `http` link (workers share one port), and, as the baseline in the same run,
+with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
+
+Fault rows, each with 3 workers: 1 and then 2 workers killed with -9 once a
+third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
+`start_app`) at that point. Each row says how many calls got no correct answer
+(`lost`), how many answers arrived twice for one call (`duplicated`, dropped by
+the link) and how many calls ran more than once in the workers (`reruns`: at
+least once delivery after a kill; `add` is idempotent, so the callers see one
+answer). Nothing here is mocked: real processes, real sockets, the real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from skyfed.federation.process import free_port
+
+FAULT_WORKERS = 3
+
+
+@dataclass
+class Row:
+    system: str  # "amqp", "http" (skyfed links) or "celery"
+    requests: int
+    workers: int
+    fault: str
+    seconds: float
+    lost: int
+    duplicated: int
+    reruns: int
+
+    @property
+    def avg_ms(self) -> float:
+        return self.seconds / self.requests * 1000
+
+    def line(self) -> str:
+        fault = f" - {self.fault}" if self.fault else ""
+        return (
+            f"{self.system:<6} {self.workers} worker(s)  Finished {self.requests - self.lost}/"
+            f"{self.requests} in {self.seconds:9.3f} s (avg/req {self.avg_ms:8.3f} ms)"
+            f"{fault}  lost {self.lost}, duplicated {self.duplicated}, reruns {self.reruns}"
+        )
+
+
+class Workers:
+    """Worker processes of one system; each records the keys it ran in its own file."""
+
+    def __init__(self, system: str, count: int, broker: str, queue: str, port: int) -> None:
+        self.system, self.broker, self.queue, self.port = system, broker, queue, port
+        self.dir = Path(tempfile.mkdtemp(prefix=f"skyfed-bench-{system}-"))
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for i in range(count):
+            self.procs.append(self._start(i))
+
+    def _start(self, i: int) -> subprocess.Popen[bytes]:
+        record = self.dir / f"worker-{i}.keys"
+        log = (self.dir / f"worker-{i}.log").open("wb")
+        env = {**os.environ}
+        if self.system == "celery":
+            env |= {
+                "SKYFED_BENCH_BROKER": self.broker,
+                "SKYFED_BENCH_QUEUE": self.queue,
+                "SKYFED_BENCH_RECORD": str(record),
+            }
+            cmd = [
+                sys.executable, "-m", "celery", "-A", "skyfed.bench.rpc_celery", "worker",
+                "--concurrency", "1", "--pool", "prefork", "-n", f"w{i}-{uuid.uuid4().hex[:6]}@%h",
+                "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO",
+            ]  # fmt: skip
+        else:
+            cmd = [
+                sys.executable, "-m", "skyfed.bench.rpc_worker", "--transport", self.system,
+                "--broker", self.broker, "--queue", self.queue, "--port", str(self.port),
+                "--record", str(record),
+            ]  # fmt: skip
+        return subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        marker = b"ready." if self.system == "celery" else b"ready"
+        for i, proc in enumerate(self.procs):
+            log = self.dir / f"worker-{i}.log"
+            while marker not in log.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.system} worker did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+
+    def kill(self, count: int) -> None:
+        for proc in self.procs[:count]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def runs(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for path in self.dir.glob("*.keys"):
+            counts.update(path.read_text().split())
+        return counts
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _rabbitmqctl(command: str) -> None:
+    subprocess.run(["rabbitmqctl", command], check=True, capture_output=True, timeout=120)
+
+
+async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> None:
+    """Once `due` is set (a third of the answers are in), kill workers or restart the broker."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(due.wait(), 60)
+    if kind.startswith("kill"):
+        workers.kill(int(kind.split(":")[1]))
+    elif kind == "restart":
+        await asyncio.to_thread(_rabbitmqctl, "stop_app")
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(_rabbitmqctl, "start_app")
+
+
+FAULTS = {"": "", "kill:1": "1 worker killed", "kill:2": "2 workers killed"}
+FAULTS["restart"] = "broker restarted"
+
+
+class LinkSystem:
+    """skyfed's side: a ZoneLink (amqp or http) calling the workers."""
+
+    def __init__(self, transport: str, broker: str, timeout: float) -> None:
+        self.transport, self.broker, self.timeout = transport, broker, timeout
+        self.duplicates_before = 0
+
+    def link(self, queue: str, port: int) -> Any:
+        from skyfed.bench.rpc_worker import BENCH_PASSWORD
+        from skyfed.transport.amqp import AmqpLink
+        from skyfed.transport.http import HttpLink
+
+        if self.transport == "amqp":
+            return AmqpLink(
+                self.broker, queue, username="bench", password=BENCH_PASSWORD,
+                origin="bench", timeout=self.timeout, retries=5,
+            )  # fmt: skip
+        return HttpLink(
+            f"http://127.0.0.1:{port}", username="bench", password=BENCH_PASSWORD,
+            timeout=self.timeout, retries=5, max_connections=64,
+        )  # fmt: skip
+
+    async def run(
+        self, link: Any, tag: str, n: int, fault: str, workers: Workers
+    ) -> tuple[float, int, int]:
+        from skyfed.transport.base import ZoneRequest
+
+        answered = 0
+        lost = 0
+        third = asyncio.Event()
+
+        async def one(i: int) -> None:
+            nonlocal answered, lost
+            try:
+                answer = await link.call(
+                    ZoneRequest(
+                        "POST", "/v1/add", json={"key": f"{tag}-{i}", "a": i, "b": i},
+                        idempotent=True,
+                    )
+                )  # fmt: skip
+                if answer.get("sum") != 2 * i:
+                    lost += 1
+            except Exception:
+                lost += 1
+            answered += 1
+            if answered >= n // 3:
+                third.set()
+
+        stats = getattr(link, "transport", None)
+        before = stats.stats.duplicate_replies if stats is not None else 0
+        started = time.perf_counter()
+        injector = None
+        if fault:
+            injector = asyncio.create_task(_fault(fault, workers, third))
+        await asyncio.gather(*(one(i) for i in range(n)))
+        seconds = time.perf_counter() - started
+        if injector is not None:
+            await injector
+        duplicated = (stats.stats.duplicate_replies - before) if stats is not None else 0
+        return seconds, lost, duplicated
+
+
+def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int]:
+    """N `add.delay` at once from this thread, then every result; calls that failed count lost."""
+    from skyfed.bench.rpc_celery import add
+
+    lost = 0
+    started = time.perf_counter()
+    results = []
+    for i in range(n):
+        try:
+            results.append((i, add.apply_async((f"{tag}-{i}", i, i))))
+        except Exception:
+            lost += 1
+    deadline = time.monotonic() + timeout
+    for i, result in results:
+        try:
+            if result.get(timeout=max(0.1, deadline - time.monotonic())) != 2 * i:
+                lost += 1
+        except Exception:
+            lost += 1
+    return time.perf_counter() - started, lost
+
+
+async def _celery_row(
+    tag: str, n: int, fault: str, workers: Workers, timeout: float
+) -> tuple[float, int]:
+    injector = None
+    if fault:
+        # Celery's client blocks its thread; the fault fires on time, not on answers.
+        due = asyncio.Event()
+        asyncio.get_running_loop().call_later(min(2.0, 0.0005 * n + 0.2), due.set)
+        injector = asyncio.create_task(_fault(fault, workers, due))
+    result = await asyncio.to_thread(_celery_run, tag, n, timeout)
+    if injector is not None:
+        await injector
+    return result
+
+
+def run_rpc_bench(
+    *,
+    broker: str,
+    sizes: list[int],
+    worker_counts: list[int],
+    fault_requests: int,
+    systems: list[str],
+    timeout: float,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    return asyncio.run(_run(broker, sizes, worker_counts, fault_requests, systems, timeout, echo))
+
+
+async def _run(
+    broker: str,
+    sizes: list[int],
+    worker_counts: list[int],
+    fault_requests: int,
+    systems: list[str],
+    timeout: float,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    rows: list[Row] = []
+    plans: list[tuple[int, list[tuple[int, str]]]] = [
+        (w, [(n, "") for n in sizes]) for w in worker_counts
+    ]
+    if fault_requests:
+        for fault in ("kill:1", "kill:2", "restart"):
+            plans.append((FAULT_WORKERS, [(fault_requests, fault)]))
+    for system in systems:
+        for count, runs in plans:
+            if system == "http" and runs[0][1] == "restart":
+                continue  # no broker on the http link
+            rows += await _group(system, broker, count, runs, timeout, echo)
+    return _summary(rows, broker)
+
+
+async def _group(
+    system: str,
+    broker: str,
+    count: int,
+    runs: list[tuple[int, str]],
+    timeout: float,
+    echo: Callable[[str], None],
+) -> list[Row]:
+    queue = f"skyfed.bench.{system}.{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    celery_broker = broker if broker.endswith("/") else broker + "/"
+    if system == "celery":
+        os.environ["SKYFED_BENCH_BROKER"] = celery_broker
+        os.environ["SKYFED_BENCH_QUEUE"] = queue
+        from skyfed.bench.rpc_celery import app as celery_app
+
+        celery_app.conf.update(broker_url=celery_broker, task_default_queue=queue)
+    workers = Workers(system, count, celery_broker if system == "celery" else broker, queue, port)
+    rows: list[Row] = []
+    link = None
+    try:
+        await asyncio.to_thread(workers.wait_ready)
+        if system == "celery":
+            await asyncio.to_thread(_celery_run, "warm", 1, timeout)
+        else:
+            runner = LinkSystem(system, broker, timeout)
+            link = runner.link(queue, port)
+            await runner.run(link, "warm", 1, "", workers)  # login, connections
+        for n, fault in runs:
+            tag = uuid.uuid4().hex[:8]
+            runs_before = workers.runs()
+            if system == "celery":
+                seconds, lost = await _celery_row(tag, n, fault, workers, timeout)
+                duplicated = 0
+            else:
+                seconds, lost, duplicated = await runner.run(link, tag, n, fault, workers)
+            ran = workers.runs() - runs_before
+            reruns = sum(c - 1 for k, c in ran.items() if k.startswith(tag) and c > 1)
+            row = Row(system, n, count, FAULTS[fault], seconds, lost, duplicated, reruns)
+            echo(row.line())
+            rows.append(row)
+    finally:
+        if link is not None:
+            await link.aclose()
+        await asyncio.to_thread(workers.stop)
+        await _delete_queue(broker, queue)
+    return rows
+
+
+async def _delete_queue(broker: str, queue: str) -> None:
+    import aio_pika
+
+    with contextlib.suppress(Exception):
+        connection = await aio_pika.connect(broker, timeout=5)
+        async with connection:
+            await (await connection.channel()).queue_delete(queue)
+
+
+def _summary(rows: list[Row], broker: str) -> dict[str, Any]:
+    def avg(system: str, n: int, workers: int) -> float | None:
+        for row in rows:
+            if (row.system, row.requests, row.workers, row.fault) == (system, n, workers, ""):
+                return row.avg_ms
+        return None
+
+    ratios: dict[str, float] = {}
+    for row in rows:
+        if row.system == "celery" or row.fault or row.requests < 1000:
+            continue
+        celery = avg("celery", row.requests, row.workers)
+        if celery:
+            ratios[f"{row.system}_{row.requests}x{row.workers}"] = round(row.avg_ms / celery, 3)
+    faults = [r for r in rows if r.fault and r.system != "celery"]
+    return {
+        "bench": "rpc",
+        "broker": _hide_password(broker),
+        "rows": [{**asdict(r), "avg_ms": round(r.avg_ms, 4)} for r in rows],
+        "ratio_to_celery": ratios,
+        "goal_ratio": 0.5,
+        "goal_ratio_met": bool(ratios) and all(v <= 0.5 for v in ratios.values()),
+        "fault_rows_lost": sum(r.lost for r in faults),
+        "fault_rows_duplicated": sum(r.duplicated for r in faults),
+        "celery_fault_rows_lost": sum(r.lost for r in rows if r.fault and r.system == "celery"),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+
+
+def _hide_password(url: str) -> str:
+    from skyfed.transport.amqp import without_password
+
+    return without_password(url)

@@ -1,0 +1,112 @@
+"""A worker process of `skyfed bench rpc`: serves `add` behind a zone's end of a link.
+
+`--transport amqp`: consumes the queue with `ZoneQueueServer` (what a zone runs for
+parents linked over AMQP). `--transport http`: serves it with uvicorn on a port
+shared by every worker (SO_REUSEPORT, so the kernel spreads connections as it
+would behind one address). The app logs in callers like a zone (bearer tokens
+from `POST /v1/auth/tokens`) and records each `add` it runs in `--record`, one
+key per line written straight to the file, so a worker killed with -9 leaves
+behind what it did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import signal
+import socket
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+BENCH_PASSWORD = "bench-password"
+
+
+def adder_app(record_fd: int) -> Starlette:
+    # Every worker honours every worker's tokens, as a zone's processes share theirs
+    # through the database: a token is signed with a key all workers derive alike.
+    key = hashlib.sha256(BENCH_PASSWORD.encode()).digest()
+
+    def sign(nonce: str) -> str:
+        return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()
+
+    async def login(request: Request) -> JSONResponse:
+        body = await request.json()
+        if body.get("password") != BENCH_PASSWORD:
+            return JSONResponse({"error": {"code": "unauthorized", "message": "no"}}, 401)
+        nonce = secrets.token_hex(8)
+        token = f"{nonce}.{sign(nonce)}"
+        return JSONResponse({"token": token, "user": {"roles": ["service"]}}, 201)
+
+    def valid(token: str) -> bool:
+        nonce, _, mac = token.partition(".")
+        return hmac.compare_digest(mac, sign(nonce))
+
+    async def add(request: Request) -> JSONResponse:
+        if not valid(request.headers.get("authorization", "").removeprefix("Bearer ")):
+            return JSONResponse({"error": {"code": "unauthorized", "message": "log in"}}, 401)
+        body = await request.json()
+        os.write(record_fd, f"{body['key']}\n".encode())
+        return JSONResponse({"sum": body["a"] + body["b"], "pid": os.getpid()})
+
+    return Starlette(
+        routes=[
+            Route("/v1/auth/tokens", login, methods=["POST"]),
+            Route("/v1/add", add, methods=["POST"]),
+        ]
+    )
+
+
+async def serve_amqp(app: Any, broker: str, queue: str) -> None:
+    from skyfed.transport.amqp_server import ZoneQueueServer
+
+    server = ZoneQueueServer(app, broker, queue, zone="bench", prefetch=64)
+    await server.start()
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+async def serve_http(app: Any, port: int) -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # Accepted connections inherit it; uvicorn sets it only on sockets it binds itself.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, backlog=4096)
+    )
+    print("ready", flush=True)
+    await server.serve(sockets=[sock])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--transport", choices=["amqp", "http"], required=True)
+    parser.add_argument("--broker", default="")
+    parser.add_argument("--queue", default="")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args()
+    fd = os.open(args.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    app = adder_app(fd)
+    if args.transport == "amqp":
+        asyncio.run(serve_amqp(app, args.broker, args.queue))
+    else:
+        asyncio.run(serve_http(app, args.port))
+
+
+if __name__ == "__main__":
+    main()
