@@ -149,14 +149,25 @@ def reserve_zone(zone: ZoneCandidate, request: PlacementRequest) -> None:
         if left:
             fits[flavor] = left - 1
     numeric = summary.numeric
-    for key, need in zip(FREE_KEYS, (request.vcpus, request.ram_mb, request.disk_gb), strict=True):
-        if not need:
-            continue
-        stats = numeric.get(key)
-        if stats is None:
-            continue
-        total = stats.sum - need
-        if total < 0:
-            total = 0
-        top = stats.max if stats.max <= total else total
-        numeric[key] = NumericStats(stats.min if stats.min <= top else top, top, total, stats.count)
+    # Unrolled over FREE_KEYS (asserted below): this runs at every level of every placement.
+    if request.vcpus:
+        _deduct(numeric, "free_vcpus", request.vcpus)
+    if request.ram_mb:
+        _deduct(numeric, "free_ram_mb", request.ram_mb)
+    if request.disk_gb:
+        _deduct(numeric, "free_disk_gb", request.disk_gb)
+
+
+assert FREE_KEYS == ("free_vcpus", "free_ram_mb", "free_disk_gb")
+
+
+def _deduct(numeric: dict[str, NumericStats], key: str, need: int) -> None:
+    """Take `need` off the free sum of `key` (not below 0), its max and min down to it."""
+    stats = numeric.get(key)
+    if stats is None:
+        return
+    total = stats.sum - need
+    if total < 0:
+        total = 0
+    top = stats.max if stats.max <= total else total
+    numeric[key] = NumericStats(stats.min if stats.min <= top else top, top, total, stats.count)

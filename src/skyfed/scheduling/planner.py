@@ -202,13 +202,39 @@ class _Compiled:
 # The last request compiled: a descent asks every level about the same request object.
 _last: tuple[PlacementRequest | None, _Compiled | None] = (None, None)
 
+# Compiled forms by request shape. Requests of one shape usually share their
+# constraints tuple, so it is keyed by identity (hashing Constraints is slow) and
+# kept in the entry, which makes a reused id harmless.
+_SHAPES: dict[tuple[Any, ...], tuple[tuple[Any, ...], _Compiled]] = {}
+_SHAPES_MAX = 4096
+
 
 def _compiled(request: PlacementRequest) -> _Compiled:
     global _last
     last_request, compiled = _last
-    if last_request is not request or compiled is None:
+    if last_request is request and compiled is not None:
+        return compiled
+    constraints = request.constraints
+    key = (
+        id(constraints),
+        request.vcpus,
+        request.ram_mb,
+        request.disk_gb,
+        request.flavor,
+        bool(request.within),
+        request.avoid,
+        bool(request.exclude),
+        request.group_policy is not None,
+    )
+    entry = _SHAPES.get(key)
+    if entry is not None and entry[0] is constraints:
+        compiled = entry[1]
+    else:
         compiled = _Compiled(request)
-        _last = (request, compiled)
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[key] = (constraints, compiled)
+    _last = (request, compiled)
     return compiled
 
 
@@ -226,6 +252,22 @@ def _chain(
         if not candidates:
             break
     return candidates
+
+
+# room != NO_ROOM, in C (rooms are ints or floats: float's comparison takes both).
+_HAS_ROOM = NO_ROOM.__ne__
+
+
+def _chain_dropped(
+    chunk: Sequence[Any],
+    flags: list[bool],
+    steps: list[Step],
+    ctx: FilterContext,
+    dropped: dict[str, list[Any]],
+) -> list[Any]:
+    """The candidates of `chunk` the screen dropped (flag false) through the whole
+    chain: which filter drops each is worked out only when someone asks."""
+    return _chain(list(compress(chunk, map(not_, flags))), steps, ctx, dropped)
 
 
 def plan(
@@ -344,12 +386,14 @@ def _scan(
     while chunk:
         scanned += len(chunk)
         got_rooms = screen(chunk)
-        if min(got_rooms) == NO_ROOM:  # the whole chain says which filter drops those, if asked
-            flags = [room != NO_ROOM for room in got_rooms]
-            pending.append(partial(_chain, list(compress(chunk, map(not_, flags))), steps, ctx))
+        if NO_ROOM in got_rooms:  # the whole chain says which filter drops those, if asked
+            flags = list(map(_HAS_ROOM, got_rooms))
+            # (the caller's own sequence is copied: it may change before anyone asks)
+            kept = chunk if order is not None else list(chunk)
+            pending.append(partial(_chain_dropped, kept, flags, steps, ctx))
             chunk = list(compress(chunk, flags))
             if rooms is not None:
-                got_rooms = list(compress(got_rooms, flags))
+                got_rooms = list(filter(_HAS_ROOM, got_rooms))
         if rooms is not None:
             passed += chunk
             rooms += got_rooms
@@ -474,23 +518,24 @@ def _top(
         order = pick(top + 1, range(n), key=get)
     else:
         order = sorted(range(n), key=get, reverse=descending)  # stable: ties keep scan order
-    head = order[:top]
-    kept = list(map(get, head))
-    if (len(order) > top and values[order[top]] == kept[-1]) or len(set(kept)) < len(kept):
-        # Ties: sort the whole run of candidates equal to the last one kept, and any
-        # before it, by key (or at random).
-        last = kept[-1]
-        if n > 256:
-            order = sorted(range(n), key=get, reverse=descending)
-        end = top
-        while end < n and values[order[end]] == last:
-            end += 1
-        head = order[:end]
-        sign = -1 if descending else 1
-        if rng is None:
-            head.sort(key=lambda i: (sign * values[i], candidates[i].key))
-        else:  # the key is called once per index, in order: one draw each
-            draw = rng.random
-            head.sort(key=lambda i: (sign * values[i], draw()))
-        head = head[:top]
+    # A tie among the first top + 1 (sorted) is one within the head or across its end.
+    kept = list(map(get, order[: top + 1]))
+    if len(set(kept)) == len(kept):
+        return order[:top]
+    # Ties: sort the whole run of candidates equal to the last one kept, and any
+    # before it, by key (or at random).
+    last = kept[min(top, len(kept)) - 1]
+    if n > 256:
+        order = sorted(range(n), key=get, reverse=descending)
+    end = top
+    while end < n and values[order[end]] == last:
+        end += 1
+    head = order[:end]
+    sign = -1 if descending else 1
+    if rng is None:
+        head.sort(key=lambda i: (sign * values[i], candidates[i].key))
+    else:  # the key is called once per index, in order: one draw each
+        draw = rng.random
+        head.sort(key=lambda i: (sign * values[i], draw()))
+    head = head[:top]
     return head
