@@ -17,11 +17,16 @@ from skyfed.scheduling.filters import (
     compile_summary_constraint,
     host_flags,
     host_meets,
+    screen_hosts,
+    screen_zones,
     zone_flags,
+    zone_has_room,
     zone_may_satisfy,
+    zone_screen,
 )
 from skyfed.scheduling.planner import PlannerConfig, ScanOrder, _steps, plan
 from skyfed.scheduling.request import PlacementRequest
+from skyfed.scheduling.weighers import zone_room
 from skyfed.zones.capabilities import Constraint, Value, parse_constraint
 from skyfed.zones.summary import FREE_KEYS, summarize_hosts
 
@@ -156,6 +161,74 @@ def test_steps_follow_each_filters_applies(request: PlacementRequest) -> None:
     host_steps, _, zone_steps, _ = _steps(request)
     applying = [f.name for f in FILTERS if f.applies(request)]
     assert [name for name, _ in host_steps] == applying == [name for name, _ in zone_steps]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests(),
+    st.lists(constraints(), max_size=3).map(tuple),
+    hosts_strategy(max_size=10),
+    zones_strategy(),
+    st.data(),
+)
+def test_generated_screens_answer_what_the_filters_answer(
+    request: PlacementRequest,
+    more: tuple[Constraint, ...],
+    hosts: list[HostCandidate],
+    zones: list[ZoneCandidate],
+    data: Any,
+) -> None:
+    r = request
+    cs = r.constraints + more
+    # And one on a value a host or zone has, so that the boundaries of = and >= are met.
+    seen = [(k, v) for h in hosts for k, v in h.values.items()]
+    seen += [(k, v) for z in zones for k, v in z.capabilities.items()]
+    seen += [(k, n.max) for z in zones for k, n in z.summary.numeric.items()]
+    if seen:
+        key, value = data.draw(st.sampled_from(seen))
+        op = data.draw(st.sampled_from(["= ", ">= ", "<= "] if type(value) is not str else ["= "]))
+        cs = (parse_constraint(key, f"{op}{value}"), *more[:2])
+    for v, m, d in ((r.vcpus, r.ram_mb, r.disk_gb), (0, 0, 0)):  # also every host's values
+        screened = screen_hosts(hosts, PlacementRequest("s", v, m, d, constraints=cs))
+        assert screened == [
+            h.enabled
+            and h.online
+            and h.free_vcpus >= v
+            and h.free_ram_mb >= m
+            and h.free_disk_gb >= d
+            and all(host_meets(h, c) for c in cs)
+            for h in hosts
+        ]
+    zoned = PlacementRequest("s", r.vcpus, r.ram_mb, r.disk_gb, r.flavor, cs)
+    want = [
+        z.active and zone_has_room(z, zoned) and all(zone_may_satisfy(z, c) for c in cs)
+        for z in zones
+    ]
+    assert screen_zones(zones, zoned) == want
+    rooms = zone_screen(r.vcpus, r.ram_mb, r.disk_gb, r.flavor, cs)(zones)
+    assert [room for room, ok in zip(rooms, want, strict=True) if ok] == [
+        zone_room(z, zoned) for z, ok in zip(zones, want, strict=True) if ok
+    ]
+
+
+def test_generated_screens_at_the_boundaries() -> None:
+    host = HostCandidate("h", {"gen": 3, "arch": "arm64"}, 1, 1024, 10)
+    summary = summarize_hosts([_Beat(host)], [_Flavor()])
+    inner = ZoneCandidate("z", "inner", True, summary)  # judged by its summary
+    own = ZoneCandidate("o", "own", True, summary, {"gen": 2, "arch": "x86_64"})
+    # (host and inner, own): the child's own capabilities answer for it: gen 2, x86_64.
+    for key, spec, want, want_own in (
+        ("gen", ">= 3", True, False),
+        ("gen", ">= 2", True, True),
+        ("gen", ">= 3.5", False, False),
+        ("gen", "= 3", True, False),
+        ("arch", "arm64", True, False),
+        ("arch", "x86_64", False, True),
+    ):
+        request = PlacementRequest("s", 1, 1024, 10, constraints=(parse_constraint(key, spec),))
+        assert screen_hosts([host], request) == [want], (key, spec)
+        assert screen_zones([inner], request) == [want], (key, spec)
+        assert screen_zones([own], request) == [want_own], (key, spec)
 
 
 # -- the planner against a reference -----------------------------------------------

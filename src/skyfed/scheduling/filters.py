@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from itertools import compress
 from operator import not_
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate
 from skyfed.scheduling.request import AFFINITY, ANTI_AFFINITY, PlacementRequest
@@ -302,7 +302,8 @@ SCREENED = frozenset({EnabledFilter.name, ResourcesFilter.name, CapabilitiesFilt
 def screen_hosts(hosts: Sequence[HostCandidate], request: PlacementRequest) -> list[bool]:
     """The screen over hosts: EnabledFilter, ResourcesFilter and CapabilitiesFilter."""
     screen = host_screen(request.vcpus, request.ram_mb, request.disk_gb, request.constraints)
-    return [room != NO_ROOM for room in screen(hosts)]
+    passed = set(map(id, screen(hosts)))
+    return [id(h) in passed for h in hosts]
 
 
 def screen_zones(zones: Sequence[ZoneCandidate], request: PlacementRequest) -> list[bool]:
@@ -511,17 +512,6 @@ def zone_predicate(constraint: Constraint) -> ZonePredicate:
     return lambda z: on_own(own) if key in (own := z.capabilities) else on_summary(z.summary)
 
 
-def _all_of(predicates: Sequence[Callable[[C], bool]]) -> Callable[[C], bool] | None:
-    if not predicates:
-        return None
-    if len(predicates) == 1:
-        return predicates[0]
-    if len(predicates) == 2:
-        p, q = predicates
-        return lambda c: p(c) and q(c)
-    return lambda c: all(p(c) for p in predicates)
-
-
 def summary_may_fit(vcpus: int, ram_mb: int, disk_gb: int) -> Callable[[Summary], bool]:
     """`Summary.may_fit(vcpus, ram_mb, disk_gb)`, compiled for one shape."""
     needs = tuple(
@@ -552,11 +542,11 @@ def summary_may_fit(vcpus: int, ram_mb: int, disk_gb: int) -> Callable[[Summary]
     return may_fit
 
 
-# What a screen gives a candidate it drops; any other figure is the candidate's room
-# (free RAM of a host, units of the flavor or free RAM of a zone: `room_of`).
+# What the zone screen gives a child it drops; any other figure is the child's room
+# (units of the flavor that fit, or free RAM: `weighers.zone_room`).
 NO_ROOM = float("-inf")
 
-HostScreen = Callable[[Sequence[HostCandidate]], list[float]]
+HostScreen = Callable[[Sequence[HostCandidate]], list[HostCandidate]]
 ZoneScreen = Callable[[Sequence[ZoneCandidate]], list[float]]
 
 
@@ -565,54 +555,71 @@ def _free_ram(s: Summary) -> float:
     return stats.sum if stats is not None else 0.0
 
 
+# The screens are generated as one comprehension per request shape, with the common
+# constraints written out inline (a function call per candidate and constraint
+# costs more than the test itself). The source holds only names chosen here; keys,
+# texts and numbers of the request are bound as values in the namespace, never
+# written into the source.
+
+
+def _inline_text(c: Constraint) -> str | None:
+    """The text a constraint `key = text` compares with, when it is only that: one
+    operand that is not a number equals only the same string."""
+    if c.op == "=" and len(c.operands) == 1 and c.operands[0].number is None:
+        return c.operands[0].text
+    return None
+
+
+def _inline_at_least(c: Constraint) -> float | None:
+    """The number of a constraint `key >= number`."""
+    if c.op == ">=" and len(c.operands) == 1:
+        return c.operands[0].number
+    return None
+
+
+def _generate(source: str, namespace: dict[str, object]) -> Callable[..., list[Any]]:
+    code = compile(source, "<skyfed screen>", "exec")
+    exec(code, namespace)  # the source is built from fixed fragments only
+    return namespace["screen"]  # type: ignore[return-value]
+
+
 @lru_cache(maxsize=4096)
 def host_screen(
     vcpus: int, ram_mb: int, disk_gb: int, constraints: tuple[Constraint, ...]
 ) -> HostScreen:
-    """EnabledFilter, ResourcesFilter and CapabilitiesFilter over a batch of hosts:
-    per host its free RAM when it passes them all (what the weigher reads), else
-    NO_ROOM."""
-    v, m, d = vcpus, ram_mb, disk_gb
-    if not constraints:
-        return lambda hosts: [
-            ram
-            if h.enabled
-            and h.online
-            and h.free_vcpus >= v
-            and (ram := h.free_ram_mb) >= m
-            and h.free_disk_gb >= d
-            else NO_ROOM
-            for h in hosts
-        ]
-    if len(constraints) == 1:
-        (c,) = constraints
-        if c.op == "=" and c.key not in FREE_KEYS and c.operands[0].number is None:
-            # A text that is not a number equals only that string: a plain comparison.
-            key, text = c.key, c.operands[0].text
-            return lambda hosts: [
-                ram
-                if h.enabled
-                and h.online
-                and h.free_vcpus >= v
-                and (ram := h.free_ram_mb) >= m
-                and h.free_disk_gb >= d
-                and h.values.get(key) == text
-                else NO_ROOM
-                for h in hosts
-            ]
-    p = _all_of([host_predicate(c) for c in constraints])
-    assert p is not None
-    return lambda hosts: [
-        ram
-        if h.enabled
-        and h.online
-        and h.free_vcpus >= v
-        and (ram := h.free_ram_mb) >= m
-        and h.free_disk_gb >= d
-        and p(h)
-        else NO_ROOM
-        for h in hosts
-    ]
+    """EnabledFilter, CapabilitiesFilter and ResourcesFilter over a batch of hosts:
+    the hosts that pass them all, in order. (All three must pass, so the order of
+    the tests is free: the constraints come before the free amounts, which are
+    often in memory of their own.)"""
+    namespace: dict[str, object] = {
+        "v": vcpus,
+        "m": ram_mb,
+        "d": disk_gb,
+        "isinstance": isinstance,
+        "float": float,
+    }
+    tests = ["h.enabled", "h.online"]
+    values = "(values := h.values)"  # bound at its first use, reused after
+    for i, c in enumerate(constraints):
+        key, text, least = c.key, _inline_text(c), _inline_at_least(c)
+        namespace[f"k{i}"] = key
+        if key in FREE_KEYS or (text is None and least is None):
+            namespace[f"p{i}"] = host_predicate(c)
+            tests.append(f"p{i}(h)")
+        elif text is not None:
+            namespace[f"t{i}"] = text
+            tests.append(f"{values}.get(k{i}) == t{i}")
+            values = "values"
+        else:
+            namespace[f"n{i}"] = least
+            tests.append(
+                f"(x := {values}.get(k{i})) is not None and not isinstance(x, str)"
+                f" and float(x) >= n{i}"
+            )
+            values = "values"
+    tests += ["h.free_vcpus >= v", "h.free_ram_mb >= m", "h.free_disk_gb >= d"]
+    source = "def screen(hosts):\n    return [h for h in hosts if " + " and ".join(tests) + "]\n"
+    return _generate(source, namespace)
 
 
 @lru_cache(maxsize=4096)
@@ -622,33 +629,46 @@ def zone_screen(
     """EnabledFilter, ResourcesFilter and CapabilitiesFilter over a batch of child
     zones: per zone its room (`weighers.zone_room`) when it passes them all, else
     NO_ROOM."""
-    fit = summary_may_fit(vcpus, ram_mb, disk_gb)
-    p = _all_of([zone_predicate(c) for c in constraints])
-    if flavor is None:
-        if p is None:
-            return lambda zones: [
-                _free_ram(s) if z.active and fit(s := z.summary) else NO_ROOM for z in zones
-            ]
-        return lambda zones: [
-            _free_ram(s) if z.active and fit(s := z.summary) and p(z) else NO_ROOM for z in zones
-        ]
-
-    # The units of the flavor that fit, when the summary counts them; else free RAM.
-    def rooms(zones: Sequence[ZoneCandidate]) -> list[float]:
-        return [
-            (
-                (units if units > 0 else NO_ROOM)
-                if (units := (s := z.summary).fits.get(flavor)) is not None
-                else (_free_ram(s) if fit(s) else NO_ROOM)
+    namespace: dict[str, object] = {
+        "flavor": flavor,
+        "fit": summary_may_fit(vcpus, ram_mb, disk_gb),
+        "NO_ROOM": NO_ROOM,
+        "free_ram": _free_ram,
+        "isinstance": isinstance,
+        "float": float,
+    }
+    tests = []
+    own = "(own := z.capabilities)"  # bound at its first use, reused after
+    for i, c in enumerate(constraints):
+        key, text, least = c.key, _inline_text(c), _inline_at_least(c)
+        namespace[f"k{i}"] = key
+        if text is not None:  # `own` as compile_constraint, else as may_equal
+            namespace[f"t{i}"] = text
+            tests.append(
+                f"(own[k{i}] == t{i} if k{i} in {own} else (k{i} in s.strings_overflow"
+                f" or ((cs := s.strings.get(k{i})) is not None and t{i} in cs)))"
             )
-            if z.active
-            else NO_ROOM
-            for z in zones
-        ]
-
-    if p is None:
-        return rooms
-    return lambda zones: [
-        room if room != NO_ROOM and p(z) else NO_ROOM
-        for room, z in zip(rooms(zones), zones, strict=True)
-    ]
+        elif least is not None:  # `own` as compile_constraint, else as the summary's
+            namespace[f"n{i}"] = least
+            tests.append(
+                f"((x := own[k{i}]) is not None and not isinstance(x, str) and float(x) >= n{i}"
+                f" if k{i} in {own} else"
+                f" ((st := s.numeric.get(k{i})) is not None and st.max >= n{i}))"
+            )
+        else:
+            namespace[f"p{i}"] = zone_predicate(c)
+            tests.append(f"p{i}(z)")
+            continue
+        own = "own"
+    met = "".join(" and " + t for t in tests)
+    if flavor is None:
+        room = f"(free_ram(s) if fit(s := z.summary){met} else NO_ROOM)"
+    else:
+        # The units of the flavor that fit, when the summary counts them; else free RAM.
+        room = (
+            f"((units if units > 0{met} else NO_ROOM)"
+            f" if (units := (s := z.summary).fits.get(flavor)) is not None"
+            f" else (free_ram(s) if fit(s){met} else NO_ROOM))"
+        )
+    source = f"def screen(zones):\n    return [{room} if z.active else NO_ROOM for z in zones]\n"
+    return _generate(source, namespace)

@@ -254,10 +254,6 @@ def _chain(
     return candidates
 
 
-# room != NO_ROOM, in C (rooms are ints or floats: float's comparison takes both).
-_HAS_ROOM = NO_ROOM.__ne__
-
-
 def _chain_dropped(
     chunk: Sequence[Any],
     flags: list[bool],
@@ -268,6 +264,19 @@ def _chain_dropped(
     """The candidates of `chunk` the screen dropped (flag false) through the whole
     chain: which filter drops each is worked out only when someone asks."""
     return _chain(list(compress(chunk, map(not_, flags))), steps, ctx, dropped)
+
+
+def _chain_unscreened(
+    chunk: Sequence[Any],
+    ok: list[Any],
+    steps: list[Step],
+    ctx: FilterContext,
+    dropped: dict[str, list[Any]],
+) -> list[Any]:
+    """As `_chain_dropped`, for the candidates of `chunk` not in `ok` (what the host
+    screen let through)."""
+    through = set(map(id, ok))
+    return _chain([c for c in chunk if id(c) not in through], steps, ctx, dropped)
 
 
 def plan(
@@ -298,9 +307,9 @@ def plan(
     pending: list[Callable[[dict[str, list[Candidate]]], object]] = []
     passed_hosts: list[HostCandidate] = []
     passed_zones: list[ZoneCandidate] = []
-    host_rooms = zone_rooms = None
+    zone_rooms = None
     if not n_zones:
-        passed_hosts, host_rooms, scanned = _scan(
+        passed_hosts, scanned = _scan_hosts(
             hosts,
             compiled.host_screen,
             compiled.host_rest,
@@ -312,7 +321,7 @@ def plan(
             rng,
         )
     elif not n_hosts:
-        passed_zones, zone_rooms, scanned = _scan(
+        passed_zones, zone_rooms, scanned = _scan_zones(
             zones,
             compiled.zone_screen,
             compiled.zone_rest,
@@ -329,7 +338,7 @@ def plan(
         )
 
     ranked, kept, passed, weights = _rank(
-        passed_hosts, host_rooms, passed_zones, zone_rooms, ctx, config, rng, explain
+        passed_hosts, passed_zones, zone_rooms, ctx, config, rng, explain
     )
     decision = Decision(
         ranked,
@@ -357,9 +366,21 @@ def _next_size(want: int, got: int, scanned: int, size: int) -> int:
     return ((want - got) * scanned * 5) // (got * 4) + 2 if got else size * 2
 
 
-def _scan(
-    candidates: Sequence[Any],
-    screen: Callable[[Sequence[Any]], list[float]],
+def _first_chunk(
+    candidates: Sequence[Any], ctx: FilterContext, want: int, rng: random.Random | None
+) -> tuple[ScanOrder | None, list[Any]]:
+    """(the scan order, None when all are scanned at once; the first chunk)."""
+    if len(candidates) > want:
+        order = scan_order(candidates, ctx.request, rng)
+        return order, order.take(want)
+    if type(candidates) is list:
+        return None, candidates  # type: ignore[return-value]
+    return None, list(candidates)
+
+
+def _scan_hosts(
+    candidates: Sequence[HostCandidate],
+    screen: Callable[[Sequence[HostCandidate]], list[HostCandidate]],
     rest: list[Step],
     steps: list[Step],
     ctx: FilterContext,
@@ -367,38 +388,68 @@ def _scan(
     pending: list[Callable[[dict[str, list[Candidate]]], object]],
     want: int,
     rng: random.Random | None,
-) -> tuple[list[Any], list[float] | None, int]:
-    """Candidates of one kind: (those that passed, their rooms as the screen read
-    them, or None when other filters ran after it, how many were scanned)."""
+) -> tuple[list[HostCandidate], int]:
+    """Hosts: (those that passed, how many were scanned)."""
     offered = len(candidates)
-    order: ScanOrder | None = None
-    if offered > want:
-        order = scan_order(candidates, ctx.request, rng)
-        chunk: Sequence[Any] = order.take(want)
-    elif type(candidates) is list or type(candidates) is tuple:
-        chunk = candidates
-    else:
-        chunk = list(candidates)
-    passed: list[Any] = []
+    order, chunk = _first_chunk(candidates, ctx, want, rng)
+    passed: list[HostCandidate] = []
+    scanned = 0
+    size = want
+    while chunk:
+        scanned += len(chunk)
+        ok = screen(chunk)
+        if len(ok) != len(chunk):  # the whole chain says which filter drops those, if asked
+            # (the caller's own list is copied: it may change before anyone asks)
+            pending.append(
+                partial(_chain_unscreened, chunk if order else list(chunk), ok, steps, ctx)
+            )
+        if not rest:
+            passed += ok
+        elif ok:
+            passed += _chain(ok, rest, ctx, dropped)
+        got = len(passed)
+        if order is None or got >= want or scanned >= offered:
+            break
+        size = _next_size(want, got, scanned, size)
+        chunk = order.take(size)
+    return passed, scanned
+
+
+def _scan_zones(
+    candidates: Sequence[ZoneCandidate],
+    screen: Callable[[Sequence[ZoneCandidate]], list[float]],
+    rest: list[Step],
+    steps: list[Step],
+    ctx: FilterContext,
+    dropped: dict[str, list[Candidate]],
+    pending: list[Callable[[dict[str, list[Candidate]]], object]],
+    want: int,
+    rng: random.Random | None,
+) -> tuple[list[ZoneCandidate], list[float] | None, int]:
+    """Child zones: (those that passed, their rooms as the screen read them, or None
+    when other filters ran after it, how many were scanned)."""
+    offered = len(candidates)
+    order, chunk = _first_chunk(candidates, ctx, want, rng)
+    passed: list[ZoneCandidate] = []
     rooms: list[float] | None = None if rest else []
     scanned = 0
     size = want
     while chunk:
         scanned += len(chunk)
         got_rooms = screen(chunk)
-        if NO_ROOM in got_rooms:  # the whole chain says which filter drops those, if asked
-            flags = list(map(_HAS_ROOM, got_rooms))
-            # (the caller's own sequence is copied: it may change before anyone asks)
-            kept = chunk if order is not None else list(chunk)
-            pending.append(partial(_chain_dropped, kept, flags, steps, ctx))
+        if min(got_rooms) == NO_ROOM:  # the whole chain says which filter drops those, if asked
+            flags = [room != NO_ROOM for room in got_rooms]
+            pending.append(
+                partial(_chain_dropped, chunk if order else list(chunk), flags, steps, ctx)
+            )
             chunk = list(compress(chunk, flags))
             if rooms is not None:
-                got_rooms = list(filter(_HAS_ROOM, got_rooms))
+                got_rooms = list(compress(got_rooms, flags))
         if rooms is not None:
             passed += chunk
             rooms += got_rooms
         elif chunk:
-            passed += _chain(chunk, rest, ctx, dropped)  # type: ignore[arg-type]
+            passed += _chain(chunk, rest, ctx, dropped)
         got = len(passed)
         if order is None or got >= want or scanned >= offered:
             break
@@ -431,30 +482,21 @@ def _scan_both(
         if not chunk:
             break
         scanned += len(chunk)
-        for kind, screen, rest, steps, passed in (
-            (
-                HostCandidate,
-                compiled.host_screen,
-                compiled.host_rest,
-                compiled.host_steps,
-                passed_hosts,
-            ),
-            (
-                ZoneCandidate,
-                compiled.zone_screen,
-                compiled.zone_rest,
-                compiled.zone_steps,
-                passed_zones,
-            ),
-        ):
-            part = [c for c in chunk if isinstance(c, kind)]
-            if not part:
-                continue
-            flags = [room != NO_ROOM for room in screen(part)]
+        some_hosts = [c for c in chunk if isinstance(c, HostCandidate)]
+        if some_hosts:
+            ok = compiled.host_screen(some_hosts)
+            if len(ok) != len(some_hosts):
+                pending.append(partial(_chain_unscreened, some_hosts, ok, compiled.host_steps, ctx))
+            rest = compiled.host_rest
+            passed_hosts += _chain(ok, rest, ctx, dropped) if rest and ok else ok
+        some_zones = [c for c in chunk if isinstance(c, ZoneCandidate)]
+        if some_zones:
+            flags = [room != NO_ROOM for room in compiled.zone_screen(some_zones)]
             if not all(flags):
-                pending.append(partial(_chain, list(compress(part, map(not_, flags))), steps, ctx))
-                part = list(compress(part, flags))
-            passed += _chain(part, rest, ctx, dropped) if rest else part  # type: ignore[operator]
+                pending.append(partial(_chain_dropped, some_zones, flags, compiled.zone_steps, ctx))
+                some_zones = list(compress(some_zones, flags))
+            rest = compiled.zone_rest
+            passed_zones += _chain(some_zones, rest, ctx, dropped) if rest else some_zones
         got = len(passed_hosts) + len(passed_zones)
         if got >= want:
             break
@@ -464,7 +506,6 @@ def _scan_both(
 
 def _rank(
     hosts: list[HostCandidate],
-    host_rooms: list[float] | None,
     zones: list[ZoneCandidate],
     zone_rooms: list[float] | None,
     ctx: FilterContext,
@@ -473,13 +514,13 @@ def _rank(
     every: bool,
 ) -> tuple[list[Candidate], list[float], list[Candidate], list[float]]:
     """(the best `max_ranked` candidates, their scores, all the candidates that
-    passed, all their scores when `every`, else nothing). The rooms, when given,
-    are what the screen read of each candidate that passed (`filters.NO_ROOM`)."""
+    passed, all their scores when `every`, else nothing). The zones' rooms, when
+    given, are what the screen read of each zone that passed (`filters.NO_ROOM`)."""
     top = config.max_ranked
     if hosts and not zones:
         # Hosts alone have one weigher, monotonic in free RAM: rank by free RAM and
         # score only the ranked (all of them with `every`).
-        free_ram = host_rooms if host_rooms is not None else [h.free_ram_mb for h in hosts]
+        free_ram = [h.free_ram_mb for h in hosts]
         base, k = host_scale(free_ram, config)
         values: Sequence[float] = free_ram if k else [0.0] * len(free_ram)
         head = _top(values, k >= 0, top, hosts, rng)
