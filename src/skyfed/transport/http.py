@@ -10,7 +10,9 @@ not retried: its caller's deadline is already spent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -38,6 +40,7 @@ class HttpLink(ZoneLink):
     ) -> None:
         self.retries = retries
         self.backoff = backoff
+        self.timeout = timeout
         # Calls beyond the pool's connections wait here, not in httpcore's pool, whose
         # queue is scanned whole on every release (quadratic under a burst of calls).
         self._slots = asyncio.Semaphore(max_connections)
@@ -59,7 +62,7 @@ class HttpLink(ZoneLink):
         attempt = 0
         while True:
             try:
-                async with self._slots:
+                async with self._slot(request):
                     return await self.client.request(
                         request.method,
                         request.path,
@@ -78,6 +81,21 @@ class HttpLink(ZoneLink):
                     raise
             attempt += 1
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, request: ZoneRequest) -> AsyncIterator[None]:
+        """A connection's turn; waiting for it counts toward the call's timeout."""
+        wait = request.timeout if request.timeout is not None else self.timeout
+        try:
+            await asyncio.wait_for(self._slots.acquire(), wait)
+        except TimeoutError as exc:
+            raise ZoneUnreachable(
+                self.base_url, f"no connection free within {wait:g}s", timed_out=True
+            ) from exc
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def aclose(self) -> None:
         await self.client.aclose()
