@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
@@ -73,14 +72,6 @@ class SkyfedClient:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        if transport is None:
-            # httpcore writes a request's head and body separately; with Nagle's algorithm
-            # the body then waits for the peer's delayed ACK, 40 ms on Linux, per call.
-            transport = httpx.AsyncHTTPTransport(
-                verify=_tls_context(),
-                limits=limits,
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,

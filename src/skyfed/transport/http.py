@@ -41,8 +41,8 @@ class HttpLink(ZoneLink):
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
-        # Calls beyond the pool's connections wait here, not in httpcore's pool, whose
-        # queue is scanned whole on every release (quadratic under a burst of calls).
+        # Calls beyond the pool's connections wait here, in a plain FIFO, rather than
+        # in httpcore's pool queue.
         self._slots = asyncio.Semaphore(max_connections)
         self.client = SkyfedClient(
             base_url,
