@@ -261,7 +261,9 @@ def run_rpc_bench(
     timeout: float,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    return asyncio.run(_run(broker, sizes, worker_counts, fault_requests, systems, timeout, echo))
+    from skyfed.bench.rpc_worker import run_loop
+
+    return run_loop(_run(broker, sizes, worker_counts, fault_requests, systems, timeout, echo))
 
 
 async def _run(

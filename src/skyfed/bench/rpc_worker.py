@@ -102,10 +102,21 @@ def main() -> None:
     args = parser.parse_args()
     fd = os.open(args.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     app = adder_app(fd)
-    if args.transport == "amqp":
-        asyncio.run(serve_amqp(app, args.broker, args.queue))
-    else:
-        asyncio.run(serve_http(app, args.port))
+    serve = (
+        serve_amqp(app, args.broker, args.queue)
+        if args.transport == "amqp"
+        else serve_http(app, args.port)
+    )
+    run_loop(serve)
+
+
+def run_loop(main: Any) -> Any:
+    """Run on uvloop when it is installed, as a zone's processes do under uvicorn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":
