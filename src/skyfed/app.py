@@ -39,6 +39,7 @@ from skyfed.runtime import Runtime, RuntimeDep
 from skyfed.settings import FlavorSpec, Settings
 from skyfed.tasks.api import router as tasks_router
 from skyfed.tasks.store import TaskStore
+from skyfed.tasks.wakeups import BusWakeups
 from skyfed.tasks.worker import Worker
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.envelope import queue_for
@@ -199,6 +200,9 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     ]
     if runtime.worker is not None:
         background.append(asyncio.create_task(runtime.worker.run(), name="worker"))
+    if runtime.settings.bus_url.startswith("amqp"):
+        wakeups = BusWakeups(runtime.settings.bus_url, runtime.settings.name, runtime.tasks)
+        background.append(asyncio.create_task(wakeups.run(), name="task-wakeups"))
     log.info("zone ready", extra={"zone_id": runtime.zone_id, "api": api})
     try:
         yield

@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from skyfed.federation.process import ManagedProcess
 from tests.conftest import AMQP_URL, IN_CI, POSTGRES_URL, _asyncpg_dsn, _postgres_reachable
 from tests.integration.conftest import hosts
 from tests.integration.test_servers_tree import settle
@@ -112,3 +116,35 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
                 assert used == len(mine)  # m1.tiny: 1 vCPU each
         assert len(placed) == len(set(placed))
         assert sorted(placed) == sorted(s["id"] for s in servers if s["status"] == "ACTIVE")
+
+
+async def test_task_wake_ups_reach_a_worker_process_over_the_bus(
+    federation, production: dict[str, Any], tmp_path: Path
+) -> None:
+    """The API runs no workers and polls for tasks every 60 s; a `skyfed worker` process
+    still takes each server's task at once, because the API's wake-up reaches it."""
+    zone = {
+        "name": "solo",
+        "hosts": [hosts(2, "h")],
+        "agent": {"boot_delay": 0.1, "jitter": 0.0},
+        "settings": {"workers": 0, "task_poll_interval": 60.0, "task_sweep_interval": 60.0},
+    }
+    async with federation([zone], **production) as fed:
+        worker = ManagedProcess(
+            "worker",
+            [sys.executable, "-m", "skyfed", "worker", "--config", str(fed.zones["solo"].config)],
+            tmp_path / "worker.log",
+        )
+        worker.start()
+        try:
+            async with fed.admin_client("solo") as solo:
+                await asyncio.sleep(3.0)  # the worker connected and made its first poll
+                started = time.monotonic()
+                made = await solo.request(
+                    "POST", "/v1/servers", json={"name": "w", "flavor": "m1.tiny", "count": 3}
+                )
+                servers = await settle(solo, [s["id"] for s in made["servers"]], timeout=30)
+                assert [s["status"] for s in servers] == ["ACTIVE"] * 3
+                assert time.monotonic() - started < 30  # far inside one 60 s poll
+        finally:
+            worker.stop()

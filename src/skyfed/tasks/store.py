@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -56,6 +56,8 @@ class TaskStore:
         self.backoff_cap = backoff_cap
         # Set when a task is queued by this process: its workers claim at once.
         self.wakeup = asyncio.Event()
+        # Told whenever tasks were queued here: the zone's bus wakes its other processes.
+        self.on_notify: list[Callable[[], None]] = []
         # Waiters of each task id, and the tasks this process's workers are running now.
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
@@ -114,6 +116,8 @@ class TaskStore:
 
     def notify(self) -> None:
         self.wakeup.set()
+        for hook in self.on_notify:
+            hook()
 
     # -- consuming -------------------------------------------------------------
 

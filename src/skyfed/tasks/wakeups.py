@@ -1,0 +1,91 @@
+"""Task wake-ups between a zone's processes over its broker.
+
+A process that queues tasks tells the others at once instead of leaving them to
+their next poll: one message on the fanout exchange `skyfed.zone.<name>.tasks`,
+which every process of the zone (API and `skyfed worker`) reads through its own
+exclusive queue. The database stays the truth: a wake-up only makes a worker
+claim sooner, and one that is lost (broker away) costs at most a poll interval.
+Wake-ups queued while one is being sent go out as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+
+from skyfed.tasks.store import TaskStore
+from skyfed.transport.envelope import RECONNECT_INTERVAL
+
+log = logging.getLogger("skyfed.tasks.wakeups")
+
+
+class BusWakeups:
+    def __init__(self, broker_url: str, zone: str, store: TaskStore) -> None:
+        self.broker_url = broker_url
+        self.exchange_name = f"skyfed.zone.{zone}.tasks"
+        self.store = store
+        self.me = uuid.uuid4().hex  # our own wake-ups come back too: skip them
+        self.sent = 0
+        self.received = 0
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._pending = False
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connect (again and again until the broker answers), then listen until cancelled."""
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.broker_url,
+                    timeout=5.0,
+                    reconnect_interval=RECONNECT_INTERVAL,
+                    client_properties={"connection_name": f"skyfed {self.exchange_name}"},
+                )
+                break
+            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+                log.warning("task bus unreachable; trying again", extra={"error": str(exc)})
+                await asyncio.sleep(2.0)
+        try:
+            channel = await self._connection.channel(publisher_confirms=False)
+            self._exchange = await channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(self._exchange)
+            await queue.consume(self._on_wake, no_ack=True)
+            self.store.on_notify.append(self.wake)
+            self.ready.set()
+            await asyncio.Event().wait()
+        finally:
+            if self.wake in self.store.on_notify:
+                self.store.on_notify.remove(self.wake)
+            await self._connection.close()
+
+    async def _on_wake(self, message: AbstractIncomingMessage) -> None:
+        if message.app_id != self.me:
+            self.received += 1
+            self.store.wakeup.set()
+
+    def wake(self) -> None:
+        if self._pending or self._exchange is None:
+            return
+        self._pending = True
+        asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        await asyncio.sleep(0)  # let the other notifies of this moment join this one
+        self._pending = False
+        exchange = self._exchange
+        if exchange is None:
+            return
+        try:
+            await exchange.publish(aio_pika.Message(b"", app_id=self.me), routing_key="")
+            self.sent += 1
+        except Exception as exc:  # the broker is away: the others poll meanwhile
+            log.debug("task wake-up not sent", extra={"error": str(exc)})
