@@ -8,6 +8,7 @@ runs them through its driver and reports results and events (docs/compute.md,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -82,6 +83,13 @@ def agent(
     ] = True,
     concurrency: Annotated[int, typer.Option(help="Commands run at once.")] = 64,
     poll_wait: Annotated[int, typer.Option(help="Seconds a command long poll may last.")] = 20,
+    bus_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SKYFED_BUS_URL",
+            help="The zone's RabbitMQ: heartbeats go through the zone's queue there.",
+        ),
+    ] = None,
 ) -> None:
     """Carry the hosts of a spec file for a zone: heartbeats, commands, server events."""
     if driver not in DRIVERS:
@@ -122,7 +130,15 @@ def agent(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with SkyfedClient(url, username=username, password=password) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                SkyfedClient(url, username=username, password=password)
+            )
+            beat_client = None
+            if bus_url:
+                beat_client = await stack.enter_async_context(
+                    await bus_client(client, bus_url, username, password, agent_name)
+                )
             runner = AgentRunner(
                 client,
                 the_driver,
@@ -131,6 +147,7 @@ def agent(
                 poll_wait=poll_wait,
                 concurrency=concurrency,
                 stop_servers_on_exit=stop_servers_on_exit,
+                beat_client=beat_client,
             )
             await runner.run(stop)
 
@@ -139,3 +156,21 @@ def agent(
     except DriverError as exc:
         typer.echo(f"agent {agent_name}: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+async def bus_client(
+    client: SkyfedClient, bus_url: str, username: str, password: str, agent: str
+) -> SkyfedClient:
+    """A client of the zone's API through its queue on `bus_url` (the zone's name,
+    which names the queue, from its health check)."""
+    from skyfed.transport.amqp import AmqpTransport
+    from skyfed.transport.envelope import queue_for
+
+    health = await client.request("GET", "/healthz", authenticate=False)
+    queue = queue_for(str(health["zone"]))
+    return SkyfedClient(
+        f"http://{queue}.amqp",
+        username=username,
+        password=password,
+        transport=AmqpTransport(bus_url, queue, origin=agent),
+    )

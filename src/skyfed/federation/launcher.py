@@ -113,8 +113,13 @@ class Federation:
                         *agent_options({"driver": "sim", "boot_delay": 0.2, **spec.agent}),
                     ],
                     zone_dir / "agent.log",
-                    env={"SKYFED_PASSWORD": self.agent_password},
+                    env={"SKYFED_PASSWORD": self.agent_password, **self._agent_bus(name)},
                 )
+
+    def _agent_bus(self, name: str) -> dict[str, str]:
+        """A zone on a bus hears its agent's heartbeats there."""
+        bus_url = str(self.settings[name].get("bus_url", "memory://"))
+        return {"SKYFED_BUS_URL": bus_url} if bus_url.startswith("amqp") else {}
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -37,8 +37,11 @@ class AgentRunner:
         stop_servers_on_exit: bool = False,
         drain_timeout: float = 5.0,
         flush_timeout: float = 3.0,
+        beat_client: SkyfedClient | None = None,
     ) -> None:
         self.client = client
+        # Heartbeats may take another way to the zone than commands: its bus.
+        self.beat_client = beat_client or client
         self.driver = driver
         self.name = name
         self.interval = interval
@@ -55,7 +58,7 @@ class AgentRunner:
         loops = [
             asyncio.create_task(
                 heartbeat.run(
-                    self.client,
+                    self.beat_client,
                     self.driver.hosts,
                     self.interval,
                     stop,
