@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,7 +57,12 @@ class _Call:
     message: aio_pika.Message
     answer: asyncio.Future[tuple[int, dict[str, str], bytes]]
     sent: int = 0  # how many times it was published
-    resend: asyncio.Event = field(default_factory=asyncio.Event)
+    resend_due: bool = False  # the connection came back while it waited
+    wake: asyncio.Future[None] | None = None  # the caller waiting for either
+
+    def poke(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
 
 
 @dataclass
@@ -146,6 +151,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             request_id=request.headers.get("x-request-id", request_id.get()),
         )
         channel = await self._connected()
+        loop = asyncio.get_running_loop()
         call_id = uuid.uuid4().hex
         call = _Call(
             message=aio_pika.Message(
@@ -158,26 +164,21 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 expiration=budget,  # the broker drops it once nobody waits
             ),
-            answer=asyncio.get_running_loop().create_future(),
+            answer=loop.create_future(),
         )
         self._calls[call_id] = call
         self.stats.calls += 1
         try:
             async with asyncio.timeout(budget):
                 await self._publish(channel, call, deadline)
-                while True:  # published again whenever the connection came back
-                    resend = asyncio.ensure_future(call.resend.wait())
-                    try:
-                        await asyncio.wait(
-                            (call.answer, resend), return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        resend.cancel()
-                    if call.answer.done():
-                        break
-                    call.resend.clear()
-                    self.stats.resent += 1
-                    await self._publish(channel, call, deadline)
+                while not call.answer.done():  # published again when the connection is back
+                    if call.resend_due:
+                        call.resend_due = False
+                        self.stats.resent += 1
+                        await self._publish(channel, call, deadline)
+                        continue
+                    call.wake = loop.create_future()
+                    await call.wake
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"no answer on {self.queue} within {budget:g}s") from exc
         finally:
@@ -227,6 +228,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         except (TypeError, ValueError):
             status, carried = 502, {}
         call.answer.set_result((status, carried, message.body))
+        call.poke()
         return None
 
     def _on_reconnect(self, *_: Any) -> None:
@@ -235,13 +237,15 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         if waiting:
             log.info("broker back; sending waiting calls again", extra={"calls": len(waiting)})
         for call in waiting:
-            call.resend.set()
+            call.resend_due = True
+            call.poke()
 
     async def aclose(self) -> None:
         self._closed = True
         for call in self._calls.values():
             if not call.answer.done():
                 call.answer.set_exception(httpx.ConnectError("the link was closed"))
+                call.poke()
         if self._connection is not None:
             await self._connection.close()
         self._connection = self._channel = None
