@@ -12,7 +12,8 @@ third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
 (`lost`), how many answers arrived twice for one call (`duplicated`, dropped by
 the link) and how many calls ran more than once in the workers (`reruns`: at
 least once delivery after a kill; `add` is idempotent, so the callers see one
-answer). Nothing here is mocked: real processes, real sockets, the real broker.
+answer). A fault that took effect only after the last answer (a small row can
+finish before `stop_app` does) is marked so (`fault_hit`). Nothing here is mocked: real processes, real sockets, the real broker.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Row:
     lost: int
     duplicated: int
     reruns: int
+    fault_hit: bool = False  # the fault took effect before the last answer came
 
     @property
     def avg_ms(self) -> float:
@@ -55,6 +57,8 @@ class Row:
 
     def line(self) -> str:
         fault = f" - {self.fault}" if self.fault else ""
+        if self.fault and not self.fault_hit:
+            fault += " (after the last answer)"
         return (
             f"{self.system:<6} {self.workers} worker(s)  Finished {self.requests - self.lost}/"
             f"{self.requests} in {self.seconds:9.3f} s (avg/req {self.avg_ms:8.3f} ms)"
@@ -136,16 +140,19 @@ def _rabbitmqctl(command: str) -> None:
     subprocess.run(["rabbitmqctl", command], check=True, capture_output=True, timeout=120)
 
 
-async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> None:
-    """Once `due` is set (a third of the answers are in), kill workers or restart the broker."""
+async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
+    """Once `due` is set (a third of the answers are in), kill workers or restart the
+    broker; the moment (perf_counter) the fault took effect."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(due.wait(), 60)
     if kind.startswith("kill"):
         workers.kill(int(kind.split(":")[1]))
-    elif kind == "restart":
-        await asyncio.to_thread(_rabbitmqctl, "stop_app")
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(_rabbitmqctl, "start_app")
+        return time.perf_counter()
+    await asyncio.to_thread(_rabbitmqctl, "stop_app")
+    hit = time.perf_counter()
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(_rabbitmqctl, "start_app")
+    return hit
 
 
 FAULTS = {"": "", "kill:1": "1 worker killed", "kill:2": "2 workers killed"}
@@ -176,7 +183,7 @@ class LinkSystem:
 
     async def run(
         self, link: Any, tag: str, n: int, fault: str, workers: Workers
-    ) -> tuple[float, int, int]:
+    ) -> tuple[float, int, int, bool]:
         from skyfed.transport.base import ZoneRequest
 
         answered = 0
@@ -207,14 +214,13 @@ class LinkSystem:
         if fault:
             injector = asyncio.create_task(_fault(fault, workers, third))
         await asyncio.gather(*(one(i) for i in range(n)))
-        seconds = time.perf_counter() - started
-        if injector is not None:
-            await injector
+        finished = time.perf_counter()
+        hit = injector is not None and await injector < finished
         duplicated = (stats.stats.duplicate_replies - before) if stats is not None else 0
-        return seconds, lost, duplicated
+        return finished - started, lost, duplicated, hit
 
 
-def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int]:
+def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
     """N `add.delay` at once from this thread, then every result; calls that failed count lost."""
     from skyfed.bench.rpc_celery import add
 
@@ -233,22 +239,22 @@ def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int]:
                 lost += 1
         except Exception:
             lost += 1
-    return time.perf_counter() - started, lost
+    finished = time.perf_counter()
+    return finished - started, lost, finished
 
 
 async def _celery_row(
     tag: str, n: int, fault: str, workers: Workers, timeout: float
-) -> tuple[float, int]:
+) -> tuple[float, int, bool]:
     injector = None
     if fault:
         # Celery's client blocks its thread; the fault fires on time, not on answers.
         due = asyncio.Event()
         asyncio.get_running_loop().call_later(min(2.0, 0.0005 * n + 0.2), due.set)
         injector = asyncio.create_task(_fault(fault, workers, due))
-    result = await asyncio.to_thread(_celery_run, tag, n, timeout)
-    if injector is not None:
-        await injector
-    return result
+    seconds, lost, finished = await asyncio.to_thread(_celery_run, tag, n, timeout)
+    hit = injector is not None and await injector < finished
+    return seconds, lost, hit
 
 
 def run_rpc_bench(
@@ -276,67 +282,85 @@ async def _run(
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     rows: list[Row] = []
-    plans: list[tuple[int, list[tuple[int, str]]]] = [
-        (w, [(n, "") for n in sizes]) for w in worker_counts
-    ]
-    if fault_requests:
-        for fault in ("kill:1", "kill:2", "restart"):
-            plans.append((FAULT_WORKERS, [(fault_requests, fault)]))
-    for system in systems:
-        for count, runs in plans:
-            if system == "http" and runs[0][1] == "restart":
+    # Plain rows: every system's workers up at once, each size run by each in turn,
+    # so a slow moment of the machine falls on all of them alike.
+    for count in worker_counts:
+        sides = [Side(system, broker, count, timeout) for system in systems]
+        try:
+            for side in sides:
+                await side.start()
+            for n in sizes:
+                for side in sides:
+                    rows.append(await side.row(n, ""))
+                    echo(rows[-1].line())
+        finally:
+            for side in sides:
+                await side.stop()
+    # Fault rows: one system at a time, on fresh workers (the broker restart hits all).
+    for fault in ("kill:1", "kill:2", "restart") if fault_requests else ():
+        for system in systems:
+            if system == "http" and fault == "restart":
                 continue  # no broker on the http link
-            rows += await _group(system, broker, count, runs, timeout, echo)
+            side = Side(system, broker, FAULT_WORKERS, timeout)
+            try:
+                await side.start()
+                rows.append(await side.row(fault_requests, fault))
+                echo(rows[-1].line())
+            finally:
+                await side.stop()
     return _summary(rows, broker)
 
 
-async def _group(
-    system: str,
-    broker: str,
-    count: int,
-    runs: list[tuple[int, str]],
-    timeout: float,
-    echo: Callable[[str], None],
-) -> list[Row]:
-    queue = f"skyfed.bench.{system}.{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    celery_broker = broker if broker.endswith("/") else broker + "/"
-    if system == "celery":
-        os.environ["SKYFED_BENCH_BROKER"] = celery_broker
-        os.environ["SKYFED_BENCH_QUEUE"] = queue
-        from skyfed.bench.rpc_celery import app as celery_app
+class Side:
+    """One system under test: its worker processes and the client that calls them."""
 
-        celery_app.conf.update(broker_url=celery_broker, task_default_queue=queue)
-    workers = Workers(system, count, celery_broker if system == "celery" else broker, queue, port)
-    rows: list[Row] = []
-    link = None
-    try:
-        await asyncio.to_thread(workers.wait_ready)
-        if system == "celery":
-            await asyncio.to_thread(_celery_run, "warm", 1, timeout)
+    def __init__(self, system: str, broker: str, count: int, timeout: float) -> None:
+        self.system, self.count, self.timeout = system, count, timeout
+        self.broker = broker if system != "celery" or broker.endswith("/") else broker + "/"
+        self.queue = f"skyfed.bench.{system}.{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.workers: Workers | None = None
+        self.runner = LinkSystem(system, broker, timeout)
+        self.link: Any = None
+
+    async def start(self) -> None:
+        if self.system == "celery":
+            os.environ["SKYFED_BENCH_BROKER"] = self.broker
+            os.environ["SKYFED_BENCH_QUEUE"] = self.queue
+            from skyfed.bench.rpc_celery import app as celery_app
+
+            celery_app.conf.update(broker_url=self.broker, task_default_queue=self.queue)
+        self.workers = Workers(self.system, self.count, self.broker, self.queue, self.port)
+        await asyncio.to_thread(self.workers.wait_ready)
+        if self.system == "celery":
+            await asyncio.to_thread(_celery_run, "warm", 1, self.timeout)
         else:
-            runner = LinkSystem(system, broker, timeout)
-            link = runner.link(queue, port)
-            await runner.run(link, "warm", 1, "", workers)  # login, connections
-        for n, fault in runs:
-            tag = uuid.uuid4().hex[:8]
-            runs_before = workers.runs()
-            if system == "celery":
-                seconds, lost = await _celery_row(tag, n, fault, workers, timeout)
-                duplicated = 0
-            else:
-                seconds, lost, duplicated = await runner.run(link, tag, n, fault, workers)
-            ran = workers.runs() - runs_before
-            reruns = sum(c - 1 for k, c in ran.items() if k.startswith(tag) and c > 1)
-            row = Row(system, n, count, FAULTS[fault], seconds, lost, duplicated, reruns)
-            echo(row.line())
-            rows.append(row)
-    finally:
-        if link is not None:
-            await link.aclose()
-        await asyncio.to_thread(workers.stop)
-        await _delete_queue(broker, queue)
-    return rows
+            self.link = self.runner.link(self.queue, self.port)
+            await self.runner.run(self.link, "warm", 1, "", self.workers)  # login, connections
+
+    async def row(self, n: int, fault: str) -> Row:
+        assert self.workers is not None
+        tag = uuid.uuid4().hex[:8]
+        runs_before = self.workers.runs()
+        if self.system == "celery":
+            seconds, lost, hit = await _celery_row(tag, n, fault, self.workers, self.timeout)
+            duplicated = 0
+        else:
+            seconds, lost, duplicated, hit = await self.runner.run(
+                self.link, tag, n, fault, self.workers
+            )
+        ran = self.workers.runs() - runs_before
+        reruns = sum(c - 1 for k, c in ran.items() if k.startswith(tag) and c > 1)
+        return Row(
+            self.system, n, self.count, FAULTS[fault], seconds, lost, duplicated, reruns, hit
+        )
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            await self.link.aclose()
+        if self.workers is not None:
+            await asyncio.to_thread(self.workers.stop)
+        await _delete_queue(self.broker, self.queue)
 
 
 async def _delete_queue(broker: str, queue: str) -> None:
@@ -373,6 +397,7 @@ def _summary(rows: list[Row], broker: str) -> dict[str, Any]:
         "fault_rows_lost": sum(r.lost for r in faults),
         "fault_rows_duplicated": sum(r.duplicated for r in faults),
         "celery_fault_rows_lost": sum(r.lost for r in rows if r.fault and r.system == "celery"),
+        "fault_rows_missed": sum(1 for r in rows if r.fault and not r.fault_hit),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
