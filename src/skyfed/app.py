@@ -210,8 +210,12 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # it failed earlier; the rest must still be closed
+                log.exception("background task failed", extra={"task": task.get_name()})
         await runtime.poller.close()
         await runtime.links.close()
         await runtime.db.dispose()
@@ -239,7 +243,7 @@ def create_app(settings: Settings) -> FastAPI:
                     connecting.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await connecting
-                    await bus.stop()
+                    await bus.stop()  # running calls answer first
 
     app = FastAPI(
         title=f"skyfed zone {settings.name}",
@@ -272,7 +276,7 @@ def create_app(settings: Settings) -> FastAPI:
                 error_body("database_unavailable", f"database not reachable: {type(exc).__name__}"),
                 status_code=503,
             )
-        if bus is not None and not bus.ready.is_set():
+        if bus is not None and not bus.serving:
             return JSONResponse(
                 error_body("bus_unavailable", "not yet consuming calls from the zone's broker"),
                 status_code=503,

@@ -140,33 +140,45 @@ class SkyfedClient:
         """Send a request and return its JSON body; raise SkyfedError on an error answer."""
         can_login = authenticate and self.username is not None and self.password is not None
         if authenticate and self.token is None and can_login:
-            await self._login_once(None)
+            await self._login_once(None, timeout)
         sent_with = self.token
         response = await self._send(
             method, path, json=json, params=params, headers=headers, timeout=timeout
         )
         if response.status_code == 401 and can_login:
-            await self._login_once(sent_with)
+            await self._login_once(sent_with, timeout)
             response = await self._send(
                 method, path, json=json, params=params, headers=headers, timeout=timeout
             )
         return _body(response)
 
-    async def _login_once(self, stale_token: str | None) -> None:
-        async with self._login_lock:
+    async def _login_once(self, stale_token: str | None, timeout: float | None = None) -> None:
+        """Log in unless another call just did; within the timeout of the call that needs it."""
+        try:  # waiting for another call's login counts toward this call's timeout
+            await asyncio.wait_for(self._login_lock.acquire(), timeout)
+        except TimeoutError as exc:
+            raise ZoneUnreachable(
+                self.base_url, "timed out waiting for a login", timed_out=True
+            ) from exc
+        try:
             if self.token is not None and self.token != stale_token:
                 return  # another call logged in meanwhile
             assert self.username is not None and self.password is not None
-            await self.login(self.username, self.password)
+            await self.login(self.username, self.password, timeout=timeout)
+        finally:
+            self._login_lock.release()
 
     # -- identity ----------------------------------------------------------------
 
-    async def login(self, username: str, password: str) -> dict[str, Any]:
+    async def login(
+        self, username: str, password: str, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         body = await self.request(
             "POST",
             "/v1/auth/tokens",
             json={"username": username, "password": password},
             authenticate=False,
+            timeout=timeout,
         )
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:

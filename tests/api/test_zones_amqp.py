@@ -72,7 +72,7 @@ async def test_a_child_over_amqp_is_probed_polled_and_listed(
         await admin.update_zone(name, bus_queue="skyfed.zone.nobody")
     assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
     assert "skyfed.zone.nobody" in caught.value.message
-    assert (await admin.get_zone(name))["bus_queue"] is None
+    assert (await admin.get_zone(name))["bus_queue"] == f"skyfed.zone.{name}"
 
 
 async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_url: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -21,6 +20,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from skyfed.bench.rpc import rabbitmqctl
 from skyfed.federation.process import ManagedProcess
 from tests.conftest import AMQP_URL, IN_CI, POSTGRES_URL, _asyncpg_dsn, _postgres_reachable
 from tests.integration.conftest import hosts
@@ -34,10 +34,6 @@ pytestmark = [
 ]
 
 
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 async def production(amqp_url: str) -> AsyncIterator[dict[str, Any]]:
     """Defaults putting every zone on its own PostgreSQL database and its own queue."""
@@ -46,15 +42,15 @@ async def production(amqp_url: str) -> AsyncIterator[dict[str, Any]]:
         pytest.fail(problem) if IN_CI else pytest.skip(problem)
     tag = uuid.uuid4().hex[:10]
     vhost = f"skyfed-test-{tag}"
-    await asyncio.to_thread(_ctl, "add_vhost", vhost)
-    await asyncio.to_thread(_ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
+    await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     server = make_url(POSTGRES_URL).set(database="").render_as_string(hide_password=False)
     yield {
         "database_url": f"{server.rstrip('/')}/skyfed_t{tag}_{{zone}}",
         "bus_url": f"{AMQP_URL.rstrip('/')}/{vhost}",
         "links": "amqp",
     }
-    await asyncio.to_thread(_ctl, "delete_vhost", vhost)
+    await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
     admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
     try:
         names = await admin.fetch(
@@ -90,9 +86,9 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
 
         burst = asyncio.gather(*(create(i) for i in range(200)))
         await asyncio.sleep(0.3)  # the burst is under way
-        await asyncio.to_thread(_ctl, "stop_app")
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(_ctl, "start_app")
+        await asyncio.to_thread(rabbitmqctl, "start_app")
         ids = await burst
         assert len(set(ids)) == 200
 

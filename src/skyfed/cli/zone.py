@@ -34,9 +34,29 @@ def _labels(items: list[str] | None) -> dict[str, str] | None:
     return labels
 
 
+TransportOpt = Annotated[
+    str | None, typer.Option("--transport", help="http (the child's API) or amqp (its broker).")
+]
+# Not from the environment: a variable left from one `zone add` must not move another child.
+BusUrlOpt = Annotated[
+    str | None, typer.Option("--bus-url", help="The child's broker (amqp://user:pass@host/vhost).")
+]
+BusUrlAddOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bus-url",
+        envvar="SKYFED_CHILD_BUS_URL",  # keeps the broker's password off the command line
+        help="The child's broker (amqp://user:pass@host/vhost).",
+    ),
+]
+BusQueueOpt = Annotated[
+    str | None, typer.Option("--bus-queue", help="Its queue (default skyfed.zone.<name>).")
+]
+
+
 def _link(zone: dict[str, Any]) -> str:
     if zone.get("transport") == "amqp":
-        return f"amqp {zone.get('bus_queue') or 'skyfed.zone.' + zone['name']} @ {zone['bus_url']}"
+        return f"amqp {zone.get('bus_queue')} @ {zone['bus_url']}"
     return str(zone["api_url"])
 
 
@@ -74,20 +94,9 @@ def add(
     weight_offset: Annotated[float | None, typer.Option()] = None,
     weight_scale: Annotated[float | None, typer.Option()] = None,
     label: Labels = None,
-    transport: Annotated[
-        str | None,
-        typer.Option("--transport", help="http (the child's API) or amqp (its broker)."),
-    ] = None,
-    bus_url: Annotated[
-        str | None,
-        typer.Option(
-            "--bus-url", envvar="SKYFED_CHILD_BUS_URL", help="The child's broker, for amqp."
-        ),
-    ] = None,
-    bus_queue: Annotated[
-        str | None,
-        typer.Option("--bus-queue", help="Its queue (default skyfed.zone.<name>)."),
-    ] = None,
+    transport: TransportOpt = None,
+    bus_url: BusUrlAddOpt = None,
+    bus_queue: BusQueueOpt = None,
     json: AsJson = False,
 ) -> None:
     """Add a child zone; the parent logs in to it first (over the link it will use)."""
@@ -155,20 +164,9 @@ def update(
     weight_offset: Annotated[float | None, typer.Option()] = None,
     weight_scale: Annotated[float | None, typer.Option()] = None,
     label: Labels = None,
-    transport: Annotated[
-        str | None,
-        typer.Option("--transport", help="http (the child's API) or amqp (its broker)."),
-    ] = None,
-    bus_url: Annotated[
-        str | None,
-        typer.Option(
-            "--bus-url", envvar="SKYFED_CHILD_BUS_URL", help="The child's broker, for amqp."
-        ),
-    ] = None,
-    bus_queue: Annotated[
-        str | None,
-        typer.Option("--bus-queue", help="Its queue (default skyfed.zone.<name>)."),
-    ] = None,
+    transport: TransportOpt = None,
+    bus_url: BusUrlOpt = None,
+    bus_queue: BusQueueOpt = None,
     json: AsJson = False,
 ) -> None:
     """Change a child zone; a new address, transport or credentials are checked by logging in."""

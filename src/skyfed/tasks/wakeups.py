@@ -15,11 +15,10 @@ import logging
 import uuid
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
 from skyfed.tasks.store import TaskStore
-from skyfed.transport.envelope import RECONNECT_INTERVAL
+from skyfed.transport.bus import connect_and_set_up
 
 log = logging.getLogger("skyfed.tasks.wakeups")
 
@@ -32,40 +31,33 @@ class BusWakeups:
         self.me = uuid.uuid4().hex  # our own wake-ups come back too: skip them
         self.sent = 0
         self.received = 0
-        self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._pending = False
+        self._sending: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         """Connect (again and again until the broker answers), then listen until cancelled."""
-        while True:
-            try:
-                self._connection = await aio_pika.connect_robust(
-                    self.broker_url,
-                    timeout=5.0,
-                    reconnect_interval=RECONNECT_INTERVAL,
-                    client_properties={"connection_name": f"skyfed {self.exchange_name}"},
-                )
-                break
-            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-                log.warning("task bus unreachable; trying again", extra={"error": str(exc)})
-                await asyncio.sleep(2.0)
-        try:
-            channel = await self._connection.channel(publisher_confirms=False)
-            self._exchange = await channel.declare_exchange(
+
+        async def set_up(connection: AbstractRobustConnection) -> None:
+            channel = await connection.channel(publisher_confirms=False)
+            exchange = await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
             )
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-            await queue.bind(self._exchange)
+            await queue.bind(exchange)
             await queue.consume(self._on_wake, no_ack=True)
-            self.store.on_notify.append(self.wake)
-            self.ready.set()
+            self._exchange = exchange
+
+        connection = await connect_and_set_up(self.broker_url, self.exchange_name, set_up)
+        self.store.on_notify.append(self.wake)
+        self.ready.set()
+        try:
             await asyncio.Event().wait()
         finally:
-            if self.wake in self.store.on_notify:
-                self.store.on_notify.remove(self.wake)
-            await self._connection.close()
+            self.store.on_notify.remove(self.wake)
+            self._exchange = None
+            await connection.close()
 
     async def _on_wake(self, message: AbstractIncomingMessage) -> None:
         if message.app_id != self.me:
@@ -76,7 +68,9 @@ class BusWakeups:
         if self._pending or self._exchange is None:
             return
         self._pending = True
-        asyncio.get_running_loop().create_task(self._send())
+        task = asyncio.get_running_loop().create_task(self._send())
+        self._sending.add(task)  # a task nobody holds may be collected mid-run
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self) -> None:
         await asyncio.sleep(0)  # let the other notifies of this moment join this one

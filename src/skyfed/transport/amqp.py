@@ -16,9 +16,11 @@ from what it already did. A reply that arrives twice is counted and dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +29,7 @@ import aio_pika
 import aiormq
 import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from yarl import URL
 
 from skyfed.errors import error_body
 from skyfed.logs import request_id
@@ -37,10 +40,14 @@ from skyfed.transport.envelope import (
     carried_headers,
     current_hops,
     current_route,
+    text,
 )
 from skyfed.transport.http import HttpLink
 
 log = logging.getLogger("skyfed.transport.amqp")
+
+FAILURE_MEMORY = 1.0  # seconds a failed connect is answered from memory
+ANSWERED_KEPT = 10_000
 
 # What a broken connection looks like while it is being restored.
 _CONNECTION_LOST = (
@@ -95,36 +102,68 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         self._connection: AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._reply_queue = f"skyfed.reply.{origin or 'client'}.{uuid.uuid4().hex}"
-        self._connect_lock = asyncio.Lock()
+        self._connecting: asyncio.Task[aio_pika.abc.AbstractChannel] | None = None
+        self._failed_at = -FAILURE_MEMORY
+        self._failure = ""
         self._closed = False
+        # Calls answered lately: a second answer to one of them is a duplicate.
+        self._answered: OrderedDict[str, None] = OrderedDict()
 
-    async def _connected(self) -> aio_pika.abc.AbstractChannel:
+    async def _connected(self, deadline: float) -> aio_pika.abc.AbstractChannel:
+        """The channel; concurrent callers share one attempt to connect, each within its
+        own deadline, and a failure is remembered for a moment so a burst of calls to
+        a broker that is down fails fast instead of queueing connect attempts."""
         if self._channel is not None:
             return self._channel
-        async with self._connect_lock:
-            if self._channel is not None:
-                return self._channel
-            if self._closed:
-                raise httpx.ConnectError("the link is closed")
-            try:
-                connection = await aio_pika.connect_robust(
-                    self.broker_url,
-                    timeout=self.connect_timeout,
-                    reconnect_interval=RECONNECT_INTERVAL,
-                    client_properties={"connection_name": f"skyfed {self.origin}->{self.queue}"},
-                )
-            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-                raise httpx.ConnectError(
-                    f"broker {without_password(self.broker_url)}: {exc}"
-                ) from exc
+        if self._closed:
+            raise httpx.ConnectError("the link is closed")
+        if time.monotonic() - self._failed_at < FAILURE_MEMORY:
+            raise httpx.ConnectError(self._failure)
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._connect())
+            self._connecting.add_done_callback(_retrieve)
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(self._connecting), max(0.001, deadline - time.monotonic())
+            )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(
+                f"broker {without_password(self.broker_url)}: no connection in time"
+            ) from exc
+
+    async def _connect(self) -> aio_pika.abc.AbstractChannel:
+        connection: AbstractRobustConnection | None = None
+        try:
+            connection = aio_pika.RobustConnection(
+                URL(self.broker_url),
+                reconnect_interval=RECONNECT_INTERVAL,
+                client_properties={"connection_name": f"skyfed {self.origin}->{self.queue}"},
+            )
+            await connection.connect(timeout=self.connect_timeout)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             replies = await channel.declare_queue(
                 self._reply_queue, exclusive=True, auto_delete=True
             )
             await replies.consume(self._on_reply, no_ack=True)
-            connection.reconnect_callbacks.add(self._on_reconnect)
-            self._connection, self._channel = connection, channel
-            return channel
+        except asyncio.CancelledError:  # the link closed meanwhile: stop its reconnecting
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(connection.close())
+            raise
+        except (TimeoutError, OSError, RuntimeError, aiormq.exceptions.AMQPError) as exc:
+            reason = str(exc) or type(exc).__name__
+            self._failed_at = time.monotonic()
+            self._failure = f"broker {without_password(self.broker_url)}: {reason}"
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+            raise httpx.ConnectError(self._failure) from exc
+        if self._closed:  # closed while connecting: nobody will use or close it
+            await connection.close()
+            raise httpx.ConnectError("the link is closed")
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection, self._channel = connection, channel
+        return channel
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout") or {}
@@ -150,7 +189,6 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             deadline=time.time() + budget,
             request_id=request.headers.get("x-request-id", request_id.get()),
         )
-        channel = await self._connected()
         loop = asyncio.get_running_loop()
         call_id = uuid.uuid4().hex
         call = _Call(
@@ -170,6 +208,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         self.stats.calls += 1
         try:
             async with asyncio.timeout(budget):
+                channel = await self._connected(deadline)
                 await self._publish(channel, call, deadline)
                 while not call.answer.done():  # published again when the connection is back
                     if call.resend_due:
@@ -183,6 +222,10 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(f"no answer on {self.queue} within {budget:g}s") from exc
         finally:
             self._calls.pop(call_id, None)
+            if call.answer.done():
+                self._answered[call_id] = None
+                if len(self._answered) > ANSWERED_KEPT:
+                    self._answered.popitem(last=False)
         status, headers, content = call.answer.result()
         return httpx.Response(status, headers=headers, content=content, request=request)
 
@@ -216,7 +259,10 @@ class AmqpTransport(httpx.AsyncBaseTransport):
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         call = self._calls.get(message.correlation_id or "")
         if call is None:
-            self.stats.late_replies += 1
+            if (message.correlation_id or "") in self._answered:
+                self.stats.duplicate_replies += 1
+            else:
+                self.stats.late_replies += 1
             return None
         if call.answer.done():
             self.stats.duplicate_replies += 1
@@ -224,7 +270,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         headers = message.headers or {}
         try:
             status = int(headers.get("x-status", 502))  # type: ignore[arg-type]
-            carried = {str(k): _str(v) for k, v in dict(headers.get("x-headers") or {}).items()}  # type: ignore[arg-type]
+            carried = {str(k): text(v) for k, v in dict(headers.get("x-headers") or {}).items()}  # type: ignore[arg-type]
         except (TypeError, ValueError):
             status, carried = 502, {}
         call.answer.set_result((status, carried, message.body))
@@ -242,9 +288,16 @@ class AmqpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            # Wait for it: a robust connection cancelled mid-connect keeps reconnecting
+            # until it is closed, which its task does on the way out.
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connecting
         for call in self._calls.values():
             if not call.answer.done():
                 call.answer.set_exception(httpx.ConnectError("the link was closed"))
+                _retrieve(call.answer)  # its caller may be elsewhere (publishing) and not read it
                 call.poke()
         if self._connection is not None:
             await self._connection.close()
@@ -270,13 +323,14 @@ class AmqpLink(HttpLink):
     ) -> None:
         self.transport = AmqpTransport(broker_url, queue, origin=origin)
         super().__init__(
-            f"http://{queue}.amqp",  # httpx needs a base URL; only the path travels
+            base_url_for(queue),
             username=username,
             password=password,
             timeout=timeout,
             retries=retries,
             backoff=backoff,
             transport=self.transport,
+            max_connections=None,  # no pool to wait for: every call is its own message
         )
 
     async def aclose(self) -> None:
@@ -284,8 +338,15 @@ class AmqpLink(HttpLink):
         await self.transport.aclose()
 
 
-def _str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def base_url_for(queue: str) -> str:
+    """httpx needs a base URL; over AMQP only the path and query travel."""
+    return f"http://{queue}.amqp"
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (whoever needs it reads it separately)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def without_password(url: str) -> str:

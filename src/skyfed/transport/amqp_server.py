@@ -19,12 +19,11 @@ from collections import OrderedDict
 from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from skyfed.errors import error_body
+from skyfed.transport.bus import connect_and_set_up
 from skyfed.transport.envelope import (
-    RECONNECT_INTERVAL,
     Envelope,
     EnvelopeError,
     current_hops,
@@ -138,42 +137,48 @@ class ZoneQueueServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection: AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
-        self.ready = asyncio.Event()
+        self._consumer: tuple[aio_pika.abc.AbstractQueue, str] | None = None
+        self.ready = asyncio.Event()  # set once it first consumed
 
     async def start(self) -> None:
         """Connect and consume; until the broker answers, try again every few seconds."""
-        while True:
-            try:
-                self._connection = await aio_pika.connect_robust(
-                    self.broker_url,
-                    timeout=5.0,
-                    reconnect_interval=RECONNECT_INTERVAL,
-                    client_properties={"connection_name": f"skyfed zone {self.zone}"},
-                )
-                break
-            except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-                log.warning(
-                    "zone bus unreachable; trying again",
-                    extra={"queue": self.queue, "error": str(exc) or type(exc).__name__},
-                )
-                await asyncio.sleep(self.retry_interval)
-        self._channel = await self._connection.channel(publisher_confirms=False)
-        await self._channel.set_qos(prefetch_count=self.prefetch)
-        queue = await self._channel.declare_queue(self.queue, durable=True)
-        await queue.consume(self._on_message)
+
+        async def set_up(connection: AbstractRobustConnection) -> None:
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=self.prefetch)
+            queue = await channel.declare_queue(self.queue, durable=True)
+            self._consumer = (queue, await queue.consume(self._on_message))
+            self._channel = channel
+
+        self._connection = await connect_and_set_up(
+            self.broker_url, f"zone {self.zone}", set_up, retry_interval=self.retry_interval
+        )
         self.ready.set()
         log.info("serving calls from the zone bus", extra={"queue": self.queue})
+
+    @property
+    def serving(self) -> bool:
+        """Consuming now (not before the first connect, nor while the broker is away)."""
+        return self._connection is not None and self._connection.connected.is_set()
 
     async def delete_queue(self) -> None:
         """Remove the zone's queue from the broker (tests, and a zone taken down for good)."""
         if self._channel is not None:
             await self._channel.queue_delete(self.queue)
 
-    async def stop(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
+    async def stop(self, grace: float = 10.0) -> None:
+        """Take no new calls, let the running ones answer (up to `grace` seconds), close:
+        calls cut short go back to the broker, for the zone's other processes."""
+        if self._consumer is not None:
+            queue, tag = self._consumer
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
+        if self._connection is not None:
+            await self._connection.close()
         self._tasks.clear()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
@@ -192,8 +197,10 @@ class ZoneQueueServer:
         except EnvelopeError as exc:
             await self._answer([message], _error(400, "bad_envelope", str(exc)))
             return
-        if envelope.expired:  # the caller has stopped waiting: do not do the work
-            await _settle(message)
+        if envelope.expired:  # the caller has given up: do not do the work, say why
+            await self._answer(
+                [message], _error(504, "deadline_passed", "the call's deadline had passed")
+            )
             return
         if envelope.over_limit:
             await self._answer(

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 HOP_LIMIT = 16
+# Seconds that wall clocks of two sites may differ by before a deadline is believed.
+CLOCK_SKEW = 30.0
 # Seconds between attempts to reach a broker that went away (aio-pika's default is 5).
 RECONNECT_INTERVAL = 1.0
 # Headers that describe one connection, not the call; never carried.
@@ -68,9 +70,9 @@ class Envelope:
     def from_headers(cls, headers: Mapping[str, Any] | None) -> Envelope:
         h = headers or {}
         try:
-            method, target = _text(h["x-method"]), _text(h["x-target"])
-            carried = {_text(k): _text(v) for k, v in dict(h.get("x-headers") or {}).items()}
-            route = tuple(_text(z) for z in h.get("x-route") or ())
+            method, target = text(h["x-method"]), text(h["x-target"])
+            carried = {text(k): text(v) for k, v in dict(h.get("x-headers") or {}).items()}
+            route = tuple(text(z) for z in h.get("x-route") or ())
             hops, limit = int(h["x-hops"]), int(h.get("x-hop-limit", HOP_LIMIT))
             deadline = int(h["x-deadline-ms"]) / 1000
         except (KeyError, TypeError, ValueError) as exc:
@@ -85,12 +87,14 @@ class Envelope:
             hops=hops,
             hop_limit=limit,
             deadline=deadline,
-            request_id=_text(h.get("x-request-id", "")),
+            request_id=text(h.get("x-request-id", "")),
         )
 
     @property
     def expired(self) -> bool:
-        return time.time() > self.deadline
+        """Past the deadline by more than clocks between sites may differ. (The message's
+        TTL, relative and kept by the broker, drops a call nobody waits for precisely.)"""
+        return time.time() > self.deadline + CLOCK_SKEW
 
     @property
     def over_limit(self) -> bool:
@@ -101,7 +105,8 @@ def carried_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items() if k.lower() not in _CONNECTION_HEADERS}
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A header value as text (AMQP tables may carry bytes)."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, str):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,22 +36,22 @@ class HttpLink(ZoneLink):
         timeout: float = 10.0,
         retries: int = 2,
         backoff: float = 0.1,
-        max_connections: int = 20,
+        max_connections: int | None = 20,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         # Calls beyond the pool's connections wait here, in a plain FIFO, rather than
-        # in httpcore's pool queue.
-        self._slots = asyncio.Semaphore(max_connections)
+        # in httpcore's pool queue. A link with no connection pool (amqp) has no cap.
+        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self.client = SkyfedClient(
             base_url,
             username=username,
             password=password,
             timeout=timeout,
             transport=transport,
-            max_connections=max_connections,
+            max_connections=max_connections or 20,
         )
 
     @property
@@ -62,14 +63,14 @@ class HttpLink(ZoneLink):
         attempt = 0
         while True:
             try:
-                async with self._slot(request):
+                async with self._slot(request) as timeout:
                     return await self.client.request(
                         request.method,
                         request.path,
                         json=request.json,
                         params=request.params,
                         headers=headers,
-                        timeout=request.timeout,
+                        timeout=timeout,
                     )
             except ZoneUnreachable as exc:
                 if exc.timed_out or not request.retryable or attempt >= self.retries:
@@ -83,9 +84,13 @@ class HttpLink(ZoneLink):
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
 
     @contextlib.asynccontextmanager
-    async def _slot(self, request: ZoneRequest) -> AsyncIterator[None]:
-        """A connection's turn; waiting for it counts toward the call's timeout."""
+    async def _slot(self, request: ZoneRequest) -> AsyncIterator[float | None]:
+        """A connection's turn, and what is left of the call's timeout once it came."""
+        if self._slots is None:
+            yield request.timeout
+            return
         wait = request.timeout if request.timeout is not None else self.timeout
+        started = time.monotonic()
         try:
             await asyncio.wait_for(self._slots.acquire(), wait)
         except TimeoutError as exc:
@@ -93,7 +98,7 @@ class HttpLink(ZoneLink):
                 self.base_url, f"no connection free within {wait:g}s", timed_out=True
             ) from exc
         try:
-            yield
+            yield max(0.001, wait - (time.monotonic() - started))
         finally:
             self._slots.release()
 

@@ -73,7 +73,7 @@ class ZoneService:
             username=body.username,
             password_secret=self.ctx.vault.encrypt(body.password),
             transport=body.transport,
-            **self._bus_columns(body.bus_url, body.bus_queue),
+            **self._bus_columns(reach),
             weight_offset=body.weight_offset,
             weight_scale=body.weight_scale,
             labels=body.labels,
@@ -132,7 +132,7 @@ class ZoneService:
             child.api_url, child.username = reach.api_url, reach.username
             child.password_secret = self.ctx.vault.encrypt(reach.password)
             child.transport = reach.transport
-            for key, value in self._bus_columns(reach.bus_url, reach.bus_queue).items():
+            for key, value in self._bus_columns(reach).items():
                 setattr(child, key, value)
             child.remote_id, child.remote_name = report.id, report.name
             child.capabilities, child.summary = report.capabilities, report.summary.to_dict()
@@ -154,11 +154,13 @@ class ZoneService:
         self.ctx.view.drop_child(child.id)
         await self.ctx.links.drop(child.id)
 
-    def _bus_columns(self, bus_url: str | None, bus_queue: str | None) -> dict[str, Any]:
+    def _bus_columns(self, reach: Reach) -> dict[str, Any]:
+        """The queue is stored as resolved, so renaming the child here does not move it."""
+        bus_url = reach.bus_url if reach.transport == "amqp" else None
         return {
             "bus_url_secret": self.ctx.vault.encrypt(bus_url) if bus_url else None,
             "bus_endpoint": without_password(bus_url) if bus_url else None,
-            "bus_queue": bus_queue,
+            "bus_queue": reach.queue if bus_url else None,
         }
 
     def _stored_secret(self, child: ChildZone, secret: bytes | None, what: str) -> str:
