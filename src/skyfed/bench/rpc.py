@@ -8,9 +8,10 @@ with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
 
 Fault rows, each with 3 workers: 1 and then 2 workers killed with -9 once a
 third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
-`start_app`) at that point. Each row says how many calls got no correct answer
-(`lost`), how many calls ran more than once in the workers (`reruns`: at least
-once delivery after a kill, as Celery's) and how many second answers the link
+`start_app`) at that point, in a row of ten times as many calls. Each row says
+how many calls got no correct answer (`lost`), how many ran more than once in
+the workers (`reruns`: at least once delivery after a kill, as Celery's) and
+how many second answers the link
 dropped (`answers_dropped`), so that no caller ever sees a result twice. A
 fault that took effect only after the last answer (a small row can finish
 before `stop_app` does) is marked so (`fault_hit`). Nothing here is
@@ -39,6 +40,7 @@ from skyfed.federation.process import free_port
 from skyfed.transport.amqp import without_password
 
 FAULT_WORKERS = 3
+RESTART_FACTOR = 10
 
 
 @dataclass
@@ -306,9 +308,12 @@ async def _run(
             if system == "http" and fault == "restart":
                 continue  # no broker on the http link
             side = Side(system, broker, FAULT_WORKERS, timeout)
+            # stop_app takes about a second to bite: the restart row runs ten times as
+            # many calls so that it lands mid-run.
+            n = fault_requests * (RESTART_FACTOR if fault == "restart" else 1)
             try:
                 await side.start()
-                rows.append(await side.row(fault_requests, fault))
+                rows.append(await side.row(n, fault))
                 echo(rows[-1].line())
             finally:
                 await side.stop()
