@@ -6,6 +6,7 @@ message on the local RabbitMQ, to the child's queue, and back.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,8 +39,6 @@ async def _bus_ready(zone: InProcessZone) -> None:
         for _ in range(200):
             if (await raw.get("/readyz")).status_code == 200:
                 return
-            import asyncio
-
             await asyncio.sleep(0.05)
     raise AssertionError("the child never consumed its queue")
 

@@ -170,7 +170,6 @@ class LinkSystem:
 
     def __init__(self, transport: str, broker: str, timeout: float) -> None:
         self.transport, self.broker, self.timeout = transport, broker, timeout
-        self.duplicates_before = 0
 
     def link(self, queue: str, port: int) -> Any:
         from skyfed.bench.rpc_worker import BENCH_PASSWORD

@@ -29,12 +29,9 @@ class BusWakeups:
         self.exchange_name = f"skyfed.zone.{zone}.tasks"
         self.store = store
         self.me = uuid.uuid4().hex  # our own wake-ups come back too: skip them
-        self.sent = 0
-        self.received = 0
         self._exchange: AbstractExchange | None = None
         self._pending = False
         self._sending: set[asyncio.Task[None]] = set()
-        self.ready = asyncio.Event()
 
     async def run(self) -> None:
         """Connect (again and again until the broker answers), then listen until cancelled."""
@@ -51,7 +48,6 @@ class BusWakeups:
 
         connection = await connect_and_set_up(self.broker_url, self.exchange_name, set_up)
         self.store.on_notify.append(self.wake)
-        self.ready.set()
         try:
             await asyncio.Event().wait()
         finally:
@@ -61,7 +57,6 @@ class BusWakeups:
 
     async def _on_wake(self, message: AbstractIncomingMessage) -> None:
         if message.app_id != self.me:
-            self.received += 1
             self.store.wakeup.set()
 
     def wake(self) -> None:
@@ -80,6 +75,5 @@ class BusWakeups:
             return
         try:
             await exchange.publish(aio_pika.Message(b"", app_id=self.me), routing_key="")
-            self.sent += 1
         except Exception as exc:  # the broker is away: the others poll meanwhile
             log.debug("task wake-up not sent", extra={"error": str(exc)})

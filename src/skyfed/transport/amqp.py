@@ -74,10 +74,8 @@ class _Call:
 
 @dataclass
 class LinkStats:
-    calls: int = 0
     resent: int = 0  # calls published again after the connection came back
     duplicate_replies: int = 0  # second answers to one call, dropped
-    late_replies: int = 0  # answers to calls whose caller had given up
 
 
 class AmqpTransport(httpx.AsyncBaseTransport):
@@ -205,7 +203,6 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             answer=loop.create_future(),
         )
         self._calls[call_id] = call
-        self.stats.calls += 1
         try:
             async with asyncio.timeout(budget):
                 channel = await self._connected(deadline)
@@ -258,11 +255,9 @@ class AmqpTransport(httpx.AsyncBaseTransport):
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         call = self._calls.get(message.correlation_id or "")
-        if call is None:
+        if call is None:  # answered before, or its caller gave up
             if (message.correlation_id or "") in self._answered:
                 self.stats.duplicate_replies += 1
-            else:
-                self.stats.late_replies += 1
             return None
         if call.answer.done():
             self.stats.duplicate_replies += 1

@@ -131,14 +131,11 @@ class ZoneQueueServer:
         self.prefetch = prefetch
         self.retry_interval = retry_interval
         self.answers = AnswerCache()
-        self.served = 0
-        self.repeats = 0
         self._running: dict[str, list[AbstractIncomingMessage]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection: AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._consumer: tuple[aio_pika.abc.AbstractQueue, str] | None = None
-        self.ready = asyncio.Event()  # set once it first consumed
 
     async def start(self) -> None:
         """Connect and consume; until the broker answers, try again every few seconds."""
@@ -153,7 +150,6 @@ class ZoneQueueServer:
         self._connection = await connect_and_set_up(
             self.broker_url, f"zone {self.zone}", set_up, retry_interval=self.retry_interval
         )
-        self.ready.set()
         log.info("serving calls from the zone bus", extra={"queue": self.queue})
 
     @property
@@ -210,12 +206,10 @@ class ZoneQueueServer:
             return
         known = self.answers.get(call_id)
         if known is not None:
-            self.repeats += 1
             await self._answer([message], known)
             return
         joined = self._running.get(call_id)
         if joined is not None:  # the first copy is still running; answer both at its end
-            self.repeats += 1
             joined.append(message)
             return
         waiting = self._running[call_id] = [message]
@@ -227,7 +221,6 @@ class ZoneQueueServer:
         finally:
             del self._running[call_id]
         self.answers.put(call_id, answer)
-        self.served += 1
         await self._answer(waiting, answer)
 
     async def _answer(self, messages: list[AbstractIncomingMessage], answer: Answer) -> None:
