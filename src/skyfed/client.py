@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json as jsonlib
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
 from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
+from skyfed.transport.h1 import H1Transport
 
 FORWARDED_USER_ID = "X-Skyfed-User-Id"
 FORWARDED_USER = "X-Skyfed-User"
 FORWARDED_PROJECT = "X-Skyfed-Project-Id"
 FORWARDED_ROLES = "X-Skyfed-Roles"
 REQUEST_ID = "X-Request-Id"
+IDEMPOTENT = "skyfed.idempotent"  # a request extension transports may read
+USER_AGENT = "skyfed-client"
 
 
 class SkyfedError(Exception):
@@ -69,16 +74,14 @@ class SkyfedClient:
         self.username = username
         self.password = password
         self._login_lock = asyncio.Lock()
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+        self.timeout = timeout
+        # Requests go straight to the transport: httpx.AsyncClient's cookie jar, redirect
+        # and auth machinery cost more per call than the lean pool does, and skyfed
+        # uses none of them.
+        self._transport = transport or H1Transport(
+            max_connections=max_connections, ssl_context=_tls_context()
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            limits=limits,
-            verify=_tls_context(),
-        )
+        self._host = httpx.URL(self.base_url).netloc
 
     async def __aenter__(self) -> SkyfedClient:
         return self
@@ -92,7 +95,7 @@ class SkyfedClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -105,26 +108,52 @@ class SkyfedClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        all_headers = dict(headers or {})
+        all_headers = {
+            "Host": self._host,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        content = b""
+        if json is not None:
+            content = _json_bytes(json)
+            all_headers["Content-Type"] = "application/json"
+        if headers:
+            all_headers.update(headers)
         rid = request_id.get()
         if rid:  # the id of the request being served travels to the next zone
             all_headers.setdefault(REQUEST_ID, rid)
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
-        extra: dict[str, Any] = {}
-        if timeout is not None:
-            extra["timeout"] = timeout
+        seconds = self.timeout if timeout is None else timeout
+        url = self.base_url + path
+        if params:
+            url += "?" + urlencode(_query(params))
+        request = httpx.Request(
+            method,
+            url,
+            headers=all_headers,
+            content=content,
+            extensions={
+                "timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds},
+                # Safe to run twice (a transport may then batch it with others; see amqp.py).
+                IDEMPOTENT: idempotent,
+            },
+        )
         try:
-            return await self._http.request(
-                method, path, json=json, params=params, headers=all_headers, **extra
-            )
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             raise ZoneUnreachable(
                 self.base_url, f"timed out ({type(exc).__name__})", timed_out=True
             ) from exc
         except httpx.TransportError as exc:
             raise ZoneUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        return response
 
     async def request(
         self,
@@ -136,20 +165,28 @@ class SkyfedClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         authenticate: bool = True,
+        idempotent: bool = False,
     ) -> Any:
-        """Send a request and return its JSON body; raise SkyfedError on an error answer."""
+        """Send a request and return its JSON body; raise SkyfedError on an error answer.
+        `idempotent`: running it twice does no harm (GET, or a create that carries its id)."""
         can_login = authenticate and self.username is not None and self.password is not None
         if authenticate and self.token is None and can_login:
             await self._login_once(None, timeout)
         sent_with = self.token
-        response = await self._send(
-            method, path, json=json, params=params, headers=headers, timeout=timeout
+        send = functools.partial(
+            self._send,
+            method,
+            path,
+            json=json,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            idempotent=idempotent,
         )
+        response = await send()
         if response.status_code == 401 and can_login:
             await self._login_once(sent_with, timeout)
-            response = await self._send(
-                method, path, json=json, params=params, headers=headers, timeout=timeout
-            )
+            response = await send()
         return _body(response)
 
     async def _login_once(self, stale_token: str | None, timeout: float | None = None) -> None:
@@ -426,6 +463,28 @@ class SkyfedClient:
 def _tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every client: loading the CA store costs ~20 ms each time."""
     return ssl.create_default_context()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Query pairs as httpx wrote them: a list repeats its key."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        for one in value if isinstance(value, list | tuple) else (value,):
+            pairs.append((key, _param(one)))
+    return pairs
+
+
+def _param(value: Any) -> str:
+    """A query value as httpx wrote it: booleans lower-case, None empty."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return "" if value is None else str(value)
 
 
 def _body(response: httpx.Response) -> Any:

@@ -71,6 +71,7 @@ class HttpLink(ZoneLink):
                         params=request.params,
                         headers=headers,
                         timeout=timeout,
+                        idempotent=request.retryable,
                     )
             except ZoneUnreachable as exc:
                 if exc.timed_out or not request.retryable or attempt >= self.retries:
