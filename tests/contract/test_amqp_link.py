@@ -7,10 +7,12 @@ application (`rabbitmqctl stop_app` / `start_app`), as an operator's upgrade wou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aio_pika
 import pytest
@@ -70,6 +72,21 @@ async def queue(amqp_url: str) -> AsyncIterator[str]:
 
 def link(amqp_url: str, queue: str, timeout: float = 5.0) -> AmqpLink:
     return AmqpLink(amqp_url, queue, username="svc", password=PASSWORD, timeout=timeout)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: Starlette, amqp_url: str, queue: str, **server_options: Any
+) -> AsyncIterator[AmqpLink]:
+    """A child serving `app` from `queue`, and a parent's link to it; both closed after."""
+    server = ZoneQueueServer(app, amqp_url, queue, zone="child", **server_options)
+    await server.start()
+    zone = link(amqp_url, queue)
+    try:
+        yield zone
+    finally:
+        await zone.aclose()
+        await server.stop()
 
 
 def add(key: str, a: int, b: int, timeout: float | None = None) -> ZoneRequest:
@@ -257,3 +274,105 @@ async def test_a_broker_that_never_answers_fails_each_call_within_its_deadline()
     for writer in accepted:  # the hung broker goes away; the link's last attempt ends
         writer.close()
     await zone.aclose()
+
+
+async def test_concurrent_calls_share_messages_and_each_gets_its_own_answer(
+    amqp_url: str, queue: str
+) -> None:
+    adder = Adder()
+    async with serving(adder.app(), amqp_url, queue) as zone:
+        answers = await asyncio.gather(*(zone.call(add(f"k{i}", i, 1)) for i in range(300)))
+        assert [a["sum"] for a in answers] == [i + 1 for i in range(300)]
+        assert adder.runs == {f"k{i}": 1 for i in range(300)}
+        # Calls that queued while earlier publishes awaited confirms left together (a login
+        # went first, alone).
+        assert zone.transport.stats.messages <= 300 // 2
+        assert (await zone.call(add("alone", 1, 1)))["sum"] == 2  # an idle link sends at once
+
+
+async def test_answers_of_a_batch_arrive_as_each_call_finishes(amqp_url: str, queue: str) -> None:
+    class Gate(Adder):
+        async def add(self, request: Request) -> JSONResponse:
+            body = await request.json()
+            if body["key"] == "slow":
+                await self.release.wait()
+            self.runs[body["key"]] = self.runs.get(body["key"], 0) + 1
+            return JSONResponse({"sum": body["a"] + body["b"]})
+
+    gate = Gate()
+    async with serving(gate.app(), amqp_url, queue) as zone:
+        assert (await zone.call(add("warm", 1, 1)))["sum"] == 2
+        sent_before = zone.transport.stats.messages
+        gate.release.clear()
+        calls = [add("slow", 1, 1)] + [add(f"f{i}", i, i) for i in range(20)]
+        tasks = [asyncio.create_task(zone.call(c)) for c in calls]
+        async with asyncio.timeout(5):
+            fast = await asyncio.gather(*tasks[1:])  # answered while "slow" still waits
+        assert [a["sum"] for a in fast] == [2 * i for i in range(20)]
+        assert zone.transport.stats.messages - sent_before < len(calls)  # some shared a message
+        assert not tasks[0].done()
+        gate.release.set()
+        assert (await tasks[0])["sum"] == 2
+
+
+async def test_a_malformed_batch_is_dropped_and_serving_goes_on(amqp_url: str, queue: str) -> None:
+    from skyfed.transport.envelope import CALLS_TYPE
+
+    adder = Adder()
+    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    await server.start()
+    connection = await aio_pika.connect(amqp_url)
+    channel = await connection.channel()
+    replies = await channel.declare_queue(exclusive=True)
+    await channel.default_exchange.publish(
+        aio_pika.Message(
+            b"\x00\x00\x00\x09not json!\x00\x00\x00\x00",
+            content_type=CALLS_TYPE,
+            message_id="m-1",
+            reply_to=replies.name,
+        ),
+        queue,
+    )
+    zone = link(amqp_url, queue)
+    assert (await zone.call(add("after", 2, 3)))["sum"] == 5
+    assert adder.runs == {"after": 1}
+    await zone.aclose()
+    await connection.close()
+    await server.stop()
+
+
+async def test_calls_not_safe_to_repeat_travel_alone(amqp_url: str, queue: str) -> None:
+    """A batch is acknowledged once all its calls are answered, so a process dying
+    mid-batch leaves every call of it to run again: only calls safe to repeat share."""
+    adder = Adder()
+    async with serving(adder.app(), amqp_url, queue) as zone:
+        assert (await zone.call(add("warm", 1, 1)))["sum"] == 2  # logged in
+        sent_before = zone.transport.stats.messages
+        once = [
+            ZoneRequest("POST", "/v1/add", json={"key": f"o{i}", "a": i, "b": 0}, idempotent=False)
+            for i in range(40)
+        ]
+        answers = await asyncio.gather(*(zone.call(r) for r in once))
+        assert [a["sum"] for a in answers] == list(range(40))
+        assert zone.transport.stats.messages - sent_before == 40
+
+
+async def test_a_process_runs_at_most_max_calls_at_once(amqp_url: str, queue: str) -> None:
+    class Counting(Adder):
+        def __init__(self) -> None:
+            super().__init__(delay=0.05)
+            self.now = self.most = 0
+
+        async def add(self, request: Request) -> JSONResponse:
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                return await super().add(request)
+            finally:
+                self.now -= 1
+
+    counting = Counting()
+    async with serving(counting.app(), amqp_url, queue, max_calls=5) as zone:
+        answers = await asyncio.gather(*(zone.call(add(f"k{i}", i, i)) for i in range(40)))
+        assert [a["sum"] for a in answers] == [2 * i for i in range(40)]
+        assert counting.most == 5

@@ -7,10 +7,16 @@ with the same correlation id. Everything above the bytes (login, identity
 headers, error mapping, bounded retries) is the `http` link's: this module is an
 httpx transport, so an AMQP call is the same request with another carrier.
 
+Under load, calls safe to repeat that queue up while the link's last publishes
+await their confirms leave together as one message (`envelope.CALLS_TYPE`), and the child
+answers calls finished together in one reply: per call, the broker and the AMQP
+codec then cost a fraction of what one message each did. An idle link sends a
+call at once, alone.
+
 A broker restart: the connection and channel come back on their own (aio-pika's
 robust connection, which also redeclares the reply queue), and every call still
-waiting is published again under its own message id, which the child answers
-from what it already did. A reply that arrives twice is counted and dropped.
+waiting is published again under its own id, which the child answers from what
+it already did. A reply that arrives twice is counted and dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -31,16 +38,23 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
+from skyfed.client import IDEMPOTENT
+from skyfed.coalesce import Coalescer
 from skyfed.errors import error_body
 from skyfed.logs import request_id
 from skyfed.transport.envelope import (
+    ANSWERS_TYPE,
+    CALLS_TYPE,
     HOP_LIMIT,
     RECONNECT_INTERVAL,
     Envelope,
+    EnvelopeError,
     carried_headers,
     current_hops,
     current_route,
+    pack,
     text,
+    unpack,
 )
 from skyfed.transport.http import HttpLink
 
@@ -59,9 +73,20 @@ _CONNECTION_LOST = (
 )
 
 
+# Calls per message at most, and publishes awaiting their confirms at once: calls
+# arriving meanwhile wait and make the next message.
+MAX_BATCH = 64
+PUBLISHES_IN_FLIGHT = 2
+BATCH_BODY_LIMIT = 256 * 1024  # a call with a larger body travels alone
+
+
 @dataclass
 class _Call:
-    message: aio_pika.Message
+    call_id: str
+    envelope: Envelope
+    body: bytes
+    content_type: str | None
+    deadline: float  # time.monotonic() when the caller gives up
     answer: asyncio.Future[tuple[int, dict[str, str], bytes]]
     sent: int = 0  # how many times it was published
     resend_due: bool = False  # the connection came back while it waited
@@ -75,6 +100,7 @@ class _Call:
 @dataclass
 class LinkStats:
     resent: int = 0  # calls published again after the connection came back
+    messages: int = 0  # messages published (a batch of calls is one)
     duplicate_replies: int = 0  # second answers to one call, dropped
 
 
@@ -106,6 +132,12 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         self._closed = False
         # Calls answered lately: a second answer to one of them is a duplicate.
         self._answered: OrderedDict[str, None] = OrderedDict()
+        self._outbox: Coalescer[None, _Call, Exception | None] = Coalescer(
+            self._publish_batch,
+            linger=0.0,
+            max_items=MAX_BATCH,
+            max_in_flight=PUBLISHES_IN_FLIGHT,
+        )
 
     async def _connected(self, deadline: float) -> aio_pika.abc.AbstractChannel:
         """The channel; concurrent callers share one attempt to connect, each within its
@@ -190,28 +222,27 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         call_id = uuid.uuid4().hex
         call = _Call(
-            message=aio_pika.Message(
-                await request.aread(),
-                headers=envelope.to_headers(),
-                content_type=request.headers.get("content-type"),
-                message_id=call_id,
-                correlation_id=call_id,
-                reply_to=self._reply_queue,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                expiration=budget,  # the broker drops it once nobody waits
-            ),
+            call_id=call_id,
+            envelope=envelope,
+            body=await request.aread(),
+            content_type=request.headers.get("content-type"),
+            deadline=deadline,
             answer=loop.create_future(),
         )
+        # Only calls safe to run twice share a message: a batch is acknowledged once all
+        # its calls are answered, so a process that dies mid-batch leaves all of them to
+        # be run again elsewhere, not just the one it was still running.
+        batchable = request.method in ("GET", "HEAD") or bool(request.extensions.get(IDEMPOTENT))
         self._calls[call_id] = call
         try:
             async with asyncio.timeout(budget):
-                channel = await self._connected(deadline)
-                await self._publish(channel, call, deadline)
+                await self._connected(deadline)
+                await self._send(call, batchable)
                 while not call.answer.done():  # published again when the connection is back
                     if call.resend_due:
                         call.resend_due = False
                         self.stats.resent += 1
-                        await self._publish(channel, call, deadline)
+                        await self._send(call, batchable)
                         continue
                     call.wake = loop.create_future()
                     await call.wake
@@ -226,15 +257,45 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         status, headers, content = call.answer.result()
         return httpx.Response(status, headers=headers, content=content, request=request)
 
-    async def _publish(
-        self, channel: aio_pika.abc.AbstractChannel, call: _Call, deadline: float
-    ) -> None:
-        """Publish until the broker confirms, waiting out reconnects (the deadline bounds it)."""
-        while True:
-            call.message.expiration = max(0.001, deadline - time.monotonic())
+    async def _send(self, call: _Call, batchable: bool) -> None:
+        if batchable:
+            await self._outbox.submit(None, call)
+        else:
+            await self._publish([call])
+
+    async def _publish_batch(self, _: None, calls: list[_Call]) -> list[Exception | None]:
+        """Publish calls that queued up together: one message, or one per large body;
+        each call learns how its own message fared."""
+        small = [c for c in calls if len(c.body) <= BATCH_BODY_LIMIT]
+        groups = [[c] for c in calls if len(c.body) > BATCH_BODY_LIMIT]
+        if small:
+            groups.append(small)
+        outcome: dict[str, Exception | None] = {}
+        for group in groups:
             try:
-                await channel.default_exchange.publish(call.message, routing_key=self.queue)
-                call.sent += 1
+                await self._publish(group)
+                failure = None
+            except httpx.TransportError as exc:
+                failure = exc
+            for call in group:
+                outcome[call.call_id] = failure
+        return [outcome[c.call_id] for c in calls]
+
+    async def _publish(self, calls: list[_Call]) -> None:
+        """Publish until the broker confirms, waiting out reconnects until the last of
+        the calls' deadlines."""
+        deadline = max(c.deadline for c in calls)
+        while True:
+            channel = self._channel
+            if channel is None or self._closed:
+                raise httpx.ConnectError("the link is closed")
+            try:
+                await channel.default_exchange.publish(
+                    self._message(calls, deadline), routing_key=self.queue
+                )
+                for call in calls:
+                    call.sent += 1
+                self.stats.messages += 1
                 return
             except aiormq.exceptions.PublishError as exc:
                 raise httpx.ConnectError(
@@ -244,33 +305,79 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 log.warning("broker refused a call; sending again", extra={"error": str(exc)})
             except _CONNECTION_LOST:
                 pass
-            await self._wait_for_connection()
+            try:
+                async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                    await self._wait_for_connection()
+            except TimeoutError as exc:
+                raise httpx.ConnectTimeout(
+                    f"broker {without_password(self.broker_url)} did not come back in time"
+                ) from exc
+
+    def _message(self, calls: list[_Call], deadline: float) -> aio_pika.Message:
+        expiration = max(0.001, deadline - time.monotonic())  # the broker drops it then
+        if len(calls) == 1:
+            [call] = calls
+            return aio_pika.Message(
+                call.body,
+                headers=call.envelope.to_headers(),
+                content_type=call.content_type,
+                message_id=call.call_id,
+                correlation_id=call.call_id,
+                reply_to=self._reply_queue,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                expiration=expiration,
+            )
+        batch_id = uuid.uuid4().hex
+        return aio_pika.Message(
+            pack([({"id": c.call_id, **c.envelope.to_headers()}, c.body) for c in calls]),
+            content_type=CALLS_TYPE,
+            message_id=batch_id,
+            correlation_id=batch_id,
+            reply_to=self._reply_queue,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            expiration=expiration,
+        )
 
     async def _wait_for_connection(self) -> None:
-        connection = self._connection
-        if connection is None or self._closed:
-            raise httpx.ConnectError("the link is closed")
         await asyncio.sleep(0.05)
-        await connection.connected.wait()
+        while True:
+            connection = self._connection
+            if connection is None or self._closed:
+                raise httpx.ConnectError("the link is closed")
+            if connection.connected.is_set():
+                return
+            with contextlib.suppress(TimeoutError):  # looks again whether the link closed
+                await asyncio.wait_for(connection.connected.wait(), 0.2)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        call = self._calls.get(message.correlation_id or "")
-        if call is None:  # answered before, or its caller gave up
-            if (message.correlation_id or "") in self._answered:
-                self.stats.duplicate_replies += 1
+        if message.content_type == ANSWERS_TYPE:
+            try:
+                records = unpack(message.body)
+            except EnvelopeError as exc:
+                log.warning("dropped a malformed reply", extra={"error": str(exc)})
+                return None
+            for head, body in records:
+                self._deliver(str(head.get("id", "")), head, body)
             return None
+        self._deliver(message.correlation_id or "", message.headers or {}, message.body)
+        return None
+
+    def _deliver(self, call_id: str, headers: Mapping[str, Any], body: bytes) -> None:
+        call = self._calls.get(call_id)
+        if call is None:  # answered before, or its caller gave up
+            if call_id in self._answered:
+                self.stats.duplicate_replies += 1
+            return
         if call.answer.done():
             self.stats.duplicate_replies += 1
-            return None
-        headers = message.headers or {}
+            return
         try:
-            status = int(headers.get("x-status", 502))  # type: ignore[arg-type]
-            carried = {str(k): text(v) for k, v in dict(headers.get("x-headers") or {}).items()}  # type: ignore[arg-type]
+            status = int(headers.get("x-status", 502))
+            carried = {str(k): text(v) for k, v in dict(headers.get("x-headers") or {}).items()}
         except (TypeError, ValueError):
             status, carried = 502, {}
-        call.answer.set_result((status, carried, message.body))
+        call.answer.set_result((status, carried, body))
         call.poke()
-        return None
 
     def _on_reconnect(self, *_: Any) -> None:
         """The broker is back: replies sent while it was away are gone; ask again."""
@@ -297,6 +404,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         if self._connection is not None:
             await self._connection.close()
         self._connection = self._channel = None
+        await self._outbox.aclose()  # batches still publishing see the link closed
 
 
 class AmqpLink(HttpLink):

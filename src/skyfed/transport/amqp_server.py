@@ -1,12 +1,14 @@
 """A zone's end of the `amqp` link: consume the zone's durable queue, serve each call.
 
-Each message is one call to the zone's own API, run through its ASGI app as if
-it had come over HTTP (same auth, validation, error shape), and answered to the
-message's reply-to with its correlation id. The message is acknowledged only
-after its answer is published: a process killed mid-call leaves it to the
-broker to hand to another process of the zone. Repeats of a call (same message
-id, sent again after a broker restart) are answered from the first run, or
-joined to it while it is still running, within this process.
+A message is one call, or a batch of them (`envelope.CALLS_TYPE`), each to the
+zone's own API: run through its ASGI app as if it had come over HTTP (same
+auth, validation, error shape), concurrently, and answered to the message's
+reply-to under the call's id as soon as it is done. Answers finished together
+for one reply queue leave as one reply. A message is acknowledged only after
+all its answers are published: a process killed mid-call leaves the message to
+the broker to hand to another process of the zone. Repeats of a call (same id,
+sent again after a broker restart) are answered from the first run, or joined
+to it while it is still running, within this process.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from skyfed.coalesce import Coalescer
 from skyfed.errors import error_body
 from skyfed.transport.bus import connect_and_set_up
 from skyfed.transport.envelope import (
+    ANSWERS_TYPE,
+    CALLS_TYPE,
     Envelope,
     EnvelopeError,
     current_hops,
     current_route,
+    pack,
+    unpack,
 )
 
 log = logging.getLogger("skyfed.transport.amqp")
@@ -121,7 +128,8 @@ class ZoneQueueServer:
         queue: str,
         *,
         zone: str,
-        prefetch: int = 256,
+        prefetch: int = 64,  # messages; a batch holds up to 64 calls
+        max_calls: int = 256,  # calls run at once; the rest of a prefetch waits
         retry_interval: float = 2.0,
     ) -> None:
         self.app = app
@@ -131,7 +139,11 @@ class ZoneQueueServer:
         self.prefetch = prefetch
         self.retry_interval = retry_interval
         self.answers = AnswerCache()
-        self._running: dict[str, list[AbstractIncomingMessage]] = {}
+        self._slots = asyncio.Semaphore(max_calls)
+        self._running: dict[str, asyncio.Future[Answer]] = {}
+        self._replies: Coalescer[str, tuple[str, Answer], None] = Coalescer(
+            self._publish_answers, linger=0.0, max_items=64, max_in_flight=2
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection: AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
@@ -183,65 +195,106 @@ class ZoneQueueServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        call_id = message.message_id or message.correlation_id or ""
-        if not message.reply_to or not call_id:
+        message_id = message.message_id or message.correlation_id or ""
+        if not message.reply_to or not message_id:
             log.warning("dropped a message with no reply-to or id", extra={"queue": self.queue})
             await _settle(message)
             return
+        calls: list[tuple[str, Envelope | EnvelopeError, bytes]]
+        if message.content_type == CALLS_TYPE:
+            try:
+                records = unpack(message.body)
+            except EnvelopeError as exc:  # no call ids to answer under: nobody to tell
+                log.warning("dropped a malformed batch of calls", extra={"error": str(exc)})
+                await _settle(message)
+                return
+            calls = [(str(head.get("id", "")), _envelope(head), body) for head, body in records]
+        else:
+            reply_id = message.correlation_id or message_id
+            calls = [(reply_id, _envelope(message.headers), message.body)]
+        reply_to = message.reply_to
+        answered = await asyncio.gather(
+            *(self._serve_and_answer(reply_to, *call) for call in calls)
+        )
+        if all(answered):
+            await _settle(message)
+
+    async def _serve_and_answer(
+        self, reply_to: str, call_id: str, envelope: Envelope | EnvelopeError, body: bytes
+    ) -> bool:
+        answer = await self._serve(call_id, envelope, body)
         try:
-            envelope = Envelope.from_headers(message.headers)
-        except EnvelopeError as exc:
-            await self._answer([message], _error(400, "bad_envelope", str(exc)))
-            return
+            await self._replies.submit(reply_to, (call_id, answer))
+        except Exception as exc:  # the broker is away: the caller asks again once back
+            log.warning("could not answer a call", extra={"error": str(exc)})
+            return False
+        return True
+
+    async def _serve(self, call_id: str, envelope: Envelope | EnvelopeError, body: bytes) -> Answer:
+        if isinstance(envelope, EnvelopeError):
+            return _error(400, "bad_envelope", str(envelope))
+        if not call_id:
+            return _error(400, "bad_envelope", "the call has no id")
         if envelope.expired:  # the caller has given up: do not do the work, say why
-            await self._answer(
-                [message], _error(504, "deadline_passed", "the call's deadline had passed")
-            )
-            return
+            return _error(504, "deadline_passed", "the call's deadline had passed")
         if envelope.over_limit:
-            await self._answer(
-                [message],
-                _error(508, "loop_detected", f"the call crossed {envelope.hops} zone links"),
-            )
-            return
+            return _error(508, "loop_detected", f"the call crossed {envelope.hops} zone links")
         known = self.answers.get(call_id)
         if known is not None:
-            await self._answer([message], known)
-            return
-        joined = self._running.get(call_id)
-        if joined is not None:  # the first copy is still running; answer both at its end
-            joined.append(message)
-            return
-        waiting = self._running[call_id] = [message]
+            return known
+        running = self._running.get(call_id)
+        if running is not None:  # the first copy is still running; answer both at its end
+            return await asyncio.shield(running)
+        first = self._running[call_id] = asyncio.get_running_loop().create_future()
         try:
-            answer = await asgi_call(self.app, envelope, message.body, server=self.zone)
+            async with self._slots:  # the database pool, not the prefetch, sets the pace
+                answer = await asgi_call(self.app, envelope, body, server=self.zone)
         except Exception:
             log.exception("a call from the bus failed", extra={"target": envelope.target})
             answer = _error(500, "internal_error", "an internal error occurred; see the zone's log")
-        finally:
+        except BaseException:  # cut short (a stop): its repeats are cut short too
             del self._running[call_id]
+            first.cancel()
+            raise
+        del self._running[call_id]
         self.answers.put(call_id, answer)
-        await self._answer(waiting, answer)
+        first.set_result(answer)
+        return answer
 
-    async def _answer(self, messages: list[AbstractIncomingMessage], answer: Answer) -> None:
-        status, headers, body = answer
-        for message in messages:
-            if self._channel is None:
-                return
+    async def _publish_answers(
+        self, reply_to: str, answers: list[tuple[str, Answer]]
+    ) -> list[None]:
+        """One reply for the answers finished together for one caller."""
+        if self._channel is None:
+            raise ConnectionError("no channel to answer on")
+        if len(answers) == 1:
+            [(call_id, (status, headers, body))] = answers
             reply = aio_pika.Message(
                 body,
                 headers={"x-status": status, "x-headers": headers},
-                correlation_id=message.correlation_id or message.message_id,
+                correlation_id=call_id,
                 expiration=60,
             )
-            try:
-                await self._channel.default_exchange.publish(
-                    reply, routing_key=message.reply_to or ""
-                )
-            except Exception as exc:  # the broker is away: the caller asks again once back
-                log.warning("could not answer a call", extra={"error": str(exc)})
-                return
-            await _settle(message)
+        else:
+            reply = aio_pika.Message(
+                pack(
+                    [
+                        ({"id": call_id, "x-status": status, "x-headers": headers}, body)
+                        for call_id, (status, headers, body) in answers
+                    ]
+                ),
+                content_type=ANSWERS_TYPE,
+                expiration=60,
+            )
+        await self._channel.default_exchange.publish(reply, routing_key=reply_to)
+        return [None] * len(answers)
+
+
+def _envelope(headers: Any) -> Envelope | EnvelopeError:
+    try:
+        return Envelope.from_headers(headers)
+    except EnvelopeError as exc:
+        return exc
 
 
 def _error(status: int, code: str, message: str) -> Answer:

@@ -12,6 +12,8 @@ restart) keeps it, and the receiver answers a repeat from what it already did.
 from __future__ import annotations
 
 import contextvars
+import json
+import struct
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,3 +114,42 @@ def text(value: Any) -> str:
     if isinstance(value, str):
         return value
     raise TypeError(f"expected text, got {type(value).__name__}")
+
+
+# Several calls in one message, and several answers in one reply: under load a
+# link sends what queued up while its last publish was being confirmed as one
+# message, so the broker, aio-pika and the frame codec work once per batch rather
+# than once per call. Each call keeps its own id, envelope and deadline, and is
+# answered (and deduplicated) on its own.
+CALLS_TYPE = "application/vnd.skyfed.calls"
+ANSWERS_TYPE = "application/vnd.skyfed.answers"
+_LENGTH = struct.Struct(">I")
+
+
+def pack(records: list[tuple[dict[str, Any], bytes]]) -> bytes:
+    """Records of (JSON head, raw body), each part prefixed with its length."""
+    parts: list[bytes] = []
+    for head, body in records:
+        encoded = json.dumps(head, separators=(",", ":")).encode()
+        parts += (_LENGTH.pack(len(encoded)), encoded, _LENGTH.pack(len(body)), body)
+    return b"".join(parts)
+
+
+def unpack(data: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    records: list[tuple[dict[str, Any], bytes]] = []
+    view, at = memoryview(data), 0
+    try:
+        while at < len(data):
+            (size,) = _LENGTH.unpack_from(view, at)
+            head = json.loads(bytes(view[at + 4 : at + 4 + size]))
+            at += 4 + size
+            (size,) = _LENGTH.unpack_from(view, at)
+            if at + 4 + size > len(data):
+                raise ValueError("a record runs past the end")
+            records.append((head, bytes(view[at + 4 : at + 4 + size])))
+            at += 4 + size
+    except (struct.error, ValueError) as exc:
+        raise EnvelopeError(f"not a batch of calls: {exc}") from exc
+    if not all(isinstance(head, dict) for head, _ in records):
+        raise EnvelopeError("not a batch of calls: a record's head is not an object")
+    return records
