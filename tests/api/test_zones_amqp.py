@@ -74,6 +74,25 @@ async def test_a_child_over_amqp_is_probed_polled_and_listed(
     assert (await admin.get_zone(name))["bus_queue"] == f"skyfed.zone.{name}"
 
 
+async def test_a_null_queue_on_update_means_the_default_queue(
+    admin, bus_child: InProcessZone, amqp_url: str
+) -> None:
+    """Linked under another name with its queue given, then renamed to its own name
+    with the queue reset: the default queue of the new name is the child's."""
+    name = bus_child.settings.name
+    queue = f"skyfed.zone.{name}"
+    await admin.add_zone(
+        "alias", DEAD_API, "svc", SERVICE_PASSWORD, transport="amqp", bus_url=amqp_url,
+        bus_queue=queue,
+    )  # fmt: skip
+    with pytest.raises(SkyfedError) as caught:  # skyfed.zone.alias: nobody consumes it
+        await admin.update_zone("alias", bus_queue=None)
+    assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
+    assert (await admin.get_zone("alias"))["bus_queue"] == queue
+    renamed = await admin.update_zone("alias", name=name, bus_queue=None)
+    assert (renamed["name"], renamed["bus_queue"]) == (name, queue)
+
+
 async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_url: str) -> None:
     cases = [
         {"transport": "amqp"},  # no broker

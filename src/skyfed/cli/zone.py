@@ -167,9 +167,14 @@ def update(
     transport: TransportOpt = None,
     bus_url: BusUrlOpt = None,
     bus_queue: BusQueueOpt = None,
+    default_bus_queue: Annotated[
+        bool, typer.Option("--default-bus-queue", help="Back to skyfed.zone.<name>.")
+    ] = False,
     json: AsJson = False,
 ) -> None:
     """Change a child zone; a new address, transport or credentials are checked by logging in."""
+    if default_bus_queue and bus_queue is not None:
+        raise typer.BadParameter("give --bus-queue or --default-bus-queue, not both")
     changes = {
         "name": name,
         "api_url": api_url,
@@ -183,6 +188,8 @@ def update(
         "bus_queue": bus_queue,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
+    if default_bus_queue:
+        changes["bus_queue"] = None  # null: the default queue
     zone = run(url, username, password, token, lambda c: c.update_zone(ref, **changes))
     print_json(zone) if json else _show_zones([zone])
 

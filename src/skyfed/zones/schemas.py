@@ -100,7 +100,7 @@ class ZoneUpdate(Strict):
     labels: dict[Key, Text255] | None = Field(default=None, max_length=64)
     transport: Transport | None = None
     bus_url: BusUrl | None = None
-    bus_queue: QueueName | None = None
+    bus_queue: QueueName | None = None  # null: back to the default, skyfed.zone.<name>
 
     @field_validator("api_url")
     @classmethod

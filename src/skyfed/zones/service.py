@@ -97,10 +97,12 @@ class ZoneService:
     async def update(self, ref: str, body: ZoneUpdate) -> ChildZone:
         child = await self.find(ref)
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        # `"bus_queue": null` asks for the default queue, skyfed.zone.<the child's name>.
+        default_queue = "bus_queue" in body.model_fields_set and body.bus_queue is None
         if "name" in changes and changes["name"] != child.name:
             await self._check_name_free(changes["name"])
         reach_keys = {"api_url", "username", "password", "transport", "bus_url", "bus_queue"}
-        if reach_keys & changes.keys():
+        if reach_keys & changes.keys() or default_queue:
             transport = changes.get("transport", child.transport)
             keep_bus = transport == "amqp" and child.transport == "amqp"
             bus_url = changes.get("bus_url")
@@ -114,7 +116,9 @@ class ZoneService:
                 password=changes.get("password")
                 or self._stored_secret(child, child.password_secret, "password"),
                 bus_url=bus_url,
-                bus_queue=changes.get("bus_queue", child.bus_queue if keep_bus else None),
+                bus_queue=None
+                if default_queue
+                else changes.get("bus_queue", child.bus_queue if keep_bus else None),
             )
             try:
                 check_bus(reach.transport, reach.bus_url, reach.bus_queue)
