@@ -173,7 +173,8 @@ async def housekeeping(runtime: Runtime) -> None:
             await runtime.sharing.share()
             async with runtime.db.session() as session:
                 await host_service.load_disabled(session, runtime.hosts)
-                runtime.hosts.set_allocations(await allocations.load(session))
+                mark = runtime.hosts.allocation_changes
+                runtime.hosts.set_allocations(await allocations.load(session), read_after=mark)
             if rounds % 60 == 0:
                 runtime.hosts.expire()
                 await runtime.sharing.forget(runtime.settings.host_forget_after)

@@ -83,8 +83,10 @@ class Settings(BaseSettings):
     summary_max_age: float = Field(default=1.0, ge=0)
 
     # Durable tasks: coroutines per process claiming tasks (0: this process runs none).
-    # Most of a task's time is waiting on a child zone or a host, so many run at once.
-    workers: int = Field(default=128, ge=0, le=4096)
+    # Most of a task's time is waiting on a child zone or a host, so many run at once:
+    # by Little's law, creates per second times seconds each (about 200 at the root
+    # at 200/s); with 128 the root's creates queued for a slot under that load.
+    workers: int = Field(default=512, ge=0, le=4096)
     task_lease: float = Field(default=30.0, gt=0)
     task_poll_interval: float = Field(default=0.5, gt=0)
     # How often a worker looks for tasks whose worker died (their lease ran out).

@@ -312,6 +312,58 @@ def test_clamp_is_per_resource(registry: HostRegistry) -> None:
     assert record.free == (0, 1000, 0)
 
 
+def test_a_reload_does_not_undo_a_claim_made_while_it_read(registry: HostRegistry) -> None:
+    """Housekeeping reads the allocations while this process claims: a snapshot from
+    before the claim must not put the claimed room back; hosts it did not touch follow
+    the snapshot (other processes' claims), and the next reload takes it all."""
+    h1, h2 = beat(registry, "h1"), beat(registry, "h2")
+    registry.set_allocations({"h1": (2, 2048, 20), "h2": (1, 1024, 10)})
+    mark = registry.allocation_changes
+    registry.set_allocation("h1", (6, 6144, 60))  # claimed while the reload read
+    registry.set_allocations({"h1": (2, 2048, 20), "h2": (3, 3072, 30)}, read_after=mark)
+    assert h1.allocated == (6, 6144, 60)
+    assert h1.free == (26, 59392, 940)
+    assert h2.allocated == (3, 3072, 30)
+
+    mark = registry.allocation_changes
+    registry.set_allocations({"h1": (7, 7168, 70), "h2": (3, 3072, 30)}, read_after=mark)
+    assert h1.allocated == (7, 7168, 70)
+
+
+def test_held_room_is_not_free_until_released_once(registry: HostRegistry) -> None:
+    h1 = beat(registry, "h1")
+    registry.hold("s1", "h1", (4, 4096, 40))
+    registry.hold("s2", "h1", (2, 2048, 20))
+    assert h1.free == (26, 59392, 940)
+    assert h1.values["free_vcpus"] == 26  # summaries and filters see it too
+    registry.release("s1")
+    registry.release("s1")  # a second release gives nothing back
+    assert h1.free == (30, 63488, 980)
+    registry.hold("s2", "h1", (2, 2048, 20))  # held again: replaces, does not add
+    assert h1.free == (30, 63488, 980)
+    registry.release("s2")
+    assert h1.free == (32, 65536, 1000)
+
+
+def test_a_hold_outlives_the_hosts_record(registry: HostRegistry, clock: FakeClock) -> None:
+    """A host forgotten and beating again still shows the claim under way on it."""
+    beat(registry, "h1")
+    registry.hold("s1", "h1", (4, 4096, 40))
+    clock.advance(FORGET + 1)
+    registry.expire()
+    again = beat(registry, "h1")
+    assert again.free == (28, 61440, 960)
+    registry.release("s1")
+    assert again.free == (32, 65536, 1000)
+
+
+def test_released_room_comes_back_at_once(registry: HostRegistry) -> None:
+    h1 = beat(registry, "h1")
+    registry.set_allocations({"h1": (4, 4096, 40)})
+    registry.add_allocation("h1", -4, -4096, -40)
+    assert h1.free == (32, 65536, 1000)
+
+
 def test_repeat_heartbeat_updates_everything(registry: HostRegistry, clock: FakeClock) -> None:
     beat(registry, "h1", {"arch": "arm64", "old": 1}, used=Resources(vcpus=1))
     clock.advance(3)

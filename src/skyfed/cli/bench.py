@@ -66,13 +66,18 @@ def placement(
 @app.command("e2e")
 def e2e(
     servers: Annotated[int, typer.Option(help="Servers to create at the root.")] = 1000,
-    concurrency: Annotated[int, typer.Option(help="Creates in flight at once.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Creates in flight at most.")] = 64,
+    rate: Annotated[
+        float, typer.Option(help="Creates offered per second (open loop); 0: as fast as they go.")
+    ] = 200.0,
     baseline: Annotated[bool, typer.Option(help="Also run the flat-zone baseline.")] = True,
 ) -> None:
     """Create servers at the root of examples/federation.toml; time them to ACTIVE."""
     from skyfed.bench.e2e import run_e2e_bench
 
-    result = run_e2e_bench(servers=servers, concurrency=concurrency, baseline=baseline)
+    if rate < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--rate")
+    result = run_e2e_bench(servers=servers, concurrency=concurrency, rate=rate, baseline=baseline)
     typer.echo(json.dumps(result))
 
 

@@ -7,7 +7,9 @@ fits in what the host offers. Anti-affinity is checked under that same lock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -57,62 +59,104 @@ class Claim:
     reason: str = ""
 
 
-async def claim(session: AsyncSession, server: Server, host: str, capacity: Capacity) -> Claim:
-    """Claim `server`'s resources on `host` inside the caller's transaction.
+async def claim_many(
+    session: AsyncSession, wanted: Sequence[tuple[Server, str, Capacity]]
+) -> list[Claim]:
+    """Claim each server's resources on its host inside the caller's transaction, in
+    the order given (the caller sorts by host, so two processes claiming on PostgreSQL
+    lock rows in one order and never deadlock).
 
-    Idempotent: a server that already holds a claim on this host keeps it. On a
-    refusal nothing was changed (the work happens in a savepoint).
+    Idempotent: a server that already holds a claim on its host keeps it. A refused
+    claim changed nothing: the conditional UPDATE matched no row, or (anti-affinity)
+    its savepoint was rolled back. Call it with autoflush off: what it adds is written
+    with the rest of the transaction, in batches, not statement by statement.
     """
-    existing = await session.get(ServerAllocation, server.id)
-    if existing is not None:
-        if existing.host == host:
-            return Claim(True)
-        return Claim(False, f"server already holds resources on {existing.host}")
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    need = {
-        "b_host": host,
-        "b_vcpus": server.vcpus,
-        "b_ram_mb": server.ram_mb,
-        "b_disk_gb": server.disk_gb,
-        "b_cap_vcpus": capacity.vcpus,
-        "b_cap_ram_mb": capacity.ram_mb,
-        "b_cap_disk_gb": capacity.disk_gb,
+    if not wanted:
+        return []
+    ids = [server.id for server, _, _ in wanted]
+    held = {
+        allocation.server_id: allocation.host
+        for allocation in await session.scalars(
+            select(ServerAllocation).where(ServerAllocation.server_id.in_(ids))
+        )
     }
-    async with session.begin_nested() as savepoint:
-        await session.execute(_ENSURE_ROW[dialect == "postgresql"], {"b_host": host})
-        result = await session.execute(_GROW, need)
-        if int(getattr(result, "rowcount", 0) or 0) != 1:
-            await savepoint.rollback()
-            return Claim(
-                False,
-                f"{host} has no room left for {server.vcpus} vcpus, "
-                f"{server.ram_mb} MB RAM, {server.disk_gb} GB disk",
-            )
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    hosts = sorted({host for server, host, _ in wanted if server.id not in held})
+    if hosts:
+        await session.execute(_ENSURE_ROW[postgres], [{"b_host": host} for host in hosts])
+    claims: list[Claim] = []
+    for server, host, capacity in wanted:
+        holder = held.get(server.id)
+        if holder is not None:
+            reason = "" if holder == host else f"server already holds resources on {holder}"
+            claims.append(Claim(holder == host, reason))
+            continue
+        need = {
+            "b_host": host,
+            "b_vcpus": server.vcpus,
+            "b_ram_mb": server.ram_mb,
+            "b_disk_gb": server.disk_gb,
+            "b_cap_vcpus": capacity.vcpus,
+            "b_cap_ram_mb": capacity.ram_mb,
+            "b_cap_disk_gb": capacity.disk_gb,
+        }
         if server.group_policy == "anti-affinity" and server.group_name:
-            neighbours = await session.scalar(
-                select(func.count())
-                .select_from(ServerAllocation)
-                .join(Server, Server.id == ServerAllocation.server_id)
-                .where(
-                    ServerAllocation.host == host,
-                    Server.project_id == server.project_id,
-                    Server.group_name == server.group_name,
-                    Server.id != server.id,
+            claim = await _claim_apart(session, server, host, need)
+        else:
+            result = await session.execute(_GROW, need)
+            claim = Claim(True) if _one_row(result) else _no_room(server, host)
+        if claim.ok:
+            session.add(
+                ServerAllocation(
+                    server_id=server.id,
+                    host=host,
+                    vcpus=server.vcpus,
+                    ram_mb=server.ram_mb,
+                    disk_gb=server.disk_gb,
                 )
             )
-            if neighbours:
-                await savepoint.rollback()
-                return Claim(False, f"{host} already runs a member of group '{server.group_name}'")
-        session.add(
-            ServerAllocation(
-                server_id=server.id,
-                host=host,
-                vcpus=server.vcpus,
-                ram_mb=server.ram_mb,
-                disk_gb=server.disk_gb,
+            held[server.id] = host
+        claims.append(claim)
+    return claims
+
+
+async def _claim_apart(
+    session: AsyncSession, server: Server, host: str, need: dict[str, Any]
+) -> Claim:
+    """An anti-affinity member's claim: grow the host's row (locking it on PostgreSQL),
+    then count the group's members there under that lock; undo the growth if any."""
+    await session.flush()  # members claimed earlier in this transaction must count
+    async with session.begin_nested() as savepoint:
+        if not _one_row(await session.execute(_GROW, need)):
+            await savepoint.rollback()
+            return _no_room(server, host)
+        neighbours = await session.scalar(
+            select(func.count())
+            .select_from(ServerAllocation)
+            .join(Server, Server.id == ServerAllocation.server_id)
+            .where(
+                ServerAllocation.host == host,
+                Server.project_id == server.project_id,
+                Server.group_name == server.group_name,
+                Server.id != server.id,
             )
         )
+        if neighbours:
+            await savepoint.rollback()
+            return Claim(False, f"{host} already runs a member of group '{server.group_name}'")
     return Claim(True)
+
+
+def _one_row(result: Any) -> bool:
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def _no_room(server: Server, host: str) -> Claim:
+    return Claim(
+        False,
+        f"{host} has no room left for {server.vcpus} vcpus, "
+        f"{server.ram_mb} MB RAM, {server.disk_gb} GB disk",
+    )
 
 
 async def release(session: AsyncSession, server_id: str) -> str | None:
@@ -134,6 +178,12 @@ async def release(session: AsyncSession, server_id: str) -> str | None:
     return allocation.host
 
 
-async def load(session: AsyncSession) -> dict[str, tuple[int, int, int]]:
-    rows = (await session.scalars(select(HostAllocation))).all()
+async def load(
+    session: AsyncSession, hosts: Sequence[str] | None = None
+) -> dict[str, tuple[int, int, int]]:
+    """What the zone's servers hold on each host (or on the hosts named)."""
+    query = select(HostAllocation)
+    if hosts is not None:
+        query = query.where(HostAllocation.host.in_(hosts))
+    rows = (await session.scalars(query)).all()
     return {row.host: (row.vcpus, row.ram_mb, row.disk_gb) for row in rows}

@@ -56,14 +56,8 @@ def server_payload(server: Server) -> dict[str, Any]:
     }
 
 
-async def add(
-    session: AsyncSession, *, origin: str, agent: str, host: str, server: Server, action: str
-) -> HostCommand:
-    """A command in the caller's transaction; the same origin never makes a second one."""
-    existing = await session.scalar(select(HostCommand).where(HostCommand.origin == origin))
-    if existing is not None:
-        return existing
-    command = HostCommand(
+def build(*, origin: str, agent: str, host: str, server: Server, action: str) -> HostCommand:
+    return HostCommand(
         origin=origin,
         agent=agent,
         host=host,
@@ -72,9 +66,27 @@ async def add(
         payload=server_payload(server),
         state=PENDING,
     )
+
+
+async def add(
+    session: AsyncSession, *, origin: str, agent: str, host: str, server: Server, action: str
+) -> HostCommand:
+    """A command in the caller's transaction; the same origin never makes a second one."""
+    existing = await session.scalar(select(HostCommand).where(HostCommand.origin == origin))
+    if existing is not None:
+        return existing
+    command = build(origin=origin, agent=agent, host=host, server=server, action=action)
     session.add(command)
     await session.flush()
     return command
+
+
+async def existing_origins(session: AsyncSession, origins: list[str]) -> set[str]:
+    """Which of these origins already made a command (one read for a batch)."""
+    if not origins:
+        return set()
+    found = await session.scalars(select(HostCommand.origin).where(HostCommand.origin.in_(origins)))
+    return set(found)
 
 
 async def pending(db: Database, agent: str, limit: int, after: int = 0) -> list[HostCommand]:

@@ -121,7 +121,8 @@ class HostCommand(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    # A sentinel: inserts of many rows return their seqs in one statement per batch.
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id, insert_sentinel=True)
     # What made it (a task id, say): the same origin never makes two commands.
     origin: Mapped[str] = mapped_column(String(80))
     agent: Mapped[str] = mapped_column(String(64))

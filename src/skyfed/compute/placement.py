@@ -21,6 +21,7 @@ from skyfed.coalesce import Coalescer
 from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
+from skyfed.compute.hosts.registry import HostRecord
 from skyfed.compute.lifecycle import DELETING, ERROR, SPAWNING
 from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
@@ -72,6 +73,14 @@ def placement_request(server: Server) -> PlacementRequest:
     )
 
 
+def _capacity(record: HostRecord) -> allocations.Capacity:
+    """What a host offers skyfed's servers: its total minus what other workloads use."""
+    total, other = record.resources, record.used
+    return allocations.Capacity(
+        total.vcpus - other.vcpus, total.ram_mb - other.ram_mb, total.disk_gb - other.disk_gb
+    )
+
+
 class Placer:
     def __init__(self, ctx: ComputeContext) -> None:
         self.ctx = ctx
@@ -110,8 +119,9 @@ class Placer:
             if server.placement in ("placed", "failed"):
                 return {"placement": server.placement, "reason": server.fault}
             key = server.trying
+            request = placement_request(server)  # once per try: parsing it is not free
             if key is None:
-                decision = await self.decide(server)
+                decision = await self.decide(server, request=request)
                 if not decision.ranked:
                     why = decision.reason()
                     if last_reason:
@@ -122,9 +132,9 @@ class Placer:
                 if isinstance(chosen, ZoneCandidate):
                     # A child is asked over the network: record the attempt first. A host
                     # claim needs no record, it commits with the placement or not at all.
-                    reserve_zone(chosen, placement_request(server))
+                    reserve_zone(chosen, request)
                     await self._attempts.submit(None, (server.id, key))
-            outcome = await self._attempt(server, key, principal)
+            outcome = await self._attempt(server, request, key, principal)
             if outcome.placed:
                 return {"placement": "placed", "at": key}
             last_reason = outcome.reason
@@ -141,8 +151,10 @@ class Placer:
 
     # -- deciding ----------------------------------------------------------------
 
-    async def decide(self, server: Server, *, explain: bool = False) -> Decision:
-        request = placement_request(server)
+    async def decide(
+        self, server: Server, *, explain: bool = False, request: PlacementRequest | None = None
+    ) -> Decision:
+        request = request or placement_request(server)
         hosts, zones = await self.candidates(request, project_id=server.project_id)
         return plan(
             request,
@@ -195,27 +207,43 @@ class Placer:
 
     # -- attempting ----------------------------------------------------------------
 
-    async def _attempt(self, server: Server, key: str, principal: Principal) -> Outcome:
+    async def _attempt(
+        self, server: Server, request: PlacementRequest, key: str, principal: Principal
+    ) -> Outcome:
         kind, _, target = key.partition(":")
         if kind == "host":
-            return await self._on_host(server.id, target)
-        return await self._in_child(server, target, principal)
+            return await self._on_host(server, target)
+        return await self._in_child(server, request, target, principal)
 
-    async def _on_host(self, server_id: str, host: str) -> Outcome:
-        return await self._claims.submit(None, (server_id, host))
+    async def _on_host(self, server: Server, host: str) -> Outcome:
+        hosts = self.ctx.hosts
+        hosts.hold(server.id, host, (server.vcpus, server.ram_mb, server.disk_gb))
+        try:
+            return await self._claims.submit(None, (server.id, host))
+        finally:
+            hosts.release(server.id)  # if the batch did not (it failed)
 
     async def _claim_on_hosts(self, _: None, items: list[tuple[str, str]]) -> list[Outcome]:
-        """Claim hosts for several servers in one transaction (each claim in its savepoint)."""
+        """Claim hosts for several servers in one transaction: one read of what they
+        already hold, one conditional UPDATE each, the rows they add written together."""
         outcomes: list[Outcome] = [Outcome(False)] * len(items)
-        booked: list[tuple[str, str, int, int, int]] = []  # host, agent, vcpus, ram, disk
+        agents: set[str] = set()  # those with new boot commands
         async with self.ctx.db.session() as session:
             ids = [server_id for server_id, _ in items]
             servers = {
                 s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
             }
+            made = await commands.existing_origins(session, [f"boot:{i}" for i in servers])
+            wanted: list[tuple[int, Server, HostRecord]] = []
+            first: dict[str, int] = {}  # a server asked twice in one batch is claimed once
+            repeats: list[tuple[int, int]] = []
             # Hosts in one order in every batch: two processes claiming the same hosts
             # on PostgreSQL lock their rows in the same order, so never deadlock.
             for i, (server_id, host) in sorted(enumerate(items), key=lambda e: e[1][1]):
+                if server_id in first:
+                    repeats.append((i, first[server_id]))
+                    continue
+                first[server_id] = i
                 record = self.ctx.hosts.get(host)
                 if record is None or not self.ctx.hosts.is_online(record) or record.agent is None:
                     outcomes[i] = Outcome(False, f"host {host} is gone or offline")
@@ -227,39 +255,54 @@ class Placer:
                 if server is None or server.status == DELETING:
                     outcomes[i] = Outcome(True)  # nothing left to place
                     continue
-                total, other = record.resources, record.used
-                capacity = allocations.Capacity(
-                    total.vcpus - other.vcpus,
-                    total.ram_mb - other.ram_mb,
-                    total.disk_gb - other.disk_gb,
+                wanted.append((i, server, record))
+            with session.no_autoflush:
+                claims = await allocations.claim_many(
+                    session, [(server, r.name, _capacity(r)) for _, server, r in wanted]
                 )
-                claim = await allocations.claim(session, server, host, capacity)
-                if not claim.ok:  # its savepoint is rolled back: nothing of it stays
+            for (i, server, record), claim in zip(wanted, claims, strict=True):
+                if not claim.ok:
                     outcomes[i] = Outcome(False, claim.reason)
                     continue
-                await commands.add(
-                    session,
-                    origin=f"boot:{server.id}",
-                    agent=record.agent,
-                    host=host,
-                    server=server,
-                    action="boot",
-                )
-                self._placed(session, server, "host", host)
+                assert record.agent is not None
+                origin = f"boot:{server.id}"
+                if origin not in made:
+                    session.add(
+                        commands.build(
+                            origin=origin,
+                            agent=record.agent,
+                            host=record.name,
+                            server=server,
+                            action="boot",
+                        )
+                    )
+                self._placed(session, server, "host", record.name)
                 server.task_state = SPAWNING
-                booked.append((host, record.agent, server.vcpus, server.ram_mb, server.disk_gb))
+                agents.add(record.agent)
                 outcomes[i] = Outcome(True)
+            for i, earlier in repeats:
+                outcomes[i] = outcomes[earlier]
+            # What the hosts hold now, claims of other processes included: a refusal
+            # means this process's view of the host was behind, and must not stay so.
+            # Rows this batch grew stay locked until the commit, so these are exact.
+            hosts = sorted({record.name for _, _, record in wanted})
+            totals = await allocations.load(session, hosts) if hosts else {}
             await session.commit()
-        for host, agent, vcpus, ram_mb, disk_gb in booked:
-            self.ctx.hosts.add_allocation(host, vcpus, ram_mb, disk_gb)
+        # The claims are committed and in `totals`: the room held for them goes.
+        for server_id, _ in items:
+            self.ctx.hosts.release(server_id)
+        for host, held_now in totals.items():
+            self.ctx.hosts.set_allocation(host, held_now)
+        for agent in agents:
             self.ctx.signals.new_command(agent)
         return outcomes
 
-    async def _in_child(self, server: Server, child_id: str, principal: Principal) -> Outcome:
+    async def _in_child(
+        self, server: Server, request: PlacementRequest, child_id: str, principal: Principal
+    ) -> Outcome:
         child = await self.ctx.links.row(child_id, self.ctx.db)
         if child is None:
             return Outcome(False, "the child zone was removed")
-        request = placement_request(server)
         try:
             down = child_request(request, child.name)
         except ValueError as exc:

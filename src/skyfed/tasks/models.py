@@ -32,7 +32,8 @@ class Task(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    # A sentinel: inserts of many rows return their seqs in one statement per batch.
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id, insert_sentinel=True)
     kind: Mapped[str] = mapped_column(String(32))
     resource_type: Mapped[str] = mapped_column(String(32))
     resource_id: Mapped[str] = mapped_column(String(64))

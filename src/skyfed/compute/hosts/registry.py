@@ -42,13 +42,15 @@ class HostRecord:
     free: tuple[int, int, int] = (0, 0, 0)
     # What this zone placed on the host (its servers); `used` is what other work uses.
     allocated: tuple[int, int, int] = (0, 0, 0)
+    # What this process's placements chose the host for and are claiming right now.
+    held: tuple[int, int, int] = (0, 0, 0)
 
     def refresh(self) -> None:
-        r, u, a = self.resources, self.used, self.allocated
+        r, u, a, h = self.resources, self.used, self.allocated, self.held
         self.free = (
-            max(r.vcpus - u.vcpus - a[0], 0),
-            max(r.ram_mb - u.ram_mb - a[1], 0),
-            max(r.disk_gb - u.disk_gb - a[2], 0),
+            max(r.vcpus - u.vcpus - a[0] - h[0], 0),
+            max(r.ram_mb - u.ram_mb - a[1] - h[1], 0),
+            max(r.disk_gb - u.disk_gb - a[2] - h[2], 0),
         )
         values: dict[str, Value] = dict(self.capabilities)
         values.update(zip(RESOURCE_KEYS, (r.vcpus, r.ram_mb, r.disk_gb), strict=True))
@@ -71,6 +73,13 @@ class HostRegistry:
         self._hosts: dict[str, HostRecord] = {}
         self._disabled: dict[str, str] = {}  # name -> reason, as persisted
         self._allocated: dict[str, tuple[int, int, int]] = {}
+        # Counts this process's own changes to allocations; a host's entry in `_changed`
+        # is the count at its latest one. A snapshot read before that must not undo it.
+        self.allocation_changes = 0
+        self._changed: dict[str, int] = {}
+        # Room held for claims under way: by claim key (a server id), and summed per host.
+        self._holds: dict[str, tuple[str, tuple[int, int, int]]] = {}
+        self._held: dict[str, tuple[int, int, int]] = {}
         # Bumped when the set of hosts or an admin's choice changes (not on a plain beat):
         # a cached summary is rebuilt at once after those, and after its max age otherwise.
         self.version = 0
@@ -118,29 +127,76 @@ class HostRegistry:
             record.seen_at = seen_at
         record.agent = agent
         record.allocated = self._allocated.get(name, (0, 0, 0))
+        record.held = self._held.get(name, (0, 0, 0))
         reason = self._disabled.get(name)
         record.disabled = reason is not None
         record.disabled_reason = reason or ""
         record.refresh()
         return record
 
-    def set_allocations(self, allocated: Mapping[str, tuple[int, int, int]]) -> None:
-        """What this zone's servers hold on each host, as the database says."""
-        self._allocated = dict(allocated)
+    def set_allocations(
+        self, allocated: Mapping[str, tuple[int, int, int]], *, read_after: int | None = None
+    ) -> None:
+        """What this zone's servers hold on each host, as the database said.
+
+        `read_after` is `allocation_changes` from before the read began: a host this
+        process changed since keeps its value (the read may predate that change; the
+        next read brings any other process's change on it).
+        """
+        kept = {}
+        if read_after is not None:
+            kept = {
+                host: self._allocated.get(host, (0, 0, 0))
+                for host, seq in self._changed.items()
+                if seq > read_after
+            }
+        self._allocated = {**allocated, **kept}
+        self._changed = {h: seq for h, seq in self._changed.items() if h in kept}
         for record in self._hosts.values():
             new = self._allocated.get(record.name, (0, 0, 0))
             if new != record.allocated:
                 record.allocated = new
                 record.refresh()
 
+    def set_allocation(self, host: str, totals: tuple[int, int, int]) -> None:
+        """What one host holds as this process just read it, its own claims included."""
+        self.allocation_changes += 1
+        self._changed[host] = self.allocation_changes
+        self._allocated[host] = totals
+        record = self._hosts.get(host)
+        if record is not None and record.allocated != totals:
+            record.allocated = totals
+            record.refresh()
+
     def add_allocation(self, host: str, vcpus: int, ram_mb: int, disk_gb: int) -> None:
         """Apply a claim (or, negative, a release) made by this process at once."""
         old = self._allocated.get(host, (0, 0, 0))
-        new = (old[0] + vcpus, old[1] + ram_mb, old[2] + disk_gb)
-        self._allocated[host] = new
+        self.set_allocation(host, (old[0] + vcpus, old[1] + ram_mb, old[2] + disk_gb))
+
+    def hold(self, key: str, host: str, need: tuple[int, int, int]) -> None:
+        """Take room on a host for a claim about to be made (assume and deduct): the
+        decisions made before it commits see the host that much fuller, so a burst
+        spreads over the hosts instead of piling onto the one that looked best."""
+        self.release(key)
+        self._holds[key] = (host, need)
+        self._add_held(host, need, 1)
+
+    def release(self, key: str) -> None:
+        """Give back what `hold` took (once; again does nothing): the claim is settled."""
+        holding = self._holds.pop(key, None)
+        if holding is not None:
+            self._add_held(*holding, -1)
+
+    def _add_held(self, host: str, need: tuple[int, int, int], sign: int) -> None:
+        old = self._held.get(host, (0, 0, 0))
+        new = (old[0] + sign * need[0], old[1] + sign * need[1], old[2] + sign * need[2])
+        if new == (0, 0, 0):
+            self._held.pop(host, None)
+        else:
+            self._held[host] = new
         record = self._hosts.get(host)
         if record is not None:
-            record.allocated = new
+            record.held = new
             record.refresh()
 
     def load_disabled(self, disabled: Mapping[str, str]) -> None:
