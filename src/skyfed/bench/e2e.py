@@ -77,6 +77,7 @@ async def run_once(
             say(f"starting {len(topology.zones)} zones")
             await federation.start()
             await federation.wait_covered(timeout=180)
+            say("all hosts covered; creating")
             async with federation.admin_client(root) as client:
                 before = cpu_by_process(federation)
                 result = await measure(client, servers, concurrency, rate, deadline, say)
