@@ -231,3 +231,126 @@ async def test_a_task_whose_worker_died_is_finished_by_another(store: TaskStore)
         job.cancel()
         await asyncio.gather(job, return_exceptions=True)
     assert done is not None and done.result == {"by": "survivor"} and done.attempts == 2
+
+
+async def test_a_task_queued_behind_another_starts_when_it_ends_not_at_the_next_poll(
+    store: TaskStore,
+) -> None:
+    """Workers do not claim on every finished task; the store wakes them when one
+    that finished had another queued behind it on its resource (and on a cancel)."""
+    started: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def handle(task: Task) -> None:
+        started[task.payload["n"]] = loop.time()
+        await asyncio.sleep(0.05)
+
+    worker = Worker(store, {"k": Kind(handle)}, concurrency=4, poll_interval=30.0, name="w")
+    job = asyncio.create_task(worker.run())
+    try:
+        for n in range(3):
+            await enqueue(store, "r", n=n)
+        async with store.db.session() as session:  # held back, as a backoff would
+            blocker = store.enqueue(
+                session, kind="k", resource_type="thing", resource_id="s", payload={"n": 3}
+            )
+            blocker.run_after = utcnow().replace(year=2999)
+            await session.commit()
+        behind = await enqueue(store, "s", n=4)
+        await asyncio.sleep(0.2)
+        assert 4 not in started  # blocked by the queued task before it
+        await store.cancel(blocker.id)
+        async with asyncio.timeout(5):
+            while len(started) < 4:
+                await asyncio.sleep(0.01)
+            finished = await store.wait(behind.id, 5)
+    finally:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+    assert finished is not None and finished.state == "succeeded"
+    assert started[1] - started[0] < 1.0 and started[2] - started[1] < 1.0
+    assert sorted(started) == [0, 1, 2, 4]
+
+
+async def test_tasks_born_running_start_at_the_commit_without_a_claim(
+    store: TaskStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New tasks take a free slot of this process's worker in the transaction that
+    makes them: they are running, with its lease, when it commits; no claim query."""
+    claims = 0
+    real_claim = store.claim
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Task]:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args, **kwargs)
+
+    ran: list[int] = []
+    gate = asyncio.Event()
+
+    async def handle(task: Task) -> None:
+        await gate.wait()
+        ran.append(task.payload["n"])
+
+    worker = Worker(store, {"k": Kind(handle)}, concurrency=2, poll_interval=30.0, name="w")
+    job = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.05)  # the worker's first claim finds nothing
+        monkeypatch.setattr(store, "claim", counted)
+        with store.births() as births:
+            async with store.db.session() as session:
+                made = [
+                    store.enqueue(
+                        session,
+                        kind="k",
+                        resource_type="t",
+                        resource_id=f"r{n}",
+                        payload={"n": n},
+                        births=births,
+                    )
+                    for n in range(3)
+                ]
+                await session.commit()
+        assert [t.state for t in made] == ["running", "running", "queued"]  # 2 slots
+        async with store.db.session() as session:
+            rows = {t.id: t for t in await session.scalars(select(Task))}
+        assert rows[made[0].id].lease_owner == "w" and rows[made[0].id].attempts == 1
+        assert rows[made[2].id].state == "queued"
+        gate.set()
+        async with asyncio.timeout(5):
+            for task in made:
+                assert (await store.wait(task.id, 5)).state == "succeeded"  # type: ignore[union-attr]
+    finally:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+    assert sorted(ran) == [0, 1, 2]
+    assert claims >= 1  # the queued one was claimed when a slot came free
+
+
+async def test_a_failed_transaction_gives_born_running_slots_back(store: TaskStore) -> None:
+    worker = Worker(store, {"k": Kind(lambda task: asyncio.sleep(0))}, concurrency=2, name="w")
+    job = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError), store.births() as births:
+            async with store.db.session() as session:
+                store.enqueue(session, kind="k", resource_type="t", resource_id="r", births=births)
+                raise RuntimeError("the commit failed")
+        assert len(births.running) == 1
+        assert worker.reserve() and worker.reserve() and not worker.reserve()  # both free
+        worker.unreserve(2)
+        async with store.db.session() as session:
+            assert (await session.scalars(select(Task))).all() == []
+    finally:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)
+
+
+async def test_without_a_running_worker_births_are_queued(store: TaskStore) -> None:
+    with store.births() as births:
+        async with store.db.session() as session:
+            task = store.enqueue(
+                session, kind="k", resource_type="t", resource_id="r", births=births
+            )
+            await session.commit()
+    assert task.state == "queued" and births.queued == 1 and store.wakeup.is_set()

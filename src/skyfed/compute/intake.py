@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
+from skyfed.tasks.store import Births
 
 if TYPE_CHECKING:
     from skyfed.compute.context import ComputeContext
@@ -34,11 +35,13 @@ class Intake:
         await self.batches.submit(None, (servers, principal, project_id, request_id))
 
     async def _write(self, _: None, items: list[Batch]) -> list[None]:
-        async with self.ctx.db.session() as session:
-            for servers, principal, project_id, request_id in items:
-                add_servers(self.ctx, session, servers, principal, project_id, request_id)
-            await session.commit()
-        self.ctx.tasks.notify()
+        with self.ctx.tasks.births() as births:
+            async with self.ctx.db.session() as session:
+                for servers, principal, project_id, request_id in items:
+                    add_servers(
+                        self.ctx, session, servers, principal, project_id, request_id, births
+                    )
+                await session.commit()
         return [None] * len(items)
 
 
@@ -49,8 +52,10 @@ def add_servers(
     principal: dict[str, Any],
     project_id: str,
     request_id: str,
+    births: Births,
 ) -> dict[str, str]:
-    """Add servers and a place task each to the transaction; the task id of each."""
+    """Add servers and a place task each to the transaction; the task id of each.
+    New servers have no task before these, so each may be born running."""
     task_ids: dict[str, str] = {}
     for server in servers:
         session.add(server)
@@ -63,6 +68,7 @@ def add_servers(
             project_id=project_id,
             request_id=request_id,
             max_attempts=ctx.settings.task_max_attempts,
+            births=births,
         )
         task_ids[server.id] = task.id
     return task_ids

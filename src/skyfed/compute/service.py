@@ -190,24 +190,24 @@ class ComputeService:
                 body.created_at or utcnow(),
                 True,
             )
-        async with self.ctx.db.session() as session:
-            existing = {
-                server.id: server.project_id
-                for server in await session.scalars(
-                    select(Server).where(Server.id.in_(list(wanted)))
+        with self.ctx.tasks.births() as births:
+            async with self.ctx.db.session() as session:
+                existing = {
+                    server.id: server.project_id
+                    for server in await session.scalars(
+                        select(Server).where(Server.id.in_(list(wanted)))
+                    )
+                }
+                task_ids = add_servers(
+                    self.ctx,
+                    session,
+                    [s for s in wanted.values() if s.id not in existing],
+                    principal_payload(self.principal),
+                    self.principal.project_id,
+                    request_id.get(),
+                    births,
                 )
-            }
-            task_ids = add_servers(
-                self.ctx,
-                session,
-                [s for s in wanted.values() if s.id not in existing],
-                principal_payload(self.principal),
-                self.principal.project_id,
-                request_id.get(),
-            )
-            await session.commit()
-        if task_ids:
-            self.ctx.tasks.notify()
+                await session.commit()
         waits: dict[int, Any] = {}
         for i, body in enumerate(bodies):
             server_id = str(body.id)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +41,27 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * 2 ** max(attempts - 1, 0)) * random.uniform(0.8, 1.2)
 
 
+class LocalRunner(Protocol):
+    """A worker of this process that takes tasks born running (see `TaskStore.births`)."""
+
+    name: str
+    lease: float
+
+    def reserve(self) -> bool: ...
+    def unreserve(self, count: int) -> None: ...
+    def adopt(self, tasks: Sequence[Task]) -> None: ...
+
+
+class Births:
+    """Tasks of one transaction, each born running on this process's worker when it
+    has a free slot (no claim query, no wait for one), else queued as usual."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self.running: list[Task] = []
+        self.queued = 0
+
+
 class TaskStore:
     def __init__(
         self,
@@ -58,6 +79,8 @@ class TaskStore:
         self.wakeup = asyncio.Event()
         # Told whenever tasks were queued here: the zone's bus wakes its other processes.
         self.on_notify: list[Callable[[], None]] = []
+        # This process's worker, when it has one: new tasks may be born running on it.
+        self.local: LocalRunner | None = None
         # Waiters of each task id, and the tasks this process's workers are running now.
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
@@ -97,8 +120,13 @@ class TaskStore:
         project_id: str | None = None,
         request_id: str = "",
         max_attempts: int | None = None,
+        births: Births | None = None,
     ) -> Task:
-        """Add a task to the caller's transaction; call `notify()` once it is committed."""
+        """Add a task to the caller's transaction; call `notify()` once it is committed.
+
+        With `births` (see `births()`), the task may start on this process's worker at
+        the commit. Only for a resource's first task: nothing may be queued before it.
+        """
         task = Task(
             id=new_id(),  # known before the commit, for whoever waits on it
             kind=kind,
@@ -111,8 +139,35 @@ class TaskStore:
             state=QUEUED,
             run_after=utcnow(),
         )
+        local = self.local
+        if births is not None:
+            if local is not None and local.reserve():
+                task.state, task.attempts = RUNNING, 1
+                task.lease_owner = local.name
+                task.lease_expires = task.run_after + timedelta(seconds=local.lease)
+                births.running.append(task)
+            else:
+                births.queued += 1
         session.add(task)
         return task
+
+    @contextlib.contextmanager
+    def births(self) -> Iterator[Births]:
+        """`with store.births() as births:` enqueue with `births=births` and commit
+        inside; at the end, with no error, the tasks born running start here and the
+        workers are woken for the rest; on an error their slots are given back."""
+        births = Births(self)
+        try:
+            yield births
+        except BaseException:
+            if births.running and self.local is not None:
+                self.local.unreserve(len(births.running))
+            raise
+        if births.running:
+            assert self.local is not None
+            self.local.adopt(births.running)
+        if births.queued:
+            self.notify()
 
     def notify(self) -> None:
         self.wakeup.set()
@@ -215,12 +270,25 @@ class TaskStore:
                 for task, result in items
                 if task.seq in ours
             ]
+            waiting = None
             if rows:
                 await session.execute(self._succeed_statement, rows)
+                # A task queued behind one of these on its resource can run now; workers
+                # do not claim on every finished task, so wake them only for those.
+                waiting = await session.scalar(
+                    select(Task.seq)
+                    .where(
+                        Task.resource_id.in_({t.resource_id for t, _ in items if t.seq in ours}),
+                        Task.state == QUEUED,
+                    )
+                    .limit(1)
+                )
             await session.commit()
         for task, _ in items:
             if task.seq in ours:
                 self._signal(task.id)
+        if waiting is not None:
+            self.notify()
         return [task.seq in ours for task, _ in items]
 
     async def fail(self, task: Task, owner: str, error: str, *, retry: bool) -> str:
@@ -262,6 +330,7 @@ class TaskStore:
         done = int(getattr(result, "rowcount", 0) or 0) == 1
         if done and values.get("state") in FINISHED:
             self._signal(task.id)
+            self.notify()  # a task queued behind it may run now (failures are rare)
         return done
 
     async def sweep(self) -> tuple[int, list[Task]]:
@@ -427,4 +496,5 @@ class TaskStore:
         if int(getattr(result, "rowcount", 0) or 0) != 1:
             raise Conflict(f"task '{task_id}' is {task.state}; only queued tasks can be cancelled")
         self._signal(task_id)
+        self.notify()  # tasks queued behind it on its resource may run now
         return task

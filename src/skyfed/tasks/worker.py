@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ class Worker:
         self.sweep_interval = sweep_interval
         self.name = name or worker_name()
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._reserved = 0  # slots promised to tasks born running, not yet committed
         self._slot_free = asyncio.Event()
 
     async def run(self) -> None:
@@ -75,21 +76,48 @@ class Worker:
             asyncio.create_task(self._renew_leases(), name="task-leases"),
             asyncio.create_task(self._sweep(), name="task-sweeper"),
         ]
+        self.store.local = self  # new tasks may be born running here while it works
         try:
             while True:
-                claimed = await self._claim()
-                if claimed and len(self._running) < self.concurrency:
-                    continue  # there may be more waiting
+                asked = self._free()
+                if asked > 0 and await self._claim() == asked:
+                    continue  # slots ran out before the queue did: there may be more
                 await self._idle()
         finally:
+            if self.store.local is self:
+                self.store.local = None
             for job in [*helpers, *self._running.values()]:
                 job.cancel()
             for job in [*helpers, *self._running.values()]:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await job
 
+    def _free(self) -> int:
+        return self.concurrency - len(self._running) - self._reserved
+
+    # -- tasks born running (TaskStore.births) ------------------------------------------
+
+    def reserve(self) -> bool:
+        """A slot for a task about to be committed as running on this worker."""
+        if self._free() <= 0:
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self, count: int) -> None:
+        self._reserved -= count
+        self._slot_free.set()
+
+    def adopt(self, tasks: Sequence[Task]) -> None:
+        """Run tasks committed as running with this worker's lease, as if claimed."""
+        self._reserved -= len(tasks)
+        for task in tasks:
+            self._start(task)
+
+    # -- claiming ------------------------------------------------------------------
+
     async def _claim(self) -> int:
-        free = self.concurrency - len(self._running)
+        free = self._free()
         if free <= 0:
             return 0
         self.store.wakeup.clear()
@@ -100,20 +128,26 @@ class Worker:
             await asyncio.sleep(self.poll_interval)
             return 0
         for task in tasks:
-            job = asyncio.create_task(self._execute(task), name=f"task-{task.kind}-{task.id}")
-            self._running[task.seq] = job
-            job.add_done_callback(lambda _, seq=task.seq: self._done(seq))
+            self._start(task)
         return len(tasks)
+
+    def _start(self, task: Task) -> None:
+        job = asyncio.create_task(self._execute(task), name=f"task-{task.kind}-{task.id}")
+        self._running[task.seq] = job
+        job.add_done_callback(lambda _, seq=task.seq: self._done(seq))
 
     def _done(self, seq: int) -> None:
         self._running.pop(seq, None)
         self._slot_free.set()
 
     async def _idle(self) -> None:
-        """Wait for a wake-up, a free slot or the poll interval, whichever comes first."""
-        waits = [asyncio.create_task(self._slot_free.wait())]
-        if len(self._running) < self.concurrency:
-            waits.append(asyncio.create_task(self.store.wakeup.wait()))
+        """Wait for a wake-up (or, with every slot taken, a free slot) or the poll
+        interval, whichever comes first. A slot freed while others are free claims
+        nothing: the last claim took all that was due, a new task wakes us up."""
+        if self._free() <= 0:
+            waits = [asyncio.create_task(self._slot_free.wait())]
+        else:
+            waits = [asyncio.create_task(self.store.wakeup.wait())]
         try:
             await asyncio.wait(
                 waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
