@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -156,3 +158,75 @@ async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(
 
 async def marker_runs(path: Path, n: int) -> bool:
     return path.exists() and path.read_text().count("run") >= n
+
+
+async def test_place_tasks_born_running_on_a_killed_api_are_finished_by_a_worker(
+    federation, postgres_databases, tmp_path: Path
+) -> None:
+    """New servers' place tasks start on the API process that took the creates,
+    with no claim. Kill that process (-9) while they wait on the child zone: the
+    leases lapse, a `skyfed worker` process finishes them, each server is placed
+    once."""
+    database = await postgres_databases()
+    tree = [
+        {
+            "name": "top",
+            "settings": {
+                "database_url": database,
+                "task_lease": 2.0,
+                "task_sweep_interval": 0.3,
+                "poll_failures": 30,  # the child's pause must not make it dead
+            },
+        },
+        {"name": "dc", "parents": ["top"], "hosts": [hosts(4, "h")]},
+    ]
+    async with federation(tree) as fed:
+        top, dc = fed.zones["top"], fed.zones["dc"]
+        worker = ManagedProcess(
+            "worker",
+            [sys.executable, "-m", "skyfed", "worker", "--config", str(top.config)],
+            tmp_path / "worker.log",
+        )
+        worker.start()
+        conn = await asyncpg.connect(_asyncpg_dsn(database))
+        try:
+            worker_log = fed.state_dir / "top" / "zone.worker.log"
+
+            async def worker_ready() -> bool:
+                return worker_log.exists() and "zone ready" in worker_log.read_text()
+
+            await wait_until(worker_ready, 30, "the worker is up")
+            assert top.pid is not None and dc.pid is not None
+            os.kill(dc.pid, signal.SIGSTOP)  # the child hangs: the place tasks wait on it
+            try:
+                async with fed.admin_client("top") as admin:
+                    created = await admin.request(
+                        "POST", "/v1/servers", json={"name": "b", "flavor": "m1.tiny", "count": 5}
+                    )
+                ids = {s["id"] for s in created["servers"]}
+
+                async def born_running() -> list[Any]:
+                    rows = await conn.fetch(
+                        "SELECT lease_owner FROM tasks WHERE kind = 'place' AND state = 'running'"
+                    )
+                    return rows if len(rows) == 5 else []
+
+                rows = await wait_until(born_running, 10, "place tasks running")
+                assert all(f":{top.pid}:" in r["lease_owner"] for r in rows)  # on the API
+                top.kill()
+            finally:
+                os.kill(dc.pid, signal.SIGCONT)
+
+            async def all_done() -> bool:
+                states = await conn.fetch("SELECT state FROM tasks WHERE kind = 'place'")
+                return {r["state"] for r in states} == {"succeeded"}
+
+            await wait_until(all_done, 60, "the worker finished every place task")
+            attempts = await conn.fetch("SELECT attempts FROM tasks WHERE kind = 'place'")
+            assert sorted(r["attempts"] for r in attempts) == [2] * 5  # each taken over once
+            async with fed.admin_client("dc") as client:
+                listed = await client.request("GET", "/v1/servers", params={"limit": 100})
+            assert sorted(s["id"] for s in listed["servers"]) == sorted(ids)  # once each
+        finally:
+            await conn.close()
+            worker.stop()
