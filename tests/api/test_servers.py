@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -188,71 +189,73 @@ async def test_a_burst_never_overcommits_a_host(
     )
 
 
-async def test_a_refused_claim_brings_the_hosts_view_up_to_date(
+@pytest.fixture
+async def one_try(
     tmp_path: Any, database_url: str
+) -> AsyncIterator[tuple[InProcessZone, SkyfedClient, ScriptedAgent]]:
+    """A zone giving each placement one try, its admin, and an agent with no hosts yet."""
+    settings = zone_settings(tmp_path, database_url, placement_max_tries=1)
+    async with (
+        InProcessZone(settings) as zone,
+        zone.client() as admin,
+        zone.client("agent", AGENT_PASSWORD) as client,
+    ):
+        yield zone, admin, ScriptedAgent(client, "agent-1")
+
+
+async def test_a_refused_claim_brings_the_hosts_view_up_to_date(
+    one_try: tuple[InProcessZone, SkyfedClient, ScriptedAgent],
 ) -> None:
     """Another process of the zone filled h1 behind this one's back: the first server
     tried there is refused (one try allowed), and from that refusal on this process
     knows h1 is full, so the next server goes to h2 at once, not in a later reload."""
-    settings = zone_settings(tmp_path, database_url, placement_max_tries=1)
-    async with (
-        InProcessZone(settings) as zone,
-        zone.client() as admin,
-        zone.client("agent", AGENT_PASSWORD) as client,
-    ):
-        agent = ScriptedAgent(client, "agent-1")
-        # h1 has the most free RAM, so is tried first while it looks free.
-        await agent.beat({"h1": {**HOST, "vcpus": 16, "ram_mb": 65536}, "h2": HOST})
-        # A claim on h1 makes its allocation row; then the other process fills it.
-        first = (await create(admin, name="first", flavor="m1.tiny"))["servers"][0]
-        assert (await booted(admin, agent, first["id"]))["location"]["host"] == "h1"
-        async with zone.runtime.db.session() as session:
-            await session.execute(
-                update(HostAllocation).where(HostAllocation.host == "h1").values(vcpus=16)
-            )
-            await session.commit()
-        assert (await admin.get_host("h1"))["free"]["vcpus"] == 15  # not known yet
-
-        [refused] = (await create(admin, name="refused", flavor="m1.tiny"))["servers"]
-        settled = await wait_for(
-            lambda: _settled(admin, refused["id"]), "the refused server settles"
+    zone, admin, agent = one_try
+    # h1 has the most free RAM, so is tried first while it looks free.
+    await agent.beat({"h1": {**HOST, "vcpus": 16, "ram_mb": 65536}, "h2": HOST})
+    # A claim on h1 makes its allocation row; then the other process fills it.
+    first = (await create(admin, name="first", flavor="m1.tiny"))["servers"][0]
+    assert (await booted(admin, agent, first["id"]))["location"]["host"] == "h1"
+    async with zone.runtime.db.session() as session:
+        await session.execute(
+            update(HostAllocation).where(HostAllocation.host == "h1").values(vcpus=16)
         )
-        assert settled["status"] == "ERROR" and "h1 has no room" in settled["fault"]
-        assert (await admin.get_host("h1"))["free"]["vcpus"] == 0
+        await session.commit()
+    assert (await admin.get_host("h1"))["free"]["vcpus"] == 15  # not known yet
 
-        [placed] = (await create(admin, name="placed", flavor="m1.tiny"))["servers"]
-        assert (await booted(admin, agent, placed["id"]))["location"]["host"] == "h2"
+    [refused] = (await create(admin, name="refused", flavor="m1.tiny"))["servers"]
+    settled = await wait_for(lambda: _settled(admin, refused["id"]), "the refused server settles")
+    assert settled["status"] == "ERROR" and "h1 has no room" in settled["fault"]
+    assert (await admin.get_host("h1"))["free"]["vcpus"] == 0
+
+    [placed] = (await create(admin, name="placed", flavor="m1.tiny"))["servers"]
+    assert (await booted(admin, agent, placed["id"]))["location"]["host"] == "h2"
 
 
-async def test_a_burst_that_fits_exactly_lands_whole(tmp_path: Any, database_url: str) -> None:
+async def test_a_burst_that_fits_exactly_lands_whole(
+    one_try: tuple[InProcessZone, SkyfedClient, ScriptedAgent],
+) -> None:
     """16 servers at once on four 4-vcpu hosts, one try each: every decision takes
     its room at once, so the burst spreads over the hosts instead of piling onto
     the one with the most free RAM, and all 16 land."""
-    settings = zone_settings(tmp_path, database_url, placement_max_tries=1)
-    async with (
-        InProcessZone(settings) as zone,
-        zone.client() as admin,
-        zone.client("agent", AGENT_PASSWORD) as client,
-    ):
-        agent = ScriptedAgent(client, "agent-1")
-        await agent.beat(
-            {f"h{i}": {"vcpus": 4, "ram_mb": 8192 * i, "disk_gb": 100} for i in range(1, 5)}
-        )
-        answers = await asyncio.gather(
-            *(create(admin, name=f"b{i}", flavor="m1.tiny") for i in range(16))
-        )
-        ids = [a["servers"][0]["id"] for a in answers]
+    _, admin, agent = one_try
+    await agent.beat(
+        {f"h{i}": {"vcpus": 4, "ram_mb": 8192 * i, "disk_gb": 100} for i in range(1, 5)}
+    )
+    answers = await asyncio.gather(
+        *(create(admin, name=f"b{i}", flavor="m1.tiny") for i in range(16))
+    )
+    ids = [a["servers"][0]["id"] for a in answers]
 
-        async def all_settled() -> list[dict[str, Any]] | None:
-            await agent.answer_all()
-            found = [await _settled(admin, i) for i in ids]
-            return found if all(found) else None  # type: ignore[return-value]
+    async def all_settled() -> list[dict[str, Any]] | None:
+        await agent.answer_all()
+        found = [await _settled(admin, i) for i in ids]
+        return found if all(found) else None  # type: ignore[return-value]
 
-        servers = await wait_for(all_settled, "the burst settles", timeout=60)
-        assert [s["fault"] for s in servers if s["status"] != "ACTIVE"] == []
-        assert sorted(s["location"]["host"] for s in servers) == sorted(
-            f"h{i}" for i in range(1, 5) for _ in range(4)
-        )
+    servers = await wait_for(all_settled, "the burst settles", timeout=60)
+    assert [s["fault"] for s in servers if s["status"] != "ACTIVE"] == []
+    assert sorted(s["location"]["host"] for s in servers) == sorted(
+        f"h{i}" for i in range(1, 5) for _ in range(4)
+    )
 
 
 async def _settled(client: SkyfedClient, server_id: str) -> dict[str, Any] | None:

@@ -53,11 +53,11 @@ class LocalRunner(Protocol):
 
 
 class Births:
-    """Tasks of one transaction, each born running on this process's worker when it
-    has a free slot (no claim query, no wait for one), else queued as usual."""
+    """Tasks of one transaction, each born running on `runner` (this process's worker
+    as the transaction began) when it has a free slot, else queued as usual."""
 
-    def __init__(self, store: TaskStore) -> None:
-        self.store = store
+    def __init__(self, runner: LocalRunner | None) -> None:
+        self.runner = runner
         self.running: list[Task] = []
         self.queued = 0
 
@@ -139,12 +139,12 @@ class TaskStore:
             state=QUEUED,
             run_after=utcnow(),
         )
-        local = self.local
         if births is not None:
-            if local is not None and local.reserve():
+            runner = births.runner
+            if runner is not None and runner.reserve():
                 task.state, task.attempts = RUNNING, 1
-                task.lease_owner = local.name
-                task.lease_expires = task.run_after + timedelta(seconds=local.lease)
+                task.lease_owner = runner.name
+                task.lease_expires = task.run_after + timedelta(seconds=runner.lease)
                 births.running.append(task)
             else:
                 births.queued += 1
@@ -156,16 +156,15 @@ class TaskStore:
         """`with store.births() as births:` enqueue with `births=births` and commit
         inside; at the end, with no error, the tasks born running start here and the
         workers are woken for the rest; on an error their slots are given back."""
-        births = Births(self)
+        births = Births(self.local)
         try:
             yield births
         except BaseException:
-            if births.running and self.local is not None:
-                self.local.unreserve(len(births.running))
+            if births.running and births.runner is not None:
+                births.runner.unreserve(len(births.running))
             raise
-        if births.running:
-            assert self.local is not None
-            self.local.adopt(births.running)
+        if births.running and births.runner is not None:
+            births.runner.adopt(births.running)
         if births.queued:
             self.notify()
 

@@ -144,17 +144,11 @@ class Worker:
         """Wait for a wake-up (or, with every slot taken, a free slot) or the poll
         interval, whichever comes first. A slot freed while others are free claims
         nothing: the last claim took all that was due, a new task wakes us up."""
-        if self._free() <= 0:
-            waits = [asyncio.create_task(self._slot_free.wait())]
-        else:
-            waits = [asyncio.create_task(self.store.wakeup.wait())]
+        event = self._slot_free if self._free() <= 0 else self.store.wakeup
         try:
-            await asyncio.wait(
-                waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
-            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), self.poll_interval)
         finally:
-            for wait in waits:
-                wait.cancel()
             self._slot_free.clear()
 
     async def _execute(self, task: Task) -> None:
