@@ -286,7 +286,9 @@ class ZoneQueueServer:
                 content_type=ANSWERS_TYPE,
                 expiration=60,
             )
-        await self._channel.default_exchange.publish(reply, routing_key=reply_to)
+        # Not mandatory: a caller that is gone (its reply queue with it) asks again if it
+        # comes back; the broker need not hand the answer back to us.
+        await self._channel.default_exchange.publish(reply, routing_key=reply_to, mandatory=False)
         return [None] * len(answers)
 
 
