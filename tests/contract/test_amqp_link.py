@@ -278,6 +278,7 @@ async def test_calls_whose_answers_were_lost_with_the_connection_are_asked_again
                 sums = [a["sum"] for a in await asyncio.gather(*calls)]
             assert sums == [i + 1 for i in range(50)]
             assert zone.transport.stats.resent == 50  # each held call asked again once
+            assert zone.transport.stats.disconnects == 1
             assert all(runs == 1 for runs in adder.runs.values())  # answered from the first run
         finally:
             adder.release.set()

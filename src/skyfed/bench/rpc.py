@@ -221,6 +221,11 @@ class LinkSystem:
         await asyncio.gather(*(one(i) for i in range(n)))
         finished = time.perf_counter()
         hit = injector is not None and await injector < finished
+        if fault == "restart" and stats is not None:
+            # `stop_app` returns seconds after the broker has gone; when the link lost its
+            # connection is the moment the restart took effect.
+            lost_at = stats.stats.disconnected_at
+            hit = lost_at is not None and started < lost_at < finished
         dropped = (stats.stats.duplicate_replies - before) if stats is not None else 0
         return finished - started, lost, dropped, hit
 

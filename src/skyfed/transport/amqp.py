@@ -102,6 +102,8 @@ class LinkStats:
     resent: int = 0  # calls published again after the connection came back
     messages: int = 0  # messages published (a batch of calls is one)
     duplicate_replies: int = 0  # second answers to one call, dropped
+    disconnects: int = 0  # times the broker connection was lost (and then restored)
+    disconnected_at: float | None = None  # time.perf_counter() of the last loss
 
 
 class AmqpTransport(httpx.AsyncBaseTransport):
@@ -192,6 +194,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             await connection.close()
             raise httpx.ConnectError("the link is closed")
         connection.reconnect_callbacks.add(self._on_reconnect)
+        connection.close_callbacks.add(self._on_close)
         self._connection, self._channel = connection, channel
         return channel
 
@@ -378,6 +381,11 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             status, carried = 502, {}
         call.answer.set_result((status, carried, body))
         call.poke()
+
+    def _on_close(self, *_: Any) -> None:
+        if not self._closed:
+            self.stats.disconnects += 1
+            self.stats.disconnected_at = time.perf_counter()
 
     def _on_reconnect(self, *_: Any) -> None:
         """The broker is back: replies sent while it was away are gone; ask again."""
