@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import compress
 from math import gcd
-from operator import itemgetter, not_
+from operator import attrgetter, itemgetter, not_
 from typing import Any
 
 from skyfed.scheduling.candidates import Candidate, HostCandidate, ZoneCandidate
@@ -113,6 +113,17 @@ class ScanOrder:
         else:
             self._table = None
             self._lane = start  # the first index of the current pass (a slice with the stride)
+
+    def positions(self, count: int) -> list[int]:
+        """As `take` over `range(n)`: the positions of the next items, not the items."""
+        table = self._table
+        left = self.left
+        if table is None or count >= left or count <= 1:
+            return self.take(count)  # (seq is a range: its items are the positions)
+        at = self._lane + self._offset
+        self._offset += count
+        self.left = left - count
+        return list(table[at : at + count])
 
     def take(self, count: int) -> list[Any]:
         left = self.left
@@ -544,7 +555,9 @@ def _scan_zone_columns(
     returned; those zones; their rooms, or None; how many were scanned)."""
     items = zone_set.items
     request = ctx.request
-    fits = zone_set.fits(request.flavor)  # type: ignore[arg-type]
+    fits = zone_set._fits.get(request.flavor)  # type: ignore[arg-type]
+    if fits is None:
+        fits = zone_set.fits(request.flavor)  # type: ignore[arg-type]
     met = zone_set.met(request.constraints) if request.constraints else None
     screen = compiled.zone_screen  # for a zone the column cannot answer for (UNKNOWN)
     rest = compiled.zone_rest
@@ -552,7 +565,7 @@ def _scan_zone_columns(
     order = None
     if offered > want:
         order = scan_order(range(offered), request, rng)
-        at = order.take(want)
+        at = order.positions(want)
     else:
         at = list(range(offered))
     passed_at: list[int] = []
@@ -564,10 +577,12 @@ def _scan_zone_columns(
         scanned += len(at)
         # The screen's room for each: units > 0 pass, 0 is NO_ROOM, UNKNOWN asks the zone.
         if met is None:
-            got: list[float] = [
-                u if (u := fits[i]) > 0 else NO_ROOM if u == 0 else screen([items[i]])[0]
-                for i in at
-            ]
+            got: list[float] = [fits[i] for i in at] if order is not None else fits.tolist()
+            if min(got) <= 0:  # (mostly all pass: their units are their rooms)
+                got = [
+                    u if u > 0 else NO_ROOM if u == 0 else screen([items[i]])[0]
+                    for i, u in zip(at, got, strict=True)
+                ]
         else:
             got = [
                 (u if (u := fits[i]) > 0 else NO_ROOM if u == 0 else screen([items[i]])[0])
@@ -591,7 +606,7 @@ def _scan_zone_columns(
         if order is None or count >= want or scanned >= offered:
             break
         size = _next_size(want, count, scanned, size)
-        at = order.take(size)
+        at = order.positions(size)
     if rest:
         return None, passed, None, scanned
     return passed_at, passed, rooms, scanned
@@ -643,6 +658,9 @@ def _scan_both(
     return scanned
 
 
+_FREE_RAM = attrgetter("free_ram_mb")
+
+
 def _rank(
     hosts: list[HostCandidate],
     zones: list[ZoneCandidate],
@@ -659,12 +677,12 @@ def _rank(
     if hosts and not zones:
         # Hosts alone have one weigher, monotonic in free RAM: rank by free RAM and
         # score only the ranked (all of them with `every`).
-        free_ram = [h.free_ram_mb for h in hosts]
+        free_ram = list(map(_FREE_RAM, hosts))
         base, k = host_scale(free_ram, config)
         values: Sequence[float] = free_ram if k else [0.0] * len(free_ram)
         head = _top(values, k >= 0, top, hosts, rng)
         return (
-            [hosts[i] for i in head],
+            list(map(hosts.__getitem__, head)),
             [(free_ram[i] - base) * k for i in head],
             hosts,  # type: ignore[return-value]
             [(v - base) * k for v in free_ram] if every else [],
@@ -731,9 +749,13 @@ def _top(
     else:
         order = sorted(range(n), key=get, reverse=descending)  # stable: ties keep scan order
     # A tie among the first top + 1 (sorted) is one within the head or across its end.
-    kept = list(map(get, order[: top + 1]))
-    if len(set(kept)) == len(kept):
+    if n > top + 1:
+        kept = list(map(get, order[: top + 1]))
+        if len(set(kept)) == top + 1:
+            return order[:top]
+    elif len(set(values)) == n:  # (all of them are kept)
         return order[:top]
+    kept = list(map(get, order[: top + 1]))
     # Ties: sort the whole run of candidates equal to the last one kept, and any
     # before it, by key (or at random).
     last = kept[min(top, len(kept)) - 1]
