@@ -15,7 +15,7 @@ from skyfed.scheduling.candidates import ZoneCandidate, reserve_zone
 from skyfed.scheduling.columns import UNKNOWN, ZoneSet, columnar, fits_row
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import zone_may_satisfy
-from skyfed.scheduling.planner import PlannerConfig, plan
+from skyfed.scheduling.planner import PlannerConfig, ScanOrder, plan
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.summary import NumericStats, Summary
@@ -98,6 +98,17 @@ def test_met_is_zone_may_satisfy_of_every_constraint() -> None:
 def test_columnar_only_without_free_amounts() -> None:
     assert columnar(tuple(parse_constraints({"arch": "arm64", "ssd": ">= 1"})))
     assert not columnar(tuple(parse_constraints({"free_ram_mb": ">= 1024"})))
+
+
+@given(st.integers(1, 1500), st.data())
+def test_scan_positions_are_the_items_of_a_range(n: int, data: Any) -> None:
+    stride = data.draw(st.sampled_from([s for s in (1, 3, 7, 11) if n % s or s == 1]))
+    start = data.draw(st.integers(0, n - 1))
+    sizes = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=60))
+    a, b = ScanOrder(range(n), start, stride), ScanOrder(range(n), start, stride)
+    for size in sizes:
+        assert a.positions(size) == b.take(size)
+        assert a.left == b.left
 
 
 def _same(a: Decision, b: Decision) -> None:
