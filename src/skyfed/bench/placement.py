@@ -41,6 +41,7 @@ from rich.table import Table
 
 from skyfed.bench.summary import POOLS
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_host, reserve_zone
+from skyfed.scheduling.columns import ZoneSet
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import host_meets
 from skyfed.scheduling.misses import Misses
@@ -136,7 +137,8 @@ class Node:
 
     name: str
     hosts: list[HostCandidate] = field(default_factory=list)
-    zones: list[ZoneCandidate] = field(default_factory=list)
+    # Its children as candidates: a ZoneSet once the node is built (`_close`).
+    zones: list[ZoneCandidate] | ZoneSet = field(default_factory=list)
     children: dict[str, Node] = field(default_factory=dict)  # by child id
     summary: Summary = field(default_factory=Summary)
 
@@ -246,6 +248,8 @@ def _close(node: Node) -> None:
     """A zone's summary: its own (no hosts of its own here) merged with its children's."""
     node.summary = Summary.merge_all(node.children[z.id].summary for z in node.zones)
     node.summary.zones += 1
+    # Kept with its columns, as a long-lived zone would keep its children.
+    node.zones = ZoneSet(node.zones)
 
 
 # -- requests ------------------------------------------------------------------------

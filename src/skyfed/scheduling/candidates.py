@@ -20,6 +20,7 @@ from skyfed.zones.summary import FREE_KEYS, NumericStats, Summary
 
 if TYPE_CHECKING:
     from skyfed.compute.hosts.registry import HostRecord
+    from skyfed.scheduling.columns import ZoneSet
     from skyfed.zones.view import ChildSnapshot
 
 
@@ -91,6 +92,9 @@ class ZoneCandidate:
     weight_scale: float = 1.0
     labels: Mapping[str, str] = field(default_factory=dict)
     group_members: int = 0  # servers of the request's group in this subtree
+    # The ZoneSet holding this candidate, and its position there (`columns.ZoneSet`).
+    columns: ZoneSet | None = field(default=None, repr=False, compare=False)
+    column: int = field(default=-1, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -148,6 +152,8 @@ def reserve_zone(zone: ZoneCandidate, request: PlacementRequest) -> None:
         left = fits.get(flavor)
         if left:
             fits[flavor] = left - 1
+            if zone.columns is not None:  # keep the set's column of that flavor
+                zone.columns.fit_changed(zone, flavor)
     numeric = summary.numeric
     # Unrolled over FREE_KEYS (asserted below): this runs at every level of every placement.
     if request.vcpus:

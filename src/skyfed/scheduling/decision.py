@@ -33,7 +33,7 @@ class Decision:
     offered: int = 0
     request: PlacementRequest | None = None
     # The bulky fields stay out of repr(): a decision may have seen a million hosts.
-    passed: list[Candidate] = field(default_factory=list, repr=False)
+    passed: Sequence[Candidate] = field(default_factory=list, repr=False)
     _dropped_candidates: dict[str, list[Candidate]] = field(default_factory=dict, repr=False)
     # The child zones offered (reason() reads their names).
     zones: Sequence[ZoneCandidate] = field(default=(), repr=False)

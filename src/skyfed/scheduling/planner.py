@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import compress
 from math import gcd
-from operator import itemgetter, not_
+from operator import attrgetter, itemgetter, not_
 from typing import Any
 
 from skyfed.scheduling.candidates import Candidate, HostCandidate, ZoneCandidate
+from skyfed.scheduling.columns import ZoneSet, columnar
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import (
     FILTERS,
@@ -37,7 +38,14 @@ from skyfed.scheduling.filters import (
     zone_screen,
 )
 from skyfed.scheduling.request import PlacementRequest
-from skyfed.scheduling.weighers import STRATEGIES, host_scale, host_weights, zone_weights
+from skyfed.scheduling.weighers import (
+    STRATEGIES,
+    host_scale,
+    host_weights,
+    zone_scale,
+    zone_weights,
+    zone_weights_at,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,17 @@ class ScanOrder:
         else:
             self._table = None
             self._lane = start  # the first index of the current pass (a slice with the stride)
+
+    def positions(self, count: int) -> list[int]:
+        """As `take` over `range(n)`: the positions of the next items, not the items."""
+        table = self._table
+        left = self.left
+        if table is None or count >= left or count <= 1:
+            return self.take(count)  # (seq is a range: its items are the positions)
+        at = self._lane + self._offset
+        self._offset += count
+        self.left = left - count
+        return list(table[at : at + count])
 
     def take(self, count: int) -> list[Any]:
         left = self.left
@@ -190,13 +209,24 @@ class _Compiled:
     """What plan() needs of a request beyond its candidates: the filter steps and the
     screens, compiled for its shape."""
 
-    __slots__ = ("host_rest", "host_screen", "host_steps", "zone_rest", "zone_screen", "zone_steps")
+    __slots__ = (
+        "host_rest",
+        "host_screen",
+        "host_steps",
+        "zone_columns",
+        "zone_rest",
+        "zone_screen",
+        "zone_steps",
+    )
 
     def __init__(self, request: PlacementRequest) -> None:
         self.host_steps, self.host_rest, self.zone_steps, self.zone_rest = _steps(request)
         v, m, d, constraints = request.vcpus, request.ram_mb, request.disk_gb, request.constraints
         self.host_screen = host_screen(v, m, d, constraints)
         self.zone_screen = zone_screen(v, m, d, request.flavor, constraints)
+        # Whether a ZoneSet's columns can screen child zones for this shape: a flavor
+        # (its units are a column) and constraints that reservations do not change.
+        self.zone_columns = request.flavor is not None and columnar(constraints)
 
 
 # The last request compiled: a descent asks every level about the same request object.
@@ -266,6 +296,46 @@ def _chain_dropped(
     return _chain(list(compress(chunk, map(not_, flags))), steps, ctx, dropped)
 
 
+def _chain_dropped_at(
+    items: Sequence[Any],
+    at: list[int],
+    flags: list[bool],
+    steps: list[Step],
+    ctx: FilterContext,
+    dropped: dict[str, list[Any]],
+) -> list[Any]:
+    """As `_chain_dropped`, for the candidates of `items` at the positions `at`."""
+    return _chain(
+        [items[i] for i, ok in zip(at, flags, strict=True) if not ok], steps, ctx, dropped
+    )
+
+
+class _Picked(Sequence[Any]):
+    """The candidates of `items` at the positions `at`, looked up when read (a
+    decision's `passed`: the planner itself only reads the few it ranks)."""
+
+    __slots__ = ("at", "items")
+
+    def __init__(self, items: Sequence[Any], at: list[int]) -> None:
+        self.items = items
+        self.at = at
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.items[i] for i in self.at[index]]
+        return self.items[self.at[index]]
+
+    def __iter__(self) -> Any:
+        items = self.items
+        return (items[i] for i in self.at)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 def _chain_unscreened(
     chunk: Sequence[Any],
     ok: list[Any],
@@ -298,6 +368,10 @@ def plan(
     request's group members per candidate key and replaces the candidates' own
     `group_members` (so long-lived candidates can serve requests of many groups).
     """
+    zone_set = None
+    if type(zones) is ZoneSet:
+        zone_set = zones
+        zones = zone_set.items
     ctx = FilterContext(request, hosts, zones, group_members)
     compiled = _compiled(request)
     n_hosts, n_zones = len(hosts), len(zones)
@@ -308,6 +382,7 @@ def plan(
     passed_hosts: list[HostCandidate] = []
     passed_zones: list[ZoneCandidate] = []
     zone_rooms = None
+    zones_at = None  # the positions in zone_set of the zones that passed (columns)
     if not n_zones:
         passed_hosts, scanned = _scan_hosts(
             hosts,
@@ -319,6 +394,10 @@ def plan(
             pending,
             want,
             rng,
+        )
+    elif not n_hosts and zone_set is not None and compiled.zone_columns and not explain:
+        zones_at, passed_zones, zone_rooms, scanned = _scan_zone_columns(
+            zone_set, compiled, ctx, dropped, pending, want, rng
         )
     elif not n_hosts:
         passed_zones, zone_rooms, scanned = _scan_zones(
@@ -337,9 +416,12 @@ def plan(
             hosts, zones, compiled, ctx, dropped, pending, want, rng, passed_hosts, passed_zones
         )
 
-    ranked, kept, passed, weights = _rank(
-        passed_hosts, passed_zones, zone_rooms, ctx, config, rng, explain
-    )
+    if zones_at is not None:
+        ranked, kept, passed, weights = _rank_columns(zone_set, zones_at, zone_rooms, config, rng)  # type: ignore[arg-type]
+    else:
+        ranked, kept, passed, weights = _rank(
+            passed_hosts, passed_zones, zone_rooms, ctx, config, rng, explain
+        )
     decision = Decision(
         ranked,
         scanned,
@@ -458,6 +540,78 @@ def _scan_zones(
     return passed, rooms, scanned
 
 
+def _scan_zone_columns(
+    zone_set: ZoneSet,
+    compiled: _Compiled,
+    ctx: FilterContext,
+    dropped: dict[str, list[Candidate]],
+    pending: list[Callable[[dict[str, list[Candidate]]], object]],
+    want: int,
+    rng: random.Random | None,
+) -> tuple[list[int] | None, list[ZoneCandidate], list[float] | None, int]:
+    """`_scan_zones` reading the set's columns instead of each zone's summary, in the
+    same order with the same outcome: (the positions of the zones that passed, or
+    None when other filters ran after the screen and the zones themselves are
+    returned; those zones; their rooms, or None; how many were scanned)."""
+    items = zone_set.items
+    request = ctx.request
+    fits = zone_set._fits.get(request.flavor)  # type: ignore[arg-type]
+    if fits is None:
+        fits = zone_set.fits(request.flavor)  # type: ignore[arg-type]
+    met = zone_set.met(request.constraints) if request.constraints else None
+    screen = compiled.zone_screen  # for a zone the column cannot answer for (UNKNOWN)
+    rest = compiled.zone_rest
+    offered = len(items)
+    order = None
+    if offered > want:
+        order = scan_order(range(offered), request, rng)
+        at = order.positions(want)
+    else:
+        at = list(range(offered))
+    passed_at: list[int] = []
+    rooms: list[float] = []
+    passed: list[ZoneCandidate] = []  # with rest only
+    scanned = 0
+    size = want
+    while at:
+        scanned += len(at)
+        # The screen's room for each: units > 0 pass, 0 is NO_ROOM, UNKNOWN asks the zone.
+        if met is None:
+            got: list[float] = [fits[i] for i in at] if order is not None else fits.tolist()
+            if min(got) <= 0:  # (mostly all pass: their units are their rooms)
+                got = [
+                    u if u > 0 else NO_ROOM if u == 0 else screen([items[i]])[0]
+                    for i, u in zip(at, got, strict=True)
+                ]
+        else:
+            got = [
+                (u if (u := fits[i]) > 0 else NO_ROOM if u == 0 else screen([items[i]])[0])
+                if met[i]
+                else NO_ROOM
+                for i in at
+            ]
+        if min(got) == NO_ROOM:  # the whole chain says which filter drops those, if asked
+            flags = [room != NO_ROOM for room in got]
+            pending.append(partial(_chain_dropped_at, items, at, flags, compiled.zone_steps, ctx))
+            at = list(compress(at, flags))
+            got = list(compress(got, flags))
+        if rest:
+            if at:
+                passed += _chain([items[i] for i in at], rest, ctx, dropped)
+            count = len(passed)
+        else:
+            passed_at += at
+            rooms += got
+            count = len(passed_at)
+        if order is None or count >= want or scanned >= offered:
+            break
+        size = _next_size(want, count, scanned, size)
+        at = order.positions(size)
+    if rest:
+        return None, passed, None, scanned
+    return passed_at, passed, rooms, scanned
+
+
 def _scan_both(
     hosts: Sequence[HostCandidate],
     zones: Sequence[ZoneCandidate],
@@ -504,6 +658,9 @@ def _scan_both(
     return scanned
 
 
+_FREE_RAM = attrgetter("free_ram_mb")
+
+
 def _rank(
     hosts: list[HostCandidate],
     zones: list[ZoneCandidate],
@@ -520,12 +677,12 @@ def _rank(
     if hosts and not zones:
         # Hosts alone have one weigher, monotonic in free RAM: rank by free RAM and
         # score only the ranked (all of them with `every`).
-        free_ram = [h.free_ram_mb for h in hosts]
+        free_ram = list(map(_FREE_RAM, hosts))
         base, k = host_scale(free_ram, config)
         values: Sequence[float] = free_ram if k else [0.0] * len(free_ram)
         head = _top(values, k >= 0, top, hosts, rng)
         return (
-            [hosts[i] for i in head],
+            list(map(hosts.__getitem__, head)),
             [(free_ram[i] - base) * k for i in head],
             hosts,  # type: ignore[return-value]
             [(v - base) * k for v in free_ram] if every else [],
@@ -541,6 +698,38 @@ def _rank(
         return [], [], [], []
     head = _top(weights, True, top, candidates, rng)
     return [candidates[i] for i in head], [weights[i] for i in head], candidates, weights
+
+
+def _rank_columns(
+    zone_set: ZoneSet,
+    at: list[int],
+    rooms: list[float],
+    config: PlannerConfig,
+    rng: random.Random | None,
+) -> tuple[list[Candidate], list[float], Sequence[Candidate], list[float]]:
+    """`_rank` of the zones of `zone_set` at the positions `at` (no hosts, no
+    anti-affinity), their weights read from the set's columns."""
+    if not at:
+        return [], [], [], []
+    items = zone_set.items
+    scale, offset = zone_set.scale, zone_set.offset
+    picked = _Picked(items, at)
+    if zone_set.plain:
+        # Every weight is (room - base) * k (times 1.0, plus 0.0): it grows with the
+        # room (k > 0) or falls with it, one weight per room. Rank the rooms as
+        # the hosts' free RAM is ranked, and weigh only the ranked.
+        base, k = zone_scale(rooms, config)
+        values: Sequence[float] = rooms if k else [0.0] * len(rooms)
+        head = _top(values, k >= 0, config.max_ranked, picked, rng)
+        return (
+            [items[at[i]] for i in head],
+            [(rooms[i] - base) * k * scale[at[i]] + offset[at[i]] for i in head],
+            picked,
+            [],
+        )
+    weights = zone_weights_at(rooms, at, scale, offset, config)
+    head = _top(weights, True, config.max_ranked, picked, rng)
+    return [items[at[i]] for i in head], [weights[i] for i in head], picked, weights
 
 
 def _top(
@@ -560,9 +749,13 @@ def _top(
     else:
         order = sorted(range(n), key=get, reverse=descending)  # stable: ties keep scan order
     # A tie among the first top + 1 (sorted) is one within the head or across its end.
-    kept = list(map(get, order[: top + 1]))
-    if len(set(kept)) == len(kept):
+    if n > top + 1:
+        kept = list(map(get, order[: top + 1]))
+        if len(set(kept)) == top + 1:
+            return order[:top]
+    elif len(set(values)) == n:  # (all of them are kept)
         return order[:top]
+    kept = list(map(get, order[: top + 1]))
     # Ties: sort the whole run of candidates equal to the last one kept, and any
     # before it, by key (or at random).
     last = kept[min(top, len(kept)) - 1]

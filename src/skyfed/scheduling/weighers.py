@@ -116,3 +116,28 @@ def zone_weights(
         ((v - base) * k - p) * z.weight_scale + z.weight_offset
         for v, z, p in zip(room, zones, penalties, strict=True)
     ]
+
+
+def zone_scale(room: Sequence[float], config: PlannerConfig) -> tuple[float, float]:
+    """(base, k) such that a zone's weight before its scale and offset is
+    (room - base) * k, as `zone_weights` computes it."""
+    lo, hi = min(room), max(room)
+    k = config.ram_weight_multiplier / (hi - lo) if hi != lo else 0.0
+    base = hi if config.strategy == FILL else lo
+    if config.strategy == FILL:
+        k = -k
+    return base, k
+
+
+def zone_weights_at(
+    room: Sequence[float],
+    at: Sequence[int],
+    scale: Sequence[float],
+    offset: Sequence[float],
+    config: PlannerConfig,
+) -> list[float]:
+    """`zone_weights` without anti-affinity, of the zones whose rooms are `room`, the
+    weight scale and offset of each read at its position in `at` (a ZoneSet's
+    columns): the same figures, computed the same way."""
+    base, k = zone_scale(room, config)
+    return [(v - base) * k * scale[i] + offset[i] for v, i in zip(room, at, strict=True)]
