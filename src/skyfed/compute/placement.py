@@ -27,6 +27,7 @@ from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
+from skyfed.scheduling.columns import ZoneSet
 from skyfed.scheduling.planner import Decision, PlannerConfig, plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.tasks.models import Task
@@ -104,6 +105,10 @@ class Placer:
         self._in_children: Coalescer[None, tuple[Server, str], None] = Coalescer(
             self._record_in_children, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
+        # The children as candidates, kept between polls (by the view's children version):
+        # decisions share them, with the reservations they make, and the planner reads
+        # their columns instead of building a candidate per child for every decision.
+        self._children: tuple[int, ZoneSet] | None = None
 
     # -- the task ---------------------------------------------------------------
 
@@ -133,6 +138,8 @@ class Placer:
                     # A child is asked over the network: record the attempt first. A host
                     # claim needs no record, it commits with the placement or not at all.
                     reserve_zone(chosen, request)
+                    if chosen.columns is None:  # a group's own candidate: share its summary
+                        self._child_changed(chosen.id)
                     await self._attempts.submit(None, (server.id, key))
             outcome = await self._attempt(server, request, key, principal)
             if outcome.placed:
@@ -168,7 +175,7 @@ class Placer:
 
     async def candidates(
         self, request: PlacementRequest, *, project_id: str | None = None
-    ) -> tuple[list[HostCandidate], list[ZoneCandidate]]:
+    ) -> tuple[list[HostCandidate], list[ZoneCandidate] | ZoneSet]:
         members: dict[str, int] = {}
         if request.group:
             members = await self._group_members(project_id, request)
@@ -179,11 +186,37 @@ class Placer:
             hosts = [make(r, group_members=members.get("host:" + r.name, 0)) for r in online]
         else:  # the common case, one call per host and nothing else
             hosts = [make(r) for r in online]
-        zones = [
-            ZoneCandidate.from_snapshot(child, group_members=members.get("zone:" + child.id, 0))
-            for child in self.ctx.view.children.values()
-        ]
+        zones: list[ZoneCandidate] | ZoneSet
+        if members:  # counts of this request's group: candidates of its own
+            zones = [
+                ZoneCandidate.from_snapshot(child, group_members=members.get("zone:" + child.id, 0))
+                for child in self.ctx.view.children.values()
+            ]
+        else:
+            zones = self.children()
         return hosts, zones
+
+    def children(self) -> ZoneSet:
+        """The children as candidates, built again once the view's children changed."""
+        version = self.ctx.view.children_version
+        kept = self._children
+        if kept is None or kept[0] != version:
+            snapshots = self.ctx.view.children.values()
+            kept = self._children = (
+                version,
+                ZoneSet(ZoneCandidate.from_snapshot(child) for child in snapshots),
+            )
+        return kept[1]
+
+    def _child_changed(self, child_id: str) -> None:
+        """A reservation on a candidate outside the kept set changed the summary it
+        shares with the set's candidate of that child: bring the set's columns along."""
+        if self._children is None:
+            return
+        for zone in self._children[1]:
+            if zone.id == child_id:
+                self._children[1].update(zone)
+                return
 
     async def _group_members(
         self, project_id: str | None, request: PlacementRequest

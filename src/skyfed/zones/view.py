@@ -70,6 +70,11 @@ class ZoneView:
         self._children_version = 0
         self._cached: tuple[tuple[int, int], float, Summary, datetime] | None = None
 
+    @property
+    def children_version(self) -> int:
+        """Changes whenever a child is put (each poll's answer) or dropped."""
+        return self._children_version
+
     def put_child(self, child: ChildSnapshot) -> None:
         self.children[child.id] = child
         self._put_at[child.id] = self.clock()

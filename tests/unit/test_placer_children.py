@@ -1,0 +1,73 @@
+"""A zone keeps its children as one ZoneSet between polls: decisions share it and the
+room they reserve, a group's own candidates keep it in step, and a poll renews it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from skyfed.compute.placement import Placer
+from skyfed.scheduling.candidates import ZoneCandidate, reserve_zone
+from skyfed.scheduling.planner import plan
+from skyfed.scheduling.request import PlacementRequest
+from skyfed.zones.summary import NumericStats, Summary
+from skyfed.zones.view import ChildSnapshot, ZoneView
+
+
+def snapshot(child_id: str, units: int) -> ChildSnapshot:
+    summary = Summary(
+        hosts=4,
+        numeric={"free_ram_mb": NumericStats(0, 8192, 8192 * units, 4)},
+        fits={"small": units},
+    )
+    return ChildSnapshot(child_id, child_id, "active", summary)
+
+
+def placer_over(*children: ChildSnapshot) -> Placer:
+    view = ZoneView(hosts=None, flavors=[])  # type: ignore[arg-type]  # children only
+    for child in children:
+        view.put_child(child)
+    settings = SimpleNamespace(scheduler_strategy="spread", scheduler_sample=32, child_wait=1.0)
+    return Placer(SimpleNamespace(settings=settings, links=None, db=None, view=view))  # type: ignore[arg-type]
+
+
+def small(server_id: str) -> PlacementRequest:
+    return PlacementRequest(server_id, 1, 1024, 10, flavor="small")
+
+
+def place(placer: Placer, request: PlacementRequest) -> str | None:
+    """One decision as the place task makes it: the best child, reserved."""
+    decision = plan(request, [], placer.children(), zone_name="here", config=placer.config)
+    if not decision.ranked:
+        return None
+    chosen = decision.ranked[0]
+    assert isinstance(chosen, ZoneCandidate)
+    reserve_zone(chosen, request)
+    return chosen.id
+
+
+def test_decisions_between_polls_share_the_children_and_their_reservations() -> None:
+    placer = placer_over(snapshot("a", 2), snapshot("b", 1))
+    assert placer.children() is placer.children()  # no candidates built per decision
+    chosen = [place(placer, small(f"s{i}")) for i in range(4)]
+    assert sorted(c for c in chosen if c) == ["a", "a", "b"]  # three units, three servers
+    assert chosen[3] is None  # the fourth finds no room left
+
+
+def test_a_group_requests_reservation_is_seen_by_the_next_decision() -> None:
+    placer = placer_over(snapshot("a", 1), snapshot("b", 1))
+    kept = placer.children()
+    assert list(kept.fits("small")) == [1, 1]  # the column, as decisions have read it
+    # A request with a group gets candidates of its own, sharing the view's summaries.
+    own = [ZoneCandidate.from_snapshot(c) for c in placer.ctx.view.children.values()]
+    reserve_zone(own[0], small("grouped"))
+    placer._child_changed(own[0].id)
+    assert kept.fits("small")[0] == 0
+    assert place(placer, small("next")) == own[1].id
+
+
+def test_a_poll_renews_the_children() -> None:
+    placer = placer_over(snapshot("a", 1))
+    assert place(placer, small("s1")) == "a"
+    assert place(placer, small("s2")) is None
+    placer.ctx.view.put_child(snapshot("a", 3))  # the child's next answer
+    assert place(placer, small("s3")) == "a"
