@@ -138,8 +138,6 @@ class Placer:
                     # A child is asked over the network: record the attempt first. A host
                     # claim needs no record, it commits with the placement or not at all.
                     reserve_zone(chosen, request)
-                    if chosen.columns is None:  # a group's own candidate: share its summary
-                        self._child_changed(chosen.id)
                     await self._attempts.submit(None, (server.id, key))
             outcome = await self._attempt(server, request, key, principal)
             if outcome.placed:
@@ -162,39 +160,23 @@ class Placer:
         self, server: Server, *, explain: bool = False, request: PlacementRequest | None = None
     ) -> Decision:
         request = request or placement_request(server)
-        hosts, zones = await self.candidates(request, project_id=server.project_id)
+        members: dict[str, int] = {}
+        if request.group:
+            members = await self._group_members(server.project_id, request)
+        # A host no agent runs cannot take servers.
+        make = HostCandidate.from_record
+        hosts = [make(record) for record in self.ctx.hosts.online() if record.agent is not None]
         return plan(
             request,
             hosts,
-            zones,
+            self.children(),
             zone_name=self.ctx.zone_name,
             config=self.config,
             rng=self.rng,
             explain=explain,
+            # The group's counts by candidate key: the kept candidates serve every group.
+            group_members=members or None,
         )
-
-    async def candidates(
-        self, request: PlacementRequest, *, project_id: str | None = None
-    ) -> tuple[list[HostCandidate], list[ZoneCandidate] | ZoneSet]:
-        members: dict[str, int] = {}
-        if request.group:
-            members = await self._group_members(project_id, request)
-        # A host no agent runs cannot take servers.
-        online = (record for record in self.ctx.hosts.online() if record.agent is not None)
-        make = HostCandidate.from_record
-        if members:
-            hosts = [make(r, group_members=members.get("host:" + r.name, 0)) for r in online]
-        else:  # the common case, one call per host and nothing else
-            hosts = [make(r) for r in online]
-        zones: list[ZoneCandidate] | ZoneSet
-        if members:  # counts of this request's group: candidates of its own
-            zones = [
-                ZoneCandidate.from_snapshot(child, group_members=members.get("zone:" + child.id, 0))
-                for child in self.ctx.view.children.values()
-            ]
-        else:
-            zones = self.children()
-        return hosts, zones
 
     def children(self) -> ZoneSet:
         """The children as candidates, built again once the view's children changed."""
@@ -207,16 +189,6 @@ class Placer:
                 ZoneSet(ZoneCandidate.from_snapshot(child) for child in snapshots),
             )
         return kept[1]
-
-    def _child_changed(self, child_id: str) -> None:
-        """A reservation on a candidate outside the kept set changed the summary it
-        shares with the set's candidate of that child: bring the set's columns along."""
-        if self._children is None:
-            return
-        for zone in self._children[1]:
-            if zone.id == child_id:
-                self._children[1].update(zone)
-                return
 
     async def _group_members(
         self, project_id: str | None, request: PlacementRequest

@@ -42,7 +42,6 @@ from skyfed.scheduling.weighers import (
     STRATEGIES,
     host_scale,
     host_weights,
-    zone_scale,
     zone_weights,
     zone_weights_at,
 )
@@ -555,9 +554,7 @@ def _scan_zone_columns(
     returned; those zones; their rooms, or None; how many were scanned)."""
     items = zone_set.items
     request = ctx.request
-    fits = zone_set._fits.get(request.flavor)  # type: ignore[arg-type]
-    if fits is None:
-        fits = zone_set.fits(request.flavor)  # type: ignore[arg-type]
+    fits = zone_set.fits(request.flavor)  # type: ignore[arg-type]  # (a flavor: zone_columns)
     met = zone_set.met(request.constraints) if request.constraints else None
     screen = compiled.zone_screen  # for a zone the column cannot answer for (UNKNOWN)
     rest = compiled.zone_rest
@@ -718,7 +715,7 @@ def _rank_columns(
         # Every weight is (room - base) * k (times 1.0, plus 0.0): it grows with the
         # room (k > 0) or falls with it, one weight per room. Rank the rooms as
         # the hosts' free RAM is ranked, and weigh only the ranked.
-        base, k = zone_scale(rooms, config)
+        base, k = host_scale(rooms, config)
         values: Sequence[float] = rooms if k else [0.0] * len(rooms)
         head = _top(values, k >= 0, config.max_ranked, picked, rng)
         return (

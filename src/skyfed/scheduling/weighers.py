@@ -57,7 +57,9 @@ def zone_room(zone: ZoneCandidate, request: PlacementRequest) -> float:
 
 def host_scale(free_ram: Sequence[float], config: PlannerConfig) -> tuple[float, float]:
     """(base, k) such that a host's weight is (free_ram_mb - base) * k: free RAM
-    normalised to 0..1 across the hosts (reversed for fill), times the multiplier."""
+    normalised to 0..1 across the hosts (reversed for fill), times the multiplier.
+    A child zone's weight scales its room the same way, before its own scale and
+    offset."""
     lo, hi = min(free_ram), max(free_ram)
     if hi == lo:
         return lo, 0.0
@@ -95,11 +97,7 @@ def zone_weights(
         ]
     # normalize(room) * multiplier, then * weight_scale + weight_offset, in one pass
     # when no anti-affinity penalty comes between.
-    lo, hi = min(room), max(room)
-    k = config.ram_weight_multiplier / (hi - lo) if hi != lo else 0.0
-    base = hi if config.strategy == FILL else lo
-    if config.strategy == FILL:
-        k = -k
+    base, k = host_scale(room, config)
     penalties = None
     if request.group_policy == ANTI_AFFINITY and config.anti_affinity_multiplier:
         members = ctx.zone_members(zones)
@@ -118,17 +116,6 @@ def zone_weights(
     ]
 
 
-def zone_scale(room: Sequence[float], config: PlannerConfig) -> tuple[float, float]:
-    """(base, k) such that a zone's weight before its scale and offset is
-    (room - base) * k, as `zone_weights` computes it."""
-    lo, hi = min(room), max(room)
-    k = config.ram_weight_multiplier / (hi - lo) if hi != lo else 0.0
-    base = hi if config.strategy == FILL else lo
-    if config.strategy == FILL:
-        k = -k
-    return base, k
-
-
 def zone_weights_at(
     room: Sequence[float],
     at: Sequence[int],
@@ -139,5 +126,5 @@ def zone_weights_at(
     """`zone_weights` without anti-affinity, of the zones whose rooms are `room`, the
     weight scale and offset of each read at its position in `at` (a ZoneSet's
     columns): the same figures, computed the same way."""
-    base, k = zone_scale(room, config)
+    base, k = host_scale(room, config)
     return [(v - base) * k * scale[i] + offset[i] for v, i in zip(room, at, strict=True)]
