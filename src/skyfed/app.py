@@ -254,7 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.runtime = runtime
     error_handlers.install(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, max_body=settings.max_body_bytes)
     app.include_router(identity_router)
     app.include_router(compute_router)  # before zones: /v1/zones/locate is not a zone id
     app.include_router(zones_router)

@@ -313,8 +313,9 @@ class SkyfedClient:
     async def update_zone(self, ref: str, **changes: Any) -> dict[str, Any]:
         return await self.request("PUT", f"/v1/zones/{ref}", json=changes)
 
-    async def delete_zone(self, ref: str) -> None:
-        await self.request("DELETE", f"/v1/zones/{ref}")
+    async def delete_zone(self, ref: str, *, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        await self.request("DELETE", f"/v1/zones/{ref}", params=params)
 
     # -- hosts -------------------------------------------------------------------
 

@@ -49,6 +49,11 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class PayloadTooLarge(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
 class Invalid(AppError):
     status = 422
     code = "validation_error"

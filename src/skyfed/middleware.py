@@ -1,6 +1,6 @@
 """The outermost ASGI layer: a request id on every call (kept across zones), one access
-log line, and the error shape for any failure nothing else handled (logged once, with
-the request id)."""
+log line, a bound on request bodies (413), and the error shape for any failure nothing
+else handled (logged once, with the request id)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skyfed.errors import error_body
+from skyfed.errors import PayloadTooLarge, error_body
 from skyfed.logs import request_id
 
 log = logging.getLogger("skyfed.access")
@@ -28,19 +28,25 @@ def _quiet(method: str, path: str) -> bool:
     return method == "PUT" and path.startswith("/v1/hosts")
 
 
+DEFAULT_MAX_BODY = 32 * 1024 * 1024
+
+
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY) -> None:
         self.app = app
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = ""
+        length = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
-                break
+            elif name == b"content-length":
+                length = value
         rid = incoming if _VALID_ID.match(incoming) else f"req-{uuid.uuid4()}"
         token = request_id.set(rid)
         status = 500
@@ -55,22 +61,39 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        limit = self.max_body
+        too_large = f"the request body is larger than {limit:,} bytes"
+        read = 0
+
+        async def receive_bounded() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:  # (a body sent without a length, or longer than it said)
+                    raise PayloadTooLarge(too_large)
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            if length is not None and not length.isdigit():
+                await _answer(send_with_id, 400, "bad_request", "Content-Length is not a number")
+                return
+            if length is not None and int(length) > limit:  # refused before a byte is read
+                await _answer(send_with_id, 413, PayloadTooLarge.code, too_large)
+                return
+            await self.app(scope, receive_bounded, send_with_id)
+        except PayloadTooLarge as exc:  # (the app's handlers answer it where they see it)
+            if not started_response:
+                await _answer(send_with_id, exc.status, exc.code, exc.message)
         except Exception:
             log.exception("unhandled error", extra={"path": scope["path"]})
             if not started_response:
-                await send_with_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
+                await _answer(
+                    send_with_id,
+                    500,
+                    "internal_error",
+                    "an internal error occurred; see the zone's log",
                 )
-                body = error_body(
-                    "internal_error", "an internal error occurred; see the zone's log"
-                )
-                await send({"type": "http.response.body", "body": json.dumps(body).encode()})
         finally:
             method, path = scope["method"], scope["path"]
             log.log(
@@ -84,3 +107,16 @@ class RequestContext:
                 },
             )
             request_id.reset(token)
+
+
+async def _answer(send: Send, status: int, code: str, message: str) -> None:
+    """A whole error response in the one error shape."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    body = json.dumps(error_body(code, message)).encode()
+    await send({"type": "http.response.body", "body": body})

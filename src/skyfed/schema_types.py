@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+NAME_MAX = 63
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 # Capability and label keys.
 KEY_PATTERN = r"^[A-Za-z0-9_.:/-]{1,64}$"

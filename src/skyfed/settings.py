@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     command_timeout: float = Field(default=60.0, gt=0)
     # The longest an agent's poll for commands is held open (proxies cut idle requests).
     agent_poll_max: float = Field(default=30.0, ge=0)
+    # The largest request body taken (413 beyond). The largest a zone itself sends is
+    # a parent's batch of 500 servers with full metadata, about 9 MiB.
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # The URL clients and parents reach this zone at (default: http://host:port).
     public_url: str | None = None
 

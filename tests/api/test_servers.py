@@ -45,6 +45,14 @@ async def create(client: SkyfedClient, **body: Any) -> dict[str, Any]:
     return await client.request("POST", "/v1/servers", json=body)
 
 
+def deep(levels: int) -> list[Any]:
+    """A list nested `levels` deep."""
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 async def server(client: SkyfedClient, server_id: str) -> dict[str, Any]:
     return await client.request("GET", f"/v1/servers/{server_id}")
 
@@ -363,6 +371,17 @@ async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
         ({"id": "6f1d3f0a-9a8e-4a59-9d55-111111111111"}, 403, "forbidden"),
         ({"wait": 5}, 403, "forbidden"),
         ({"name": "bad name"}, 422, "validation_error"),
+        # Too deep for serialisers (an agent's commands), too large to copy down the tree.
+        ({"metadata": {"a": deep(40)}}, 422, "validation_error"),
+        ({"metadata": {"a": "x" * 20_000}}, 422, "validation_error"),
+        ({"metadata": {"a": "nul\x00"}}, 422, "validation_error"),
+        ({"metadata": {"process": {"command": "sleep 1"}}}, 422, "validation_error"),
+        ({"metadata": {"process": {"command": ["sleep"], "shell": True}}}, 422, "validation_error"),
+        # The servers would be named <62 characters>-1 and -2: longer than a name may be.
+        ({"name": "n" * 62, "count": 2}, 422, "validation_error"),
+        ({"within": "eu/dc1", "avoid": ["eu"]}, 422, "validation_error"),
+        ({"constraints": {"ssd": "=> 1"}}, 422, "validation_error"),
+        ({"constraints": {"arch": "in []"}}, 422, "validation_error"),
     ],
 )
 async def test_bad_requests_change_nothing(
@@ -373,6 +392,32 @@ async def test_bad_requests_change_nothing(
     assert (exc.value.status, exc.value.code) == (status, code), exc.value.message
     assert (await admin.request("GET", "/v1/servers"))["servers"] == []
     assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+
+
+async def test_bounds_on_what_a_server_carries(admin: SkyfedClient, agent: ScriptedAgent) -> None:
+    # At the bounds: accepted, and the agent's command carries the metadata whole.
+    metadata = {"a": deep(6), "b": "x" * 15_000, "process": {"command": ["sleep", "1"]}}
+    [brief] = (await create(admin, name="n" * 63, metadata=metadata))["servers"]
+    assert (await booted(admin, agent, brief["id"]))["metadata"] == metadata
+    made = await create(admin, name="n" * 58, count=10, flavor="m1.tiny")
+    assert made["servers"][-1]["name"] == "n" * 58 + "-10"
+
+
+async def test_the_operators_the_api_prints_are_understood(
+    admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    # A constraint as messages print it ("arch in (x86_64, arm64)"), and "==" for "=".
+    for constraints in ({"arch": "in (x86_64, arm64)"}, {"arch": "== x86_64"}):
+        [brief] = (await create(admin, constraints=constraints))["servers"]
+        assert (await booted(admin, agent, brief["id"]))["status"] == "ACTIVE"
+
+
+async def test_a_status_no_server_can_have_is_refused(admin: SkyfedClient) -> None:
+    with pytest.raises(SkyfedError) as exc:
+        await admin.request("GET", "/v1/servers", params={"status": "FOO"})
+    assert (exc.value.status, exc.value.code) == (422, "validation_error")
+    assert "ACTIVE" in exc.value.message
+    assert (await admin.request("GET", "/v1/servers", params={"status": "ERROR"}))["servers"] == []
 
 
 async def test_unknown_server_is_404(admin: SkyfedClient) -> None:

@@ -122,6 +122,21 @@ async def test_servers_sink_to_hosts_and_everything_follows_the_index(federation
             )
         assert impossible.value.status == 400 and "arch = sparc" in impossible.value.message
 
+        # A child still holding servers is not removed by mistake; with force it is,
+        # and this zone forgets them (404, not 500, and locate no longer counts them).
+        with pytest.raises(SkyfedError) as held:
+            await top.request("DELETE", "/v1/zones/us")
+        assert (held.value.status, held.value.code) == (409, "zone_not_empty")
+        assert "4 resource" in held.value.message
+        assert (await top.request("GET", f"/v1/servers/{ids[0]}"))["status"] == "ACTIVE"
+        await top.request("DELETE", "/v1/zones/us", params={"force": "true"})
+        with pytest.raises(SkyfedError) as forgotten:
+            await top.request("GET", f"/v1/servers/{ids[0]}")
+        assert forgotten.value.status == 404
+        with pytest.raises(SkyfedError) as nowhere:
+            await top.request("GET", "/v1/zones/locate", params={"project": project})
+        assert nowhere.value.status == 404
+
 
 async def wait_until(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -150,6 +165,25 @@ async def test_a_dead_child_is_named_in_lists_and_reached_again_after_a_restart(
         with pytest.raises(SkyfedError) as down:
             await top.request("GET", f"/v1/servers/{in_us[0]}")
         assert down.value.status == 503
+
+        # Once `us` has marked it offline, what only us-dc could take is "not now" (503),
+        # not "never" (400): the client may retry, and nothing was created.
+        async with fed.admin_client("us") as us:
+
+            async def offline() -> bool:
+                zones = (await us.request("GET", "/v1/zones"))["zones"]
+                return [z["state"] for z in zones] == ["offline"]
+
+            await wait_until(offline, 30, "us marks us-dc offline")
+            arm = {"name": "a", "flavor": "m1.tiny", "constraints": {"arch": "arm64"}}
+            with pytest.raises(SkyfedError) as later:
+                await us.request("POST", "/v1/servers", json=arm)
+            assert (later.value.status, later.value.code) == (503, "zones_offline")
+            assert "us-dc" in later.value.message
+            sparc = {**arm, "constraints": {"arch": "sparc"}}
+            with pytest.raises(SkyfedError) as never:
+                await us.request("POST", "/v1/servers", json=sparc)
+            assert never.value.status == 400
 
         fed.zones["us-dc"].start()
         await fed.zones["us-dc"].wait_ready()

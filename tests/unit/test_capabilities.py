@@ -141,6 +141,17 @@ def test_parse_constraints_reports_the_bad_key() -> None:
         parse_constraints({"arch": "arm64", "ram_mb": ">= lots"})
 
 
+def test_what_str_prints_parses_back() -> None:
+    # Messages print constraints; a person pasting one back gets the same constraint.
+    for spec in ("in a, b", "in (a, b)", "in [a, b]", "in(a,b)", ">= 4096", "!= x", "exists"):
+        once = c("k", spec)
+        assert c("k", str(once).removeprefix("k ")) == once
+
+
+def test_double_equals_is_equality() -> None:
+    assert c("ssd", "== 1") == c("ssd", "= 1") == c("ssd", 1)
+
+
 def test_str_of_constraints() -> None:
     assert str(c("ram_mb", ">= 4096")) == "ram_mb >= 4096"
     assert str(c("gpu", "exists")) == "gpu exists"
@@ -192,6 +203,13 @@ def test_str_of_constraints() -> None:
         ("k" * 65, "x", "capability key"),
         ("ä", "x", "capability key"),
         ("k=", "x", "capability key"),
+        # An operand that starts like an operator is a slip, not a value.
+        ("k", "=> 2", "malformed"),
+        ("k", "= = 1", "malformed"),
+        ("k", ">> 2", "malformed"),
+        ("k", "!= !x", "malformed"),
+        ("k", "in []", "1 to 256 values"),
+        ("k", "in ()", "1 to 256 values"),
     ],
 )
 def test_malformed_constraints(key: str, spec: object, message: str) -> None:

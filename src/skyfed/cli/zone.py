@@ -201,7 +201,11 @@ def delete(
     username: Username = None,
     password: Password = None,
     token: Token = None,
+    force: Annotated[
+        bool, typer.Option(help="Also when it holds servers: forget them here.")
+    ] = False,
 ) -> None:
-    """Remove a child zone (the child itself keeps running)."""
-    run(url, username, password, token, lambda c: c.delete_zone(ref))
+    """Remove a child zone (the child itself keeps running); refused while it holds
+    servers placed from this zone, unless --force."""
+    run(url, username, password, token, lambda c: c.delete_zone(ref, force=force))
     typer.echo(f"deleted {ref}")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from skyfed.compute.lifecycle import STATUSES
 from skyfed.compute.schemas import (
     ActionIn,
     DelegatedCreated,
@@ -76,13 +77,18 @@ async def create_delegated(
     )
 
 
+# A status no server can have is refused (422, naming the ones there are), not
+# answered with an empty list.
+_STATUS_PATTERN = "^(" + "|".join(STATUSES) + ")$"
+
+
 @router.get("/servers", response_model=ServerList)
 async def list_servers(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     marker: Annotated[str | None, Query(max_length=512)] = None,
-    status: Annotated[str | None, Query(pattern=r"^[A-Z]{1,16}$")] = None,
+    status: Annotated[str | None, Query(pattern=_STATUS_PATTERN)] = None,
     name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     project_id: Id | None = None,
 ) -> ServerList:

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from skyfed.schema_types import Name, Strict, Text255
+from skyfed.compute.metadata import check_metadata
+from skyfed.compute.process_spec import ProcessSpec, ProcessSpecError
+from skyfed.schema_types import NAME_MAX, Name, Strict, Text255
 from skyfed.zones.capabilities import CapabilityError, parse_constraints
 
 Path = Annotated[
@@ -72,6 +74,12 @@ class ServerCreate(Strict):
             raise ValueError(str(exc)) from exc
         return value
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_metadata(value)
+        return value
+
     @field_validator("created_at", mode="before")
     @classmethod
     def _created_at(cls, value: Any) -> Any:
@@ -96,6 +104,22 @@ class ServerCreate(Strict):
             raise ValueError("a request with an id creates one server")
         if self.created_at is not None and self.created_at.tzinfo is None:
             raise ValueError("created_at needs a time zone")
+        if self.count > 1 and len(self.name) + len(f"-{self.count}") > NAME_MAX:
+            # The servers are named name-1 .. name-count: each must still be a Name.
+            raise ValueError(
+                f"name is too long for count {self.count}: the servers are named "
+                f"name-1 .. name-{self.count}, at most {NAME_MAX} characters each"
+            )
+        if self.within is not None:
+            inside = self.within + "/"
+            for path in self.avoid:
+                if inside.startswith(path + "/"):
+                    raise ValueError(f"within '{self.within}' lies in avoided zone '{path}'")
+        if "process" in self.metadata:  # (a process host runs it: refuse a bad one now)
+            try:
+                ProcessSpec.parse(self.name, {"metadata": self.metadata})
+            except ProcessSpecError as exc:
+                raise ValueError(str(exc)) from exc
         return self
 
 

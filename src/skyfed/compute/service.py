@@ -48,6 +48,7 @@ from skyfed.tasks.models import Task
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.models import ChildZone
+from skyfed.zones.summary import Summary
 
 
 def server_out(server: Server, *, host: str | None, admin: bool) -> dict[str, Any]:
@@ -291,29 +292,30 @@ class ComputeService:
         )
 
     def _check_possible(self, server: Server) -> None:
-        """Refuse what no host under this zone could ever take, whatever the load."""
+        """Refuse what no host under this zone could ever take, whatever the load (400);
+        what only offline children could take is unavailable for now (503)."""
         summary, _ = self.ctx.view.summary()
-        own_caps = [self.ctx.settings.capabilities] + [
-            c.capabilities for c in self.ctx.view.children.values() if c.active
-        ]
-        unmet = [
-            str(c)
-            for c in parse_constraints(server.constraints or {})
-            if not summary.may_satisfy(c) and not any(c.matches(caps) for caps in own_caps)
-        ]
-        for key, need in (
-            ("vcpus", server.vcpus),
-            ("ram_mb", server.ram_mb),
-            ("disk_gb", server.disk_gb),
-        ):
-            stats = summary.numeric.get(key)
-            if need and (stats is None or stats.max < need):
-                unmet.append(f"{key} >= {need}")
-        if unmet:
-            raise BadRequest(
-                f"no host in {self.ctx.zone_name} can ever have {' and '.join(unmet)}",
-                code="impossible_request",
-            )
+        children = self.ctx.view.children.values()
+        own = self.ctx.settings.capabilities
+        unmet = _unmet(server, summary, [own] + [c.capabilities for c in children if c.active])
+        if not unmet:
+            return
+        offline = [c for c in children if not c.active]
+        if offline:
+            # Their last known summaries: a child away for a moment is not "never".
+            for child in offline:
+                summary = summary.merge(child.summary)
+            if not _unmet(server, summary, [own] + [c.capabilities for c in children]):
+                names = ", ".join(sorted(c.name for c in offline))
+                raise Unavailable(
+                    f"only zones that are offline now ({names}) could take a server with "
+                    f"{' and '.join(unmet)}; try again when they are back",
+                    code="zones_offline",
+                )
+        raise BadRequest(
+            f"no host in {self.ctx.zone_name} can ever have {' and '.join(unmet)}",
+            code="impossible_request",
+        )
 
     async def _placement(self, server_id: str, task_id: str | None, wait: float) -> ServerBrief:
         """A parent waits for the decision here: placed, failed (and why), or still pending."""
@@ -646,3 +648,23 @@ def _relay(exc: SkyfedError) -> AppError:
     """A child's 4xx keeps its meaning here."""
     error = {404: NotFound, 409: Conflict, 403: Forbidden}.get(exc.status, BadRequest)
     return error(exc.message, code=exc.code, details=exc.details)
+
+
+def _unmet(server: Server, summary: Summary, own_caps: list[dict[str, Any]]) -> list[str]:
+    """What of `server`'s needs no host in `summary` could ever meet, as text ("arch =
+    arm64", "ram_mb >= 65536"); a constraint the zone's or a child's own capabilities
+    meet is met."""
+    unmet = [
+        str(c)
+        for c in parse_constraints(server.constraints or {})
+        if not summary.may_satisfy(c) and not any(c.matches(caps) for caps in own_caps)
+    ]
+    for key, need in (
+        ("vcpus", server.vcpus),
+        ("ram_mb", server.ram_mb),
+        ("disk_gb", server.disk_gb),
+    ):
+        stats = summary.numeric.get(key)
+        if need and (stats is None or stats.max < need):
+            unmet.append(f"{key} >= {need}")
+    return unmet

@@ -83,6 +83,9 @@ async def update_zone(
 
 
 @router.delete("/zones/{ref}", status_code=204)
-async def delete_zone(ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep) -> Response:
-    await _service(runtime, session).delete(ref)
+async def delete_zone(
+    ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep, force: bool = False
+) -> Response:
+    """Remove a child zone (409 while it holds servers placed from here, unless force)."""
+    await _service(runtime, session).delete(ref, force=force)
     return Response(status_code=204)

@@ -28,7 +28,14 @@ KEY_RE = re.compile(KEY_PATTERN)
 MAX_STRING = 255
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "exists")
 # "in" and "exists" are operators only as whole words: "in-house" is a bare value.
-_EXPR_RE = re.compile(r"^\s*(!=|<=|>=|=|<|>|in(?=\s|$)|exists(?=\s|$))\s*(.*?)\s*$", re.DOTALL)
+# "==" is "=" (as programmers write it).
+_EXPR_RE = re.compile(
+    r"^\s*(!=|<=|>=|==|=|<|>|in(?=\s|\(|\[|$)|exists(?=\s|$))\s*(.*?)\s*$", re.DOTALL
+)
+# An operand that starts like an operator: "=> 2", "= = 1", "<< 3" are typing slips.
+_STRAY_OPERATOR = re.compile(r"^[=<>!]")
+# The list of an "in", as written bare or as the API prints it: "a, b", "(a, b)", "[a, b]".
+_IN_BRACKETS = re.compile(r"^[(\[](.*)[)\]]$", re.DOTALL)
 _RANGE_OPS = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -153,11 +160,21 @@ def parse_constraint(key: str, spec: object) -> Constraint:
             raise CapabilityError(f"constraint on {key!r} is empty")
         return Constraint(key, "=", (Operand.of(spec.strip()),))
     op, rest = match.group(1), match.group(2)
+    if op == "==":
+        op = "="
+    if _STRAY_OPERATOR.match(rest):
+        raise CapabilityError(
+            f"malformed constraint on {key!r}: {spec!r}; write one of "
+            f"{', '.join(OPERATORS)} then the operand, e.g. '>= 2'"
+        )
     if op == "exists":
         if rest:
             raise CapabilityError(f"'exists' on {key!r} takes no operand, got {rest!r}")
         return Constraint(key, "exists")
     if op == "in":
+        bracketed = _IN_BRACKETS.match(rest)
+        if bracketed is not None:
+            rest = bracketed.group(1).strip()
         return _parse_in(key, [part.strip() for part in rest.split(",")] if rest else [])
     if not rest:
         raise CapabilityError(f"'{op}' on {key!r} needs an operand")

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
@@ -151,8 +153,30 @@ class ZoneService:
         self.ctx.view.put_child(snapshot_of(child))
         return child
 
-    async def delete(self, ref: str) -> None:
+    async def delete(self, ref: str, *, force: bool = False) -> None:
+        """Remove a child. One that still holds resources of this zone's index is kept
+        (409) unless `force`: then they are forgotten here with it (their entries and
+        this zone's records of them), and live on only in the removed subtree."""
         child = await self.find(ref)
+        held = await self.session.scalar(
+            select(func.count())
+            .select_from(Location)
+            .where(Location.kind == "zone", Location.target == child.id)
+        )
+        if held and not force:
+            raise Conflict(
+                f"zone '{child.name}' holds {held} resource(s) placed from this zone; delete "
+                "them first, or remove it with force=true to forget them here",
+                code="zone_not_empty",
+            )
+        if held:
+            ids = select(Location.resource_id).where(
+                Location.kind == "zone", Location.target == child.id
+            )
+            await self.session.execute(sa_delete(Server).where(Server.id.in_(ids)))
+            await self.session.execute(
+                sa_delete(Location).where(Location.kind == "zone", Location.target == child.id)
+            )
         await self.session.delete(child)
         await self.session.commit()
         self.ctx.view.drop_child(child.id)

@@ -48,59 +48,13 @@ from skyfed.compute.agent.driver import (
     publish,
 )
 from skyfed.compute.agent.sim import SimHost
+from skyfed.compute.process_spec import ProcessSpec, ProcessSpecError
 
 log = logging.getLogger(__name__)
 
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 POLL_INTERVAL = 0.1  # where pidfds are unavailable, or for adopted processes without one
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessSpec:
-    command: list[str]
-    env: dict[str, str]
-    cwd: str | None
-
-    @classmethod
-    def parse(cls, server_id: str, server: Mapping[str, Any]) -> ProcessSpec:
-        metadata = server.get("metadata") or {}
-        spec = metadata.get("process") if isinstance(metadata, Mapping) else None
-        if not isinstance(spec, Mapping):
-            raise DriverError(
-                f"server {server_id} has no metadata.process; the process driver needs "
-                '{"process": {"command": ["program", "arg", ...], "env": {...}, "cwd": "..."}}'
-            )
-        command = spec.get("command")
-        if (
-            not isinstance(command, list)
-            or not command
-            or not all(isinstance(a, str) and a and "\x00" not in a for a in command)
-        ):
-            raise DriverError(
-                f"server {server_id}: metadata.process.command must be a non-empty list of "
-                "strings (the program and its arguments, no shell)"
-            )
-        env = spec.get("env") or {}
-        if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in env.items()
-        ):
-            raise DriverError(
-                f"server {server_id}: metadata.process.env must map variable names to strings"
-            )
-        cwd = spec.get("cwd")
-        if cwd is not None and (not isinstance(cwd, str) or not cwd):
-            raise DriverError(f"server {server_id}: metadata.process.cwd must be a path")
-        unknown = set(spec) - {"command", "env", "cwd"}
-        if unknown:
-            raise DriverError(
-                f"server {server_id}: metadata.process has unknown keys {sorted(unknown)}; "
-                "it takes command, env and cwd"
-            )
-        return cls(list(command), dict(env), cwd)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"command": self.command, "env": self.env, "cwd": self.cwd}
 
 
 @dataclass(slots=True)
@@ -379,7 +333,10 @@ class ProcessDriver:
         return rec
 
     def _create(self, host: str, server_id: str, server: Mapping[str, Any]) -> ProcServer:
-        spec = ProcessSpec.parse(server_id, server)
+        try:
+            spec = ProcessSpec.parse(server_id, server)
+        except ProcessSpecError as exc:
+            raise DriverError(str(exc)) from exc
         self._dir(server_id)  # a bad id fails before anything is claimed
         self.ledger.claim(host, server_id, need_of(server))
         rec = ProcServer(server_id, host, str(server.get("name", "")), spec)
