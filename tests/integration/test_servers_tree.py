@@ -87,6 +87,13 @@ async def test_servers_sink_to_hosts_and_everything_follows_the_index(federation
         assert located["name"] == "top"  # servers in both regions
         for server_id in ids[4:]:
             await top.request("DELETE", f"/v1/servers/{server_id}")
+        # An action after the delete does not overtake it on the way down: 409 while the
+        # delete is under way here (or 404 once it is done), never accepted.
+        with pytest.raises(SkyfedError) as overtaking:
+            await top.request("POST", f"/v1/servers/{ids[4]}/action", json={"action": "stop"})
+        assert overtaking.value.status in (409, 404), overtaking.value.message
+        if overtaking.value.status == 409:
+            assert "DELETING" in overtaking.value.message
 
         async def only_us_left() -> bool:
             listed, _ = await all_listed(top)

@@ -20,6 +20,8 @@ from skyfed.compute.context import ComputeContext
 from skyfed.compute.intake import add_servers
 from skyfed.compute.lifecycle import (
     BUILDING,
+    DELETED,
+    DELETING,
     SCHEDULING,
     LifecycleConflict,
     State,
@@ -541,6 +543,13 @@ class ComputeService:
             server = await self._own(session, server_id)
             location = await session.get(Location, ("server", server_id))
             if location is not None and location.kind == "zone":
+                if server.status in (DELETING, DELETED):
+                    # A delete accepted here is still on its way down: an action sent
+                    # now would overtake it. (The child judges every other state.)
+                    try:
+                        begin_action(State(server.status, server.task_state), action)
+                    except LifecycleConflict as exc:
+                        raise _conflict(exc) from exc
                 child = await self._child(session, location)
             else:
                 child = None
