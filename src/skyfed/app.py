@@ -18,6 +18,7 @@ from skyfed import __version__, error_handlers
 from skyfed.compute import allocations
 from skyfed.compute.agent_api import router as agents_router
 from skyfed.compute.api import router as compute_router
+from skyfed.compute.cancels import Cancels
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts import service as host_service
@@ -77,6 +78,8 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     placer = Placer(compute)
     handlers = ServerHandlers(compute)
+    # On the store, not the worker: a process without workers still cancels.
+    Cancels(compute).register(tasks)
     worker = None
     if settings.workers > 0:
         worker = Worker(

@@ -354,3 +354,39 @@ async def test_without_a_running_worker_births_are_queued(store: TaskStore) -> N
             )
             await session.commit()
     assert task.state == "queued" and births.queued == 1 and store.wakeup.is_set()
+
+
+async def test_a_task_that_has_begun_cannot_be_cancelled(store: TaskStore) -> None:
+    """Queued again after an attempt, it may have had effects elsewhere (a child asked)."""
+    task = await enqueue(store, "begun")
+    [claimed] = await store.claim("w", 1, lease=30)
+    assert await store.fail(claimed, "w", "the child did not answer", retry=True) == "queued"
+    with pytest.raises(Conflict) as exc:
+        await store.cancel(task.id)
+    assert exc.value.code == "task_begun"
+    assert "has begun (1 attempt)" in exc.value.message
+    after = await store.get(task.id)
+    assert (after.state, after.attempts) == ("queued", 1)
+
+
+async def test_a_cancel_undoes_its_request_in_its_own_transaction(store: TaskStore) -> None:
+    async def undo(session: Any, task: Task) -> None:
+        store.enqueue(session, kind="undone", resource_type="thing", resource_id=task.resource_id)
+
+    async def refuse(session: Any, task: Task) -> None:
+        raise Conflict("not now")
+
+    store.on_cancel.update(undoable=undo, refusing=refuse)
+    undoable = await enqueue(store, "u", kind="undoable")
+    assert (await store.cancel(undoable.id)).state == "cancelled"
+    [undone] = await store.list(resource_id="u", kind="undone")
+    assert undone.state == "queued"
+    # Undone: not to be run again (a kind without a cancel hook retries, see above).
+    with pytest.raises(Conflict) as exc:
+        await store.retry(undoable.id)
+    assert exc.value.code == "task_undone"
+
+    refusing = await enqueue(store, "r", kind="refusing")
+    with pytest.raises(Conflict):
+        await store.cancel(refusing.id)
+    assert (await store.get(refusing.id)).state == "queued"  # the cancel rolled back

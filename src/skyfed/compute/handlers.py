@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from skyfed.client import SkyfedError, ZoneUnreachable
-from skyfed.compute import allocations, commands
+from skyfed.compute import allocations, cancels, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.lifecycle import (
     BUILDING,
@@ -57,9 +57,10 @@ class ServerHandlers:
     async def action_gave_up(self, task: Task, error: str) -> None:
         async with self.ctx.db.session() as session:
             server = await session.get(Server, task.resource_id)
-            if server is not None and server.status != DELETING:
-                server.status, server.task_state = ERROR, None
-                server.fault = f"{task.payload['action']} failed: {error}"[:1024]
+            if server is not None:
+                # While a delete waits, what its cancel would give back.
+                fault = f"{task.payload['action']} failed: {error}"
+                await cancels.settle(session, server, State(ERROR, None), fault)
                 await session.commit()
 
     async def _command(self, task: Task, action: str) -> dict[str, Any]:
@@ -229,20 +230,25 @@ class ServerHandlers:
         ok = bool(result.get("ok"))
         if action == "delete" and ok:
             return await self._forget(session, server.id)
-        if server.status == DELETING and action != "delete":
-            return None  # a delete is queued behind this command; it decides what is left
+        deleting = server.status == DELETING
         if (
             action == "boot"
             and not ok
+            and not deleting  # the delete queued behind decides what is left
             and len(server.tried) + 1 < self.ctx.settings.placement_max_tries
         ):
             return await self._reschedule(session, server, str(result.get("message") or ""))
         state = after_command(
             State(server.status, server.task_state), action, ok, result.get("status")
         )
-        server.status, server.task_state = state.status, state.task_state
+        fault = "" if ok else str(result.get("message") or f"{action} failed")
+        if action == "delete":  # it failed (a success returned above)
+            cancels.set_state(server, state, fault)
+        else:
+            # While a delete is queued behind this command the server stays DELETING;
+            # the outcome is kept for the delete's cancel to give back.
+            await cancels.settle(session, server, state, fault)
         server.exit_code = result.get("exit_code")
-        server.fault = "" if ok else str(result.get("message") or f"{action} failed")[:1024]
         server.updated_at = utcnow()
         if action == "boot" and ok:
             server.launched_at = utcnow()

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import listing
+from skyfed.compute.cancels import BEFORE, before
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.intake import add_servers
 from skyfed.compute.lifecycle import (
@@ -523,13 +524,14 @@ class ComputeService:
                 state = begin_delete(State(server.status, server.task_state))
             except LifecycleConflict as exc:
                 raise _conflict(exc) from exc
+            was = before(server)  # what a cancel of the delete gives back
             server.status, server.task_state, server.updated_at = state.status, None, utcnow()
             task = self.ctx.tasks.enqueue(
                 session,
                 kind="delete",
                 resource_type="server",
                 resource_id=server_id,
-                payload={"principal": principal_payload(self.principal)},
+                payload={"principal": principal_payload(self.principal), BEFORE: was},
                 project_id=server.project_id,
                 request_id=request_id.get(),
                 max_attempts=50,
@@ -563,6 +565,7 @@ class ComputeService:
                     state = begin_action(State(server.status, server.task_state), action)
                 except LifecycleConflict as exc:
                     raise _conflict(exc) from exc
+                was = before(server)  # what a cancel of the action gives back
                 server.status, server.task_state = state.status, state.task_state
                 server.updated_at = utcnow()
                 task = self.ctx.tasks.enqueue(
@@ -570,7 +573,11 @@ class ComputeService:
                     kind="action",
                     resource_type="server",
                     resource_id=server_id,
-                    payload={"action": action, "principal": principal_payload(self.principal)},
+                    payload={
+                        "action": action,
+                        "principal": principal_payload(self.principal),
+                        BEFORE: was,
+                    },
                     project_id=server.project_id,
                     request_id=request_id.get(),
                 )

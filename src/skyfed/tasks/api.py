@@ -1,4 +1,4 @@
-"""Task routes: see what a request became, retry a failed task, cancel a queued one."""
+"""Task routes: see what a request became, retry a failed task, cancel one not yet begun."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ async def retry_task(task_id: TaskId, principal: PrincipalDep, runtime: RuntimeD
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
 async def cancel_task(task_id: TaskId, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
-    """Cancel a task that has not started (409 otherwise)."""
+    """Cancel a queued task that has not begun (409 otherwise: one queued again after an
+    attempt may already have had effects), putting its resource back as it was."""
     _visible(await runtime.tasks.get(task_id), principal)
     return TaskOut.model_validate(await runtime.tasks.cancel(task_id), from_attributes=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -34,6 +34,11 @@ from skyfed.tasks.models import (
 )
 
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+
+
+# Undoes what accepting a task's request set up (its resource's state), in the cancel's
+# own transaction: a crash leaves both or neither.
+CancelHook = Callable[[AsyncSession, Task], Awaitable[None]]
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -85,6 +90,10 @@ class TaskStore:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
         self._claims: dict[int, Any] = {}  # claim statements by limit
+        # By task kind: what a cancel undoes, registered by the feature owning the kind
+        # (on the store: a process without workers cancels too). Kinds with none had
+        # no effect before their first attempt.
+        self.on_cancel: dict[str, CancelHook] = {}
         self._successes: Coalescer[str, tuple[Task, dict[str, Any]], bool] = Coalescer(
             self._succeed_many, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
@@ -463,7 +472,11 @@ class TaskStore:
             return list((await session.scalars(query)).all())
 
     async def retry(self, task_id: str) -> Task:
-        """Run a failed or cancelled task again, from a clean attempt count."""
+        """Run a failed or cancelled task again, from a clean attempt count.
+
+        A cancelled task whose request was undone (its kind has a cancel hook) is not
+        run again: its resource no longer expects it; the request is made again instead.
+        """
         now = utcnow()
         async with self.db.session() as session:
             task = await session.scalar(select(Task).where(Task.id == task_id))
@@ -473,6 +486,12 @@ class TaskStore:
                 raise Conflict(
                     f"task '{task_id}' is {task.state}; only failed or cancelled tasks retry"
                 )
+            if task.state == CANCELLED and task.kind in self.on_cancel:
+                raise Conflict(
+                    f"task '{task_id}' was cancelled and its {task.kind} request undone;"
+                    " make the request again instead",
+                    code="task_undone",
+                )
             task.state, task.attempts, task.run_after = QUEUED, 0, now
             task.finished_at, task.updated_at = None, now
             await session.commit()
@@ -480,20 +499,51 @@ class TaskStore:
         return task
 
     async def cancel(self, task_id: str) -> Task:
-        """Cancel a task that has not started; a running task cannot be stopped halfway."""
+        """Cancel a task that has not begun, and undo what accepting its request set up.
+
+        Only a queued task with no attempt yet: one queued again after a failed attempt
+        may already have had effects beyond this zone (a child was asked), which no
+        cancel here can call back. The check is in the UPDATE's WHERE, so a worker
+        cannot claim the task in between; the kind's cancel hook runs in the same
+        transaction, so a crash leaves the task and its resource both as they were or
+        both undone.
+        """
         now = utcnow()
         async with self.db.session() as session:
-            result = await session.execute(
+            task = await session.scalar(
                 update(Task)
-                .where(Task.id == task_id, Task.state == QUEUED)
+                .where(Task.id == task_id, Task.state == QUEUED, Task.attempts == 0)
                 .values(state=CANCELLED, finished_at=now, updated_at=now)
+                .returning(Task)
+                .execution_options(synchronize_session=False)
             )
-            await session.commit()
-            task = await session.scalar(select(Task).where(Task.id == task_id))
-        if task is None:
-            raise NotFound(f"task '{task_id}' not found")
-        if int(getattr(result, "rowcount", 0) or 0) != 1:
-            raise Conflict(f"task '{task_id}' is {task.state}; only queued tasks can be cancelled")
+            if task is not None:
+                undo = self.on_cancel.get(task.kind)
+                if undo is not None:
+                    await undo(session, task)
+                await session.commit()
+            else:
+                await session.rollback()
+                task = await session.scalar(select(Task).where(Task.id == task_id))
+                if task is None:
+                    raise NotFound(f"task '{task_id}' not found")
+                raise _not_cancellable(task)
         self._signal(task_id)
         self.notify()  # tasks queued behind it on its resource may run now
         return task
+
+
+def _not_cancellable(task: Task) -> Conflict:
+    details = {"state": task.state, "attempts": task.attempts}
+    if task.state == QUEUED:
+        tries = "attempt" if task.attempts == 1 else "attempts"
+        return Conflict(
+            f"task '{task.id}' has begun ({task.attempts} {tries}): its effect may already"
+            " be under way; wait for it, or for it to fail and be retried",
+            code="task_begun",
+            details=details,
+        )
+    return Conflict(
+        f"task '{task.id}' is {task.state}; only queued tasks that have not begun can be cancelled",
+        details=details,
+    )
