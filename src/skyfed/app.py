@@ -78,8 +78,9 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     placer = Placer(compute)
     handlers = ServerHandlers(compute)
-    # On the store, not the worker: a process without workers still cancels.
+    # On the store, not the worker: a process without workers still cancels, and retries.
     Cancels(compute).register(tasks)
+    tasks.on_retry["place"] = placer.retried
     worker = None
     if settings.workers > 0:
         worker = Worker(

@@ -113,6 +113,33 @@ async def test_retry_and_cancel(store: TaskStore) -> None:
         await store.retry(running.id)
 
 
+async def test_a_retry_runs_its_kinds_hook_in_the_same_transaction(store: TaskStore) -> None:
+    """A kind's retry hook runs before the task is queued again, and only for that kind;
+    a hook that fails leaves the task as it was."""
+    hooked = await enqueue(store, "h1", kind="hooked")
+    plain = await enqueue(store, "h2", kind="plain")
+    for claimed in await store.claim("w", 10, lease=30):
+        await store.fail(claimed, "w", "for good", retry=False)
+    seen: list[tuple[str, str]] = []
+    broken = False
+
+    async def hook(session: Any, task: Task) -> None:
+        seen.append((task.id, task.state))
+        if broken:
+            raise RuntimeError("cannot make it ready")
+
+    store.on_retry["hooked"] = hook
+    assert (await store.retry(plain.id)).state == "queued"
+    assert seen == []
+    broken = True
+    with pytest.raises(RuntimeError):
+        await store.retry(hooked.id)
+    assert (await store.get(hooked.id)).state == "failed"  # nothing queued without the hook
+    broken = False
+    assert (await store.retry(hooked.id)).state == "queued"
+    assert seen == [(hooked.id, "failed")] * 2
+
+
 async def test_wait_returns_the_finished_task(store: TaskStore) -> None:
     task = await enqueue(store, "w")
     assert await store.wait(task.id, timeout=0.1) is None

@@ -27,7 +27,7 @@ from skyfed.compute.lifecycle import (
     after_exit,
 )
 from skyfed.compute.models import HostCommand, Location, Server
-from skyfed.compute.placement import principal_from
+from skyfed.compute.placement import asked_child, principal_from
 from skyfed.db.base import utcnow
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import Kind, RetryLater
@@ -111,12 +111,17 @@ class ServerHandlers:
             location = await session.get(Location, ("server", task.resource_id))
             if server is None:
                 return {"deleted": "already"}
-            if location is None:  # never placed anywhere: nothing runs, just forget it
+            if location is not None:
+                kind, target = location.kind, location.target
+            elif (asked := asked_child(server)) is not None:
+                # A child was asked and never answered: it may hold the server all the
+                # same, so the delete goes there too (a 404 there means it does not).
+                kind, target = "zone", asked
+            else:  # never placed anywhere: nothing runs, just forget it
                 released = await self._forget(session, task.resource_id)
                 await session.commit()
                 self._give_back(released)
                 return {"deleted": "unplaced"}
-            kind, target = location.kind, location.target
         if kind == "host":
             return await self._command(task, "delete")
         return await self._delete_in_child(task, target)

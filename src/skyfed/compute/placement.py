@@ -5,6 +5,11 @@ so a worker that takes the task over after a crash asks the same child again
 instead of placing the server a second time; creates are idempotent on the
 server id at every zone. A host claim commits with the placement in one
 transaction, and is idempotent on the server id.
+
+When the task gives up while a child was asked and never answered, that child
+may have placed the server all the same: the server is in ERROR and `trying`
+keeps naming the child, so a delete is passed down to it and an operator's
+retry of the task asks it first.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.coalesce import Coalescer
@@ -22,7 +28,7 @@ from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
 from skyfed.compute.hosts.registry import HostRecord
-from skyfed.compute.lifecycle import DELETING, ERROR, SPAWNING
+from skyfed.compute.lifecycle import BUILDING, DELETING, ERROR, SCHEDULING, SPAWNING
 from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
@@ -33,6 +39,7 @@ from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater
 from skyfed.zones.capabilities import parse_constraints
+from skyfed.zones.models import ChildZone
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,12 @@ def placement_request(server: Server) -> PlacementRequest:
         avoid=tuple(tuple(p) for p in server.avoid or ()),
         exclude=frozenset(server.tried or ()),
     )
+
+
+def asked_child(server: Server) -> str | None:
+    """The child zone asked to place the server with no answer yet (it may hold it)."""
+    kind, _, target = (server.trying or "").partition(":")
+    return target if kind == "zone" and target else None
 
 
 def _capacity(record: HostRecord) -> allocations.Capacity:
@@ -151,8 +164,21 @@ class Placer:
         )
 
     async def give_up(self, task: Task, error: str) -> None:
-        """Out of attempts (a child kept failing to answer): the server is in ERROR."""
-        await self.fail(task.resource_id, f"placement gave up: {error}")
+        """Out of attempts (a child kept failing to answer): the server is in ERROR,
+        and the child asked last is kept as one that may hold it."""
+        await self.fail(task.resource_id, f"placement gave up: {error}", unanswered=True)
+
+    async def retried(self, session: AsyncSession, task: Task) -> None:
+        """An operator retries the task: a server in ERROR from a failed placement is
+        BUILDING again, every candidate open to it, and the child that may hold it asked
+        first (`trying`). Any other server is left alone: the task finds it placed, gone
+        or being deleted, and ends."""
+        server = await session.get(Server, task.resource_id)
+        if server is None or server.status != ERROR or server.placement != "failed":
+            return
+        server.status, server.task_state = BUILDING, SCHEDULING
+        server.placement, server.tried, server.fault = "pending", [], ""
+        server.updated_at = utcnow()
 
     # -- deciding ----------------------------------------------------------------
 
@@ -397,17 +423,29 @@ class Placer:
             )
             await session.commit()
 
-    async def fail(self, server_id: str, reason: str) -> dict[str, Any]:
+    async def fail(
+        self, server_id: str, reason: str, *, unanswered: bool = False
+    ) -> dict[str, Any]:
         """No placement here. A parent's request is dropped (the parent tries elsewhere);
-        a request made at this zone leaves the server in ERROR with the reason."""
+        a request made at this zone leaves the server in ERROR with the reason. With
+        `unanswered`, a child asked with no answer keeps its place in `trying`."""
         async with self.ctx.db.session() as session:
             server = await session.get(Server, server_id)
             if server is not None:
                 if server.delegated:
                     await session.execute(delete(Server).where(Server.id == server_id))
                 else:
+                    child_id = asked_child(server) if unanswered else None
+                    if child_id is not None:
+                        child = await session.get(ChildZone, child_id)
+                        where = f"zone {child.name}" if child is not None else "a child zone"
+                        reason = (
+                            f"{reason[:900]}; {where} may hold the server:"
+                            " delete it or retry placement"
+                        )
                     server.status, server.task_state = ERROR, None
-                    server.placement, server.trying = "failed", None
+                    server.placement = "failed"
+                    server.trying = f"zone:{child_id}" if child_id is not None else None
                     server.fault, server.updated_at = reason[:1024], utcnow()
                 await session.commit()
         log.info("placement failed", extra={"server_id": server_id, "reason": reason})

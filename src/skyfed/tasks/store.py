@@ -39,6 +39,9 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 # Undoes what accepting a task's request set up (its resource's state), in the cancel's
 # own transaction: a crash leaves both or neither.
 CancelHook = Callable[[AsyncSession, Task], Awaitable[None]]
+# Makes a task's resource ready to run it again (a failed placement pending again), in
+# the transaction that queues the task again.
+RetryHook = Callable[[AsyncSession, Task], Awaitable[None]]
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -94,6 +97,8 @@ class TaskStore:
         # (on the store: a process without workers cancels too). Kinds with none had
         # no effect before their first attempt.
         self.on_cancel: dict[str, CancelHook] = {}
+        # By task kind: what a retry sets up again first, registered the same way.
+        self.on_retry: dict[str, RetryHook] = {}
         self._successes: Coalescer[str, tuple[Task, dict[str, Any]], bool] = Coalescer(
             self._succeed_many, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
@@ -476,6 +481,7 @@ class TaskStore:
 
         A cancelled task whose request was undone (its kind has a cancel hook) is not
         run again: its resource no longer expects it; the request is made again instead.
+        The kind's retry hook, if any, readies the resource in the same transaction.
         """
         now = utcnow()
         async with self.db.session() as session:
@@ -492,6 +498,9 @@ class TaskStore:
                     " make the request again instead",
                     code="task_undone",
                 )
+            hook = self.on_retry.get(task.kind)
+            if hook is not None:
+                await hook(session, task)
             task.state, task.attempts, task.run_after = QUEUED, 0, now
             task.finished_at, task.updated_at = None, now
             await session.commit()
