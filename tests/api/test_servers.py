@@ -412,6 +412,35 @@ async def test_the_operators_the_api_prints_are_understood(
         assert (await booted(admin, agent, brief["id"]))["status"] == "ACTIVE"
 
 
+async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
+    zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    await agent.beat({"arm": HOST}, arch="arm64")
+    await agent.beat({"tiny": {"vcpus": 1, "ram_mb": 512, "disk_gb": 10}}, arch="x86_64")
+    body = {"name": "e", "flavor": "m1.small", "constraints": {"arch": "x86_64"}}
+    answer = await admin.request("POST", "/v1/scheduler/explain", json=body)
+    fate = {c["name"]: (c["dropped_by"], c["rank"]) for c in answer["candidates"]}
+    assert fate["arm"] == ("capabilities", None)
+    assert fate["tiny"] == ("resources", None)
+    assert {fate["h1"][1], fate["h2"][1]} == {0, 1}  # both pass, ranked
+    assert answer["request"]["constraints"] == ["arch = x86_64"]
+    assert set(answer["scores"]) == {"host:h1", "host:h2"}
+    # Nothing fits: the reason says what is missing (the arm host is too small).
+    nothing = {"name": "e", "vcpus": 16, "ram_mb": 1024, "constraints": {"arch": "arm64"}}
+    refused = await admin.request("POST", "/v1/scheduler/explain", json=nothing)
+    assert refused["ranked"] == []
+    assert refused["reason"].startswith("no host with vcpus >= 16"), refused["reason"]
+    # Explaining places nothing, and only admins may ask.
+    assert (await admin.request("GET", "/v1/servers"))["servers"] == []
+    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+    await admin.create_project("acme")
+    await admin.create_user("bob", "bob-password", "acme", ["member"])
+    async with zone.client("bob", "bob-password") as bob:
+        with pytest.raises(SkyfedError) as exc:
+            await bob.request("POST", "/v1/scheduler/explain", json=body)
+        assert exc.value.status == 403
+
+
 async def test_a_status_no_server_can_have_is_refused(admin: SkyfedClient) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.request("GET", "/v1/servers", params={"status": "FOO"})
