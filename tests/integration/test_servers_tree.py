@@ -311,7 +311,6 @@ async def placed_unanswered(fed: Any, top: SkyfedClient, *, hang_us: bool) -> tu
     assert server["placement"] == "failed"
     why = "zone us did not answer" if hang_us else "zone us is still deciding"
     assert why in server["fault"], server["fault"]
-    pass  # TEMP
 
     async def in_us_dc() -> list[dict[str, Any]]:
         listed, _ = await all_listed(top, name="late")
