@@ -195,6 +195,17 @@ async def test_a_dead_child_is_named_in_lists_and_reached_again_after_a_restart(
                 await us.request("POST", "/v1/servers", json=sparc)
             assert never.value.status == 400
 
+        # Two levels up too: `us` reports us-dc out of reach, and the root says "not now".
+        async def reported() -> bool:
+            report = await top.request("GET", "/v1/zone")
+            return (report.get("unreachable") or {}).get("zones") == ["us/us-dc"]
+
+        await wait_until(reported, 30, "the root learns us-dc is out of reach")
+        with pytest.raises(SkyfedError) as at_root:
+            await top.request("POST", "/v1/servers", json=arm)
+        assert (at_root.value.status, at_root.value.code) == (503, "zones_offline")
+        assert "us/us-dc" in at_root.value.message
+
         fed.zones["us-dc"].start()
         await fed.zones["us-dc"].wait_ready()
 

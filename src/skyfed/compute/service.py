@@ -303,16 +303,14 @@ class ComputeService:
         unmet = _unmet(server, summary, [own] + [c.capabilities for c in children if c.active])
         if not unmet:
             return
-        offline = [c for c in children if not c.active]
-        if offline:
-            # Their last known summaries: a child away for a moment is not "never".
-            for child in offline:
-                summary = summary.merge(child.summary)
-            if not _unmet(server, summary, [own] + [c.capabilities for c in children]):
-                names = ", ".join(sorted(c.name for c in offline))
+        away = self.ctx.view.unreachable()
+        if away.paths:
+            # What they held when last seen: a zone away for a moment is not "never".
+            caps = [own] + [c.capabilities for c in children]
+            if not _unmet(server, summary.merge(away.summary), caps):
                 raise Unavailable(
-                    f"only zones that are offline now ({names}) could take a server with "
-                    f"{' and '.join(unmet)}; try again when they are back",
+                    f"only zones that are offline now ({', '.join(away.paths)}) could take "
+                    f"a server with {' and '.join(unmet)}; try again when they are back",
                     code="zones_offline",
                 )
         raise BadRequest(

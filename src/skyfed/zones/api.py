@@ -36,11 +36,13 @@ def _out(child: ChildZone) -> ZoneOut:
 @router.get("/zone", response_model=ZoneSelf)
 async def this_zone(_: PeerDep, runtime: RuntimeDep) -> ZoneSelf:
     summary, built_at = runtime.view.summary()
+    unreachable = runtime.view.unreachable()
     return ZoneSelf(
         id=runtime.zone_id,
         name=runtime.settings.name,
         capabilities=dict(runtime.settings.capabilities),
         summary=summary.to_dict(),
+        unreachable=unreachable.to_dict() if unreachable.paths else None,
         children=[
             ChildBrief(id=c.id, name=c.name, state=c.state, hosts=c.summary.hosts)  # type: ignore[arg-type]
             for c in sorted(runtime.view.children.values(), key=lambda c: c.name)

@@ -32,8 +32,9 @@ OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "exists")
 _EXPR_RE = re.compile(
     r"^\s*(!=|<=|>=|==|=|<|>|in(?=\s|\(|\[|$)|exists(?=\s|$))\s*(.*?)\s*$", re.DOTALL
 )
-# An operand that starts like an operator: "=> 2", "= = 1", "<< 3" are typing slips.
-_STRAY_OPERATOR = re.compile(r"^[=<>!]")
+# An operand that starts like an operator: "=> 2", "= = 1", "<< 3", "!= != 1" are
+# typing slips, refused rather than compared as text ("!x" is a value).
+_STRAY_OPERATOR = re.compile(r"^([=<>]|!=)")
 # The list of an "in", as written bare or as the API prints it: "a, b", "(a, b)", "[a, b]".
 _IN_BRACKETS = re.compile(r"^[(\[](.*)[)\]]$", re.DOTALL)
 _RANGE_OPS = {

@@ -24,6 +24,7 @@ from skyfed.transport.http import HttpLink
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import Summary, SummaryError
+from skyfed.zones.view import NOTHING_UNREACHABLE, Unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class ZoneReport:
     name: str
     capabilities: dict[str, Any]
     summary: Summary
+    unreachable: Unreachable = NOTHING_UNREACHABLE  # zones below it out of reach now
 
 
 def parse_report(body: Any) -> ZoneReport:
@@ -53,7 +55,13 @@ def parse_report(body: Any) -> ZoneReport:
         caps = check_capabilities(caps)
     except CapabilityError as exc:
         raise SummaryError(f"zone report capabilities: {exc}") from exc
-    return ZoneReport(zone_id, name, caps, Summary.from_dict(body.get("summary")))
+    return ZoneReport(
+        zone_id,
+        name,
+        caps,
+        Summary.from_dict(body.get("summary")),
+        Unreachable.from_dict(body.get("unreachable")),  # (absent from older zones)
+    )
 
 
 @dataclass(frozen=True, slots=True)

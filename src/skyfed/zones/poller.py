@@ -33,7 +33,7 @@ from skyfed.transport.base import ZoneRequest
 from skyfed.zones.links import ChildLinks, ZoneReport, parse_report
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import SummaryError
-from skyfed.zones.view import ZoneView, snapshot_of
+from skyfed.zones.view import NOTHING_UNREACHABLE, ZoneView, snapshot_of
 
 log = logging.getLogger(__name__)
 _POLLER_LOCK = 0x5C1F_ED02
@@ -165,8 +165,13 @@ class Poller:
             return False  # deleted or edited while we polled: the edit wins
         for key, value in values.items():
             setattr(child, key, value)
-        summary = outcome.summary if isinstance(outcome, ZoneReport) else None
-        self.view.put_child(snapshot_of(child, summary))
+        if isinstance(outcome, ZoneReport):
+            summary, unreachable = outcome.summary, outcome.unreachable
+        else:  # silent: what it reported out of reach below it stays so
+            summary = None
+            kept = self.view.children.get(child.id)
+            unreachable = kept.unreachable if kept is not None else NOTHING_UNREACHABLE
+        self.view.put_child(snapshot_of(child, summary, unreachable))
         return isinstance(outcome, ZoneReport)
 
     def _apply(self, child: ChildZone, outcome: ZoneReport | str) -> dict[str, Any]:

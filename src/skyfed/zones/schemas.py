@@ -159,5 +159,7 @@ class ZoneSelf(BaseModel):
     capabilities: dict[str, Any]
     # This zone's own hosts merged with every active child's subtree.
     summary: dict[str, Any]
+    # Zones below out of reach now (paths from here) and what they held when last seen.
+    unreachable: dict[str, Any] | None = None
     children: list[ChildBrief]
     generated_at: datetime

@@ -3,10 +3,17 @@
 Kept in memory and rebuilt at most every `max_age` seconds (sooner when the set
 of hosts, an admin's choice or a child's state changes), so a parent's poll or a
 placement decision costs a dictionary lookup, not a pass over every host.
+
+Beside it, what lies below out of reach for now (`Unreachable`): offline children
+with their last known summaries, and what each active child reports out of reach
+below itself. A zone publishes it with its summary, so any zone above can tell a
+request no host could ever take ("never", 400) from one only offline zones could
+take ("not now", 503), however deep those zones are.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +23,41 @@ from typing import Any
 from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import FlavorLike, Summary, SummaryError, summarize_hosts
+
+# Paths of unreachable zones a zone reports at most: enough to name them, bounded.
+MAX_UNREACHABLE_PATHS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """Zones below out of reach now, as paths from the zone reporting them, and what
+    their subtrees held when last seen (merged)."""
+
+    paths: tuple[str, ...] = ()
+    summary: Summary = field(default_factory=Summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"zones": list(self.paths), "summary": self.summary.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Unreachable:
+        """From a child's report (untrusted); SummaryError unless well formed."""
+        if data is None:
+            return NOTHING_UNREACHABLE
+        if not isinstance(data, dict):
+            raise SummaryError("unreachable must be an object")
+        paths = data.get("zones", [])
+        if (
+            not isinstance(paths, list)
+            or len(paths) > MAX_UNREACHABLE_PATHS
+            or not all(isinstance(p, str) and _PATH.fullmatch(p) for p in paths)
+        ):
+            raise SummaryError("unreachable.zones must be a short list of zone paths")
+        return cls(tuple(paths), Summary.from_dict(data.get("summary", {})))
+
+
+NOTHING_UNREACHABLE = Unreachable()
+_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,15}")
 
 
 @dataclass(slots=True)
@@ -28,13 +70,20 @@ class ChildSnapshot:
     weight_offset: float = 0.0
     weight_scale: float = 1.0
     labels: dict[str, str] = field(default_factory=dict)
+    # What the child last reported out of reach below itself (in memory only: a
+    # restarted zone learns it again at the next poll).
+    unreachable: Unreachable = NOTHING_UNREACHABLE
 
     @property
     def active(self) -> bool:
         return self.state == "active"
 
 
-def snapshot_of(child: ChildZone, summary: Summary | None = None) -> ChildSnapshot:
+def snapshot_of(
+    child: ChildZone,
+    summary: Summary | None = None,
+    unreachable: Unreachable = NOTHING_UNREACHABLE,
+) -> ChildSnapshot:
     """A child row as the view keeps it (`summary` spares re-reading the row's JSON)."""
     if summary is None:
         try:
@@ -50,6 +99,7 @@ def snapshot_of(child: ChildZone, summary: Summary | None = None) -> ChildSnapsh
         weight_offset=child.weight_offset,
         weight_scale=child.weight_scale,
         labels=dict(child.labels or {}),
+        unreachable=unreachable,
     )
 
 
@@ -113,3 +163,20 @@ class ZoneView:
         built_at = datetime.now(UTC)
         self._cached = (key, now, summary, built_at)
         return summary, built_at
+
+    def unreachable(self) -> Unreachable:
+        """The zones below out of reach now (offline children, and what active ones
+        report), with the summary of what they held when last seen."""
+        paths: list[str] = []
+        parts: list[Summary] = []
+        for child in sorted(self.children.values(), key=lambda c: c.name):
+            below = child.unreachable
+            if not child.active:
+                paths.append(child.name)
+                parts.append(child.summary)
+            paths += (f"{child.name}/{p}" for p in below.paths)
+            if below.paths:
+                parts.append(below.summary)
+        if not parts:
+            return NOTHING_UNREACHABLE
+        return Unreachable(tuple(paths[:MAX_UNREACHABLE_PATHS]), Summary.merge_all(parts))
