@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 NAME_MAX = 63
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# A path of zone names below a zone: "eu/eu-dc1" (16 levels at most).
+PATH_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,15}$"
 # Capability and label keys.
 KEY_PATTERN = r"^[A-Za-z0-9_.:/-]{1,64}$"
 _NO_NUL = r"^[^\x00]*$"

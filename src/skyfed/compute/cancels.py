@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.compute.context import ComputeContext
+from skyfed.compute.intake import place_again
 from skyfed.compute.lifecycle import ACTIVE, BUILDING, DELETING, ERROR, STOPPED, State
 from skyfed.compute.models import Server
 from skyfed.db.base import utcnow
@@ -149,21 +150,4 @@ class Cancels:
             and await _waiting(session, server.id, "place") is None
         ):
             # Its place task saw DELETING and stopped: the server is wanted again.
-            await self._place_again(session, server)
-
-    async def _place_again(self, session: AsyncSession, server: Server) -> None:
-        last = await session.scalar(
-            select(Task.payload)
-            .where(Task.resource_id == server.id, Task.kind == "place")
-            .order_by(Task.seq.desc())
-            .limit(1)
-        )
-        self.ctx.tasks.enqueue(  # the cancel's notify wakes the workers for it
-            session,
-            kind="place",
-            resource_type="server",
-            resource_id=server.id,
-            payload={"principal": (last or {}).get("principal")},
-            project_id=server.project_id,
-            max_attempts=self.ctx.settings.task_max_attempts,
-        )
+            await place_again(self.ctx, session, server)  # (the cancel's notify wakes a worker)

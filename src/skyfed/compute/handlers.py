@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.compute import allocations, cancels, commands
 from skyfed.compute.context import ComputeContext
+from skyfed.compute.intake import place_again
 from skyfed.compute.lifecycle import (
     BUILDING,
     DELETING,
@@ -269,21 +270,7 @@ class ServerHandlers:
         server.status, server.task_state = BUILDING, SCHEDULING
         server.placement, server.trying = "pending", None
         server.fault, server.updated_at = f"rescheduled: {why}"[:1024], utcnow()
-        principal = await session.scalar(
-            select(Task.payload)
-            .where(Task.resource_id == server.id, Task.kind == "place")
-            .order_by(Task.seq.desc())
-            .limit(1)
-        )
-        self.ctx.tasks.enqueue(
-            session,
-            kind="place",
-            resource_type="server",
-            resource_id=server.id,
-            payload={"principal": (principal or {}).get("principal")},
-            project_id=server.project_id,
-            max_attempts=self.ctx.settings.task_max_attempts,
-        )
+        await place_again(self.ctx, session, server)
         if released is None:
             return None
         return (released, server.vcpus, server.ram_mb, server.disk_gb)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
+from skyfed.tasks.models import Task
 from skyfed.tasks.store import Births
 
 if TYPE_CHECKING:
@@ -72,3 +74,23 @@ def add_servers(
         )
         task_ids[server.id] = task.id
     return task_ids
+
+
+async def place_again(ctx: ComputeContext, session: AsyncSession, server: Server) -> None:
+    """Add a place task for a server wanted again (rescheduled, or its delete
+    cancelled), on behalf of whoever asked for its last one."""
+    last = await session.scalar(
+        select(Task.payload)
+        .where(Task.resource_id == server.id, Task.kind == "place")
+        .order_by(Task.seq.desc())
+        .limit(1)
+    )
+    ctx.tasks.enqueue(
+        session,
+        kind="place",
+        resource_type="server",
+        resource_id=server.id,
+        payload={"principal": (last or {}).get("principal")},
+        project_id=server.project_id,
+        max_attempts=ctx.settings.task_max_attempts,
+    )

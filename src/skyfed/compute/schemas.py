@@ -9,15 +9,10 @@ from pydantic import BaseModel, Field, StringConstraints, field_validator, model
 
 from skyfed.compute.metadata import check_metadata
 from skyfed.compute.process_spec import ProcessSpec, ProcessSpecError
-from skyfed.schema_types import NAME_MAX, Name, Strict, Text255
+from skyfed.schema_types import NAME_MAX, PATH_PATTERN, Name, Strict, Text255
 from skyfed.zones.capabilities import CapabilityError, parse_constraints
 
-Path = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,15}$"
-    ),
-]
+Path = Annotated[str, StringConstraints(pattern=PATH_PATTERN)]
 ConstraintValue = str | int | float | list[str | int | float]
 
 

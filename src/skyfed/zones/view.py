@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from skyfed.compute.hosts.registry import HostRegistry
+from skyfed.schema_types import PATH_PATTERN
 from skyfed.zones.models import ChildZone
 from skyfed.zones.summary import FlavorLike, Summary, SummaryError, summarize_hosts
 
@@ -57,7 +58,7 @@ class Unreachable:
 
 
 NOTHING_UNREACHABLE = Unreachable()
-_PATH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,15}")
+_PATH = re.compile(PATH_PATTERN)
 
 
 @dataclass(slots=True)
