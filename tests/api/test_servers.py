@@ -441,6 +441,27 @@ async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
         assert exc.value.status == 403
 
 
+async def test_a_failed_boot_is_placed_again_on_another_host(
+    admin: SkyfedClient, agent: ScriptedAgent
+) -> None:
+    [brief] = (await create(admin))["servers"]
+    sid = brief["id"]
+
+    async def boot() -> dict[str, Any] | None:
+        found = [c for c in await agent.commands() if c["action"] == "boot"]
+        return found[0] if found else None
+
+    first = await wait_for(boot, "the first boot command")
+    await agent.answer(first, ok=False, message="disk on fire")
+    again = await wait_for(boot, "a boot command on another host")
+    assert again["host"] != first["host"]
+    await agent.answer(again)
+    placed = await server(admin, sid)
+    assert placed["status"] == "ACTIVE" and placed["location"]["host"] == again["host"]
+    places = (await admin.request("GET", "/v1/tasks", params={"resource_id": sid}))["tasks"]
+    assert [t["kind"] for t in places] == ["place", "place"]
+
+
 async def test_a_status_no_server_can_have_is_refused(admin: SkyfedClient) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.request("GET", "/v1/servers", params={"status": "FOO"})

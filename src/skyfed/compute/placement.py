@@ -87,6 +87,13 @@ def asked_child(server: Server) -> str | None:
     return target if kind == "zone" and target else None
 
 
+def _boot_origin(server: Server) -> str:
+    """The boot command's origin for the server's current placement: a claim repeated
+    makes one command, and a placement after a failed boot (whose host went into
+    `tried`) makes a new one."""
+    return f"boot:{server.id}:{len(server.tried)}"
+
+
 def _capacity(record: HostRecord) -> allocations.Capacity:
     """What a host offers skyfed's servers: its total minus what other workloads use."""
     total, other = record.resources, record.used
@@ -264,7 +271,9 @@ class Placer:
             servers = {
                 s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
             }
-            made = await commands.existing_origins(session, [f"boot:{i}" for i in servers])
+            made = await commands.existing_origins(
+                session, [_boot_origin(s) for s in servers.values()]
+            )
             wanted: list[tuple[int, Server, HostRecord]] = []
             first: dict[str, int] = {}  # a server asked twice in one batch is claimed once
             repeats: list[tuple[int, int]] = []
@@ -296,7 +305,7 @@ class Placer:
                     outcomes[i] = Outcome(False, claim.reason)
                     continue
                 assert record.agent is not None
-                origin = f"boot:{server.id}"
+                origin = _boot_origin(server)
                 if origin not in made:
                     session.add(
                         commands.build(
