@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,17 @@ def test_the_process_driver_needs_a_host(tmp_path: Path) -> None:
     code, output = run("--spec", str(empty), "--driver", "process")
     assert code == 2
     assert "needs at least one host" in output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid range is checked by a root agent")
+def test_a_uid_range_that_could_hand_out_root_is_refused_at_start(spec: Path) -> None:
+    code, output = run("--spec", str(spec), "--driver", "process", "--server-uid-base", "0")
+    assert code == 2
+    assert "must lie within 1000" in output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="a root agent switches users")
+def test_an_agent_that_is_not_root_needs_consent_to_share_its_user(spec: Path) -> None:
+    code, output = run("--spec", str(spec), "--driver", "process")
+    assert code == 2
+    assert "--insecure-shared-user" in output
