@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import sys
 import time
@@ -20,7 +21,7 @@ import tomli_w
 
 from skyfed.client import SkyfedClient
 from skyfed.federation.process import ManagedProcess, ProcessFailed, ZoneProcess, free_port
-from skyfed.federation.topology import Topology
+from skyfed.federation.topology import Topology, ZoneSpec
 from skyfed.identity.secret_files import write_private
 from skyfed.settings import Settings
 
@@ -79,10 +80,15 @@ class Federation:
 
     def prepare(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if any(spec.agent.get("driver") == "process" for spec in self.topology.zones.values()):
+            # Process servers run as users of their own and pass through here to their
+            # homes (server-homes/<zone>); they can list nothing, and enter no zone's dir.
+            os.chmod(self.state_dir, 0o711)
         for name, spec in self.topology.zones.items():
             port = spec.port or free_port()
             zone_dir = self.state_dir / name
             zone_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(zone_dir, 0o700)  # the zone's database, logs and its agent's state
             config = zone_dir / "zone.toml"
             values = self.zone_settings(name, port)
             self.settings[name] = values
@@ -111,10 +117,17 @@ class Federation:
                         "--interval",
                         str(self.topology.heartbeat_interval),
                         *agent_options({"driver": "sim", "boot_delay": 0.2, **spec.agent}),
+                        *self._server_homes(name, spec),
                     ],
                     zone_dir / "agent.log",
                     env={"SKYFED_PASSWORD": self.agent_password, **self._agent_bus(name)},
                 )
+
+    def _server_homes(self, name: str, spec: ZoneSpec) -> list[str]:
+        """Process servers' homes, outside the zone's own directory (0700)."""
+        if spec.agent.get("driver") != "process":
+            return []
+        return ["--server-homes", str(self.state_dir / "server-homes" / name)]
 
     def _agent_bus(self, name: str) -> dict[str, str]:
         """A zone on a bus hears its agent's heartbeats there."""
@@ -250,10 +263,14 @@ async def create_databases(urls: list[str]) -> None:
 
 
 def agent_options(options: dict[str, Any]) -> list[str]:
-    """`{"boot_delay": 0.2}` -> `["--boot-delay", "0.2"]`."""
+    """`{"boot_delay": 0.2, "cgroups": False}` -> `["--boot-delay", "0.2", "--no-cgroups"]`."""
     args: list[str] = []
     for key, value in options.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            args += [f"--{flag}", str(value)]
     return args
 
 
