@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # The URL clients and parents reach this zone at (default: http://host:port).
     public_url: str | None = None
+    # Who may create servers with a `metadata.process` (a command run on a host by the
+    # process driver, as a user of its own but on the host's kernel, network and /tmp):
+    # "admins" (default: only people trusted with the hosts), "members", or "off" (nobody).
+    # Every zone a request passes applies its own, to the caller's forwarded roles.
+    process_servers: Literal["admins", "members", "off"] = "admins"
 
     capabilities: dict[Annotated[str, StringConstraints(max_length=64)], CapabilityValue] = {}
     flavors: list[FlavorSpec] = Field(default_factory=lambda: list(DEFAULT_FLAVORS))
