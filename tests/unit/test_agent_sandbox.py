@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pwd
 import resource
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,10 +143,11 @@ V1_SELF = """\
 
 def test_v1_hierarchies_are_found_where_this_process_is() -> None:
     found = find_hierarchies(V1_MOUNTS, V1_SELF)
+    mem, cpu, pids = (Path(f"/sys/fs/cgroup/{c}") for c in ("memory", "cpu", "pids"))
     assert found == {
-        "memory": Hierarchy("memory", 1, Path("/sys/fs/cgroup/memory/jobs/j1")),
-        "cpu": Hierarchy("cpu", 1, Path("/sys/fs/cgroup/cpu")),
-        "pids": Hierarchy("pids", 1, Path("/sys/fs/cgroup/pids")),
+        "memory": Hierarchy("memory", 1, mem / "jobs/j1", mem),
+        "cpu": Hierarchy("cpu", 1, cpu, cpu),
+        "pids": Hierarchy("pids", 1, pids, pids),
     }
 
 
@@ -186,3 +188,56 @@ def test_a_servers_group_gets_its_flavors_limits(tmp_path: Path, version: int) -
         assert (read["cpu"] / "cpu.max").read_text() == "200000 100000"
     assert (read["pids"] / "pids.max").read_text() == "20"
     assert group.procs_files == tuple(str(d / "cgroup.procs") for d in group.dirs)
+
+
+def test_a_cgroup_parent_replaces_the_agents_own_group() -> None:
+    found = find_hierarchies(V1_MOUNTS, V1_SELF, parent="/skyfed.slice")
+    assert found["memory"].group == Path("/sys/fs/cgroup/memory/skyfed.slice")
+    assert found["pids"].group == Path("/sys/fs/cgroup/pids/skyfed.slice")
+
+
+def test_on_v2_the_controllers_are_enabled_down_to_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cgroup2 tree as the kernel shows it: what each group may hand to its children;
+    # and as in cgroupfs, removing a group removes its control files.
+    monkeypatch.setattr(Path, "rmdir", shutil.rmtree)
+    root = tmp_path / "cg"
+    for d in (root, root / "skyfed.slice"):
+        d.mkdir(parents=True)
+        (d / "cgroup.controllers").write_text("cpu memory pids\n")
+        (d / "cgroup.subtree_control").write_text("")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"30 20 0:26 / {root} rw - cgroup2 cgroup2 rw\n")
+    own = tmp_path / "cgroup"
+    own.write_text("0::/agent.service\n")
+    cgroups, unusable = Cgroups.probe(
+        "t", parent="/skyfed.slice", mountinfo=mountinfo, proc_cgroup=own
+    )
+    assert unusable == {}
+    assert cgroups.bases == dict.fromkeys(
+        ("cpu", "memory", "pids"), (2, root / "skyfed.slice" / "skyfed-t")
+    )
+    assert (root / "cgroup.subtree_control").read_text().startswith("+")  # enabled on the way
+    assert not list((root / "skyfed.slice" / "skyfed-t").glob("probe-*"))  # the trial is gone
+
+
+def test_a_controller_not_available_on_v2_is_left_to_rlimits(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("hugetlb\n")  # the others are bound to v1
+    (root / "cgroup.subtree_control").write_text("")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"41 31 0:38 / {root} rw - cgroup2 cgroup2 rw\n")
+    own = tmp_path / "cgroup"
+    own.write_text("0::/\n")
+    cgroups, unusable = Cgroups.probe("t", mountinfo=mountinfo, proc_cgroup=own)
+    assert cgroups.bases == {}
+    assert set(unusable) == {"cpu", "memory", "pids"}
+    assert "not available" in unusable["memory"]
+
+
+@pytest.mark.parametrize("parent", ["skyfed", "/a/../b", "/x\x00"])
+def test_a_cgroup_parent_must_be_a_path_from_the_top(parent: str) -> None:
+    with pytest.raises(DriverError, match="--cgroup-parent"):
+        SandboxOptions(cgroup_parent=parent).check()

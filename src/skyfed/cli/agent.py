@@ -114,6 +114,14 @@ def agent(
             "the agent can make them (else rlimits: memory as address space, no CPU limit).",
         ),
     ] = True,
+    cgroup_parent: Annotated[
+        str | None,
+        typer.Option(
+            help="process: the cgroup servers' groups go below, e.g. /skyfed.slice (default: "
+            "the agent's own; on cgroup v2 that only works for a group holding no process "
+            "but the root, so an agent run by systemd needs one beside its own)."
+        ),
+    ] = None,
     insecure_shared_user: Annotated[
         bool,
         typer.Option(
@@ -172,6 +180,7 @@ def agent(
                     max_processes=server_max_processes,
                     max_open_files=server_max_open_files,
                     cgroups=cgroups,
+                    cgroup_parent=cgroup_parent,
                     insecure_shared_user=insecure_shared_user,
                 ),
             )

@@ -52,6 +52,7 @@ AGENT_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "server_max_processes": int,
     "server_max_open_files": int,
     "cgroups": bool,
+    "cgroup_parent": str,
     "insecure_shared_user": bool,
 }
 

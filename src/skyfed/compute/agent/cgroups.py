@@ -2,11 +2,15 @@
 
 At start the agent probes each controller it uses (memory, cpu, pids): which
 hierarchy holds it (cgroup v1: a mount of its own; v2: the unified one), where
-the agent's own group is in it (/proc/self/cgroup), and whether it can make
-`<agent's group>/skyfed-<tag>/` there and set a limit in a trial group below
-it. `tag` is a hash of the agent's state directory, so agents sharing a group
-do not mix their servers. Groups go below the agent's own group, never beside
-it: whatever limits the agent is under, its servers are under too.
+its parent group is (the operator's `--cgroup-parent`, else the agent's own
+group from /proc/self/cgroup, so whatever limits the agent is under, its
+servers are under too), and whether it can make `<parent>/skyfed-<tag>/` there
+and set a limit in a trial group below it. `tag` is a hash of the agent's state
+directory, so agents sharing a parent do not mix their servers. On v2 the
+controller is enabled in `cgroup.subtree_control` from the top of the hierarchy
+down to the parent, which the kernel refuses for a group holding processes
+other than the root: an agent in a group of its own (systemd's delegation)
+needs a `--cgroup-parent` beside it.
 
 Each server then gets `<...>/skyfed-<tag>/<server id>` in every usable
 hierarchy, limited to its flavor (memory: ram_mb, without swap beyond it; cpu:
@@ -49,11 +53,13 @@ _TRIAL = {
 
 @dataclass(frozen=True, slots=True)
 class Hierarchy:
-    """Where one controller is, seen from this process: its version and our group's dir."""
+    """Where one controller is, seen from this process: its version, the hierarchy's
+    mount point and the directory of the group servers go below."""
 
     controller: str
     version: int
     group: Path
+    mount: Path
 
 
 def _unescape(path: str) -> str:
@@ -61,8 +67,11 @@ def _unescape(path: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
 
 
-def find_hierarchies(mountinfo: str, proc_cgroup: str) -> dict[str, Hierarchy]:
-    """Each of CONTROLLERS -> the directory of this process's group in its hierarchy (pure).
+def find_hierarchies(
+    mountinfo: str, proc_cgroup: str, parent: str | None = None
+) -> dict[str, Hierarchy]:
+    """Each of CONTROLLERS -> the directory of `parent` (a cgroup path such as
+    "/skyfed.slice"; default: this process's own group) in its hierarchy (pure).
 
     A controller bound to a v1 hierarchy is there; the others may be on the v2
     one, which the probe asks (its cgroup.controllers). A group outside what is
@@ -98,13 +107,14 @@ def find_hierarchies(mountinfo: str, proc_cgroup: str) -> dict[str, Hierarchy]:
     found: dict[str, Hierarchy] = {}
     for name in CONTROLLERS:
         if name in v1_paths:  # bound to a v1 hierarchy: it cannot be on v2 as well
-            group = _inside(v1_mounts[name], v1_paths[name]) if name in v1_mounts else None
-            if group is not None:
-                found[name] = Hierarchy(name, 1, group)
+            mount = v1_mounts.get(name)
+            group = _inside(mount, parent or v1_paths[name]) if mount else None
+            if mount and group is not None:
+                found[name] = Hierarchy(name, 1, group, Path(mount[1]))
         elif v2_path is not None and v2_mount is not None:
-            group = _inside(v2_mount, v2_path)
+            group = _inside(v2_mount, parent or v2_path)
             if group is not None:
-                found[name] = Hierarchy(name, 2, group)
+                found[name] = Hierarchy(name, 2, group, Path(v2_mount[1]))
     return found
 
 
@@ -202,13 +212,14 @@ class Cgroups:
         cls,
         tag: str,
         *,
+        parent: str | None = None,
         mountinfo: Path = Path("/proc/self/mountinfo"),
         proc_cgroup: Path = Path("/proc/self/cgroup"),
     ) -> tuple[Cgroups, dict[str, str]]:
         """The usable controllers, and for each of the others why not."""
         unusable: dict[str, str] = {}
         try:
-            found = find_hierarchies(mountinfo.read_text(), proc_cgroup.read_text())
+            found = find_hierarchies(mountinfo.read_text(), proc_cgroup.read_text(), parent)
         except OSError as exc:
             return cls({}), dict.fromkeys(CONTROLLERS, f"cannot read {exc.filename}: {exc}")
         bases: dict[str, tuple[int, Path]] = {}
@@ -220,7 +231,13 @@ class Cgroups:
             try:
                 bases[name] = (where.version, _try(where, tag))
             except OSError as exc:
-                unusable[name] = f"{exc.filename or where.group}: {exc.strerror or exc}"
+                reason = f"{exc.filename or where.group}: {exc.strerror or exc}"
+                if where.version == 2 and exc.errno == errno.EBUSY:
+                    reason += (
+                        " (a v2 group holding processes cannot hand controllers to groups "
+                        "below it: give --cgroup-parent a group beside the agent's)"
+                    )
+                unusable[name] = reason
         return cls(bases), unusable
 
     def create(self, server_id: str, *, vcpus: int, ram_mb: int, max_processes: int) -> ServerGroup:
@@ -254,16 +271,29 @@ class Cgroups:
                 base.rmdir()
 
 
+def _enable_down_to(where: Hierarchy) -> None:
+    """v2: the controller enabled for the children of every group from the top of the
+    hierarchy down to `where.group` (made as needed)."""
+    steps = [where.mount, *(where.mount / p for p in _prefixes(where.group, where.mount))]
+    for d in steps:
+        d.mkdir(mode=0o755, exist_ok=True)
+        if where.controller not in (d / "cgroup.controllers").read_text().split():
+            raise OSError(errno.ENOTSUP, "the controller is not available here", str(d))
+        if where.controller not in (d / "cgroup.subtree_control").read_text().split():
+            _write(d / "cgroup.subtree_control", f"+{where.controller}")
+
+
+def _prefixes(group: Path, mount: Path) -> list[Path]:
+    parts = group.relative_to(mount).parts
+    return [Path(*parts[: i + 1]) for i in range(len(parts))]
+
+
 def _try(where: Hierarchy, tag: str) -> Path:
     """Make the agent's group for servers in this hierarchy and prove a limit can be set."""
     if where.version == 2:
-        enabled = (where.group / "cgroup.subtree_control").read_text().split()
-        if where.controller not in (where.group / "cgroup.controllers").read_text().split():
-            raise OSError(errno.ENOTSUP, "controller not enabled for the agent's group", "")
-        if where.controller not in enabled:
-            # Refused (EBUSY) unless the agent's group is the root or holds no process:
-            # a delegated group's owner must put the agent in a leaf of it first.
-            _write(where.group / "cgroup.subtree_control", f"+{where.controller}")
+        _enable_down_to(where)
+    else:
+        where.group.mkdir(mode=0o755, parents=True, exist_ok=True)
     base = where.group / f"skyfed-{tag}"
     base.mkdir(mode=0o755, exist_ok=True)
     try:

@@ -261,7 +261,7 @@ class ProcessDriver:
             )
         if self.sandbox.cgroups:
             tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
-            self.cgroups, unusable = Cgroups.probe(tag)
+            self.cgroups, unusable = Cgroups.probe(tag, parent=self.sandbox.cgroup_parent)
             log.info(
                 "cgroups for servers",
                 extra={"controllers": self.cgroups.controllers, "not_used": unusable},

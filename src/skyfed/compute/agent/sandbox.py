@@ -57,11 +57,22 @@ class SandboxOptions:
     max_processes: int = 1024
     max_open_files: int = 4096
     cgroups: bool = True  # use the cgroups a probe finds writable
+    # The group servers' groups go below, as a path in each hierarchy ("/skyfed.slice");
+    # None: the agent's own group.
+    cgroup_parent: str | None = None
     insecure_shared_user: bool = False  # a non-root agent runs servers as itself
 
     def check(self) -> None:
         if self.max_processes < 1 or self.max_open_files < 16:
             raise DriverError("--server-max-processes must be >= 1, --server-max-open-files >= 16")
+        parent = self.cgroup_parent
+        if parent is not None and (
+            not parent.startswith("/") or ".." in parent.split("/") or "\x00" in parent
+        ):
+            raise DriverError(
+                f"--cgroup-parent {parent!r} must be a cgroup path from the top of the "
+                "hierarchy, such as /skyfed.slice"
+            )
 
 
 def user_mode(euid: int, *, insecure_shared_user: bool) -> UserMode:
