@@ -31,7 +31,10 @@ from skyfed.db.engine import Database
 from skyfed.db.migrate import upgrade
 from skyfed.errors import error_body
 from skyfed.identity.api import router as identity_router
+from skyfed.identity.link_keys import LinkKeys
+from skyfed.identity.login_limits import LoginLimiter
 from skyfed.identity.principal import ADMIN, AGENT, SERVICE
+from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
 from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
 from skyfed.identity.vault import Vault
@@ -54,7 +57,10 @@ log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # The state directory holds the database, the vault's key and the admin password:
+    # its owner's alone.
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o700)
     db = Database(settings.effective_database_url)
     if settings.secret_key is not None:
         vault = Vault.from_secret(settings.secret_key.get_secret_value())
@@ -91,11 +97,12 @@ def build_runtime(settings: Settings) -> Runtime:
             poll_interval=settings.task_poll_interval,
             sweep_interval=settings.task_sweep_interval,
         )
+    tokens = TokenCache()
     return Runtime(
         settings=settings,
         db=db,
         vault=vault,
-        tokens=TokenCache(),
+        tokens=tokens,
         hosts=hosts,
         view=view,
         links=links,
@@ -105,6 +112,13 @@ def build_runtime(settings: Settings) -> Runtime:
         placer=placer,
         server_handlers=handlers,
         sharing=HostSharing(db, hosts),
+        link_keys=LinkKeys(db, vault),
+        logins=LoginLimiter(
+            per_user=settings.login_max_failures_per_user,
+            per_source=settings.login_max_failures_per_source,
+            window=settings.login_failure_window,
+        ),
+        revocations=RevocationFeed(db, tokens),
         worker=worker,
     )
 
@@ -123,7 +137,7 @@ def admin_password(settings: Settings) -> str:
 async def bootstrap(runtime: Runtime) -> None:
     settings = runtime.settings
     async with runtime.db.session() as session:
-        identity = IdentityService(session, settings.token_ttl, runtime.tokens)
+        identity = IdentityService(session, settings.token_ttl, runtime.tokens, vault=runtime.vault)
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )
@@ -166,8 +180,8 @@ async def seed_flavors(session: AsyncSession, runtime: Runtime) -> None:
 
 
 async def housekeeping(runtime: Runtime) -> None:
-    """Share host beats with the zone's other processes, pick up their disables and
-    claims, and forget long-gone hosts."""
+    """Share host beats with the zone's other processes, pick up their disables,
+    claims and token revocations, and forget long-gone hosts."""
     interval = min(1.0, runtime.settings.host_ttl / 5)
     rounds = 0
     while True:
@@ -175,6 +189,7 @@ async def housekeeping(runtime: Runtime) -> None:
         rounds += 1
         try:
             await runtime.sharing.share()
+            await runtime.revocations.follow()
             async with runtime.db.session() as session:
                 await host_service.load_disabled(session, runtime.hosts)
                 mark = runtime.hosts.allocation_changes
@@ -182,6 +197,9 @@ async def housekeeping(runtime: Runtime) -> None:
             if rounds % 60 == 0:
                 runtime.hosts.expire()
                 await runtime.sharing.forget(runtime.settings.host_forget_after)
+                await runtime.revocations.prune()
+                async with runtime.db.session() as session:
+                    await runtime.logins.prune(session)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -197,6 +215,7 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     """
     await upgrade(runtime.db)
     await bootstrap(runtime)
+    await runtime.revocations.start()
     await runtime.poller.load()
     await runtime.sharing.share()  # know the hosts other processes heard from, before deciding
     background = [

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from skyfed.errors import AppError, error_body
+from skyfed.errors import AppError, TooManyRequests, error_body
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ _HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
     503: "unavailable",
 }
 
@@ -36,7 +37,10 @@ def _json(status: int, code: str, message: str, details: object = None) -> JSONR
 
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return _json(exc.status, exc.code, exc.message, exc.details)
+    response = _json(exc.status, exc.code, exc.message, exc.details)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:

@@ -59,6 +59,17 @@ class Invalid(AppError):
     code = "validation_error"
 
 
+class TooManyRequests(AppError):
+    """Refused for now; `retry_after` says in how many seconds to try again."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
 class Unavailable(AppError):
     status = 503
     code = "unavailable"

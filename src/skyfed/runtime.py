@@ -15,6 +15,9 @@ from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.compute.hosts.sharing import HostSharing
 from skyfed.compute.placement import Placer
 from skyfed.db.engine import Database
+from skyfed.identity.link_keys import LinkKeys
+from skyfed.identity.login_limits import LoginLimiter
+from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.service import TokenCache
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
@@ -41,6 +44,9 @@ class Runtime:
     placer: Placer
     server_handlers: ServerHandlers
     sharing: HostSharing
+    link_keys: LinkKeys
+    logins: LoginLimiter
+    revocations: RevocationFeed
     worker: Worker | None = None
     zone_id: str = field(default="")
 

@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # Encrypts stored secrets (child credentials). None: a key file in state_dir.
     secret_key: SecretStr | None = None
     token_ttl: float = Field(default=12 * 3600, gt=0)
+    # Failed logins: after this many within login_failure_window seconds, the user
+    # name (or the source address) is refused with 429 for that long.
+    login_max_failures_per_user: int = Field(default=10, ge=1)
+    login_max_failures_per_source: int = Field(default=100, ge=1)
+    login_failure_window: float = Field(default=300.0, gt=0)
+    # Load balancers in front of the API whose X-Forwarded-For is believed (exact
+    # addresses); others' is ignored, so a caller cannot pick its own source address.
+    trusted_proxies: list[str] = []
 
     poll_interval: float = Field(default=10.0, gt=0)
     poll_timeout: float = Field(default=5.0, gt=0)

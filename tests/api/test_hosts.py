@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.compute.hosts.models import DisabledHost
-from tests.conftest import SERVICE_PASSWORD, InProcessZone, zone_settings
+from tests.conftest import AGENT_PASSWORD, InProcessZone, zone_settings
 
 BIG = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200}
 BIG_USED = {"vcpus": 2, "ram_mb": 4096, "disk_gb": 40}  # free: 6 vcpus, 12288 MB, 160 GB
@@ -54,7 +54,7 @@ async def _names(client: SkyfedClient, **filters: Any) -> list[str]:
 async def test_heartbeats_list_hosts_online_and_fill_the_summary(
     zone: InProcessZone, admin
 ) -> None:
-    async with zone.client("svc", SERVICE_PASSWORD) as svc:
+    async with zone.client("agent", AGENT_PASSWORD) as svc:
         beat = await svc.heartbeat(
             "h1", capabilities={"arch": "x86_64", "gpus": 2}, resources=BIG, used=BIG_USED
         )
@@ -113,7 +113,7 @@ async def test_batch_heartbeat(zone: InProcessZone, admin) -> None:
     hosts = [
         {"name": f"b{i}", "capabilities": {"arch": "arm64"}, "resources": SMALL} for i in range(3)
     ]
-    async with zone.client("svc", SERVICE_PASSWORD) as svc:
+    async with zone.client("agent", AGENT_PASSWORD) as svc:
         answer = await svc.heartbeat_batch(hosts)
     assert answer == {"accepted": 3, "disabled": []}
     listed = (await admin.list_hosts())["hosts"]
@@ -141,7 +141,7 @@ async def test_members_get_403_and_strangers_401(zone: InProcessZone, admin) -> 
     ]
     async with zone.client("alice", "alice-password") as alice:
         member = await _auth(alice)
-    async with zone.client("svc", SERVICE_PASSWORD) as svc:
+    async with zone.client("agent", AGENT_PASSWORD) as svc:
         service = await _auth(svc)
     async with zone.raw() as http:
         for method, path, body in calls:
@@ -203,7 +203,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
     async with (
         InProcessZone(settings) as zone,
         zone.client() as admin,
-        zone.client("svc", SERVICE_PASSWORD) as svc,
+        zone.client("agent", AGENT_PASSWORD) as svc,
     ):
         await svc.heartbeat_batch(beats)
         disabled = await admin.disable_host("h1", reason="bad DIMM")
@@ -227,7 +227,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
     async with (
         InProcessZone(settings) as zone,
         zone.client() as admin,
-        zone.client("svc", SERVICE_PASSWORD) as svc,
+        zone.client("agent", AGENT_PASSWORD) as svc,
     ):
         assert (await admin.list_hosts())["hosts"] == []
         beat = await svc.heartbeat("h1", capabilities={"arch": "x86_64"}, resources=BIG)

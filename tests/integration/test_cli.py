@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from skyfed.federation.launcher import SERVICE_USER, Federation
+from skyfed.federation.launcher import Federation
 from tests.integration.conftest import hosts
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def cli(
         **os.environ,
         "SKYFED_URL": fed.zones[zone].url,
         "SKYFED_USERNAME": "admin",
-        "SKYFED_PASSWORD": fed.admin_password,
+        "SKYFED_PASSWORD": fed.admin_passwords[zone],
         "COLUMNS": "200",
     }
     result = subprocess.run(
@@ -43,6 +43,7 @@ async def test_zone_and_host_commands(federation) -> None:
     zones = [{"name": "parent"}, {"name": "child", "hosts": [hosts(12, "h")]}]
     async with federation(zones) as fed:
         child_url = fed.zones["child"].url
+        link_user, link_password = await fed.link_account("parent", "child")
         token = cli(fed, "parent", "login").stdout.strip()
         assert len(token) > 30
 
@@ -55,9 +56,9 @@ async def test_zone_and_host_commands(federation) -> None:
             "--api-url",
             child_url,
             "--child-username",
-            SERVICE_USER,
+            link_user,
             "--child-password",
-            fed.service_password,
+            link_password,
             "--label",
             "tier=gold",
             "--weight-offset",
@@ -78,7 +79,7 @@ async def test_zone_and_host_commands(federation) -> None:
             "--api-url",
             child_url,
             "--child-username",
-            SERVICE_USER,
+            link_user,
             "--child-password",
             "wrong",
             ok=False,

@@ -192,7 +192,7 @@ async def test_a_federation_restarts_on_its_own_state(tmp_path) -> None:
     try:
         await again.start()  # new ports; the parent's record of its child is updated
         assert await again.wait_covered(timeout=60) == {"top": 10}
-        assert again.admin_password == first.admin_password
+        assert again.admin_passwords == first.admin_passwords
         assert again.zones["top"].pid != top_id
         async with again.admin_client("top") as top:
             assert [z["api_url"] for z in await top.list_zones()] == [again.zones["dc"].url]

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from skyfed.client import SkyfedClient
+from skyfed.client import SkyfedClient, SkyfedError
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).parents[2] / "examples" / "federation.toml"
@@ -44,7 +44,8 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         for name in zones:
             assert f"{name}  {zones[name]['url']}" in output
         assert "900 hosts" in output
-        admin = manifest["admin"]
+        admin = zones["global"]["admin"]
+        await _no_shared_credentials(manifest, zones)
         async with SkyfedClient(
             zones["global"]["url"], username=admin["username"], password=admin["password"]
         ) as client:
@@ -71,6 +72,30 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         if up.poll() is None:
             up.kill()
         log.close()
+
+
+async def _no_shared_credentials(manifest: dict, zones: dict) -> None:
+    """The attack: every zone had the same admin, service and agent passwords, so a child
+    that learnt its parent's service password could log in anywhere, the root included."""
+    admins = [z["admin"]["password"] for z in zones.values()]
+    agents = [z["agent"]["password"] for z in zones.values()]
+    links = manifest["links"]
+    assert sorted(links) == sorted(f"{p}>{name}" for name, z in zones.items() for p in z["parents"])
+    everything = admins + agents + list(links.values())
+    assert len(set(everything)) == len(everything)
+    # The root keeps no service account: nobody's child, nobody logs in to it as one.
+    root = zones["global"]
+    async with SkyfedClient(
+        root["url"], username="admin", password=root["admin"]["password"]
+    ) as client:
+        assert not [u for u in await client.list_users() if "service" in u["roles"]]
+    # eu-dc1's link password (which eu sends it at each login) opens nothing else.
+    stolen = links["eu>eu-dc1"]
+    for name in ("global", "eu", "us", "eu-dc2"):
+        async with SkyfedClient(zones[name]["url"]) as client:
+            with pytest.raises(SkyfedError) as refused:
+                await client.login("link-eu", stolen)
+            assert refused.value.status == 401, name
 
 
 def _alive(pid: int) -> bool:

@@ -19,7 +19,7 @@ async def test_no_clear_password_or_token_at_rest_or_in_logs(federation) -> None
             detail = await parent.zone_detail("child")
             token = parent.token
         assert detail["state"] == "active"
-        secret = fed.service_password.encode()
+        secret = fed.link_passwords["parent>child"].encode()
         state = fed.state_dir
     assert token
     parent_db = state / "parent" / "parent.db"

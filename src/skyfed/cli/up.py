@@ -66,7 +66,9 @@ async def _run(federation: Federation, timeout: float, exit_when_ready: bool) ->
         await federation.wait_covered(timeout, progress=lambda m: status.update(f"waiting: {m}"))
     await _print_tree(federation)
     console.print(f"state and federation.json in [bold]{federation.state_dir}[/]")
-    console.print(f"admin password: {federation.admin_password}")
+    for root in federation.topology.roots():
+        console.print(f"admin password of {root}: {federation.admin_passwords[root]}")
+    console.print("every zone has its own credentials: see federation.json (mode 0600)")
     if exit_when_ready:
         return
     console.print("Ctrl-C stops everything")

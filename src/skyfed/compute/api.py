@@ -24,7 +24,7 @@ from skyfed.compute.schemas import (
 )
 from skyfed.compute.service import ComputeService
 from skyfed.errors import AppError
-from skyfed.identity.deps import AdminDep, PrincipalDep
+from skyfed.identity.deps import AdminDep, DirectUserDep, UserDep
 from skyfed.runtime import RuntimeDep
 from skyfed.schema_types import NAME_PATTERN
 
@@ -38,7 +38,7 @@ def _flavor_out(flavor: Any) -> FlavorOut:
 
 
 @router.get("/flavors", response_model=FlavorList)
-async def list_flavors(principal: PrincipalDep, runtime: RuntimeDep) -> FlavorList:
+async def list_flavors(principal: DirectUserDep, runtime: RuntimeDep) -> FlavorList:
     flavors = await ComputeService(runtime.compute, principal).list_flavors()
     return FlavorList(flavors=[_flavor_out(f) for f in flavors])
 
@@ -50,7 +50,7 @@ async def create_flavor(body: FlavorCreate, principal: AdminDep, runtime: Runtim
 
 @router.post("/servers", status_code=202, response_model=ServersCreated)
 async def create_servers(
-    body: ServerCreate, principal: PrincipalDep, runtime: RuntimeDep
+    body: ServerCreate, principal: UserDep, runtime: RuntimeDep
 ) -> ServersCreated:
     """Create `count` servers (one reservation); 202 once the request is durable."""
     return await ComputeService(runtime.compute, principal).create(body)
@@ -58,7 +58,7 @@ async def create_servers(
 
 @router.post("/servers/delegated", response_model=DelegatedCreated)
 async def create_delegated(
-    body: DelegatedCreates, principal: PrincipalDep, runtime: RuntimeDep
+    body: DelegatedCreates, principal: UserDep, runtime: RuntimeDep
 ) -> DelegatedCreated:
     """A parent zone passes down the servers it placed here, many in one request.
 
@@ -84,7 +84,7 @@ _STATUS_PATTERN = "^(" + "|".join(STATUSES) + ")$"
 
 @router.get("/servers", response_model=ServerList)
 async def list_servers(
-    principal: PrincipalDep,
+    principal: UserDep,
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     marker: Annotated[str | None, Query(max_length=512)] = None,
@@ -99,29 +99,27 @@ async def list_servers(
 
 
 @router.get("/servers/{server_id}")
-async def get_server(
-    server_id: ServerId, principal: PrincipalDep, runtime: RuntimeDep
-) -> JSONResponse:
+async def get_server(server_id: ServerId, principal: UserDep, runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(await ComputeService(runtime.compute, principal).get(server_id))
 
 
 @router.delete("/servers/{server_id}", status_code=202)
 async def delete_server(
-    server_id: ServerId, principal: PrincipalDep, runtime: RuntimeDep
+    server_id: ServerId, principal: UserDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     return await ComputeService(runtime.compute, principal).delete(server_id)
 
 
 @router.post("/servers/{server_id}/action", status_code=202)
 async def server_action(
-    server_id: ServerId, body: ActionIn, principal: PrincipalDep, runtime: RuntimeDep
+    server_id: ServerId, body: ActionIn, principal: UserDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """reboot, stop or start; 409 naming the state when the server cannot do it now."""
     return await ComputeService(runtime.compute, principal).action(server_id, body.action)
 
 
 @router.get("/zones/locate", response_model=ZoneLocation)
-async def locate(principal: PrincipalDep, runtime: RuntimeDep, project: Id) -> ZoneLocation:
+async def locate(principal: UserDep, runtime: RuntimeDep, project: Id) -> ZoneLocation:
     """The lowest zone whose subtree holds all of a project's servers."""
     return await ComputeService(runtime.compute, principal).locate(project)
 

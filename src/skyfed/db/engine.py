@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,10 +25,16 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": not self.is_sqlite}
+        # hide_parameters: an error's message (logged) never carries the values bound to
+        # the statement, which may be password hashes, sealed secrets or tenant metadata.
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_pre_ping": not self.is_sqlite,
+            "hide_parameters": True,
+        }
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(self.url.database))
             kwargs["async_creator"] = inline_creator(self.url.database or ":memory:", 30.0)
             # One connection: transactions queue for it in asyncio instead of contending
             # for SQLite's write lock, whose busy handler sleeps in steps of up to 100 ms.
@@ -53,6 +60,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _private_file(path: Path) -> None:
+    """Make the database file readable by its owner only before SQLite opens it (its
+    -wal and -shm files take the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

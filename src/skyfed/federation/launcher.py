@@ -1,13 +1,19 @@
 """`skyfed up`: every zone of a topology as its own process, linked, with simulated hosts.
 
 Writes each zone's config and log under the state directory, registers every
-child with its parents using the child's service account, starts one host agent
-per zone that lists hosts, and records it all in `federation.json`.
+child with its parents, starts one host agent per zone that lists hosts, and
+records it all in `federation.json` (mode 0600: it holds every credential).
+
+No two zones share a credential: each zone has its own admin and agent
+passwords, and each parent/child link its own service account, made on the
+child for that parent alone (`link-<parent>`), so a child that learns its link's
+password learns nothing it could use at its parent, its siblings or the root.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -26,8 +32,14 @@ from skyfed.identity.secret_files import write_private
 from skyfed.settings import Settings
 
 ADMIN_USER = "admin"
-SERVICE_USER = "skyfed-service"  # parents log in to children with it
 AGENT_USER = "skyfed-agent"  # host agents send heartbeats with it
+LINK_PROJECT = "service"  # where a child keeps its parents' link accounts
+
+
+def link_username(parent: str) -> str:
+    """The service account a child keeps for one parent."""
+    name = f"link-{parent}"
+    return name if len(name) <= 63 else f"link-{hashlib.sha256(parent.encode()).hexdigest()[:32]}"
 
 
 class Federation:
@@ -36,9 +48,17 @@ class Federation:
         self.state_dir = state_dir.resolve()
         # A state directory used before keeps its credentials: the zones' databases hold them.
         previous = self._previous_manifest()
-        self.admin_password = _password(previous, "admin", 12)
-        self.service_password = _password(previous, "service", 18)
-        self.agent_password = _password(previous, "agent", 18)
+        before = {z.get("name"): z for z in previous.get("zones", []) if isinstance(z, dict)}
+        self.admin_passwords = {
+            name: _password(before.get(name, {}), "admin", 16) for name in topology.zones
+        }
+        self.agent_passwords = {
+            name: _password(before.get(name, {}), "agent", 24) for name in topology.zones
+        }
+        # "parent>child" -> the password of the child's account for that parent.
+        self.link_passwords: dict[str, str] = {
+            k: str(v) for k, v in dict(previous.get("links") or {}).items() if isinstance(v, str)
+        }
         self.zones: dict[str, ZoneProcess] = {}
         self.agents: dict[str, ManagedProcess] = {}
         self.settings: dict[str, dict[str, Any]] = {}  # each zone's, as written to its config
@@ -62,11 +82,9 @@ class Federation:
             "state_dir": ".",
             "log_file": "zone.log",
             "admin_username": ADMIN_USER,
-            "admin_password": self.admin_password,
-            "service_username": SERVICE_USER,
-            "service_password": self.service_password,
+            "admin_password": self.admin_passwords[name],
             "agent_username": AGENT_USER,
-            "agent_password": self.agent_password,
+            "agent_password": self.agent_passwords[name],
             "allowed_child_hosts": ["127.0.0.1", "localhost"],
         }
         if spec.capabilities:
@@ -79,11 +97,14 @@ class Federation:
         return values
 
     def prepare(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        if any(spec.agent.get("driver") == "process" for spec in self.topology.zones.values()):
-            # Process servers run as users of their own and pass through here to their
-            # homes (server-homes/<zone>); they can list nothing, and enter no zone's dir.
-            os.chmod(self.state_dir, 0o711)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Process servers run as users of their own and pass through here to their homes
+        # (server-homes/<zone>): then it is 0711, listing nothing (federation.json is 0600)
+        # and entering no zone's directory (each 0700).
+        processes = any(
+            spec.agent.get("driver") == "process" for spec in self.topology.zones.values()
+        )
+        self.state_dir.chmod(0o711 if processes else 0o700)
         for name, spec in self.topology.zones.items():
             port = spec.port or free_port()
             zone_dir = self.state_dir / name
@@ -120,7 +141,7 @@ class Federation:
                         *self._server_homes(name, spec),
                     ],
                     zone_dir / "agent.log",
-                    env={"SKYFED_PASSWORD": self.agent_password, **self._agent_bus(name)},
+                    env={"SKYFED_PASSWORD": self.agent_passwords[name], **self._agent_bus(name)},
                 )
 
     def _server_homes(self, name: str, spec: ZoneSpec) -> list[str]:
@@ -161,23 +182,43 @@ class Federation:
             if spec.link == "amqp":
                 via["bus_url"] = self.settings[name]["bus_url"]
             for parent in spec.parents:
+                username, password = await self.link_account(parent, name)
                 async with self.admin_client(parent) as client:
                     known = {z["name"] for z in await client.list_zones()}
                     if name in known:  # a rerun on the same state: the port may have changed
                         await client.update_zone(
                             name,
                             api_url=child.url,
-                            username=SERVICE_USER,
-                            password=self.service_password,
+                            username=username,
+                            password=password,
                             **via,
                         )
                     else:
-                        await client.add_zone(
-                            name, child.url, SERVICE_USER, self.service_password, **via
-                        )
+                        await client.add_zone(name, child.url, username, password, **via)
+
+    async def link_account(self, parent: str, child: str) -> tuple[str, str]:
+        """The service account `child` keeps for `parent` alone, made when missing (and
+        made again, with a new password, when the one it had is not known here)."""
+        username = link_username(parent)
+        key = f"{parent}>{child}"
+        async with self.admin_client(child) as client:
+            existing = {u["name"] for u in await client.list_users()}
+            password = self.link_passwords.get(key)
+            if username in existing and password is None:
+                await client.request("DELETE", f"/v1/users/{username}")
+                existing.discard(username)
+            if username not in existing:
+                password = secrets.token_urlsafe(24)
+                await client.create_user(username, password, LINK_PROJECT, ["service"])
+            assert password is not None
+        self.link_passwords[key] = password
+        self.write_manifest()
+        return username, password
 
     def admin_client(self, name: str) -> SkyfedClient:
-        return SkyfedClient(self.zones[name].url, username=ADMIN_USER, password=self.admin_password)
+        return SkyfedClient(
+            self.zones[name].url, username=ADMIN_USER, password=self.admin_passwords[name]
+        )
 
     async def wait_covered(
         self, timeout: float = 120.0, progress: Callable[[str], None] = lambda _: None
@@ -215,9 +256,7 @@ class Federation:
         return {
             "state_dir": str(self.state_dir),
             "roots": self.topology.roots(),
-            "admin": {"username": ADMIN_USER, "password": self.admin_password},
-            "service": {"username": SERVICE_USER, "password": self.service_password},
-            "agent": {"username": AGENT_USER, "password": self.agent_password},
+            "links": dict(self.link_passwords),
             "zones": [
                 {
                     "name": name,
@@ -228,7 +267,8 @@ class Federation:
                     "log": str(zone.config.parent / "zone.log"),
                     "hosts": self.topology.host_count(name),
                     "agent_pid": self.agents[name].pid if name in self.agents else None,
-                    "admin": {"username": ADMIN_USER, "password": self.admin_password},
+                    "admin": {"username": ADMIN_USER, "password": self.admin_passwords[name]},
+                    "agent": {"username": AGENT_USER, "password": self.agent_passwords[name]},
                 }
                 for name, zone in self.zones.items()
             ],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from skyfed.identity.deps import AdminDep, BearerDep, PrincipalDep
+from skyfed.identity.deps import ActingDep, AdminDep, BearerDep, PrincipalDep
 from skyfed.identity.schemas import (
     ProjectCreate,
     ProjectList,
@@ -26,12 +26,39 @@ Ref = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
 def _service(runtime: RuntimeDep, session: SessionDep) -> IdentityService:
-    return IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
+    return IdentityService(
+        session,
+        runtime.settings.token_ttl,
+        runtime.tokens,
+        vault=runtime.vault,
+        limiter=runtime.logins,
+    )
 
 
-@router.post("/auth/tokens", status_code=201, response_model=TokenOut)
-async def issue_token(body: TokenRequest, runtime: RuntimeDep, session: SessionDep) -> TokenOut:
-    return await _service(runtime, session).issue_token(body.username, body.password)
+def client_address(request: Request, trusted_proxies: list[str]) -> str:
+    """The caller's address: the peer's, or (behind a trusted proxy) the last address
+    in X-Forwarded-For that is not itself a trusted proxy."""
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop[:64]
+    return peer
+
+
+@router.post(
+    "/auth/tokens",
+    status_code=201,
+    response_model=TokenOut,
+    responses={429: {"description": "too many failed logins for this user or address"}},
+)
+async def issue_token(
+    body: TokenRequest, request: Request, runtime: RuntimeDep, session: SessionDep
+) -> TokenOut:
+    source = client_address(request, runtime.settings.trusted_proxies)
+    return await _service(runtime, session).issue_token(body.username, body.password, source)
 
 
 @router.delete("/auth/tokens", status_code=204)
@@ -45,7 +72,7 @@ async def revoke_token(
 
 
 @router.get("/auth/whoami")
-async def whoami(principal: PrincipalDep) -> dict[str, object]:
+async def whoami(principal: ActingDep) -> dict[str, object]:
     return {
         "user_id": principal.user_id,
         "username": principal.username,

@@ -1,4 +1,11 @@
-"""Authentication for routes: a bearer token, optionally carrying a forwarded identity."""
+"""Authentication for routes: a bearer token, and on some routes a forwarded identity.
+
+A parent zone's service account may act for an end user (`X-Skyfed-User-Id` and
+friends) only on the routes a parent uses to act for one: servers, delegated
+creates, locate (`ActingDep`, `UserDep`). Everywhere else a forwarded identity is
+refused (403), so a service credential never reaches users, projects, zones,
+hosts or flavors with an admin's powers.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from skyfed.client import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 from skyfed.errors import BadRequest, Forbidden, Unauthorized
-from skyfed.identity.principal import ADMIN, AGENT, FORWARDABLE_ROLES, SERVICE, Principal
+from skyfed.identity.principal import (
+    ADMIN,
+    AGENT,
+    FORWARDABLE_ROLES,
+    MEMBER,
+    SERVICE,
+    Principal,
+)
 from skyfed.identity.service import IdentityService, token_digest
 from skyfed.runtime import RuntimeDep
 
@@ -19,11 +33,8 @@ BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-async def current_principal(
-    request: Request,
-    runtime: RuntimeDep,
-    credentials: BearerDep,
-) -> Principal:
+async def token_principal(runtime: RuntimeDep, credentials: BearerDep) -> Principal:
+    """Who the bearer token belongs to."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (POST /v1/auth/tokens)")
     # Most calls carry a token resolved moments ago: no session for those.
@@ -32,6 +43,26 @@ async def current_principal(
         async with runtime.db.session() as session:
             service = IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
             caller = await service.resolve_token(credentials.credentials)
+    return caller
+
+
+async def current_principal(
+    request: Request, caller: Annotated[Principal, Depends(token_principal)]
+) -> Principal:
+    """The token's own identity; a forwarded identity is refused on this route."""
+    if request.headers.get(FORWARDED_USER_ID) is not None:
+        raise Forbidden(
+            "this route does not accept a forwarded identity "
+            "(only servers, delegated creates and locate do)",
+            code="forwarding_refused",
+        )
+    return caller
+
+
+async def acting_principal(
+    request: Request, caller: Annotated[Principal, Depends(token_principal)]
+) -> Principal:
+    """The token's identity, or the end user a parent zone's service account acts for."""
     forwarded_id = request.headers.get(FORWARDED_USER_ID)
     if forwarded_id is None:
         return caller
@@ -49,12 +80,31 @@ def _forwarded(request: Request, user_id: str, caller: Principal) -> Principal:
             raise BadRequest(f"forwarded {label} is missing or malformed")
     if not roles <= FORWARDABLE_ROLES:
         raise BadRequest(f"forwarded roles must be among {sorted(FORWARDABLE_ROLES)}")
+    if not roles:
+        raise BadRequest("a forwarded identity needs at least one role")
     return Principal(user_id, username, project_id, roles, via=caller.username)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
         raise Forbidden(f"the '{ADMIN}' role is required")
+    return principal
+
+
+async def require_user(principal: Annotated[Principal, Depends(acting_principal)]) -> Principal:
+    """An end user (member or admin), calling or forwarded by a parent zone: never a
+    peer's or an agent's own account."""
+    if not (principal.is_admin or MEMBER in principal.roles):
+        raise Forbidden(f"the '{MEMBER}' or '{ADMIN}' role is required")
+    return principal
+
+
+async def require_direct_user(
+    principal: Annotated[Principal, Depends(current_principal)],
+) -> Principal:
+    """An end user (member or admin) calling with their own token."""
+    if not (principal.is_admin or MEMBER in principal.roles):
+        raise Forbidden(f"the '{MEMBER}' or '{ADMIN}' role is required")
     return principal
 
 
@@ -68,13 +118,16 @@ async def require_peer(principal: Annotated[Principal, Depends(current_principal
 async def require_reporter(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
-    """Who may send host heartbeats: an admin, a service account or a host agent."""
-    if not (principal.is_admin or principal.is_service or principal.is_agent):
-        raise Forbidden(f"the '{ADMIN}', '{SERVICE}' or '{AGENT}' role is required")
+    """Who may send host heartbeats: an admin or a host agent."""
+    if not (principal.is_admin or principal.is_agent):
+        raise Forbidden(f"the '{ADMIN}' or '{AGENT}' role is required")
     return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+ActingDep = Annotated[Principal, Depends(acting_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+UserDep = Annotated[Principal, Depends(require_user)]
+DirectUserDep = Annotated[Principal, Depends(require_direct_user)]
 PeerDep = Annotated[Principal, Depends(require_peer)]
 ReporterDep = Annotated[Principal, Depends(require_reporter)]

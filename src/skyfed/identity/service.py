@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -15,9 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.db.base import utcnow
 from skyfed.errors import Conflict, NotFound, Unauthorized
 from skyfed.identity import passwords
-from skyfed.identity.models import Project, Token, User
+from skyfed.identity.link_keys import needs_link_key, sealed_link_key
+from skyfed.identity.login_limits import LoginLimiter
+from skyfed.identity.models import Project, Revocation, Token, User
 from skyfed.identity.principal import MEMBER, Principal
 from skyfed.identity.schemas import ProjectCreate, TokenOut, UserCreate, UserOut
+from skyfed.identity.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +75,28 @@ class TokenCache:
 
 
 class IdentityService:
-    def __init__(self, session: AsyncSession, token_ttl: float, cache: TokenCache) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        token_ttl: float,
+        cache: TokenCache,
+        *,
+        vault: Vault | None = None,
+        limiter: LoginLimiter | None = None,
+    ) -> None:
         self.session = session
         self.token_ttl = token_ttl
         self.cache = cache
+        self.vault = vault  # needed to set passwords of bus accounts (their link keys)
+        self.limiter = limiter  # needed to log in
+
+    async def _link_key(self, username: str, password: str, roles: list[str]) -> bytes | None:
+        if not needs_link_key(roles):
+            return None
+        if self.vault is None:
+            raise RuntimeError("setting a bus account's password needs the zone's vault")
+        # scrypt takes a few tens of milliseconds: not on the event loop.
+        return await asyncio.to_thread(sealed_link_key, self.vault, username, password)
 
     # -- bootstrap -------------------------------------------------------------
 
@@ -105,22 +127,32 @@ class IdentityService:
             if not await passwords.verify_password(user.password_hash, password):
                 user.password_hash = await passwords.hash_password(password)
                 await self.session.execute(delete(Token).where(Token.user_id == user.id))
+                self.session.add(Revocation(user_id=user.id))
             if set(user.roles) != set(roles):
                 user.roles = roles
             user.enabled = True
+        # Derived again at each start: the vault's key may have changed.
+        user.link_key_secret = await self._link_key(name, password, roles)
         await self.session.flush()
         return user
 
     # -- tokens ----------------------------------------------------------------
 
-    async def issue_token(self, username: str, password: str) -> TokenOut:
+    async def issue_token(self, username: str, password: str, source: str) -> TokenOut:
+        """Log in from `source` (the caller's address); 429 after too many failures."""
+        if self.limiter is None:
+            raise RuntimeError("logging in needs the zone's login limiter")
+        counters = self.limiter.keys(username, source)
+        await self.limiter.check(self.session, counters)
         user = await self.session.scalar(select(User).where(User.name == username))
         if user is not None:
             self.session.expunge(user)
         await self.session.rollback()  # hold no database connection while hashing
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok or not user.enabled:
+            await self.limiter.failed(self.session, counters)
             raise Unauthorized("invalid username or password", code="invalid_credentials")
+        await self.limiter.succeeded(self.session, username)
         now = utcnow()
         await self.session.execute(
             delete(Token).where(Token.user_id == user.id, Token.expires_at < now)
@@ -157,6 +189,7 @@ class IdentityService:
     async def revoke_token(self, token: str) -> None:
         digest = token_digest(token)
         await self.session.execute(delete(Token).where(Token.digest == digest))
+        self.session.add(Revocation(digest=digest))  # for the zone's other processes
         await self.session.commit()
         self.cache.forget(digest)
 
@@ -194,13 +227,14 @@ class IdentityService:
         await self.session.commit()
 
     async def create_user(self, body: UserCreate) -> User:
-        roles = sorted(set(body.roles))
+        roles = sorted(set(body.roles)) or [MEMBER]
         project = await self.find_project(body.project)
         user = User(
             name=body.name,
             password_hash=await passwords.hash_password(body.password),
             project_id=project.id,
-            roles=roles or [MEMBER],
+            roles=roles,
+            link_key_secret=await self._link_key(body.name, body.password, roles),
         )
         self.session.add(user)
         try:
@@ -220,5 +254,6 @@ class IdentityService:
         if user.id == caller.user_id:
             raise Conflict("you cannot delete your own account")
         await self.session.delete(user)
+        self.session.add(Revocation(user_id=user.id))  # for the zone's other processes
         await self.session.commit()
         self.cache.forget_user(user.id)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from skyfed.errors import NotFound
-from skyfed.identity.deps import PrincipalDep
+from skyfed.identity.deps import DirectUserDep
 from skyfed.identity.principal import Principal
 from skyfed.runtime import RuntimeDep
 from skyfed.tasks.models import STATES, Task
@@ -49,7 +49,7 @@ def _visible(task: Task, principal: Principal) -> TaskOut:
 
 @router.get("", response_model=TaskList)
 async def list_tasks(
-    principal: PrincipalDep,
+    principal: DirectUserDep,
     runtime: RuntimeDep,
     state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
     resource_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -75,19 +75,19 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-async def get_task(task_id: TaskId, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
+async def get_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
     return _visible(await runtime.tasks.get(task_id), principal)
 
 
 @router.post("/{task_id}/retry", response_model=TaskOut)
-async def retry_task(task_id: TaskId, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
+async def retry_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
     """Run a failed or cancelled task again (409 otherwise)."""
     _visible(await runtime.tasks.get(task_id), principal)
     return TaskOut.model_validate(await runtime.tasks.retry(task_id), from_attributes=True)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
-async def cancel_task(task_id: TaskId, principal: PrincipalDep, runtime: RuntimeDep) -> TaskOut:
+async def cancel_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
     """Cancel a queued task that has not begun (409 otherwise: one queued again after an
     attempt may already have had effects), putting its resource back as it was."""
     _visible(await runtime.tasks.get(task_id), principal)
