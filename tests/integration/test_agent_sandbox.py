@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
+from skyfed.app import build_runtime
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sandbox import Confinement, SandboxOptions
@@ -163,15 +164,20 @@ async def test_a_server_cannot_read_or_change_the_agents_state(
     assert state.stat().st_mode & 0o777 == 0o711  # passed through to the homes, not listable
 
 
+@pytest.mark.parametrize("made_by", ["app", "mkdir-0755"])
 async def test_a_server_cannot_read_a_zones_secret_key(
-    drivers: Callable[..., Any], base: Path
+    drivers: Callable[..., Any], base: Path, made_by: str
 ) -> None:
-    # A zone's state directory made as the app makes it (build_runtime, Vault.from_key_file).
     settings = Settings(name="z1", state_dir=base / "zone")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    Vault.from_key_file(settings.state_dir / "secret.key")
+    if made_by == "app":  # as a zone makes its state directory
+        build_runtime(settings)
+    else:  # a directory anyone may list: the key file alone (0600) holds
+        settings.state_dir.mkdir(mode=0o755)
+        Vault.from_key_file(settings.state_dir / "secret.key")
+    key = settings.state_dir / "secret.key"
+    assert key.stat().st_mode & 0o777 == 0o600
     driver = await drivers()
-    await driver.boot("h0", "spy", shell(f"cat {settings.state_dir}/secret.key"))
+    await driver.boot("h0", "spy", shell(f"cat {key}"))
     code, out, err = await exited(driver, "spy")
     assert code != 0 and out == "" and "Permission denied" in err
 
