@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import logging
 import os
 import resource
 import signal
@@ -36,8 +35,6 @@ from typing import Literal
 
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.uid_ledger import UID_BASE, UID_COUNT
-
-log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
