@@ -68,7 +68,12 @@ def build_runtime(settings: Settings) -> Runtime:
         vault = Vault.from_key_file(settings.state_dir / "secret.key")
     hosts = HostRegistry(settings.host_ttl, settings.host_forget_after)
     view = ZoneView(hosts, settings.flavors, settings.summary_max_age)
-    links = ChildLinks(vault, settings.poll_timeout, origin=settings.name)
+    links = ChildLinks(
+        vault,
+        settings.poll_timeout,
+        origin=settings.name,
+        max_answer_bytes=settings.max_child_answer_bytes,
+    )
     poller = Poller(
         db,
         links,

@@ -79,7 +79,7 @@ class SkyfedClient:
         # and auth machinery cost more per call than the lean pool does, and skyfed
         # uses none of them.
         self._transport = transport or H1Transport(
-            max_connections=max_connections, ssl_context=_tls_context()
+            max_connections=max_connections, ssl_context=tls_context()
         )
         self._host = httpx.URL(self.base_url).netloc
 
@@ -461,7 +461,7 @@ class SkyfedClient:
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every client: loading the CA store costs ~20 ms each time."""
     return ssl.create_default_context()
 
@@ -505,6 +505,11 @@ def _body(response: httpx.Response) -> Any:
             str(error.get("message", "")),
             error.get("details"),
         )
+    # Not a skyfed error: say what came back, never what it said (a parent probing a URL
+    # an admin gave it must not echo another service's answer).
+    kind = response.headers.get("content-type", "no content type").split(";")[0][:64]
     raise SkyfedError(
-        response.status_code, "http_error", response.text[:200] or response.reason_phrase
+        response.status_code,
+        "http_error",
+        f"HTTP {response.status_code}: not a skyfed answer ({kind}, {len(response.content)} bytes)",
     )

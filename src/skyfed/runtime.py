@@ -25,6 +25,7 @@ from skyfed.tasks.store import TaskStore
 from skyfed.tasks.worker import Worker
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.poller import Poller
+from skyfed.zones.reach_policy import parse_patterns
 from skyfed.zones.service import ZoneContext
 from skyfed.zones.view import ZoneView
 
@@ -61,7 +62,8 @@ class Runtime:
             links=self.links,
             view=self.view,
             probe_timeout=self.settings.poll_timeout,
-            allowed_hosts=tuple(self.settings.allowed_child_hosts),
+            allowed_hosts=parse_patterns(self.settings.allowed_child_hosts),
+            max_answer_bytes=self.settings.max_child_answer_bytes,
         )
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from skyfed.schema_types import NAME_PATTERN, Name
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
+from skyfed.zones.reach_policy import PatternError, parse_patterns
 
 __all__ = ["DEFAULT_FLAVORS", "NAME_PATTERN", "FlavorSpec", "Settings"]
 
@@ -82,8 +83,12 @@ class Settings(BaseSettings):
     poll_timeout: float = Field(default=5.0, gt=0)
     poll_failures: int = Field(default=3, ge=1)
     poll_concurrency: int = Field(default=64, ge=1)
-    # Hostname patterns (fnmatch) a child api_url may point at; guards against SSRF.
-    allowed_child_hosts: list[str] = ["*"]
+    # The hosts a child's api_url (or broker URL) may name, matched exactly: a name or
+    # address, '*.example.net' (names under that domain), or a network ('10.0.0.0/16').
+    # Empty (the default): no child may be added until the operator lists its hosts.
+    allowed_child_hosts: list[str] = []
+    # The largest answer a child may give (bytes); a larger one fails the call.
+    max_child_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
 
     host_ttl: float = Field(default=30.0, gt=0)
     # A host silent for this long is forgotten entirely (it stays listed as offline before).
@@ -139,6 +144,15 @@ class Settings(BaseSettings):
             return check_capabilities(value)
         except CapabilityError as exc:
             raise ValueError(str(exc)) from exc
+
+    @field_validator("allowed_child_hosts")
+    @classmethod
+    def _allowed_child_hosts(cls, value: list[str]) -> list[str]:
+        try:
+            parse_patterns(value)
+        except PatternError as exc:
+            raise ValueError(f"allowed_child_hosts: {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
