@@ -39,7 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from skyfed.bench.summary import POOLS
+from skyfed.bench.sim_hosts import POOLS
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_host, reserve_zone
 from skyfed.scheduling.columns import ZoneSet
 from skyfed.scheduling.config import PlannerConfig
