@@ -65,8 +65,13 @@ def test_a_uid_range_that_could_hand_out_root_is_refused_at_start(spec: Path) ->
     assert "must lie within 1000" in output
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="a root agent switches users")
-def test_an_agent_that_is_not_root_needs_consent_to_share_its_user(spec: Path) -> None:
+def test_an_agent_that_is_not_root_needs_consent_to_share_its_user(
+    spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent as an unprivileged user sees it (whoever runs the tests).
+    from skyfed.compute.agent import process_driver
+
+    monkeypatch.setattr(process_driver.os, "geteuid", lambda: 4321)
     code, output = run("--spec", str(spec), "--driver", "process")
     assert code == 2
     assert "--insecure-shared-user" in output
