@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed import __version__, error_handlers
 from skyfed.compute import allocations
+from skyfed.compute.agent_accounts.api import router as agent_accounts_router
+from skyfed.compute.agent_accounts.book import GrantBook
+from skyfed.compute.agent_accounts.service import AgentAccounts
 from skyfed.compute.agent_api import router as agents_router
 from skyfed.compute.api import router as compute_router
 from skyfed.compute.cancels import Cancels
@@ -33,7 +36,7 @@ from skyfed.errors import error_body
 from skyfed.identity.api import router as identity_router
 from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
-from skyfed.identity.principal import ADMIN, AGENT, SERVICE
+from skyfed.identity.principal import ADMIN, SERVICE
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
 from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
@@ -119,6 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
             window=settings.login_failure_window,
         ),
         revocations=RevocationFeed(db, tokens),
+        grants=GrantBook(db),
         worker=worker,
     )
 
@@ -141,14 +145,25 @@ async def bootstrap(runtime: Runtime) -> None:
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )
-        for username, password, role in (
-            (settings.service_username, settings.service_password, SERVICE),
-            (settings.agent_username, settings.agent_password, AGENT),
-        ):
-            if username and password:
-                await identity.ensure_user(
-                    username, password.get_secret_value(), SERVICE_PROJECT, [role]
-                )
+        if settings.service_username and settings.service_password:
+            await identity.ensure_user(
+                settings.service_username,
+                settings.service_password.get_secret_value(),
+                SERVICE_PROJECT,
+                [SERVICE],
+            )
+        await session.commit()
+        # Know the hosts other processes heard from (and who carries them) first.
+        await runtime.sharing.share()
+        if settings.agent_username and settings.agent_password:
+            await AgentAccounts(
+                session, identity, runtime.hosts, runtime.grants, settings.agent_username
+            ).configure(
+                settings.agent_username,
+                settings.agent_password.get_secret_value(),
+                list(settings.agent_hosts),
+                settings.agent_max_hosts,
+            )
         zone = await session.scalar(select(ZoneIdentity))
         if zone is None:
             zone = ZoneIdentity(name=settings.name)
@@ -217,7 +232,6 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     await bootstrap(runtime)
     await runtime.revocations.start()
     await runtime.poller.load()
-    await runtime.sharing.share()  # know the hosts other processes heard from, before deciding
     background = [
         asyncio.create_task(runtime.poller.run_forever(follow_only=not api), name="poller"),
         asyncio.create_task(housekeeping(runtime), name="housekeeping"),
@@ -283,6 +297,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(zones_router)
     app.include_router(hosts_router)
     app.include_router(agents_router)
+    app.include_router(agent_accounts_router)
     app.include_router(tasks_router)
 
     @app.get("/healthz", tags=["health"])

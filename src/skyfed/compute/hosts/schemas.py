@@ -81,5 +81,11 @@ class HostList(BaseModel):
     next_marker: str | None = None
 
 
+class ReleaseOut(BaseModel):
+    name: str
+    # The agent that carried the host until now (None: nobody did).
+    released_from: str | None
+
+
 class DisableIn(Strict):
     reason: Text255 = ""
