@@ -145,6 +145,8 @@ async def bootstrap(runtime: Runtime) -> None:
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )
+        # Where service and agent accounts live, whether or not the settings name any.
+        await identity.ensure_project(SERVICE_PROJECT)
         if settings.service_username and settings.service_password:
             await identity.ensure_user(
                 settings.service_username,
