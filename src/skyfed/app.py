@@ -22,6 +22,7 @@ from skyfed.compute.agent_accounts.service import AgentAccounts
 from skyfed.compute.agent_api import router as agents_router
 from skyfed.compute.api import router as compute_router
 from skyfed.compute.cancels import Cancels
+from skyfed.compute.command_wakeups import CommandWakeups
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts import service as host_service
@@ -243,6 +244,10 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     if runtime.settings.bus_url.startswith("amqp"):
         wakeups = BusWakeups(runtime.settings.bus_url, runtime.settings.name, runtime.tasks)
         background.append(asyncio.create_task(wakeups.run(), name="task-wakeups"))
+        told = CommandWakeups(
+            runtime.settings.bus_url, runtime.settings.name, runtime.compute.signals
+        )
+        background.append(asyncio.create_task(told.run(), name="command-wakeups"))
     log.info("zone ready", extra={"zone_id": runtime.zone_id, "api": api})
     try:
         yield

@@ -58,7 +58,9 @@ async def poll_commands(
     all of them, those already delivered too); waits up to `wait` seconds for one."""
     ctx = runtime.compute
     wait = min(wait, runtime.settings.agent_poll_max)
-    found = await commands.poll(ctx.db, ctx.signals, agent, limit, wait, after=after)
+    found = await commands.poll(
+        ctx.db, ctx.signals, agent, limit, wait, reread=runtime.settings.poll_reread, after=after
+    )
     return AgentCommands(
         commands=[
             AgentCommand(

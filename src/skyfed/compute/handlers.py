@@ -86,7 +86,11 @@ class ServerHandlers:
             await session.commit()
         self.ctx.signals.new_command(agent)
         done = await commands.wait_done(
-            self.ctx.db, self.ctx.signals, command_id, self.ctx.settings.command_timeout
+            self.ctx.db,
+            self.ctx.signals,
+            command_id,
+            self.ctx.settings.command_timeout,
+            reread=self.ctx.settings.poll_reread,
         )
         if done is None:
             raise RetryLater(f"host {location.target} has not answered '{action}' yet")
