@@ -93,6 +93,15 @@ def beat_agent(caller: Caller, named: Iterable[str | None]) -> str | None:
 
 def check_bounds(name: str, beat: HeartbeatIn, limits: BeatLimits) -> None:
     r, u = beat.resources, beat.used
+    if (
+        r.vcpus <= limits.max_vcpus
+        and r.ram_mb <= limits.max_ram_mb
+        and r.disk_gb <= limits.max_disk_gb
+        and u.vcpus <= r.vcpus
+        and u.ram_mb <= r.ram_mb
+        and u.disk_gb <= r.disk_gb
+    ):
+        return  # the usual case, without building a message
     problems = [
         f"{key} {value} is more than this zone takes ({limit})"
         for key, value, limit in (
