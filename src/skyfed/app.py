@@ -159,6 +159,11 @@ async def bootstrap(runtime: Runtime) -> None:
         # Know the hosts other processes heard from (and who carries them) first.
         await runtime.sharing.share()
         if settings.agent_username and settings.agent_password:
+            if not settings.agent_hosts:
+                log.warning(
+                    "the settings agent carries no host until agent_hosts names some",
+                    extra={"agent": settings.agent_username},
+                )
             await AgentAccounts(
                 session, identity, runtime.hosts, runtime.grants, settings.agent_username
             ).configure(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.identity.service import IdentityService
 from tests.conftest import AGENT_PASSWORD, InProcessZone, zone_settings
 from tests.fakes import ScriptedAgent
 
@@ -392,6 +393,25 @@ async def test_agent_accounts_api(zone: InProcessZone, admin: SkyfedClient) -> N
     await refused(admin.delete_agent("eu-dc1-agent"), 404)
     assert "eu-dc1-agent" not in [u["name"] for u in await admin.list_users()]
     assert (await admin.get_host("eu-dc1-1"))["agent"] is None
+
+
+async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_deleted(
+    zone: InProcessZone, admin: SkyfedClient
+) -> None:
+    """One made before grants existed (role agent through the users API)."""
+    runtime = zone.runtime
+    async with runtime.db.session() as session:
+        identity = IdentityService(session, 60.0, runtime.tokens, vault=runtime.vault)
+        await identity.ensure_user("old-agent", "old-agent-password", "service", ["agent"])
+        await session.commit()
+    async with zone.client("old-agent", "old-agent-password") as old:
+        error = await refused(old.heartbeat("h1", resources=HOST), 403, "host_not_granted")
+        assert "covers no host" in error.message
+        await refused(admin.get_agent("old-agent"), 404)
+        await admin.delete_agent("old-agent")
+        await refused(old.heartbeat("h1", resources=HOST), 401)
+    await refused(admin.delete_agent("admin"), 404)  # not an agent
+    assert [u["name"] for u in await admin.list_users()] == ["admin", "agent", "svc"]
 
 
 BAD_CREATES: list[tuple[str, dict[str, Any]]] = [

@@ -122,10 +122,16 @@ class AgentAccounts:
         return await self.get(name)
 
     async def delete(self, name: str) -> None:
-        row = await self._row(name)
+        """Also an agent account without a grant (made before grants existed)."""
         self._not_configured(name)
-        user = await self.session.get(User, row.user_id)
-        await self.session.delete(row)
+        row = await self.session.get(AgentGrant, name)
+        if row is not None:
+            user = await self.session.get(User, row.user_id)
+            await self.session.delete(row)
+        else:
+            user = await self.session.scalar(select(User).where(User.name == name))
+            if user is None or AGENT not in user.roles:
+                raise NotFound(f"agent '{name}' not found")
         if user is not None:
             await self.identity.delete_account(user)  # commits both
         else:

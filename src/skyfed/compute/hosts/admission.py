@@ -139,9 +139,13 @@ def screen(
     if caller.grant is not None:
         refused = caller.grant.uncovered(name for name, _ in beats)
         if refused:
+            why = (
+                "not in its grant: see GET /v1/agents/{name}"
+                if caller.grant.patterns
+                else "its grant covers no host: see GET /v1/agents/{name}"
+            )
             raise Forbidden(
-                f"agent '{caller.name}' may not carry host {_listed(refused)} "
-                "(not in its grant: see GET /v1/agents/{name})",
+                f"agent '{caller.name}' may not carry host {_listed(refused)} ({why})",
                 code="host_not_granted",
             )
     for name, beat in beats:
