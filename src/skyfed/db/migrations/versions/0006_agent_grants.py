@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-05 09:00:00.000000
+Create Date: 2026-12-04 21:00:00.000000
 """
 
 from collections.abc import Sequence
