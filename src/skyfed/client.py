@@ -371,6 +371,41 @@ class SkyfedClient:
     async def enable_host(self, name: str) -> dict[str, Any]:
         return await self.request("POST", f"/v1/hosts/{name}/enable")
 
+    async def release_host(self, name: str) -> dict[str, Any]:
+        """Hand a host over: the next agent granted for it that beats carries it."""
+        return await self.request("POST", f"/v1/hosts/{name}/release")
+
+    # -- agent accounts (admin) ------------------------------------------------------
+
+    async def create_agent(
+        self, name: str, password: str, hosts: list[str], *, max_hosts: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "password": password, "hosts": list(hosts)}
+        if max_hosts is not None:
+            body["max_hosts"] = max_hosts
+        return await self.request("POST", "/v1/agents", json=body)
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/agents"))["agents"]
+
+    async def get_agent(self, name: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/agents/{name}")
+
+    async def update_agent(
+        self,
+        name: str,
+        *,
+        hosts: list[str] | None = None,
+        max_hosts: int | None = None,
+        password: str | None = None,
+    ) -> dict[str, Any]:
+        changes = {"hosts": hosts, "max_hosts": max_hosts, "password": password}
+        body = {k: v for k, v in changes.items() if v is not None}
+        return await self.request("PUT", f"/v1/agents/{name}", json=body)
+
+    async def delete_agent(self, name: str) -> None:
+        await self.request("DELETE", f"/v1/agents/{name}")
+
     # -- servers and flavors -------------------------------------------------------
 
     async def list_flavors(self) -> list[dict[str, Any]]:
@@ -456,8 +491,10 @@ class SkyfedClient:
             raise SkyfedError(502, "bad_response", "the zone's answer does not match the results")
         return [bool(isinstance(item, dict) and item.get("known")) for item in items]
 
-    async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> None:
-        await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})
+    async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        """Post events; how many the zone `applied` and `refused` (not this agent's)."""
+        answer = await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})
+        return dict(answer) if isinstance(answer, dict) else {}
 
 
 @functools.cache

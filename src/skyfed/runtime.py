@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed.compute.agent_accounts.book import GrantBook
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts.registry import HostRegistry
@@ -48,6 +49,7 @@ class Runtime:
     link_keys: LinkKeys
     logins: LoginLimiter
     revocations: RevocationFeed
+    grants: GrantBook
     worker: Worker | None = None
     zone_id: str = field(default="")
 

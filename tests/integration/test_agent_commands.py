@@ -477,7 +477,8 @@ async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path, base: Path
         agent_log.close()  # the agent holds its own copy
         try:
             beat = await until(lambda: zone.heartbeats, 20, "the first heartbeat")
-            assert beat[0]["name"] == "pz-g0-00000" and beat[0]["agent"] == "pz-agent"
+            # The agent's name is its user name.
+            assert beat[0]["name"] == "pz-g0-00000" and beat[0]["agent"] == "agent"
             code = (
                 "import os, time; open('server.pid', 'w').write(str(os.getpid())); time.sleep(60)"
             )
@@ -518,12 +519,14 @@ def _running(pid: int) -> bool:
 
 async def test_heartbeats_reach_a_real_zone(child_zone: Any) -> None:
     """The beats' shape is what a real zone takes: the host shows its agent and usage."""
-    from tests.conftest import AGENT_PASSWORD
-
     driver = SimDriver([host("rz-h0")])
     await driver.boot("rz-h0", "s1", small(2))
     stop = asyncio.Event()
-    async with SkyfedClient(child_zone.url, username="agent", password=AGENT_PASSWORD) as client:
+    async with child_zone.client() as admin:
+        await admin.create_agent("rz-agent", "rz-agent-password", ["rz-*"], max_hosts=1)
+    async with SkyfedClient(
+        child_zone.url, username="rz-agent", password="rz-agent-password"
+    ) as client:
         runner = AgentRunner(client, driver, "rz-agent", interval=0.2, poll_wait=1)
         task = asyncio.create_task(runner.run(stop))
         try:

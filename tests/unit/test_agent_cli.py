@@ -34,6 +34,7 @@ def run(*args: str) -> tuple[int, str]:
         (["--boot-delay", "-1"], "--boot-delay must be >= 0"),
         (["--poll-wait", "0"], "--poll-wait 1..60"),
         (["--name", "bad name!"], "agent name 'bad name!' is not a name"),
+        (["--name", "other"], "an agent's name is its account's user name"),
     ],
 )
 def test_bad_options_exit_2_with_a_reason(spec: Path, args: list[str], message: str) -> None:

@@ -16,7 +16,7 @@ from skyfed.compute.agent.heartbeat import BATCH
 from skyfed.compute.agent.sim import SimHost, expand_groups
 from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.compute.hosts.schemas import HeartbeatBatchIn
-from skyfed.compute.hosts.service import heartbeat_batch
+from skyfed.compute.hosts.service import apply_batch
 from skyfed.settings import Settings
 
 RACK_SIZE = 40  # hosts per rack: a big zone has more racks than a summary keeps values
@@ -180,7 +180,8 @@ def heartbeats(hosts: Sequence[SimHost]) -> Heartbeats:
 
 
 def fill_registry(registry: HostRegistry, beats: Heartbeats | Sequence[SimHost]) -> None:
-    """Feed heartbeats the way the zone's batch route does: JSON, validation, the service."""
+    """Feed heartbeats the way the zone's batch route does: JSON, validation, the service
+    (as admitted beats: who may send them is not what this measures)."""
     if not isinstance(beats, Heartbeats):
         beats = heartbeats(beats)
     clock = registry.clock
@@ -190,4 +191,4 @@ def fill_registry(registry: HostRegistry, beats: Heartbeats | Sequence[SimHost])
     for bodies, now in ((beats.offline, 0.0), (beats.online, 2 * registry.ttl)):
         clock.now = now
         for body in bodies:
-            heartbeat_batch(registry, HeartbeatBatchIn.model_validate(json.loads(body)))
+            apply_batch(registry, HeartbeatBatchIn.model_validate(json.loads(body)))

@@ -60,7 +60,8 @@ def agent(
     name: Annotated[
         str | None,
         typer.Option(
-            help="This agent's name (commands are routed by it). Default: <prefix>-agent."
+            help="This agent's name (commands are routed by it): its account's user name, "
+            "which is the default (see `skyfed agent-account`)."
         ),
     ] = None,
     state_dir: Annotated[
@@ -151,14 +152,19 @@ def agent(
             "--interval must be > 0, --stop-grace >= 0, --concurrency >= 1, --poll-wait 1..60"
         )
     try:
-        data, hosts = load_spec(spec, seed)
+        _, hosts = load_spec(spec, seed)
     except (OSError, ValueError, SpecError) as exc:
         raise _fail(f"bad spec {spec}: {exc}") from exc
-    agent_name = name or f"{data.get('prefix', 'host')}-agent"
+    agent_name = name or username
     if not re.match(NAME_PATTERN, agent_name):
         raise _fail(
             f"agent name {agent_name!r} is not a name (letters, digits, '.', '_', '-'; "
             "at most 63); give --name"
+        )
+    if agent_name != username:
+        raise _fail(
+            f"--name {agent_name!r} is not --username {username!r}: an agent's name is its "
+            "account's user name (one account per agent: skyfed agent-account create)"
         )
     the_driver: Driver
     if driver == "sim":
