@@ -39,7 +39,7 @@ def zone_with(tmp_path: Path, database_url: str) -> Zone:
             zone.client() as admin,
             zone.client("agent", AGENT_PASSWORD) as agent,
         ):
-            await ScriptedAgent(agent, "agent-1").beat({"h1": HOST})  # room for the servers
+            await ScriptedAgent(agent, "agent").beat({"h1": HOST})  # room for the servers
             await admin.create_project("acme")
             bob = await admin.create_user("bob", "bob-password", "acme", ["member"])
             as_bob = forwarded_headers(
