@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from skyfed.errors import BadRequest
 from skyfed.identity.deps import ActingDep, AdminDep, BearerDep, PrincipalDep
 from skyfed.identity.schemas import (
     ProjectCreate,
@@ -66,7 +67,8 @@ async def revoke_token(
     principal: PrincipalDep, credentials: BearerDep, runtime: RuntimeDep, session: SessionDep
 ) -> Response:
     """Revoke the token this request carries (log out)."""
-    assert credentials is not None  # current_principal has checked it
+    if credentials is None:  # a signed call over the bus: there is no token
+        raise BadRequest("this call carries no token to revoke")
     await _service(runtime, session).revoke_token(credentials.credentials)
     return Response(status_code=204)
 

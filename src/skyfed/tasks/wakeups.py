@@ -3,9 +3,11 @@
 A process that queues tasks tells the others at once instead of leaving them to
 their next poll: one message on the fanout exchange `skyfed.zone.<name>.tasks`,
 which every process of the zone (API and `skyfed worker`) reads through its own
-exclusive queue. The database stays the truth: a wake-up only makes a worker
-claim sooner, and one that is lost (broker away) costs at most a poll interval.
-Wake-ups queued while one is being sent go out as one.
+exclusive queue (`skyfed.zone.<name>.tasks.<random>`: named, so the broker's
+permissions can grant it to the zone's own user alone). The database stays the
+truth: a wake-up only makes a worker claim sooner, and one that is lost (broker
+away) costs at most a poll interval. Wake-ups queued while one is being sent go
+out as one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobu
 
 from skyfed.tasks.store import TaskStore
 from skyfed.transport.bus import connect_and_set_up
+from skyfed.transport.names import wakeups_exchange_for
 
 log = logging.getLogger("skyfed.tasks.wakeups")
 
@@ -26,7 +29,7 @@ log = logging.getLogger("skyfed.tasks.wakeups")
 class BusWakeups:
     def __init__(self, broker_url: str, zone: str, store: TaskStore) -> None:
         self.broker_url = broker_url
-        self.exchange_name = f"skyfed.zone.{zone}.tasks"
+        self.exchange_name = wakeups_exchange_for(zone)
         self.store = store
         self.me = uuid.uuid4().hex  # our own wake-ups come back too: skip them
         self._exchange: AbstractExchange | None = None
@@ -41,7 +44,9 @@ class BusWakeups:
             exchange = await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
             )
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            queue = await channel.declare_queue(
+                f"{self.exchange_name}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+            )
             await queue.bind(exchange)
             await queue.consume(self._on_wake, no_ack=True)
             self._exchange = exchange
