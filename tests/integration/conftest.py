@@ -44,7 +44,7 @@ def federation(tmp_path: Path) -> Callable[..., Any]:
     @asynccontextmanager
     async def start(zones: list[dict[str, Any]], **defaults: Any) -> AsyncIterator[Federation]:
         topology = parse_topology({"defaults": {**FAST, **defaults}, "zones": zones})
-        fed = Federation(topology, tmp_path / "fed")
+        fed = Federation(topology, tmp_path / "fed", temporary=True)  # broker accounts go too
         try:
             await fed.start()
             await fed.wait_covered(timeout=90)
