@@ -316,7 +316,7 @@ class ZoneQueueServer:
         A refusal goes (unsigned) only to a reply queue of the account the call names."""
         try:
             name = text(head.get(ACCOUNT_HEADER, ""))
-        except TypeError:
+        except (TypeError, ValueError):
             name = ""
         tell = bool(name) and is_reply_queue_of(reply_to, name)
         signature = head.get(SIGNATURE_HEADER)
@@ -326,7 +326,10 @@ class ZoneQueueServer:
             envelope = Envelope.from_headers(head)
         except EnvelopeError as exc:
             return self._refuse(str(exc), name, tell)
-        account = await self.accounts(name)
+        try:
+            account = await self.accounts(name)
+        except Exception as exc:  # its database is away: nothing to verify with
+            return self._refuse(f"the zone could not read its accounts ({exc!r:.200})", name, tell)
         if account is None or not same(
             call_signature(
                 account.key,

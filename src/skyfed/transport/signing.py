@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Mapping
+from itertools import chain
 
 from skyfed.identity.link_keys import LinkAccount, derive_link_key
 from skyfed.identity.principal import SERVICE, Principal
@@ -53,37 +53,46 @@ def call_signature(
     body: bytes,
 ) -> str:
     """The hex HMAC a call carries (the caller makes it; the zone makes it again)."""
-    fields = [
-        _CALL,
-        account,
-        call_id,
-        queue,
-        reply_to,
-        envelope.method,
-        envelope.target,
-        sorted(envelope.headers.items()),
-        list(envelope.route),
-        envelope.hops,
-        envelope.hop_limit,
-        envelope.deadline_ms,
-        envelope.request_id,
-        hashlib.sha256(body).hexdigest(),
-    ]
-    return _mac(key, fields)
+    headers = sorted(envelope.headers.items())
+    return _mac(
+        key,
+        [
+            _CALL,
+            account,
+            call_id,
+            queue,
+            reply_to,
+            envelope.method,
+            envelope.target,
+            str(len(headers)),
+            *chain.from_iterable(headers),
+            str(len(envelope.route)),
+            *envelope.route,
+            str(envelope.hops),
+            str(envelope.hop_limit),
+            str(envelope.deadline_ms),
+            envelope.request_id,
+            hashlib.sha256(body).hexdigest(),
+        ],
+    )
 
 
 def answer_signature(
     key: bytes, *, call_id: str, status: int, headers: Mapping[str, str], body: bytes
 ) -> str:
     """The hex HMAC an answer carries (the zone makes it; the caller makes it again)."""
-    fields = [
-        _ANSWER,
-        call_id,
-        status,
-        sorted(headers.items()),
-        hashlib.sha256(body).hexdigest(),
-    ]
-    return _mac(key, fields)
+    kept = sorted(headers.items())
+    return _mac(
+        key,
+        [
+            _ANSWER,
+            call_id,
+            str(status),
+            str(len(kept)),
+            *chain.from_iterable(kept),
+            hashlib.sha256(body).hexdigest(),
+        ],
+    )
 
 
 def same(expected: str, given: object) -> bool:
@@ -95,9 +104,11 @@ def same(expected: str, given: object) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode("ascii", "replace"))
 
 
-def _mac(key: bytes, fields: list[object]) -> str:
-    # A JSON array is an unambiguous encoding: no field can run into the next.
-    data = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+def _mac(key: bytes, fields: list[str]) -> str:
+    # Each field prefixed by its length, and lists by their count: no field can run
+    # into the next, so no two calls sign alike. (Cheaper than JSON: this runs four
+    # times per call.)
+    data = "".join([f"{len(field)}:{field}" for field in fields]).encode()
     return hmac.digest(key, data, "sha256").hex()
 
 
