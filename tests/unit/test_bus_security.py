@@ -24,7 +24,7 @@ from skyfed.identity.principal import AGENT, SERVICE, Principal
 from skyfed.transport.envelope import Envelope
 from skyfed.transport.names import is_reply_queue_of, reply_queue_for
 from skyfed.transport.queue_policy import AGENT_CALLS, PARENT_CALLS
-from skyfed.transport.signing import answer_signature, call_signature, same
+from skyfed.transport.signing import SigningError, answer_signature, call_signature, same
 
 KEY = hashlib.sha256(b"a link key").digest()
 ENVELOPE = Envelope(
@@ -205,3 +205,17 @@ def test_broker_passwords_are_handed_over_hashed_and_urls_quoted() -> None:
     assert "p@ss" not in repr(user)
     url = url_for("amqps://guest:guest@mq.example:5671/old", user)
     assert url == "amqps://skyfed-1-eu:p%40ss%2Fword@mq.example:5671/skyfed-1-eu"
+
+
+def test_a_field_holding_a_nul_cannot_be_signed() -> None:
+    """Fields are joined by NUL: one that held a NUL could move a boundary, so two
+    different calls would sign alike; it is refused instead."""
+    for change in (
+        {"call_id": "c\x001"},
+        {"envelope": dataclasses.replace(ENVELOPE, headers={"x-a": "1\x00x-b"})},
+        {"envelope": dataclasses.replace(ENVELOPE, route=("top\x00eu",))},
+    ):
+        with pytest.raises(SigningError):
+            call_signature(KEY, **{**CALL, **change})
+    with pytest.raises(SigningError):
+        answer_signature(KEY, call_id="c\x00", status=200, headers={}, body=b"")

@@ -56,6 +56,7 @@ from skyfed.transport.signing import (
     SIGNATURE_HEADER,
     AccountResolver,
     LinkAccount,
+    SigningError,
     answer_signature,
     call_signature,
     same,
@@ -330,8 +331,15 @@ class ZoneQueueServer:
             account = await self.accounts(name)
         except Exception as exc:  # its database is away: nothing to verify with
             return self._refuse(f"the zone could not read its accounts ({exc!r:.200})", name, tell)
-        if account is None or not same(
-            call_signature(
+        # One reason for an unknown account and a wrong key: a prober learns no names.
+        forged = (
+            f"the signature does not verify for account '{name}' on {self.queue} "
+            "(an unknown or disabled account, or a key from another password)"
+        )
+        if account is None:
+            return self._refuse(forged, name, tell)
+        try:
+            expected = call_signature(
                 account.key,
                 account=name,
                 call_id=call_id,
@@ -339,15 +347,11 @@ class ZoneQueueServer:
                 reply_to=reply_to,
                 envelope=envelope,
                 body=body,
-            ),
-            signature,
-        ):
-            return self._refuse(
-                f"the signature does not verify for account '{name}' on {self.queue} "
-                "(an unknown or disabled account, or a key from another password)",
-                name,
-                tell,
             )
+        except SigningError as exc:
+            return self._refuse(str(exc), name, tell)
+        if not same(expected, signature):
+            return self._refuse(forged, name, tell)
         if not tell:  # signed, but answers would go to a queue not the caller's own
             self.stats.misdirected += 1
             log.warning(

@@ -11,6 +11,7 @@ calling account, which only that account may declare and read.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 
@@ -42,6 +43,7 @@ def reply_queue_for(account: str) -> str:
     return f"{_REPLY_PREFIX}{account}.{secrets.token_hex(16)}"
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every call; the queues of a link repeat
 def is_reply_queue_of(queue: str, account: str) -> bool:
     """Whether `queue` is one of `account`'s reply queues (and so no other queue: a
     zone's own, another account's, or one of no skyfed kind). The random part is

@@ -30,13 +30,15 @@ class QueuePolicy:
         if self.role not in caller.roles:
             return f"this queue serves '{self.role}' accounts only"
         path = target.partition("?")[0]
-        if any(pattern.fullmatch(path) for pattern in self.refused):
-            return f"{path} is not served over the bus"
-        if self.routes and not any(
-            m in (method, ANY_METHOD) and pattern.fullmatch(path) for m, pattern in self.routes
-        ):
-            return f"{method} {path} is not served on this queue"
-        return None
+        for pattern in self.refused:
+            if pattern.fullmatch(path):
+                return f"{path} is not served over the bus"
+        if not self.routes:
+            return None
+        for allowed, pattern in self.routes:
+            if allowed in (method, ANY_METHOD) and pattern.fullmatch(path):
+                return None
+        return f"{method} {path} is not served on this queue"
 
 
 _SEGMENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]*"  # a name or id; never "." or ".."

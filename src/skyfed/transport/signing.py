@@ -104,12 +104,18 @@ def same(expected: str, given: object) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode("ascii", "replace"))
 
 
+class SigningError(ValueError):
+    """A field that cannot be signed (it holds a NUL): the message is refused."""
+
+
 def _mac(key: bytes, fields: list[str]) -> str:
-    # Each field prefixed by its length, and lists by their count: no field can run
-    # into the next, so no two calls sign alike. (Cheaper than JSON: this runs four
-    # times per call.)
-    data = "".join([f"{len(field)}:{field}" for field in fields]).encode()
-    return hmac.digest(key, data, "sha256").hex()
+    # Fields joined by NUL, which none may hold, and lists preceded by their count: no
+    # field can run into the next, so no two calls sign alike. (Four of these run per
+    # call: joined in C, this is a third of what length prefixes or JSON cost.)
+    data = "\0".join(fields)
+    if data.count("\0") != len(fields) - 1:
+        raise SigningError("a signed field holds a NUL character")
+    return hmac.digest(key, data.encode(), "sha256").hex()
 
 
 class StaticAccounts:
