@@ -146,6 +146,10 @@ def zone_settings(tmp_path: Path, database_url: str | None = None, **overrides: 
         "service_password": SERVICE_PASSWORD,
         "agent_username": "agent",
         "agent_password": AGENT_PASSWORD,
+        # A catch-all grant, written out: the tests' one agent carries any host name.
+        # Tests of grants provision agents of their own (POST /v1/agents).
+        "agent_hosts": ["*"],
+        "agent_max_hosts": 10_000,
         "allowed_child_hosts": ["127.0.0.1", "localhost"],
         "poll_interval": 3600.0,  # tests poll by hand
         **overrides,

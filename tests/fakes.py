@@ -10,9 +10,10 @@ from skyfed.client import SkyfedClient
 class ScriptedAgent:
     """An agent that answers its zone's commands as the test says (no real hosts)."""
 
-    def __init__(self, client: SkyfedClient, name: str) -> None:
+    def __init__(self, client: SkyfedClient, name: str | None = None) -> None:
         self.client = client
-        self.name = name
+        # An agent's name is its account's user name.
+        self.name = name or str(client.username)
         self.seen: list[dict[str, Any]] = []
 
     async def beat(self, hosts: dict[str, dict[str, int]], **capabilities: Any) -> None:

@@ -16,9 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed import __version__, error_handlers
 from skyfed.compute import allocations
+from skyfed.compute.agent_accounts.api import router as agent_accounts_router
+from skyfed.compute.agent_accounts.book import GrantBook
+from skyfed.compute.agent_accounts.service import AgentAccounts
 from skyfed.compute.agent_api import router as agents_router
 from skyfed.compute.api import router as compute_router
 from skyfed.compute.cancels import Cancels
+from skyfed.compute.command_wakeups import CommandWakeups
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts import service as host_service
@@ -33,7 +37,7 @@ from skyfed.errors import error_body
 from skyfed.identity.api import router as identity_router
 from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
-from skyfed.identity.principal import ADMIN, AGENT, SERVICE
+from skyfed.identity.principal import ADMIN, SERVICE
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
 from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
@@ -69,7 +73,12 @@ def build_runtime(settings: Settings) -> Runtime:
         vault = Vault.from_key_file(settings.state_dir / "secret.key")
     hosts = HostRegistry(settings.host_ttl, settings.host_forget_after)
     view = ZoneView(hosts, settings.flavors, settings.summary_max_age)
-    links = ChildLinks(vault, settings.poll_timeout, origin=settings.name)
+    links = ChildLinks(
+        vault,
+        settings.poll_timeout,
+        origin=settings.name,
+        max_answer_bytes=settings.max_child_answer_bytes,
+    )
     poller = Poller(
         db,
         links,
@@ -120,6 +129,7 @@ def build_runtime(settings: Settings) -> Runtime:
             window=settings.login_failure_window,
         ),
         revocations=RevocationFeed(db, tokens),
+        grants=GrantBook(db),
         worker=worker,
     )
 
@@ -142,14 +152,32 @@ async def bootstrap(runtime: Runtime) -> None:
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )
-        for username, password, role in (
-            (settings.service_username, settings.service_password, SERVICE),
-            (settings.agent_username, settings.agent_password, AGENT),
-        ):
-            if username and password:
-                await identity.ensure_user(
-                    username, password.get_secret_value(), SERVICE_PROJECT, [role]
+        # Where service and agent accounts live, whether or not the settings name any.
+        await identity.ensure_project(SERVICE_PROJECT)
+        if settings.service_username and settings.service_password:
+            await identity.ensure_user(
+                settings.service_username,
+                settings.service_password.get_secret_value(),
+                SERVICE_PROJECT,
+                [SERVICE],
+            )
+        await session.commit()
+        # Know the hosts other processes heard from (and who carries them) first.
+        await runtime.sharing.share()
+        if settings.agent_username and settings.agent_password:
+            if not settings.agent_hosts:
+                log.warning(
+                    "the settings agent carries no host until agent_hosts names some",
+                    extra={"agent": settings.agent_username},
                 )
+            await AgentAccounts(
+                session, identity, runtime.hosts, runtime.grants, settings.agent_username
+            ).configure(
+                settings.agent_username,
+                settings.agent_password.get_secret_value(),
+                list(settings.agent_hosts),
+                settings.agent_max_hosts,
+            )
         zone = await session.scalar(select(ZoneIdentity))
         if zone is None:
             zone = ZoneIdentity(name=settings.name)
@@ -218,7 +246,6 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     await bootstrap(runtime)
     await runtime.revocations.start()
     await runtime.poller.load()
-    await runtime.sharing.share()  # know the hosts other processes heard from, before deciding
     background = [
         asyncio.create_task(runtime.poller.run_forever(follow_only=not api), name="poller"),
         asyncio.create_task(housekeeping(runtime), name="housekeeping"),
@@ -228,6 +255,10 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
     if runtime.settings.bus_url.startswith("amqp"):
         wakeups = BusWakeups(runtime.settings.bus_url, runtime.settings.name, runtime.tasks)
         background.append(asyncio.create_task(wakeups.run(), name="task-wakeups"))
+        told = CommandWakeups(
+            runtime.settings.bus_url, runtime.settings.name, runtime.compute.signals
+        )
+        background.append(asyncio.create_task(told.run(), name="command-wakeups"))
     log.info("zone ready", extra={"zone_id": runtime.zone_id, "api": api})
     try:
         yield
@@ -304,6 +335,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(zones_router)
     app.include_router(hosts_router)
     app.include_router(agents_router)
+    app.include_router(agent_accounts_router)
     app.include_router(tasks_router)
 
     @app.get("/healthz", tags=["health"])

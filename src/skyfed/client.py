@@ -79,7 +79,7 @@ class SkyfedClient:
         # and auth machinery cost more per call than the lean pool does, and skyfed
         # uses none of them.
         self._transport = transport or H1Transport(
-            max_connections=max_connections, ssl_context=_tls_context()
+            max_connections=max_connections, ssl_context=tls_context()
         )
         self._host = httpx.URL(self.base_url).netloc
 
@@ -372,6 +372,41 @@ class SkyfedClient:
     async def enable_host(self, name: str) -> dict[str, Any]:
         return await self.request("POST", f"/v1/hosts/{name}/enable")
 
+    async def release_host(self, name: str) -> dict[str, Any]:
+        """Hand a host over: the next agent granted for it that beats carries it."""
+        return await self.request("POST", f"/v1/hosts/{name}/release")
+
+    # -- agent accounts (admin) ------------------------------------------------------
+
+    async def create_agent(
+        self, name: str, password: str, hosts: list[str], *, max_hosts: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "password": password, "hosts": list(hosts)}
+        if max_hosts is not None:
+            body["max_hosts"] = max_hosts
+        return await self.request("POST", "/v1/agents", json=body)
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        return (await self.request("GET", "/v1/agents"))["agents"]
+
+    async def get_agent(self, name: str) -> dict[str, Any]:
+        return await self.request("GET", f"/v1/agents/{name}")
+
+    async def update_agent(
+        self,
+        name: str,
+        *,
+        hosts: list[str] | None = None,
+        max_hosts: int | None = None,
+        password: str | None = None,
+    ) -> dict[str, Any]:
+        changes = {"hosts": hosts, "max_hosts": max_hosts, "password": password}
+        body = {k: v for k, v in changes.items() if v is not None}
+        return await self.request("PUT", f"/v1/agents/{name}", json=body)
+
+    async def delete_agent(self, name: str) -> None:
+        await self.request("DELETE", f"/v1/agents/{name}")
+
     # -- servers and flavors -------------------------------------------------------
 
     async def list_flavors(self) -> list[dict[str, Any]]:
@@ -457,12 +492,14 @@ class SkyfedClient:
             raise SkyfedError(502, "bad_response", "the zone's answer does not match the results")
         return [bool(isinstance(item, dict) and item.get("known")) for item in items]
 
-    async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> None:
-        await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})
+    async def agent_events(self, agent: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        """Post events; how many the zone `applied` and `refused` (not this agent's)."""
+        answer = await self.request("POST", f"/v1/agents/{agent}/events", json={"events": events})
+        return dict(answer) if isinstance(answer, dict) else {}
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One verifying TLS context for every client: loading the CA store costs ~20 ms each time."""
     return ssl.create_default_context()
 
@@ -506,6 +543,11 @@ def _body(response: httpx.Response) -> Any:
             str(error.get("message", "")),
             error.get("details"),
         )
+    # Not a skyfed error: say what came back, never what it said (a parent probing a URL
+    # an admin gave it must not echo another service's answer).
+    kind = response.headers.get("content-type", "no content type").split(";")[0][:64]
     raise SkyfedError(
-        response.status_code, "http_error", response.text[:200] or response.reason_phrase
+        response.status_code,
+        "http_error",
+        f"HTTP {response.status_code}: not a skyfed answer ({kind}, {len(response.content)} bytes)",
     )

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed.compute.agent_accounts.book import GrantBook
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts.registry import HostRegistry
@@ -25,6 +26,7 @@ from skyfed.tasks.store import TaskStore
 from skyfed.tasks.worker import Worker
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.poller import Poller
+from skyfed.zones.reach_policy import parse_patterns
 from skyfed.zones.service import ZoneContext
 from skyfed.zones.view import ZoneView
 
@@ -47,6 +49,7 @@ class Runtime:
     link_keys: LinkKeys
     logins: LoginLimiter
     revocations: RevocationFeed
+    grants: GrantBook
     worker: Worker | None = None
     zone_id: str = field(default="")
 
@@ -61,7 +64,8 @@ class Runtime:
             links=self.links,
             view=self.view,
             probe_timeout=self.settings.poll_timeout,
-            allowed_hosts=tuple(self.settings.allowed_child_hosts),
+            allowed_hosts=parse_patterns(self.settings.allowed_child_hosts),
+            max_answer_bytes=self.settings.max_child_answer_bytes,
         )
 
 

@@ -16,8 +16,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from skyfed.schema_types import NAME_PATTERN, Name
+from skyfed.schema_types import NAME_PATTERN, HostPattern, Name
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
+from skyfed.zones.reach_policy import PatternError, parse_patterns
 
 __all__ = ["DEFAULT_FLAVORS", "NAME_PATTERN", "FlavorSpec", "Settings"]
 
@@ -67,6 +68,11 @@ class Settings(BaseSettings):
     service_password: SecretStr | None = None
     agent_username: Name | None = None
     agent_password: SecretStr | None = None
+    # The hosts that settings agent may carry (patterns: a host name or a prefix
+    # ending in '*', as for POST /v1/agents; "*" is every host) and how many.
+    # Empty: it carries nothing. Agents of their own are made with POST /v1/agents.
+    agent_hosts: list[HostPattern] = Field(default_factory=list, max_length=1000)
+    agent_max_hosts: int = Field(default=1000, ge=0, le=1_000_000)
     # Encrypts stored secrets (child credentials). None: a key file in state_dir.
     secret_key: SecretStr | None = None
     token_ttl: float = Field(default=12 * 3600, gt=0)
@@ -83,10 +89,22 @@ class Settings(BaseSettings):
     poll_timeout: float = Field(default=5.0, gt=0)
     poll_failures: int = Field(default=3, ge=1)
     poll_concurrency: int = Field(default=64, ge=1)
-    # Hostname patterns (fnmatch) a child api_url may point at; guards against SSRF.
-    allowed_child_hosts: list[str] = ["*"]
+    # The hosts a child's api_url (or broker URL) may name, matched exactly: a name or
+    # address, '*.example.net' (names under that domain), or a network ('10.0.0.0/16').
+    # Empty (the default): no child may be added until the operator lists its hosts.
+    allowed_child_hosts: list[str] = []
+    # The largest answer a child may give (bytes); a larger one fails the call.
+    max_child_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
 
     host_ttl: float = Field(default=30.0, gt=0)
+    # At most this many hosts known at once (online or offline, not yet forgotten):
+    # a beat bringing one more is refused (409). Each agent has its own cap too.
+    max_hosts: int = Field(default=100_000, ge=1, le=10_000_000)
+    # The largest host a heartbeat may report (422 beyond): a few times today's
+    # largest machines, so a lying agent cannot claim the capacity of a region.
+    host_max_vcpus: int = Field(default=4096, ge=1, le=1_000_000)
+    host_max_ram_mb: int = Field(default=32 * 1024 * 1024, ge=1, le=1 << 40)  # 32 TiB
+    host_max_disk_gb: int = Field(default=1024 * 1024, ge=1, le=1 << 40)  # 1 PiB
     # A host silent for this long is forgotten entirely (it stays listed as offline before).
     host_forget_after: float = Field(default=3600.0, gt=0)
     summary_max_age: float = Field(default=1.0, ge=0)
@@ -114,11 +132,21 @@ class Settings(BaseSettings):
     command_timeout: float = Field(default=60.0, gt=0)
     # The longest an agent's poll for commands is held open (proxies cut idle requests).
     agent_poll_max: float = Field(default=30.0, ge=0)
+    # How often an idle poll (and a task waiting for an agent's answer) reads the
+    # database again in case a wake-up was missed. None: never on SQLite without a
+    # bus (one process: every command wakes it), every 5 s with a bus (wake-ups of
+    # other processes come over it), every 1 s on PostgreSQL without one.
+    agent_poll_reread: float | None = Field(default=None, gt=0, le=60)
     # The largest request body taken (413 beyond). The largest a zone itself sends is
     # a parent's batch of 500 servers with full metadata, about 9 MiB.
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
     # The URL clients and parents reach this zone at (default: http://host:port).
     public_url: str | None = None
+    # Who may create servers with a `metadata.process` (a command run on a host by the
+    # process driver, as a user of its own but on the host's kernel, network and /tmp):
+    # "admins" (default: only people trusted with the hosts), "members", or "off" (nobody).
+    # Every zone a request passes applies its own, to the caller's forwarded roles.
+    process_servers: Literal["admins", "members", "off"] = "admins"
 
     capabilities: dict[Annotated[str, StringConstraints(max_length=64)], CapabilityValue] = {}
     flavors: list[FlavorSpec] = Field(default_factory=lambda: list(DEFAULT_FLAVORS))
@@ -136,12 +164,23 @@ class Settings(BaseSettings):
         except CapabilityError as exc:
             raise ValueError(str(exc)) from exc
 
+    @field_validator("allowed_child_hosts")
+    @classmethod
+    def _allowed_child_hosts(cls, value: list[str]) -> list[str]:
+        try:
+            parse_patterns(value)
+        except PatternError as exc:
+            raise ValueError(f"allowed_child_hosts: {exc}") from exc
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if (self.service_username is None) != (self.service_password is None):
             raise ValueError("service_username and service_password go together")
         if (self.agent_username is None) != (self.agent_password is None):
             raise ValueError("agent_username and agent_password go together")
+        if self.agent_hosts and self.agent_username is None:
+            raise ValueError("agent_hosts is the grant of agent_username: set that too")
         if self.poll_timeout > self.poll_interval:
             # Otherwise a hung child is found out only every poll_timeout, and going offline
             # takes longer than poll_failures x poll_interval + poll_timeout.
@@ -178,6 +217,15 @@ class Settings(BaseSettings):
     @property
     def url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def poll_reread(self) -> float | None:
+        """`agent_poll_reread`, or what a zone of this kind needs (see the field)."""
+        if self.agent_poll_reread is not None:
+            return self.agent_poll_reread
+        if self.bus_url.startswith("amqp"):
+            return 5.0
+        return None if self.effective_database_url.startswith("sqlite") else 1.0
 
     @property
     def effective_database_url(self) -> str:

@@ -49,7 +49,7 @@ async def test_a_zone_without_its_database_says_503_and_loses_no_task(
 ) -> None:
     zone, proxy = proxied
     async with zone.client() as admin, zone.client("agent", AGENT_PASSWORD) as agent_client:
-        agent = ScriptedAgent(agent_client, "agent-1")
+        agent = ScriptedAgent(agent_client)
         await agent.beat({"h1": HOST, "h2": HOST}, arch="x86_64")
         made = await create(admin, name="before", count=4)
         ids = [s["id"] for s in made["servers"]]

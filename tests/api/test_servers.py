@@ -22,7 +22,7 @@ HOST = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200}
 @pytest.fixture
 async def agent(zone: InProcessZone) -> Any:
     async with zone.client("agent", AGENT_PASSWORD) as client:
-        scripted = ScriptedAgent(client, "agent-1")
+        scripted = ScriptedAgent(client)
         await scripted.beat({"h1": HOST, "h2": HOST}, arch="x86_64")
         yield scripted
 
@@ -208,7 +208,7 @@ async def one_try(
         zone.client() as admin,
         zone.client("agent", AGENT_PASSWORD) as client,
     ):
-        yield zone, admin, ScriptedAgent(client, "agent-1")
+        yield zone, admin, ScriptedAgent(client)
 
 
 async def test_a_refused_claim_brings_the_hosts_view_up_to_date(

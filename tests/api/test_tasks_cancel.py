@@ -18,7 +18,7 @@ from tests.fakes import ScriptedAgent
 @pytest.fixture
 async def agent(zone: InProcessZone) -> AsyncIterator[ScriptedAgent]:
     async with zone.client("agent", AGENT_PASSWORD) as client:
-        scripted = ScriptedAgent(client, "agent-1")
+        scripted = ScriptedAgent(client)
         await scripted.beat({"h1": HOST}, arch="x86_64")
         yield scripted
 

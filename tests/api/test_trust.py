@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +26,8 @@ from tests.conftest import (
     AGENT_PASSWORD,
     SERVICE_PASSWORD,
     InProcessZone,
+    ServedApp,
+    ServedZone,
     zone_settings,
 )
 
@@ -222,3 +225,142 @@ async def test_integrity_errors_do_not_log_bound_parameters(
             await session.commit()
     assert "secret-hash-value" not in str(exc.value)
     assert "hidden due to hide_parameters" in str(exc.value)
+
+
+# -- child links: where a parent sends its credentials and what it echoes ----------------
+
+
+class Trap:
+    """A listener an attacker controls: records each request, answers as told."""
+
+    def __init__(self, status: int = 400, body: bytes = b"", content_type: str = "text/plain"):
+        self.seen: list[tuple[str, bytes]] = []
+        self.status, self.body, self.content_type = status, body, content_type
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.seen.append((scope["path"], body))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(b"content-type", self.content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body})
+
+
+async def test_a_stored_child_password_goes_nowhere_new(
+    zone: InProcessZone, admin, child_zone: ServedZone
+) -> None:
+    """The attack: an admin changed a child's api_url without a password, and the parent
+    sent the stored password to the new URL."""
+    await admin.add_zone("child", child_zone.url, "svc", SERVICE_PASSWORD)
+    before = await admin.get_zone("child")
+    trap = Trap()
+    async with ServedApp(trap) as served:
+        for change in (
+            {"api_url": served.url},
+            {"api_url": served.url, "username": "svc"},
+            {"transport": "amqp", "bus_url": "amqp://guest:guest@127.0.0.1:5672/"},
+        ):
+            with pytest.raises(SkyfedError) as refused:
+                await admin.update_zone("child", **change)
+            assert (refused.value.status, refused.value.code) == (400, "password_required")
+    assert trap.seen == []
+    assert await admin.get_zone("child") == before
+    # Edits that move nothing need no password.
+    assert (await admin.update_zone("child", weight_offset=2.0))["weight_offset"] == 2.0
+    same = await admin.update_zone("child", api_url=child_zone.url)
+    assert same["api_url"] == child_zone.url
+
+
+async def test_no_child_host_is_allowed_until_the_operator_lists_it(tmp_path: Path) -> None:
+    """The attack: allowed_child_hosts defaulted to '*', so any URL was probed."""
+    trap = Trap()
+    async with ServedApp(trap) as served:
+        settings = zone_settings(tmp_path, None, allowed_child_hosts=[])
+        async with InProcessZone(settings) as zone, zone.client() as admin:
+            with pytest.raises(SkyfedError) as refused:
+                await admin.add_zone("x", served.url, "svc", SERVICE_PASSWORD)
+    assert (refused.value.status, refused.value.code) == (400, "child_url_not_allowed")
+    assert "allowed_child_hosts" in refused.value.message
+    assert trap.seen == []
+
+
+async def test_metadata_and_link_local_addresses_are_refused_even_when_listed(
+    tmp_path: Path,
+) -> None:
+    settings = zone_settings(
+        tmp_path, None, allowed_child_hosts=["169.254.169.254", "169.254.0.0/16", "0.0.0.0"]
+    )
+    async with InProcessZone(settings) as zone, zone.client() as admin:
+        for url, why in (
+            ("http://169.254.169.254/latest", "metadata"),
+            ("http://169.254.1.1:8700", "link-local"),
+            ("http://0.0.0.0:8700", "unspecified"),
+        ):
+            with pytest.raises(SkyfedError) as refused:
+                await admin.add_zone("x", url, "svc", SERVICE_PASSWORD)
+            assert refused.value.code == "child_url_not_allowed" and why in refused.value.message
+        assert await admin.list_zones() == []
+
+
+async def test_a_non_skyfed_answer_is_never_echoed(admin) -> None:
+    """The attack: up to 200 characters of another service's answer came back in the 400."""
+    secret = b"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG"
+    for trap in (
+        Trap(400, secret),  # the login answered by something else
+        Trap(200, secret, "application/json"),  # nonsense where JSON was due
+    ):
+        async with ServedApp(trap) as served:
+            with pytest.raises(SkyfedError) as refused:
+                await admin.add_zone("x", served.url, "svc", SERVICE_PASSWORD)
+        assert refused.value.status == 400
+        assert b"wJalrXUtnFEMI" not in str(refused.value).encode()
+        assert trap.seen  # it was asked, and its answer stayed here
+    assert await admin.list_zones() == []
+
+
+async def test_a_childs_answer_is_bounded(tmp_path: Path) -> None:
+    """A child (or whatever is at its URL) that answers without end fails the call."""
+    settings = zone_settings(tmp_path, None, max_child_answer_bytes=64 * 1024)
+    trap = Trap(200, b'{"token": "' + b"x" * (1024 * 1024) + b'"}', "application/json")
+    async with (
+        ServedApp(trap) as served,
+        InProcessZone(settings) as zone,
+        zone.client() as admin,
+    ):
+        with pytest.raises(SkyfedError) as refused:
+            await admin.add_zone("x", served.url, "svc", SERVICE_PASSWORD)
+    assert refused.value.code == "child_unreachable"
+    assert "larger than 65536 bytes" in refused.value.message
+
+
+async def test_addresses_are_checked_again_when_connecting() -> None:
+    """A name that resolves, at connect time, to a refused address is not connected to
+    (DNS may answer differently after the check at add)."""
+    import httpx
+
+    from skyfed.transport.h1 import H1Transport
+
+    trap = Trap(200, b"{}", "application/json")
+    async with ServedApp(trap) as served:
+        transport = H1Transport(
+            address_check=lambda a: "refused here" if a == "127.0.0.1" else None
+        )
+        request = httpx.Request("GET", f"http://localhost:{served.port}/v1/zone")
+        with pytest.raises(httpx.ConnectError, match="refused here"):
+            await transport.handle_async_request(request)
+        await transport.aclose()
+    assert trap.seen == []

@@ -71,7 +71,7 @@ async def test_a_child_over_amqp_is_probed_polled_and_listed(
 
     # A wrong queue is found out at once, and the child keeps its working link.
     with pytest.raises(SkyfedError) as caught:
-        await admin.update_zone(name, bus_queue="skyfed.zone.nobody")
+        await admin.update_zone(name, bus_queue="skyfed.zone.nobody", password=SERVICE_PASSWORD)
     assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
     assert "skyfed.zone.nobody" in caught.value.message
     assert (await admin.get_zone(name))["bus_queue"] == f"skyfed.zone.{name}"
@@ -89,7 +89,7 @@ async def test_a_null_queue_on_update_means_the_default_queue(
         bus_queue=queue,
     )  # fmt: skip
     with pytest.raises(SkyfedError) as caught:  # skyfed.zone.alias: nobody consumes it
-        await admin.update_zone("alias", bus_queue=None)
+        await admin.update_zone("alias", bus_queue=None, password=SERVICE_PASSWORD)
     assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
     assert (await admin.get_zone("alias"))["bus_queue"] == queue
     renamed = await admin.update_zone("alias", name=name, bus_queue=None)

@@ -39,12 +39,17 @@ def hosts(count: int, prefix: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def federation(tmp_path: Path) -> Callable[..., Any]:
-    """`async with federation({...zones...}) as fed:` starts it, waits for coverage, stops it."""
+    """`async with federation({...zones...}) as fed:` starts it, waits for coverage, stops it.
+
+    Its state goes to `state_dir` when given (process servers must pass through it)."""
 
     @asynccontextmanager
-    async def start(zones: list[dict[str, Any]], **defaults: Any) -> AsyncIterator[Federation]:
+    async def start(
+        zones: list[dict[str, Any]], state_dir: Path | None = None, **defaults: Any
+    ) -> AsyncIterator[Federation]:
         topology = parse_topology({"defaults": {**FAST, **defaults}, "zones": zones})
-        fed = Federation(topology, tmp_path / "fed", temporary=True)  # broker accounts go too
+        # Its broker accounts go at the end too.
+        fed = Federation(topology, state_dir or tmp_path / "fed", temporary=True)
         try:
             await fed.start()
             await fed.wait_covered(timeout=90)

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from skyfed.compute.agent.runner import AgentRunner
 from skyfed.compute.agent.sim import SimHost
 from skyfed.compute.agent.sim_driver import SimDriver
 from tests.conftest import ServedApp
+from tests.sandboxed import ROOT, passable_dir, sandbox_options, server_python
 
 pytestmark = pytest.mark.timeout(60)
 AGENT = "z-agent"
@@ -350,16 +351,23 @@ async def test_events_are_forwarded_in_batches(harness: Any) -> None:
     assert f"/v1/agents/{AGENT}/events" in h.zone.paths
 
 
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A directory process servers (users of their own) can pass through to their homes."""
+    with passable_dir() as path:
+        yield path
+
+
 async def test_an_event_waits_for_the_result_of_a_command_in_flight(
-    harness: Any, tmp_path: Path
+    harness: Any, base: Path
 ) -> None:
-    driver = ProcessDriver([host()], tmp_path / "state", stop_grace=2.0)
+    driver = ProcessDriver([host()], base / "state", stop_grace=2.0, sandbox=sandbox_options())
     h = await harness(driver, stop_servers_on_exit=True)
     h.zone.refuse_results = 2  # the result arrives late: the exit event must wait for it
     server = {
         "name": "quick",
         "vcpus": 1,
-        "metadata": {"process": {"command": [sys.executable, "-c", "raise SystemExit(3)"]}},
+        "metadata": {"process": {"command": [server_python(), "-c", "raise SystemExit(3)"]}},
     }
     result = await h.zone.result(await h.zone.send("boot", "s1", server))
     assert result["status"] == "ACTIVE"
@@ -430,13 +438,13 @@ async def test_shutdown_is_bounded_with_the_zone_gone(harness: Any) -> None:
     assert time.monotonic() - began < 10
 
 
-async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path) -> None:
+async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path, base: Path) -> None:
     """The real CLI: a boot through it runs a process; Ctrl-C leaves nothing running."""
     zone = FakeZone()
     spec = tmp_path / "hosts.json"
     spec.write_text(json.dumps({"prefix": "pz", "groups": [{"count": 1, "vcpus": 2}]}))
-    pid_file = tmp_path / "server.pid"
     agent_log = (tmp_path / "agent.log").open("wb")
+    pid_file = base / "state" / "_homes" / "s1" / "server.pid"  # in the server's home (cwd)
     async with ServedApp(zone.app()) as served:
         agent = subprocess.Popen(
             [
@@ -453,13 +461,14 @@ async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path) -> None:
                 "--driver",
                 "process",
                 "--state-dir",
-                str(tmp_path / "state"),
+                str(base / "state"),
                 "--interval",
                 "0.5",
                 "--poll-wait",
                 "1",
                 "--stop-grace",
                 "2",
+                *([] if ROOT else ["--insecure-shared-user"]),
             ],
             env={**os.environ, "SKYFED_PASSWORD": "pw"},
             stdout=subprocess.DEVNULL,
@@ -468,14 +477,14 @@ async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path) -> None:
         agent_log.close()  # the agent holds its own copy
         try:
             beat = await until(lambda: zone.heartbeats, 20, "the first heartbeat")
-            assert beat[0]["name"] == "pz-g0-00000" and beat[0]["agent"] == "pz-agent"
+            # The agent's name is its user name.
+            assert beat[0]["name"] == "pz-g0-00000" and beat[0]["agent"] == "agent"
             code = (
-                f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-                "time.sleep(60)"
+                "import os, time; open('server.pid', 'w').write(str(os.getpid())); time.sleep(60)"
             )
             server = {
                 "vcpus": 1,
-                "metadata": {"process": {"command": [sys.executable, "-c", code]}},
+                "metadata": {"process": {"command": [server_python(), "-c", code]}},
             }
             result = await zone.result(
                 await zone.send("boot", "s1", server, host="pz-g0-00000"), 20
@@ -490,7 +499,7 @@ async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path) -> None:
             await until(lambda: zone.events, 5, "the stop event")
             assert zone.events[0]["server_id"] == "s1"
             assert "agent stopped" in zone.events[0]["message"]
-            assert (tmp_path / "state" / "s1" / "stdout.log").exists()
+            assert (base / "state" / "s1" / "stdout.log").exists()
         finally:
             if agent.poll() is None:
                 agent.kill()
@@ -510,12 +519,14 @@ def _running(pid: int) -> bool:
 
 async def test_heartbeats_reach_a_real_zone(child_zone: Any) -> None:
     """The beats' shape is what a real zone takes: the host shows its agent and usage."""
-    from tests.conftest import AGENT_PASSWORD
-
     driver = SimDriver([host("rz-h0")])
     await driver.boot("rz-h0", "s1", small(2))
     stop = asyncio.Event()
-    async with SkyfedClient(child_zone.url, username="agent", password=AGENT_PASSWORD) as client:
+    async with child_zone.client() as admin:
+        await admin.create_agent("rz-agent", "rz-agent-password", ["rz-*"], max_hosts=1)
+    async with SkyfedClient(
+        child_zone.url, username="rz-agent", password="rz-agent-password"
+    ) as client:
         runner = AgentRunner(client, driver, "rz-agent", interval=0.2, poll_wait=1)
         task = asyncio.create_task(runner.run(stop))
         try:

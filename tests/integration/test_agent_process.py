@@ -1,4 +1,7 @@
-"""The process driver with real processes: logs, exit events, signals, no orphans."""
+"""The process driver with real processes: logs, exit events, signals, no orphans.
+
+What confines a server (its own user, its home, its limits) is in test_agent_sandbox.py.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sim import SimHost
+from tests.sandboxed import passable_dir, sandbox_options, server_python
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +37,7 @@ def py(code: str, **extra: Any) -> dict[str, Any]:
         "vcpus": 1,
         "ram_mb": 512,
         "disk_gb": 1,
-        "metadata": {"process": {"command": [sys.executable, "-c", code], **extra}},
+        "metadata": {"process": {"command": [server_python(), "-c", code], **extra}},
     }
 
 
@@ -63,9 +66,20 @@ def log_has(path: Path, text: str) -> Callable[[], bool]:
     return lambda: path.exists() and text in path.read_text()
 
 
+def make(state: Path, **kwargs: Any) -> ProcessDriver:
+    return ProcessDriver([kwargs.pop("host", host())], state, sandbox=sandbox_options(), **kwargs)
+
+
 @pytest.fixture
-async def driver(tmp_path: Path) -> AsyncIterator[ProcessDriver]:
-    d = ProcessDriver([host()], tmp_path / "state", stop_grace=5.0)
+def state() -> Iterator[Path]:
+    """The agent's state directory, where servers (other users) can reach their homes."""
+    with passable_dir() as base:
+        yield base / "state"
+
+
+@pytest.fixture
+async def driver(state: Path) -> AsyncIterator[ProcessDriver]:
+    d = make(state, stop_grace=5.0)
     await d.open()
     pids = set()
     try:
@@ -80,11 +94,9 @@ async def driver(tmp_path: Path) -> AsyncIterator[ProcessDriver]:
 
 
 async def test_boot_runs_the_command_and_captures_its_output(
-    driver: ProcessDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    driver: ProcessDriver, state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AGENT_SECRET", "hunter2")  # the agent's environment stays its own
-    work = tmp_path / "work"
-    work.mkdir()
     code = (
         "import os, sys, time; print('hello', os.environ.get('GREETING'), flush=True); "
         "print('oops', file=sys.stderr, flush=True); "
@@ -92,19 +104,21 @@ async def test_boot_runs_the_command_and_captures_its_output(
         "os.replace('seen.tmp', 'seen.json'); "
         "time.sleep(60)"
     )
-    outcome = await driver.boot("h0", "s1", py(code, env={"GREETING": "world"}, cwd=str(work)))
+    outcome = await driver.boot("h0", "s1", py(code, env={"GREETING": "world"}))
     assert outcome.status == "ACTIVE"
     stdout, stderr = driver.log_paths("s1")
-    assert stdout == tmp_path / "state" / "s1" / "stdout.log"
+    assert stdout == state / "s1" / "stdout.log"
     await until(log_has(stdout, "hello world"), what="stdout")
     await until(log_has(stderr, "oops"), what="stderr")
-    await until((work / "seen.json").exists, what="the env dump in cwd")
-    env = json.loads((work / "seen.json").read_text())
+    home = driver.home("s1")  # the default working directory
+    await until((home / "seen.json").exists, what="the env dump in cwd")
+    env = json.loads((home / "seen.json").read_text())
     assert env["SKYFED_SERVER_ID"] == "s1" and env["SKYFED_SERVER_NAME"] == "srv"
+    assert env["HOME"] == str(home) and env["TMPDIR"] == str(home / "tmp")
     assert "AGENT_SECRET" not in env
     assert running(driver.pids()["s1"])
     assert driver.used("h0") == {"vcpus": 1, "ram_mb": 512, "disk_gb": 1}
-    saved = json.loads((tmp_path / "state" / "s1" / "server.json").read_text())
+    saved = json.loads((state / "s1" / "server.json").read_text())
     assert saved["status"] == "ACTIVE" and saved["pid"] == driver.pids()["s1"]
 
 
@@ -167,9 +181,9 @@ async def test_stop_start_reboot_by_signal_and_respawn(driver: ProcessDriver) ->
 
 
 async def test_sigkill_after_the_grace_period_for_a_process_ignoring_sigterm(
-    tmp_path: Path,
+    state: Path,
 ) -> None:
-    driver = ProcessDriver([host()], tmp_path / "state", stop_grace=0.5)
+    driver = make(state, stop_grace=0.5)
     await driver.open()
     code = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -189,14 +203,14 @@ async def test_sigkill_after_the_grace_period_for_a_process_ignoring_sigterm(
         await driver.close(stop_servers=True)
 
 
-async def test_stop_takes_the_whole_process_group(driver: ProcessDriver, tmp_path: Path) -> None:
-    child_pid_file = tmp_path / "child.pid"
+async def test_stop_takes_the_whole_process_group(driver: ProcessDriver) -> None:
     code = (
         "import subprocess, sys, time; "
         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-        f"open({str(child_pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)"
+        "open('child.pid', 'w').write(str(c.pid)); time.sleep(60)"
     )
     await driver.boot("h0", "s1", py(code))
+    child_pid_file = driver.home("s1") / "child.pid"
     await until(lambda: child_pid_file.exists() and child_pid_file.read_text(), what="child")
     child = int(child_pid_file.read_text())
     assert running(child)
@@ -204,23 +218,20 @@ async def test_stop_takes_the_whole_process_group(driver: ProcessDriver, tmp_pat
     await until(lambda: not running(child), what="the grandchild to go")
 
 
-async def test_an_exit_takes_what_the_process_left_behind(
-    driver: ProcessDriver, tmp_path: Path
-) -> None:
-    child_pid_file = tmp_path / "child.pid"
+async def test_an_exit_takes_what_the_process_left_behind(driver: ProcessDriver) -> None:
     code = (
         "import subprocess, sys; "
         "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-        f"open({str(child_pid_file)!r}, 'w').write(str(c.pid)); sys.exit(0)"
+        "open('child.pid', 'w').write(str(c.pid)); sys.exit(0)"
     )
     await driver.boot("h0", "s1", py(code))
     event = await asyncio.wait_for(driver.events.get(), 10)
     assert event["exit_code"] == 0
-    child = int(child_pid_file.read_text())
+    child = int((driver.home("s1") / "child.pid").read_text())
     await until(lambda: not running(child), what="the orphan to go")
 
 
-async def test_delete_stops_and_keeps_the_logs(driver: ProcessDriver, tmp_path: Path) -> None:
+async def test_delete_stops_and_keeps_the_logs(driver: ProcessDriver, state: Path) -> None:
     await driver.boot("h0", "s1", py(SLEEPER))
     pid = driver.pids()["s1"]
     stdout, _ = driver.log_paths("s1")
@@ -230,19 +241,20 @@ async def test_delete_stops_and_keeps_the_logs(driver: ProcessDriver, tmp_path: 
     assert driver.status("s1") is None
     assert driver.used("h0") == {"vcpus": 0, "ram_mb": 0, "disk_gb": 0}
     assert "up" in stdout.read_text()
-    assert not (tmp_path / "state" / "s1" / "server.json").exists()
+    assert not (state / "s1" / "server.json").exists()
+    assert not driver.home("s1").exists()  # its files go with it; the logs are the agent's
     assert (await driver.delete("h0", "s1", {})).status == "DELETED"
     assert (await driver.delete("h0", "never", {})).status == "DELETED"
 
 
-async def test_bad_process_specs_are_clear_errors(driver: ProcessDriver, tmp_path: Path) -> None:
+async def test_bad_process_specs_are_clear_errors(driver: ProcessDriver) -> None:
     with pytest.raises(DriverError, match=r"has no metadata\.process"):
         await driver.boot("h0", "s1", {"vcpus": 1, "metadata": {}})
     with pytest.raises(DriverError, match="command must be a non-empty list of strings"):
         await driver.boot("h0", "s1", {"metadata": {"process": {"command": "sleep 5"}}})
     with pytest.raises(DriverError, match="cannot start server s1: '/no/such/program'"):
         await driver.boot("h0", "s1", {"metadata": {"process": {"command": ["/no/such/program"]}}})
-    with pytest.raises(DriverError, match="working directory /no/such/dir does not exist"):
+    with pytest.raises(DriverError, match="working directory /no/such/dir: No such file"):
         await driver.boot("h0", "s1", py(SLEEPER, cwd="/no/such/dir"))
     with pytest.raises(DriverError, match="cannot name a directory"):
         await driver.boot("h0", "../escape", py(SLEEPER))
@@ -252,8 +264,8 @@ async def test_bad_process_specs_are_clear_errors(driver: ProcessDriver, tmp_pat
     assert driver.status("s1") is None
 
 
-async def test_capacity_is_accounted(tmp_path: Path) -> None:
-    driver = ProcessDriver([host(vcpus=1)], tmp_path / "state")
+async def test_capacity_is_accounted(state: Path) -> None:
+    driver = make(state, host=host(vcpus=1))
     await driver.open()
     try:
         await driver.boot("h0", "s1", py(SLEEPER))
@@ -264,8 +276,8 @@ async def test_capacity_is_accounted(tmp_path: Path) -> None:
         await driver.close(stop_servers=True)
 
 
-async def test_close_stops_every_server_and_says_so(tmp_path: Path) -> None:
-    driver = ProcessDriver([host()], tmp_path / "state", stop_grace=2.0)
+async def test_close_stops_every_server_and_says_so(state: Path) -> None:
+    driver = make(state, stop_grace=2.0)
     await driver.open()
     await asyncio.gather(*(driver.boot("h0", f"s{i}", py(SLEEPER)) for i in range(3)))
     pids = list(driver.pids().values())
@@ -277,9 +289,8 @@ async def test_close_stops_every_server_and_says_so(tmp_path: Path) -> None:
     assert all(e["status"] == "STOPPED" and "agent stopped" in e["message"] for e in events)
 
 
-async def test_a_new_agent_adopts_servers_left_running(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    first = ProcessDriver([host()], state, stop_grace=2.0)
+async def test_a_new_agent_adopts_servers_left_running(state: Path) -> None:
+    first = make(state, stop_grace=2.0)
     await first.open()
     await first.boot("h0", "kept", py(SLEEPER))
     await first.boot("h0", "ended", py("print('bye')"))
@@ -287,7 +298,7 @@ async def test_a_new_agent_adopts_servers_left_running(tmp_path: Path) -> None:
     pid = first.pids()["kept"]
     await first.close(stop_servers=False)
     assert running(pid)
-    second = ProcessDriver([host()], state, stop_grace=2.0)
+    second = make(state, stop_grace=2.0)
     try:
         await second.open()
         assert second.status("kept") == "ACTIVE"
@@ -305,16 +316,15 @@ async def test_a_new_agent_adopts_servers_left_running(tmp_path: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-async def test_a_server_found_stopped_at_start_is_announced(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    first = ProcessDriver([host()], state)
+async def test_a_server_found_stopped_at_start_is_announced(state: Path) -> None:
+    first = make(state)
     await first.open()
     await first.boot("h0", "s1", py(SLEEPER))
     pid = first.pids()["s1"]
     await first.close(stop_servers=False)
     os.killpg(pid, signal.SIGKILL)  # it dies while no agent watches
     await until(lambda: not running(pid))
-    second = ProcessDriver([host()], state)
+    second = make(state)
     await second.open()
     event = second.events.get_nowait()
     assert event["server_id"] == "s1" and event["status"] == "STOPPED"

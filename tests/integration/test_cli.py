@@ -105,6 +105,35 @@ async def test_zone_and_host_commands(federation) -> None:
         missing = cli(fed, "child", "host", "disable", "no-such-host", ok=False)
         assert missing.returncode == 1 and "not_found" in missing.stderr
 
+        # The launcher provisioned the child's agent through the API, with its hosts.
+        agents = cli_json(fed, "child", "agent-account", "list")
+        assert [(a["name"], a["hosts"], a["max_hosts"]) for a in agents] == [
+            ("child-agent", ["h-*"], 12)
+        ]
+        made = cli_json(
+            fed,
+            "child",
+            "agent-account",
+            "create",
+            "spare",
+            "--new-password",
+            "spare-password",
+            "--host",
+            name,
+            "--max-hosts",
+            "1",
+        )
+        assert (made["hosts"], made["max_hosts"], made["carried"]) == ([name], 1, 0)
+        updated = cli_json(fed, "child", "agent-account", "update", "spare", "--max-hosts", "2")
+        assert updated["max_hosts"] == 2
+        assert cli_json(fed, "child", "agent-account", "show", "spare")["name"] == "spare"
+        released = cli_json(fed, "child", "host", "release", name)
+        assert released == {"name": name, "released_from": "child-agent"}
+        cli(fed, "child", "agent-account", "delete", "spare")
+        gone = cli(fed, "child", "agent-account", "show", "spare", ok=False)
+        assert gone.returncode == 1 and "not_found" in gone.stderr
+        assert "child-agent" in cli(fed, "child", "agent-account", "list").stdout
+
         cli(fed, "parent", "zone", "delete", "child")
         assert cli_json(fed, "parent", "zone", "list") == []
 

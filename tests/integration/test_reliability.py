@@ -17,6 +17,7 @@ from skyfed.federation.process import ManagedProcess
 from tests.conftest import _asyncpg_dsn
 from tests.integration.conftest import hosts
 from tests.integration.test_servers_tree import settle
+from tests.sandboxed import ROOT, passable_dir, server_python
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +114,9 @@ async def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(
                 worker.stop()
 
 
-async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(
-    federation, tmp_path: Path
-) -> None:
-    marker = tmp_path / "runs.txt"
+async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(federation) -> None:
     script = (
         "import sys, time\n"
-        f"open({str(marker)!r}, 'a').write('run\\n')\n"
         "print('hello from the server', flush=True)\n"
         "time.sleep(0.5)\n"
         "sys.exit(3)\n"
@@ -127,37 +124,43 @@ async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(
     zone = {
         "name": "proc",
         "hosts": [{"count": 1, "prefix": "p", "vcpus": 4, "ram_mb": 8192, "disk_gb": 50}],
-        "agent": {"driver": "process", "stop_grace": 2.0},
+        "agent": {"driver": "process", "stop_grace": 2.0, "insecure_shared_user": not ROOT},
     }
-    async with federation([zone]) as fed, fed.admin_client("proc") as admin:
-        created = await admin.request(
-            "POST",
-            "/v1/servers",
-            json={
-                "name": "job",
-                "flavor": "m1.tiny",
-                "metadata": {"process": {"command": [sys.executable, "-c", script]}},
-            },
-        )
-        server_id = created["servers"][0]["id"]
+    with passable_dir() as base:
+        async with (
+            federation([zone], state_dir=base / "fed") as fed,
+            fed.admin_client("proc") as admin,
+        ):
+            created = await admin.request(
+                "POST",
+                "/v1/servers",
+                json={
+                    "name": "job",
+                    "flavor": "m1.tiny",
+                    "metadata": {"process": {"command": [server_python(), "-c", script]}},
+                },
+            )
+            server_id = created["servers"][0]["id"]
+            stdout = fed.state_dir / "proc" / "agent-state" / server_id / "stdout.log"
 
-        async def status(wanted: str) -> dict[str, Any] | None:
-            server = await admin.request("GET", f"/v1/servers/{server_id}")
-            return server if server["status"] == wanted else None
+            async def status(wanted: str) -> dict[str, Any] | None:
+                server = await admin.request("GET", f"/v1/servers/{server_id}")
+                return server if server["status"] == wanted else None
 
-        await wait_until(lambda: status("ACTIVE"), 30, "ACTIVE")
-        stopped = await wait_until(lambda: status("STOPPED"), 30, "the exit seen")
-        assert stopped["exit_code"] == 3
-        await admin.request("POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"})
-        await wait_until(lambda: marker_runs(marker, 2), 30, "the process ran again after reboot")
-        again = await wait_until(lambda: status("STOPPED"), 30, "the second exit seen")
-        assert again["exit_code"] == 3
-        logs = list((fed.state_dir / "proc" / "agent-state").glob(f"{server_id}/stdout.log"))
-        assert logs and "hello from the server" in logs[0].read_text()
+            async def runs(n: int) -> bool:
+                return stdout.exists() and stdout.read_text().count("hello") >= n
 
-
-async def marker_runs(path: Path, n: int) -> bool:
-    return path.exists() and path.read_text().count("run") >= n
+            await wait_until(lambda: status("ACTIVE"), 30, "ACTIVE")
+            stopped = await wait_until(lambda: status("STOPPED"), 30, "the exit seen")
+            assert stopped["exit_code"] == 3
+            await admin.request(
+                "POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"}
+            )
+            await wait_until(lambda: runs(2), 30, "the process ran again after reboot")
+            again = await wait_until(lambda: status("STOPPED"), 30, "the second exit seen")
+            assert again["exit_code"] == 3
+            home = fed.state_dir / "server-homes" / "proc" / server_id
+            assert home.is_dir() and (not ROOT or home.stat().st_uid != 0)
 
 
 async def test_place_tasks_born_running_on_a_killed_api_are_finished_by_a_worker(

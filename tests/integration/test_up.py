@@ -46,6 +46,7 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         assert "900 hosts" in output
         admin = zones["global"]["admin"]
         await _no_shared_credentials(manifest, zones)
+        await _agents_carry_only_their_own_hosts(zones)
         async with SkyfedClient(
             zones["global"]["url"], username=admin["username"], password=admin["password"]
         ) as client:
@@ -78,7 +79,12 @@ async def _no_shared_credentials(manifest: dict, zones: dict) -> None:
     """The attack: every zone had the same admin, service and agent passwords, so a child
     that learnt its parent's service password could log in anywhere, the root included."""
     admins = [z["admin"]["password"] for z in zones.values()]
-    agents = [z["agent"]["password"] for z in zones.values()]
+    agents = [z["agent"]["password"] for z in zones.values() if z["agent"]]
+    assert sorted(z["agent"]["username"] for z in zones.values() if z["agent"]) == [
+        "eu-dc1-agent",
+        "eu-dc2-agent",
+        "us-dc1-agent",
+    ]
     links = manifest["links"]
     assert sorted(links) == sorted(f"{p}>{name}" for name, z in zones.items() for p in z["parents"])
     everything = admins + agents + list(links.values())
@@ -96,6 +102,27 @@ async def _no_shared_credentials(manifest: dict, zones: dict) -> None:
             with pytest.raises(SkyfedError) as refused:
                 await client.login("link-eu", stolen)
             assert refused.value.status == 401, name
+
+
+async def _agents_carry_only_their_own_hosts(zones: dict) -> None:
+    """Each zone's agent beats for its own hosts, as many as it has, and no others."""
+    dc1 = zones["eu-dc1"]
+    agent = dc1["agent"]
+    huge = {"vcpus": 1_000_000, "ram_mb": 1 << 30}
+    async with SkyfedClient(
+        dc1["url"], username=agent["username"], password=agent["password"]
+    ) as client:
+        for name, resources, status in (
+            ("eu-dc2-arm-00000", {"vcpus": 8}, 403),  # another zone's host
+            ("eu-dc1-std-99999", {"vcpus": 8}, 409),  # its prefix, but past its 300
+            ("eu-dc1-std-00000", huge, 422),  # its own host, lying
+        ):
+            with pytest.raises(SkyfedError) as refused:
+                await client.heartbeat(name, resources=resources)
+            assert refused.value.status == status, (name, refused.value)
+        with pytest.raises(SkyfedError) as refused:
+            await client.agent_commands("eu-dc2-agent", wait=0)
+        assert refused.value.status == 403
 
 
 def _alive(pid: int) -> bool:

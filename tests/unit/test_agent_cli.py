@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ def run(*args: str) -> tuple[int, str]:
         (["--boot-delay", "-1"], "--boot-delay must be >= 0"),
         (["--poll-wait", "0"], "--poll-wait 1..60"),
         (["--name", "bad name!"], "agent name 'bad name!' is not a name"),
+        (["--name", "other"], "an agent's name is its account's user name"),
     ],
 )
 def test_bad_options_exit_2_with_a_reason(spec: Path, args: list[str], message: str) -> None:
@@ -55,3 +57,22 @@ def test_the_process_driver_needs_a_host(tmp_path: Path) -> None:
     code, output = run("--spec", str(empty), "--driver", "process")
     assert code == 2
     assert "needs at least one host" in output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid range is checked by a root agent")
+def test_a_uid_range_that_could_hand_out_root_is_refused_at_start(spec: Path) -> None:
+    code, output = run("--spec", str(spec), "--driver", "process", "--server-uid-base", "0")
+    assert code == 2
+    assert "must lie within 1000" in output
+
+
+def test_an_agent_that_is_not_root_needs_consent_to_share_its_user(
+    spec: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent as an unprivileged user sees it (whoever runs the tests).
+    from skyfed.compute.agent import process_driver
+
+    monkeypatch.setattr(process_driver.os, "geteuid", lambda: 4321)
+    code, output = run("--spec", str(spec), "--driver", "process")
+    assert code == 2
+    assert "--insecure-shared-user" in output

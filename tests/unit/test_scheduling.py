@@ -16,6 +16,7 @@ from skyfed.scheduling.candidates import (
     reserve_host,
     reserve_zone,
 )
+from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.filters import (
     FILTER_NAMES,
     FILTERS,
@@ -27,7 +28,7 @@ from skyfed.scheduling.filters import (
     ResourcesFilter,
     ZonePathFilter,
 )
-from skyfed.scheduling.planner import PlannerConfig, plan
+from skyfed.scheduling.planner import plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.scheduling.weighers import normalize
 from skyfed.zones.capabilities import Value, parse_constraints

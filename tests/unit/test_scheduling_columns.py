@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from skyfed.scheduling.candidates import ZoneCandidate, reserve_zone
 from skyfed.scheduling.columns import UNKNOWN, ZoneSet, columnar, fits_row
+from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import zone_may_satisfy
-from skyfed.scheduling.planner import PlannerConfig, ScanOrder, plan
+from skyfed.scheduling.planner import ScanOrder, plan
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.summary import NumericStats, Summary

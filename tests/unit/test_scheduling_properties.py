@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_host
+from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.filters import (
     FILTERS,
     FilterContext,
@@ -24,7 +25,7 @@ from skyfed.scheduling.filters import (
     zone_may_satisfy,
     zone_screen,
 )
-from skyfed.scheduling.planner import PlannerConfig, ScanOrder, _steps, plan
+from skyfed.scheduling.planner import ScanOrder, _steps, plan
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.scheduling.weighers import zone_room
 from skyfed.zones.capabilities import Constraint, Value, parse_constraint

@@ -49,6 +49,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
         ('[capabilities]\n"bad key!" = 1', "capability key"),
         ("[capabilities]\nssd = true", "must be a string or a number"),
         ("typo_setting = 1", "typo_setting"),
+        ('process_servers = "everyone"', "process_servers"),
         (
             '[[flavors]]\nname = "a"\nvcpus = 1\nram_mb = 1\n'
             '[[flavors]]\nname = "a"\nvcpus = 2\nram_mb = 2',

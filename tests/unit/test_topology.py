@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skyfed.federation.launcher import agent_options
 from skyfed.federation.topology import (
     Topology,
     TopologyError,
@@ -234,6 +235,8 @@ def test_hash_name_is_stable() -> None:
         (zones({"name": "a"}, defaults={"heartbeat_interval": -1.0}), "positive"),
         (zones({"name": "a"}, defaults={"heartbeat_interval": float("nan")}), "positive"),
         (zones({"name": "a"}, defaults={"heartbeat_interval": "5"}), "heartbeat_interval"),
+        (zones({"name": "a", "agent": {"server_uid_base": True}}), "'server_uid_base'"),
+        (zones({"name": "a", "agent": {"insecure_shared_user": "yes"}}), "wrong type"),
     ],
 )
 def test_invalid_topologies(data: dict[str, Any], message: str) -> None:
@@ -379,3 +382,21 @@ def test_a_zone_reached_twice_from_one_root_is_refused() -> None:
     }
     with pytest.raises(TopologyError, match="two paths"):
         parse_topology(data)
+
+
+def test_agent_options_become_the_agents_flags() -> None:
+    topology = parse_topology(
+        zones(
+            {
+                "name": "a",
+                "agent": {"driver": "process", "server_uid_base": 300_000, "cgroups": False},
+            }
+        )
+    )
+    assert agent_options(topology.zones["a"].agent) == [
+        "--driver",
+        "process",
+        "--server-uid-base",
+        "300000",
+        "--no-cgroups",
+    ]

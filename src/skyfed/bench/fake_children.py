@@ -29,6 +29,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from skyfed.bench.sim_hosts import fill_registry, new_registry, zone_hosts
+from skyfed.settings import DEFAULT_FLAVORS
+from skyfed.zones.view import ZoneView
+
 SERVICE_USERNAME = "skyfed-service"
 SERVICE_PASSWORD = "bench-service-password"  # a throwaway account of throwaway fake zones
 TOKEN_TTL = timedelta(hours=12)
@@ -113,10 +117,6 @@ def build_app(reports: dict[str, dict[str, Any]], latency: float = 0.0) -> Starl
 
 
 def build_reports(count: int, hosts_per_child: int) -> dict[str, dict[str, Any]]:
-    from skyfed.bench.summary import fill_registry, new_registry, zone_hosts
-    from skyfed.settings import DEFAULT_FLAVORS
-    from skyfed.zones.view import ZoneView
-
     reports = {}
     for i, name in enumerate(child_names(count)):
         registry = new_registry()

@@ -39,13 +39,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from skyfed.bench.summary import POOLS
+from skyfed.bench.sim_hosts import POOLS
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_host, reserve_zone
 from skyfed.scheduling.columns import ZoneSet
+from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import host_meets
 from skyfed.scheduling.misses import Misses
-from skyfed.scheduling.planner import PlannerConfig, plan
+from skyfed.scheduling.planner import plan
 from skyfed.scheduling.request import AFFINITY, ANTI_AFFINITY, PlacementRequest, child_request
 from skyfed.settings import DEFAULT_FLAVORS, FlavorSpec
 from skyfed.zones.capabilities import Value, parse_constraints

@@ -27,7 +27,6 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from skyfed.compute.agent.heartbeat import BATCH
-from skyfed.compute.agent.sim import SimHost, expand_groups
+from skyfed.bench.sim_hosts import BenchError, fill_registry, heartbeats, new_registry, zone_hosts
 from skyfed.compute.hosts.registry import HostRecord, HostRegistry
-from skyfed.compute.hosts.schemas import HeartbeatBatchIn
-from skyfed.compute.hosts.service import heartbeat_batch
 from skyfed.settings import DEFAULT_FLAVORS, FlavorSpec, Settings
 from skyfed.zones.summary import FlavorLike, NumericStats, Summary
 from skyfed.zones.view import ZoneView
@@ -48,181 +44,10 @@ BUDGET = 300.0  # seconds at most for the repetitions of one measurement (after 
 READY_TIMEOUT = 120.0  # for the fake children to build their reports and listen
 CYCLE_TIMEOUT = 120.0  # for one poll cycle, whatever the children do
 CACHED_CALLS = 10_000  # calls per timed batch of cached summaries
-RACK_SIZE = 40  # hosts per rack: a big zone has more racks than a summary keeps values
-DISABLED_EVERY = 200  # every 200th host is disabled by an admin
-OFFLINE_EVERY = 100  # every 100th host (offset by half) stopped beating
 
 
 def _default(name: str) -> Any:
     return Settings.model_fields[name].default
-
-
-class BenchError(RuntimeError):
-    """A bench whose two sides disagree, or whose setup failed; its figures mean nothing."""
-
-
-# -- simulated hosts ---------------------------------------------------------------
-
-# Pools like examples/federation.toml: (name, share of the zone, resources, capabilities).
-POOLS: list[tuple[str, float, dict[str, Any], dict[str, Any]]] = [
-    (
-        "std",
-        0.40,
-        {"vcpus": [32, 48, 64], "ram_mb": [131072, 196608, 262144], "disk_gb": [1000, 2000]},
-        {
-            "arch": "x86_64",
-            "ssd": 1,
-            "gpu": 0,
-            "hw:generation": [6, 7],
-            "cpu_model": ["icelake", "sapphirerapids"],
-            "numa_nodes": 2,
-            "nic_gbps": 25,
-        },
-    ),
-    (
-        "gpu",
-        0.10,
-        {"vcpus": 96, "ram_mb": 786432, "disk_gb": 4000},
-        {
-            "arch": "x86_64",
-            "ssd": 1,
-            "gpu": 8,
-            "gpu_model": ["a100", "h100"],
-            "hw:generation": 8,
-            "cpu_model": "sapphirerapids",
-            "numa_nodes": 2,
-            "nic_gbps": 100,
-        },
-    ),
-    (
-        "arm",
-        0.20,
-        {"vcpus": [64, 128], "ram_mb": [262144, 524288], "disk_gb": 1000},
-        {
-            "arch": "arm64",
-            "ssd": 1,
-            "gpu": 0,
-            "hw:generation": 2,
-            "cpu_model": "neoverse-v1",
-            "numa_nodes": 1,
-            "nic_gbps": 25,
-        },
-    ),
-    (
-        "hdd",
-        0.10,
-        {"vcpus": 16, "ram_mb": 65536, "disk_gb": 12000},
-        {
-            "arch": "x86_64",
-            "ssd": 0,
-            "gpu": 0,
-            "hw:generation": 5,
-            "cpu_model": "skylake",
-            "numa_nodes": 1,
-            "nic_gbps": 10,
-        },
-    ),
-    (
-        "mem",
-        0.15,
-        {"vcpus": [64, 96], "ram_mb": [524288, 1048576], "disk_gb": 2000},
-        {
-            "arch": "x86_64",
-            "ssd": 1,
-            "gpu": 0,
-            "hw:generation": [7, 8],
-            "cpu_model": ["icelake", "sapphirerapids"],
-            "numa_nodes": [2, 4],
-            "nic_gbps": 25,
-        },
-    ),
-    (
-        "arm-small",
-        0.05,
-        {"vcpus": 80, "ram_mb": 262144, "disk_gb": 1000},
-        {
-            "arch": "arm64",
-            "ssd": 1,
-            "gpu": 0,
-            "hw:generation": 3,
-            "cpu_model": "ampere-altra",
-            "numa_nodes": 1,
-            "nic_gbps": 25,
-        },
-    ),
-]
-_LOADS = {"std": 0.8, "gpu": 0.5, "arm": 0.6, "hdd": 0.9, "mem": 0.7, "arm-small": 0.4}
-
-
-def zone_hosts(count: int, *, prefix: str, seed: int = 0) -> list[SimHost]:
-    """`count` simulated hosts in the pools above, each with its rack and pod."""
-    groups = []
-    left = count
-    for i, (pool, share, resources, caps) in enumerate(POOLS):
-        n = left if i == len(POOLS) - 1 else min(left, round(count * share))
-        left -= n
-        racks = max(1, -(-n // RACK_SIZE))
-        groups.append(
-            {
-                "prefix": f"{prefix}-{pool}",
-                "count": n,
-                "load": _LOADS[pool],
-                **resources,
-                "capabilities": {
-                    **caps,
-                    "rack": [f"{prefix}-{pool}-r{r:04d}" for r in range(racks)],
-                    "pod": [f"{prefix}-p{p}" for p in range(8)],
-                },
-            }
-        )
-    return expand_groups(groups, prefix=prefix, seed=seed)
-
-
-class ManualClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def new_registry() -> HostRegistry:
-    return HostRegistry(_default("host_ttl"), _default("host_forget_after"), clock=ManualClock())
-
-
-@dataclass(slots=True)
-class Heartbeats:
-    """Heartbeat batches as the agent sends them (JSON), and which hosts an admin disabled."""
-
-    offline: list[bytes] = field(default_factory=list)  # beat once, then fell silent
-    online: list[bytes] = field(default_factory=list)
-    disabled: dict[str, str] = field(default_factory=dict)
-
-
-def heartbeats(hosts: Sequence[SimHost]) -> Heartbeats:
-    beats = Heartbeats()
-    offline = [h for i, h in enumerate(hosts) if i % OFFLINE_EVERY == OFFLINE_EVERY // 2]
-    online = [h for i, h in enumerate(hosts) if i % OFFLINE_EVERY != OFFLINE_EVERY // 2]
-    for group, out in ((offline, beats.offline), (online, beats.online)):
-        for start in range(0, len(group), BATCH):
-            batch = [h.heartbeat() for h in group[start : start + BATCH]]
-            out.append(json.dumps({"hosts": batch}).encode())
-    beats.disabled = {h.name: "bench: bad DIMM" for h in hosts[::DISABLED_EVERY]}
-    return beats
-
-
-def fill_registry(registry: HostRegistry, beats: Heartbeats | Sequence[SimHost]) -> None:
-    """Feed heartbeats the way the zone's batch route does: JSON, validation, the service."""
-    if not isinstance(beats, Heartbeats):
-        beats = heartbeats(beats)
-    clock = registry.clock
-    if not isinstance(clock, ManualClock):
-        raise BenchError("fill_registry needs a registry made by new_registry()")
-    registry.load_disabled(beats.disabled)
-    for bodies, now in ((beats.offline, 0.0), (beats.online, 2 * registry.ttl)):
-        clock.now = now
-        for body in bodies:
-            heartbeat_batch(registry, HeartbeatBatchIn.model_validate(json.loads(body)))
 
 
 # -- the summary -------------------------------------------------------------------

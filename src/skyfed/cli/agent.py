@@ -23,8 +23,10 @@ from skyfed.client import SkyfedClient
 from skyfed.compute.agent.driver import Driver, DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.runner import AgentRunner
+from skyfed.compute.agent.sandbox import SandboxOptions
 from skyfed.compute.agent.sim import SimHost, SpecError, expand_groups
 from skyfed.compute.agent.sim_driver import SimDriver
+from skyfed.compute.agent.uid_ledger import UID_BASE, UID_COUNT
 from skyfed.logs import configure_logging
 from skyfed.schema_types import NAME_PATTERN
 
@@ -58,7 +60,8 @@ def agent(
     name: Annotated[
         str | None,
         typer.Option(
-            help="This agent's name (commands are routed by it). Default: <prefix>-agent."
+            help="This agent's name (commands are routed by it): its account's user name, "
+            "which is the default (see `skyfed agent-account`)."
         ),
     ] = None,
     state_dir: Annotated[
@@ -81,6 +84,52 @@ def agent(
             "leave nothing behind), or leave them running for the next agent to adopt.",
         ),
     ] = True,
+    server_uid_base: Annotated[
+        int,
+        typer.Option(
+            help="process: the first uid (and gid) given to servers, each its own; no "
+            "account may use one of the range."
+        ),
+    ] = UID_BASE,
+    server_uid_count: Annotated[
+        int, typer.Option(help="process: how many uids from --server-uid-base.")
+    ] = UID_COUNT,
+    server_homes: Annotated[
+        Path | None,
+        typer.Option(
+            help="process: where each server's home (its HOME and default cwd) is made. "
+            "Default: <state-dir>/_homes. Every directory above it must let others pass (o+x)."
+        ),
+    ] = None,
+    server_max_processes: Annotated[
+        int, typer.Option(help="process: processes (and threads) a server may have at once.")
+    ] = 1024,
+    server_max_open_files: Annotated[
+        int, typer.Option(help="process: files a server process may have open.")
+    ] = 4096,
+    cgroups: Annotated[
+        bool,
+        typer.Option(
+            "--cgroups/--no-cgroups",
+            help="process: hold memory, CPU and processes to the flavor with cgroups where "
+            "the agent can make them (else rlimits: memory as address space, no CPU limit).",
+        ),
+    ] = True,
+    cgroup_parent: Annotated[
+        str | None,
+        typer.Option(
+            help="process: the cgroup servers' groups go below, e.g. /skyfed.slice (default: "
+            "the agent's own; on cgroup v2 that only works for a group holding no process "
+            "but the root, so an agent run by systemd needs one beside its own)."
+        ),
+    ] = None,
+    insecure_shared_user: Annotated[
+        bool,
+        typer.Option(
+            help="process, agent not root: run servers as the agent's own user (refused "
+            "otherwise). They can then read the agent's state and each other's files."
+        ),
+    ] = False,
     concurrency: Annotated[int, typer.Option(help="Commands run at once.")] = 64,
     poll_wait: Annotated[int, typer.Option(help="Seconds a command long poll may last.")] = 20,
     bus_url: Annotated[
@@ -103,14 +152,19 @@ def agent(
             "--interval must be > 0, --stop-grace >= 0, --concurrency >= 1, --poll-wait 1..60"
         )
     try:
-        data, hosts = load_spec(spec, seed)
+        _, hosts = load_spec(spec, seed)
     except (OSError, ValueError, SpecError) as exc:
         raise _fail(f"bad spec {spec}: {exc}") from exc
-    agent_name = name or f"{data.get('prefix', 'host')}-agent"
+    agent_name = name or username
     if not re.match(NAME_PATTERN, agent_name):
         raise _fail(
             f"agent name {agent_name!r} is not a name (letters, digits, '.', '_', '-'; "
             "at most 63); give --name"
+        )
+    if agent_name != username:
+        raise _fail(
+            f"--name {agent_name!r} is not --username {username!r}: an agent's name is its "
+            "account's user name (one account per agent: skyfed agent-account create)"
         )
     the_driver: Driver
     if driver == "sim":
@@ -120,9 +174,24 @@ def agent(
     else:
         if not hosts:
             raise _fail(f"bad spec {spec}: the process driver needs at least one host")
-        the_driver = ProcessDriver(
-            hosts, state_dir or Path("agent-state") / agent_name, stop_grace=stop_grace
-        )
+        try:
+            the_driver = ProcessDriver(
+                hosts,
+                state_dir or Path("agent-state") / agent_name,
+                stop_grace=stop_grace,
+                homes=server_homes,
+                sandbox=SandboxOptions(
+                    uid_base=server_uid_base,
+                    uid_count=server_uid_count,
+                    max_processes=server_max_processes,
+                    max_open_files=server_max_open_files,
+                    cgroups=cgroups,
+                    cgroup_parent=cgroup_parent,
+                    insecure_shared_user=insecure_shared_user,
+                ),
+            )
+        except DriverError as exc:
+            raise _fail(str(exc)) from exc
     configure_logging(f"agent:{agent_name}")
 
     async def main() -> None:

@@ -109,3 +109,17 @@ def rpc(
         echo=typer.echo,
     )
     typer.echo(json.dumps(result))
+
+
+@app.command("idle-polls")
+def idle_polls(
+    polls: Annotated[int, typer.Option(help="Idle agent polls held open at once.")] = 200,
+    seconds: Annotated[float, typer.Option(help="Seconds of idle time measured.")] = 10.0,
+    repeat: Annotated[int, typer.Option(help="Runs of each (the median is kept).")] = 3,
+) -> None:
+    """Zone CPU of idle agent polls woken by commands, against re-reading every 0.25 s."""
+    from skyfed.bench.idle_polls import run_idle_polls_bench
+
+    if polls < 1 or not 1 <= seconds <= 40 or repeat < 1:
+        raise typer.BadParameter("--polls >= 1, --seconds 1..40, --repeat >= 1")
+    typer.echo(json.dumps(run_idle_polls_bench(polls=polls, seconds=seconds, repeat=repeat)))

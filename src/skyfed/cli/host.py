@@ -1,4 +1,4 @@
-"""`skyfed host`: the hosts a zone hears from (list, disable, enable)."""
+"""`skyfed host`: the hosts a zone hears from (list, disable, enable, release)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,20 @@ app = typer.Typer(help="Hosts of a zone.", no_args_is_help=True)
 def _show(hosts: list[dict[str, Any]]) -> None:
     print_table(
         f"{len(hosts)} hosts",
-        ["name", "state", "disabled", "vcpus free/total", "ram_mb free/total", "capabilities"],
+        [
+            "name",
+            "state",
+            "agent",
+            "disabled",
+            "vcpus free/total",
+            "ram_mb free/total",
+            "capabilities",
+        ],
         [
             (
                 h["name"],
                 h["state"],
+                h.get("agent"),
                 h["disabled_reason"] or h["disabled"],
                 f"{h['free']['vcpus']}/{h['resources']['vcpus']}",
                 f"{h['free']['ram_mb']}/{h['resources']['ram_mb']}",
@@ -70,3 +79,20 @@ def enable(
     """Put a disabled host back into placement."""
     host = run(url, username, password, token, lambda c: c.enable_host(name))
     print_json(host) if json else _show([host])
+
+
+@app.command("release")
+def release(
+    name: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """Hand a host over: the next agent granted for it that beats carries it."""
+    answer = run(url, username, password, token, lambda c: c.release_host(name))
+    if json:
+        print_json(answer)
+    else:
+        typer.echo(f"released {name} from {answer['released_from'] or 'no agent'}")

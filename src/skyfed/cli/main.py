@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from skyfed.cli import bench, host, identity, server, zone
+from skyfed.cli import agent_account, bench, host, identity, server, zone
 from skyfed.cli.agent import agent
 from skyfed.cli.common import AsJson, Password, Url, Username, err_console, print_json, run
 from skyfed.cli.serve import serve
@@ -22,6 +22,7 @@ app.command()(agent)
 app.command()(worker)
 app.add_typer(zone.app, name="zone")
 app.add_typer(host.app, name="host")
+app.add_typer(agent_account.app, name="agent-account")
 app.add_typer(server.app, name="server")
 app.add_typer(server.flavor_app, name="flavor")
 app.add_typer(identity.user_app, name="user")

@@ -1,10 +1,17 @@
-"""The agent protocol: agents long-poll their commands and report results and events."""
+"""The agent protocol: agents long-poll their commands and report results and events.
+
+`/v1/agents/{agent}/...` answers only the agent account named `agent` (an agent's
+name is its user name): another agent's token, and an admin's, get 403. The
+commands carry tenants' server metadata, and results and events change servers,
+so nobody else reads or speaks for an agent; admins see an agent's state through
+`GET /v1/agents/{name}`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from skyfed.compute import commands
 from skyfed.compute.schemas import (
@@ -16,8 +23,9 @@ from skyfed.compute.schemas import (
     CommandResultsIn,
     CommandResultsOut,
 )
-from skyfed.errors import NotFound
-from skyfed.identity.deps import ReporterDep
+from skyfed.errors import Forbidden, NotFound
+from skyfed.identity.deps import PrincipalDep
+from skyfed.identity.principal import AGENT, Principal
 from skyfed.runtime import RuntimeDep
 from skyfed.schema_types import NAME_PATTERN
 
@@ -25,10 +33,22 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 Agent = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
+async def require_this_agent(agent: Agent, principal: PrincipalDep) -> Principal:
+    if not principal.is_agent or principal.username != agent:
+        raise Forbidden(
+            f"only the '{AGENT}' account '{agent}' may use its agent routes",
+            code="not_this_agent",
+        )
+    return principal
+
+
+ThisAgentDep = Annotated[Principal, Depends(require_this_agent)]
+
+
 @router.get("/{agent}/commands", response_model=AgentCommands)
 async def poll_commands(
     agent: Agent,
-    _: ReporterDep,
+    _: ThisAgentDep,
     runtime: RuntimeDep,
     wait: Annotated[float, Query(ge=0, le=60)] = 20.0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -38,7 +58,9 @@ async def poll_commands(
     all of them, those already delivered too); waits up to `wait` seconds for one."""
     ctx = runtime.compute
     wait = min(wait, runtime.settings.agent_poll_max)
-    found = await commands.poll(ctx.db, ctx.signals, agent, limit, wait, after=after)
+    found = await commands.poll(
+        ctx.db, ctx.signals, agent, limit, wait, reread=runtime.settings.poll_reread, after=after
+    )
     return AgentCommands(
         commands=[
             AgentCommand(
@@ -59,7 +81,7 @@ async def command_result(
     agent: Agent,
     command_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     body: CommandResultIn,
-    _: ReporterDep,
+    _: ThisAgentDep,
     runtime: RuntimeDep,
 ) -> Response:
     if not await runtime.server_handlers.command_result(agent, command_id, body.model_dump()):
@@ -69,7 +91,7 @@ async def command_result(
 
 @router.post("/{agent}/results", response_model=CommandResultsOut)
 async def command_results(
-    agent: Agent, body: CommandResultsIn, _: ReporterDep, runtime: RuntimeDep
+    agent: Agent, body: CommandResultsIn, _: ThisAgentDep, runtime: RuntimeDep
 ) -> CommandResultsOut:
     """Many commands' results at once, applied in order in one transaction; `known` is
     false for a command this agent does not have (its result is ignored)."""
@@ -85,7 +107,11 @@ async def command_results(
 
 @router.post("/{agent}/events")
 async def agent_events(
-    agent: Agent, body: AgentEventsIn, _: ReporterDep, runtime: RuntimeDep
+    agent: Agent, body: AgentEventsIn, _: ThisAgentDep, runtime: RuntimeDep
 ) -> dict[str, int]:
-    applied = await runtime.server_handlers.events(agent, [e.model_dump() for e in body.events])
-    return {"applied": applied}
+    """Servers that changed on their own; `refused` counts events for servers this
+    agent does not hold (on a host another agent carries, or not known here)."""
+    applied, refused = await runtime.server_handlers.events(
+        agent, [e.model_dump() for e in body.events]
+    )
+    return {"applied": applied, "refused": refused}

@@ -86,7 +86,11 @@ class ServerHandlers:
             await session.commit()
         self.ctx.signals.new_command(agent)
         done = await commands.wait_done(
-            self.ctx.db, self.ctx.signals, command_id, self.ctx.settings.command_timeout
+            self.ctx.db,
+            self.ctx.signals,
+            command_id,
+            self.ctx.settings.command_timeout,
+            reread=self.ctx.settings.poll_reread,
         )
         if done is None:
             raise RetryLater(f"host {location.target} has not answered '{action}' yet")
@@ -275,14 +279,23 @@ class ServerHandlers:
             return None
         return (released, server.vcpus, server.ram_mb, server.disk_gb)
 
-    async def events(self, agent: str, events: list[dict[str, Any]]) -> int:
-        """Servers that changed on their own (a process exited). Returns how many applied."""
-        applied = 0
+    async def events(self, agent: str, events: list[dict[str, Any]]) -> tuple[int, int]:
+        """Servers that changed on their own (a process exited). Only the agent carrying a
+        server's host speaks for it: others' events are refused. Returns how many were
+        applied and how many refused (unknown servers too: no answer tells another
+        agent's servers from none)."""
+        applied = refused = 0
         async with self.ctx.db.session() as session:
             for event in events:
                 server = await session.get(Server, event["server_id"])
                 location = await session.get(Location, ("server", event["server_id"]))
-                if server is None or location is None or location.kind != "host":
+                if (
+                    server is None
+                    or location is None
+                    or location.kind != "host"
+                    or await self._agent_of(session, location.target, server.id) != agent
+                ):
+                    refused += 1
                     continue
                 if event.get("status") == "STOPPED":
                     state = after_exit(State(server.status, server.task_state))
@@ -294,4 +307,4 @@ class ServerHandlers:
                         server.fault = str(event["message"])[:1024]
                     server.updated_at = utcnow()
             await session.commit()
-        return applied
+        return applied, refused

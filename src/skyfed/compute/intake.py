@@ -7,24 +7,34 @@ previous commit runs) wait for the same commit instead of one each.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
+from skyfed.db.engine import Database
+from skyfed.settings import Settings
 from skyfed.tasks.models import Task
-from skyfed.tasks.store import Births
+from skyfed.tasks.store import Births, TaskStore
 
-if TYPE_CHECKING:
-    from skyfed.compute.context import ComputeContext
+
+# What intake reads of the zone: a Protocol, as ComputeContext holds an Intake (no import cycle).
+class IntakeContext(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def tasks(self) -> TaskStore: ...
+
 
 Batch = tuple[list[Server], dict[str, Any], str, str]  # servers, principal, project, request id
 
 
 class Intake:
-    def __init__(self, ctx: ComputeContext) -> None:
+    def __init__(self, ctx: IntakeContext) -> None:
         self.ctx = ctx
         self.batches: Coalescer[None, Batch, None] = Coalescer(
             self._write, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
@@ -48,7 +58,7 @@ class Intake:
 
 
 def add_servers(
-    ctx: ComputeContext,
+    ctx: IntakeContext,
     session: AsyncSession,
     servers: list[Server],
     principal: dict[str, Any],
@@ -76,7 +86,7 @@ def add_servers(
     return task_ids
 
 
-async def place_again(ctx: ComputeContext, session: AsyncSession, server: Server) -> None:
+async def place_again(ctx: IntakeContext, session: AsyncSession, server: Server) -> None:
     """Add a place task for a server wanted again (rescheduled, or its delete
     cancelled), on behalf of whoever asked for its last one."""
     last = await session.scalar(

@@ -114,6 +114,8 @@ class HostCommand(Base):
     __tablename__ = "host_commands"
     __table_args__ = (
         Index("ix_host_commands_agent", "agent", "state", "seq"),
+        # A host taken over by another agent takes its pending commands along.
+        Index("ix_host_commands_host", "host", "state"),
         UniqueConstraint("origin", name="uq_host_commands_origin"),
         {"sqlite_autoincrement": True},
     )

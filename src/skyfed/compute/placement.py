@@ -34,7 +34,8 @@ from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
 from skyfed.scheduling.columns import ZoneSet
-from skyfed.scheduling.planner import Decision, PlannerConfig, plan
+from skyfed.scheduling.config import PlannerConfig
+from skyfed.scheduling.planner import Decision, plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater

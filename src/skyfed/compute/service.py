@@ -140,6 +140,7 @@ class ComputeService:
             if isinstance(outcome, AppError):
                 raise outcome
             return ServersCreated(reservation_id=reservation, servers=[outcome])
+        self._check_process_allowed(body)
         vcpus, ram_mb, disk_gb = self._resources(body)
         template = self._template(body, vcpus, ram_mb, disk_gb)
         self._check_possible(template)
@@ -179,6 +180,7 @@ class ComputeService:
         wanted: dict[str, Server] = {}
         for i, body in enumerate(bodies):
             try:
+                self._check_process_allowed(body)
                 vcpus, ram_mb, disk_gb = self._resources(body)
                 template = self._template(body, vcpus, ram_mb, disk_gb)
                 self._check_possible(template)
@@ -224,6 +226,24 @@ class ComputeService:
         for i, brief in zip(waits, await asyncio.gather(*waits.values()), strict=True):
             outcomes[i] = brief
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _check_process_allowed(self, body: ServerCreate) -> None:
+        """A process server runs its command on a host: this zone's `process_servers`
+        says who may ask (for a parent's request, the user's forwarded roles)."""
+        if "process" not in body.metadata:
+            return
+        allowed = self.ctx.settings.process_servers
+        if allowed == "members" or (allowed == "admins" and self.principal.is_admin):
+            return
+        zone = self.ctx.zone_name
+        raise Forbidden(
+            f"zone {zone} takes no process servers (metadata.process): its process_servers "
+            "setting is 'off'"
+            if allowed == "off"
+            else f"only admins may create process servers (metadata.process) in zone {zone}: "
+            "its process_servers setting is 'admins'",
+            code="process_servers_forbidden",
+        )
 
     def _resources(self, body: ServerCreate) -> tuple[int, int, int]:
         if body.vcpus is not None and body.ram_mb is not None:

@@ -39,6 +39,7 @@ from skyfed.transport.names import (
     AGENTS_EXCHANGE,
     CALLS_EXCHANGE,
     agent_queue_for,
+    commands_exchange_for,
     queue_for,
     wakeups_exchange_for,
 )
@@ -66,10 +67,12 @@ def _any_of(names: list[str]) -> str:
 
 def zone_permissions(zone: str) -> Permissions:
     """The zone's own processes: declare and consume its queues, bind them to the
-    callers' exchanges, send wake-ups, and answer through the default exchange."""
+    callers' exchanges, send wake-ups (of tasks and of agents' commands), and answer
+    through the default exchange."""
     queues = [_literal(queue_for(zone)), _literal(agent_queue_for(zone))]
-    wakeups = _literal(wakeups_exchange_for(zone))
-    own = [*queues, wakeups, rf"{wakeups}\.{_RANDOM}"]
+    own = list(queues)
+    for fanout in (wakeups_exchange_for(zone), commands_exchange_for(zone)):
+        own += [_literal(fanout), rf"{_literal(fanout)}\.{_RANDOM}"]
     exchanges = [_literal(CALLS_EXCHANGE), _literal(AGENTS_EXCHANGE)]
     return Permissions(
         configure=_any_of([*exchanges, *own]),

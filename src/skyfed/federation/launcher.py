@@ -4,10 +4,12 @@ Writes each zone's config and log under the state directory, registers every
 child with its parents, starts one host agent per zone that lists hosts, and
 records it all in `federation.json` (mode 0600: it holds every credential).
 
-No two zones share a credential: each zone has its own admin and agent
-passwords, and each parent/child link its own service account, made on the
-child for that parent alone (`link-<parent>`), so a child that learns its link's
-password learns nothing it could use at its parent, its siblings or the root.
+No two zones share a credential: each zone has its own admin password, each
+parent/child link its own service account, made on the child for that parent
+alone (`link-<parent>`), so a child that learns its link's password learns
+nothing it could use at its parent, its siblings or the root; and each zone's
+agent its own agent account (`<zone>-agent`), made through the zone's admin API
+with a grant covering exactly its hosts' names and their number.
 
 Zones on RabbitMQ get a broker site each (`broker.py`): a vhost, a user for the
 zone's processes, one per parent link and one for the host agent, each allowed
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import sys
 import time
@@ -29,15 +32,21 @@ from typing import Any
 import tomli_w
 
 from skyfed.client import SkyfedClient
+from skyfed.compute.agent.sim import host_patterns
 from skyfed.federation.broker import BrokerPlan
 from skyfed.federation.process import ManagedProcess, ProcessFailed, ZoneProcess, free_port
-from skyfed.federation.topology import Topology
+from skyfed.federation.topology import Topology, ZoneSpec
 from skyfed.identity.secret_files import write_private
 from skyfed.settings import Settings
 
 ADMIN_USER = "admin"
-AGENT_USER = "skyfed-agent"  # host agents send heartbeats with it
 LINK_PROJECT = "service"  # where a child keeps its parents' link accounts
+
+
+def agent_username(zone: str) -> str:
+    """The agent account of a zone's host agent (the agent's name too)."""
+    name = f"{zone}-agent"
+    return name if len(name) <= 63 else f"agent-{hashlib.sha256(zone.encode()).hexdigest()[:32]}"
 
 
 def link_username(parent: str) -> str:
@@ -59,7 +68,9 @@ class Federation:
             name: _password(before.get(name, {}), "admin", 16) for name in topology.zones
         }
         self.agent_passwords = {
-            name: _password(before.get(name, {}), "agent", 24) for name in topology.zones
+            name: _password(before.get(name) or {}, "agent", 24)
+            for name, spec in topology.zones.items()
+            if spec.host_groups
         }
         # "parent>child" -> the password of the child's account for that parent.
         self.link_passwords: dict[str, str] = {
@@ -89,8 +100,6 @@ class Federation:
             "log_file": "zone.log",
             "admin_username": ADMIN_USER,
             "admin_password": self.admin_passwords[name],
-            "agent_username": AGENT_USER,
-            "agent_password": self.agent_passwords[name],
             "allowed_child_hosts": ["127.0.0.1", "localhost"],
         }
         if spec.capabilities:
@@ -104,11 +113,18 @@ class Federation:
 
     def prepare(self) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.state_dir.chmod(0o700)
+        # Process servers run as users of their own and pass through here to their homes
+        # (server-homes/<zone>): then it is 0711, listing nothing (federation.json is 0600)
+        # and entering no zone's directory (each 0700).
+        processes = any(
+            spec.agent.get("driver") == "process" for spec in self.topology.zones.values()
+        )
+        self.state_dir.chmod(0o711 if processes else 0o700)
         for name, spec in self.topology.zones.items():
             port = spec.port or free_port()
             zone_dir = self.state_dir / name
             zone_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(zone_dir, 0o700)  # the zone's database, logs and its agent's state
             config = zone_dir / "zone.toml"
             values = self.zone_settings(name, port)
             self._broker_accounts(name, values)
@@ -128,16 +144,15 @@ class Federation:
                         "--url",
                         f"http://127.0.0.1:{port}",
                         "--username",
-                        AGENT_USER,
+                        agent_username(name),
                         "--spec",
                         str(hosts_file),
-                        "--name",
-                        f"{name}-agent",
                         "--state-dir",
                         str(zone_dir / "agent-state"),
                         "--interval",
                         str(self.topology.heartbeat_interval),
                         *agent_options({"driver": "sim", "boot_delay": 0.2, **spec.agent}),
+                        *self._server_homes(name, spec),
                     ],
                     zone_dir / "agent.log",
                     env={"SKYFED_PASSWORD": self.agent_passwords[name], **self._agent_bus(name)},
@@ -155,9 +170,15 @@ class Federation:
             name,
             bus_url,
             link_accounts={parent: link_username(parent) for parent in parents},
-            agent_account=AGENT_USER if spec.host_groups else None,
+            agent_account=agent_username(name) if spec.host_groups else None,
         )
         values["bus_url"] = self.broker.zone_url(name)
+
+    def _server_homes(self, name: str, spec: ZoneSpec) -> list[str]:
+        """Process servers' homes, outside the zone's own directory (0700)."""
+        if spec.agent.get("driver") != "process":
+            return []
+        return ["--server-homes", str(self.state_dir / "server-homes" / name)]
 
     def _agent_bus(self, name: str) -> dict[str, str]:
         """A zone on a bus hears its agent's heartbeats there."""
@@ -179,6 +200,7 @@ class Federation:
         await asyncio.gather(*(z.wait_ready() for z in self.zones.values()))
         progress("linking children to parents")
         await self.link()
+        await self.provision_agents()
         progress(f"starting {len(self.agents)} host agents")
         for agent in self.agents.values():
             agent.start()
@@ -224,6 +246,22 @@ class Federation:
         self.link_passwords[key] = password
         self.write_manifest()
         return username, password
+
+    async def provision_agents(self) -> None:
+        """Each zone's agent account, made (or brought back to this topology) through the
+        zone's admin API: its own password, a grant covering its hosts and their number."""
+        for name in self.agents:
+            spec = self.topology.zones[name]
+            username, password = agent_username(name), self.agent_passwords[name]
+            grant = {
+                "hosts": host_patterns(spec.host_groups, prefix=name),
+                "max_hosts": self.topology.host_count(name),
+            }
+            async with self.admin_client(name) as client:
+                if username in {a["name"] for a in await client.list_agents()}:
+                    await client.update_agent(username, password=password, **grant)
+                else:
+                    await client.create_agent(username, password, **grant)
 
     def admin_client(self, name: str) -> SkyfedClient:
         return SkyfedClient(
@@ -284,7 +322,11 @@ class Federation:
                     "hosts": self.topology.host_count(name),
                     "agent_pid": self.agents[name].pid if name in self.agents else None,
                     "admin": {"username": ADMIN_USER, "password": self.admin_passwords[name]},
-                    "agent": {"username": AGENT_USER, "password": self.agent_passwords[name]},
+                    "agent": (
+                        {"username": agent_username(name), "password": self.agent_passwords[name]}
+                        if name in self.agent_passwords
+                        else None
+                    ),
                 }
                 for name, zone in self.zones.items()
             ],
@@ -319,13 +361,17 @@ async def create_databases(urls: list[str]) -> None:
 
 
 def agent_options(options: dict[str, Any]) -> list[str]:
-    """`{"boot_delay": 0.2}` -> `["--boot-delay", "0.2"]`."""
+    """`{"boot_delay": 0.2, "cgroups": False}` -> `["--boot-delay", "0.2", "--no-cgroups"]`."""
     args: list[str] = []
     for key, value in options.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            args += [f"--{flag}", str(value)]
     return args
 
 
 def _password(previous: dict[str, Any], account: str, length: int) -> str:
-    known = previous.get(account, {}).get("password")
+    known = (previous.get(account) or {}).get("password")
     return str(known) if known else secrets.token_urlsafe(length)

@@ -47,6 +47,13 @@ AGENT_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "failure_rate": (int, float),
     "seed": int,
     "stop_grace": (int, float),
+    "server_uid_base": int,
+    "server_uid_count": int,
+    "server_max_processes": int,
+    "server_max_open_files": int,
+    "cgroups": bool,
+    "cgroup_parent": str,
+    "insecure_shared_user": bool,
 }
 
 
@@ -200,7 +207,7 @@ def _agent_options(raw: Any, zone: str) -> dict[str, Any]:
         expected = AGENT_OPTIONS.get(key)
         if expected is None:
             raise TopologyError(f"zone '{zone}': unknown agent option '{key}'")
-        if isinstance(value, bool) or not isinstance(value, expected):
+        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise TopologyError(f"zone '{zone}': agent option '{key}' has the wrong type")
     if options.get("driver", "sim") not in ("sim", "process"):
         raise TopologyError(f"zone '{zone}': agent driver must be sim or process")

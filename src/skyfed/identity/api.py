@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 
 from skyfed.errors import BadRequest
 from skyfed.identity.deps import ActingDep, AdminDep, BearerDep, PrincipalDep
+from skyfed.identity.principal import AGENT
 from skyfed.identity.schemas import (
     ProjectCreate,
     ProjectList,
@@ -112,6 +113,12 @@ async def delete_project(
 async def create_user(
     body: UserCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
 ) -> UserOut:
+    if AGENT in body.roles:
+        # An agent account without a grant could carry nothing: made with its grant.
+        raise BadRequest(
+            "agent accounts are made with POST /v1/agents (with the hosts they may carry)",
+            code="use_agents_api",
+        )
     return user_out(await _service(runtime, session).create_user(body))
 
 

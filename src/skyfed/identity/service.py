@@ -19,7 +19,7 @@ from skyfed.identity import passwords
 from skyfed.identity.link_keys import needs_link_key, sealed_link_key
 from skyfed.identity.login_limits import LoginLimiter
 from skyfed.identity.models import Project, Revocation, Token, User
-from skyfed.identity.principal import MEMBER, Principal
+from skyfed.identity.principal import AGENT, MEMBER, Principal
 from skyfed.identity.schemas import ProjectCreate, TokenOut, UserCreate, UserOut
 from skyfed.identity.vault import Vault
 
@@ -125,9 +125,7 @@ class IdentityService:
             log.info("bootstrap account created", extra={"user": name, "roles": roles})
         else:
             if not await passwords.verify_password(user.password_hash, password):
-                user.password_hash = await passwords.hash_password(password)
-                await self.session.execute(delete(Token).where(Token.user_id == user.id))
-                self.session.add(Revocation(user_id=user.id))
+                await self._new_password(user, password)
             if set(user.roles) != set(roles):
                 user.roles = roles
             user.enabled = True
@@ -135,6 +133,18 @@ class IdentityService:
         user.link_key_secret = await self._link_key(name, password, roles)
         await self.session.flush()
         return user
+
+    async def _new_password(self, user: User, password: str) -> None:
+        """A new password; every token of the account dies, here and in other processes."""
+        user.password_hash = await passwords.hash_password(password)
+        await self.session.execute(delete(Token).where(Token.user_id == user.id))
+        self.session.add(Revocation(user_id=user.id))
+        self.cache.forget_user(user.id)
+
+    async def set_password(self, user: User, password: str) -> None:
+        """Change a password in the caller's transaction (its link key follows)."""
+        await self._new_password(user, password)
+        user.link_key_secret = await self._link_key(user.name, password, list(user.roles))
 
     # -- tokens ----------------------------------------------------------------
 
@@ -226,7 +236,9 @@ class IdentityService:
         await self.session.delete(project)
         await self.session.commit()
 
-    async def create_user(self, body: UserCreate) -> User:
+    async def create_user(self, body: UserCreate, *, commit: bool = True) -> User:
+        """A new account; with `commit=False` it is only flushed, for the caller's
+        transaction to hold more (an agent's grant)."""
         roles = sorted(set(body.roles)) or [MEMBER]
         project = await self.find_project(body.project)
         user = User(
@@ -238,7 +250,7 @@ class IdentityService:
         )
         self.session.add(user)
         try:
-            await self.session.commit()
+            await (self.session.commit() if commit else self.session.flush())
         except IntegrityError as exc:
             await self.session.rollback()
             raise Conflict(f"user '{body.name}' already exists") from exc
@@ -253,6 +265,16 @@ class IdentityService:
             raise NotFound(f"user '{ref}' not found")
         if user.id == caller.user_id:
             raise Conflict("you cannot delete your own account")
+        if AGENT in user.roles:
+            # Its hosts must be released with it: that is DELETE /v1/agents/{name}.
+            raise Conflict(
+                f"'{user.name}' is an agent account: delete it with DELETE /v1/agents/{user.name}",
+                code="agent_account",
+            )
+        await self.delete_account(user)
+
+    async def delete_account(self, user: User) -> None:
+        """Delete an account; its tokens die here and in the zone's other processes."""
         await self.session.delete(user)
         self.session.add(Revocation(user_id=user.id))  # for the zone's other processes
         await self.session.commit()

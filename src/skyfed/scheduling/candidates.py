@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.zones.capabilities import Value
@@ -20,7 +20,6 @@ from skyfed.zones.summary import FREE_KEYS, NumericStats, Summary
 
 if TYPE_CHECKING:
     from skyfed.compute.hosts.registry import HostRecord
-    from skyfed.scheduling.columns import ZoneSet
     from skyfed.zones.view import ChildSnapshot
 
 
@@ -77,6 +76,11 @@ class HostCandidate:
         )
 
 
+# What reserve_zone needs of a candidate's ZoneSet; a Protocol, as columns imports this module.
+class FitColumns(Protocol):
+    def fit_changed(self, zone: ZoneCandidate, flavor: str) -> None: ...
+
+
 @dataclass(slots=True)
 class ZoneCandidate:
     """A child zone: its summary of its subtree and its own capabilities (region=eu)."""
@@ -93,7 +97,7 @@ class ZoneCandidate:
     labels: Mapping[str, str] = field(default_factory=dict)
     group_members: int = 0  # servers of the request's group in this subtree
     # The ZoneSet holding this candidate, and its position there (`columns.ZoneSet`).
-    columns: ZoneSet | None = field(default=None, repr=False, compare=False)
+    columns: FitColumns | None = field(default=None, repr=False, compare=False)
     column: int = field(default=-1, repr=False, compare=False)
 
     @property

@@ -19,7 +19,6 @@ import heapq
 import random
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import compress
 from math import gcd
@@ -28,6 +27,7 @@ from typing import Any
 
 from skyfed.scheduling.candidates import Candidate, HostCandidate, ZoneCandidate
 from skyfed.scheduling.columns import ZoneSet, columnar
+from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import (
     FILTERS,
@@ -39,30 +39,11 @@ from skyfed.scheduling.filters import (
 )
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.scheduling.weighers import (
-    STRATEGIES,
     host_scale,
     host_weights,
     zone_weights,
     zone_weights_at,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class PlannerConfig:
-    strategy: str = "spread"  # "spread": most free room first; "fill": least first
-    sample_size: int = 32  # passing candidates to collect before the scan stops
-    max_ranked: int = 8  # candidates a Decision ranks (retries go down this list)
-    ram_weight_multiplier: float = 1.0
-    anti_affinity_multiplier: float = 0.5  # zones: weight off at the most group members
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.sample_size < 1:
-            raise ValueError("sample_size must be at least 1")
-        if self.max_ranked < 1:
-            raise ValueError("max_ranked must be at least 1")
-
 
 DEFAULT_CONFIG = PlannerConfig()
 

@@ -17,18 +17,11 @@ so an operator can prefer or drain a child.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate
+from skyfed.scheduling.config import FILL, PlannerConfig
 from skyfed.scheduling.filters import FilterContext
 from skyfed.scheduling.request import ANTI_AFFINITY, PlacementRequest
-
-if TYPE_CHECKING:
-    from skyfed.scheduling.planner import PlannerConfig
-
-SPREAD = "spread"
-FILL = "fill"
-STRATEGIES = (SPREAD, FILL)
 
 
 def normalize(values: Sequence[float], *, reverse: bool = False) -> list[float]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import cast
 
 import httptools
@@ -34,13 +36,17 @@ import httpx
 KEEPALIVE_EXPIRY = 4.0
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]
+# Says why no connection may be made to an IP address, or None when one may.
+AddressCheck = Callable[[str], str | None]
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, the answer buffered whole."""
 
-    def __init__(self, origin: Origin) -> None:
+    def __init__(self, origin: Origin, max_answer_bytes: int | None = None) -> None:
         self.origin = origin
+        self.max_answer_bytes = max_answer_bytes
+        self._answer_bytes = 0
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -98,6 +104,14 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
+        self._answer_bytes += len(body)
+        if self.max_answer_bytes is not None and self._answer_bytes > self.max_answer_bytes:
+            # A peer that answers without end must not fill this process's memory.
+            self._fail(
+                httpx.RemoteProtocolError(f"answer larger than {self.max_answer_bytes} bytes")
+            )
+            self.close()
+            return
         self._body.append(body)
 
     def on_headers_complete(self) -> None:
@@ -141,6 +155,7 @@ class _Connection(asyncio.Protocol):
         self._answer = loop.create_future()
         self._headers = []
         self._body = []
+        self._answer_bytes = 0
         self._complete = False
         self._status = 0
         self._head_only = head_only
@@ -213,10 +228,17 @@ class H1Transport(httpx.AsyncBaseTransport):
         max_connections: int = 20,
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        max_answer_bytes: int | None = None,
+        address_check: AddressCheck | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.ssl_context = ssl_context
         self.keepalive_expiry = keepalive_expiry
+        # Answers beyond this many body bytes fail (RemoteProtocolError).
+        self.max_answer_bytes = max_answer_bytes
+        # Every address a host name resolves to is checked when a connection is made, and
+        # the connection goes to the checked address (no second lookup to rebind).
+        self.address_check = address_check
         self._pools: dict[Origin, _Pool] = {}
         self._closed = False
 
@@ -295,20 +317,39 @@ class H1Transport(httpx.AsyncBaseTransport):
         tls = None
         if scheme == b"https":
             tls = self.ssl_context or ssl.create_default_context()
+        name = host.decode("ascii")
         try:
             async with asyncio.timeout(timeout):
+                target = name
+                if self.address_check is not None:
+                    target = await self._checked_address(name, port)
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(origin),
-                    host.decode("ascii"),
+                    lambda: _Connection(origin, self.max_answer_bytes),
+                    target,
                     port,
                     ssl=tls,
-                    server_hostname=host.decode("ascii") if tls else None,
+                    server_hostname=name if tls else None,
                 )
         except TimeoutError as exc:  # asyncio's timeout, or the OS's own
             raise httpx.ConnectTimeout(f"no connection to {host.decode()}:{port} in time") from exc
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return connection
+
+    async def _checked_address(self, name: str, port: int) -> str:
+        """The address to connect to for `name`: refused when any it resolves to is."""
+        assert self.address_check is not None
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            name.strip("[]"), port, type=socket.SOCK_STREAM
+        )
+        addresses = [str(info[4][0]) for info in infos]
+        for address in addresses:
+            why = self.address_check(address)
+            if why is not None:
+                raise httpx.ConnectError(f"{name} resolves to a refused address: {why}")
+        if not addresses:
+            raise httpx.ConnectError(f"{name} resolves to no address")
+        return addresses[0]
 
     def _release(self, connection: _Connection, *, reusable: bool) -> None:
         pool = self._pools.get(connection.origin)

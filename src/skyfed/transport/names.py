@@ -38,6 +38,12 @@ def wakeups_exchange_for(zone: str) -> str:
     return f"skyfed.zone.{zone}.tasks"
 
 
+def commands_exchange_for(zone: str) -> str:
+    """The fanout exchange on which a zone's processes wake agents' polls and the tasks
+    waiting for an agent's answer."""
+    return f"skyfed.zone.{zone}.commands"
+
+
 def reply_queue_for(account: str) -> str:
     """A fresh reply queue of `account`: `skyfed.reply.<account>.<32 hex digits>`."""
     return f"{_REPLY_PREFIX}{account}.{secrets.token_hex(16)}"

@@ -12,17 +12,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.client import SkyfedError, ZoneUnreachable, tls_context
 from skyfed.errors import BadRequest
 from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
 from skyfed.schema_types import NAME_PATTERN
 from skyfed.transport.amqp import AmqpLink, without_password
 from skyfed.transport.base import ZoneLink
+from skyfed.transport.h1 import H1Transport
 from skyfed.transport.http import HttpLink
 from skyfed.transport.names import queue_for
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
+from skyfed.zones.reach_policy import forbidden_address
 from skyfed.zones.summary import Summary, SummaryError
 from skyfed.zones.view import NOTHING_UNREACHABLE, Unreachable
 
@@ -64,6 +66,9 @@ def parse_report(body: Any) -> ZoneReport:
     )
 
 
+DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Reach:
     """How a parent calls one child: which transport, where, as whom."""
@@ -87,7 +92,9 @@ class Reach:
     def queue(self) -> str:
         return self.bus_queue or queue_for(self.name)
 
-    def link(self, timeout: float, origin: str = "") -> HttpLink:
+    def link(
+        self, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
+    ) -> HttpLink:
         if self.transport == "amqp" and self.bus_url:
             return AmqpLink(
                 self.bus_url,
@@ -97,15 +104,33 @@ class Reach:
                 origin=origin,
                 timeout=timeout,
             )
+        # A child's answers are bounded, and its address is checked at every connect.
+        transport = H1Transport(
+            max_connections=20,
+            ssl_context=tls_context(),
+            max_answer_bytes=max_answer_bytes,
+            address_check=forbidden_address,
+        )
         return HttpLink(
-            self.api_url, username=self.username, password=self.password, timeout=timeout
+            self.api_url,
+            username=self.username,
+            password=self.password,
+            timeout=timeout,
+            transport=transport,
         )
 
 
 class ChildLinks:
-    def __init__(self, vault: Vault, timeout: float, origin: str = "") -> None:
+    def __init__(
+        self,
+        vault: Vault,
+        timeout: float,
+        origin: str = "",
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER,
+    ) -> None:
         self.vault = vault
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self.origin = origin  # this zone's name, the first step of a call's route
         self._links: dict[str, tuple[tuple[Any, ...], ZoneLink]] = {}
         # The child rows as last read (by the poller, or an edit here): spares a query
@@ -138,7 +163,7 @@ class ChildLinks:
             return known[1]
         if known is not None:
             await known[1].aclose()  # the transport, address or credentials changed
-        link = self.reach(child).link(self.timeout, self.origin)
+        link = self.reach(child).link(self.timeout, self.origin, self.max_answer_bytes)
         self._links[child.id] = (fingerprint, link)
         return link
 
@@ -168,11 +193,13 @@ class ChildLinks:
         self._links.clear()
 
 
-async def probe_child(reach: Reach, timeout: float, origin: str = "") -> ZoneReport:
+async def probe_child(
+    reach: Reach, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
+) -> ZoneReport:
     """Authenticate to a would-be child over its link (a login over HTTP, a signed call
     over AMQP) and read its report; a 400 says what failed."""
     name, where, username = reach.name, reach.where, reach.username
-    link = reach.link(timeout, origin)
+    link = reach.link(timeout, origin, max_answer_bytes)
     try:
         client = link.client
         try:

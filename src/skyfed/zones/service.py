@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
+import asyncio
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,8 +18,10 @@ from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
 from skyfed.transport.amqp import without_password
+from skyfed.transport.names import queue_for
 from skyfed.zones.links import ChildLinks, Reach, ZoneReport, probe_child
 from skyfed.zones.models import ChildZone
+from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
 from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
 from skyfed.zones.view import ZoneView, snapshot_of
 
@@ -32,7 +35,8 @@ class ZoneContext:
     links: ChildLinks
     view: ZoneView
     probe_timeout: float
-    allowed_hosts: tuple[str, ...]
+    allowed_hosts: tuple[HostPattern, ...]
+    max_answer_bytes: int
 
 
 class ZoneService:
@@ -53,9 +57,9 @@ class ZoneService:
 
     async def add(self, body: ZoneCreate) -> ChildZone:
         await self._check_name_free(body.name)
-        self._check_url(body.api_url)
+        await self._check_url(body.api_url)
         if body.bus_url:
-            self._check_url(body.bus_url)
+            await self._check_url(body.bus_url)
         reach = Reach(
             name=body.name,
             transport=body.transport,
@@ -66,7 +70,7 @@ class ZoneService:
             bus_queue=body.bus_queue,
         )
         await self.session.rollback()  # hold no database connection across the probe
-        report = await probe_child(reach, self.ctx.probe_timeout, self.ctx.links.origin)
+        report = await self._probe(reach)
         await self._check_identity(report, reach.where)
         now = utcnow()
         child = ChildZone(
@@ -105,6 +109,7 @@ class ZoneService:
             await self._check_name_free(changes["name"])
         reach_keys = {"api_url", "username", "password", "transport", "bus_url", "bus_queue"}
         if reach_keys & changes.keys() or default_queue:
+            self._check_password_given(child, changes, default_queue)
             transport = changes.get("transport", child.transport)
             keep_bus = transport == "amqp" and child.transport == "amqp"
             bus_url = changes.get("bus_url")
@@ -126,12 +131,12 @@ class ZoneService:
                 check_bus(reach.transport, reach.bus_url, reach.bus_queue)
             except ValueError as exc:
                 raise BadRequest(str(exc), code="invalid_transport") from exc
-            self._check_url(reach.api_url)
+            await self._check_url(reach.api_url)
             if reach.bus_url:
-                self._check_url(reach.bus_url)
+                await self._check_url(reach.bus_url)
             child_id, remote_id = child.id, child.remote_id
             await self.session.rollback()  # hold no database connection across the probe
-            report = await probe_child(reach, self.ctx.probe_timeout, self.ctx.links.origin)
+            report = await self._probe(reach)
             child = await self.find(child_id)
             if report.id != remote_id:
                 await self._check_identity(report, reach.where)
@@ -210,13 +215,64 @@ class ZoneService:
         if taken is not None:
             raise Conflict(f"a child zone named '{name}' already exists")
 
-    def _check_url(self, api_url: str) -> None:
-        host = (urlsplit(api_url).hostname or "").lower()
-        if not any(fnmatch.fnmatchcase(host, p.lower()) for p in self.ctx.allowed_hosts):
+    async def _probe(self, reach: Reach) -> ZoneReport:
+        return await probe_child(
+            reach, self.ctx.probe_timeout, self.ctx.links.origin, self.ctx.max_answer_bytes
+        )
+
+    def _check_password_given(
+        self, child: ChildZone, changes: dict[str, Any], default_queue: bool
+    ) -> None:
+        """The stored password goes only where it went before: a new address, transport
+        or queue needs it given again (else an admin could send it to a host of theirs)."""
+        if "password" in changes:
+            return
+        moved = [
+            key
+            for key, now in (
+                ("api_url", child.api_url),
+                ("transport", child.transport),
+                ("bus_queue", child.bus_queue),
+            )
+            if key in changes and changes[key] != now
+        ]
+        if "bus_url" in changes:
+            moved.append("bus_url")  # stored encrypted: any new value counts as a move
+        if default_queue and queue_for(changes.get("name", child.name)) != child.bus_queue:
+            moved.append("bus_queue")
+        if moved:
             raise BadRequest(
-                f"child URLs may not point at '{host}' (allowed_child_hosts)",
+                f"changing {', '.join(moved)} of '{child.name}' needs the child's password "
+                "again (the stored one is only sent where it went before)",
+                code="password_required",
+            )
+
+    async def _check_url(self, url: str) -> None:
+        """The URL's host is one the operator allows, and none of its addresses is one
+        no child may have (checked again at every connect, against DNS changes)."""
+        host = (urlsplit(url).hostname or "").lower()
+        if not self.ctx.allowed_hosts:
+            raise BadRequest(
+                "no child host is allowed yet: list your zones' hosts in allowed_child_hosts",
                 code="child_url_not_allowed",
             )
+        if not host_allowed(host, self.ctx.allowed_hosts):
+            raise BadRequest(
+                f"child URLs may not point at '{host}' (not in allowed_child_hosts)",
+                code="child_url_not_allowed",
+            )
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, None, type=socket.SOCK_STREAM
+            )
+        except OSError:
+            return  # unresolvable now: the probe says the child is unreachable
+        for info in infos:
+            why = forbidden_address(str(info[4][0]))
+            if why is not None:
+                raise BadRequest(
+                    f"child URLs may not point at '{host}': {why}", code="child_url_not_allowed"
+                )
 
     async def _check_identity(self, report: ZoneReport, api_url: str) -> None:
         if report.id == self.ctx.zone_id:

@@ -370,12 +370,15 @@ class EventForwarder:
         while ready:
             chunk = ready[: self.batch]
             try:
-                await self.client.agent_events(
+                answer = await self.client.agent_events(
                     self.agent, [{**e, "message": clip(e["message"])} for e in chunk]
                 )
             except SkyfedError:
                 self.pending[:0] = ready  # keep order for the next try
                 raise
+            if answer.get("refused"):
+                # Servers of hosts this agent no longer carries (another agent took them).
+                log.warning("the zone refused events", extra={"refused": answer["refused"]})
             self.sent += len(chunk)
             ready = ready[self.batch :]
 

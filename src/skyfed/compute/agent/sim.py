@@ -57,6 +57,17 @@ def _pick(value: Any, i: int) -> Any:
     return value
 
 
+def group_prefix(group: Mapping[str, Any], index: int, prefix: str) -> str:
+    """What the names of a group's hosts start with (before `-00000`...): the group's
+    own prefix, or `<prefix>-g<index>`."""
+    return str(group.get("prefix", f"{prefix}-g{index}"))
+
+
+def host_patterns(groups: Sequence[Mapping[str, Any]], *, prefix: str) -> list[str]:
+    """Grant patterns covering exactly the groups' host names (`eu-dc1-std-*`)."""
+    return sorted({f"{group_prefix(g, i, prefix)}-*" for i, g in enumerate(groups)})
+
+
 def expand_groups(
     groups: Sequence[Mapping[str, Any]], *, prefix: str, seed: int = 0
 ) -> list[SimHost]:
@@ -72,7 +83,7 @@ def expand_groups(
         load = group.get("load", 0.0)
         if isinstance(load, bool) or not isinstance(load, int | float) or not 0.0 <= load <= 1.0:
             raise SpecError(f"host group {g}: load must be within 0..1")
-        group_prefix = group.get("prefix", f"{prefix}-g{g}")
+        names = group_prefix(group, g, prefix)
         caps_spec = group.get("capabilities", {})
         for i in range(count):
             resources = {}
@@ -87,7 +98,7 @@ def expand_groups(
                 raise SpecError(f"host group {g}: {exc}") from exc
             share = rng.uniform(0, load)
             used = {k: int(v * share) for k, v in resources.items()}
-            hosts.append(SimHost(f"{group_prefix}-{i:05d}", caps, resources, used))
+            hosts.append(SimHost(f"{names}-{i:05d}", caps, resources, used))
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise SpecError("host names repeat; give each group its own prefix")

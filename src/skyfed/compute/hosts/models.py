@@ -26,7 +26,9 @@ class HostBeat(Base):
     __tablename__ = "host_beats"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The agent carrying the host (hosts/carriers.py): set by the first beat that names
+    # one, kept until an admin releases the host or it is forgotten.
+    agent: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     vcpus: Mapped[int] = mapped_column(Integer)
     ram_mb: Mapped[int] = mapped_column(BigInteger)

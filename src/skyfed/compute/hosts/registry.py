@@ -3,6 +3,8 @@
 A host exists while it beats. Silent for `ttl` seconds it is offline (listed, but
 out of the summary); silent for `forget_after` it is forgotten. Whether an admin
 disabled it is the only thing persisted (see service.py), and is applied here.
+Each record names the agent carrying it (carriers.py decides who may), and the
+registry counts the hosts of each agent for its cap.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class HostRegistry:
         self._sorted: tuple[int, list[str]] | None = None
         # Hosts that beat here since the last share (other processes of the zone read them).
         self.unshared: set[str] = set()
+        self._carried: dict[str, int] = {}  # agent -> how many hosts name it
 
     def heartbeat(
         self,
@@ -125,7 +128,7 @@ class HostRegistry:
             record.used = used
             record.beat_at = beat_at
             record.seen_at = seen_at
-        record.agent = agent
+        self._set_agent(record, agent)
         record.allocated = self._allocated.get(name, (0, 0, 0))
         record.held = self._held.get(name, (0, 0, 0))
         reason = self._disabled.get(name)
@@ -133,6 +136,38 @@ class HostRegistry:
         record.disabled_reason = reason or ""
         record.refresh()
         return record
+
+    def _set_agent(self, record: HostRecord, agent: str | None) -> None:
+        old = record.agent
+        if old == agent:
+            return
+        if old is not None:
+            left = self._carried.get(old, 0) - 1
+            if left > 0:
+                self._carried[old] = left
+            else:
+                self._carried.pop(old, None)
+        if agent is not None:
+            self._carried[agent] = self._carried.get(agent, 0) + 1
+        record.agent = agent
+
+    def set_carrier(self, name: str, agent: str | None) -> None:
+        """Who carries a known host, as the zone's shared record says (a release, or
+        another process won the host first); its beat and place in the summary stay."""
+        record = self._hosts.get(name)
+        if record is not None:
+            self._set_agent(record, agent)
+
+    def carrier(self, name: str) -> str | None:
+        record = self._hosts.get(name)
+        return record.agent if record is not None else None
+
+    def carried_by(self, agent: str) -> int:
+        """How many known hosts `agent` carries (for its cap)."""
+        return self._carried.get(agent, 0)
+
+    def names_carried_by(self, agent: str) -> list[str]:
+        return sorted(r.name for r in self._hosts.values() if r.agent == agent)
 
     def set_allocations(
         self, allocated: Mapping[str, tuple[int, int, int]], *, read_after: int | None = None
@@ -249,6 +284,7 @@ class HostRegistry:
         now = self.clock()
         gone = [n for n, r in self._hosts.items() if now - r.beat_at >= self.forget_after]
         for name in gone:
+            self._set_agent(self._hosts[name], None)
             del self._hosts[name]
         if gone:
             self.version += 1

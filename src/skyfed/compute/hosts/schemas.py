@@ -24,7 +24,8 @@ class HeartbeatIn(Strict):
     capabilities: CapabilityMap = Field(default_factory=dict, max_length=128)
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
     used: ResourcesIn = Field(default_factory=ResourcesIn)
-    # The agent that carries this host: where the zone sends the host's commands.
+    # The agent that carries this host (where the zone sends its commands): set from
+    # the caller; an agent may repeat its own name, never another's (admission.py).
     agent: Name | None = None
 
     @field_validator("capabilities", mode="before")
@@ -79,6 +80,12 @@ class HostOut(BaseModel):
 class HostList(BaseModel):
     hosts: list[HostOut]
     next_marker: str | None = None
+
+
+class ReleaseOut(BaseModel):
+    name: str
+    # The agent that carried the host until now (None: nobody did).
+    released_from: str | None
 
 
 class DisableIn(Strict):

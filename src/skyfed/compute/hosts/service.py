@@ -1,13 +1,17 @@
-"""Host logic: heartbeats into the registry, listing, and the persisted disable/enable."""
+"""Host logic: heartbeats into the registry (once admitted), listing, disable/enable,
+and handing a host to another agent."""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.compute.hosts.models import DisabledHost
+from skyfed.compute.hosts import admission, carriers
+from skyfed.compute.hosts.admission import BeatLimits, Caller
+from skyfed.compute.hosts.models import DisabledHost, HostBeat
 from skyfed.compute.hosts.registry import HostRecord, HostRegistry, Resources
 from skyfed.compute.hosts.schemas import (
     HeartbeatBatchIn,
@@ -15,10 +19,14 @@ from skyfed.compute.hosts.schemas import (
     HeartbeatIn,
     HostList,
     HostOut,
+    ReleaseOut,
     ResourcesIn,
     ResourcesOut,
 )
+from skyfed.db.engine import Database
 from skyfed.errors import NotFound
+
+Beats = Sequence[tuple[str, HeartbeatIn]]
 
 
 def _resources(body: ResourcesIn) -> Resources:
@@ -42,26 +50,63 @@ def host_out(registry: HostRegistry, record: HostRecord) -> HostOut:
     )
 
 
-def heartbeat(registry: HostRegistry, name: str, body: HeartbeatIn) -> HostOut:
-    record = registry.heartbeat(
-        name, body.capabilities, _resources(body.resources), _resources(body.used), body.agent
-    )
-    return host_out(registry, record)
+async def take_beats(
+    db: Database,
+    registry: HostRegistry,
+    limits: BeatLimits,
+    caller: Caller,
+    beats: Beats,
+    wake: Callable[[str], None],
+) -> list[HostRecord]:
+    """Admit a batch of beats whole (admission.py) and apply it; or refuse it whole,
+    changing nothing. `wake(agent)` is called when the batch brought the agent
+    pending commands of hosts it took over."""
+    screened = admission.screen(registry, limits, caller, beats)
+    if screened.contested:
+        async with db.session() as session:
+            await carriers.reconcile(session, registry, list(screened.contested))
+        # Screened again after the wait: what is contested now is carried by another.
+        screened = admission.screen(registry, limits, caller, beats)
+        admission.refuse_carried(screened.contested)
+    taken = admission.check_caps(registry, limits, caller, screened.agent, [n for n, _ in beats])
+    records = apply_beats(registry, beats, screened.agent)
+    if taken and screened.agent is not None:
+        async with db.session() as session:
+            if await carriers.take_commands(session, taken, screened.agent):
+                wake(screened.agent)
+    return records
 
 
-def heartbeat_batch(registry: HostRegistry, body: HeartbeatBatchIn) -> HeartbeatBatchOut:
-    disabled = []
-    for beat in body.hosts:
-        record = registry.heartbeat(
-            beat.name,
-            beat.capabilities,
-            _resources(beat.resources),
-            _resources(beat.used),
-            beat.agent,
+def apply_beats(registry: HostRegistry, beats: Beats, agent: str | None) -> list[HostRecord]:
+    """Beats into the registry, unchecked (admitted ones; benchmarks fill registries so)."""
+    return [
+        registry.heartbeat(
+            name, beat.capabilities, _resources(beat.resources), _resources(beat.used), agent
         )
-        if record.disabled:
-            disabled.append(record.name)
-    return HeartbeatBatchOut(accepted=len(body.hosts), disabled=disabled)
+        for name, beat in beats
+    ]
+
+
+def apply_batch(registry: HostRegistry, body: HeartbeatBatchIn) -> None:
+    for beat in body.hosts:
+        apply_beats(registry, [(beat.name, beat)], beat.agent)
+
+
+def batch_out(records: list[HostRecord]) -> HeartbeatBatchOut:
+    return HeartbeatBatchOut(
+        accepted=len(records), disabled=[r.name for r in records if r.disabled]
+    )
+
+
+async def release_host(db: Database, registry: HostRegistry, name: str) -> ReleaseOut:
+    """Hand a host over: no agent carries it until the next one granted for it beats."""
+    async with db.session() as session:
+        row = await session.get(HostBeat, name)
+        if row is None and registry.get(name) is None:
+            raise NotFound(f"host '{name}' is not known (it has not sent a heartbeat)")
+        previous = (row.agent if row is not None else None) or registry.carrier(name)
+        await carriers.release(session, registry, names=[name])
+    return ReleaseOut(name=name, released_from=previous)
 
 
 def list_hosts(

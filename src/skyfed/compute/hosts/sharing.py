@@ -3,13 +3,18 @@
 Each process writes the beats it received (in one batch a second) and reads the
 ones the others wrote. A host still needs no registration: its row is only its
 last beat, and a host silent past `host_forget_after` is deleted.
+
+The row also says which agent carries the host, and that is the zone's truth: a
+write naming another agent than the row does is refused (two processes took
+beats of two agents for one new host within a second: the first written wins),
+and this process then takes the row's agent for the host (carriers.py).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -57,18 +62,29 @@ class HostSharing:
             return 0
         insert = sqlite_insert if self.db.is_sqlite else pg_insert
         statement = insert(HostBeat)
+        excluded = statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["name"],
-            set_={c: statement.excluded[c] for c in rows[0] if c != "name"},
-        )
+            set_={c: excluded[c] for c in rows[0] if c != "name"},
+            where=or_(HostBeat.agent.is_(None), HostBeat.agent == excluded.agent),
+        ).returning(HostBeat.name)
         try:
             async with self.db.session() as session:
-                await session.execute(statement, rows)
+                written = set((await session.scalars(statement, rows)).all())
+                refused = sorted({row["name"] for row in rows} - written)
+                holders = {}
+                if refused:
+                    found = await session.execute(
+                        select(HostBeat.name, HostBeat.agent).where(HostBeat.name.in_(refused))
+                    )
+                    holders = {name: agent for name, agent in found}
                 await session.commit()
         except Exception:
             self.registry.unshared |= names  # try again next time
             raise
-        return len(rows)
+        for name, agent in holders.items():
+            self.registry.set_carrier(name, agent)
+        return len(written)
 
     async def _read(self) -> None:
         # A little overlap: a row committed late with an earlier seen_at is not missed.

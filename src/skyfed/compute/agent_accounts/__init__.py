@@ -1,0 +1,1 @@
+"""Agent accounts: one account per host agent, and the hosts it may carry (its grant)."""

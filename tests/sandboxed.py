@@ -1,0 +1,60 @@
+"""For tests of process servers, which run as users of their own when the agent is root.
+
+Such a server can neither run this test's Python (it may live under /root, 0700)
+nor reach pytest's tmp_path (/tmp/pytest-of-<user> is 0700): these give it a
+Python every user can run and a directory other users may pass through.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from skyfed.compute.agent.sandbox import SandboxOptions, blocked_ancestor
+
+ROOT = os.geteuid() == 0
+needs_root = "servers run as users of their own only under a root agent"
+
+
+def _runnable_by_all(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & stat.S_IXOTH) and blocked_ancestor(path) is None
+
+
+def server_python() -> str:
+    """A Python 3 that a server's own user can run."""
+    for candidate in (
+        Path(sys.executable).resolve(),
+        Path("/usr/local/bin/python3"),
+        Path("/usr/bin/python3"),
+    ):
+        if _runnable_by_all(candidate.resolve()):
+            return str(candidate)
+    raise RuntimeError("no Python 3 on this host that any user may run")
+
+
+def sandbox_options(**overrides: object) -> SandboxOptions:
+    """The driver's defaults; as a non-root test process, servers share its user."""
+    return SandboxOptions(**{"insecure_shared_user": not ROOT, **overrides})  # type: ignore[arg-type]
+
+
+@contextmanager
+def passable_dir(prefix: str = "skyfed-test-") -> Iterator[Path]:
+    """A fresh directory under the system's temp dir that other users may pass through."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        os.chmod(path, 0o711)
+        if blocked_ancestor(path) is not None:
+            raise RuntimeError(f"{path} sits below a directory other users cannot pass")
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
