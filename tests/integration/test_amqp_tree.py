@@ -172,7 +172,7 @@ async def test_each_zone_gets_its_own_broker_site_removed_at_the_end(
         }
         assert rows == expected
         assert [u.name for u in site.users] == [
-            site.vhost, f"{site.vhost}-link-top", f"{site.vhost}-skyfed-agent"
+            site.vhost, f"{site.vhost}-link-top", f"{site.vhost}-dc-agent"
         ]  # fmt: skip
         assert zone_permissions("dc") == site.zone.permissions
         agent_url = plan.agent_url("dc")
