@@ -50,7 +50,8 @@ from skyfed.tasks.store import TaskStore
 from skyfed.tasks.wakeups import BusWakeups
 from skyfed.tasks.worker import Worker
 from skyfed.transport.amqp_server import ZoneQueueServer
-from skyfed.transport.envelope import queue_for
+from skyfed.transport.names import AGENTS_EXCHANGE, agent_queue_for, queue_for
+from skyfed.transport.queue_policy import AGENT_CALLS
 from skyfed.zones.api import router as zones_router
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ZoneIdentity
@@ -279,26 +280,45 @@ async def running(runtime: Runtime, *, api: bool) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> FastAPI:
     runtime = build_runtime(settings)
 
-    bus: ZoneQueueServer | None = None
+    bus: list[ZoneQueueServer] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal bus
         async with running(runtime, api=True):
+            connecting: list[asyncio.Task[None]] = []
             if settings.bus_url.startswith("amqp"):
-                # Parents linked over AMQP call this zone through its queue.
-                bus = ZoneQueueServer(
-                    app, settings.bus_url, queue_for(settings.name), zone=settings.name
+                # Parents linked over AMQP call this zone through its queue, host agents
+                # through theirs; each call signed by an account of this zone.
+                accounts = runtime.link_keys.account
+                bus.append(
+                    ZoneQueueServer(
+                        app,
+                        settings.bus_url,
+                        queue_for(settings.name),
+                        zone=settings.name,
+                        accounts=accounts,
+                    )
                 )
-                connecting = asyncio.create_task(bus.start(), name="zone-bus")
+                bus.append(
+                    ZoneQueueServer(
+                        app,
+                        settings.bus_url,
+                        agent_queue_for(settings.name),
+                        zone=settings.name,
+                        accounts=accounts,
+                        policy=AGENT_CALLS,
+                        exchange=AGENTS_EXCHANGE,
+                    )
+                )
+                connecting = [asyncio.create_task(b.start(), name="zone-bus") for b in bus]
             try:
                 yield
             finally:
-                if bus is not None:
-                    connecting.cancel()
+                for task in connecting:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await connecting
-                    await bus.stop()  # running calls answer first
+                        await task
+                await asyncio.gather(*(server.stop() for server in bus))  # running calls answer
 
     app = FastAPI(
         title=f"skyfed zone {settings.name}",
@@ -307,6 +327,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="A skyfed zone: identity, child zones, hosts and their summaries.",
     )
     app.state.runtime = runtime
+    app.state.bus = bus  # its queue servers (their stats), once the zone runs
     error_handlers.install(app)
     app.add_middleware(RequestContext, max_body=settings.max_body_bytes)
     app.include_router(identity_router)
@@ -332,7 +353,7 @@ def create_app(settings: Settings) -> FastAPI:
                 error_body("database_unavailable", f"database not reachable: {type(exc).__name__}"),
                 status_code=503,
             )
-        if bus is not None and not bus.serving:
+        if not all(server.serving for server in bus):
             return JSONResponse(
                 error_body("bus_unavailable", "not yet consuming calls from the zone's broker"),
                 status_code=503,

@@ -148,8 +148,9 @@ class SkyfedClient:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
+            said = f": {exc}" if str(exc) else ""  # e.g. forged answers dropped meanwhile
             raise ZoneUnreachable(
-                self.base_url, f"timed out ({type(exc).__name__})", timed_out=True
+                self.base_url, f"timed out ({type(exc).__name__}{said})", timed_out=True
             ) from exc
         except httpx.TransportError as exc:
             raise ZoneUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc

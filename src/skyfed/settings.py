@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("state")
     # Default: a SQLite file in state_dir; PostgreSQL by URL (postgresql+asyncpg://...).
     database_url: str | None = None
-    # Default: in-process. With a RabbitMQ broker (amqp://user:pass@host:5672/vhost),
-    # parents linked over AMQP call this zone on its queue `skyfed.zone.<name>` there.
+    # Default: in-process. With a RabbitMQ broker (amqp://user:pass@host:5672/vhost, the
+    # zone's own broker user), parents linked over AMQP call this zone on its queue
+    # `skyfed.zone.<name>` there, and agents on `skyfed.agents.<name>` (docs/zone-links.md).
     bus_url: Annotated[str, StringConstraints(pattern=r"^(memory://|amqps?://\S+)$")] = "memory://"
 
     admin_username: Name = "admin"

@@ -16,6 +16,7 @@ import pytest
 
 from skyfed.client import SkyfedError
 from skyfed.federation.process import free_port
+from skyfed.transport.names import agent_queue_for, queue_for
 from tests.conftest import SERVICE_PASSWORD, InProcessZone, zone_settings
 
 # A port nothing listens on: the parent must not need the child's HTTP API.
@@ -31,7 +32,9 @@ async def bus_child(tmp_path: Path, amqp_url: str) -> AsyncIterator[InProcessZon
         yield child
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        await (await connection.channel()).queue_delete(f"skyfed.zone.{name}")
+        channel = await connection.channel()
+        await channel.queue_delete(queue_for(name))
+        await channel.queue_delete(agent_queue_for(name))
 
 
 async def _bus_ready(zone: InProcessZone) -> None:
@@ -126,4 +129,20 @@ async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_
             bus_queue=f"skyfed.zone.{uuid.uuid4().hex}",
         )
     assert caught.value.code == "child_unreachable"
+    assert await admin.list_zones() == []
+
+
+async def test_a_wrong_password_over_amqp_is_refused_and_says_why(
+    admin, bus_child: InProcessZone, amqp_url: str
+) -> None:
+    """The child cannot verify the parent's signature: it refuses the call, and its
+    refusal (unsigned, so not believed) is what the parent's error reports."""
+    name = bus_child.settings.name
+    with pytest.raises(SkyfedError) as caught:
+        await admin.add_zone(
+            name, DEAD_API, "svc", "not-the-password", transport="amqp", bus_url=amqp_url
+        )
+    assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
+    assert "dropped 1 unsigned or forged answer" in caught.value.message
+    assert "bad_signature" in caught.value.message
     assert await admin.list_zones() == []

@@ -27,11 +27,20 @@ from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.transport.amqp import AmqpLink
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneRequest
-from skyfed.transport.envelope import HOP_LIMIT, Envelope, current_hops
+from skyfed.transport.envelope import HOP_LIMIT, current_hops
+from skyfed.transport.names import reply_queue_for
+from skyfed.transport.signing import StaticAccounts
 from tests.conftest import IN_CI
+from tests.contract.signed import call_message, envelope
 from tests.proxy import CuttableProxy
 
 PASSWORD = "pw"
+ACCOUNTS = StaticAccounts({"svc": PASSWORD})
+
+
+def child_server(app: Starlette, amqp_url: str, queue: str, **options: Any) -> ZoneQueueServer:
+    """A child's end of the link, knowing the parent's account `svc`."""
+    return ZoneQueueServer(app, amqp_url, queue, zone="child", accounts=ACCOUNTS, **options)
 
 
 class Adder:
@@ -83,7 +92,7 @@ async def serving(
     app: Starlette, amqp_url: str, queue: str, **server_options: Any
 ) -> AsyncIterator[AmqpLink]:
     """A child serving `app` from `queue`, and a parent's link to it; both closed after."""
-    server = ZoneQueueServer(app, amqp_url, queue, zone="child", **server_options)
+    server = child_server(app, amqp_url, queue, **server_options)
     await server.start()
     zone = link(amqp_url, queue)
     try:
@@ -120,7 +129,7 @@ async def test_a_broker_that_is_not_there_is_unreachable() -> None:
 
 async def test_a_call_past_the_hop_limit_is_refused_as_a_loop(amqp_url: str, queue: str) -> None:
     adder = Adder()
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     zone = link(amqp_url, queue)
     token = current_hops.set(HOP_LIMIT)  # this call already crossed as many links as allowed
@@ -140,29 +149,21 @@ async def test_a_repeated_call_runs_once_and_an_expired_one_not_at_all(
     amqp_url: str, queue: str
 ) -> None:
     adder = Adder()
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
-    replies = await channel.declare_queue(exclusive=True)
+    replies = await channel.declare_queue(reply_queue_for("svc"), exclusive=True)
 
     def message(key: str, call_id: str, deadline: float) -> aio_pika.Message:
-        envelope = Envelope(
-            method="POST",
-            target="/v1/add",
-            headers={"content-type": "application/json"},
-            route=("parent",),
-            hops=1,
-            hop_limit=HOP_LIMIT,
-            deadline=deadline,
-            request_id="req-1",
-        )
-        return aio_pika.Message(
-            f'{{"key": "{key}", "a": 2, "b": 2}}'.encode(),
-            headers=envelope.to_headers(),
-            message_id=call_id,
-            correlation_id=call_id,
+        return call_message(
+            account="svc",
+            password=PASSWORD,
+            queue=queue,
             reply_to=replies.name,
+            call_id=call_id,
+            body={"key": key, "a": 2, "b": 2},
+            env=envelope(deadline=deadline),
         )
 
     # Past its deadline by more than clocks may differ between sites: refused, not run.
@@ -192,14 +193,14 @@ async def test_calls_held_by_a_process_that_dies_are_served_by_another(
 ) -> None:
     stuck, healthy = Adder(), Adder()
     stuck.release.clear()  # takes calls and never answers, like a process about to die
-    first = ZoneQueueServer(stuck.app(), amqp_url, queue, zone="child", prefetch=50)
+    first = child_server(stuck.app(), amqp_url, queue, prefetch=50)
     await first.start()
     zone = link(amqp_url, queue, timeout=10)
     calls = [asyncio.create_task(zone.call(add(f"k{i}", i, i))) for i in range(20)]
     async with asyncio.timeout(5):
         while len(stuck.runs) < 20:
             await asyncio.sleep(0.02)
-    second = ZoneQueueServer(healthy.app(), amqp_url, queue, zone="child")
+    second = child_server(healthy.app(), amqp_url, queue)
     await second.start()
     await first.stop(grace=0)  # dies: the broker hands its unacknowledged calls on
     answers = await asyncio.gather(*calls)
@@ -214,7 +215,7 @@ async def test_calls_held_by_a_process_that_dies_are_served_by_another(
 )
 async def test_calls_in_flight_survive_a_broker_restart(amqp_url: str, queue: str) -> None:
     adder = Adder()
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     zone = link(amqp_url, queue, timeout=60)
     assert (await zone.call(add("warm", 1, 1)))["sum"] == 2
@@ -252,7 +253,7 @@ async def test_calls_whose_answers_were_lost_with_the_connection_are_asked_again
     acknowledges the calls. Only the link's resend, answered from the child's memory of
     the first run, brings them back."""
     adder = Adder()
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     broker = urlsplit(amqp_url)
     async with CuttableProxy(broker.hostname or "127.0.0.1", broker.port or 5672) as proxy:
@@ -288,7 +289,7 @@ async def test_calls_whose_answers_were_lost_with_the_connection_are_asked_again
 
 async def test_a_graceful_stop_answers_the_calls_it_holds(amqp_url: str, queue: str) -> None:
     adder = Adder(delay=0.3)
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     zone = link(amqp_url, queue, timeout=10)
     calls = [asyncio.create_task(zone.call(add(f"k{i}", i, i))) for i in range(10)]
@@ -367,11 +368,11 @@ async def test_a_malformed_batch_is_dropped_and_serving_goes_on(amqp_url: str, q
     from skyfed.transport.envelope import CALLS_TYPE
 
     adder = Adder()
-    server = ZoneQueueServer(adder.app(), amqp_url, queue, zone="child")
+    server = child_server(adder.app(), amqp_url, queue)
     await server.start()
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
-    replies = await channel.declare_queue(exclusive=True)
+    replies = await channel.declare_queue(reply_queue_for("svc"), exclusive=True)
     await channel.default_exchange.publish(
         aio_pika.Message(
             b"\x00\x00\x00\x09not json!\x00\x00\x00\x00",

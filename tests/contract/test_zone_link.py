@@ -1,9 +1,11 @@
 """One contract for every ZoneLink: what a parent zone relies on, whatever carries the call.
 
 Each test runs against every implementation (`http` over a real loopback socket,
-`local` in process) talking to the same small child app, which speaks the zone
-API's conventions: bearer tokens from `POST /v1/auth/tokens`, forwarded identity
-headers, the request id header and the one error shape.
+`local` in process, `amqp` on the local RabbitMQ) talking to the same small child
+app, which speaks the zone API's conventions: bearer tokens from `POST
+/v1/auth/tokens` (over AMQP, the account that signed the call, which the bus
+server hands to the app), forwarded identity headers, the request id header and
+the one error shape.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneLink, ZoneRequest
 from skyfed.transport.http import HttpLink
 from skyfed.transport.local import LocalLink
+from skyfed.transport.signing import BUS_CALLER, StaticAccounts
 from tests.conftest import ServedApp, broker_url
 
 PASSWORD = "child-service-password"
@@ -48,7 +51,7 @@ class Child:
     """A child zone's API, small: echo, errors, slowness and failures on demand."""
 
     def __init__(self) -> None:
-        self.tokens: set[str] = set()
+        self.tokens: dict[str, str] = {}  # token -> account
         self.logins = 0
         self.failures_left: dict[str, int] = {}
         self.calls: dict[str, int] = {}
@@ -59,18 +62,25 @@ class Child:
             return error(401, "unauthorized", "bad credentials")
         self.logins += 1
         token = uuid.uuid4().hex
-        self.tokens.add(token)
+        self.tokens[token] = str(body.get("username"))
         return JSONResponse({"token": token, "expires_at": "2099-01-01T00:00:00Z"}, 201)
 
-    def _authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization", "").removeprefix("Bearer ") in self.tokens
+    def _caller(self, request: Request) -> str | None:
+        """The account calling: the one whose key signed a call from the bus, or the
+        bearer token's."""
+        signed = request.scope.get(BUS_CALLER)
+        if signed is not None:
+            return str(signed.username)
+        return self.tokens.get(request.headers.get("authorization", "").removeprefix("Bearer "))
 
     async def echo(self, request: Request) -> Response:
-        if not self._authorized(request):
+        caller = self._caller(request)
+        if caller is None:
             return error(401, "unauthorized", "log in")
         body = await request.body()
         return JSONResponse(
             {
+                "caller": caller,
                 "method": request.method,
                 "query": dict(request.query_params),
                 "json": await request.json() if body else None,
@@ -121,7 +131,8 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, 
     if request.param == "amqp":
         broker = await broker_url()
         queue = f"skyfed.test.{uuid.uuid4().hex}"
-        server = ZoneQueueServer(app, broker, queue, zone="child")
+        accounts = StaticAccounts({"svc": PASSWORD})
+        server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
         await server.start()
         made = AmqpLink(
             broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
@@ -155,6 +166,7 @@ async def test_success_with_params_body_and_identity(link: tuple[ZoneLink, Child
     finally:
         request_id.reset(token)
     assert answer == {
+        "caller": "svc",  # the link's account: logged in, or the signer of the call
         "method": "POST",
         "query": {"q": "x"},
         "json": {"a": [1, 2]},
@@ -164,11 +176,11 @@ async def test_success_with_params_body_and_identity(link: tuple[ZoneLink, Child
         "roles": "member",
         "request_id": "req-42",
     }
-    assert child.logins == 1
+    assert child.logins == logins_expected(zone)
     # The parent's own calls carry no end user.
     own = await zone.call(ZoneRequest("GET", "/v1/echo"))
-    assert own["user"] is None and own["json"] is None
-    assert child.logins == 1  # the token is kept
+    assert own["user"] is None and own["json"] is None and own["caller"] == "svc"
+    assert child.logins == logins_expected(zone)  # the token is kept
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422, 500, 503])
@@ -198,12 +210,18 @@ async def test_a_late_answer_is_a_timeout(link: tuple[ZoneLink, Child]) -> None:
     assert loop.time() - began < 2.0  # not retried: the caller's deadline is spent
 
 
+def logins_expected(zone: ZoneLink, tokens: int = 1) -> int:
+    """Links that carry a token log in once per token; `amqp` never logs in: each call
+    is signed with the account's link key, so nothing in a message opens the child."""
+    return 0 if zone.kind == "amqp" else tokens
+
+
 async def test_a_new_login_when_the_token_is_refused(link: tuple[ZoneLink, Child]) -> None:
     zone, child = link
     await zone.call(ZoneRequest("GET", "/v1/echo"))
     child.tokens.clear()  # the child restarted, say
     assert (await zone.call(ZoneRequest("GET", "/v1/echo")))["method"] == "GET"
-    assert child.logins == 2
+    assert child.logins == logins_expected(zone, tokens=2)
 
 
 async def test_idempotent_calls_are_retried_and_others_are_not(
@@ -242,7 +260,7 @@ async def test_many_concurrent_calls_each_get_their_own_answer(
         *(zone.call(ZoneRequest("POST", "/v1/echo", json={"n": n})) for n in range(300))
     )
     assert [a["json"]["n"] for a in answers] == list(range(300))
-    assert child.logins == 1  # one login shared by every call
+    assert child.logins == logins_expected(zone)  # one login shared by every call
 
 
 async def test_http_to_a_closed_port_is_unreachable_at_once() -> None:

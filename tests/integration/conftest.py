@@ -48,7 +48,8 @@ def federation(tmp_path: Path) -> Callable[..., Any]:
         zones: list[dict[str, Any]], state_dir: Path | None = None, **defaults: Any
     ) -> AsyncIterator[Federation]:
         topology = parse_topology({"defaults": {**FAST, **defaults}, "zones": zones})
-        fed = Federation(topology, state_dir or tmp_path / "fed")
+        # Its broker accounts go at the end too.
+        fed = Federation(topology, state_dir or tmp_path / "fed", temporary=True)
         try:
             await fed.start()
             await fed.wait_covered(timeout=90)

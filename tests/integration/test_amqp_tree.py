@@ -1,13 +1,16 @@
 """A tree of zone processes on PostgreSQL whose parents call their children over RabbitMQ.
 
-Each test gets its own broker virtual host, so its queues meet no other test's,
-and its own PostgreSQL databases (dropped after). The restart test stops and
-starts the broker's application mid-burst, as an operator's upgrade would.
+Each zone gets its own broker virtual host and users, as `skyfed up` makes them
+(named for the test's state directory, removed when it stops), so its queues
+meet no other test's, and each test its own PostgreSQL databases (dropped
+after). The restart test stops and starts the broker's application mid-burst,
+as an operator's upgrade would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 import time
@@ -16,13 +19,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
+import aiormq
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 from skyfed.bench.rpc import rabbitmqctl
+from skyfed.federation.broker import ctl, zone_permissions
 from skyfed.federation.process import ManagedProcess
-from tests.conftest import AMQP_URL, IN_CI, POSTGRES_URL, _asyncpg_dsn, _postgres_reachable
+from skyfed.transport.names import queue_for
+from tests.conftest import IN_CI, POSTGRES_URL, _asyncpg_dsn, _postgres_reachable
 from tests.integration.conftest import hosts
 from tests.integration.test_servers_tree import settle
 
@@ -41,16 +48,12 @@ async def production(amqp_url: str) -> AsyncIterator[dict[str, Any]]:
     if problem:
         pytest.fail(problem) if IN_CI else pytest.skip(problem)
     tag = uuid.uuid4().hex[:10]
-    vhost = f"skyfed-test-{tag}"
-    await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
-    await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     server = make_url(POSTGRES_URL).set(database="").render_as_string(hide_password=False)
     yield {
         "database_url": f"{server.rstrip('/')}/skyfed_t{tag}_{{zone}}",
-        "bus_url": f"{AMQP_URL.rstrip('/')}/{vhost}",
+        "bus_url": amqp_url,  # the broker; each zone gets its own vhost and user on it
         "links": "amqp",
     }
-    await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
     admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
     try:
         names = await admin.fetch(
@@ -149,3 +152,47 @@ async def test_task_wake_ups_reach_a_worker_process_over_the_bus(
                 assert time.monotonic() - started < 30  # far inside one 60 s poll
         finally:
             worker.stop()
+
+
+async def test_each_zone_gets_its_own_broker_site_removed_at_the_end(
+    federation, amqp_url: str
+) -> None:
+    """`skyfed up` on AMQP: per zone a vhost, a zone user, a user per parent link and one
+    for the agent, each with exactly its permissions; the agent's cannot consume the
+    zone's queue, and heartbeats still reach the root; all gone once it stops."""
+    tree = [{"name": "top"}, {"name": "dc", "parents": ["top"], "hosts": [hosts(4, "d")]}]
+    async with federation(tree, bus_url=amqp_url, links="amqp") as fed:
+        plan = fed.broker
+        site = plan.zones["dc"]
+        listed = await asyncio.to_thread(listing, "list_permissions", "-p", site.vhost)
+        rows = {(r["user"], r["configure"], r["write"], r["read"]) for r in listed}
+        expected = {
+            (user.name, user.permissions.configure, user.permissions.write, user.permissions.read)
+            for user in site.users
+        }
+        assert rows == expected
+        assert [u.name for u in site.users] == [
+            site.vhost, f"{site.vhost}-link-top", f"{site.vhost}-dc-agent"
+        ]  # fmt: skip
+        assert zone_permissions("dc") == site.zone.permissions
+        agent_url = plan.agent_url("dc")
+        assert agent_url is not None
+        connection = await aio_pika.connect(agent_url)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(queue_for("dc"), passive=True)
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                await queue.consume(_ignore)
+        made = (plan.vhosts, plan.user_names)
+    vhosts = {r["name"] for r in await asyncio.to_thread(listing, "list_vhosts")}
+    users = {r["user"] for r in await asyncio.to_thread(listing, "list_users")}
+    assert made[0] and not set(made[0]) & vhosts
+    assert made[1] and not set(made[1]) & users
+
+
+def listing(*args: str) -> list[dict[str, Any]]:
+    return list(json.loads(ctl(*args, "--formatter", "json")))
+
+
+async def _ignore(message: Any) -> None:
+    return None

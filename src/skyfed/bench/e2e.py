@@ -72,7 +72,7 @@ async def run_once(
     say: Any,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="skyfed-bench-") as state:
-        federation = Federation(topology, Path(state))
+        federation = Federation(topology, Path(state), temporary=True)
         try:
             say(f"starting {len(topology.zones)} zones")
             await federation.start()

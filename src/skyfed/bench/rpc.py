@@ -172,17 +172,17 @@ class LinkSystem:
         self.transport, self.broker, self.timeout = transport, broker, timeout
 
     def link(self, queue: str, port: int) -> Any:
-        from skyfed.bench.rpc_worker import BENCH_PASSWORD
+        from skyfed.bench.rpc_worker import BENCH_ACCOUNT, BENCH_PASSWORD
         from skyfed.transport.amqp import AmqpLink
         from skyfed.transport.http import HttpLink
 
         if self.transport == "amqp":
             return AmqpLink(
-                self.broker, queue, username="bench", password=BENCH_PASSWORD,
+                self.broker, queue, username=BENCH_ACCOUNT, password=BENCH_PASSWORD,
                 origin="bench", timeout=self.timeout, retries=5,
             )  # fmt: skip
         return HttpLink(
-            f"http://127.0.0.1:{port}", username="bench", password=BENCH_PASSWORD,
+            f"http://127.0.0.1:{port}", username=BENCH_ACCOUNT, password=BENCH_PASSWORD,
             timeout=self.timeout, retries=5, max_connections=64,
         )  # fmt: skip
 

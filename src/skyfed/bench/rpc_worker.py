@@ -3,10 +3,11 @@
 `--transport amqp`: consumes the queue with `ZoneQueueServer` (what a zone runs for
 parents linked over AMQP). `--transport http`: serves it with uvicorn on a port
 shared by every worker (SO_REUSEPORT, so the kernel spreads connections as it
-would behind one address). The app logs in callers like a zone (bearer tokens
-from `POST /v1/auth/tokens`) and records each `add` it runs in `--record`, one
-key per line written straight to the file, so a worker killed with -9 leaves
-behind what it did.
+would behind one address). The app authenticates callers like a zone (over
+HTTP bearer tokens from `POST /v1/auth/tokens`; over AMQP the signature of each
+call, checked by `ZoneQueueServer` with the link key of the `bench` account) and
+records each `add` it runs in `--record`, one key per line written straight to
+the file, so a worker killed with -9 leaves behind what it did.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from skyfed.transport.signing import BUS_CALLER
+
+BENCH_ACCOUNT = "bench"
 BENCH_PASSWORD = "bench-password"
 
 
@@ -50,7 +54,10 @@ def adder_app(record_fd: int) -> Starlette:
         return hmac.compare_digest(mac, sign(nonce))
 
     async def add(request: Request) -> JSONResponse:
-        if not valid(request.headers.get("authorization", "").removeprefix("Bearer ")):
+        signed = request.scope.get(BUS_CALLER) is not None  # verified by the bus server
+        if not signed and not valid(
+            request.headers.get("authorization", "").removeprefix("Bearer ")
+        ):
             return JSONResponse({"error": {"code": "unauthorized", "message": "log in"}}, 401)
         body = await request.json()
         os.write(record_fd, f"{body['key']}\n".encode())
@@ -66,8 +73,10 @@ def adder_app(record_fd: int) -> Starlette:
 
 async def serve_amqp(app: Any, broker: str, queue: str) -> None:
     from skyfed.transport.amqp_server import ZoneQueueServer
+    from skyfed.transport.signing import StaticAccounts
 
-    server = ZoneQueueServer(app, broker, queue, zone="bench", prefetch=64)
+    accounts = StaticAccounts({BENCH_ACCOUNT: BENCH_PASSWORD})  # the key derived once, here
+    server = ZoneQueueServer(app, broker, queue, zone="bench", accounts=accounts, prefetch=64)
     await server.start()
     print("ready", flush=True)
     stop = asyncio.Event()

@@ -230,16 +230,17 @@ def agent(
 async def bus_client(
     client: SkyfedClient, bus_url: str, username: str, password: str, agent: str
 ) -> SkyfedClient:
-    """A client of the zone's API through its queue on `bus_url` (the zone's name,
-    which names the queue, from its health check)."""
+    """A client of the zone's API through its agents' queue on `bus_url` (the zone's
+    name, which names the queue, from its health check): each call signed with the
+    account's link key, published to the agents' exchange, the only one an agent's
+    broker user may write to."""
     from skyfed.transport.amqp import AmqpTransport, base_url_for
-    from skyfed.transport.envelope import queue_for
+    from skyfed.transport.names import AGENTS_EXCHANGE, agent_queue_for
 
     health = await client.request("GET", "/healthz", authenticate=False)
-    queue = queue_for(str(health["zone"]))
-    return SkyfedClient(
-        base_url_for(queue),
-        username=username,
-        password=password,
-        transport=AmqpTransport(bus_url, queue, origin=agent),
-    )
+    queue = agent_queue_for(str(health["zone"]))
+    transport = AmqpTransport(
+        bus_url, queue, account=username, password=password, exchange=AGENTS_EXCHANGE,
+        origin=agent,
+    )  # fmt: skip
+    return SkyfedClient(base_url_for(queue), transport=transport)  # no login: signed calls

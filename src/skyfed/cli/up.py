@@ -14,6 +14,7 @@ from rich.tree import Tree
 
 from skyfed.cli.common import console, err_console
 from skyfed.client import SkyfedError
+from skyfed.federation.broker import BrokerError
 from skyfed.federation.launcher import Federation
 from skyfed.federation.process import ProcessFailed
 from skyfed.federation.topology import TopologyError, load_topology
@@ -42,10 +43,10 @@ def up(
         raise typer.Exit(2) from exc
     temporary = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="skyfed-")) if state_dir is None else state_dir
-    federation = Federation(topology, directory)
+    federation = Federation(topology, directory, temporary=temporary)
     try:
         asyncio.run(_run(federation, timeout, exit_when_ready))
-    except (ProcessFailed, SkyfedError, ValueError) as exc:
+    except (ProcessFailed, SkyfedError, ValueError, BrokerError) as exc:
         err_console.print(f"[red]federation failed[/]: {exc}")
         raise typer.Exit(1) from exc
     finally:

@@ -39,14 +39,20 @@ TransportOpt = Annotated[
 ]
 # Not from the environment: a variable left from one `zone add` must not move another child.
 BusUrlOpt = Annotated[
-    str | None, typer.Option("--bus-url", help="The child's broker (amqp://user:pass@host/vhost).")
+    str | None,
+    typer.Option(
+        "--bus-url",
+        help="The child's broker, as this parent's own broker user there "
+        "(amqps://user:pass@host/vhost).",
+    ),
 ]
 BusUrlAddOpt = Annotated[
     str | None,
     typer.Option(
         "--bus-url",
         envvar="SKYFED_CHILD_BUS_URL",  # keeps the broker's password off the command line
-        help="The child's broker (amqp://user:pass@host/vhost).",
+        help="The child's broker, as this parent's own broker user there "
+        "(amqps://user:pass@host/vhost).",
     ),
 ]
 BusQueueOpt = Annotated[

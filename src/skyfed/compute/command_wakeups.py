@@ -18,6 +18,7 @@ import logging
 
 from skyfed.compute.commands import CommandSignals
 from skyfed.transport.fanout import Fanout
+from skyfed.transport.names import commands_exchange_for
 
 log = logging.getLogger(__name__)
 MAX_NAMES = 10_000  # per notice and kind: a burst beyond wakes the rest by re-read
@@ -26,7 +27,7 @@ MAX_NAMES = 10_000  # per notice and kind: a burst beyond wakes the rest by re-r
 class CommandWakeups:
     def __init__(self, broker_url: str, zone: str, signals: CommandSignals) -> None:
         self.signals = signals
-        self.fanout = Fanout(broker_url, f"skyfed.zone.{zone}.commands", self._on_notice)
+        self.fanout = Fanout(broker_url, commands_exchange_for(zone), self._on_notice)
         self._agents: set[str] = set()
         self._commands: set[str] = set()
         self._sending: asyncio.Task[None] | None = None

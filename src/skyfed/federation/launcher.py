@@ -10,6 +10,10 @@ alone (`link-<parent>`), so a child that learns its link's password learns
 nothing it could use at its parent, its siblings or the root; and each zone's
 agent its own agent account (`<zone>-agent`), made through the zone's admin API
 with a grant covering exactly its hosts' names and their number.
+
+Zones on RabbitMQ get a broker site each (`broker.py`): a vhost, a user for the
+zone's processes, one per parent link and one for the host agent, each allowed
+only its part; removed again on stop when the state directory was temporary.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import tomli_w
 
 from skyfed.client import SkyfedClient
 from skyfed.compute.agent.sim import host_patterns
+from skyfed.federation.broker import BrokerPlan
 from skyfed.federation.process import ManagedProcess, ProcessFailed, ZoneProcess, free_port
 from skyfed.federation.topology import Topology, ZoneSpec
 from skyfed.identity.secret_files import write_private
@@ -51,9 +56,11 @@ def link_username(parent: str) -> str:
 
 
 class Federation:
-    def __init__(self, topology: Topology, state_dir: Path) -> None:
+    def __init__(self, topology: Topology, state_dir: Path, *, temporary: bool = False) -> None:
         self.topology = topology
         self.state_dir = state_dir.resolve()
+        self.temporary = temporary  # the state goes when it stops: so do its broker accounts
+        self.broker = BrokerPlan(hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:8])
         # A state directory used before keeps its credentials: the zones' databases hold them.
         previous = self._previous_manifest()
         before = {z.get("name"): z for z in previous.get("zones", []) if isinstance(z, dict)}
@@ -120,6 +127,7 @@ class Federation:
             os.chmod(zone_dir, 0o700)  # the zone's database, logs and its agent's state
             config = zone_dir / "zone.toml"
             values = self.zone_settings(name, port)
+            self._broker_accounts(name, values)
             self.settings[name] = values
             write_private(config, tomli_w.dumps(values))
             self.zones[name] = ZoneProcess(name, config, port, zone_dir / "process.log")
@@ -150,6 +158,22 @@ class Federation:
                     env={"SKYFED_PASSWORD": self.agent_passwords[name], **self._agent_bus(name)},
                 )
 
+    def _broker_accounts(self, name: str, values: dict[str, Any]) -> None:
+        """A zone on a bus gets its own site on the broker, and its own user there; its
+        parents and its agent get theirs (given in `link` and `_agent_bus`)."""
+        bus_url = str(values.get("bus_url", "memory://"))
+        if not bus_url.startswith("amqp"):
+            return
+        spec = self.topology.zones[name]
+        parents = spec.parents if spec.link == "amqp" else []
+        self.broker.add_zone(
+            name,
+            bus_url,
+            link_accounts={parent: link_username(parent) for parent in parents},
+            agent_account=agent_username(name) if spec.host_groups else None,
+        )
+        values["bus_url"] = self.broker.zone_url(name)
+
     def _server_homes(self, name: str, spec: ZoneSpec) -> list[str]:
         """Process servers' homes, outside the zone's own directory (0700)."""
         if spec.agent.get("driver") != "process":
@@ -158,13 +182,14 @@ class Federation:
 
     def _agent_bus(self, name: str) -> dict[str, str]:
         """A zone on a bus hears its agent's heartbeats there."""
-        bus_url = str(self.settings[name].get("bus_url", "memory://"))
-        return {"SKYFED_BUS_URL": bus_url} if bus_url.startswith("amqp") else {}
+        bus_url = self.broker.agent_url(name)
+        return {"SKYFED_BUS_URL": bus_url} if bus_url else {}
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
         self.prepare()
+        await asyncio.to_thread(self.broker.apply)
         await create_databases(
             [v["database_url"] for v in self.settings.values() if v.get("database_url")]
         )
@@ -186,9 +211,9 @@ class Federation:
             child = self.zones[name]
             spec = self.topology.zones[name]
             via: dict[str, Any] = {"transport": spec.link}
-            if spec.link == "amqp":
-                via["bus_url"] = self.settings[name]["bus_url"]
             for parent in spec.parents:
+                if spec.link == "amqp":  # the child's broker, as this parent's link user
+                    via["bus_url"] = self.broker.link_url(name, parent)
                 username, password = await self.link_account(parent, name)
                 async with self.admin_client(parent) as client:
                     known = {z["name"] for z in await client.list_zones()}
@@ -274,12 +299,18 @@ class Federation:
         for name in reversed(self.topology.order_children_first()):
             if name in self.zones:  # a failed start may not have made them all
                 self.zones[name].stop()
+        if self.temporary:
+            left = self.broker.remove()
+            if left:
+                print(f"could not remove from the broker: {', '.join(left)}", file=sys.stderr)
 
     def manifest(self) -> dict[str, Any]:
         return {
             "state_dir": str(self.state_dir),
             "roots": self.topology.roots(),
             "links": dict(self.link_passwords),
+            # What `skyfed up` made on the broker (passwords: in each zone's config).
+            "broker": {"vhosts": self.broker.vhosts, "users": self.broker.user_names},
             "zones": [
                 {
                     "name": name,

@@ -5,6 +5,10 @@ friends) only on the routes a parent uses to act for one: servers, delegated
 creates, locate (`ActingDep`, `UserDep`). Everywhere else a forwarded identity is
 refused (403), so a service credential never reaches users, projects, zones,
 hosts or flavors with an admin's powers.
+
+A call that came over the zone's bus carries no token: the bus server verified
+its signature and put the signing account in the request's ASGI scope, which
+no HTTP request can set (`transport/signing.py`).
 """
 
 from __future__ import annotations
@@ -27,14 +31,20 @@ from skyfed.identity.principal import (
 )
 from skyfed.identity.service import IdentityService, token_digest
 from skyfed.runtime import RuntimeDep
+from skyfed.transport.signing import BUS_CALLER
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/tokens")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-async def token_principal(runtime: RuntimeDep, credentials: BearerDep) -> Principal:
-    """Who the bearer token belongs to."""
+async def token_principal(
+    request: Request, runtime: RuntimeDep, credentials: BearerDep
+) -> Principal:
+    """Who the bearer token belongs to; over the bus, who signed the call."""
+    signed = request.scope.get(BUS_CALLER)
+    if isinstance(signed, Principal):
+        return signed
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (POST /v1/auth/tokens)")
     # Most calls carry a token resolved moments ago: no session for those.

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from skyfed.db.engine import Database
 from skyfed.identity.models import User
-from skyfed.identity.principal import AGENT, SERVICE
+from skyfed.identity.principal import AGENT, SERVICE, Principal
 from skyfed.identity.vault import Vault, VaultError
 
 # Roles whose accounts call over a bus, and so get a link key.
@@ -40,6 +41,18 @@ def derive_link_key(username: str, password: str) -> bytes:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LinkAccount:
+    """An account that may call over a bus: its key, and who it is at the zone."""
+
+    key: bytes
+    principal: Principal
+
+    @property
+    def name(self) -> str:
+        return self.principal.username
+
+
 def needs_link_key(roles: list[str] | frozenset[str]) -> bool:
     return bool(BUS_ROLES & set(roles))
 
@@ -50,37 +63,57 @@ def sealed_link_key(vault: Vault, username: str, password: str) -> bytes:
 
 
 class LinkKeys:
-    """The zone's side: each bus account's key by user name, read from the database
-    and kept for `ttl` seconds (a deleted account's key stops working within that)."""
+    """The zone's side: each bus account's key and identity by user name, read from the
+    database and kept for `ttl` seconds (a deleted or disabled account's key stops
+    working within that, and so does a changed role)."""
 
     def __init__(self, db: Database, vault: Vault, ttl: float = 5.0) -> None:
         self.db = db
         self.vault = vault
         self.ttl = ttl
-        self._keys: dict[str, tuple[bytes | None, float]] = {}
+        self._accounts: dict[str, tuple[LinkAccount | None, float]] = {}
 
     async def get(self, username: str) -> bytes | None:
         """The account's key; None when no enabled account of that name has one."""
-        hit = self._keys.get(username)
+        account = await self.account(username)
+        return account.key if account is not None else None
+
+    async def account(self, username: str) -> LinkAccount | None:
+        """The account's key and who it is (the bus server's `AccountResolver`)."""
+        hit = self._accounts.get(username)
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        async with self.db.session() as session:
-            row = (
-                await session.execute(
-                    select(User.link_key_secret, User.enabled).where(User.name == username)
-                )
-            ).first()
-        key = None
+        try:
+            async with self.db.session() as session:
+                row = (
+                    await session.execute(
+                        select(
+                            User.id,
+                            User.project_id,
+                            User.roles,
+                            User.link_key_secret,
+                            User.enabled,
+                        ).where(User.name == username)
+                    )
+                ).first()
+        except Exception:
+            if hit is not None:  # the database is away: what it said last still holds
+                return hit[0]
+            raise
+        account = None
         if row is not None and row.enabled and row.link_key_secret is not None:
             try:
                 key = bytes.fromhex(self.vault.decrypt(row.link_key_secret))
             except (VaultError, ValueError):
                 key = None
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[username] = (key, now + self.ttl)
-        return key
+            if key is not None:
+                principal = Principal(row.id, username, row.project_id, frozenset(row.roles))
+                account = LinkAccount(key, principal)
+        if len(self._accounts) > 10_000:
+            self._accounts.clear()
+        self._accounts[username] = (account, now + self.ttl)
+        return account
 
     def forget(self, username: str) -> None:
-        self._keys.pop(username, None)
+        self._accounts.pop(username, None)

@@ -3,7 +3,9 @@
 A process that queues tasks tells the others at once instead of leaving them to
 their next poll: one notice on the fanout exchange `skyfed.zone.<name>.tasks`
 (transport/fanout.py), which every process of the zone (API and `skyfed
-worker`) hears. The database stays the truth: a wake-up only makes a worker
+worker`) hears through a queue of its own named for the exchange (so the
+broker's permissions can grant it to the zone's own user alone). The database
+stays the truth: a wake-up only makes a worker
 claim sooner, and one that is lost (broker away) costs at most a poll interval.
 Wake-ups queued while one is being sent go out as one.
 """
@@ -14,12 +16,13 @@ import asyncio
 
 from skyfed.tasks.store import TaskStore
 from skyfed.transport.fanout import Fanout
+from skyfed.transport.names import wakeups_exchange_for
 
 
 class BusWakeups:
     def __init__(self, broker_url: str, zone: str, store: TaskStore) -> None:
         self.store = store
-        self.fanout = Fanout(broker_url, f"skyfed.zone.{zone}.tasks", self._on_wake)
+        self.fanout = Fanout(broker_url, wakeups_exchange_for(zone), self._on_wake)
         self._pending = False
         self._sending: set[asyncio.Task[None]] = set()
 

@@ -17,6 +17,13 @@ A broker restart: the connection and channel come back on their own (aio-pika's
 robust connection, which also redeclares the reply queue), and every call still
 waiting is published again under its own id, which the child answers from what
 it already did. A reply that arrives twice is counted and dropped.
+
+Calls are signed with the link account's key and answers must be signed with it
+(`signing.py`); no token travels. Calls go to the zone's exchange (parents:
+`skyfed.calls`, agents: `skyfed.agents`), never the default one, and answers
+come back on a reply queue named for the account (`names.py`), which the broker
+lets only that account declare and read. An answer whose signature does not
+verify is dropped and counted, and the call waits on for the genuine one.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from yarl import URL
 from skyfed.client import IDEMPOTENT
 from skyfed.coalesce import Coalescer
 from skyfed.errors import error_body
+from skyfed.identity.link_keys import derive_link_key
 from skyfed.logs import request_id
 from skyfed.transport.envelope import (
     ANSWERS_TYPE,
@@ -57,6 +65,15 @@ from skyfed.transport.envelope import (
     unpack,
 )
 from skyfed.transport.http import HttpLink
+from skyfed.transport.names import CALLS_EXCHANGE, reply_queue_for
+from skyfed.transport.signing import (
+    ACCOUNT_HEADER,
+    SIGNATURE_HEADER,
+    SigningError,
+    answer_signature,
+    call_signature,
+    same,
+)
 
 log = logging.getLogger("skyfed.transport.amqp")
 
@@ -91,6 +108,9 @@ class _Call:
     sent: int = 0  # how many times it was published
     resend_due: bool = False  # the connection came back while it waited
     wake: asyncio.Future[None] | None = None  # the caller waiting for either
+    signature: str = ""
+    dropped: int = 0  # answers to it whose signature did not verify
+    dropped_said: str = ""  # what the last of them claimed, for the timeout's message
 
     def poke(self) -> None:
         if self.wake is not None and not self.wake.done():
@@ -104,6 +124,7 @@ class LinkStats:
     duplicate_replies: int = 0  # second answers to one call, dropped
     disconnects: int = 0  # times the broker connection was lost (and then restored)
     disconnected_at: float | None = None  # time.perf_counter() of the last loss
+    forged_answers: int = 0  # answers unsigned or wrongly signed, dropped
 
 
 class AmqpTransport(httpx.AsyncBaseTransport):
@@ -114,20 +135,28 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         broker_url: str,
         queue: str,
         *,
+        account: str,
+        password: str,
+        exchange: str = CALLS_EXCHANGE,
         origin: str = "",
         hop_limit: int = HOP_LIMIT,
         connect_timeout: float = 5.0,
     ) -> None:
         self.broker_url = broker_url
         self.queue = queue
+        self.account = account
+        self.exchange = exchange
         self.origin = origin
         self.hop_limit = hop_limit
         self.connect_timeout = connect_timeout
         self.stats = LinkStats()
+        self._password: str | None = password
+        self._key: bytes | None = None  # derived once, on the first connect
         self._calls: dict[str, _Call] = {}
         self._connection: AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
-        self._reply_queue = f"skyfed.reply.{origin or 'client'}.{uuid.uuid4().hex}"
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._reply_queue = reply_queue_for(account)
         self._connecting: asyncio.Task[aio_pika.abc.AbstractChannel] | None = None
         self._failed_at = -FAILURE_MEMORY
         self._failure = ""
@@ -164,6 +193,10 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             ) from exc
 
     async def _connect(self) -> aio_pika.abc.AbstractChannel:
+        if self._key is None and self._password is not None:
+            # scrypt: tens of milliseconds, so once per link and off the event loop.
+            self._key = await asyncio.to_thread(derive_link_key, self.account, self._password)
+            self._password = None
         connection: AbstractRobustConnection | None = None
         try:
             connection = aio_pika.RobustConnection(
@@ -172,11 +205,15 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 client_properties={"connection_name": f"skyfed {self.origin}->{self.queue}"},
             )
             await connection.connect(timeout=self.connect_timeout)
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            replies = await channel.declare_queue(
+            # Replies on a channel of their own: a publish the broker refuses closes
+            # the publishing channel, and must not take the reply consumer with it.
+            reply_channel = await connection.channel(publisher_confirms=False)
+            replies = await reply_channel.declare_queue(
                 self._reply_queue, exclusive=True, auto_delete=True
             )
             await replies.consume(self._on_reply, no_ack=True)
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await channel.get_exchange(self.exchange, ensure=False)
         except asyncio.CancelledError:  # the link closed meanwhile: stop its reconnecting
             if connection is not None:
                 with contextlib.suppress(Exception):
@@ -195,7 +232,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("the link is closed")
         connection.reconnect_callbacks.add(self._on_reconnect)
         connection.close_callbacks.add(self._on_close)
-        self._connection, self._channel = connection, channel
+        self._connection, self._channel, self._exchange = connection, channel, exchange
         return channel
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -240,6 +277,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(budget):
                 await self._connected(deadline)
+                call.signature = self._sign(call)
                 await self._send(call, batchable)
                 while not call.answer.done():  # published again when the connection is back
                     if call.resend_due:
@@ -250,7 +288,13 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                     call.wake = loop.create_future()
                     await call.wake
         except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"no answer on {self.queue} within {budget:g}s") from exc
+            reason = f"no answer on {self.queue} within {budget:g}s"
+            if call.dropped:
+                reason += (
+                    f"; dropped {call.dropped} unsigned or forged answer(s) to it"
+                    f" (the last said: {call.dropped_said})"
+                )
+            raise httpx.ReadTimeout(reason) from exc
         finally:
             self._calls.pop(call_id, None)
             if call.answer.done():
@@ -259,6 +303,18 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                     self._answered.popitem(last=False)
         status, headers, content = call.answer.result()
         return httpx.Response(status, headers=headers, content=content, request=request)
+
+    def _sign(self, call: _Call) -> str:
+        assert self._key is not None  # derived before the first connection was made
+        return call_signature(
+            self._key,
+            account=self.account,
+            call_id=call.call_id,
+            queue=self.queue,
+            reply_to=self._reply_queue,
+            envelope=call.envelope,
+            body=call.body,
+        )
 
     async def _send(self, call: _Call, batchable: bool) -> None:
         if batchable:
@@ -289,20 +345,27 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         the calls' deadlines."""
         deadline = max(c.deadline for c in calls)
         while True:
-            channel = self._channel
-            if channel is None or self._closed:
+            exchange = self._exchange
+            if exchange is None or self._closed:
                 raise httpx.ConnectError("the link is closed")
             try:
-                await channel.default_exchange.publish(
-                    self._message(calls, deadline), routing_key=self.queue
-                )
+                await exchange.publish(self._message(calls, deadline), routing_key=self.queue)
                 for call in calls:
                     call.sent += 1
                 self.stats.messages += 1
                 return
-            except aiormq.exceptions.PublishError as exc:
+            except aiormq.exceptions.PublishError as exc:  # returned: no queue bound
                 raise httpx.ConnectError(
                     f"no zone consumes queue {self.queue} on {without_password(self.broker_url)}"
+                ) from exc
+            except aiormq.exceptions.ChannelNotFoundEntity as exc:  # no zone ever declared it
+                raise httpx.ConnectError(
+                    f"no zone consumes queue {self.queue} on {without_password(self.broker_url)}"
+                    f" (no exchange {self.exchange} there)"
+                ) from exc
+            except aiormq.exceptions.ChannelAccessRefused as exc:
+                raise httpx.ConnectError(
+                    f"broker {without_password(self.broker_url)} refused: {exc}"
                 ) from exc
             except aiormq.exceptions.DeliveryError as exc:  # nack: the broker could not keep it
                 log.warning("broker refused a call; sending again", extra={"error": str(exc)})
@@ -322,7 +385,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             [call] = calls
             return aio_pika.Message(
                 call.body,
-                headers=call.envelope.to_headers(),
+                headers=self._signed_headers(call),
                 content_type=call.content_type,
                 message_id=call.call_id,
                 correlation_id=call.call_id,
@@ -332,7 +395,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             )
         batch_id = uuid.uuid4().hex
         return aio_pika.Message(
-            pack([({"id": c.call_id, **c.envelope.to_headers()}, c.body) for c in calls]),
+            pack([({"id": c.call_id, **self._signed_headers(c)}, c.body) for c in calls]),
             content_type=CALLS_TYPE,
             message_id=batch_id,
             correlation_id=batch_id,
@@ -340,6 +403,13 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             expiration=expiration,
         )
+
+    def _signed_headers(self, call: _Call) -> dict[str, Any]:
+        return {
+            **call.envelope.to_headers(),
+            ACCOUNT_HEADER: self.account,
+            SIGNATURE_HEADER: call.signature,
+        }
 
     async def _wait_for_connection(self) -> None:
         await asyncio.sleep(0.05)
@@ -366,6 +436,14 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         return None
 
     def _deliver(self, call_id: str, headers: Mapping[str, Any], body: bytes) -> None:
+        try:
+            status = int(headers["x-status"])
+            carried = {str(k): text(v) for k, v in dict(headers.get("x-headers") or {}).items()}
+        except (KeyError, TypeError, ValueError):
+            status, carried = 0, {}
+        if not self._genuine(call_id, status, carried, body, headers.get(SIGNATURE_HEADER)):
+            self._drop_forged(call_id, status, body)
+            return
         call = self._calls.get(call_id)
         if call is None:  # answered before, or its caller gave up
             if call_id in self._answered:
@@ -374,13 +452,36 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         if call.answer.done():
             self.stats.duplicate_replies += 1
             return
-        try:
-            status = int(headers.get("x-status", 502))
-            carried = {str(k): text(v) for k, v in dict(headers.get("x-headers") or {}).items()}
-        except (TypeError, ValueError):
-            status, carried = 502, {}
         call.answer.set_result((status, carried, body))
         call.poke()
+
+    def _genuine(
+        self, call_id: str, status: int, headers: dict[str, str], body: bytes, signature: Any
+    ) -> bool:
+        """Whether the zone signed this answer with the link's key."""
+        if self._key is None or not status:
+            return False
+        try:
+            expected = answer_signature(
+                self._key, call_id=call_id, status=status, headers=headers, body=body
+            )
+        except SigningError:  # a field no genuine answer holds
+            return False
+        return same(expected, signature)
+
+    def _drop_forged(self, call_id: str, status: int, body: bytes) -> None:
+        """Not the zone's answer (or not signed for us): the call waits on for the genuine
+        one; if it never comes, the call's timeout says what was dropped."""
+        self.stats.forged_answers += 1
+        said = f"{status} {body[:200].decode('utf-8', 'replace')}"
+        log.warning(
+            "dropped an answer whose signature does not verify",
+            extra={"call_id": call_id[:64], "queue": self.queue, "said": said},
+        )
+        call = self._calls.get(call_id)
+        if call is not None and not call.answer.done():
+            call.dropped += 1
+            call.dropped_said = said
 
     def _on_close(self, *_: Any) -> None:
         if not self._closed:
@@ -411,12 +512,13 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 call.poke()
         if self._connection is not None:
             await self._connection.close()
-        self._connection = self._channel = None
+        self._connection = self._channel = self._exchange = None
         await self._outbox.aclose()  # batches still publishing see the link closed
 
 
 class AmqpLink(HttpLink):
-    """A child reached through its broker; the child's API, carried as messages."""
+    """A child reached through its broker; the child's API, carried as messages,
+    each signed with the key of the child's account for this parent."""
 
     kind = "amqp"
 
@@ -425,24 +527,33 @@ class AmqpLink(HttpLink):
         broker_url: str,
         queue: str,
         *,
-        username: str | None,
-        password: str | None,
+        username: str,
+        password: str,
         origin: str = "",
         timeout: float = 10.0,
         retries: int = 2,
         backoff: float = 0.1,
     ) -> None:
-        self.transport = AmqpTransport(broker_url, queue, origin=origin)
+        self.transport = AmqpTransport(
+            broker_url, queue, account=username, password=password, origin=origin
+        )
         super().__init__(
             base_url_for(queue),
-            username=username,
-            password=password,
+            username=None,  # no login: each call is signed, and the child knows who signed
+            password=None,
             timeout=timeout,
             retries=retries,
             backoff=backoff,
             transport=self.transport,
             max_connections=None,  # no pool to wait for: every call is its own message
         )
+
+    async def identify(self, timeout: float | None = None) -> list[str]:
+        """The account's roles at the child, from a signed `whoami` (a child that cannot
+        verify the signature answers nothing a parent would believe)."""
+        who = await self.client.request("GET", "/v1/auth/whoami", timeout=timeout)
+        roles = who.get("roles") if isinstance(who, dict) else None
+        return [str(r) for r in roles] if isinstance(roles, list) else []
 
     async def aclose(self) -> None:
         await super().aclose()

@@ -9,6 +9,13 @@ all its answers are published: a process killed mid-call leaves the message to
 the broker to hand to another process of the zone. Repeats of a call (same id,
 sent again after a broker restart) are answered from the first run, or joined
 to it while it is still running, within this process.
+
+Before anything else, each call's signature is verified with the key of the
+account it names (`signing.py`): an unknown account, a missing or wrong
+signature, a malformed envelope, and the call is refused; it reaches neither the
+record of answers nor the app. A verified call runs as that account (no token is
+read from a message) and is answered, signed with the same key, only to a reply
+queue of that account (`names.py`); the record of answers is per (account, call).
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -25,6 +35,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from skyfed.coalesce import Coalescer
 from skyfed.errors import error_body
+from skyfed.identity.principal import Principal
 from skyfed.transport.bus import connect_and_set_up
 from skyfed.transport.envelope import (
     ANSWERS_TYPE,
@@ -34,41 +45,67 @@ from skyfed.transport.envelope import (
     current_hops,
     current_route,
     pack,
+    text,
     unpack,
+)
+from skyfed.transport.names import CALLS_EXCHANGE, is_reply_queue_of
+from skyfed.transport.queue_policy import PARENT_CALLS, QueuePolicy
+from skyfed.transport.signing import (
+    ACCOUNT_HEADER,
+    BUS_CALLER,
+    SIGNATURE_HEADER,
+    AccountResolver,
+    LinkAccount,
+    SigningError,
+    answer_signature,
+    call_signature,
+    same,
 )
 
 log = logging.getLogger("skyfed.transport.amqp")
 
 Answer = tuple[int, dict[str, str], bytes]
+CallKey = tuple[str, str]  # (account, call id): one caller never gets another's answer
 _KEPT_HEADERS = ("content-type", "x-request-id", "retry-after", "location")
+# Never handed to the app from a message: a call over the bus is its signer's.
+_DROPPED_HEADERS = frozenset({"authorization", "cookie"})
 
 
 class AnswerCache:
-    """Answers of recent calls by message id, bounded in count and bytes."""
+    """Answers of recent calls by (account, call id), bounded in count and bytes."""
 
     def __init__(self, max_items: int = 20_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._answers: OrderedDict[str, Answer] = OrderedDict()
+        self._answers: OrderedDict[CallKey, Answer] = OrderedDict()
 
-    def get(self, call_id: str) -> Answer | None:
-        return self._answers.get(call_id)
+    def __len__(self) -> int:
+        return len(self._answers)
 
-    def put(self, call_id: str, answer: Answer) -> None:
-        if call_id in self._answers:
+    def get(self, key: CallKey) -> Answer | None:
+        return self._answers.get(key)
+
+    def put(self, key: CallKey, answer: Answer) -> None:
+        if key in self._answers:
             return
-        self._answers[call_id] = answer
+        self._answers[key] = answer
         self.bytes += len(answer[2])
         while len(self._answers) > self.max_items or self.bytes > self.max_bytes:
             _, old = self._answers.popitem(last=False)
             self.bytes -= len(old[2])
 
 
-async def asgi_call(app: Any, envelope: Envelope, body: bytes, *, server: str) -> Answer:
-    """Run one call through an ASGI app in this task; its whole answer."""
+async def asgi_call(
+    app: Any, envelope: Envelope, body: bytes, *, server: str, caller: Principal
+) -> Answer:
+    """Run one call through an ASGI app in this task, as `caller`; its whole answer."""
     path, _, query = envelope.target.partition("?")
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in envelope.headers.items()]
+    headers = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in envelope.headers.items()
+        if k not in _DROPPED_HEADERS
+    ]
     if envelope.request_id and "x-request-id" not in envelope.headers:
         headers.append((b"x-request-id", envelope.request_id.encode("latin-1")))
     scope = {
@@ -84,6 +121,7 @@ async def asgi_call(app: Any, envelope: Envelope, body: bytes, *, server: str) -
         "headers": headers,
         "client": ("amqp", 0),
         "server": (server, 0),
+        BUS_CALLER: caller,  # verified by the bus server; no HTTP request can set it
     }
     sent_body = False
     status = 500
@@ -118,8 +156,23 @@ async def asgi_call(app: Any, envelope: Envelope, body: bytes, *, server: str) -
     return status, out_headers, b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A call that is not run: why, and whether the claimed caller may hear of it."""
+
+    reason: str
+    tell: bool
+
+
+@dataclass
+class ServerStats:
+    refused: int = 0  # calls unsigned, wrongly signed, malformed or of an unknown account
+    misdirected: int = 0  # signed calls whose reply-to was no reply queue of their account
+
+
 class ZoneQueueServer:
-    """Serves calls from `queue` on `broker_url` with `app` until stopped."""
+    """Serves calls from `queue` on `broker_url` with `app` until stopped: calls signed
+    by an account `accounts` knows, that `policy` lets through."""
 
     def __init__(
         self,
@@ -128,6 +181,9 @@ class ZoneQueueServer:
         queue: str,
         *,
         zone: str,
+        accounts: AccountResolver,
+        policy: QueuePolicy = PARENT_CALLS,
+        exchange: str = CALLS_EXCHANGE,
         prefetch: int = 64,  # messages; a batch holds up to 64 calls
         max_calls: int = 256,  # calls run at once; the rest of a prefetch waits
         retry_interval: float = 2.0,
@@ -136,12 +192,18 @@ class ZoneQueueServer:
         self.broker_url = broker_url
         self.queue = queue
         self.zone = zone
+        self.accounts = accounts
+        self.policy = policy
+        self.exchange = exchange
         self.prefetch = prefetch
         self.retry_interval = retry_interval
         self.answers = AnswerCache()
+        self.stats = ServerStats()
+        self._logged_refusal_at = 0.0
         self._slots = asyncio.Semaphore(max_calls)
-        self._running: dict[str, asyncio.Future[Answer]] = {}
-        self._replies: Coalescer[str, tuple[str, Answer], None] = Coalescer(
+        self._running: dict[CallKey, asyncio.Future[Answer]] = {}
+        # Per reply: (call id, the key to sign with or None for a refusal, the answer).
+        self._replies: Coalescer[str, tuple[str, bytes | None, Answer], None] = Coalescer(
             self._publish_answers, linger=0.0, max_items=64, max_in_flight=2
         )
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,7 +217,13 @@ class ZoneQueueServer:
         async def set_up(connection: AbstractRobustConnection) -> None:
             channel = await connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=self.prefetch)
+            # Callers may publish to this exchange only (not the default one, which
+            # reaches every queue); it routes to the zone's queue by its name.
+            exchange = await channel.declare_exchange(
+                self.exchange, aio_pika.ExchangeType.DIRECT, durable=True
+            )
             queue = await channel.declare_queue(self.queue, durable=True)
+            await queue.bind(exchange, routing_key=self.queue)
             self._consumer = (queue, await queue.consume(self._on_message))
             self._channel = channel
 
@@ -200,7 +268,7 @@ class ZoneQueueServer:
             log.warning("dropped a message with no reply-to or id", extra={"queue": self.queue})
             await _settle(message)
             return
-        calls: list[tuple[str, Envelope | EnvelopeError, bytes]]
+        calls: list[tuple[str, Mapping[str, Any], bytes]]
         if message.content_type == CALLS_TYPE:
             try:
                 records = unpack(message.body)
@@ -208,10 +276,10 @@ class ZoneQueueServer:
                 log.warning("dropped a malformed batch of calls", extra={"error": str(exc)})
                 await _settle(message)
                 return
-            calls = [(str(head.get("id", "")), _envelope(head), body) for head, body in records]
+            calls = [(str(head.get("id", "")), head, body) for head, body in records]
         else:
             reply_id = message.correlation_id or message_id
-            calls = [(reply_id, _envelope(message.headers), message.body)]
+            calls = [(reply_id, message.headers or {}, message.body)]
         reply_to = message.reply_to
         answered = await asyncio.gather(
             *(self._serve_and_answer(reply_to, *call) for call in calls)
@@ -220,67 +288,151 @@ class ZoneQueueServer:
             await _settle(message)
 
     async def _serve_and_answer(
-        self, reply_to: str, call_id: str, envelope: Envelope | EnvelopeError, body: bytes
+        self, reply_to: str, call_id: str, head: Mapping[str, Any], body: bytes
     ) -> bool:
-        answer = await self._serve(call_id, envelope, body)
+        """Verify, run and answer one call; False when its answer could not be sent."""
+        checked = await self._verify(reply_to, call_id, head, body)
+        if isinstance(checked, _Refused):
+            if not checked.tell:
+                return True  # nobody to tell: dropped (and acknowledged)
+            reply: tuple[str, bytes | None, Answer] = (
+                call_id,
+                None,  # unsigned: the caller cannot believe it, but learns why it waits
+                _error(401, "bad_signature", f"call refused: {checked.reason}"),
+            )
+        else:
+            account, envelope = checked
+            reply = (call_id, account.key, await self._serve(account, call_id, envelope, body))
         try:
-            await self._replies.submit(reply_to, (call_id, answer))
+            await self._replies.submit(reply_to, reply)
         except Exception as exc:  # the broker is away: the caller asks again once back
             log.warning("could not answer a call", extra={"error": str(exc)})
             return False
         return True
 
-    async def _serve(self, call_id: str, envelope: Envelope | EnvelopeError, body: bytes) -> Answer:
-        if isinstance(envelope, EnvelopeError):
-            return _error(400, "bad_envelope", str(envelope))
-        if not call_id:
-            return _error(400, "bad_envelope", "the call has no id")
+    async def _verify(
+        self, reply_to: str, call_id: str, head: Mapping[str, Any], body: bytes
+    ) -> tuple[LinkAccount, Envelope] | _Refused:
+        """The account that signed the call and its envelope, or why the call is refused.
+        A refusal goes (unsigned) only to a reply queue of the account the call names."""
+        try:
+            name = text(head.get(ACCOUNT_HEADER, ""))
+        except (TypeError, ValueError):
+            name = ""
+        tell = bool(name) and is_reply_queue_of(reply_to, name)
+        signature = head.get(SIGNATURE_HEADER)
+        if not name or signature is None or not call_id:
+            return self._refuse("the call is not signed", name, tell)
+        try:
+            envelope = Envelope.from_headers(head)
+        except EnvelopeError as exc:
+            return self._refuse(str(exc), name, tell)
+        try:
+            account = await self.accounts(name)
+        except Exception as exc:  # its database is away: nothing to verify with
+            return self._refuse(f"the zone could not read its accounts ({exc!r:.200})", name, tell)
+        # One reason for an unknown account and a wrong key: a prober learns no names.
+        forged = (
+            f"the signature does not verify for account '{name}' on {self.queue} "
+            "(an unknown or disabled account, or a key from another password)"
+        )
+        if account is None:
+            return self._refuse(forged, name, tell)
+        try:
+            expected = call_signature(
+                account.key,
+                account=name,
+                call_id=call_id,
+                queue=self.queue,
+                reply_to=reply_to,
+                envelope=envelope,
+                body=body,
+            )
+        except SigningError as exc:
+            return self._refuse(str(exc), name, tell)
+        if not same(expected, signature):
+            return self._refuse(forged, name, tell)
+        if not tell:  # signed, but answers would go to a queue not the caller's own
+            self.stats.misdirected += 1
+            log.warning(
+                "dropped a call whose reply-to is no reply queue of its account",
+                extra={"account": name, "reply_to": reply_to[:255], "queue": self.queue},
+            )
+            return _Refused("reply-to is no reply queue of the caller", tell=False)
+        return account, envelope
+
+    def _refuse(self, reason: str, name: str, tell: bool) -> _Refused:
+        self.stats.refused += 1
+        now = time.monotonic()
+        if now - self._logged_refusal_at >= 1.0:  # a flood of junk makes one line a second
+            self._logged_refusal_at = now
+            log.warning(
+                "refused a call from the bus",
+                extra={
+                    "reason": reason,
+                    "account": name[:64],
+                    "queue": self.queue,
+                    "refused": self.stats.refused,
+                },
+            )
+        return _Refused(reason, tell)
+
+    async def _serve(
+        self, account: LinkAccount, call_id: str, envelope: Envelope, body: bytes
+    ) -> Answer:
         if envelope.expired:  # the caller has given up: do not do the work, say why
             return _error(504, "deadline_passed", "the call's deadline had passed")
         if envelope.over_limit:
             return _error(508, "loop_detected", f"the call crossed {envelope.hops} zone links")
-        known = self.answers.get(call_id)
+        refusal = self.policy.refusal(account.principal, envelope.method, envelope.target)
+        if refusal is not None:
+            return _error(403, "not_served_here", refusal)
+        key = (account.name, call_id)
+        known = self.answers.get(key)
         if known is not None:
             return known
-        running = self._running.get(call_id)
+        running = self._running.get(key)
         if running is not None:  # the first copy is still running; answer both at its end
             return await asyncio.shield(running)
-        first = self._running[call_id] = asyncio.get_running_loop().create_future()
+        first = self._running[key] = asyncio.get_running_loop().create_future()
         try:
             async with self._slots:  # the database pool, not the prefetch, sets the pace
-                answer = await asgi_call(self.app, envelope, body, server=self.zone)
+                answer = await asgi_call(
+                    self.app, envelope, body, server=self.zone, caller=account.principal
+                )
         except Exception:
             log.exception("a call from the bus failed", extra={"target": envelope.target})
             answer = _error(500, "internal_error", "an internal error occurred; see the zone's log")
         except BaseException:  # cut short (a stop): its repeats are cut short too
-            del self._running[call_id]
+            del self._running[key]
             first.cancel()
             raise
-        del self._running[call_id]
-        self.answers.put(call_id, answer)
+        del self._running[key]
+        self.answers.put(key, answer)
         first.set_result(answer)
         return answer
 
     async def _publish_answers(
-        self, reply_to: str, answers: list[tuple[str, Answer]]
+        self, reply_to: str, answers: list[tuple[str, bytes | None, Answer]]
     ) -> list[None]:
-        """One reply for the answers finished together for one caller."""
+        """One reply for the answers finished together for one caller, each signed."""
         if self._channel is None:
             raise ConnectionError("no channel to answer on")
-        if len(answers) == 1:
-            [(call_id, (status, headers, body))] = answers
+        heads = [
+            (_answer_head(call_id, key, status, headers, body), body)
+            for call_id, key, (status, headers, body) in answers
+        ]
+        if len(heads) == 1:
+            [(head, body)] = heads
             reply = aio_pika.Message(
-                body,
-                headers={"x-status": status, "x-headers": headers},
-                correlation_id=call_id,
-                expiration=60,
+                body, headers=head, correlation_id=answers[0][0], expiration=60
             )
         else:
             reply = aio_pika.Message(
                 pack(
                     [
-                        ({"id": call_id, "x-status": status, "x-headers": headers}, body)
-                        for call_id, (status, headers, body) in answers
+                        ({"id": call_id, **head}, body)
+                        for (head, body), (call_id, _, _) in zip(heads, answers, strict=True)
                     ]
                 ),
                 content_type=ANSWERS_TYPE,
@@ -292,11 +444,15 @@ class ZoneQueueServer:
         return [None] * len(answers)
 
 
-def _envelope(headers: Any) -> Envelope | EnvelopeError:
-    try:
-        return Envelope.from_headers(headers)
-    except EnvelopeError as exc:
-        return exc
+def _answer_head(
+    call_id: str, key: bytes | None, status: int, headers: dict[str, str], body: bytes
+) -> dict[str, Any]:
+    head: dict[str, Any] = {"x-status": status, "x-headers": headers}
+    if key is not None:
+        head[SIGNATURE_HEADER] = answer_signature(
+            key, call_id=call_id, status=status, headers=headers, body=body
+        )
+    return head
 
 
 def _error(status: int, code: str, message: str) -> Answer:

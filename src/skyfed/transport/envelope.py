@@ -7,6 +7,7 @@ crossed (`hops`, refused past `hop_limit`, so a misconfigured tree cannot loop a
 call forever), the wall-clock `deadline` after which nobody waits for it, and
 the request id. The message id names the call: a call sent again (after a broker
 restart) keeps it, and the receiver answers a repeat from what it already did.
+Every call, and every answer, is signed by the calling account (`signing.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ HOP_LIMIT = 16
 CLOCK_SKEW = 30.0
 # Seconds between attempts to reach a broker that went away (aio-pika's default is 5).
 RECONNECT_INTERVAL = 1.0
-# Headers that describe one connection, not the call; never carried.
-_CONNECTION_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding"})
+# Headers that describe one connection, not the call, and credentials (a call over a
+# bus is signed instead, transport/signing.py): never carried.
+_CONNECTION_HEADERS = frozenset(
+    {"host", "content-length", "connection", "accept-encoding", "authorization", "cookie"}
+)
 
 # Where the call being served came from: set by the bus receiver, read by the links
 # it calls on with (a zone forwarding a call further down extends its route).
@@ -33,11 +37,6 @@ current_route: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "current_route", default=()
 )
 current_hops: contextvars.ContextVar[int] = contextvars.ContextVar("current_hops", default=0)
-
-
-def queue_for(zone: str) -> str:
-    """The durable queue a zone consumes its calls from, on its own broker."""
-    return f"skyfed.zone.{zone}"
 
 
 class EnvelopeError(ValueError):
@@ -63,8 +62,7 @@ class Envelope:
             "x-route": list(self.route),
             "x-hops": self.hops,
             "x-hop-limit": self.hop_limit,
-            # In milliseconds as an integer: AMQP tables may carry floats in 32 bits.
-            "x-deadline-ms": int(self.deadline * 1000),
+            "x-deadline-ms": self.deadline_ms,
             "x-request-id": self.request_id,
         }
 
@@ -91,6 +89,12 @@ class Envelope:
             deadline=deadline,
             request_id=text(h.get("x-request-id", "")),
         )
+
+    @property
+    def deadline_ms(self) -> int:
+        """The deadline as it travels (and is signed): AMQP tables may carry floats in
+        32 bits, so milliseconds as an integer, the same however often converted."""
+        return round(self.deadline * 1000)
 
     @property
     def expired(self) -> bool:

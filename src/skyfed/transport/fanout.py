@@ -1,8 +1,10 @@
 """Notices between a zone's processes over its broker: one fanout exchange, heard by all.
 
 Each process (API and `skyfed worker`) reads the exchange through its own
-exclusive queue, so a notice published once reaches every process of the zone;
-a process's own notices come back too and are skipped. Notices are hints that
+exclusive queue (`<exchange>.<32 hex>`: named, so the broker's permissions can
+grant it to the zone's own user alone), so a notice published once reaches
+every process of the zone; a process's own notices come back too and are
+skipped. Notices are hints that
 make a process look at the database sooner: the database stays the truth, and a
 notice lost while the broker is away costs what the listener's own re-reads take.
 """
@@ -43,7 +45,9 @@ class Fanout:
             exchange = await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
             )
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            queue = await channel.declare_queue(
+                f"{self.exchange_name}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+            )
             await queue.bind(exchange)
             await queue.consume(self._on_message, no_ack=True)
             self._exchange = exchange

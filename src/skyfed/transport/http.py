@@ -84,6 +84,14 @@ class HttpLink(ZoneLink):
             attempt += 1
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
 
+    async def identify(self, timeout: float | None = None) -> list[str]:
+        """Log in with the link's credentials; the account's roles at the child."""
+        client = self.client
+        assert client.username is not None and client.password is not None
+        login = await client.login(client.username, client.password, timeout=timeout)
+        roles = (login.get("user") or {}).get("roles")
+        return [str(r) for r in roles] if isinstance(roles, list) else []
+
     @contextlib.asynccontextmanager
     async def _slot(self, request: ZoneRequest) -> AsyncIterator[float | None]:
         """A connection's turn, and what is left of the call's timeout once it came."""

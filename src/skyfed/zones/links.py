@@ -19,9 +19,9 @@ from skyfed.identity.vault import Vault
 from skyfed.schema_types import NAME_PATTERN
 from skyfed.transport.amqp import AmqpLink, without_password
 from skyfed.transport.base import ZoneLink
-from skyfed.transport.envelope import queue_for
 from skyfed.transport.h1 import H1Transport
 from skyfed.transport.http import HttpLink
+from skyfed.transport.names import queue_for
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
 from skyfed.zones.reach_policy import forbidden_address
@@ -94,7 +94,7 @@ class Reach:
 
     def link(
         self, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
-    ) -> ZoneLink:
+    ) -> HttpLink:
         if self.transport == "amqp" and self.bus_url:
             return AmqpLink(
                 self.bus_url,
@@ -196,13 +196,14 @@ class ChildLinks:
 async def probe_child(
     reach: Reach, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
 ) -> ZoneReport:
-    """Log in to a would-be child over its link and read its report; a 400 says what failed."""
+    """Authenticate to a would-be child over its link (a login over HTTP, a signed call
+    over AMQP) and read its report; a 400 says what failed."""
     name, where, username = reach.name, reach.where, reach.username
     link = reach.link(timeout, origin, max_answer_bytes)
     try:
-        client = link.client  # type: ignore[attr-defined]
+        client = link.client
         try:
-            login = await client.login(username, reach.password)
+            roles = await link.identify()
         except ZoneUnreachable as exc:
             raise BadRequest(
                 f"child zone '{name}' is unreachable at {where}: {exc.reason}",
@@ -222,7 +223,6 @@ async def probe_child(
                 f"child zone '{name}' at {where} answered the login with {exc.status} {exc.code}",
                 code="child_unreachable",
             ) from exc
-        roles = (login.get("user") or {}).get("roles") or []
         if SERVICE not in roles:
             raise BadRequest(
                 f"user '{username}' at child zone '{name}' lacks the '{SERVICE}' role "

@@ -18,7 +18,7 @@ from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
 from skyfed.transport.amqp import without_password
-from skyfed.transport.envelope import queue_for
+from skyfed.transport.names import queue_for
 from skyfed.zones.links import ChildLinks, Reach, ZoneReport, probe_child
 from skyfed.zones.models import ChildZone
 from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
