@@ -35,6 +35,7 @@ from skyfed.compute.agent.sim import SimHost
 from skyfed.compute.agent.sim_driver import SimDriver
 from tests.conftest import ServedApp
 from tests.sandboxed import ROOT, passable_dir, sandbox_options, server_python
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 AGENT = "z-agent"
@@ -172,17 +173,6 @@ class FakeZone:
                 Route("/v1/agents/{agent}/events", self.post_events, methods=["POST"]),
             ]
         )
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 def host(name: str = "h0", vcpus: int = 4, ram_mb: int = 8192) -> SimHost:

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sim import SimHost
 from tests.sandboxed import passable_dir, sandbox_options, server_python
+from tests.waiting import running, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,24 +42,6 @@ def py(code: str, **extra: Any) -> dict[str, Any]:
 
 
 SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 def log_has(path: Path, text: str) -> Callable[[], bool]:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from skyfed.compute.agent.sim import SimHost
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
 from tests.sandboxed import ROOT, needs_root, passable_dir, server_python
+from tests.waiting import running, until
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not ROOT, reason=needs_root)]
 
@@ -55,24 +55,6 @@ def server(command: list[str], *, cwd: str | None = None, **flavor: int) -> dict
         **{"vcpus": 1, "ram_mb": 512, "disk_gb": 1, **flavor},
         "metadata": {"process": process},
     }
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 async def exited(driver: ProcessDriver, server_id: str) -> tuple[int | None, str, str]:
