@@ -25,6 +25,9 @@ ADMIN_PASSWORD = "admin-password"
 SERVICE_PASSWORD = "service-password"
 AGENT_PASSWORD = "agent-password"
 IN_CI = bool(os.environ.get("CI"))
+# Argon2id at its cheapest: test passwords guard nothing, and every zone a test starts
+# hashes three of them (tests/unit/test_passwords.py keeps the production cost).
+CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024}
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:
@@ -152,6 +155,7 @@ def zone_settings(tmp_path: Path, database_url: str | None = None, **overrides: 
         "agent_max_hosts": 10_000,
         "allowed_child_hosts": ["127.0.0.1", "localhost"],
         "poll_interval": 3600.0,  # tests poll by hand
+        **CHEAP_HASHING,
         **overrides,
     }
     return Settings(**values)

@@ -37,6 +37,7 @@ from skyfed.errors import error_body
 from skyfed.identity.api import router as identity_router
 from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
+from skyfed.identity.passwords import PasswordHashing
 from skyfed.identity.principal import ADMIN, SERVICE
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
@@ -123,6 +124,10 @@ def build_runtime(settings: Settings) -> Runtime:
         server_handlers=handlers,
         sharing=HostSharing(db, hosts),
         link_keys=LinkKeys(db, vault),
+        passwords=PasswordHashing(
+            time_cost=settings.password_hash_time_cost,
+            memory_kib=settings.password_hash_memory_kib,
+        ),
         logins=LoginLimiter(
             per_user=settings.login_max_failures_per_user,
             per_source=settings.login_max_failures_per_source,
@@ -148,7 +153,13 @@ def admin_password(settings: Settings) -> str:
 async def bootstrap(runtime: Runtime) -> None:
     settings = runtime.settings
     async with runtime.db.session() as session:
-        identity = IdentityService(session, settings.token_ttl, runtime.tokens, vault=runtime.vault)
+        identity = IdentityService(
+            session,
+            settings.token_ttl,
+            runtime.tokens,
+            vault=runtime.vault,
+            passwords=runtime.passwords,
+        )
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )

@@ -18,6 +18,7 @@ from skyfed.compute.placement import Placer
 from skyfed.db.engine import Database
 from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
+from skyfed.identity.passwords import PasswordHashing
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.service import TokenCache
 from skyfed.identity.vault import Vault
@@ -47,6 +48,7 @@ class Runtime:
     server_handlers: ServerHandlers
     sharing: HostSharing
     link_keys: LinkKeys
+    passwords: PasswordHashing
     logins: LoginLimiter
     revocations: RevocationFeed
     grants: GrantBook

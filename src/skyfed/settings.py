@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # Encrypts stored secrets (child credentials). None: a key file in state_dir.
     secret_key: SecretStr | None = None
     token_ttl: float = Field(default=12 * 3600, gt=0)
+    # Argon2id's cost for new password hashes (existing hashes keep theirs). Lower only
+    # where passwords guard nothing (tests); OWASP's floor is 2 passes over 19 MiB.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=64)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024)
     # Failed logins: after this many within login_failure_window seconds, the user
     # name (or the source address) is refused with 429 for that long.
     login_max_failures_per_user: int = Field(default=10, ge=1)

@@ -11,6 +11,7 @@ import pytest
 
 from skyfed.federation.launcher import Federation
 from skyfed.federation.topology import parse_topology
+from tests.conftest import CHEAP_HASHING
 
 FAST = {
     "poll_interval": 0.75,
@@ -18,6 +19,7 @@ FAST = {
     "poll_failures": 3,
     "host_ttl": 5.0,
     "heartbeat_interval": 1.0,
+    **CHEAP_HASHING,
 }
 
 pytestmark = pytest.mark.integration

@@ -34,6 +34,7 @@ def _service(runtime: RuntimeDep, session: SessionDep) -> IdentityService:
         runtime.tokens,
         vault=runtime.vault,
         limiter=runtime.logins,
+        passwords=runtime.passwords,
     )
 
 

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.base import utcnow
 from skyfed.errors import Conflict, NotFound, Unauthorized
-from skyfed.identity import passwords
 from skyfed.identity.link_keys import needs_link_key, sealed_link_key
 from skyfed.identity.login_limits import LoginLimiter
 from skyfed.identity.models import Project, Revocation, Token, User
+from skyfed.identity.passwords import PasswordHashing
 from skyfed.identity.principal import AGENT, MEMBER, Principal
 from skyfed.identity.schemas import ProjectCreate, TokenOut, UserCreate, UserOut
 from skyfed.identity.vault import Vault
@@ -83,12 +83,20 @@ class IdentityService:
         *,
         vault: Vault | None = None,
         limiter: LoginLimiter | None = None,
+        passwords: PasswordHashing | None = None,
     ) -> None:
         self.session = session
+        self._passwords = passwords
         self.token_ttl = token_ttl
         self.cache = cache
         self.vault = vault  # needed to set passwords of bus accounts (their link keys)
         self.limiter = limiter  # needed to log in
+
+    @property
+    def passwords(self) -> PasswordHashing:
+        if self._passwords is None:
+            raise RuntimeError("setting or checking a password needs the zone's hashing")
+        return self._passwords
 
     async def _link_key(self, username: str, password: str, roles: list[str]) -> bytes | None:
         if not needs_link_key(roles):
@@ -117,14 +125,14 @@ class IdentityService:
         if user is None:
             user = User(
                 name=name,
-                password_hash=await passwords.hash_password(password),
+                password_hash=await self.passwords.hash(password),
                 project_id=project.id,
                 roles=roles,
             )
             self.session.add(user)
             log.info("bootstrap account created", extra={"user": name, "roles": roles})
         else:
-            if not await passwords.verify_password(user.password_hash, password):
+            if not await self.passwords.verify(user.password_hash, password):
                 await self._new_password(user, password)
             if set(user.roles) != set(roles):
                 user.roles = roles
@@ -136,7 +144,7 @@ class IdentityService:
 
     async def _new_password(self, user: User, password: str) -> None:
         """A new password; every token of the account dies, here and in other processes."""
-        user.password_hash = await passwords.hash_password(password)
+        user.password_hash = await self.passwords.hash(password)
         await self.session.execute(delete(Token).where(Token.user_id == user.id))
         self.session.add(Revocation(user_id=user.id))
         self.cache.forget_user(user.id)
@@ -158,7 +166,7 @@ class IdentityService:
         if user is not None:
             self.session.expunge(user)
         await self.session.rollback()  # hold no database connection while hashing
-        ok = await passwords.verify_password(user.password_hash if user else None, password)
+        ok = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok or not user.enabled:
             await self.limiter.failed(self.session, counters)
             raise Unauthorized("invalid username or password", code="invalid_credentials")
@@ -243,7 +251,7 @@ class IdentityService:
         project = await self.find_project(body.project)
         user = User(
             name=body.name,
-            password_hash=await passwords.hash_password(body.password),
+            password_hash=await self.passwords.hash(body.password),
             project_id=project.id,
             roles=roles,
             link_key_secret=await self._link_key(body.name, body.password, roles),

@@ -19,7 +19,11 @@ AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 def accounts(runtime: RuntimeDep, session: SessionDep) -> AgentAccounts:
     identity = IdentityService(
-        session, runtime.settings.token_ttl, runtime.tokens, vault=runtime.vault
+        session,
+        runtime.settings.token_ttl,
+        runtime.tokens,
+        vault=runtime.vault,
+        passwords=runtime.passwords,
     )
     return AgentAccounts(
         session, identity, runtime.hosts, runtime.grants, runtime.settings.agent_username
