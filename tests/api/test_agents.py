@@ -401,7 +401,9 @@ async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_delet
     """One made before grants existed (role agent through the users API)."""
     runtime = zone.runtime
     async with runtime.db.session() as session:
-        identity = IdentityService(session, 60.0, runtime.tokens, vault=runtime.vault)
+        identity = IdentityService(
+            session, 60.0, runtime.tokens, vault=runtime.vault, passwords=runtime.passwords
+        )
         await identity.ensure_user("old-agent", "old-agent-password", "service", ["agent"])
         await session.commit()
     async with zone.client("old-agent", "old-agent-password") as old:
