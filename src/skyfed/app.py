@@ -41,7 +41,7 @@ from skyfed.identity.passwords import PasswordHashing
 from skyfed.identity.principal import ADMIN, SERVICE
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
-from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
+from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, TokenCache
 from skyfed.identity.vault import Vault
 from skyfed.middleware import RequestContext
 from skyfed.runtime import Runtime, RuntimeDep
@@ -153,13 +153,7 @@ def admin_password(settings: Settings) -> str:
 async def bootstrap(runtime: Runtime) -> None:
     settings = runtime.settings
     async with runtime.db.session() as session:
-        identity = IdentityService(
-            session,
-            settings.token_ttl,
-            runtime.tokens,
-            vault=runtime.vault,
-            passwords=runtime.passwords,
-        )
+        identity = runtime.identity(session)
         await identity.ensure_user(
             settings.admin_username, admin_password(settings), ADMIN_PROJECT, [ADMIN]
         )

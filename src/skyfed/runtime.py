@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -20,14 +21,14 @@ from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
 from skyfed.identity.passwords import PasswordHashing
 from skyfed.identity.revocations import RevocationFeed
-from skyfed.identity.service import TokenCache
+from skyfed.identity.service import IdentityService, TokenCache
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
 from skyfed.tasks.store import TaskStore
 from skyfed.tasks.worker import Worker
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.poller import Poller
-from skyfed.zones.reach_policy import parse_patterns
+from skyfed.zones.reach_policy import HostPattern, parse_patterns
 from skyfed.zones.service import ZoneContext
 from skyfed.zones.view import ZoneView
 
@@ -59,6 +60,21 @@ class Runtime:
         self.zone_id = zone_id
         self.compute.zone_id = zone_id
 
+    def identity(self, session: AsyncSession) -> IdentityService:
+        """The identity service in `session`, with this zone's hashing, vault and bounds."""
+        return IdentityService(
+            session,
+            self.settings.token_ttl,
+            self.tokens,
+            vault=self.vault,
+            limiter=self.logins,
+            passwords=self.passwords,
+        )
+
+    @functools.cached_property
+    def allowed_child_hosts(self) -> tuple[HostPattern, ...]:
+        return parse_patterns(self.settings.allowed_child_hosts)
+
     def zone_context(self) -> ZoneContext:
         return ZoneContext(
             zone_id=self.zone_id,
@@ -66,7 +82,7 @@ class Runtime:
             links=self.links,
             view=self.view,
             probe_timeout=self.settings.poll_timeout,
-            allowed_hosts=parse_patterns(self.settings.allowed_child_hosts),
+            allowed_hosts=self.allowed_child_hosts,
             max_answer_bytes=self.settings.max_child_answer_bytes,
         )
 

@@ -16,9 +16,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from skyfed.identity.passwords import DEFAULT_MEMORY_KIB, DEFAULT_TIME_COST
 from skyfed.schema_types import NAME_PATTERN, HostPattern, Name
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
-from skyfed.zones.reach_policy import PatternError, parse_patterns
+from skyfed.zones.reach_policy import MAX_CHILD_ANSWER, PatternError, parse_patterns
 
 __all__ = ["DEFAULT_FLAVORS", "NAME_PATTERN", "FlavorSpec", "Settings"]
 
@@ -78,8 +79,8 @@ class Settings(BaseSettings):
     token_ttl: float = Field(default=12 * 3600, gt=0)
     # Argon2id's cost for new password hashes (existing hashes keep theirs). Lower only
     # where passwords guard nothing (tests); OWASP's floor is 2 passes over 19 MiB.
-    password_hash_time_cost: int = Field(default=3, ge=1, le=64)
-    password_hash_memory_kib: int = Field(default=64 * 1024, ge=8, le=4 * 1024 * 1024)
+    password_hash_time_cost: int = Field(default=DEFAULT_TIME_COST, ge=1, le=64)
+    password_hash_memory_kib: int = Field(default=DEFAULT_MEMORY_KIB, ge=8, le=4 * 1024 * 1024)
     # Failed logins: after this many within login_failure_window seconds, the user
     # name (or the source address) is refused with 429 for that long.
     login_max_failures_per_user: int = Field(default=10, ge=1)
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
     # Empty (the default): no child may be added until the operator lists its hosts.
     allowed_child_hosts: list[str] = []
     # The largest answer a child may give (bytes); a larger one fails the call.
-    max_child_answer_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    max_child_answer_bytes: int = Field(default=MAX_CHILD_ANSWER, ge=64 * 1024)
 
     host_ttl: float = Field(default=30.0, gt=0)
     # At most this many hosts known at once (online or offline, not yet forgotten):

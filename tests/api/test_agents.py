@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from skyfed.client import SkyfedClient, SkyfedError
-from skyfed.identity.service import IdentityService
 from tests.conftest import AGENT_PASSWORD, InProcessZone, zone_settings
 from tests.fakes import ScriptedAgent
 
@@ -401,9 +400,7 @@ async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_delet
     """One made before grants existed (role agent through the users API)."""
     runtime = zone.runtime
     async with runtime.db.session() as session:
-        identity = IdentityService(
-            session, 60.0, runtime.tokens, vault=runtime.vault, passwords=runtime.passwords
-        )
+        identity = runtime.identity(session)
         await identity.ensure_user("old-agent", "old-agent-password", "service", ["agent"])
         await session.commit()
     async with zone.client("old-agent", "old-agent-password") as old:

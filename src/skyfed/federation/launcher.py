@@ -45,14 +45,17 @@ LINK_PROJECT = "service"  # where a child keeps its parents' link accounts
 
 def agent_username(zone: str) -> str:
     """The agent account of a zone's host agent (the agent's name too)."""
-    name = f"{zone}-agent"
-    return name if len(name) <= 63 else f"agent-{hashlib.sha256(zone.encode()).hexdigest()[:32]}"
+    return _within_name_limit(f"{zone}-agent", "agent", zone)
 
 
 def link_username(parent: str) -> str:
     """The service account a child keeps for one parent."""
-    name = f"link-{parent}"
-    return name if len(name) <= 63 else f"link-{hashlib.sha256(parent.encode()).hexdigest()[:32]}"
+    return _within_name_limit(f"link-{parent}", "link", parent)
+
+
+def _within_name_limit(name: str, kind: str, zone: str) -> str:
+    """`name`, or (past the 63 characters a name may have) one made from the zone's hash."""
+    return name if len(name) <= 63 else f"{kind}-{hashlib.sha256(zone.encode()).hexdigest()[:32]}"
 
 
 class Federation:

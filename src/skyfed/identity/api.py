@@ -19,23 +19,12 @@ from skyfed.identity.schemas import (
     UserList,
     UserOut,
 )
-from skyfed.identity.service import IdentityService, user_out
+from skyfed.identity.service import user_out
 from skyfed.runtime import RuntimeDep, SessionDep
 from skyfed.settings import NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["identity"])
 Ref = Annotated[str, Path(pattern=NAME_PATTERN)]
-
-
-def _service(runtime: RuntimeDep, session: SessionDep) -> IdentityService:
-    return IdentityService(
-        session,
-        runtime.settings.token_ttl,
-        runtime.tokens,
-        vault=runtime.vault,
-        limiter=runtime.logins,
-        passwords=runtime.passwords,
-    )
 
 
 def client_address(request: Request, trusted_proxies: list[str]) -> str:
@@ -61,7 +50,7 @@ async def issue_token(
     body: TokenRequest, request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> TokenOut:
     source = client_address(request, runtime.settings.trusted_proxies)
-    return await _service(runtime, session).issue_token(body.username, body.password, source)
+    return await runtime.identity(session).issue_token(body.username, body.password, source)
 
 
 @router.delete("/auth/tokens", status_code=204)
@@ -71,7 +60,7 @@ async def revoke_token(
     """Revoke the token this request carries (log out)."""
     if credentials is None:  # a signed call over the bus: there is no token
         raise BadRequest("this call carries no token to revoke")
-    await _service(runtime, session).revoke_token(credentials.credentials)
+    await runtime.identity(session).revoke_token(credentials.credentials)
     return Response(status_code=204)
 
 
@@ -90,13 +79,13 @@ async def whoami(principal: ActingDep) -> dict[str, object]:
 async def create_project(
     body: ProjectCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
 ) -> ProjectOut:
-    project = await _service(runtime, session).create_project(body)
+    project = await runtime.identity(session).create_project(body)
     return ProjectOut.model_validate(project, from_attributes=True)
 
 
 @router.get("/projects", response_model=ProjectList)
 async def list_projects(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> ProjectList:
-    projects = await _service(runtime, session).list_projects()
+    projects = await runtime.identity(session).list_projects()
     return ProjectList(
         projects=[ProjectOut.model_validate(p, from_attributes=True) for p in projects]
     )
@@ -106,7 +95,7 @@ async def list_projects(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -
 async def delete_project(
     ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep
 ) -> Response:
-    await _service(runtime, session).delete_project(ref)
+    await runtime.identity(session).delete_project(ref)
     return Response(status_code=204)
 
 
@@ -120,17 +109,17 @@ async def create_user(
             "agent accounts are made with POST /v1/agents (with the hosts they may carry)",
             code="use_agents_api",
         )
-    return user_out(await _service(runtime, session).create_user(body))
+    return user_out(await runtime.identity(session).create_user(body))
 
 
 @router.get("/users", response_model=UserList)
 async def list_users(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> UserList:
-    return UserList(users=[user_out(u) for u in await _service(runtime, session).list_users()])
+    return UserList(users=[user_out(u) for u in await runtime.identity(session).list_users()])
 
 
 @router.delete("/users/{ref}", status_code=204)
 async def delete_user(
     ref: Ref, principal: AdminDep, runtime: RuntimeDep, session: SessionDep
 ) -> Response:
-    await _service(runtime, session).delete_user(ref, caller=principal)
+    await runtime.identity(session).delete_user(ref, caller=principal)
     return Response(status_code=204)

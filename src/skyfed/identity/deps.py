@@ -29,7 +29,7 @@ from skyfed.identity.principal import (
     SERVICE,
     Principal,
 )
-from skyfed.identity.service import IdentityService, token_digest
+from skyfed.identity.service import token_digest
 from skyfed.runtime import RuntimeDep
 from skyfed.transport.signing import BUS_CALLER
 
@@ -51,8 +51,7 @@ async def token_principal(
     caller = runtime.tokens.get(token_digest(credentials.credentials))
     if caller is None:
         async with runtime.db.session() as session:
-            service = IdentityService(session, runtime.settings.token_ttl, runtime.tokens)
-            caller = await service.resolve_token(credentials.credentials)
+            caller = await runtime.identity(session).resolve_token(credentials.credentials)
     return caller
 
 
@@ -101,21 +100,23 @@ async def require_admin(principal: Annotated[Principal, Depends(current_principa
     return principal
 
 
-async def require_user(principal: Annotated[Principal, Depends(acting_principal)]) -> Principal:
-    """An end user (member or admin), calling or forwarded by a parent zone: never a
-    peer's or an agent's own account."""
+def _end_user(principal: Principal) -> Principal:
+    """A member or an admin: never a peer's or an agent's own account."""
     if not (principal.is_admin or MEMBER in principal.roles):
         raise Forbidden(f"the '{MEMBER}' or '{ADMIN}' role is required")
     return principal
+
+
+async def require_user(principal: Annotated[Principal, Depends(acting_principal)]) -> Principal:
+    """An end user, calling or forwarded by a parent zone."""
+    return _end_user(principal)
 
 
 async def require_direct_user(
     principal: Annotated[Principal, Depends(current_principal)],
 ) -> Principal:
-    """An end user (member or admin) calling with their own token."""
-    if not (principal.is_admin or MEMBER in principal.roles):
-        raise Forbidden(f"the '{MEMBER}' or '{ADMIN}' role is required")
-    return principal
+    """An end user calling with their own token."""
+    return _end_user(principal)
 
 
 async def require_peer(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:

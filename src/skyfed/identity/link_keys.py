@@ -73,11 +73,6 @@ class LinkKeys:
         self.ttl = ttl
         self._accounts: dict[str, tuple[LinkAccount | None, float]] = {}
 
-    async def get(self, username: str) -> bytes | None:
-        """The account's key; None when no enabled account of that name has one."""
-        account = await self.account(username)
-        return account.key if account is not None else None
-
     async def account(self, username: str) -> LinkAccount | None:
         """The account's key and who it is (the bus server's `AccountResolver`)."""
         hit = self._accounts.get(username)
@@ -114,6 +109,3 @@ class LinkKeys:
             self._accounts.clear()
         self._accounts[username] = (account, now + self.ttl)
         return account
-
-    def forget(self, username: str) -> None:
-        self._accounts.pop(username, None)

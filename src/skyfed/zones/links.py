@@ -24,7 +24,7 @@ from skyfed.transport.http import HttpLink
 from skyfed.transport.names import queue_for
 from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
-from skyfed.zones.reach_policy import forbidden_address
+from skyfed.zones.reach_policy import MAX_CHILD_ANSWER, forbidden_address
 from skyfed.zones.summary import Summary, SummaryError
 from skyfed.zones.view import NOTHING_UNREACHABLE, Unreachable
 
@@ -66,9 +66,6 @@ def parse_report(body: Any) -> ZoneReport:
     )
 
 
-DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
-
-
 @dataclass(frozen=True, slots=True)
 class Reach:
     """How a parent calls one child: which transport, where, as whom."""
@@ -93,7 +90,7 @@ class Reach:
         return self.bus_queue or queue_for(self.name)
 
     def link(
-        self, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
+        self, timeout: float, origin: str = "", max_answer_bytes: int = MAX_CHILD_ANSWER
     ) -> HttpLink:
         if self.transport == "amqp" and self.bus_url:
             return AmqpLink(
@@ -126,7 +123,7 @@ class ChildLinks:
         vault: Vault,
         timeout: float,
         origin: str = "",
-        max_answer_bytes: int = DEFAULT_MAX_ANSWER,
+        max_answer_bytes: int = MAX_CHILD_ANSWER,
     ) -> None:
         self.vault = vault
         self.timeout = timeout
@@ -194,7 +191,7 @@ class ChildLinks:
 
 
 async def probe_child(
-    reach: Reach, timeout: float, origin: str = "", max_answer_bytes: int = DEFAULT_MAX_ANSWER
+    reach: Reach, timeout: float, origin: str = "", max_answer_bytes: int = MAX_CHILD_ANSWER
 ) -> ZoneReport:
     """Authenticate to a would-be child over its link (a login over HTTP, a signed call
     over AMQP) and read its report; a 400 says what failed."""

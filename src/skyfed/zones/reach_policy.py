@@ -24,6 +24,9 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+# The largest answer a parent takes from a child, by default (max_child_answer_bytes).
+MAX_CHILD_ANSWER = 64 * 1024 * 1024
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

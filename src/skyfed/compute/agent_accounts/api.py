@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Response
 from skyfed.compute.agent_accounts.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate
 from skyfed.compute.agent_accounts.service import AgentAccounts
 from skyfed.identity.deps import AdminDep
-from skyfed.identity.service import IdentityService
 from skyfed.runtime import RuntimeDep, SessionDep
 from skyfed.schema_types import NAME_PATTERN
 
@@ -18,13 +17,7 @@ AgentName = Annotated[str, Path(pattern=NAME_PATTERN)]
 
 
 def accounts(runtime: RuntimeDep, session: SessionDep) -> AgentAccounts:
-    identity = IdentityService(
-        session,
-        runtime.settings.token_ttl,
-        runtime.tokens,
-        vault=runtime.vault,
-        passwords=runtime.passwords,
-    )
+    identity = runtime.identity(session)
     return AgentAccounts(
         session, identity, runtime.hosts, runtime.grants, runtime.settings.agent_username
     )
