@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from skyfed.compute.agent.sandbox import SandboxOptions, blocked_ancestor
+from skyfed.compute.agent.sim import SimHost
 
 ROOT = os.geteuid() == 0
 needs_root = "servers run as users of their own only under a root agent"
@@ -42,9 +43,19 @@ def server_python() -> str:
     raise RuntimeError("no Python 3 on this host that any user may run")
 
 
-def sandbox_options(**overrides: object) -> SandboxOptions:
+def sandbox_options() -> SandboxOptions:
     """The driver's defaults; as a non-root test process, servers share its user."""
-    return SandboxOptions(**{"insecure_shared_user": not ROOT, **overrides})  # type: ignore[arg-type]
+    return SandboxOptions(insecure_shared_user=not ROOT)
+
+
+# A server's Python that says it is up, then waits a minute.
+SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
+
+
+def host(name: str = "h0", vcpus: int = 8) -> SimHost:
+    """One host for a process driver, with room for a few servers."""
+    resources = {"vcpus": vcpus, "ram_mb": 16384, "disk_gb": 100}
+    return SimHost(name, {}, resources, dict.fromkeys(resources, 0))
 
 
 @contextmanager

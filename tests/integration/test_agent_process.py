@@ -18,16 +18,10 @@ import pytest
 
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
-from skyfed.compute.agent.sim import SimHost
-from tests.sandboxed import passable_dir, sandbox_options, server_python
+from tests.sandboxed import SLEEPER, host, passable_dir, sandbox_options, server_python
 from tests.waiting import running, until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def host(name: str = "h0", vcpus: int = 8) -> SimHost:
-    resources = {"vcpus": vcpus, "ram_mb": 16384, "disk_gb": 100}
-    return SimHost(name, {}, resources, dict.fromkeys(resources, 0))
 
 
 def py(code: str, **extra: Any) -> dict[str, Any]:
@@ -39,9 +33,6 @@ def py(code: str, **extra: Any) -> dict[str, Any]:
         "disk_gb": 1,
         "metadata": {"process": {"command": [server_python(), "-c", code], **extra}},
     }
-
-
-SLEEPER = "import time; print('up', flush=True); time.sleep(60)"
 
 
 def log_has(path: Path, text: str) -> Callable[[], bool]:

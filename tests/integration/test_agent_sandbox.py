@@ -22,20 +22,12 @@ from skyfed.app import build_runtime
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sandbox import Confinement, SandboxOptions
-from skyfed.compute.agent.sim import SimHost
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
-from tests.sandboxed import ROOT, needs_root, passable_dir, server_python
+from tests.sandboxed import ROOT, SLEEPER, host, needs_root, passable_dir, server_python
 from tests.waiting import running, until
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not ROOT, reason=needs_root)]
-
-SLEEP = "import time; print('up', flush=True); time.sleep(60)"
-
-
-def host() -> SimHost:
-    resources = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 100}
-    return SimHost("h0", {}, resources, dict.fromkeys(resources, 0))
 
 
 def shell(script: str, **flavor: int) -> dict[str, Any]:
@@ -124,7 +116,7 @@ async def test_a_server_cannot_read_or_change_the_agents_state(
 ) -> None:
     driver = await drivers()
     state = base / "state"
-    await driver.boot("h0", "other", py(SLEEP))
+    await driver.boot("h0", "other", py(SLEEPER))
     attempts = [
         f"cat {state}/_uids.json",
         f"cat {state}/other/server.json",
@@ -219,7 +211,7 @@ async def test_limits_follow_the_flavor_and_the_agents_options(
     drivers: Callable[..., Any],
 ) -> None:
     driver = await drivers(max_processes=40, max_open_files=64)
-    await driver.boot("h0", "s1", py(SLEEP, vcpus=2, ram_mb=256, disk_gb=3))
+    await driver.boot("h0", "s1", py(SLEEPER, vcpus=2, ram_mb=256, disk_gb=3))
     pid = driver.pids()["s1"]
     limits = {
         line[:26].strip(): line[26:].split()[:2]
@@ -284,14 +276,14 @@ async def test_uids_survive_an_agent_restart_and_are_freed_on_delete(
     drivers: Callable[..., Any], base: Path
 ) -> None:
     first = await drivers()
-    await first.boot("h0", "kept", py(SLEEP))
+    await first.boot("h0", "kept", py(SLEEPER))
     uid = first.uid_of("kept")
     pid = first.pids()["kept"]
     await first.close(stop_servers=False)
     second = await drivers()
     assert second.status("kept") == "ACTIVE" and second.pids() == {"kept": pid}  # adopted
     assert second.uid_of("kept") == uid
-    await second.boot("h0", "new", py(SLEEP))
+    await second.boot("h0", "new", py(SLEEPER))
     assert second.uid_of("new") not in (uid, 0, None)
     ledger = json.loads((base / "state" / "_uids.json").read_text())["uids"]
     assert ledger == {"kept": uid, "new": second.uid_of("new")}
@@ -300,7 +292,7 @@ async def test_uids_survive_an_agent_restart_and_are_freed_on_delete(
     assert json.loads((base / "state" / "_uids.json").read_text())["uids"] == {
         "new": second.uid_of("new")
     }
-    await second.boot("h0", "later", py(SLEEP))
+    await second.boot("h0", "later", py(SLEEPER))
     assert second.uid_of("later") != uid  # a freed uid comes back last
 
 

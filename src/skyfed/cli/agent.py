@@ -23,7 +23,7 @@ from skyfed.client import SkyfedClient
 from skyfed.compute.agent.driver import Driver, DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.runner import AgentRunner
-from skyfed.compute.agent.sandbox import SandboxOptions
+from skyfed.compute.agent.sandbox import MAX_OPEN_FILES, MAX_PROCESSES, SandboxOptions
 from skyfed.compute.agent.sim import SimHost, SpecError, expand_groups
 from skyfed.compute.agent.sim_driver import SimDriver
 from skyfed.compute.agent.uid_ledger import UID_BASE, UID_COUNT
@@ -103,10 +103,10 @@ def agent(
     ] = None,
     server_max_processes: Annotated[
         int, typer.Option(help="process: processes (and threads) a server may have at once.")
-    ] = 1024,
+    ] = MAX_PROCESSES,
     server_max_open_files: Annotated[
         int, typer.Option(help="process: files a server process may have open.")
-    ] = 4096,
+    ] = MAX_OPEN_FILES,
     cgroups: Annotated[
         bool,
         typer.Option(

@@ -140,10 +140,7 @@ class ComputeService:
             if isinstance(outcome, AppError):
                 raise outcome
             return ServersCreated(reservation_id=reservation, servers=[outcome])
-        self._check_process_allowed(body)
-        vcpus, ram_mb, disk_gb = self._resources(body)
-        template = self._template(body, vcpus, ram_mb, disk_gb)
-        self._check_possible(template)
+        template = self._checked_template(body)
         reservation, created_at = new_id(), utcnow()
         names = (
             [body.name] if body.count == 1 else [f"{body.name}-{i + 1}" for i in range(body.count)]
@@ -180,10 +177,7 @@ class ComputeService:
         wanted: dict[str, Server] = {}
         for i, body in enumerate(bodies):
             try:
-                self._check_process_allowed(body)
-                vcpus, ram_mb, disk_gb = self._resources(body)
-                template = self._template(body, vcpus, ram_mb, disk_gb)
-                self._check_possible(template)
+                template = self._checked_template(body)
             except AppError as exc:
                 outcomes[i] = exc
                 continue
@@ -226,6 +220,15 @@ class ComputeService:
         for i, brief in zip(waits, await asyncio.gather(*waits.values()), strict=True):
             outcomes[i] = brief
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def _checked_template(self, body: ServerCreate) -> Server:
+        """The server a request asks for, refused (4xx) when this zone may not or can
+        never run it."""
+        self._check_process_allowed(body)
+        vcpus, ram_mb, disk_gb = self._resources(body)
+        template = self._template(body, vcpus, ram_mb, disk_gb)
+        self._check_possible(template)
+        return template
 
     def _check_process_allowed(self, body: ServerCreate) -> None:
         """A process server runs its command on a host: this zone's `process_servers`

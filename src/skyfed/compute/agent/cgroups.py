@@ -28,15 +28,15 @@ import contextlib
 import errno
 import os
 import re
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from skyfed.compute.agent.sigkill import sigkill_until_gone
+
 CONTROLLERS = ("memory", "cpu", "pids")
 CPU_PERIOD_US = 100_000
 MIB = 1024 * 1024
-KILL_ROUNDS = 50  # SIGKILL whatever a group holds, then look again: a fork in flight lands
 REMOVE_ROUNDS = 50  # rmdir waits for the kernel to let go of exiting processes
 ROUND_PAUSE = 0.02
 
@@ -164,17 +164,9 @@ class ServerGroup:
                         return int(value)
         return 0
 
-    async def kill(self) -> bool:
-        """SIGKILL everything in the groups until they are empty (bounded); True when empty."""
-        for _ in range(KILL_ROUNDS):
-            pids = self.pids()
-            if not pids:
-                return True
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            await asyncio.sleep(ROUND_PAUSE)
-        return not self.pids()
+    async def kill(self) -> None:
+        """SIGKILL everything in the groups until they are empty (bounded)."""
+        await sigkill_until_gone(self.pids)
 
     async def remove(self) -> bool:
         """Remove the groups (after `kill`); True when they are gone."""

@@ -179,8 +179,8 @@ class ProcessDriver:
         self.sandbox = sandbox or SandboxOptions()
         self.sandbox.check()
         # Decided before anything runs: a non-root agent without the operator's consent stops here.
-        self.mode = user_mode(os.geteuid(), insecure_shared_user=self.sandbox.insecure_shared_user)
-        self.own_users = self.mode == "own-users"
+        mode = user_mode(os.geteuid(), insecure_shared_user=self.sandbox.insecure_shared_user)
+        self.own_users = mode == "own-users"
         if self.own_users:
             check_range(self.sandbox.uid_base, self.sandbox.uid_count)
         self.homes = (homes or self.state_dir / "_homes").resolve()

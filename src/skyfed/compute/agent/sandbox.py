@@ -21,12 +21,10 @@ which is what keeps it safe in a process that has threads.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
 import resource
-import signal
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,13 +32,14 @@ from pathlib import Path
 from typing import Literal
 
 from skyfed.compute.agent.driver import DriverError
+from skyfed.compute.agent.sigkill import sigkill_until_gone
 from skyfed.compute.agent.uid_ledger import UID_BASE, UID_COUNT
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PR_SET_NO_NEW_PRIVS = 38
-SWEEP_ROUNDS = 50  # kill a uid's processes, look again: a fork in flight lands
-SWEEP_PAUSE = 0.02
+MAX_PROCESSES = 1024  # per server, by default (--server-max-processes)
+MAX_OPEN_FILES = 4096  # per server process, by default (--server-max-open-files)
 
 UserMode = Literal["own-users", "shared-user"]
 
@@ -51,8 +50,8 @@ class SandboxOptions:
 
     uid_base: int = UID_BASE
     uid_count: int = UID_COUNT
-    max_processes: int = 1024
-    max_open_files: int = 4096
+    max_processes: int = MAX_PROCESSES
+    max_open_files: int = MAX_OPEN_FILES
     cgroups: bool = True  # use the cgroups a probe finds writable
     # The group servers' groups go below, as a path in each hierarchy ("/skyfed.slice");
     # None: the agent's own group.
@@ -276,20 +275,12 @@ def live_uids() -> set[int]:
     return {uid for uid in found if uid is not None}
 
 
-async def kill_uid(uid: int) -> bool:
-    """SIGKILL every process of `uid` until none is left (bounded); True when none is.
+async def kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` until none is left (bounded).
 
     Only for a uid that is one server's alone: whatever it started, in its
     process group or not, goes with it.
     """
     if uid == 0 or uid == os.getuid():
         raise DriverError(f"refusing to kill every process of uid {uid}")
-    for _ in range(SWEEP_ROUNDS):
-        pids = uid_pids(uid)
-        if not pids:
-            return True
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(SWEEP_PAUSE)
-    return not uid_pids(uid)
+    await sigkill_until_gone(lambda: uid_pids(uid))
