@@ -193,6 +193,26 @@ async def test_a_working_directory_the_server_cannot_enter_is_refused(
     assert code != 0 and "Permission denied" in err
 
 
+async def test_a_boot_refused_for_a_home_it_does_not_own_leaves_that_home_alone(
+    drivers: Callable[..., Any],
+) -> None:
+    """A home left under another uid refuses the boot, and the refusal removes nothing."""
+    driver = await drivers()
+    home = driver.home("s1")
+    home.mkdir(parents=True)
+    (home / "kept").write_text("someone's data")
+    os.chown(home, 123456, 123456)
+    with pytest.raises(DriverError, match="does not belong to its uid"):
+        await driver.boot("h0", "s1", py(SLEEPER))
+    assert (home / "kept").read_text() == "someone's data"
+    assert driver.uids.get("s1") is None  # the uid this attempt took is free again
+    assert driver.status("s1") is None and driver.used("h0") == {
+        "vcpus": 0,
+        "ram_mb": 0,
+        "disk_gb": 0,
+    }
+
+
 @pytest.mark.parametrize("cgroups", [True, False], ids=["cgroups", "rlimits"])
 async def test_memory_is_held_to_the_flavor(drivers: Callable[..., Any], cgroups: bool) -> None:
     driver = await drivers(cgroups=cgroups)

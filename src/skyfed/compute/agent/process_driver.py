@@ -561,14 +561,20 @@ class ProcessDriver:
         except ProcessSpecError as exc:
             raise DriverError(str(exc)) from exc
         self._dir(server_id)  # a bad id fails before anything is claimed
+        home = self.home(server_id)
+        home_found = home.is_symlink() or home.exists()
+        uid_held = self.own_users and self.uids.get(server_id) is not None
         self.ledger.claim(host, server_id, need_of(server))
         rec = ProcServer(server_id, host, str(server.get("name", "")), spec)
         try:
             await self._spawn(rec)
         except BaseException:
             self.ledger.release(server_id)
-            with contextlib.suppress(OSError, DriverError):
-                await self._forget(server_id)  # it never ran: no home, no uid kept
+            if not home_found:
+                with contextlib.suppress(OSError, DriverError):
+                    await self._forget(server_id)  # it never ran: no home, no uid kept
+            elif self.own_users and not uid_held:
+                self.uids.release(server_id)  # what was there is left as it was
             raise
         self.servers[server_id] = rec
         return rec
