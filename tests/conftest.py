@@ -197,6 +197,18 @@ class InProcessZone:
         )
 
 
+async def bus_ready(zone: InProcessZone) -> None:
+    """Wait (bounded) until a zone on a bus consumes its queues: /readyz says so."""
+    import asyncio
+
+    async with zone.raw() as raw:
+        for _ in range(200):
+            if (await raw.get("/readyz")).status_code == 200:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the zone never consumed its queues")
+
+
 @pytest.fixture
 async def zone(tmp_path: Path, database_url: str) -> AsyncIterator[InProcessZone]:
     async with InProcessZone(zone_settings(tmp_path, database_url)) as z:

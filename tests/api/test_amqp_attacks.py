@@ -29,6 +29,7 @@ from skyfed.federation.broker import (
     BrokerUser,
     agent_permissions,
     apply,
+    ctl,
     link_permissions,
     new_user,
     remove,
@@ -52,9 +53,11 @@ from tests.conftest import (
     IN_CI,
     SERVICE_PASSWORD,
     InProcessZone,
+    bus_ready,
     zone_settings,
 )
 from tests.contract.signed import call_message, envelope
+from tests.waiting import until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rabbitmqctl") is None and not IN_CI, reason="rabbitmqctl is not installed"
@@ -86,7 +89,6 @@ class Site:
 
 @pytest.fixture
 async def site(amqp_url: str) -> AsyncIterator[Site]:
-    from skyfed.bench.rpc import rabbitmqctl
 
     tag = uuid.uuid4().hex[:10]
     vhost, name = f"skyfed-test-{tag}", f"zone-{tag}"
@@ -97,9 +99,7 @@ async def site(amqp_url: str) -> AsyncIterator[Site]:
     ]
     try:
         await asyncio.to_thread(apply, [vhost], users)
-        await asyncio.to_thread(
-            rabbitmqctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"
-        )
+        await asyncio.to_thread(ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         yield Site(amqp_url, vhost, name, *users)
     finally:
         left = await asyncio.to_thread(remove, [vhost], [u.name for u in users])
@@ -115,24 +115,9 @@ async def bus_zone(site: Site, tmp_path: Path) -> AsyncIterator[InProcessZone]:
         yield zone
 
 
-async def bus_ready(zone: InProcessZone) -> None:
-    async with zone.raw() as raw:
-        for _ in range(200):
-            if (await raw.get("/readyz")).status_code == 200:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the zone never consumed its queues")
-
-
 def server_of(zone: InProcessZone, index: int = 0) -> Any:
     """The zone's queue server: 0 its parents' queue, 1 its agents'."""
     return zone.app.state.bus[index]
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def take(queue: AbstractQueue, count: int, timeout: float = 10.0) -> list[Any]:

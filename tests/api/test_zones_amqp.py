@@ -6,7 +6,6 @@ message on the local RabbitMQ, to the child's queue, and back.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from skyfed.client import SkyfedError
 from skyfed.federation.process import free_port
 from skyfed.transport.names import agent_queue_for, queue_for
-from tests.conftest import SERVICE_PASSWORD, InProcessZone, zone_settings
+from tests.conftest import SERVICE_PASSWORD, InProcessZone, bus_ready, zone_settings
 
 # A port nothing listens on: the parent must not need the child's HTTP API.
 DEAD_API = f"http://127.0.0.1:{free_port()}"
@@ -28,22 +27,13 @@ async def bus_child(tmp_path: Path, amqp_url: str) -> AsyncIterator[InProcessZon
     name = f"child-{uuid.uuid4().hex[:8]}"
     settings = zone_settings(tmp_path / "child", name=name, bus_url=amqp_url)
     async with InProcessZone(settings) as child:
-        await _bus_ready(child)
+        await bus_ready(child)
         yield child
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(queue_for(name))
         await channel.queue_delete(agent_queue_for(name))
-
-
-async def _bus_ready(zone: InProcessZone) -> None:
-    async with zone.raw() as raw:
-        for _ in range(200):
-            if (await raw.get("/readyz")).status_code == 200:
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the child never consumed its queue")
 
 
 async def test_a_child_over_amqp_is_probed_polled_and_listed(

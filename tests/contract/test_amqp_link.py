@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from skyfed.bench.rpc import rabbitmqctl
 from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.federation.broker import ctl
 from skyfed.transport.amqp import AmqpLink
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneRequest
@@ -225,14 +225,14 @@ async def test_calls_in_flight_survive_a_broker_restart(amqp_url: str, queue: st
     async with asyncio.timeout(10):
         while len(adder.runs) < 101:
             await asyncio.sleep(0.02)
-    await asyncio.to_thread(rabbitmqctl, "stop_app")
+    await asyncio.to_thread(ctl, "stop_app")
     # Sent while the broker is down; the first 100 answer into a broker that is gone.
     second = [
         asyncio.create_task(zone.call(add(f"k{i}", i, 1, timeout=60))) for i in range(100, 200)
     ]
     adder.release.set()
     await asyncio.sleep(0.5)
-    await asyncio.to_thread(rabbitmqctl, "start_app")
+    await asyncio.to_thread(ctl, "start_app")
     async with asyncio.timeout(60):
         sums = [a["sum"] for a in await asyncio.gather(*first, *second)]
     assert sums == [i + 1 for i in range(200)]  # none lost

@@ -25,7 +25,6 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from skyfed.bench.rpc import rabbitmqctl
 from skyfed.federation.broker import ctl, zone_permissions
 from skyfed.federation.process import ManagedProcess
 from skyfed.transport.names import queue_for
@@ -94,9 +93,9 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
 
         burst = asyncio.gather(*(create(i) for i in range(200)))
         await asyncio.sleep(0.3)  # the burst is under way
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        await asyncio.to_thread(ctl, "stop_app")
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(rabbitmqctl, "start_app")
+        await asyncio.to_thread(ctl, "start_app")
         ids = await burst
         assert len(set(ids)) == 200
 

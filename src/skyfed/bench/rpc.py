@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from skyfed.federation.broker import ctl
 from skyfed.federation.process import free_port
 from skyfed.transport.amqp import without_password
 
@@ -141,11 +142,6 @@ class Workers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def rabbitmqctl(*args: str) -> None:
-    """Run `rabbitmqctl` on the local broker (the tests use it too)."""
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
     """Once `due` is set (a third of the answers are in), kill workers or restart the
     broker; the moment (perf_counter) the fault took effect."""
@@ -154,10 +150,10 @@ async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
     if kind.startswith("kill"):
         workers.kill(int(kind.split(":")[1]))
         return time.perf_counter()
-    await asyncio.to_thread(rabbitmqctl, "stop_app")
+    await asyncio.to_thread(ctl, "stop_app")
     hit = time.perf_counter()
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(rabbitmqctl, "start_app")
+    await asyncio.to_thread(ctl, "start_app")
     return hit
 
 

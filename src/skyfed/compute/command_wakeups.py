@@ -12,7 +12,6 @@ re-read (Settings.poll_reread).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -30,7 +29,6 @@ class CommandWakeups:
         self.fanout = Fanout(broker_url, commands_exchange_for(zone), self._on_notice)
         self._agents: set[str] = set()
         self._commands: set[str] = set()
-        self._sending: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Connect (again and again until the broker answers), then listen until cancelled."""
@@ -45,16 +43,12 @@ class CommandWakeups:
             self._agents.add(agent)
         if command_id is not None:
             self._commands.add(command_id)
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send())
+        self.fanout.publish_soon(self._notice)  # what else this moment tells joins it
 
-    async def _send(self) -> None:
-        await asyncio.sleep(0)  # what else this moment tells goes in the same notice
+    def _notice(self) -> bytes:
         agents, self._agents = sorted(self._agents)[:MAX_NAMES], set()
         commands, self._commands = sorted(self._commands)[:MAX_NAMES], set()
-        self._sending = None
-        body = json.dumps({"agents": agents, "commands": commands}).encode()
-        await self.fanout.publish(body)
+        return json.dumps({"agents": agents, "commands": commands}).encode()
 
     def _on_notice(self, body: bytes) -> None:
         try:

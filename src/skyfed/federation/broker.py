@@ -38,13 +38,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from skyfed.transport.names import (
     AGENTS_EXCHANGE,
     CALLS_EXCHANGE,
+    RANDOM_TAIL,
+    REPLY_PREFIX,
     agent_queue_for,
     commands_exchange_for,
     queue_for,
     wakeups_exchange_for,
 )
 
-_RANDOM = r"[0-9a-f]{32}"  # the random tail of reply and wake-up queue names
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _CTL_TIMEOUT = 60.0  # seconds for one rabbitmqctl call
 _CTL_AT_ONCE = 4  # rabbitmqctl calls at once (each starts an Erlang VM)
@@ -72,7 +73,7 @@ def zone_permissions(zone: str) -> Permissions:
     queues = [_literal(queue_for(zone)), _literal(agent_queue_for(zone))]
     own = list(queues)
     for fanout in (wakeups_exchange_for(zone), commands_exchange_for(zone)):
-        own += [_literal(fanout), rf"{_literal(fanout)}\.{_RANDOM}"]
+        own += [_literal(fanout), rf"{_literal(fanout)}\.{RANDOM_TAIL}"]
     exchanges = [_literal(CALLS_EXCHANGE), _literal(AGENTS_EXCHANGE)]
     return Permissions(
         configure=_any_of([*exchanges, *own]),
@@ -82,7 +83,7 @@ def zone_permissions(zone: str) -> Permissions:
 
 
 def _caller_permissions(account: str, exchange: str) -> Permissions:
-    replies = rf"^skyfed\.reply\.{_literal(account)}\.{_RANDOM}$"
+    replies = rf"^{_literal(REPLY_PREFIX + account)}\.{RANDOM_TAIL}$"
     return Permissions(configure=replies, write=f"^{_literal(exchange)}$", read=replies)
 
 

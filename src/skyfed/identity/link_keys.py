@@ -14,6 +14,7 @@ random (`skyfed up` makes them so).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -72,13 +73,23 @@ class LinkKeys:
         self.vault = vault
         self.ttl = ttl
         self._accounts: dict[str, tuple[LinkAccount | None, float]] = {}
+        self._reading: dict[str, asyncio.Task[LinkAccount | None]] = {}
 
     async def account(self, username: str) -> LinkAccount | None:
         """The account's key and who it is (the bus server's `AccountResolver`)."""
         hit = self._accounts.get(username)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
+        if hit is not None and hit[1] > time.monotonic():
             return hit[0]
+        # The calls in flight for one account share one read when its entry runs out.
+        reading = self._reading.get(username)
+        if reading is None:
+            reading = self._reading[username] = asyncio.create_task(self._read(username, hit))
+            reading.add_done_callback(lambda _: self._reading.pop(username, None))
+        return await asyncio.shield(reading)
+
+    async def _read(
+        self, username: str, hit: tuple[LinkAccount | None, float] | None
+    ) -> LinkAccount | None:
         try:
             async with self.db.session() as session:
                 row = (
@@ -107,5 +118,5 @@ class LinkKeys:
                 account = LinkAccount(key, principal)
         if len(self._accounts) > 10_000:
             self._accounts.clear()
-        self._accounts[username] = (account, now + self.ttl)
+        self._accounts[username] = (account, time.monotonic() + self.ttl)
         return account

@@ -12,8 +12,6 @@ Wake-ups queued while one is being sent go out as one.
 
 from __future__ import annotations
 
-import asyncio
-
 from skyfed.tasks.store import TaskStore
 from skyfed.transport.fanout import Fanout
 from skyfed.transport.names import wakeups_exchange_for
@@ -23,12 +21,6 @@ class BusWakeups:
     def __init__(self, broker_url: str, zone: str, store: TaskStore) -> None:
         self.store = store
         self.fanout = Fanout(broker_url, wakeups_exchange_for(zone), self._on_wake)
-        self._pending = False
-        self._sending: set[asyncio.Task[None]] = set()
-
-    @property
-    def exchange_name(self) -> str:
-        return self.fanout.exchange_name
 
     async def run(self) -> None:
         """Connect (again and again until the broker answers), then listen until cancelled."""
@@ -42,14 +34,4 @@ class BusWakeups:
         self.store.wakeup.set()
 
     def wake(self) -> None:
-        if self._pending or not self.fanout.ready:
-            return
-        self._pending = True
-        task = asyncio.get_running_loop().create_task(self._send())
-        self._sending.add(task)  # a task nobody holds may be collected mid-run
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self) -> None:
-        await asyncio.sleep(0)  # let the other notifies of this moment join this one
-        self._pending = False
-        await self.fanout.publish()
+        self.fanout.publish_soon(lambda: b"")

@@ -64,7 +64,7 @@ from skyfed.transport.envelope import (
     text,
     unpack,
 )
-from skyfed.transport.http import HttpLink
+from skyfed.transport.http import HttpLink, roles_of
 from skyfed.transport.names import CALLS_EXCHANGE, reply_queue_for
 from skyfed.transport.signing import (
     ACCOUNT_HEADER,
@@ -548,12 +548,10 @@ class AmqpLink(HttpLink):
             max_connections=None,  # no pool to wait for: every call is its own message
         )
 
-    async def identify(self, timeout: float | None = None) -> list[str]:
+    async def identify(self) -> list[str]:
         """The account's roles at the child, from a signed `whoami` (a child that cannot
         verify the signature answers nothing a parent would believe)."""
-        who = await self.client.request("GET", "/v1/auth/whoami", timeout=timeout)
-        roles = who.get("roles") if isinstance(who, dict) else None
-        return [str(r) for r in roles] if isinstance(roles, list) else []
+        return roles_of(await self.client.whoami())
 
     async def aclose(self) -> None:
         await super().aclose()

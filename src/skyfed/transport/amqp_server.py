@@ -40,6 +40,7 @@ from skyfed.transport.bus import connect_and_set_up
 from skyfed.transport.envelope import (
     ANSWERS_TYPE,
     CALLS_TYPE,
+    CREDENTIAL_HEADERS,
     Envelope,
     EnvelopeError,
     current_hops,
@@ -68,7 +69,6 @@ Answer = tuple[int, dict[str, str], bytes]
 CallKey = tuple[str, str]  # (account, call id): one caller never gets another's answer
 _KEPT_HEADERS = ("content-type", "x-request-id", "retry-after", "location")
 # Never handed to the app from a message: a call over the bus is its signer's.
-_DROPPED_HEADERS = frozenset({"authorization", "cookie"})
 
 
 class AnswerCache:
@@ -104,7 +104,7 @@ async def asgi_call(
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
         for k, v in envelope.headers.items()
-        if k not in _DROPPED_HEADERS
+        if k not in CREDENTIAL_HEADERS
     ]
     if envelope.request_id and "x-request-id" not in envelope.headers:
         headers.append((b"x-request-id", envelope.request_id.encode("latin-1")))

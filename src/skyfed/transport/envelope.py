@@ -25,10 +25,12 @@ HOP_LIMIT = 16
 CLOCK_SKEW = 30.0
 # Seconds between attempts to reach a broker that went away (aio-pika's default is 5).
 RECONNECT_INTERVAL = 1.0
-# Headers that describe one connection, not the call, and credentials (a call over a
-# bus is signed instead, transport/signing.py): never carried.
-_CONNECTION_HEADERS = frozenset(
-    {"host", "content-length", "connection", "accept-encoding", "authorization", "cookie"}
+# Credentials: a call over a bus is signed instead (transport/signing.py); never carried,
+# and dropped by the receiver if a message has them.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
+# Headers that describe one connection, not the call: never carried either.
+_CONNECTION_HEADERS = (
+    frozenset({"host", "content-length", "connection", "accept-encoding"}) | CREDENTIAL_HEADERS
 )
 
 # Where the call being served came from: set by the bus receiver, read by the links

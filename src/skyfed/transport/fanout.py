@@ -20,6 +20,7 @@ import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 
 from skyfed.transport.bus import connect_and_set_up
+from skyfed.transport.names import notice_queue_for
 
 log = logging.getLogger("skyfed.transport.fanout")
 
@@ -31,6 +32,8 @@ class Fanout:
         self.on_notice = on_notice
         self.me = uuid.uuid4().hex
         self._exchange: AbstractExchange | None = None
+        self._due = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -46,7 +49,7 @@ class Fanout:
                 self.exchange_name, aio_pika.ExchangeType.FANOUT, durable=True
             )
             queue = await channel.declare_queue(
-                f"{self.exchange_name}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+                notice_queue_for(self.exchange_name), exclusive=True, auto_delete=True
             )
             await queue.bind(exchange)
             await queue.consume(self._on_message, no_ack=True)
@@ -63,6 +66,21 @@ class Fanout:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         if message.app_id != self.me:
             self.on_notice(message.body)
+
+    def publish_soon(self, body: Callable[[], bytes]) -> None:
+        """One notice at the end of this moment for everything told in it: `body()`
+        builds it then."""
+        if self._due or self._exchange is None:
+            return
+        self._due = True
+        task = asyncio.get_running_loop().create_task(self._publish_due(body))
+        self._sending.add(task)  # a task nobody holds may be collected mid-run
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish_due(self, body: Callable[[], bytes]) -> None:
+        await asyncio.sleep(0)  # let the rest of this moment join
+        self._due = False
+        await self.publish(body())
 
     async def publish(self, body: bytes = b"") -> None:
         exchange = self._exchange

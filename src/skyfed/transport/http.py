@@ -24,6 +24,12 @@ from skyfed.transport.base import ZoneLink, ZoneRequest
 RETRY_STATUSES = frozenset({502, 503, 504})
 
 
+def roles_of(account: Any) -> list[str]:
+    """The roles a zone's answer says an account has (none when it says nothing sane)."""
+    roles = account.get("roles") if isinstance(account, dict) else None
+    return [str(r) for r in roles] if isinstance(roles, list) else []
+
+
 class HttpLink(ZoneLink):
     kind = "http"
 
@@ -84,13 +90,12 @@ class HttpLink(ZoneLink):
             attempt += 1
             await asyncio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.8, 1.2))
 
-    async def identify(self, timeout: float | None = None) -> list[str]:
+    async def identify(self) -> list[str]:
         """Log in with the link's credentials; the account's roles at the child."""
         client = self.client
         assert client.username is not None and client.password is not None
-        login = await client.login(client.username, client.password, timeout=timeout)
-        roles = (login.get("user") or {}).get("roles")
-        return [str(r) for r in roles] if isinstance(roles, list) else []
+        login = await client.login(client.username, client.password)
+        return roles_of(login.get("user"))
 
     @contextlib.asynccontextmanager
     async def _slot(self, request: ZoneRequest) -> AsyncIterator[float | None]:

@@ -19,8 +19,11 @@ import secrets
 CALLS_EXCHANGE = "skyfed.calls"  # parents' calls, to `skyfed.zone.<name>`
 AGENTS_EXCHANGE = "skyfed.agents"  # host agents' calls, to `skyfed.agents.<name>`
 
-_REPLY_PREFIX = "skyfed.reply."
-_REPLY_SUFFIX = re.compile(r"\.[0-9a-f]{32}\Z")
+REPLY_PREFIX = "skyfed.reply."
+# The random end of reply and notice queue names, as a regex (the broker's permissions
+# are written with it, federation/broker.py).
+RANDOM_TAIL = r"[0-9a-f]{32}"
+_REPLY_SUFFIX = re.compile(rf"\.{RANDOM_TAIL}\Z")
 
 
 def queue_for(zone: str) -> str:
@@ -44,9 +47,14 @@ def commands_exchange_for(zone: str) -> str:
     return f"skyfed.zone.{zone}.commands"
 
 
+def notice_queue_for(exchange: str) -> str:
+    """A process's own queue on a fanout exchange of its zone: `<exchange>.<32 hex>`."""
+    return f"{exchange}.{secrets.token_hex(16)}"
+
+
 def reply_queue_for(account: str) -> str:
     """A fresh reply queue of `account`: `skyfed.reply.<account>.<32 hex digits>`."""
-    return f"{_REPLY_PREFIX}{account}.{secrets.token_hex(16)}"
+    return f"{REPLY_PREFIX}{account}.{secrets.token_hex(16)}"
 
 
 @functools.lru_cache(maxsize=4096)  # asked for every call; the queues of a link repeat
@@ -55,7 +63,7 @@ def is_reply_queue_of(queue: str, account: str) -> bool:
     zone's own, another account's, or one of no skyfed kind). The random part is
     exactly 32 hex digits at the end, so `link-a.b`'s queues are never `link-a`'s."""
     return (
-        queue.startswith(_REPLY_PREFIX)
+        queue.startswith(REPLY_PREFIX)
         and _REPLY_SUFFIX.search(queue) is not None
-        and queue[len(_REPLY_PREFIX) : -33] == account
+        and queue[len(REPLY_PREFIX) : -33] == account
     )
