@@ -20,11 +20,11 @@ from skyfed.compute.hosts.grants import HostGrant
 from skyfed.db.engine import Database
 
 
-def grant_of(row: AgentGrant | None, agent: str) -> HostGrant:
+def grant_of(row: AgentGrant | None) -> HostGrant:
     """The grant a row says; no row: one covering nothing (an agent made otherwise)."""
     if row is None:
-        return HostGrant.of(agent, (), 0)
-    return HostGrant.of(agent, row.hosts, row.max_hosts)
+        return HostGrant.of((), 0)
+    return HostGrant.of(row.hosts, row.max_hosts)
 
 
 class GrantBook:
@@ -48,7 +48,7 @@ class GrantBook:
             return hit[0]
         async with self.db.session() as session:
             row = await session.scalar(select(AgentGrant).where(AgentGrant.name == agent))
-        grant = grant_of(row, agent)
+        grant = grant_of(row)
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[agent] = (grant, now + self.ttl)

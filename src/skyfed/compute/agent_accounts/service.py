@@ -127,15 +127,13 @@ class AgentAccounts:
         row = await self.session.get(AgentGrant, name)
         if row is not None:
             user = await self.session.get(User, row.user_id)
+            assert user is not None  # the grant's foreign key
             await self.session.delete(row)
         else:
             user = await self.session.scalar(select(User).where(User.name == name))
             if user is None or AGENT not in user.roles:
                 raise NotFound(f"agent '{name}' not found")
-        if user is not None:
-            await self.identity.delete_account(user)  # commits both
-        else:
-            await self.session.commit()
+        await self.identity.delete_account(user)  # commits both
         self.grants.forget(name)
         await carriers.release(self.session, self.hosts, agent=name)
 
@@ -160,10 +158,9 @@ class AgentAccounts:
                 code="configured_agent",
             )
 
-    async def _release_uncovered(self, row: AgentGrant) -> list[str]:
-        grant = grant_of(row, row.name)
+    async def _release_uncovered(self, row: AgentGrant) -> None:
+        grant = grant_of(row)
         carried = await carriers.carried_names(self.session, self.hosts, row.name)
         gone = grant.uncovered(carried)
-        if not gone:
-            return []
-        return await carriers.release(self.session, self.hosts, names=gone, agent=row.name)
+        if gone:
+            await carriers.release(self.session, self.hosts, names=gone, agent=row.name)

@@ -61,33 +61,24 @@ async def release(
     *,
     names: Sequence[str] | None = None,
     agent: str | None = None,
-) -> list[str]:
+) -> None:
     """Release hosts (by name, or all those `agent` carries): carried by nobody until
-    the next granted agent beats. Commits. Returns the hosts released."""
+    the next granted agent beats. Commits."""
     statement = update(HostBeat).where(HostBeat.agent.is_not(None)).execution_options(**NO_SYNC)
     if agent is not None:
         statement = statement.where(HostBeat.agent == agent)
-    released: set[str] = set()
     if names is None:
-        rows = await session.scalars(statement.values(agent=None).returning(HostBeat.name))
-        released.update(rows.all())
+        await session.execute(statement.values(agent=None))
         local = registry.names_carried_by(agent) if agent is not None else []
     else:
-        local = [n for n in names if registry.carrier(n) is not None]
+        local = list(names)
         for start in range(0, len(names), CHUNK):
             chunk = list(names[start : start + CHUNK])
-            rows = await session.scalars(
-                statement.where(HostBeat.name.in_(chunk))
-                .values(agent=None)
-                .returning(HostBeat.name)
-            )
-            released.update(rows.all())
+            await session.execute(statement.where(HostBeat.name.in_(chunk)).values(agent=None))
     await session.commit()
     for name in local:
         if agent is None or registry.carrier(name) == agent:
             registry.set_carrier(name, None)
-            released.add(name)
-    return sorted(released)
 
 
 async def take_commands(session: AsyncSession, hosts: Sequence[str], agent: str) -> int:

@@ -36,14 +36,13 @@ def check_pattern(pattern: str) -> str:
 class HostGrant:
     """What one agent may carry: hosts its patterns cover, at most `max_hosts` of them."""
 
-    agent: str
     patterns: tuple[str, ...]
     max_hosts: int
     names: frozenset[str]
     prefixes: tuple[str, ...]
 
     @classmethod
-    def of(cls, agent: str, patterns: Iterable[str], max_hosts: int) -> HostGrant:
+    def of(cls, patterns: Iterable[str], max_hosts: int) -> HostGrant:
         kept = tuple(sorted({check_pattern(p) for p in patterns}))
         names = frozenset(p for p in kept if not p.endswith("*"))
         prefixes = tuple(p[:-1] for p in kept if p.endswith("*"))
@@ -51,7 +50,7 @@ class HostGrant:
         prefixes = tuple(
             p for p in prefixes if not any(q != p and p.startswith(q) for q in prefixes)
         )
-        return cls(agent, kept, max_hosts, names, prefixes)
+        return cls(kept, max_hosts, names, prefixes)
 
     @property
     def catch_all(self) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from skyfed.compute.hosts import carriers
 from skyfed.compute.hosts.models import HostBeat
 from skyfed.compute.hosts.registry import HostRegistry, Resources
 from skyfed.db.base import utcnow
@@ -72,12 +73,7 @@ class HostSharing:
             async with self.db.session() as session:
                 written = set((await session.scalars(statement, rows)).all())
                 refused = sorted({row["name"] for row in rows} - written)
-                holders = {}
-                if refused:
-                    found = await session.execute(
-                        select(HostBeat.name, HostBeat.agent).where(HostBeat.name.in_(refused))
-                    )
-                    holders = {name: agent for name, agent in found}
+                holders = await carriers.holders(session, refused) if refused else {}
                 await session.commit()
         except Exception:
             self.registry.unshared |= names  # try again next time
