@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from skyfed.app import create_app
+from skyfed.app import ZoneProcess, create_app
 from skyfed.client import SkyfedClient
 from skyfed.settings import Settings
 
@@ -170,8 +170,8 @@ class InProcessZone:
         self._lifespan: Any = None
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def process(self) -> ZoneProcess:
+        return self.app.state.zone
 
     async def __aenter__(self) -> InProcessZone:
         self._lifespan = self.app.router.lifespan_context(self.app)
@@ -270,8 +270,8 @@ class ServedZone(ServedApp):
         super().__init__(create_app(settings), settings.port)
 
     @property
-    def runtime(self) -> Any:
-        return self.app.state.runtime
+    def process(self) -> ZoneProcess:
+        return self.app.state.zone
 
     def client(
         self, username: str | None = "admin", password: str | None = ADMIN_PASSWORD

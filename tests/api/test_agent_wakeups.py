@@ -85,7 +85,7 @@ async def test_wake_ups_cross_processes_over_the_bus(
     two = InProcessZone(zone_settings(tmp_path / "two", postgres_database, workers=0, **common))
     async with one, two:
         for zone in (one, two):  # both hear the zone's command notices
-            await _until(lambda z=zone: _true(z.runtime.compute.signals.outbound), "the bus")
+            await _until(lambda z=zone: _true(z.process.compute.ctx.signals.outbound), "the bus")
         async with (
             one.client() as admin,
             one.client("agent", AGENT_PASSWORD) as agent_at_one,

@@ -230,18 +230,18 @@ async def test_the_shared_record_decides_between_processes(
         async with one.client("a", A_PASSWORD) as a, two.client("b", B_PASSWORD) as b:
             await a.heartbeat("s-1", resources=HOST)
             await b.heartbeat("s-1", resources=HOST)  # two has not heard of a's beat yet
-            await one.runtime.sharing.share()
-            await two.runtime.sharing.share()
-            assert two.runtime.hosts.carrier("s-1") == "a"
+            await one.process.compute.sharing.share()
+            await two.process.compute.sharing.share()
+            assert two.process.compute.hosts.carrier("s-1") == "a"
             await refused(b.heartbeat("s-1", resources=HOST), 409, "host_carried")
             # A release in one process lets b take the host in the other.
             async with one.client() as admin:
                 await admin.release_host("s-1")
-            assert two.runtime.hosts.carrier("s-1") == "a"  # not read yet
+            assert two.process.compute.hosts.carrier("s-1") == "a"  # not read yet
             assert (await b.heartbeat("s-1", resources=HOST))["agent"] == "b"
-            await two.runtime.sharing.share()
-            await one.runtime.sharing.share()
-            assert one.runtime.hosts.carrier("s-1") == "b"
+            await two.process.compute.sharing.share()
+            await one.process.compute.sharing.share()
+            assert one.process.compute.hosts.carrier("s-1") == "b"
             await refused(a.heartbeat("s-1", resources=HOST), 409, "host_carried")
 
 
@@ -398,9 +398,9 @@ async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_delet
     zone: InProcessZone, admin: SkyfedClient
 ) -> None:
     """One made before grants existed (role agent through the users API)."""
-    runtime = zone.runtime
-    async with runtime.db.session() as session:
-        identity = runtime.identity(session)
+    process = zone.process
+    async with process.core.db.session() as session:
+        identity = process.identities.service(session)
         await identity.ensure_user("old-agent", "old-agent-password", "service", ["agent"])
         await session.commit()
     async with zone.client("old-agent", "old-agent-password") as old:

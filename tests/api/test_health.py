@@ -33,9 +33,9 @@ async def test_request_id_is_echoed_or_made(zone: InProcessZone) -> None:
 
 async def test_database_gone_gives_503_with_the_error_shape(zone: InProcessZone, admin) -> None:
     await admin.whoami()  # token resolved and cached while the database is up
-    live = zone.runtime.db
+    live = zone.process.core.db
     # A database nobody listens on: every query fails to connect.
-    zone.runtime.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/gone")
+    zone.process.core.db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/gone")
     try:
         async with zone.raw() as http:
             ready = await http.get("/readyz")
@@ -44,8 +44,8 @@ async def test_database_gone_gives_503_with_the_error_shape(zone: InProcessZone,
                 "/v1/zones", headers={"Authorization": f"Bearer {admin.token}"}
             )
     finally:
-        await zone.runtime.db.dispose()
-        zone.runtime.db = live
+        await zone.process.core.db.dispose()
+        zone.process.core.db = live
     assert ready.status_code == 503
     assert ready.json()["error"]["code"] == "database_unavailable"
     assert listing.status_code == 503

@@ -40,7 +40,7 @@ async def _auth(client: SkyfedClient) -> dict[str, str]:
 
 
 async def _disabled_rows(zone: InProcessZone) -> list[str]:
-    async with zone.runtime.db.session() as session:
+    async with zone.process.core.db.session() as session:
         return sorted((await session.scalars(select(DisabledHost.name))).all())
 
 
@@ -317,7 +317,7 @@ async def test_state_filter_with_paging(
     zone: InProcessZone, admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
-    monkeypatch.setattr(zone.runtime.hosts, "clock", lambda: now[0])
+    monkeypatch.setattr(zone.process.compute.hosts, "clock", lambda: now[0])
     old = [f"old{i}" for i in range(7)]
     new = [f"new{i}" for i in range(6)]
     await admin.heartbeat_batch([{"name": n} for n in old])

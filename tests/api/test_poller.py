@@ -65,7 +65,7 @@ async def test_a_child_turned_impostor_fails_alone(
         await admin.add_zone("other", other.url, "svc", SERVICE_PASSWORD)
     # "other" is gone; an impostor now answers at its port.
     async with ServedApp(impostor({}, None), port=other.port):
-        result = await zone.runtime.poller.cycle()
+        result = await zone.process.tree.poller.cycle()
     assert (result.polled, result.ok) == (2, 1)
     detail = await admin.zone_detail("other")
     assert detail["failures"] == 1
@@ -77,7 +77,7 @@ async def test_a_poll_never_undoes_an_edit_made_meanwhile(
     zone: InProcessZone, admin, child_zone: ServedZone
 ) -> None:
     await admin.add_zone("child", child_zone.url, "svc", SERVICE_PASSWORD)
-    poller = zone.runtime.poller
+    poller = zone.process.tree.poller
     real_poll = poller._poll
 
     async def poll_while_admin_edits(child: Any) -> Any:
@@ -92,7 +92,7 @@ async def test_a_poll_never_undoes_an_edit_made_meanwhile(
         poller._poll = real_poll
     detail = await admin.zone_detail("child")
     assert (detail["weight_offset"], detail["labels"]) == (7.0, {"edited": "yes"})
-    snapshot = next(iter(zone.runtime.view.children.values()))
+    snapshot = next(iter(zone.process.tree.view.children.values()))
     assert snapshot.weight_offset == 7.0
     # The next poll records normally.
     assert (await poller.cycle()).ok == 1
@@ -102,7 +102,7 @@ async def test_a_child_deleted_during_a_poll_stays_deleted(
     zone: InProcessZone, admin, child_zone: ServedZone
 ) -> None:
     await admin.add_zone("child", child_zone.url, "svc", SERVICE_PASSWORD)
-    poller = zone.runtime.poller
+    poller = zone.process.tree.poller
     real_poll = poller._poll
 
     async def poll_while_admin_deletes(child: Any) -> Any:
@@ -130,14 +130,14 @@ async def test_one_process_of_a_postgres_zone_polls_the_others_follow(
     async with InProcessZone(settings) as first, InProcessZone(settings) as second:
         async with first.client() as admin:
             await admin.add_zone("child", child_zone.url, "svc", SERVICE_PASSWORD)
-        a = await first.runtime.poller.cycle()
-        b = await second.runtime.poller.cycle()
+        a = await first.process.tree.poller.cycle()
+        b = await second.process.tree.poller.cycle()
         assert sorted([a.leader, b.leader]) == [False, True]
         leader = a if a.leader else b
         assert (leader.polled, leader.ok) == (1, 1)
         for zone in (first, second):
-            assert [c.name for c in zone.runtime.view.children.values()] == ["child"]
+            assert [c.name for c in zone.process.tree.view.children.values()] == ["child"]
         # The follower takes over when the leader's process goes away.
         leading, following = (first, second) if a.leader else (second, first)
-        await leading.runtime.poller.close()
-        assert (await following.runtime.poller.cycle()).leader
+        await leading.process.tree.poller.close()
+        assert (await following.process.tree.poller.cycle()).leader

@@ -223,7 +223,7 @@ async def test_a_refused_claim_brings_the_hosts_view_up_to_date(
     # A claim on h1 makes its allocation row; then the other process fills it.
     first = (await create(admin, name="first", flavor="m1.tiny"))["servers"][0]
     assert (await booted(admin, agent, first["id"]))["location"]["host"] == "h1"
-    async with zone.runtime.db.session() as session:
+    async with zone.process.core.db.session() as session:
         await session.execute(
             update(HostAllocation).where(HostAllocation.host == "h1").values(vcpus=16)
         )

@@ -26,13 +26,13 @@ async def agent(zone: InProcessZone) -> AsyncIterator[ScriptedAgent]:
 @contextlib.contextmanager
 def paused(zone: InProcessZone) -> Iterator[None]:
     """No task starts inside (those running go on), so new ones stay queued unbegun."""
-    worker = zone.runtime.worker
+    worker = zone.process.engine.worker
     slots, worker.concurrency = worker.concurrency, 0
     try:
         yield
     finally:
         worker.concurrency = slots
-        zone.runtime.tasks.notify()
+        zone.process.engine.store.notify()
 
 
 async def task(client: SkyfedClient, task_id: str) -> dict[str, Any]:
@@ -69,8 +69,8 @@ async def test_a_task_that_has_begun_is_not_cancelled(
     zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
 ) -> None:
     sid = await active(admin, agent)
-    zone.runtime.settings.command_timeout = 0.3  # the agent never answers the reboot
-    store = zone.runtime.tasks
+    zone.process.core.settings.command_timeout = 0.3  # the agent never answers the reboot
+    store = zone.process.engine.store
     store.backoff_base = store.backoff_cap = 3600.0  # the retry waits: the task stays queued
     reboot = await act(admin, sid, "reboot")
 
@@ -191,17 +191,17 @@ async def test_a_delete_cancelled_after_its_create_stopped_places_the_server(
 ) -> None:
     """The place task saw DELETING and ended; the delete, still queued, is cancelled:
     the server is placed after all instead of staying BUILDING."""
-    runtime = zone.runtime
+    process = zone.process
     with paused(zone):
         [brief] = (await create(admin))["servers"]
         sid = brief["id"]
         deleting = await admin.request("DELETE", f"/v1/servers/{sid}")
         # The place task runs alone (here, by hand): the delete stays queued behind it.
-        [place] = await runtime.tasks.claim("by-hand", 1, lease=30)
+        [place] = await process.engine.store.claim("by-hand", 1, lease=30)
         assert place.kind == "place"
-        result = await runtime.placer.run(place)
+        result = await process.compute.placer.run(place)
         assert result == {"placement": "cancelled"}
-        assert await runtime.tasks.succeed(place, "by-hand", result)
+        assert await process.engine.store.succeed(place, "by-hand", result)
         await cancel(admin, deleting["task_id"])
         assert (await server(admin, sid))["status"] == "BUILDING"
     await booted(admin, agent, sid)

@@ -196,7 +196,7 @@ async def test_state_dir_and_database_are_private(tmp_path: Path) -> None:
     state.mkdir(mode=0o755)
     async with InProcessZone(zone_settings(state, None)) as zone:
         await zone.client().__aenter__()
-        db = Path(zone.runtime.db.url.database)
+        db = Path(zone.process.core.db.url.database)
         assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
         for path in (db, state / "secret.key"):
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
@@ -210,7 +210,7 @@ async def test_integrity_errors_do_not_log_bound_parameters(
 ) -> None:
     """The attack: a failed statement's logged message carried its parameters (hashes,
     sealed secrets, metadata)."""
-    async with zone.runtime.db.session() as session:
+    async with zone.process.core.db.session() as session:
         admin = await session.scalar(select(User).where(User.name == "admin"))
         assert admin is not None
         session.add(

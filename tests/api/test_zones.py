@@ -161,11 +161,11 @@ async def test_child_password_is_encrypted_at_rest(zone: InProcessZone, admin, c
     from sqlalchemy import text
 
     await _add(admin, child_zone)
-    async with zone.runtime.db.session() as session:
+    async with zone.process.core.db.session() as session:
         rows = (await session.execute(text("SELECT * FROM child_zones"))).all()
     assert len(rows) == 1
     dumped = repr(rows).encode() + b"".join(v for v in rows[0] if isinstance(v, bytes | memoryview))
     assert SERVICE_PASSWORD.encode() not in dumped
     # ... and it is still usable: the poller logs in with it.
-    result = await zone.runtime.poller.cycle()
+    result = await zone.process.tree.poller.cycle()
     assert (result.polled, result.ok) == (1, 1)

@@ -55,7 +55,7 @@ async def test_a_child_over_amqp_is_probed_polled_and_listed(
 
     async with bus_child.client() as child_admin:
         await child_admin.heartbeat("h2", resources={"vcpus": 8, "ram_mb": 8192})
-    result = await zone.runtime.poller.cycle()
+    result = await zone.process.tree.poller.cycle()
     assert (result.polled, result.ok) == (1, 1)
     assert (await admin.zone())["summary"]["hosts"] == 2
 

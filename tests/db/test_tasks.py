@@ -13,9 +13,14 @@ from sqlalchemy import select, update
 from skyfed.db.base import utcnow
 from skyfed.db.engine import Database
 from skyfed.errors import Conflict
+from skyfed.tasks.kinds import Kind
 from skyfed.tasks.models import Task
 from skyfed.tasks.store import TaskStore
-from skyfed.tasks.worker import Kind, RetryLater, TaskFailed, Worker
+from skyfed.tasks.worker import RetryLater, TaskFailed, Worker
+
+
+async def _never_run(task: Task) -> None:
+    raise AssertionError("these tests run no worker")
 
 
 async def enqueue(store: TaskStore, resource: str, kind: str = "k", **payload: Any) -> Task:
@@ -128,7 +133,7 @@ async def test_a_retry_runs_its_kinds_hook_in_the_same_transaction(store: TaskSt
         if broken:
             raise RuntimeError("cannot make it ready")
 
-    store.on_retry["hooked"] = hook
+    store.register({"hooked": Kind(_never_run, retry=hook)})
     assert (await store.retry(plain.id)).state == "queued"
     assert seen == []
     broken = True
@@ -219,7 +224,7 @@ async def test_worker_retries_transient_failures_and_gives_up_on_permanent_ones(
     flaky_task = await enqueue(store, "f", mode="flaky")
     broken = await enqueue(store, "b", mode="broken")
     crash = await enqueue(store, "c", mode="crash")
-    worker = Worker(store, {"k": Kind(flaky, give_up)}, poll_interval=0.02, name="w")
+    worker = Worker(store, {"k": Kind(flaky, give_up=give_up)}, poll_interval=0.02, name="w")
     job = asyncio.create_task(worker.run())
     try:
         for task in (flaky_task, broken, crash):
@@ -403,7 +408,9 @@ async def test_a_cancel_undoes_its_request_in_its_own_transaction(store: TaskSto
     async def refuse(session: Any, task: Task) -> None:
         raise Conflict("not now")
 
-    store.on_cancel.update(undoable=undo, refusing=refuse)
+    store.register(
+        {"undoable": Kind(_never_run, cancel=undo), "refusing": Kind(_never_run, cancel=refuse)}
+    )
     undoable = await enqueue(store, "u", kind="undoable")
     assert (await store.cancel(undoable.id)).state == "cancelled"
     [undone] = await store.list(resource_id="u", kind="undone")

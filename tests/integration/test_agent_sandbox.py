@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from skyfed.app import build_runtime
+from skyfed.app import build_zone
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sandbox import Confinement, SandboxOptions
@@ -144,7 +144,7 @@ async def test_a_server_cannot_read_a_zones_secret_key(
 ) -> None:
     settings = Settings(name="z1", state_dir=base / "zone")
     if made_by == "app":  # as a zone makes its state directory
-        build_runtime(settings)
+        build_zone(settings)
     else:  # a directory anyone may list: the key file alone (0600) holds
         settings.state_dir.mkdir(mode=0o755)
         Vault.from_key_file(settings.state_dir / "secret.key")

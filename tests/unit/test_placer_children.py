@@ -23,7 +23,7 @@ def snapshot(child_id: str, units: int) -> ChildSnapshot:
 
 
 def placer_over(*children: ChildSnapshot) -> Placer:
-    view = ZoneView(hosts=None, flavors=[])  # type: ignore[arg-type]  # children only
+    view = ZoneView()  # children only
     for child in children:
         view.put_child(child)
     settings = SimpleNamespace(scheduler_strategy="spread", scheduler_sample=32, child_wait=1.0)

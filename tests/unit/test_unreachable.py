@@ -33,7 +33,7 @@ def child(name: str, state: str, summary: Summary, below: Unreachable | None = N
 
 
 def view_of(*children: ChildSnapshot) -> ZoneView:
-    view = ZoneView(hosts=None, flavors=[])  # type: ignore[arg-type]  # children only
+    view = ZoneView()  # children only
     for c in children:
         view.put_child(c)
     return view

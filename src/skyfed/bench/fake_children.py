@@ -30,8 +30,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from skyfed.bench.sim_hosts import fill_registry, new_registry, zone_hosts
+from skyfed.compute.hosts.registry import HostRegistry
+from skyfed.compute.hosts.section import HostsSection
 from skyfed.settings import DEFAULT_FLAVORS
-from skyfed.zones.view import ZoneView
+from skyfed.zones.summary import Summary
 
 SERVICE_USERNAME = "skyfed-service"
 SERVICE_PASSWORD = "bench-service-password"  # a throwaway account of throwaway fake zones
@@ -116,6 +118,13 @@ def build_app(reports: dict[str, dict[str, Any]], latency: float = 0.0) -> Starl
     )
 
 
+def _local_summary(registry: HostRegistry) -> Summary:
+    """What a zone holding `registry`'s hosts reports of itself."""
+    summary = HostsSection(registry, DEFAULT_FLAVORS).summary()
+    summary.zones = 1
+    return summary
+
+
 def build_reports(count: int, hosts_per_child: int) -> dict[str, dict[str, Any]]:
     reports = {}
     for i, name in enumerate(child_names(count)):
@@ -125,7 +134,7 @@ def build_reports(count: int, hosts_per_child: int) -> dict[str, dict[str, Any]]
             "id": child_id(name),
             "name": name,
             "capabilities": {"region": "bench", "dc": name},
-            "summary": ZoneView(registry, DEFAULT_FLAVORS).local_summary().to_dict(),
+            "summary": _local_summary(registry).to_dict(),
             "children": [],
         }
     return reports

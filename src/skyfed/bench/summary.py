@@ -36,6 +36,7 @@ from rich.table import Table
 
 from skyfed.bench.sim_hosts import BenchError, fill_registry, heartbeats, new_registry, zone_hosts
 from skyfed.compute.hosts.registry import HostRecord, HostRegistry
+from skyfed.compute.hosts.section import HostsSection
 from skyfed.settings import DEFAULT_FLAVORS, FlavorSpec, Settings
 from skyfed.zones.summary import FlavorLike, NumericStats, Summary
 from skyfed.zones.view import ZoneView
@@ -121,7 +122,8 @@ def bench_summary(hosts: int, repeat: int, say: Callable[[str], None]) -> dict[s
     if len(registry) != hosts:
         raise BenchError(f"registry holds {len(registry)} hosts, expected {hosts}")
 
-    view = ZoneView(registry, flavors, max_age=3600.0)
+    view = ZoneView(max_age=3600.0)
+    view.add_section(HostsSection(registry, flavors))
     say(f"timing summaries, {repeat} runs each")
     build_s: list[float] = []
     fold_s: list[float] = []

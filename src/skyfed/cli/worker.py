@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from skyfed.app import build_runtime, running
+from skyfed.app import build_zone, running
 from skyfed.logs import configure_logging
 from skyfed.settings import Settings
 
@@ -49,5 +49,5 @@ async def _run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(build_runtime(settings), api=False):
+    async with running(build_zone(settings), api=False):
         await stop.wait()

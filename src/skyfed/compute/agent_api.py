@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from skyfed.compute import commands
+from skyfed.compute.deps import PartsDep
 from skyfed.compute.schemas import (
     AgentCommand,
     AgentCommands,
@@ -26,7 +27,6 @@ from skyfed.compute.schemas import (
 from skyfed.errors import Forbidden, NotFound
 from skyfed.identity.deps import PrincipalDep
 from skyfed.identity.principal import AGENT, Principal
-from skyfed.runtime import RuntimeDep
 from skyfed.schema_types import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -49,17 +49,17 @@ ThisAgentDep = Annotated[Principal, Depends(require_this_agent)]
 async def poll_commands(
     agent: Agent,
     _: ThisAgentDep,
-    runtime: RuntimeDep,
+    parts: PartsDep,
     wait: Annotated[float, Query(ge=0, le=60)] = 20.0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> AgentCommands:
     """Pending commands of this agent past `after` (a `seq` it was given before; 0 for
     all of them, those already delivered too); waits up to `wait` seconds for one."""
-    ctx = runtime.compute
-    wait = min(wait, runtime.settings.agent_poll_max)
+    ctx = parts.ctx
+    wait = min(wait, parts.core.settings.agent_poll_max)
     found = await commands.poll(
-        ctx.db, ctx.signals, agent, limit, wait, reread=runtime.settings.poll_reread, after=after
+        ctx.db, ctx.signals, agent, limit, wait, reread=parts.core.settings.poll_reread, after=after
     )
     return AgentCommands(
         commands=[
@@ -82,20 +82,20 @@ async def command_result(
     command_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     body: CommandResultIn,
     _: ThisAgentDep,
-    runtime: RuntimeDep,
+    parts: PartsDep,
 ) -> Response:
-    if not await runtime.server_handlers.command_result(agent, command_id, body.model_dump()):
+    if not await parts.handlers.command_result(agent, command_id, body.model_dump()):
         raise NotFound(f"agent '{agent}' has no command '{command_id}'")
     return Response(status_code=204)
 
 
 @router.post("/{agent}/results", response_model=CommandResultsOut)
 async def command_results(
-    agent: Agent, body: CommandResultsIn, _: ThisAgentDep, runtime: RuntimeDep
+    agent: Agent, body: CommandResultsIn, _: ThisAgentDep, parts: PartsDep
 ) -> CommandResultsOut:
     """Many commands' results at once, applied in order in one transaction; `known` is
     false for a command this agent does not have (its result is ignored)."""
-    known = await runtime.server_handlers.command_results(
+    known = await parts.handlers.command_results(
         agent, [(r.id, r.model_dump(exclude={"id"})) for r in body.results]
     )
     return CommandResultsOut(
@@ -107,11 +107,9 @@ async def command_results(
 
 @router.post("/{agent}/events")
 async def agent_events(
-    agent: Agent, body: AgentEventsIn, _: ThisAgentDep, runtime: RuntimeDep
+    agent: Agent, body: AgentEventsIn, _: ThisAgentDep, parts: PartsDep
 ) -> dict[str, int]:
     """Servers that changed on their own; `refused` counts events for servers this
     agent does not hold (on a host another agent carries, or not known here)."""
-    applied, refused = await runtime.server_handlers.events(
-        agent, [e.model_dump() for e in body.events]
-    )
+    applied, refused = await parts.handlers.events(agent, [e.model_dump() for e in body.events])
     return {"applied": applied, "refused": refused}

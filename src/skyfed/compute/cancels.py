@@ -25,7 +25,6 @@ from skyfed.compute.models import Server
 from skyfed.db.base import utcnow
 from skyfed.errors import Conflict
 from skyfed.tasks.models import UNFINISHED, Task
-from skyfed.tasks.store import TaskStore
 
 BEFORE = "before"
 # An action's state before it, when its task predates `before` being recorded:
@@ -80,13 +79,10 @@ async def _server(session: AsyncSession, server_id: str) -> Server | None:
 
 
 class Cancels:
-    """What cancelling each compute task kind undoes, registered on the zone's task store."""
+    """What cancelling each compute task kind undoes (the kinds' cancel hooks)."""
 
     def __init__(self, ctx: ComputeContext) -> None:
         self.ctx = ctx
-
-    def register(self, store: TaskStore) -> None:
-        store.on_cancel.update(place=self.place, action=self.action, delete=self.delete)
 
     async def place(self, session: AsyncSession, task: Task) -> None:
         """A create cancelled: the server is not wanted, as when placement fails.

@@ -27,13 +27,13 @@ from skyfed.compute.lifecycle import (
     after_command,
     after_exit,
 )
-from skyfed.compute.models import HostCommand, Location, Server
+from skyfed.compute.models import HostCommand, Server
 from skyfed.compute.placement import asked_child, principal_from
 from skyfed.db.base import utcnow
 from skyfed.tasks.models import Task
-from skyfed.tasks.worker import Kind, RetryLater
+from skyfed.tasks.worker import RetryLater
 from skyfed.transport.base import ZoneRequest
-from skyfed.zones.models import ChildZone
+from skyfed.zones.models import ChildZone, Location
 
 log = logging.getLogger(__name__)
 Released = tuple[str, int, int, int]  # host, vcpus, ram_mb, disk_gb given back
@@ -42,13 +42,6 @@ Released = tuple[str, int, int, int]  # host, vcpus, ram_mb, disk_gb given back
 class ServerHandlers:
     def __init__(self, ctx: ComputeContext) -> None:
         self.ctx = ctx
-
-    def kinds(self, placer_run: Any, placer_give_up: Any) -> dict[str, Kind]:
-        return {
-            "place": Kind(placer_run, placer_give_up),
-            "action": Kind(self.action, self.action_gave_up),
-            "delete": Kind(self.delete, self.delete_gave_up),
-        }
 
     # -- actions -------------------------------------------------------------------
 

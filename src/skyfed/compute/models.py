@@ -1,4 +1,4 @@
-"""Compute tables: flavors, servers, the location index, host allocations and host commands."""
+"""Compute tables: flavors, servers, host allocations and host commands."""
 
 from __future__ import annotations
 
@@ -67,20 +67,6 @@ class Server(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-
-
-class Location(Base):
-    """The location index: which child zone, or which local host, holds a resource."""
-
-    __tablename__ = "locations"
-    __table_args__ = (Index("ix_locations_project", "project_id", "kind", "target"),)
-
-    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    project_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(8))  # "zone" (a child's id) or "host" (a name)
-    target: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class HostAllocation(Base):

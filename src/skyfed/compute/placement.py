@@ -29,7 +29,7 @@ from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
 from skyfed.compute.hosts.registry import HostRecord
 from skyfed.compute.lifecycle import BUILDING, DELETING, ERROR, SCHEDULING, SPAWNING
-from skyfed.compute.models import Location, Server
+from skyfed.compute.models import Server
 from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
@@ -40,7 +40,7 @@ from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater
 from skyfed.zones.capabilities import parse_constraints
-from skyfed.zones.models import ChildZone
+from skyfed.zones.models import ChildZone, Location
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from skyfed.compute.lifecycle import (
     begin_action,
     begin_delete,
 )
-from skyfed.compute.models import Flavor, Location, Server
+from skyfed.compute.models import Flavor, Server
 from skyfed.compute.placement import Placer, placement_request, principal_payload
 from skyfed.compute.schemas import (
     FlavorCreate,
@@ -50,7 +50,7 @@ from skyfed.settings import FlavorSpec
 from skyfed.tasks.models import Task
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones.capabilities import parse_constraints
-from skyfed.zones.models import ChildZone
+from skyfed.zones.models import ChildZone, Location
 from skyfed.zones.summary import Summary
 
 

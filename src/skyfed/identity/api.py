@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from skyfed.core import SessionDep
 from skyfed.errors import BadRequest
-from skyfed.identity.deps import ActingDep, AdminDep, BearerDep, PrincipalDep
+from skyfed.identity.deps import ActingDep, AdminDep, BearerDep, IdentitiesDep, PrincipalDep
 from skyfed.identity.principal import AGENT
 from skyfed.identity.schemas import (
     ProjectCreate,
@@ -20,7 +21,6 @@ from skyfed.identity.schemas import (
     UserOut,
 )
 from skyfed.identity.service import user_out
-from skyfed.runtime import RuntimeDep, SessionDep
 from skyfed.settings import NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["identity"])
@@ -47,20 +47,20 @@ def client_address(request: Request, trusted_proxies: list[str]) -> str:
     responses={429: {"description": "too many failed logins for this user or address"}},
 )
 async def issue_token(
-    body: TokenRequest, request: Request, runtime: RuntimeDep, session: SessionDep
+    body: TokenRequest, request: Request, identities: IdentitiesDep, session: SessionDep
 ) -> TokenOut:
-    source = client_address(request, runtime.settings.trusted_proxies)
-    return await runtime.identity(session).issue_token(body.username, body.password, source)
+    source = client_address(request, identities.core.settings.trusted_proxies)
+    return await identities.service(session).issue_token(body.username, body.password, source)
 
 
 @router.delete("/auth/tokens", status_code=204)
 async def revoke_token(
-    principal: PrincipalDep, credentials: BearerDep, runtime: RuntimeDep, session: SessionDep
+    principal: PrincipalDep, credentials: BearerDep, identities: IdentitiesDep, session: SessionDep
 ) -> Response:
     """Revoke the token this request carries (log out)."""
     if credentials is None:  # a signed call over the bus: there is no token
         raise BadRequest("this call carries no token to revoke")
-    await runtime.identity(session).revoke_token(credentials.credentials)
+    await identities.service(session).revoke_token(credentials.credentials)
     return Response(status_code=204)
 
 
@@ -77,15 +77,15 @@ async def whoami(principal: ActingDep) -> dict[str, object]:
 
 @router.post("/projects", status_code=201, response_model=ProjectOut)
 async def create_project(
-    body: ProjectCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+    body: ProjectCreate, _: AdminDep, identities: IdentitiesDep, session: SessionDep
 ) -> ProjectOut:
-    project = await runtime.identity(session).create_project(body)
+    project = await identities.service(session).create_project(body)
     return ProjectOut.model_validate(project, from_attributes=True)
 
 
 @router.get("/projects", response_model=ProjectList)
-async def list_projects(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> ProjectList:
-    projects = await runtime.identity(session).list_projects()
+async def list_projects(_: AdminDep, identities: IdentitiesDep, session: SessionDep) -> ProjectList:
+    projects = await identities.service(session).list_projects()
     return ProjectList(
         projects=[ProjectOut.model_validate(p, from_attributes=True) for p in projects]
     )
@@ -93,15 +93,15 @@ async def list_projects(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -
 
 @router.delete("/projects/{ref}", status_code=204)
 async def delete_project(
-    ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+    ref: Ref, _: AdminDep, identities: IdentitiesDep, session: SessionDep
 ) -> Response:
-    await runtime.identity(session).delete_project(ref)
+    await identities.service(session).delete_project(ref)
     return Response(status_code=204)
 
 
 @router.post("/users", status_code=201, response_model=UserOut)
 async def create_user(
-    body: UserCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+    body: UserCreate, _: AdminDep, identities: IdentitiesDep, session: SessionDep
 ) -> UserOut:
     if AGENT in body.roles:
         # An agent account without a grant could carry nothing: made with its grant.
@@ -109,17 +109,17 @@ async def create_user(
             "agent accounts are made with POST /v1/agents (with the hosts they may carry)",
             code="use_agents_api",
         )
-    return user_out(await runtime.identity(session).create_user(body))
+    return user_out(await identities.service(session).create_user(body))
 
 
 @router.get("/users", response_model=UserList)
-async def list_users(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> UserList:
-    return UserList(users=[user_out(u) for u in await runtime.identity(session).list_users()])
+async def list_users(_: AdminDep, identities: IdentitiesDep, session: SessionDep) -> UserList:
+    return UserList(users=[user_out(u) for u in await identities.service(session).list_users()])
 
 
 @router.delete("/users/{ref}", status_code=204)
 async def delete_user(
-    ref: Ref, principal: AdminDep, runtime: RuntimeDep, session: SessionDep
+    ref: Ref, principal: AdminDep, identities: IdentitiesDep, session: SessionDep
 ) -> Response:
-    await runtime.identity(session).delete_user(ref, caller=principal)
+    await identities.service(session).delete_user(ref, caller=principal)
     return Response(status_code=204)

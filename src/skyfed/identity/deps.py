@@ -20,7 +20,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from skyfed.client import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
+from skyfed.core import provided
 from skyfed.errors import BadRequest, Forbidden, Unauthorized
+from skyfed.identity.identities import Identities
 from skyfed.identity.principal import (
     ADMIN,
     AGENT,
@@ -30,16 +32,16 @@ from skyfed.identity.principal import (
     Principal,
 )
 from skyfed.identity.service import token_digest
-from skyfed.runtime import RuntimeDep
 from skyfed.transport.signing import BUS_CALLER
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/tokens")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 _ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+IdentitiesDep = Annotated[Identities, Depends(provided(Identities))]
 
 
 async def token_principal(
-    request: Request, runtime: RuntimeDep, credentials: BearerDep
+    request: Request, identities: IdentitiesDep, credentials: BearerDep
 ) -> Principal:
     """Who the bearer token belongs to; over the bus, who signed the call."""
     signed = request.scope.get(BUS_CALLER)
@@ -48,10 +50,10 @@ async def token_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (POST /v1/auth/tokens)")
     # Most calls carry a token resolved moments ago: no session for those.
-    caller = runtime.tokens.get(token_digest(credentials.credentials))
+    caller = identities.tokens.get(token_digest(credentials.credentials))
     if caller is None:
-        async with runtime.db.session() as session:
-            caller = await runtime.identity(session).resolve_token(credentials.credentials)
+        async with identities.core.db.session() as session:
+            caller = await identities.service(session).resolve_token(credentials.credentials)
     return caller
 
 

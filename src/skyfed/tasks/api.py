@@ -5,15 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
+from skyfed.core import provided
 from skyfed.errors import NotFound
 from skyfed.identity.deps import DirectUserDep
 from skyfed.identity.principal import Principal
-from skyfed.runtime import RuntimeDep
 from skyfed.tasks.models import STATES, Task
+from skyfed.tasks.store import TaskStore
 
+StoreDep = Annotated[TaskStore, Depends(provided(TaskStore))]
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 TaskId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
@@ -50,7 +52,7 @@ def _visible(task: Task, principal: Principal) -> TaskOut:
 @router.get("", response_model=TaskList)
 async def list_tasks(
     principal: DirectUserDep,
-    runtime: RuntimeDep,
+    store: StoreDep,
     state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
     resource_id: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
@@ -59,7 +61,7 @@ async def list_tasks(
 ) -> TaskList:
     """Newest first; page with `marker` (the `next_marker` of the previous page)."""
     project = None if principal.is_admin else principal.project_id
-    tasks = await runtime.tasks.list(
+    tasks = await store.list(
         project_id=project,
         state=state,
         resource_id=resource_id,
@@ -75,20 +77,20 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-async def get_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
-    return _visible(await runtime.tasks.get(task_id), principal)
+async def get_task(task_id: TaskId, principal: DirectUserDep, store: StoreDep) -> TaskOut:
+    return _visible(await store.get(task_id), principal)
 
 
 @router.post("/{task_id}/retry", response_model=TaskOut)
-async def retry_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
+async def retry_task(task_id: TaskId, principal: DirectUserDep, store: StoreDep) -> TaskOut:
     """Run a failed or cancelled task again (409 otherwise)."""
-    _visible(await runtime.tasks.get(task_id), principal)
-    return TaskOut.model_validate(await runtime.tasks.retry(task_id), from_attributes=True)
+    _visible(await store.get(task_id), principal)
+    return TaskOut.model_validate(await store.retry(task_id), from_attributes=True)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
-async def cancel_task(task_id: TaskId, principal: DirectUserDep, runtime: RuntimeDep) -> TaskOut:
+async def cancel_task(task_id: TaskId, principal: DirectUserDep, store: StoreDep) -> TaskOut:
     """Cancel a queued task that has not begun (409 otherwise: one queued again after an
     attempt may already have had effects), putting its resource back as it was."""
-    _visible(await runtime.tasks.get(task_id), principal)
-    return TaskOut.model_validate(await runtime.tasks.cancel(task_id), from_attributes=True)
+    _visible(await store.get(task_id), principal)
+    return TaskOut.model_validate(await store.cancel(task_id), from_attributes=True)

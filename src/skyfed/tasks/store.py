@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from skyfed.coalesce import Coalescer
 from skyfed.db.base import new_id, utcnow
 from skyfed.db.engine import Database
 from skyfed.errors import Conflict, NotFound
+from skyfed.tasks.kinds import Kind
 from skyfed.tasks.models import (
     CANCELLED,
     FAILED,
@@ -34,14 +35,6 @@ from skyfed.tasks.models import (
 )
 
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-
-
-# Undoes what accepting a task's request set up (its resource's state), in the cancel's
-# own transaction: a crash leaves both or neither.
-CancelHook = Callable[[AsyncSession, Task], Awaitable[None]]
-# Makes a task's resource ready to run it again (a failed placement pending again), in
-# the transaction that queues the task again.
-RetryHook = Callable[[AsyncSession, Task], Awaitable[None]]
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -93,12 +86,9 @@ class TaskStore:
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._running_here: set[str] = set()
         self._claims: dict[int, Any] = {}  # claim statements by limit
-        # By task kind: what a cancel undoes, registered by the feature owning the kind
-        # (on the store: a process without workers cancels too). Kinds with none had
-        # no effect before their first attempt.
-        self.on_cancel: dict[str, CancelHook] = {}
-        # By task kind: what a retry sets up again first, registered the same way.
-        self.on_retry: dict[str, RetryHook] = {}
+        # Every kind the zone's features declared, with its hooks: on the store, so a
+        # process without workers cancels and retries too.
+        self.kinds: dict[str, Kind] = {}
         self._successes: Coalescer[str, tuple[Task, dict[str, Any]], bool] = Coalescer(
             self._succeed_many, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
@@ -120,6 +110,13 @@ class TaskStore:
                 lease_expires=None,
             )
         )
+
+    def register(self, kinds: Mapping[str, Kind]) -> None:
+        """Declare task kinds (a feature's, as the zone is composed); a name is taken once."""
+        taken = kinds.keys() & self.kinds.keys()
+        if taken:
+            raise ValueError(f"task kinds declared twice: {', '.join(sorted(taken))}")
+        self.kinds.update(kinds)
 
     # -- producing -------------------------------------------------------------
 
@@ -492,15 +489,15 @@ class TaskStore:
                 raise Conflict(
                     f"task '{task_id}' is {task.state}; only failed or cancelled tasks retry"
                 )
-            if task.state == CANCELLED and task.kind in self.on_cancel:
+            kind = self.kinds.get(task.kind)
+            if task.state == CANCELLED and kind is not None and kind.cancel is not None:
                 raise Conflict(
                     f"task '{task_id}' was cancelled and its {task.kind} request undone;"
                     " make the request again instead",
                     code="task_undone",
                 )
-            hook = self.on_retry.get(task.kind)
-            if hook is not None:
-                await hook(session, task)
+            if kind is not None and kind.retry is not None:
+                await kind.retry(session, task)
             task.state, task.attempts, task.run_after = QUEUED, 0, now
             task.finished_at, task.updated_at = None, now
             await session.commit()
@@ -527,9 +524,9 @@ class TaskStore:
                 .execution_options(synchronize_session=False)
             )
             if task is not None:
-                undo = self.on_cancel.get(task.kind)
-                if undo is not None:
-                    await undo(session, task)
+                kind = self.kinds.get(task.kind)
+                if kind is not None and kind.cancel is not None:
+                    await kind.cancel(session, task)
                 await session.commit()
             else:
                 await session.rollback()

@@ -12,11 +12,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from skyfed.logs import request_id
+from skyfed.tasks.kinds import Kind
 from skyfed.tasks.models import Task
 from skyfed.tasks.store import TaskStore
 
@@ -29,18 +28,6 @@ class RetryLater(Exception):
 
 class TaskFailed(Exception):
     """A permanent failure: the task ends failed with this message."""
-
-
-Handler = Callable[[Task], Awaitable[dict[str, Any] | None]]
-GiveUp = Callable[[Task, str], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """How to run one kind of task, and what to do when it fails for good."""
-
-    run: Handler
-    give_up: GiveUp | None = None
 
 
 def worker_name() -> str:

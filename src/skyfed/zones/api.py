@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 
+from skyfed.core import SessionDep, provided
 from skyfed.identity.deps import AdminDep, PeerDep
-from skyfed.runtime import RuntimeDep, SessionDep
 from skyfed.settings import NAME_PATTERN
 from skyfed.zones.models import ChildZone
 from skyfed.zones.schemas import (
@@ -20,13 +20,15 @@ from skyfed.zones.schemas import (
     ZoneUpdate,
 )
 from skyfed.zones.service import ZoneService
+from skyfed.zones.tree import ZoneTree
 
 router = APIRouter(prefix="/v1", tags=["zones"])
 Ref = Annotated[str, Path(pattern=NAME_PATTERN, description="A child zone's id or name")]
+TreeDep = Annotated[ZoneTree, Depends(provided(ZoneTree))]
 
 
-def _service(runtime: RuntimeDep, session: SessionDep) -> ZoneService:
-    return ZoneService(session, runtime.zone_context())
+def _service(tree: TreeDep, session: SessionDep) -> ZoneService:
+    return ZoneService(session, tree.context())
 
 
 def _out(child: ChildZone) -> ZoneOut:
@@ -34,60 +36,56 @@ def _out(child: ChildZone) -> ZoneOut:
 
 
 @router.get("/zone", response_model=ZoneSelf)
-async def this_zone(_: PeerDep, runtime: RuntimeDep) -> ZoneSelf:
-    summary, built_at = runtime.view.summary()
-    unreachable = runtime.view.unreachable()
+async def this_zone(_: PeerDep, tree: TreeDep) -> ZoneSelf:
+    summary, built_at = tree.view.summary()
+    unreachable = tree.view.unreachable()
     return ZoneSelf(
-        id=runtime.zone_id,
-        name=runtime.settings.name,
-        capabilities=dict(runtime.settings.capabilities),
+        id=tree.core.zone_id,
+        name=tree.core.settings.name,
+        capabilities=dict(tree.core.settings.capabilities),
         summary=summary.to_dict(),
         unreachable=unreachable.to_dict() if unreachable.paths else None,
         children=[
             ChildBrief(id=c.id, name=c.name, state=c.state, hosts=c.summary.hosts)  # type: ignore[arg-type]
-            for c in sorted(runtime.view.children.values(), key=lambda c: c.name)
+            for c in sorted(tree.view.children.values(), key=lambda c: c.name)
         ],
         generated_at=built_at,
     )
 
 
 @router.post("/zones", status_code=201, response_model=ZoneOut)
-async def add_zone(
-    body: ZoneCreate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
-) -> ZoneOut:
+async def add_zone(body: ZoneCreate, _: AdminDep, tree: TreeDep, session: SessionDep) -> ZoneOut:
     """Add a child: the parent logs in to it first and stores nothing if that fails."""
-    return _out(await _service(runtime, session).add(body))
+    return _out(await _service(tree, session).add(body))
 
 
 @router.get("/zones", response_model=ZoneList)
-async def list_zones(_: AdminDep, runtime: RuntimeDep, session: SessionDep) -> ZoneList:
-    return ZoneList(zones=[_out(c) for c in await _service(runtime, session).list()])
+async def list_zones(_: AdminDep, tree: TreeDep, session: SessionDep) -> ZoneList:
+    return ZoneList(zones=[_out(c) for c in await _service(tree, session).list()])
 
 
 @router.get("/zones/{ref}", response_model=ZoneOut)
-async def get_zone(ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep) -> ZoneOut:
-    return _out(await _service(runtime, session).find(ref))
+async def get_zone(ref: Ref, _: AdminDep, tree: TreeDep, session: SessionDep) -> ZoneOut:
+    return _out(await _service(tree, session).find(ref))
 
 
 @router.get("/zones/{ref}/detail", response_model=ZoneDetail)
-async def zone_detail(
-    ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep
-) -> ZoneDetail:
-    child = await _service(runtime, session).find(ref)
+async def zone_detail(ref: Ref, _: AdminDep, tree: TreeDep, session: SessionDep) -> ZoneDetail:
+    child = await _service(tree, session).find(ref)
     return ZoneDetail.model_validate(child, from_attributes=True)
 
 
 @router.put("/zones/{ref}", response_model=ZoneOut)
 async def update_zone(
-    ref: Ref, body: ZoneUpdate, _: AdminDep, runtime: RuntimeDep, session: SessionDep
+    ref: Ref, body: ZoneUpdate, _: AdminDep, tree: TreeDep, session: SessionDep
 ) -> ZoneOut:
-    return _out(await _service(runtime, session).update(ref, body))
+    return _out(await _service(tree, session).update(ref, body))
 
 
 @router.delete("/zones/{ref}", status_code=204)
 async def delete_zone(
-    ref: Ref, _: AdminDep, runtime: RuntimeDep, session: SessionDep, force: bool = False
+    ref: Ref, _: AdminDep, tree: TreeDep, session: SessionDep, force: bool = False
 ) -> Response:
     """Remove a child zone (409 while it holds servers placed from here, unless force)."""
-    await _service(runtime, session).delete(ref, force=force)
+    await _service(tree, session).delete(ref, force=force)
     return Response(status_code=204)

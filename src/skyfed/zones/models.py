@@ -1,11 +1,11 @@
-"""Zone tables: this zone's own identity and the child zones it routes to."""
+"""Zone tables: this zone's own identity, the child zones it routes to, the location index."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, LargeBinary, String
+from sqlalchemy import JSON, Float, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skyfed.db.base import Base, UTCDateTime, new_id, utcnow
@@ -52,3 +52,21 @@ class ChildZone(Base):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Location(Base):
+    """The location index: which child zone, or which local host, holds a resource.
+
+    Every feature records its resources here (`resource_type` names the kind: server,
+    container, volume...), so requests follow it to the zone that holds one.
+    """
+
+    __tablename__ = "locations"
+    __table_args__ = (Index("ix_locations_project", "project_id", "kind", "target"),)
+
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # "zone" (a child's id) or "host" (a name)
+    target: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,14 +14,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.compute.models import Location, Server
 from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
 from skyfed.transport.amqp import without_password
 from skyfed.transport.names import queue_for
 from skyfed.zones.links import ChildLinks, Reach, ZoneReport, probe_child
-from skyfed.zones.models import ChildZone
+from skyfed.zones.models import ChildZone, Location
 from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
 from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
 from skyfed.zones.view import ZoneView, snapshot_of
@@ -37,6 +37,8 @@ class ZoneContext:
     probe_timeout: float
     allowed_hosts: tuple[HostPattern, ...]
     max_answer_bytes: int
+    # Each feature's forgetting of its records of resources in a child removed by force.
+    child_removed: Sequence[Callable[[AsyncSession, str], Awaitable[None]]] = ()
 
 
 class ZoneService:
@@ -175,10 +177,8 @@ class ZoneService:
                 code="zone_not_empty",
             )
         if held:
-            ids = select(Location.resource_id).where(
-                Location.kind == "zone", Location.target == child.id
-            )
-            await self.session.execute(sa_delete(Server).where(Server.id.in_(ids)))
+            for forget in self.ctx.child_removed:
+                await forget(self.session, child.id)
             await self.session.execute(
                 sa_delete(Location).where(Location.kind == "zone", Location.target == child.id)
             )

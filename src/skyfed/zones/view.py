@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.schema_types import PATH_PATTERN
 from skyfed.zones.models import ChildZone
-from skyfed.zones.summary import FlavorLike, Summary, SummaryError, summarize_hosts
+from skyfed.zones.summary import Summary, SummaryError
 
 # Paths of unreachable zones a zone reports at most: enough to name them, bounded.
 MAX_UNREACHABLE_PATHS = 32
@@ -104,22 +103,27 @@ def snapshot_of(
     )
 
 
+class LocalSection(Protocol):
+    """What a feature adds to the summary of this zone's own resources (compute: its
+    hosts)."""
+
+    @property
+    def version(self) -> Hashable:
+        """Changes whenever `summary()` may have changed."""
+        ...
+
+    def summary(self) -> Summary: ...
+
+
 class ZoneView:
-    def __init__(
-        self,
-        hosts: HostRegistry,
-        flavors: Sequence[FlavorLike],
-        max_age: float = 1.0,
-        clock: Any = time.monotonic,
-    ) -> None:
-        self.hosts = hosts
-        self.flavors = list(flavors)
+    def __init__(self, max_age: float = 1.0, clock: Any = time.monotonic) -> None:
+        self.sections: list[LocalSection] = []
         self.max_age = max_age
         self.clock = clock
         self.children: dict[str, ChildSnapshot] = {}
         self._put_at: dict[str, float] = {}
         self._children_version = 0
-        self._cached: tuple[tuple[int, int], float, Summary, datetime] | None = None
+        self._cached: tuple[tuple[Hashable, ...], float, Summary, datetime] | None = None
 
     @property
     def children_version(self) -> int:
@@ -145,14 +149,18 @@ class ZoneView:
             if child_id not in child_ids and self._put_at.get(child_id, 0.0) <= read_at:
                 self.drop_child(child_id)
 
+    def add_section(self, section: LocalSection) -> None:
+        self.sections.append(section)
+        self._cached = None
+
     def local_summary(self) -> Summary:
-        summary = summarize_hosts(self.hosts.online(), self.flavors)
+        summary = Summary.merge_all([section.summary() for section in self.sections])
         summary.zones = 1
         return summary
 
     def summary(self) -> tuple[Summary, datetime]:
         """The subtree summary and when it was built."""
-        key = (self.hosts.version, self._children_version)
+        key = (*(section.version for section in self.sections), self._children_version)
         now = self.clock()
         cached = self._cached
         if cached is not None and cached[0] == key and now - cached[1] < self.max_age:
