@@ -185,6 +185,8 @@ async def test_a_dead_child_is_named_in_lists_and_reached_again_after_a_restart(
                 return [z["state"] for z in zones] == ["offline"]
 
             await wait_until(offline, 30, "us marks us-dc offline")
+            page = await top.request("GET", "/v1/servers")
+            assert page["unavailable"] == [{"zone": "us/us-dc", "reason": "offline"}]
             arm = {"name": "a", "flavor": "m1.tiny", "constraints": {"arch": "arm64"}}
             with pytest.raises(SkyfedError) as later:
                 await us.request("POST", "/v1/servers", json=arm)

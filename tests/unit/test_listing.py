@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyfed.compute import listing
+from skyfed.zones import listing
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

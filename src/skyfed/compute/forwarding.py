@@ -19,6 +19,7 @@ from skyfed.scheduling.request import PlacementRequest
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ChildZone
+from skyfed.zones.relay import refused
 
 Key = tuple[str, Principal]  # (child id, the identity the creates carry)
 
@@ -82,11 +83,6 @@ class ChildCreates:
             ):
                 raise SkyfedError(502, "bad_response", "the child's answer names no outcome")
         return results
-
-
-def refused(exc: Exception) -> bool:
-    """The child read the request and said no (not: unreachable, login, its own fault)."""
-    return isinstance(exc, SkyfedError) and 400 <= exc.status < 500 and exc.status not in (401, 403)
 
 
 def delegated_body(server: Server, request: PlacementRequest) -> dict[str, Any]:

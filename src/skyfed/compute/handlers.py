@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.client import SkyfedError
 from skyfed.compute import allocations, cancels, commands
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.intake import place_again
@@ -33,6 +33,7 @@ from skyfed.db.base import utcnow
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater
 from skyfed.transport.base import ZoneRequest
+from skyfed.zones import relay
 from skyfed.zones.models import ChildZone, Location
 
 log = logging.getLogger(__name__)
@@ -144,12 +145,11 @@ class ServerHandlers:
                     await link.call(ZoneRequest("GET", path, principal=principal))
                     await asyncio.sleep(0.2)
                 raise RetryLater(f"zone {child.name} is still deleting the server")
-            except ZoneUnreachable as exc:
-                raise RetryLater(f"zone {child.name} did not answer: {exc.reason}") from exc
             except SkyfedError as exc:
-                if exc.status != 404:
+                if exc.status != 404:  # (not there: deleted)
+                    reason = relay.fault(child.name, exc)
                     raise RetryLater(
-                        f"zone {child.name} answered {exc.status}: {exc.message}"
+                        reason or f"zone {child.name} answered {exc.status}: {exc.message}"
                     ) from exc
         async with self.ctx.db.session() as session:
             await self._forget(session, task.resource_id)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.client import SkyfedError, ZoneUnreachable
+from skyfed.client import SkyfedError
 from skyfed.coalesce import Coalescer
 from skyfed.compute import allocations, commands
 from skyfed.compute.context import ComputeContext
@@ -39,6 +39,7 @@ from skyfed.scheduling.planner import Decision, plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater
+from skyfed.zones import relay
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.models import ChildZone, Location
 
@@ -352,11 +353,10 @@ class Placer:
             answer = await self.creates.create(child, principal, delegated_body(server, down))
         except ChildGone:
             return Outcome(False, "the child zone was removed")
-        except ZoneUnreachable as exc:
-            raise RetryLater(f"zone {child.name} did not answer: {exc.reason}") from exc
         except SkyfedError as exc:
-            if exc.status >= 500:
-                raise RetryLater(f"zone {child.name} answered {exc.status}: {exc.message}") from exc
+            reason = relay.fault(child.name, exc)
+            if reason is not None:
+                raise RetryLater(reason) from exc
             return Outcome(False, f"{child.name}: {exc.message}")
         error = answer.get("error")
         if error is not None:

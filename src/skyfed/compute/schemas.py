@@ -182,11 +182,20 @@ class DelegatedCreated(BaseModel):
     results: list[DelegatedOutcome]  # one per server sent, in order
 
 
+class UnavailableZone(BaseModel):
+    zone: str  # a path below the listing zone
+    # offline: marked so by its parent's polls, not asked; timed_out: asked, no answer
+    # in time; failed: it answered with an error or with something not a page.
+    reason: Literal["offline", "timed_out", "failed"]
+
+
 class ServerList(BaseModel):
     servers: list[dict[str, Any]]
     next_marker: str | None = None
-    # Zones that did not answer in time, as paths below this zone; their servers are missing.
+    # Zones whose servers are missing from this page, as paths below this zone...
     unavailable_zones: list[str] = Field(default_factory=list)
+    # ...and the same zones with why.
+    unavailable: list[UnavailableZone] = Field(default_factory=list)
 
 
 class ExplainIn(ServerCreate):

@@ -14,8 +14,6 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.client import SkyfedError, ZoneUnreachable
-from skyfed.compute import listing
 from skyfed.compute.cancels import BEFORE, before
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.intake import add_servers
@@ -40,6 +38,7 @@ from skyfed.compute.schemas import (
     ServerList,
     ServerOut,
     ServersCreated,
+    UnavailableZone,
     ZoneLocation,
 )
 from skyfed.db.base import new_id, utcnow
@@ -49,8 +48,10 @@ from skyfed.logs import request_id
 from skyfed.settings import FlavorSpec
 from skyfed.tasks.models import Task
 from skyfed.transport.base import ZoneRequest
+from skyfed.zones import listing, relay
 from skyfed.zones.capabilities import parse_constraints
 from skyfed.zones.models import ChildZone, Location
+from skyfed.zones.scatter import PageRequest, Scatter
 from skyfed.zones.summary import Summary
 
 
@@ -390,28 +391,18 @@ class ComputeService:
         json: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        link = await self.ctx.links.link_for(child)
-        try:
-            return await link.call(
-                ZoneRequest(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    principal=self.principal,
-                    timeout=self.ctx.settings.list_timeout,
-                )
-            )
-        except ZoneUnreachable as exc:
-            raise Unavailable(
-                f"zone {child.name} is unavailable: {exc.reason}", code="zone_unavailable"
-            ) from exc
-        except SkyfedError as exc:
-            if 400 <= exc.status < 500:
-                raise _relay(exc) from exc
-            raise Unavailable(
-                f"zone {child.name} answered {exc.status}: {exc.message}", code="zone_unavailable"
-            ) from exc
+        return await relay.ask(
+            self.ctx.links,
+            child,
+            ZoneRequest(
+                method,
+                path,
+                json=json,
+                params=params,
+                principal=self.principal,
+                timeout=self.ctx.settings.list_timeout,
+            ),
+        )
 
     async def get(self, server_id: str) -> dict[str, Any]:
         async with self.ctx.db.session() as session:
@@ -452,18 +443,19 @@ class ComputeService:
             if value is not None:
                 params[key] = value
         children = sorted(self.ctx.view.children.values(), key=lambda c: c.name)
-        answers = await asyncio.gather(
-            *(self._child_page(c.id, c.name, c.active, params) for c in children)
+        ask = PageRequest(
+            "/v1/servers", "servers", params, self.principal, self.ctx.settings.list_timeout
         )
-        pages = [local[0]]
-        more = local[1]
-        unavailable: list[str] = []
-        for page, child_more, child_unavailable in answers:
-            pages.append(page)
-            more = more or child_more
-            unavailable.extend(child_unavailable)
-        items, next_marker = listing.merge(pages, limit, more)
-        return ServerList(servers=items, next_marker=next_marker, unavailable_zones=unavailable)
+        pages = await Scatter(self.ctx.links, self.ctx.db).pages(children, ask)
+        more = local[1] or any(page.more for page in pages)
+        items, next_marker = listing.merge([local[0], *(p.items for p in pages)], limit, more)
+        silent = [s for page in pages for s in page.silent]
+        return ServerList(
+            servers=items,
+            next_marker=next_marker,
+            unavailable_zones=[s.zone for s in silent],
+            unavailable=[UnavailableZone(**s.to_dict()) for s in silent],
+        )
 
     async def _local_page(
         self,
@@ -507,34 +499,6 @@ class ComputeService:
             for s, loc in rows[:limit]
         ]
         return items, len(rows) > limit
-
-    async def _child_page(
-        self, child_id: str, name: str, active: bool, params: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], bool, list[str]]:
-        if not active:
-            return [], False, [name]
-        async with self.ctx.db.session() as session:
-            child = await session.get(ChildZone, child_id)
-        if child is None:
-            return [], False, []
-        link = await self.ctx.links.link_for(child)
-        try:
-            answer = await link.call(
-                ZoneRequest(
-                    "GET",
-                    "/v1/servers",
-                    params=params,
-                    principal=self.principal,
-                    timeout=self.ctx.settings.list_timeout,
-                )
-            )
-            servers = list(answer["servers"])
-            for server in servers:
-                server["location"]["path"] = [name, *server["location"]["path"]]
-            nested = [f"{name}/{z}" for z in answer.get("unavailable_zones", [])]
-            return servers, answer.get("next_marker") is not None, nested
-        except (SkyfedError, KeyError, TypeError, ValueError):
-            return [], False, [name]
 
     # -- delete and actions ----------------------------------------------------------
 
@@ -679,12 +643,6 @@ class ComputeService:
         if not decision.ranked:
             result["reason"] = decision.reason()
         return result
-
-
-def _relay(exc: SkyfedError) -> AppError:
-    """A child's 4xx keeps its meaning here."""
-    error = {404: NotFound, 409: Conflict, 403: Forbidden}.get(exc.status, BadRequest)
-    return error(exc.message, code=exc.code, details=exc.details)
 
 
 def _unmet(server: Server, summary: Summary, own_caps: list[dict[str, Any]]) -> list[str]:

@@ -1,13 +1,14 @@
 """Listing across zones (pure): one sort order everywhere, opaque markers, a k-way merge.
 
-Servers sort newest first by (created_at, id). The entry zone fixes created_at
+Every listed resource (servers; containers and volumes next) sorts newest first by
+(created_at, id). The entry zone fixes created_at
 and every zone below keeps it, so all zones agree on the order; a marker
 carries the sort key itself, so a zone needs no lookup to resume after it.
 Each zone answers at most `limit` servers after the marker; the merge keeps
 the first `limit` of all answers, and the last one kept is the next marker.
 Every server is listed exactly once across pages.
 
-A server on its way to a child (the parent asked, the child may not have it yet)
+A resource on its way to a child (the parent asked, the child may not have it yet)
 is listed by the parent too, so it never drops out of sight; when both answer
 for it, the copy from deeper down (the longer location path) is the current one.
 """
