@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from skyfed.zones.capabilities import parse_constraint
-from skyfed.zones.links import parse_report
+from skyfed.zones.report import ZoneReport
 from skyfed.zones.summary import Summary, SummaryError, summarize_hosts
 from skyfed.zones.view import ChildSnapshot, Unreachable, ZoneView
 
@@ -67,8 +67,8 @@ def test_a_report_carries_it_up_and_a_malformed_one_is_refused() -> None:
         "summary": hosts_summary().to_dict(),
         "unreachable": away.to_dict(),
     }
-    assert parse_report(body).unreachable == away
-    assert parse_report({**body, "unreachable": None}).unreachable.paths == ()
+    assert ZoneReport.from_dict(body).unreachable == away
+    assert ZoneReport.from_dict({**body, "unreachable": None}).unreachable.paths == ()
     for bad in (
         {"zones": "us-dc"},
         {"zones": ["../x"]},
@@ -77,4 +77,4 @@ def test_a_report_carries_it_up_and_a_malformed_one_is_refused() -> None:
         {"zones": [], "summary": 3},
     ):
         with pytest.raises(SummaryError):
-            parse_report({**body, "unreachable": bad})
+            ZoneReport.from_dict({**body, "unreachable": bad})

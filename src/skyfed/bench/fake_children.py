@@ -33,6 +33,7 @@ from skyfed.bench.sim_hosts import fill_registry, new_registry, zone_hosts
 from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.compute.hosts.section import HostsSection
 from skyfed.settings import DEFAULT_FLAVORS
+from skyfed.zones.report import ZoneReport
 from skyfed.zones.summary import Summary
 
 SERVICE_USERNAME = "skyfed-service"
@@ -130,13 +131,12 @@ def build_reports(count: int, hosts_per_child: int) -> dict[str, dict[str, Any]]
     for i, name in enumerate(child_names(count)):
         registry = new_registry()
         fill_registry(registry, zone_hosts(hosts_per_child, prefix=name, seed=i))
-        reports[name] = {
-            "id": child_id(name),
-            "name": name,
-            "capabilities": {"region": "bench", "dc": name},
-            "summary": _local_summary(registry).to_dict(),
-            "children": [],
-        }
+        reports[name] = ZoneReport(
+            child_id(name),
+            name,
+            {"region": "bench", "dc": name},
+            _local_summary(registry),
+        ).to_dict()
     return reports
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
+from fastapi.responses import JSONResponse
 
 from skyfed.core import SessionDep, provided
 from skyfed.identity.deps import AdminDep, PeerDep
 from skyfed.settings import NAME_PATTERN
 from skyfed.zones.models import ChildZone
 from skyfed.zones.schemas import (
-    ChildBrief,
     ZoneCreate,
     ZoneDetail,
     ZoneList,
@@ -36,21 +36,9 @@ def _out(child: ChildZone) -> ZoneOut:
 
 
 @router.get("/zone", response_model=ZoneSelf)
-async def this_zone(_: PeerDep, tree: TreeDep) -> ZoneSelf:
-    summary, built_at = tree.view.summary()
-    unreachable = tree.view.unreachable()
-    return ZoneSelf(
-        id=tree.core.zone_id,
-        name=tree.core.settings.name,
-        capabilities=dict(tree.core.settings.capabilities),
-        summary=summary.to_dict(),
-        unreachable=unreachable.to_dict() if unreachable.paths else None,
-        children=[
-            ChildBrief(id=c.id, name=c.name, state=c.state, hosts=c.summary.hosts)  # type: ignore[arg-type]
-            for c in sorted(tree.view.children.values(), key=lambda c: c.name)
-        ],
-        generated_at=built_at,
-    )
+async def this_zone(_: PeerDep, tree: TreeDep) -> JSONResponse:
+    """What this zone says of itself to its parent (and to admins)."""
+    return JSONResponse(tree.report().to_dict())
 
 
 @router.post("/zones", status_code=201, response_model=ZoneOut)

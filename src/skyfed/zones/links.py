@@ -7,8 +7,6 @@ when a link is built.
 
 from __future__ import annotations
 
-import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,54 +14,15 @@ from skyfed.client import SkyfedError, ZoneUnreachable, tls_context
 from skyfed.errors import BadRequest
 from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
-from skyfed.schema_types import NAME_PATTERN
 from skyfed.transport.amqp import AmqpLink, without_password
 from skyfed.transport.base import ZoneLink
 from skyfed.transport.h1 import H1Transport
 from skyfed.transport.http import HttpLink
 from skyfed.transport.names import queue_for
-from skyfed.zones.capabilities import CapabilityError, check_capabilities
 from skyfed.zones.models import ChildZone
 from skyfed.zones.reach_policy import MAX_CHILD_ANSWER, forbidden_address
-from skyfed.zones.summary import Summary, SummaryError
-from skyfed.zones.view import NOTHING_UNREACHABLE, Unreachable
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneReport:
-    """What a child says of itself when polled."""
-
-    id: str
-    name: str
-    capabilities: dict[str, Any]
-    summary: Summary
-    unreachable: Unreachable = NOTHING_UNREACHABLE  # zones below it out of reach now
-
-
-def parse_report(body: Any) -> ZoneReport:
-    """Read a child's `GET /v1/zone` answer; raise SummaryError unless it is well formed."""
-    if not isinstance(body, dict):
-        raise SummaryError("zone report is not an object")
-    zone_id, name, caps = body.get("id"), body.get("name"), body.get("capabilities", {})
-    try:
-        zone_id = str(uuid.UUID(zone_id))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise SummaryError("zone report has no valid id") from exc
-    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise SummaryError("zone report has no valid name")
-    if not isinstance(caps, dict):
-        raise SummaryError("zone report capabilities are not an object")
-    try:
-        caps = check_capabilities(caps)
-    except CapabilityError as exc:
-        raise SummaryError(f"zone report capabilities: {exc}") from exc
-    return ZoneReport(
-        zone_id,
-        name,
-        caps,
-        Summary.from_dict(body.get("summary")),
-        Unreachable.from_dict(body.get("unreachable")),  # (absent from older zones)
-    )
+from skyfed.zones.report import ZoneReport
+from skyfed.zones.summary import SummaryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +186,7 @@ async def probe_child(
                 code="child_not_service",
             )
         try:
-            return parse_report(await client.zone())
+            return ZoneReport.from_dict(await client.zone())
         except ZoneUnreachable as exc:
             raise BadRequest(
                 f"child zone '{name}' is unreachable at {where}: {exc.reason}",

@@ -30,8 +30,9 @@ from skyfed.db.engine import Database
 from skyfed.identity.vault import VaultError
 from skyfed.logs import request_id
 from skyfed.transport.base import ZoneRequest
-from skyfed.zones.links import ChildLinks, ZoneReport, parse_report
+from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ChildZone
+from skyfed.zones.report import ZoneReport
 from skyfed.zones.summary import SummaryError
 from skyfed.zones.view import NOTHING_UNREACHABLE, ZoneView, snapshot_of
 
@@ -204,7 +205,7 @@ class Poller:
                 # One deadline for the login (when the token expired) and the report.
                 async with asyncio.timeout(self.timeout):
                     answer = await link.call(ZoneRequest("GET", "/v1/zone", timeout=self.timeout))
-                    report = parse_report(answer)
+                    report = ZoneReport.from_dict(answer)
             except ZoneUnreachable as exc:
                 return f"unreachable: {exc.reason}"
             except SkyfedError as exc:

@@ -19,9 +19,10 @@ from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
 from skyfed.transport.amqp import without_password
 from skyfed.transport.names import queue_for
-from skyfed.zones.links import ChildLinks, Reach, ZoneReport, probe_child
+from skyfed.zones.links import ChildLinks, Reach, probe_child
 from skyfed.zones.models import ChildZone, Location
 from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
+from skyfed.zones.report import ZoneReport
 from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
 from skyfed.zones.view import ZoneView, snapshot_of
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from skyfed.zones.capabilities import Constraint, Value, is_finite
+from skyfed.zones.sections import Section, SectionError, merge_sections, sections_from_dict
 
 # A string key with more distinct values than this keeps only its total: the
 # values of a per-host key (a serial number, a rack) are no use for routing.
@@ -82,6 +83,8 @@ class Summary:
     # Keys whose distinct values overflowed: only the number of hosts having them.
     strings_overflow: dict[str, int] = field(default_factory=dict)
     fits: dict[str, int] = field(default_factory=dict)
+    # Capacity that is not hosts, by feature (zones/sections.py).
+    sections: dict[str, Section] = field(default_factory=dict)
 
     # -- merging -----------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class Summary:
             strings=strings,
             strings_overflow=overflow,
             fits=fits,
+            sections=merge_sections(self.sections, other.sections),
         )
 
     @classmethod
@@ -185,7 +189,7 @@ class Summary:
     # -- wire format -------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "hosts": self.hosts,
             "disabled": self.disabled,
             "zones": self.zones,
@@ -197,6 +201,9 @@ class Summary:
             "strings_overflow": dict(sorted(self.strings_overflow.items())),
             "fits": dict(sorted(self.fits.items())),
         }
+        if self.sections:  # (absent from zones whose features report none)
+            document["sections"] = {n: s.to_dict() for n, s in sorted(self.sections.items())}
+        return document
 
     @classmethod
     def from_dict(cls, data: Any) -> Summary:
@@ -228,8 +235,9 @@ class Summary:
                 strings=strings,
                 strings_overflow=overflow,
                 fits=fits,
+                sections=sections_from_dict(data.get("sections")),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, SectionError) as exc:
             raise SummaryError(f"malformed summary: {exc}") from exc
         if summary.disabled > summary.hosts:
             raise SummaryError("more disabled hosts than hosts")

@@ -15,6 +15,7 @@ from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ZoneIdentity
 from skyfed.zones.poller import Poller
 from skyfed.zones.reach_policy import parse_patterns
+from skyfed.zones.report import ChildState, ZoneReport
 from skyfed.zones.service import ZoneContext
 from skyfed.zones.view import ZoneView
 
@@ -42,6 +43,21 @@ class ZoneTree:
         self.allowed_child_hosts = parse_patterns(settings.allowed_child_hosts)
         # Filled as the zone is composed: each feature's forgetting of a removed child.
         self.child_removed: list[Callable[[AsyncSession, str], Awaitable[None]]] = []
+
+    def report(self) -> ZoneReport:
+        """What this zone says of itself when its parent polls it."""
+        summary, built_at = self.view.summary()
+        settings = self.core.settings
+        children = sorted(self.view.children.values(), key=lambda c: c.name)
+        return ZoneReport(
+            self.core.zone_id,
+            settings.name,
+            dict(settings.capabilities),
+            summary,
+            self.view.unreachable(),
+            tuple(ChildState(c.id, c.name, c.state, c.summary.hosts) for c in children),
+            built_at,
+        )
 
     def context(self) -> ZoneContext:
         settings = self.core.settings
