@@ -6,16 +6,18 @@ processes, over the `amqp` link (the worker consumes the queue like a zone) and
 the `http` link (workers share one port), and, as the baseline in the same run,
 with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
 
-Fault rows, each with 3 workers: 1 and then 2 workers killed with -9 once a
-third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
-`start_app`) at that point, in a row of ten times as many calls. Each row says
-how many calls got no correct answer (`lost`), how many ran more than once in
-the workers (`reruns`: at least once delivery after a kill, as Celery's) and
-how many second answers the link
-dropped (`answers_dropped`), so that no caller ever sees a result twice. A
-fault that took effect only after the last answer (a small row can finish
-before `stop_app` does) is marked so (`fault_hit`). Nothing here is
-mocked: real processes, real sockets, the real broker.
+Fault rows, each with 3 workers, the fault triggered from inside the run once a
+third of the answers are in: 1 and then 2 workers killed with -9; or the broker
+restarted (`rabbitmqctl stop_app`, 1 s, `start_app`). `stop_app` bites a second
+or more after it is called, and a run can answer the rest of its calls in less,
+so at the trigger the workers are paused (SIGSTOP) until the broker has dropped
+its connections, then resumed: the restart always meets the calls the workers
+had not run yet. Each row says how many calls got no correct answer (`lost`),
+how many ran more than once in the workers (`reruns`: at least once delivery
+after a kill, as Celery's) and how many second answers the link dropped
+(`answers_dropped`), so that no caller ever sees a result twice; and whether the
+fault took effect before the last answer (`fault_hit`; a row it missed says
+so). Nothing here is mocked: real processes, real sockets, the real broker.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from skyfed.federation.process import free_port
 from skyfed.transport.amqp import without_password
 
 FAULT_WORKERS = 3
-RESTART_FACTOR = 10
+FAULT_AFTER = 1 / 3  # the share of a row's answers in before its fault
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Row:
     def line(self) -> str:
         fault = f" - {self.fault}" if self.fault else ""
         if self.fault and not self.fault_hit:
-            fault += " (after the last answer)"
+            fault += " (MISSED: it took effect after the last answer, or not at all)"
         return (
             f"{self.system:<6} {self.workers} worker(s)  Finished {self.requests - self.lost}/"
             f"{self.requests} in {self.seconds:9.3f} s (avg/req {self.avg_ms:8.3f} ms)"
@@ -118,9 +120,18 @@ class Workers:
                 time.sleep(0.05)
 
     def kill(self, count: int) -> None:
+        self._signal(signal.SIGKILL, count)
+
+    def pause(self) -> None:
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals, count: int | None = None) -> None:
         for proc in self.procs[:count]:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, sig)  # its group: Celery's pool processes too
 
     def runs(self) -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -142,19 +153,49 @@ class Workers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
-    """Once `due` is set (a third of the answers are in), kill workers or restart the
+async def _fault(kind: str, workers: Workers, due: asyncio.Event, broker: str) -> float:
+    """Once `due` is set (a share of the answers is in), kill workers or restart the
     broker; the moment (perf_counter) the fault took effect."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(due.wait(), 60)
     if kind.startswith("kill"):
+        await _until(due)
         workers.kill(int(kind.split(":")[1]))
         return time.perf_counter()
-    await asyncio.to_thread(ctl, "stop_app")
-    hit = time.perf_counter()
+    return await _restart_broker(workers, due, broker)
+
+
+async def _until(due: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(due.wait(), 60)
+
+
+async def _restart_broker(workers: Workers, due: asyncio.Event, broker: str) -> float:
+    """`stop_app`, 1 s, `start_app`, with the workers paused from `due` until the broker
+    is gone (it has closed a connection of ours, or `stop_app` has returned); the moment
+    it was seen gone."""
+    import aio_pika
+
+    watch = await aio_pika.connect(broker, timeout=10)  # before `due`: no delay then
+    gone = asyncio.Event()
+    watch.close_callbacks.add(lambda *_: gone.set())
+    try:
+        await _until(due)
+        workers.pause()
+        try:
+            stopping = asyncio.create_task(asyncio.to_thread(ctl, "stop_app"))
+            closed = asyncio.create_task(gone.wait())
+            # Bounded: `ctl` gives up after its own timeout.
+            await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
+            seen_gone = time.perf_counter()
+            closed.cancel()
+        finally:
+            workers.resume()
+        await stopping  # raises when rabbitmqctl failed: then there is no row to judge
+    finally:
+        with contextlib.suppress(Exception):
+            await watch.close()
     await asyncio.sleep(1.0)
     await asyncio.to_thread(ctl, "start_app")
-    return hit
+    return seen_gone
 
 
 FAULTS = {"": "", "kill:1": "1 worker killed", "kill:2": "2 workers killed"}
@@ -189,7 +230,7 @@ class LinkSystem:
 
         answered = 0
         lost = 0
-        third = asyncio.Event()
+        due = asyncio.Event()
 
         async def one(i: int) -> None:
             nonlocal answered, lost
@@ -205,29 +246,32 @@ class LinkSystem:
             except Exception:
                 lost += 1
             answered += 1
-            if answered >= n // 3:
-                third.set()
+            if answered >= n * FAULT_AFTER:
+                due.set()
 
         stats = getattr(link, "transport", None)
         before = stats.stats.duplicate_replies if stats is not None else 0
         started = time.perf_counter()
         injector = None
         if fault:
-            injector = asyncio.create_task(_fault(fault, workers, third))
+            injector = asyncio.create_task(_fault(fault, workers, due, self.broker))
         await asyncio.gather(*(one(i) for i in range(n)))
         finished = time.perf_counter()
         hit = injector is not None and await injector < finished
         if fault == "restart" and stats is not None:
-            # `stop_app` returns seconds after the broker has gone; when the link lost its
-            # connection is the moment the restart took effect.
+            # When the link lost its connection is the moment the restart took effect
+            # for it (the bench's own watch may have seen it a moment apart).
             lost_at = stats.stats.disconnected_at
             hit = lost_at is not None and started < lost_at < finished
         dropped = (stats.stats.duplicate_replies - before) if stats is not None else 0
         return finished - started, lost, dropped, hit
 
 
-def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
-    """N `add.delay` at once from this thread, then every result; calls that failed count lost."""
+def _celery_run(
+    tag: str, n: int, timeout: float, due: Callable[[], None] = lambda: None
+) -> tuple[float, int, float]:
+    """N `add.delay` at once from this thread, then every result; calls that failed count
+    lost. `due()` once a share of the results is in (read in order: at least that many)."""
     from skyfed.bench.rpc_celery import add
 
     lost = 0
@@ -239,7 +283,9 @@ def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
         except Exception:
             lost += 1
     deadline = time.monotonic() + timeout
-    for i, result in results:
+    for read, (i, result) in enumerate(results):
+        if read == int(n * FAULT_AFTER):
+            due()
         left = deadline - time.monotonic()
         try:  # Celery's client raises its broker's errors from `ready` and `get` alike
             if left <= 0 and not result.ready():
@@ -253,15 +299,16 @@ def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
 
 
 async def _celery_row(
-    tag: str, n: int, fault: str, workers: Workers, timeout: float
+    tag: str, n: int, fault: str, workers: Workers, timeout: float, broker: str
 ) -> tuple[float, int, bool]:
     injector = None
+    due = asyncio.Event()
     if fault:
-        # Celery's client blocks its thread; the fault fires on time, not on answers.
-        due = asyncio.Event()
-        asyncio.get_running_loop().call_later(min(2.0, 0.0005 * n + 0.2), due.set)
-        injector = asyncio.create_task(_fault(fault, workers, due))
-    seconds, lost, finished = await asyncio.to_thread(_celery_run, tag, n, timeout)
+        injector = asyncio.create_task(_fault(fault, workers, due, broker))
+    loop = asyncio.get_running_loop()
+    seconds, lost, finished = await asyncio.to_thread(
+        _celery_run, tag, n, timeout, lambda: loop.call_soon_threadsafe(due.set)
+    )
     hit = injector is not None and await injector < finished
     return seconds, lost, hit
 
@@ -311,12 +358,9 @@ async def _run(
             if system == "http" and fault == "restart":
                 continue  # no broker on the http link
             side = Side(system, broker, FAULT_WORKERS, timeout)
-            # stop_app takes about a second to bite: the restart row runs ten times as
-            # many calls so that it lands mid-run.
-            n = fault_requests * (RESTART_FACTOR if fault == "restart" else 1)
             try:
                 await side.start()
-                rows.append(await side.row(n, fault))
+                rows.append(await side.row(fault_requests, fault))
                 echo(rows[-1].line())
             finally:
                 await side.stop()
@@ -355,7 +399,9 @@ class Side:
         tag = uuid.uuid4().hex[:8]
         runs_before = self.workers.runs()
         if self.system == "celery":
-            seconds, lost, hit = await _celery_row(tag, n, fault, self.workers, self.timeout)
+            seconds, lost, hit = await _celery_row(
+                tag, n, fault, self.workers, self.timeout, self.broker
+            )
             dropped = 0
         else:
             seconds, lost, dropped, hit = await self.runner.run(
