@@ -1,43 +1,99 @@
-"""`skyfed up` on the shipped example: the README's main command, run for real."""
+"""`skyfed up` run for real: the README's main command, and zones killed under it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+import tomli_w
 
-from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable
+from tests.integration.conftest import FAST, hosts
+from tests.waiting import eventually, running
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).parents[2] / "examples" / "federation.toml"
+READY = "Ctrl-C stops everything"
+
+
+class Up:
+    """`skyfed up` in a subprocess, its output in a file."""
+
+    def __init__(self, tmp_path: Path, topology: Path, *options: str) -> None:
+        self.state = tmp_path / "state"
+        self.log_path = tmp_path / "up.log"
+        self.log = self.log_path.open("wb")
+        command = ["up", str(topology), "--state-dir", str(self.state), *options]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "skyfed", *command],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def zones(self) -> dict[str, dict[str, Any]]:
+        manifest = json.loads((self.state / "federation.json").read_text())
+        return {z["name"]: z for z in manifest["zones"]}
+
+    def pids(self) -> list[int]:
+        zones = self.zones().values()
+        return [p for z in zones for p in (z["pid"], z["agent_pid"]) if p is not None]
+
+    async def said(self, text: str, timeout: float) -> None:
+        """Wait until `text` is in its output; fail at once if it exits meanwhile."""
+
+        async def check() -> bool:
+            assert self.process.poll() is None, self.output()
+            return text in self.output()
+
+        await eventually(check, timeout, f"{text!r} in:\n{self.output()}", every=0.1)
+
+    async def stop(self, sig: signal.Signals, also: tuple[int, ...] = ()) -> None:
+        """Stop it with `sig`: it exits 0 and leaves no zone or agent behind."""
+        pids = [*self.pids(), *also]
+        self.process.send_signal(sig)
+        assert self.process.wait(timeout=60) == 0, self.output()
+
+        async def all_gone() -> bool:
+            return not any(running(p) for p in pids)
+
+        await eventually(all_gone, 10, "processes left behind", every=0.1)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+@asynccontextmanager
+async def skyfed_up(tmp_path: Path, topology: Path, *options: str) -> AsyncIterator[Up]:
+    """`skyfed up` started and ready (its tree printed); killed at the end if still running."""
+    up = Up(tmp_path, topology, *options)
+    try:
+        await up.said(READY, 150)
+        yield up
+    finally:
+        up.close()
 
 
 async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    log = (tmp_path / "up.log").open("wb")
-    up = subprocess.Popen(
-        [sys.executable, "-m", "skyfed", "up", str(EXAMPLE), "--state-dir", str(state)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        deadline = time.monotonic() + 150
-        while b"Ctrl-C stops everything" not in (tmp_path / "up.log").read_bytes():
-            assert up.poll() is None, (tmp_path / "up.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
-            await asyncio.sleep(0.25)
-        output = (tmp_path / "up.log").read_text()
-        manifest = json.loads((state / "federation.json").read_text())
-        zones = {z["name"]: z for z in manifest["zones"]}
+    async with skyfed_up(tmp_path, EXAMPLE) as up:
+        output = up.output()
+        manifest = json.loads((up.state / "federation.json").read_text())
+        zones = up.zones()
         assert set(zones) == {"global", "eu", "us", "eu-dc1", "eu-dc2", "us-dc1"}
         assert zones["eu-dc1"]["parents"] == ["eu"]
         assert manifest["roots"] == ["global"]
@@ -55,24 +111,14 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             assert sorted(c["name"] for c in me["children"]) == ["eu", "us"]
             arch = me["summary"]["strings"]["arch"]
             assert arch == {"x86_64": 620, "arm64": 280}
-        pids = [z["pid"] for z in manifest["zones"]] + [
-            z["agent_pid"] for z in manifest["zones"] if z["agent_pid"]
-        ]
+        pids = up.pids()
+        assert len(pids) == 9  # six zones, three agents
         assert all(psutil.pid_exists(p) for p in pids)
         for name in zones:
-            assert (state / name / f"{name}.db").exists()
-            assert (state / name / "zone.log").exists()
+            assert (up.state / name / f"{name}.db").exists()
+            assert (up.state / name / "zone.log").exists()
 
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) == 0
-        gone = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < gone:
-            await asyncio.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "processes left behind"
-    finally:
-        if up.poll() is None:
-            up.kill()
-        log.close()
+        await up.stop(signal.SIGINT)
 
 
 async def _no_shared_credentials(manifest: dict, zones: dict) -> None:
@@ -125,13 +171,6 @@ async def _agents_carry_only_their_own_hosts(zones: dict) -> None:
         assert refused.value.status == 403
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_up_rejects_a_bad_topology(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[[zones]]\nname = "a"\nparents = ["nowhere"]\n')
@@ -140,3 +179,121 @@ def test_up_rejects_a_bad_topology(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown parent 'nowhere'" in result.stdout + result.stderr
+
+
+# A root over two data centres, each with a host agent; polls fast (offline in ~3 s).
+SMALL = {
+    "defaults": FAST,
+    "zones": [
+        {"name": "root"},
+        {"name": "eu", "parents": ["root"], "hosts": [hosts(3, "std")]},
+        {"name": "us", "parents": ["root"], "hosts": [hosts(2, "std")]},
+    ],
+}
+
+
+def _small(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(tomli_w.dumps(SMALL))
+    return path
+
+
+def _client(zone: dict[str, Any]) -> SkyfedClient:
+    admin = zone["admin"]
+    return SkyfedClient(
+        zone["url"], username=admin["username"], password=admin["password"], timeout=5
+    )
+
+
+async def _children(root: SkyfedClient) -> tuple[dict[str, str], int]:
+    """The root's children by state, and how many hosts its summary counts."""
+    me = await root.zone()
+    return {c["name"]: c["state"] for c in me["children"]}, me["summary"]["hosts"]
+
+
+async def _answers(zone: dict[str, Any]) -> bool:
+    async with _client(zone) as client:
+        return (await client.zone())["name"] == zone["name"]
+
+
+async def test_a_killed_zone_and_agent_are_restarted_while_the_rest_runs(tmp_path: Path) -> None:
+    async with skyfed_up(tmp_path, _small(tmp_path)) as up:
+        before = up.zones()
+        eu, us = before["eu"], before["us"]
+        os.kill(eu["pid"], signal.SIGKILL)
+        os.kill(us["agent_pid"], signal.SIGKILL)
+        await up.said(f"zone eu (pid {eu['pid']}) was killed by SIGKILL after", 30)
+        await up.said(f"host agent us-agent (pid {us['agent_pid']}) was killed by SIGKILL", 30)
+        assert "starting it again in 1 s" in up.output()
+
+        # The others keep answering: `skyfed up` stopped nothing.
+        assert await _answers(before["root"]) and await _answers(us)
+        async with _client(before["root"]) as root:
+            # Its parent marks it offline, or it is back before the parent noticed.
+            seen: list[tuple[dict[str, str], int]] = []
+
+            async def offline_or_back() -> bool:
+                seen.append(await _children(root))
+                return seen[-1][0]["eu"] == "offline" or "zone eu is back" in up.output()
+
+            await eventually(offline_or_back, 60, "eu offline at root, or back")
+            if seen[-1][0]["eu"] == "offline":
+                assert seen[-1][1] == 2, seen  # its 3 hosts left the summary
+
+            # The zone restarted: a new pid in federation.json, at its old URL and state.
+            await up.said("zone eu is back", 60)
+            after = up.zones()
+            assert after["eu"]["pid"] not in (None, eu["pid"]) and running(after["eu"]["pid"])
+            assert after["eu"]["url"] == eu["url"]
+            async with SkyfedClient(eu["url"]) as fresh:
+                assert await fresh.healthz() == {"status": "ok", "zone": "eu"}
+            async with _client(eu) as same_admin:  # same credentials, same database
+                assert len(await same_admin.all_hosts()) == 3
+
+            # The parent sees it online again, with its hosts.
+            async def active_again() -> bool:
+                states, counted = await _children(root)
+                return states == {"eu": "active", "us": "active"} and counted == 5
+
+            await eventually(active_again, 60, "eu active at root with its 3 hosts")
+            detail = await root.zone_detail("eu")
+            assert (detail["failures"], detail["last_error"]) == (0, "")
+
+        # The agent too, with its own new pid; the other processes are the ones from before.
+        await up.said("host agent us-agent is back", 30)
+        after = up.zones()
+        assert after["us"]["agent_pid"] not in (None, us["agent_pid"])
+        assert running(after["us"]["agent_pid"])
+        for name, kind in (("root", "pid"), ("us", "pid"), ("eu", "agent_pid")):
+            assert after[name][kind] == before[name][kind] and running(after[name][kind])
+        await up.stop(signal.SIGINT, also=(eu["pid"], us["agent_pid"]))
+
+
+async def test_no_restart_leaves_a_killed_zone_down_while_the_rest_runs(tmp_path: Path) -> None:
+    async with skyfed_up(tmp_path, _small(tmp_path), "--no-restart") as up:
+        before = up.zones()
+        eu = before["eu"]
+        os.kill(eu["pid"], signal.SIGKILL)
+        await up.said(f"zone eu (pid {eu['pid']}) was killed by SIGKILL after", 30)
+        assert "; left down (--no-restart)" in up.output()
+
+        async with _client(before["root"]) as root:
+
+            async def offline() -> bool:
+                return await _children(root) == ({"eu": "offline", "us": "active"}, 2)
+
+            # Marked offline takes three failed polls: longer than a restart's first wait.
+            await eventually(offline, 60, "eu offline at root")
+        assert up.zones()["eu"]["pid"] is None
+        processes = psutil.process_iter(["cmdline"])
+        serving_eu = [p for p in processes if eu["config"] in (p.info["cmdline"] or ())]
+        assert not serving_eu
+        async with SkyfedClient(eu["url"], timeout=5) as gone:
+            with pytest.raises(ZoneUnreachable):
+                await gone.healthz()
+        assert "zone eu is back" not in up.output()
+        # The rest runs: the root, the other zone, both agents.
+        assert await _answers(before["root"]) and await _answers(before["us"])
+        assert up.process.poll() is None
+        assert all(running(p) for p in up.pids())
+        await up.stop(signal.SIGTERM)

@@ -6,16 +6,21 @@ processes, over the `amqp` link (the worker consumes the queue like a zone) and
 the `http` link (workers share one port), and, as the baseline in the same run,
 with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
 
-Fault rows, each with 3 workers: 1 and then 2 workers killed with -9 once a
-third of the answers are in; the broker restarted (`rabbitmqctl stop_app` /
-`start_app`) at that point, in a row of ten times as many calls. Each row says
-how many calls got no correct answer (`lost`), how many ran more than once in
-the workers (`reruns`: at least once delivery after a kill, as Celery's) and
-how many second answers the link
-dropped (`answers_dropped`), so that no caller ever sees a result twice. A
-fault that took effect only after the last answer (a small row can finish
-before `stop_app` does) is marked so (`fault_hit`). Nothing here is
-mocked: real processes, real sockets, the real broker.
+Fault rows, each with 3 workers, the fault triggered from inside the run once a
+third of the answers are in: 1 and then 2 workers killed with -9; or the broker
+restarted (`rabbitmqctl stop_app`, 1 s, `start_app`). `stop_app` bites a second
+or more after it is called, and a run can answer the rest of its calls in less
+(and the workers run ahead of the answers: 107 to 128 of a row's 150 calls had
+run when its 50th answer came), so in that row the calls after the first third
+are marked `hold`: the workers keep them, unanswered, while the bench's hold
+file exists, and the bench removes it once the broker has gone. The restart so
+meets two thirds of the calls in flight in every run. Each row says how many calls got no
+correct answer (`lost`), how many ran more than once in the workers (`reruns`:
+at least once delivery after a kill, as Celery's) and how many second answers
+the link dropped (`answers_dropped`), so that no caller ever sees a result
+twice; and whether the fault took effect before the last answer (`fault_hit`;
+a row it missed says so). Nothing here is mocked: real processes, real sockets,
+the real broker.
 """
 
 from __future__ import annotations
@@ -41,7 +46,18 @@ from skyfed.federation.process import free_port
 from skyfed.transport.amqp import without_password
 
 FAULT_WORKERS = 3
-RESTART_FACTOR = 10
+FAULT_AFTER = 1 / 3  # the share of a row's answers in before its fault
+
+
+def due_after(n: int) -> int:
+    """Answers in before the fault of a row of `n` calls."""
+    return max(1, int(n * FAULT_AFTER))
+
+
+def held_from(n: int, fault: str) -> int:
+    """The first call of a row that the workers hold until the broker has gone: those
+    after the first share, in a broker restart row; none (`n`) in any other."""
+    return due_after(n) if fault == "restart" else n
 
 
 @dataclass
@@ -63,7 +79,7 @@ class Row:
     def line(self) -> str:
         fault = f" - {self.fault}" if self.fault else ""
         if self.fault and not self.fault_hit:
-            fault += " (after the last answer)"
+            fault += " (MISSED: it took effect after the last answer, or not at all)"
         return (
             f"{self.system:<6} {self.workers} worker(s)  Finished {self.requests - self.lost}/"
             f"{self.requests} in {self.seconds:9.3f} s (avg/req {self.avg_ms:8.3f} ms)"
@@ -78,6 +94,7 @@ class Workers:
     def __init__(self, system: str, count: int, broker: str, queue: str, port: int) -> None:
         self.system, self.broker, self.queue, self.port = system, broker, queue, port
         self.dir = Path(tempfile.mkdtemp(prefix=f"skyfed-bench-{system}-"))
+        self.hold_file = self.dir / "hold"  # while it exists, calls marked `hold` wait
         self.procs: list[subprocess.Popen[bytes]] = []
         for i in range(count):
             self.procs.append(self._start(i))
@@ -91,6 +108,7 @@ class Workers:
                 "SKYFED_BENCH_BROKER": self.broker,
                 "SKYFED_BENCH_QUEUE": self.queue,
                 "SKYFED_BENCH_RECORD": str(record),
+                "SKYFED_BENCH_HOLD": str(self.hold_file),
             }
             cmd = [
                 sys.executable, "-m", "celery", "-A", "skyfed.bench.rpc_celery", "worker",
@@ -101,7 +119,7 @@ class Workers:
             cmd = [
                 sys.executable, "-m", "skyfed.bench.rpc_worker", "--transport", self.system,
                 "--broker", self.broker, "--queue", self.queue, "--port", str(self.port),
-                "--record", str(record),
+                "--record", str(record), "--hold", str(self.hold_file),
             ]  # fmt: skip
         return subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -121,6 +139,12 @@ class Workers:
         for proc in self.procs[:count]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    def hold(self) -> None:
+        self.hold_file.touch()
+
+    def release(self) -> None:
+        self.hold_file.unlink(missing_ok=True)
 
     def runs(self) -> Counter[str]:
         counts: Counter[str] = Counter()
@@ -142,19 +166,49 @@ class Workers:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def _fault(kind: str, workers: Workers, due: asyncio.Event) -> float:
-    """Once `due` is set (a third of the answers are in), kill workers or restart the
+async def _fault(kind: str, workers: Workers, due: asyncio.Event, broker: str) -> float:
+    """Once `due` is set (a share of the answers is in), kill workers or restart the
     broker; the moment (perf_counter) the fault took effect."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(due.wait(), 60)
     if kind.startswith("kill"):
+        await _until(due)
         workers.kill(int(kind.split(":")[1]))
         return time.perf_counter()
-    await asyncio.to_thread(ctl, "stop_app")
-    hit = time.perf_counter()
+    return await _restart_broker(workers, due, broker)
+
+
+async def _until(due: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(due.wait(), 60)
+
+
+async def _restart_broker(workers: Workers, due: asyncio.Event, broker: str) -> float:
+    """`stop_app`, 1 s, `start_app`, from `due`; the held calls are released once the
+    broker is gone (it has closed a connection of ours, or `stop_app` has returned).
+    The moment it was seen gone."""
+    import aio_pika
+
+    try:
+        watch = await aio_pika.connect(broker, timeout=10)  # before `due`: no delay then
+        gone = asyncio.Event()
+        watch.close_callbacks.add(lambda *_: gone.set())
+        try:
+            await _until(due)
+            stopping = asyncio.create_task(asyncio.to_thread(ctl, "stop_app"))
+            closed = asyncio.create_task(gone.wait())
+            # Bounded: `ctl` gives up after its own timeout.
+            await asyncio.wait({stopping, closed}, return_when=asyncio.FIRST_COMPLETED)
+            seen_gone = time.perf_counter()
+            closed.cancel()
+            workers.release()
+            await stopping  # raises when rabbitmqctl failed: then there is no row to judge
+        finally:
+            with contextlib.suppress(Exception):
+                await watch.close()
+    finally:
+        workers.release()  # whatever happened: no call waits for ever
     await asyncio.sleep(1.0)
     await asyncio.to_thread(ctl, "start_app")
-    return hit
+    return seen_gone
 
 
 FAULTS = {"": "", "kill:1": "1 worker killed", "kill:2": "2 workers killed"}
@@ -189,14 +243,16 @@ class LinkSystem:
 
         answered = 0
         lost = 0
-        third = asyncio.Event()
+        due = asyncio.Event()
+        hold = held_from(n, fault)
 
         async def one(i: int) -> None:
             nonlocal answered, lost
             try:
                 answer = await link.call(
                     ZoneRequest(
-                        "POST", "/v1/add", json={"key": f"{tag}-{i}", "a": i, "b": i},
+                        "POST", "/v1/add",
+                        json={"key": f"{tag}-{i}", "a": i, "b": i, "hold": i >= hold},
                         idempotent=True,
                     )
                 )  # fmt: skip
@@ -205,29 +261,34 @@ class LinkSystem:
             except Exception:
                 lost += 1
             answered += 1
-            if answered >= n // 3:
-                third.set()
+            if answered >= due_after(n):
+                due.set()
 
         stats = getattr(link, "transport", None)
         before = stats.stats.duplicate_replies if stats is not None else 0
         started = time.perf_counter()
         injector = None
         if fault:
-            injector = asyncio.create_task(_fault(fault, workers, third))
+            if hold < n:
+                workers.hold()  # before any call goes: `_fault` releases them
+            injector = asyncio.create_task(_fault(fault, workers, due, self.broker))
         await asyncio.gather(*(one(i) for i in range(n)))
         finished = time.perf_counter()
         hit = injector is not None and await injector < finished
         if fault == "restart" and stats is not None:
-            # `stop_app` returns seconds after the broker has gone; when the link lost its
-            # connection is the moment the restart took effect.
+            # When the link lost its connection is the moment the restart took effect
+            # for it (the bench's own watch may have seen it a moment apart).
             lost_at = stats.stats.disconnected_at
             hit = lost_at is not None and started < lost_at < finished
         dropped = (stats.stats.duplicate_replies - before) if stats is not None else 0
         return finished - started, lost, dropped, hit
 
 
-def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
-    """N `add.delay` at once from this thread, then every result; calls that failed count lost."""
+def _celery_run(
+    tag: str, n: int, timeout: float, fault: str = "", due: Callable[[], None] = lambda: None
+) -> tuple[float, int, float]:
+    """N `add.delay` at once from this thread, then every result; calls that failed count
+    lost. `due()` once a share of the results is in (read in order: at least that many)."""
     from skyfed.bench.rpc_celery import add
 
     lost = 0
@@ -235,11 +296,14 @@ def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
     results = []
     for i in range(n):
         try:
-            results.append((i, add.apply_async((f"{tag}-{i}", i, i))))
+            held = i >= held_from(n, fault)
+            results.append((i, add.apply_async((f"{tag}-{i}", i, i, held))))
         except Exception:
             lost += 1
     deadline = time.monotonic() + timeout
-    for i, result in results:
+    for read, (i, result) in enumerate(results):
+        if read == due_after(n):
+            due()
         left = deadline - time.monotonic()
         try:  # Celery's client raises its broker's errors from `ready` and `get` alike
             if left <= 0 and not result.ready():
@@ -253,15 +317,18 @@ def _celery_run(tag: str, n: int, timeout: float) -> tuple[float, int, float]:
 
 
 async def _celery_row(
-    tag: str, n: int, fault: str, workers: Workers, timeout: float
+    tag: str, n: int, fault: str, workers: Workers, timeout: float, broker: str
 ) -> tuple[float, int, bool]:
     injector = None
+    due = asyncio.Event()
     if fault:
-        # Celery's client blocks its thread; the fault fires on time, not on answers.
-        due = asyncio.Event()
-        asyncio.get_running_loop().call_later(min(2.0, 0.0005 * n + 0.2), due.set)
-        injector = asyncio.create_task(_fault(fault, workers, due))
-    seconds, lost, finished = await asyncio.to_thread(_celery_run, tag, n, timeout)
+        if held_from(n, fault) < n:
+            workers.hold()
+        injector = asyncio.create_task(_fault(fault, workers, due, broker))
+    loop = asyncio.get_running_loop()
+    seconds, lost, finished = await asyncio.to_thread(
+        _celery_run, tag, n, timeout, fault, lambda: loop.call_soon_threadsafe(due.set)
+    )
     hit = injector is not None and await injector < finished
     return seconds, lost, hit
 
@@ -311,12 +378,9 @@ async def _run(
             if system == "http" and fault == "restart":
                 continue  # no broker on the http link
             side = Side(system, broker, FAULT_WORKERS, timeout)
-            # stop_app takes about a second to bite: the restart row runs ten times as
-            # many calls so that it lands mid-run.
-            n = fault_requests * (RESTART_FACTOR if fault == "restart" else 1)
             try:
                 await side.start()
-                rows.append(await side.row(n, fault))
+                rows.append(await side.row(fault_requests, fault))
                 echo(rows[-1].line())
             finally:
                 await side.stop()
@@ -355,7 +419,9 @@ class Side:
         tag = uuid.uuid4().hex[:8]
         runs_before = self.workers.runs()
         if self.system == "celery":
-            seconds, lost, hit = await _celery_row(tag, n, fault, self.workers, self.timeout)
+            seconds, lost, hit = await _celery_row(
+                tag, n, fault, self.workers, self.timeout, self.broker
+            )
             dropped = 0
         else:
             seconds, lost, dropped, hit = await self.runner.run(

@@ -7,7 +7,9 @@ would behind one address). The app authenticates callers like a zone (over
 HTTP bearer tokens from `POST /v1/auth/tokens`; over AMQP the signature of each
 call, checked by `ZoneQueueServer` with the link key of the `bench` account) and
 records each `add` it runs in `--record`, one key per line written straight to
-the file, so a worker killed with -9 leaves behind what it did.
+the file, so a worker killed with -9 leaves behind what it did. A call marked
+`hold` waits while the file `--hold` exists (the broker restart row's way to keep
+calls in flight until the broker has gone).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import secrets
 import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,10 +36,33 @@ BENCH_ACCOUNT = "bench"
 BENCH_PASSWORD = "bench-password"
 
 
-def adder_app(record_fd: int) -> Starlette:
+class HoldGate:
+    """Calls marked `hold` pass once the hold file is gone; one watcher looks for all."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._open: asyncio.Task[None] | None = None
+
+    async def passed(self) -> None:
+        if self.path is None:
+            return
+        if self._open is None:  # a worker serves one fault row: once open, it stays open
+            self._open = asyncio.create_task(self._until_gone(self.path))
+        await asyncio.shield(self._open)
+
+    @staticmethod
+    async def _until_gone(path: Path) -> None:
+        # The bench, another process, removes it; a file has nothing to await: one stat
+        # every 10 ms, in one task for every held call.
+        while path.exists():  # noqa: ASYNC110, ASYNC240
+            await asyncio.sleep(0.01)
+
+
+def adder_app(record_fd: int, hold: Path | None = None) -> Starlette:
     # Every worker honours every worker's tokens, as a zone's processes share theirs
     # through the database: a token is signed with a key all workers derive alike.
     key = hashlib.sha256(BENCH_PASSWORD.encode()).digest()
+    gate = HoldGate(hold)
 
     def sign(nonce: str) -> str:
         return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()
@@ -60,6 +86,8 @@ def adder_app(record_fd: int) -> Starlette:
         ):
             return JSONResponse({"error": {"code": "unauthorized", "message": "log in"}}, 401)
         body = await request.json()
+        if body.get("hold"):
+            await gate.passed()
         os.write(record_fd, f"{body['key']}\n".encode())
         return JSONResponse({"sum": body["a"] + body["b"], "pid": os.getpid()})
 
@@ -108,9 +136,10 @@ def main() -> None:
     parser.add_argument("--queue", default="")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record", required=True)
+    parser.add_argument("--hold", type=Path, default=None)
     args = parser.parse_args()
     fd = os.open(args.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    app = adder_app(fd)
+    app = adder_app(fd, args.hold)
     serve = (
         serve_amqp(app, args.broker, args.queue)
         if args.transport == "amqp"

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from skyfed.client import SkyfedError
 from skyfed.federation.broker import BrokerError
 from skyfed.federation.launcher import Federation
 from skyfed.federation.process import ProcessFailed
+from skyfed.federation.supervisor import Supervisor
 from skyfed.federation.topology import TopologyError, load_topology
 
 
@@ -34,8 +36,21 @@ def up(
     exit_when_ready: Annotated[
         bool, typer.Option(help="Stop everything once it is up (for smoke tests).")
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart/--no-restart",
+            help="Once up, start a zone or host agent that dies again (same port, state and "
+            "credentials) after 1 s, doubling to 30 s while it keeps dying; "
+            "--no-restart leaves it down. Either way the rest keeps running.",
+        ),
+    ] = True,
 ) -> None:
-    """Start every zone of a topology, link them, start their hosts, and wait for Ctrl-C."""
+    """Start every zone of a topology, link them, start their hosts, and wait for Ctrl-C.
+
+    A zone or agent that dies once everything is up is reported on one line and
+    started again (or left down with --no-restart); one that dies while starting
+    stops the whole federation."""
     try:
         topology = load_topology(topology_file)
     except TopologyError as exc:
@@ -45,7 +60,7 @@ def up(
     directory = Path(tempfile.mkdtemp(prefix="skyfed-")) if state_dir is None else state_dir
     federation = Federation(topology, directory, temporary=temporary)
     try:
-        asyncio.run(_run(federation, timeout, exit_when_ready))
+        asyncio.run(_run(federation, timeout, exit_when_ready, restart))
     except (ProcessFailed, SkyfedError, ValueError, BrokerError) as exc:
         err_console.print(f"[red]federation failed[/]: {exc}")
         raise typer.Exit(1) from exc
@@ -57,7 +72,9 @@ def up(
             shutil.rmtree(directory, ignore_errors=True)
 
 
-async def _run(federation: Federation, timeout: float, exit_when_ready: bool) -> None:
+async def _run(
+    federation: Federation, timeout: float, exit_when_ready: bool, restart: bool
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,11 +90,18 @@ async def _run(federation: Federation, timeout: float, exit_when_ready: bool) ->
     if exit_when_ready:
         return
     console.print("Ctrl-C stops everything")
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=2.0)
-        except TimeoutError:
-            federation.check_alive()
+    supervisor = Supervisor(
+        federation.processes(),
+        report=_report,
+        changed=federation.write_manifest,
+        restart=restart,
+    )
+    await supervisor.run(stop)
+
+
+def _report(line: str) -> None:
+    # Plain text: a log line may hold brackets Rich would read as markup.
+    console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False)
 
 
 async def _print_tree(federation: Federation) -> None:

@@ -159,6 +159,7 @@ class Federation:
                     ],
                     zone_dir / "agent.log",
                     env={"SKYFED_PASSWORD": self.agent_passwords[name], **self._agent_bus(name)},
+                    kind="host agent",
                 )
 
     def _broker_accounts(self, name: str, values: dict[str, Any]) -> None:
@@ -290,8 +291,12 @@ class Federation:
                 raise ProcessFailed(f"roots cover {seen} hosts, expected {expected}")
             await asyncio.sleep(0.5)
 
+    def processes(self) -> list[ManagedProcess]:
+        """Every zone and host agent: what `skyfed up` keeps running."""
+        return [*self.zones.values(), *self.agents.values()]
+
     def check_alive(self) -> None:
-        for proc in [*self.zones.values(), *self.agents.values()]:
+        for proc in self.processes():
             if proc.process is not None and not proc.running:
                 raise ProcessFailed(f"{proc.name} exited:\n{proc.log_tail()}")
 
@@ -318,12 +323,12 @@ class Federation:
                 {
                     "name": name,
                     "url": zone.url,
-                    "pid": zone.pid,
+                    "pid": _pid(zone),
                     "parents": self.topology.zones[name].parents,
                     "config": str(zone.config),
                     "log": str(zone.config.parent / "zone.log"),
                     "hosts": self.topology.host_count(name),
-                    "agent_pid": self.agents[name].pid if name in self.agents else None,
+                    "agent_pid": _pid(self.agents[name]) if name in self.agents else None,
                     "admin": {"username": ADMIN_USER, "password": self.admin_passwords[name]},
                     "agent": (
                         {"username": agent_username(name), "password": self.agent_passwords[name]}
@@ -373,6 +378,11 @@ def agent_options(options: dict[str, Any]) -> list[str]:
         else:
             args += [f"--{flag}", str(value)]
     return args
+
+
+def _pid(process: ManagedProcess) -> int | None:
+    """Its process id while it runs; None while it is down (between a death and its restart)."""
+    return process.pid if process.running else None
 
 
 def _password(previous: dict[str, Any], account: str, length: int) -> str:

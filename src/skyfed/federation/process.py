@@ -1,6 +1,7 @@
 """Real skyfed processes on loopback: a zone (`skyfed serve`) or a host agent (`skyfed agent`).
 
-`skyfed up` and the integration tests start, kill and restart zones through this.
+`skyfed up` and the integration tests start, kill and restart zones through this;
+`supervisor.py` watches them and starts again the ones that die.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class ProcessFailed(RuntimeError):
 
 
 class ManagedProcess:
-    """One child process with its output in a log file, stopped politely then firmly."""
+    """One child process with its output in a log file, stopped politely then firmly.
+
+    Started again with the same arguments and environment, it is the same program on
+    the same port, state and credentials: they all come from its arguments."""
 
     def __init__(
         self,
@@ -42,20 +46,29 @@ class ManagedProcess:
         args: Sequence[str],
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        kind: str = "process",
     ) -> None:
         self.name = name
+        self.kind = kind  # what it is, for people: "zone", "host agent"
         self.args = list(args)
         self.log_path = log_path
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at: float | None = None  # time.monotonic() of the last start
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
+    @property
+    def returncode(self) -> int | None:
+        """How the last run ended (negative: the signal that killed it); None while it runs."""
+        return self.process.poll() if self.process else None
+
     def start(self) -> None:
         if self.running:
             return
+        self.started_at = time.monotonic()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -71,6 +84,11 @@ class ManagedProcess:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """A plain process has no readiness to ask: started and not dead is all we know."""
+        if not self.running:
+            raise ProcessFailed(f"{self.kind} {self.name} exited:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -112,7 +130,10 @@ class ManagedProcess:
 class ZoneProcess(ManagedProcess):
     def __init__(self, name: str, config: Path, port: int, log_path: Path) -> None:
         super().__init__(
-            name, [sys.executable, "-m", "skyfed", "serve", "--config", str(config)], log_path
+            name,
+            [sys.executable, "-m", "skyfed", "serve", "--config", str(config)],
+            log_path,
+            kind="zone",
         )
         self.config = config
         self.port = port
