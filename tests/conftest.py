@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from skyfed.app import ZoneProcess, create_app
@@ -27,6 +28,10 @@ AGENT_PASSWORD = "agent-password"
 IN_CI = bool(os.environ.get("CI"))
 # Argon2id at its cheapest: test passwords guard nothing, and every zone a test starts
 # hashes three of them (tests/unit/test_passwords.py keeps the production cost).
+# No per-example deadline: a wall-clock bound on a shared 2-core machine fails on load,
+# not on a fault (key derivation and the like take what they take).
+hypothesis_settings.register_profile("skyfed", deadline=None)
+hypothesis_settings.load_profile("skyfed")
 CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024}
 
 
