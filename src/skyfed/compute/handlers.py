@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from skyfed.client import SkyfedError
 from skyfed.compute import allocations, cancels, commands
@@ -27,14 +27,14 @@ from skyfed.compute.lifecycle import (
     after_command,
     after_exit,
 )
-from skyfed.compute.models import HostCommand, Server
+from skyfed.compute.models import SERVERS, HostCommand, Server
 from skyfed.compute.placement import asked_child, principal_from
 from skyfed.db.base import utcnow
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones import relay
-from skyfed.zones.models import ChildZone, Location
+from skyfed.zones.models import ChildZone
 
 log = logging.getLogger(__name__)
 Released = tuple[str, int, int, int]  # host, vcpus, ram_mb, disk_gb given back
@@ -62,7 +62,7 @@ class ServerHandlers:
         """Send `action` to the server's host and wait for the agent's answer."""
         async with self.ctx.db.session() as session:
             server = await session.get(Server, task.resource_id)
-            location = await session.get(Location, ("server", task.resource_id))
+            location = await SERVERS.find(session, task.resource_id)
             if server is None or location is None or location.kind != "host":
                 return {"skipped": "the server is not on a host here"}
             agent = await self._agent_of(session, location.target, server.id)
@@ -107,7 +107,7 @@ class ServerHandlers:
     async def delete(self, task: Task) -> dict[str, Any]:
         async with self.ctx.db.session() as session:
             server = await session.get(Server, task.resource_id)
-            location = await session.get(Location, ("server", task.resource_id))
+            location = await SERVERS.find(session, task.resource_id)
             if server is None:
                 return {"deleted": "already"}
             if location is not None:
@@ -167,11 +167,7 @@ class ServerHandlers:
     async def _forget(self, session: Any, server_id: str) -> Released | None:
         """Drop the server, its index entry and its claim; what to give back once committed."""
         host = await allocations.release(session, server_id)
-        await session.execute(
-            delete(Location).where(
-                Location.resource_type == "server", Location.resource_id == server_id
-            )
-        )
+        await SERVERS.forget(session, server_id)
         server = await session.get(Server, server_id)
         released = None
         if server is not None:
@@ -259,7 +255,7 @@ class ServerHandlers:
 
     async def _reschedule(self, session: Any, server: Server, why: str) -> Released | None:
         """A boot failed on its host: try another one (the failed host is excluded)."""
-        location = await session.get(Location, ("server", server.id))
+        location = await SERVERS.find(session, server.id)
         released = await allocations.release(session, server.id)
         if location is not None:
             server.tried = [*server.tried, f"host:{location.target}"]
@@ -281,7 +277,7 @@ class ServerHandlers:
         async with self.ctx.db.session() as session:
             for event in events:
                 server = await session.get(Server, event["server_id"])
-                location = await session.get(Location, ("server", event["server_id"]))
+                location = await SERVERS.find(session, event["server_id"])
                 if (
                     server is None
                     or location is None

@@ -9,6 +9,10 @@ from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from skyfed.db.base import Base, UTCDateTime, new_id, utcnow
+from skyfed.zones.locations import LocationIndex
+
+# Where each server is: a child zone or one of this zone's hosts.
+SERVERS = LocationIndex("server")
 
 
 class Flavor(Base):

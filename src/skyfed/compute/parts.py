@@ -25,14 +25,13 @@ from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts import service as host_service
 from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.compute.hosts.sharing import HostSharing
-from skyfed.compute.models import Flavor, Server
+from skyfed.compute.models import SERVERS, Flavor, Server
 from skyfed.compute.placement import Placer
 from skyfed.core import Core
 from skyfed.identity.identities import Identities
 from skyfed.settings import FlavorSpec
 from skyfed.tasks.engine import TaskEngine
 from skyfed.tasks.kinds import Kind
-from skyfed.zones.models import Location
 from skyfed.zones.tree import ZoneTree
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,7 @@ class ComputeParts:
 
     async def child_removed(self, session: AsyncSession, child_id: str) -> None:
         """Forget the servers placed in a child removed by force (they live on only there)."""
-        placed = select(Location.resource_id).where(
-            Location.resource_type == "server",
-            Location.kind == "zone",
-            Location.target == child_id,
-        )
-        await session.execute(delete(Server).where(Server.id.in_(placed)))
+        await session.execute(delete(Server).where(Server.id.in_(SERVERS.in_child(child_id))))
 
     @asynccontextmanager
     async def lifespan(self, api: bool) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
 from skyfed.compute.hosts.registry import HostRecord
 from skyfed.compute.lifecycle import BUILDING, DELETING, ERROR, SCHEDULING, SPAWNING
-from skyfed.compute.models import Server
+from skyfed.compute.models import SERVERS, Server
 from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
@@ -235,9 +235,8 @@ class Placer:
                 )
             rows = await session.execute(
                 select(Location.kind, Location.target, func.count())
-                .join(Server, Server.id == Location.resource_id)
+                .join(Server, SERVERS.joined(Server.id))
                 .where(
-                    Location.resource_type == "server",
                     Server.project_id == project_id,
                     Server.group_name == request.group,
                 )
@@ -381,13 +380,7 @@ class Placer:
 
     @staticmethod
     def _location(server: Server, kind: str, target: str) -> Location:
-        return Location(
-            resource_type="server",
-            resource_id=server.id,
-            project_id=server.project_id,
-            kind=kind,
-            target=target,
-        )
+        return SERVERS.entry(server.id, server.project_id, kind, target)
 
     async def _load(self, server_id: str) -> Server | None:
         return await self._loads.submit(None, server_id)

@@ -27,7 +27,7 @@ from skyfed.compute.lifecycle import (
     begin_action,
     begin_delete,
 )
-from skyfed.compute.models import Flavor, Server
+from skyfed.compute.models import SERVERS, Flavor, Server
 from skyfed.compute.placement import Placer, placement_request, principal_payload
 from skyfed.compute.schemas import (
     FlavorCreate,
@@ -50,6 +50,7 @@ from skyfed.tasks.models import Task
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones import listing, relay
 from skyfed.zones.capabilities import parse_constraints
+from skyfed.zones.locations import child_of
 from skyfed.zones.models import ChildZone, Location
 from skyfed.zones.scatter import PageRequest, Scatter
 from skyfed.zones.summary import Summary
@@ -376,12 +377,6 @@ class ComputeService:
             raise NotFound(f"server '{server_id}' not found")
         return server
 
-    async def _child(self, session: AsyncSession, location: Location) -> ChildZone:
-        child = await session.get(ChildZone, location.target)
-        if child is None:
-            raise NotFound("the zone that held this server is no longer registered here")
-        return child
-
     async def _ask_child(
         self,
         child: ChildZone,
@@ -407,9 +402,9 @@ class ComputeService:
     async def get(self, server_id: str) -> dict[str, Any]:
         async with self.ctx.db.session() as session:
             server = await self._own(session, server_id)
-            location = await session.get(Location, ("server", server_id))
+            location = await SERVERS.find(session, server_id)
             if location is not None and location.kind == "zone":
-                child = await self._child(session, location)
+                child = await child_of(session, location)
             else:
                 host = location.target if location is not None else None
                 return server_out(server, host=host, admin=self.principal.is_admin)
@@ -469,7 +464,7 @@ class ComputeService:
             select(Server, Location)
             .outerjoin(
                 Location,
-                and_(Location.resource_type == "server", Location.resource_id == Server.id),
+                SERVERS.joined(Server.id),
             )
             # A server placed in a child is the child's to list; one on its way there
             # is listed here too (the merge keeps the child's copy when it has one).
@@ -528,7 +523,7 @@ class ComputeService:
     async def action(self, server_id: str, action: str) -> dict[str, Any]:
         async with self.ctx.db.session() as session:
             server = await self._own(session, server_id)
-            location = await session.get(Location, ("server", server_id))
+            location = await SERVERS.find(session, server_id)
             if location is not None and location.kind == "zone":
                 if server.status in (DELETING, DELETED):
                     # A delete accepted here is still on its way down: an action sent
@@ -537,7 +532,7 @@ class ComputeService:
                         begin_action(State(server.status, server.task_state), action)
                     except LifecycleConflict as exc:
                         raise _conflict(exc) from exc
-                child = await self._child(session, location)
+                child = await child_of(session, location)
             else:
                 child = None
                 if location is None and server.placement != "pending":
@@ -587,19 +582,13 @@ class ComputeService:
         if not (self.principal.is_admin or self.principal.project_id == project_id):
             raise Forbidden("you may locate your own project only")
         async with self.ctx.db.session() as session:
-            targets = (
-                await session.execute(
-                    select(Location.kind, Location.target, func.count())
-                    .where(Location.resource_type == "server", Location.project_id == project_id)
-                    .group_by(Location.kind, Location.target)
-                )
-            ).all()
+            targets = await SERVERS.targets(session, project_id)
             unplaced = await session.scalar(
                 select(func.count())
                 .select_from(Server)
                 .outerjoin(
                     Location,
-                    and_(Location.resource_type == "server", Location.resource_id == Server.id),
+                    SERVERS.joined(Server.id),
                 )
                 .where(Server.project_id == project_id, Location.kind.is_(None))
             )
