@@ -24,7 +24,6 @@ from skyfed.compute import feature as compute
 from skyfed.compute.parts import ComputeParts
 from skyfed.core import Core, CoreDep
 from skyfed.db.migrate import upgrade
-from skyfed.errors import error_body
 from skyfed.features import Feature
 from skyfed.identity import feature as identity
 from skyfed.identity.identities import Identities
@@ -35,6 +34,7 @@ from skyfed.tasks.engine import TaskEngine
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.names import AGENTS_EXCHANGE, agent_queue_for, queue_for
 from skyfed.transport.queue_policy import AGENT_CALLS
+from skyfed.wire import error_body
 from skyfed.zones import feature as zones
 from skyfed.zones.tree import ZoneTree
 

@@ -1,8 +1,9 @@
 """Typed client of a zone's public HTTP API: the CLI, parent zones, agents and tests use it.
 
 Errors come back as `SkyfedError` carrying the zone's error code; a zone that
-cannot be reached raises `ZoneUnreachable`. With a username and password the
-client logs in on first use and again when its token is refused.
+cannot be reached raises `ZoneUnreachable` (both defined with the rest of the wire
+protocol in `wire.py`). With a username and password the client logs in on first
+use and again when its token is refused.
 """
 
 from __future__ import annotations
@@ -18,43 +19,14 @@ from urllib.parse import urlencode
 
 import httpx
 
-from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
 from skyfed.transport.h1 import H1Transport
+from skyfed.wire import IDEMPOTENT, REQUEST_ID, SkyfedError, ZoneUnreachable, read_answer
 
-FORWARDED_USER_ID = "X-Skyfed-User-Id"
-FORWARDED_USER = "X-Skyfed-User"
-FORWARDED_PROJECT = "X-Skyfed-Project-Id"
-FORWARDED_ROLES = "X-Skyfed-Roles"
-REQUEST_ID = "X-Request-Id"
-IDEMPOTENT = "skyfed.idempotent"  # a request extension transports may read
+# The errors a caller of this client handles, defined with the rest of the wire protocol.
+__all__ = ["SkyfedClient", "SkyfedError", "ZoneUnreachable", "tls_context"]
+
 USER_AGENT = "skyfed-client"
-
-
-class SkyfedError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-class ZoneUnreachable(SkyfedError):
-    def __init__(self, url: str, reason: str, *, timed_out: bool = False) -> None:
-        super().__init__(0, "unreachable", f"cannot reach {url}: {reason}")
-        self.reason = reason
-        self.timed_out = timed_out  # the deadline passed (the request may have arrived)
-
-
-def forwarded_headers(principal: Principal) -> dict[str, str]:
-    """Headers that carry an end user's identity to a child (honoured from service accounts)."""
-    return {
-        FORWARDED_USER_ID: principal.user_id,
-        FORWARDED_USER: principal.username,
-        FORWARDED_PROJECT: principal.project_id,
-        FORWARDED_ROLES: ",".join(sorted(principal.roles)),
-    }
 
 
 class SkyfedClient:
@@ -109,7 +81,7 @@ class SkyfedClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         idempotent: bool = False,
-    ) -> httpx.Response:
+    ) -> tuple[int, bytes, str | None]:
         all_headers = {
             "Host": self._host,
             "Accept": "application/json",
@@ -144,7 +116,7 @@ class SkyfedClient:
         try:
             response = await self._transport.handle_async_request(request)
             try:
-                await response.aread()
+                answer = await _raw_body(response)
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
@@ -154,7 +126,7 @@ class SkyfedClient:
             ) from exc
         except httpx.TransportError as exc:
             raise ZoneUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
-        return response
+        return response.status_code, answer, response.headers.get("content-type")
 
     async def request(
         self,
@@ -184,11 +156,11 @@ class SkyfedClient:
             timeout=timeout,
             idempotent=idempotent,
         )
-        response = await send()
-        if response.status_code == 401 and can_login:
+        status, content, content_type = await send()
+        if status == 401 and can_login:
             await self._login_once(sent_with, timeout)
-            response = await send()
-        return _body(response)
+            status, content, content_type = await send()
+        return read_answer(status, content, content_type)
 
     async def _login_once(self, stale_token: str | None, timeout: float | None = None) -> None:
         """Log in unless another call just did; within the timeout of the call that needs it."""
@@ -504,6 +476,14 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+async def _raw_body(response: httpx.Response) -> bytes:
+    """The answer's bytes as they came: a Content-Encoding nobody asked for is not undone
+    (a small gzip answer could unpack to gigabytes, past the transport's bound)."""
+    if response.is_stream_consumed:  # made from its content in process (json=, content=)
+        return response.content
+    return b"".join([part async for part in response.aiter_raw()])
+
+
 def _json_bytes(value: Any) -> bytes:
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
@@ -524,30 +504,3 @@ def _param(value: Any) -> str:
     if value is False:
         return "false"
     return "" if value is None else str(value)
-
-
-def _body(response: httpx.Response) -> Any:
-    if response.is_success and (response.status_code == 204 or not response.content):
-        return None
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if response.is_success:
-        return data
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        raise SkyfedError(
-            response.status_code,
-            str(error.get("code", "error")),
-            str(error.get("message", "")),
-            error.get("details"),
-        )
-    # Not a skyfed error: say what came back, never what it said (a parent probing a URL
-    # an admin gave it must not echo another service's answer).
-    kind = response.headers.get("content-type", "no content type").split(";")[0][:64]
-    raise SkyfedError(
-        response.status_code,
-        "http_error",
-        f"HTTP {response.status_code}: not a skyfed answer ({kind}, {len(response.content)} bytes)",
-    )

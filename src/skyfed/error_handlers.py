@@ -11,7 +11,8 @@ from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, Operationa
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
-from skyfed.errors import AppError, TooManyRequests, error_body
+from skyfed.errors import AppError, TooManyRequests
+from skyfed.wire import error_body
 
 log = logging.getLogger(__name__)
 

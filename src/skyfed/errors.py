@@ -1,12 +1,11 @@
-"""Errors the service raises; each maps to the one error shape with a 4xx or 503.
-
-`{"error": {"code": "...", "message": "..."}}`: the code is stable for scripts,
-the message is for people.
-"""
+"""Errors the service raises; each answers in the one error shape (`wire.error_body`)
+with a 4xx or 503. Callers of a zone see them as `wire.SkyfedError`."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from skyfed.wire import error_body
 
 
 class AppError(Exception):
@@ -73,10 +72,3 @@ class TooManyRequests(AppError):
 class Unavailable(AppError):
     status = 503
     code = "unavailable"
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
-    return {"error": error}

@@ -12,11 +12,13 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skyfed.errors import PayloadTooLarge, error_body
+from skyfed.errors import PayloadTooLarge
 from skyfed.logs import request_id
+from skyfed.wire import REQUEST_ID, error_body
 
 log = logging.getLogger("skyfed.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = REQUEST_ID.lower().encode("latin-1")  # as ASGI spells header names
 
 
 def _quiet(method: str, path: str) -> bool:
@@ -43,7 +45,7 @@ class RequestContext:
         incoming = ""
         length = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == _REQUEST_ID:
                 incoming = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
@@ -58,7 +60,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", []), (_REQUEST_ID, rid.encode())]
             await send(message)
 
         limit = self.max_body

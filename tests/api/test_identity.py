@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from skyfed.client import SkyfedError, forwarded_headers
+from skyfed.client import SkyfedError
 from skyfed.identity.principal import Principal
+from skyfed.wire import forwarded_headers
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from skyfed.client import SkyfedClient, SkyfedError, forwarded_headers
+from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.identity.principal import Principal
+from skyfed.wire import forwarded_headers
 from tests.conftest import AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone, zone_settings
 from tests.fakes import ScriptedAgent
 

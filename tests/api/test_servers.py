@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from skyfed.client import SkyfedClient, SkyfedError, forwarded_headers
+from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.compute.models import HostAllocation
 from skyfed.identity.principal import Principal
+from skyfed.wire import forwarded_headers
 from tests.conftest import AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone, zone_settings
 from tests.fakes import ScriptedAgent
 

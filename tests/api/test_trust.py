@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from skyfed.client import SkyfedError, forwarded_headers
+from skyfed.client import SkyfedError
 from skyfed.identity.models import User
 from skyfed.identity.principal import Principal
+from skyfed.wire import forwarded_headers
 from tests.conftest import (
     ADMIN_PASSWORD,
     AGENT_PASSWORD,

@@ -20,15 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from skyfed.client import (
-    FORWARDED_PROJECT,
-    FORWARDED_ROLES,
-    FORWARDED_USER,
-    FORWARDED_USER_ID,
-    REQUEST_ID,
-    SkyfedError,
-    ZoneUnreachable,
-)
 from skyfed.federation.process import free_port
 from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
@@ -38,6 +29,15 @@ from skyfed.transport.base import ZoneLink, ZoneRequest
 from skyfed.transport.http import HttpLink
 from skyfed.transport.local import LocalLink
 from skyfed.transport.signing import BUS_CALLER, StaticAccounts
+from skyfed.wire import (
+    FORWARDED_PROJECT,
+    FORWARDED_ROLES,
+    FORWARDED_USER,
+    FORWARDED_USER_ID,
+    REQUEST_ID,
+    SkyfedError,
+    ZoneUnreachable,
+)
 from tests.conftest import ServedApp, broker_url
 
 PASSWORD = "child-service-password"

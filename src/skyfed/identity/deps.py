@@ -19,7 +19,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from skyfed.client import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 from skyfed.core import provided
 from skyfed.errors import BadRequest, Forbidden, Unauthorized
 from skyfed.identity.identities import Identities
@@ -33,6 +32,7 @@ from skyfed.identity.principal import (
 )
 from skyfed.identity.service import token_digest
 from skyfed.transport.signing import BUS_CALLER
+from skyfed.wire import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/tokens")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]

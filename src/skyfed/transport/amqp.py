@@ -45,9 +45,7 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from yarl import URL
 
-from skyfed.client import IDEMPOTENT
 from skyfed.coalesce import Coalescer
-from skyfed.errors import error_body
 from skyfed.identity.link_keys import derive_link_key
 from skyfed.logs import request_id
 from skyfed.transport.envelope import (
@@ -74,6 +72,7 @@ from skyfed.transport.signing import (
     call_signature,
     same,
 )
+from skyfed.wire import IDEMPOTENT, REQUEST_ID, error_body
 
 log = logging.getLogger("skyfed.transport.amqp")
 
@@ -257,7 +256,7 @@ class AmqpTransport(httpx.AsyncBaseTransport):
             hops=hops,
             hop_limit=self.hop_limit,
             deadline=time.time() + budget,
-            request_id=request.headers.get("x-request-id", request_id.get()),
+            request_id=request.headers.get(REQUEST_ID, request_id.get()),
         )
         loop = asyncio.get_running_loop()
         call_id = uuid.uuid4().hex
@@ -302,7 +301,10 @@ class AmqpTransport(httpx.AsyncBaseTransport):
                 if len(self._answered) > ANSWERED_KEPT:
                     self._answered.popitem(last=False)
         status, headers, content = call.answer.result()
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        # A stream, not content=: httpx would undo a Content-Encoding of the answer at once.
+        return httpx.Response(
+            status, headers=headers, stream=httpx.ByteStream(content), request=request
+        )
 
     def _sign(self, call: _Call) -> str:
         assert self._key is not None  # derived before the first connection was made

@@ -34,7 +34,6 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from skyfed.coalesce import Coalescer
-from skyfed.errors import error_body
 from skyfed.identity.principal import Principal
 from skyfed.transport.bus import connect_and_set_up
 from skyfed.transport.envelope import (
@@ -62,12 +61,14 @@ from skyfed.transport.signing import (
     call_signature,
     same,
 )
+from skyfed.wire import REQUEST_ID, error_body
 
 log = logging.getLogger("skyfed.transport.amqp")
 
 Answer = tuple[int, dict[str, str], bytes]
 CallKey = tuple[str, str]  # (account, call id): one caller never gets another's answer
-_KEPT_HEADERS = ("content-type", "x-request-id", "retry-after", "location")
+_REQUEST_ID = REQUEST_ID.lower()  # as the envelope carries header names
+_KEPT_HEADERS = ("content-type", _REQUEST_ID, "retry-after", "location")
 # Never handed to the app from a message: a call over the bus is its signer's.
 
 
@@ -106,8 +107,8 @@ async def asgi_call(
         for k, v in envelope.headers.items()
         if k not in CREDENTIAL_HEADERS
     ]
-    if envelope.request_id and "x-request-id" not in envelope.headers:
-        headers.append((b"x-request-id", envelope.request_id.encode("latin-1")))
+    if envelope.request_id and _REQUEST_ID not in envelope.headers:
+        headers.append((_REQUEST_ID.encode("latin-1"), envelope.request_id.encode("latin-1")))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},

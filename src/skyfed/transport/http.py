@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable, forwarded_headers
+from skyfed.client import SkyfedClient
 from skyfed.transport.base import ZoneLink, ZoneRequest
+from skyfed.wire import SkyfedError, ZoneUnreachable, forwarded_headers
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from skyfed.client import ZoneUnreachable
 from skyfed.transport.base import ZoneRequest
 from skyfed.transport.http import HttpLink
+from skyfed.wire import ZoneUnreachable
 
 
 class LocalLink(HttpLink):
