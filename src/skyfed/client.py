@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import httpx
 
 from skyfed.logs import request_id
-from skyfed.transport.h1 import H1Transport
+from skyfed.transport.h1_pool import H1Transport
 from skyfed.wire import IDEMPOTENT, REQUEST_ID, SkyfedError, ZoneUnreachable, read_answer
 
 # The errors a caller of this client handles, defined with the rest of the wire protocol.

@@ -353,7 +353,7 @@ async def test_addresses_are_checked_again_when_connecting() -> None:
     (DNS may answer differently after the check at add)."""
     import httpx
 
-    from skyfed.transport.h1 import H1Transport
+    from skyfed.transport.h1_pool import H1Transport
 
     trap = Trap(200, b"{}", "application/json")
     async with ServedApp(trap) as served:

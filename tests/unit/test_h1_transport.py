@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from skyfed.client import SkyfedClient, ZoneUnreachable
-from skyfed.transport.h1 import H1Transport
+from skyfed.transport.h1_pool import H1Transport
 
 
 class Server:

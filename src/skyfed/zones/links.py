@@ -16,7 +16,7 @@ from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
 from skyfed.transport.amqp import AmqpLink, without_password
 from skyfed.transport.base import ZoneLink
-from skyfed.transport.h1 import H1Transport
+from skyfed.transport.h1_pool import H1Transport
 from skyfed.transport.http import HttpLink
 from skyfed.transport.names import queue_for
 from skyfed.zones.models import ChildZone
