@@ -22,22 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import socket
 import ssl
 import time
-from collections.abc import Callable
 from typing import cast
 
 import httptools
 import httpx
+
+from skyfed.transport.addresses import AddressCheck, checked_address
 
 # Uvicorn closes a keep-alive connection after 5 s idle; reusing one that old risks a
 # request racing the server's close, so connections idle this long are dropped first.
 KEEPALIVE_EXPIRY = 4.0
 DEFAULT_PORTS = {b"http": 80, b"https": 443}
 Origin = tuple[bytes, bytes, int]
-# Says why no connection may be made to an IP address, or None when one may.
-AddressCheck = Callable[[str], str | None]
 
 
 class _Connection(asyncio.Protocol):
@@ -321,8 +319,8 @@ class H1Transport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeout):
                 target = name
-                if self.address_check is not None:
-                    target = await self._checked_address(name, port)
+                if self.address_check is not None:  # (RefusedAddress is an OSError)
+                    target = await checked_address(name, port, self.address_check)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(origin, self.max_answer_bytes),
                     target,
@@ -335,21 +333,6 @@ class H1Transport(httpx.AsyncBaseTransport):
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return connection
-
-    async def _checked_address(self, name: str, port: int) -> str:
-        """The address to connect to for `name`: refused when any it resolves to is."""
-        assert self.address_check is not None
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            name.strip("[]"), port, type=socket.SOCK_STREAM
-        )
-        addresses = [str(info[4][0]) for info in infos]
-        for address in addresses:
-            why = self.address_check(address)
-            if why is not None:
-                raise httpx.ConnectError(f"{name} resolves to a refused address: {why}")
-        if not addresses:
-            raise httpx.ConnectError(f"{name} resolves to no address")
-        return addresses[0]
 
     def _release(self, connection: _Connection, *, reusable: bool) -> None:
         pool = self._pools.get(connection.origin)
