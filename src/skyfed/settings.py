@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     allowed_child_hosts: list[str] = []
     # The largest answer a child may give (bytes); a larger one fails the call.
     max_child_answer_bytes: int = Field(default=MAX_CHILD_ANSWER, ge=64 * 1024)
+    # What carries calls to children's HTTP APIs: "h1", skyfed's own HTTP/1.1 pool (the
+    # fastest), or "httpx", httpx's pool, for an HTTP proxy (HTTPS_PROXY, NO_PROXY...),
+    # HTTP/2 (with the h2 package) or httpx's TLS set-up (SSL_CERT_FILE, SSL_CERT_DIR).
+    link_http_transport: Literal["h1", "httpx"] = "h1"
 
     host_ttl: float = Field(default=30.0, gt=0)
     # At most this many hosts known at once (online or offline, not yet forgotten):

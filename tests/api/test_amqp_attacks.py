@@ -37,7 +37,7 @@ from skyfed.federation.broker import (
     zone_permissions,
 )
 from skyfed.identity.link_keys import derive_link_key
-from skyfed.transport.amqp import AmqpLink
+from skyfed.transport.amqp import amqp_link
 from skyfed.transport.base import ZoneRequest
 from skyfed.transport.envelope import ANSWERS_TYPE, CALLS_TYPE, pack
 from skyfed.transport.names import (
@@ -322,7 +322,7 @@ async def test_a_forged_answer_is_dropped_and_the_caller_gets_the_genuine_one(
         for queue_name in (site.queue, f"{site.queue}-idle"):
             queue = await channel.declare_queue(queue_name, durable=True)
             await queue.bind(calls, routing_key=queue_name)
-        parent = AmqpLink(
+        parent = amqp_link(
             site.url(site.link), site.queue, username="svc", password=SERVICE_PASSWORD
         )
         try:
@@ -358,7 +358,7 @@ async def test_a_forged_answer_is_dropped_and_the_caller_gets_the_genuine_one(
             assert answer["name"] == site.zone_name  # the zone's own answer
 
             # A call whose genuine answer never comes: its error says what was dropped.
-            idle = AmqpLink(
+            idle = amqp_link(
                 site.url(site.link), f"{site.queue}-idle", username="svc",
                 password=SERVICE_PASSWORD,
             )  # fmt: skip

@@ -333,9 +333,13 @@ async def test_a_non_skyfed_answer_is_never_echoed(admin) -> None:
     assert await admin.list_zones() == []
 
 
-async def test_a_childs_answer_is_bounded(tmp_path: Path) -> None:
-    """A child (or whatever is at its URL) that answers without end fails the call."""
-    settings = zone_settings(tmp_path, None, max_child_answer_bytes=64 * 1024)
+@pytest.mark.parametrize("pool", ["h1", "httpx"])
+async def test_a_childs_answer_is_bounded(tmp_path: Path, pool: str) -> None:
+    """A child (or whatever is at its URL) that answers without end fails the call,
+    whichever pool carries it (link_http_transport)."""
+    settings = zone_settings(
+        tmp_path, None, max_child_answer_bytes=64 * 1024, link_http_transport=pool
+    )
     trap = Trap(200, b'{"token": "' + b"x" * (1024 * 1024) + b'"}', "application/json")
     async with (
         ServedApp(trap) as served,
@@ -348,17 +352,24 @@ async def test_a_childs_answer_is_bounded(tmp_path: Path) -> None:
     assert "larger than 65536 bytes" in refused.value.message
 
 
-async def test_addresses_are_checked_again_when_connecting() -> None:
+@pytest.mark.parametrize("pool", ["h1", "httpx"])
+async def test_addresses_are_checked_again_when_connecting(pool: str) -> None:
     """A name that resolves, at connect time, to a refused address is not connected to
     (DNS may answer differently after the check at add)."""
     import httpx
 
     from skyfed.transport.h1_pool import H1Transport
+    from skyfed.transport.httpx_pool import HttpxTransport
+
+    def refused(address: str) -> str | None:
+        return "refused here" if address == "127.0.0.1" else None
 
     trap = Trap(200, b"{}", "application/json")
     async with ServedApp(trap) as served:
-        transport = H1Transport(
-            address_check=lambda a: "refused here" if a == "127.0.0.1" else None
+        transport = (
+            H1Transport(address_check=refused)
+            if pool == "h1"
+            else HttpxTransport(address_check=refused)
         )
         request = httpx.Request("GET", f"http://localhost:{served.port}/v1/zone")
         with pytest.raises(httpx.ConnectError, match="refused here"):

@@ -24,10 +24,11 @@ from starlette.routing import Route
 
 from skyfed.client import SkyfedError, ZoneUnreachable
 from skyfed.federation.broker import ctl
-from skyfed.transport.amqp import AmqpLink
+from skyfed.transport.amqp import amqp_link
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneRequest
 from skyfed.transport.envelope import HOP_LIMIT, current_hops
+from skyfed.transport.http import HttpLink
 from skyfed.transport.names import reply_queue_for
 from skyfed.transport.signing import StaticAccounts
 from tests.conftest import IN_CI
@@ -83,14 +84,14 @@ async def queue(amqp_url: str) -> AsyncIterator[str]:
         await channel.queue_delete(name)
 
 
-def link(amqp_url: str, queue: str, timeout: float = 5.0) -> AmqpLink:
-    return AmqpLink(amqp_url, queue, username="svc", password=PASSWORD, timeout=timeout)
+def link(amqp_url: str, queue: str, timeout: float = 5.0) -> HttpLink:
+    return amqp_link(amqp_url, queue, username="svc", password=PASSWORD, timeout=timeout)
 
 
 @contextlib.asynccontextmanager
 async def serving(
     app: Starlette, amqp_url: str, queue: str, **server_options: Any
-) -> AsyncIterator[AmqpLink]:
+) -> AsyncIterator[HttpLink]:
     """A child serving `app` from `queue`, and a parent's link to it; both closed after."""
     server = child_server(app, amqp_url, queue, **server_options)
     await server.start()

@@ -1,7 +1,8 @@
 """One contract for every ZoneLink: what a parent zone relies on, whatever carries the call.
 
-Each test runs against every implementation (`http` over a real loopback socket,
-`local` in process, `amqp` on the local RabbitMQ) talking to the same small child
+Each test runs against every transport the link can hold (`http` over a real
+loopback socket through skyfed's HTTP/1.1 pool, `httpx` the same through httpx's
+pool, `local` in process, `amqp` on the local RabbitMQ) talking to the same small child
 app, which speaks the zone API's conventions: bearer tokens from `POST
 /v1/auth/tokens` (over AMQP, the account that signed the call, which the bus
 server hands to the app), forwarded identity headers, the request id header and
@@ -23,11 +24,11 @@ from starlette.routing import Route
 from skyfed.federation.process import free_port
 from skyfed.identity.principal import Principal
 from skyfed.logs import request_id
-from skyfed.transport.amqp import AmqpLink
+from skyfed.transport.amqp import amqp_link
 from skyfed.transport.amqp_server import ZoneQueueServer
 from skyfed.transport.base import ZoneLink, ZoneRequest
-from skyfed.transport.http import HttpLink
-from skyfed.transport.local import LocalLink
+from skyfed.transport.http import HttpLink, HttpTransportChoice, api_transport
+from skyfed.transport.local import local_link
 from skyfed.transport.signing import BUS_CALLER, StaticAccounts
 from skyfed.wire import (
     FORWARDED_PROJECT,
@@ -124,7 +125,7 @@ class Child:
         )
 
 
-@pytest.fixture(params=["http", "local", "amqp"])
+@pytest.fixture(params=["http", "httpx", "local", "amqp"])
 async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, Child]]:
     child = Child()
     app = child.app()
@@ -134,7 +135,7 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, 
         accounts = StaticAccounts({"svc": PASSWORD})
         server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
         await server.start()
-        made = AmqpLink(
+        made = amqp_link(
             broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
         )
         yield made, child
@@ -143,12 +144,14 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, 
         await server.stop()
         return
     if request.param == "local":
-        made: ZoneLink = LocalLink(app, username="svc", password=PASSWORD, timeout=5)
+        made: ZoneLink = local_link(app, username="svc", password=PASSWORD, timeout=5)
         yield made, child
         await made.aclose()
         return
     async with ServedApp(app) as served:
-        made = HttpLink(served.url, username="svc", password=PASSWORD, timeout=5)
+        # The pools a zone may choose (link_http_transport), as it builds them for a child.
+        transport = api_transport("h1" if request.param == "http" else "httpx", served.url)
+        made = HttpLink(served.url, transport, username="svc", password=PASSWORD, timeout=5)
         yield made, child
         await made.aclose()
 
@@ -263,9 +266,11 @@ async def test_many_concurrent_calls_each_get_their_own_answer(
     assert child.logins == logins_expected(zone)  # one login shared by every call
 
 
-async def test_http_to_a_closed_port_is_unreachable_at_once() -> None:
+@pytest.mark.parametrize("choice", ["h1", "httpx"])
+async def test_http_to_a_closed_port_is_unreachable_at_once(choice: HttpTransportChoice) -> None:
     """Only `http` can find nobody there: `local` carries its child in process."""
-    gone = HttpLink(f"http://127.0.0.1:{free_port()}", username="svc", password=PASSWORD)
+    url = f"http://127.0.0.1:{free_port()}"
+    gone = HttpLink(url, api_transport(choice, url), username="svc", password=PASSWORD)
     try:
         with pytest.raises(ZoneUnreachable) as exc:
             await gone.call(ZoneRequest("GET", "/v1/echo"))

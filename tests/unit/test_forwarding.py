@@ -12,7 +12,8 @@ from starlette.routing import Route
 
 from skyfed.compute.forwarding import ChildCreates
 from skyfed.identity.principal import Principal
-from skyfed.transport.local import LocalLink
+from skyfed.transport.http import HttpLink
+from skyfed.transport.local import local_link
 
 
 class Child:
@@ -37,13 +38,13 @@ class Child:
 class Links:
     """What ChildCreates needs of ChildLinks: the child's row and its link."""
 
-    def __init__(self, link: LocalLink) -> None:
+    def __init__(self, link: HttpLink) -> None:
         self.link = link
 
     async def row(self, child_id: str, db: Any) -> Any:
         return type("Row", (), {"id": child_id, "name": child_id})()
 
-    async def link_for(self, child: Any) -> LocalLink:
+    async def link_for(self, child: Any) -> HttpLink:
         return self.link
 
 
@@ -55,7 +56,7 @@ async def test_one_bad_server_in_a_batch_is_refused_alone() -> None:
             Route("/v1/servers/delegated", child.delegated, methods=["POST"]),
         ]
     )
-    link = LocalLink(app, username="svc", password="pw")
+    link = local_link(app, username="svc", password="pw")
     creates = ChildCreates(Links(link), None, wait=1.0, linger=0.01)  # type: ignore[arg-type]
     row = await Links(link).row("dc1", None)
     who = Principal("u", "alice", "p", frozenset({"member"}))

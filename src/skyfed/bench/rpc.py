@@ -5,6 +5,8 @@ average per call, as in the seed's table. Each size runs with 1 and 2 worker
 processes, over the `amqp` link (the worker consumes the queue like a zone) and
 the `http` link (workers share one port), and, as the baseline in the same run,
 with Celery on the same broker (`rpc://` results, prefork pool of 1 per worker).
+On demand (`--systems`), `httpx`: the `http` link over httpx's own pool instead of
+skyfed's (`link_http_transport = "httpx"`), to weigh the one against the other.
 
 Fault rows, each with 3 workers, the fault triggered from inside the run once a
 third of the answers are in: 1 and then 2 workers killed with -9; or the broker
@@ -62,7 +64,7 @@ def held_from(n: int, fault: str) -> int:
 
 @dataclass
 class Row:
-    system: str  # "amqp", "http" (skyfed links) or "celery"
+    system: str  # "amqp", "http", "httpx" (skyfed links) or "celery"
     requests: int
     workers: int
     fault: str
@@ -116,8 +118,9 @@ class Workers:
                 "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "INFO",
             ]  # fmt: skip
         else:
+            served = "amqp" if self.system == "amqp" else "http"  # httpx: the client's pool
             cmd = [
-                sys.executable, "-m", "skyfed.bench.rpc_worker", "--transport", self.system,
+                sys.executable, "-m", "skyfed.bench.rpc_worker", "--transport", served,
                 "--broker", self.broker, "--queue", self.queue, "--port", str(self.port),
                 "--record", str(record), "--hold", str(self.hold_file),
             ]  # fmt: skip
@@ -223,16 +226,21 @@ class LinkSystem:
 
     def link(self, queue: str, port: int) -> Any:
         from skyfed.bench.rpc_worker import BENCH_ACCOUNT, BENCH_PASSWORD
-        from skyfed.transport.amqp import AmqpLink
-        from skyfed.transport.http import HttpLink
+        from skyfed.transport.amqp import amqp_link
+        from skyfed.transport.http import HttpLink, api_transport
 
         if self.transport == "amqp":
-            return AmqpLink(
+            return amqp_link(
                 self.broker, queue, username=BENCH_ACCOUNT, password=BENCH_PASSWORD,
                 origin="bench", timeout=self.timeout, retries=5,
             )  # fmt: skip
+        # `http` over skyfed's own pool, `httpx` over httpx's: the choice of
+        # `link_http_transport`, with the same bound and the same connections.
+        url = f"http://127.0.0.1:{port}"
+        choice = "httpx" if self.transport == "httpx" else "h1"
         return HttpLink(
-            f"http://127.0.0.1:{port}", username=BENCH_ACCOUNT, password=BENCH_PASSWORD,
+            url, api_transport(choice, url, max_connections=64),
+            username=BENCH_ACCOUNT, password=BENCH_PASSWORD,
             timeout=self.timeout, retries=5, max_connections=64,
         )  # fmt: skip
 
@@ -264,8 +272,8 @@ class LinkSystem:
             if answered >= due_after(n):
                 due.set()
 
-        stats = getattr(link, "transport", None)
-        before = stats.stats.duplicate_replies if stats is not None else 0
+        stats = getattr(link.transport, "stats", None)  # the amqp transport's
+        before = stats.duplicate_replies if stats is not None else 0
         started = time.perf_counter()
         injector = None
         if fault:
@@ -278,9 +286,9 @@ class LinkSystem:
         if fault == "restart" and stats is not None:
             # When the link lost its connection is the moment the restart took effect
             # for it (the bench's own watch may have seen it a moment apart).
-            lost_at = stats.stats.disconnected_at
+            lost_at = stats.disconnected_at
             hit = lost_at is not None and started < lost_at < finished
-        dropped = (stats.stats.duplicate_replies - before) if stats is not None else 0
+        dropped = (stats.duplicate_replies - before) if stats is not None else 0
         return finished - started, lost, dropped, hit
 
 
@@ -375,7 +383,7 @@ async def _run(
     # Fault rows: one system at a time, on fresh workers (the broker restart hits all).
     for fault in ("kill:1", "kill:2", "restart") if fault_requests else ():
         for system in systems:
-            if system == "http" and fault == "restart":
+            if system in ("http", "httpx") and fault == "restart":
                 continue  # no broker on the http link
             side = Side(system, broker, FAULT_WORKERS, timeout)
             try:

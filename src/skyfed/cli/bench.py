@@ -91,9 +91,10 @@ def rpc(
     fault_requests: Annotated[
         int, typer.Option(help="Adds in each fault row (0: no fault rows).")
     ] = 1000,
-    systems: Annotated[str, typer.Option(help="amqp, http and the celery baseline.")] = (
-        "amqp,http,celery"
-    ),
+    systems: Annotated[
+        str,
+        typer.Option(help="amqp, http and the celery baseline; httpx: http over httpx's pool."),
+    ] = "amqp,http,celery",
     timeout: Annotated[float, typer.Option(help="Seconds a call may take.")] = 120.0,
 ) -> None:
     """Seed 001's RabbitMQ spike through skyfed's zone links, against Celery."""

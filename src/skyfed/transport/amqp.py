@@ -3,9 +3,10 @@
 The parent connects to the broker URL it was given for the child (no broker
 federation or Shovel between sites), publishes each call to the child's durable
 queue with publisher confirms, and waits on its own reply queue for the answer
-with the same correlation id. Everything above the bytes (login, identity
-headers, error mapping, bounded retries) is the `http` link's: this module is an
-httpx transport, so an AMQP call is the same request with another carrier.
+with the same correlation id. Everything above the bytes (identity headers, error
+mapping, bounded retries) is `HttpLink`'s: this module is an httpx transport that
+the link holds (`amqp_link`), so an AMQP call is the same request with another
+carrier.
 
 Under load, calls safe to repeat that queue up while the link's last publishes
 await their confirms leave together as one message (`envelope.CALLS_TYPE`), and the child
@@ -62,7 +63,7 @@ from skyfed.transport.envelope import (
     text,
     unpack,
 )
-from skyfed.transport.http import HttpLink, roles_of
+from skyfed.transport.http import HttpLink
 from skyfed.transport.names import CALLS_EXCHANGE, reply_queue_for
 from skyfed.transport.signing import (
     ACCOUNT_HEADER,
@@ -518,46 +519,30 @@ class AmqpTransport(httpx.AsyncBaseTransport):
         await self._outbox.aclose()  # batches still publishing see the link closed
 
 
-class AmqpLink(HttpLink):
-    """A child reached through its broker; the child's API, carried as messages,
-    each signed with the key of the child's account for this parent."""
-
-    kind = "amqp"
-
-    def __init__(
-        self,
-        broker_url: str,
-        queue: str,
-        *,
-        username: str,
-        password: str,
-        origin: str = "",
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff: float = 0.1,
-    ) -> None:
-        self.transport = AmqpTransport(
-            broker_url, queue, account=username, password=password, origin=origin
-        )
-        super().__init__(
-            base_url_for(queue),
-            username=None,  # no login: each call is signed, and the child knows who signed
-            password=None,
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            transport=self.transport,
-            max_connections=None,  # no pool to wait for: every call is its own message
-        )
-
-    async def identify(self) -> list[str]:
-        """The account's roles at the child, from a signed `whoami` (a child that cannot
-        verify the signature answers nothing a parent would believe)."""
-        return roles_of(await self.client.whoami())
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        await self.transport.aclose()
+def amqp_link(
+    broker_url: str,
+    queue: str,
+    *,
+    username: str,
+    password: str,
+    origin: str = "",
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 0.1,
+) -> HttpLink:
+    """A child reached through its broker: the child's API, carried as messages, each
+    signed with the key of the child's account for this parent."""
+    return HttpLink(
+        base_url_for(queue),
+        AmqpTransport(broker_url, queue, account=username, password=password, origin=origin),
+        username=None,  # no login: each call is signed, and the child knows who signed
+        password=None,
+        kind="amqp",
+        timeout=timeout,
+        retries=retries,
+        backoff=backoff,
+        max_connections=None,  # no pool to wait for: every call is its own message
+    )
 
 
 def base_url_for(queue: str) -> str:

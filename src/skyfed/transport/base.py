@@ -6,6 +6,10 @@ child's JSON answer back; or a `SkyfedError` carrying the child's own status
 and error (a 4xx from below keeps its meaning above); or `ZoneUnreachable`
 when no answer came in time. The end user's identity (spoken for by the
 parent's service account) and the request id travel with every request.
+
+The one implementation, `HttpLink` (http.py), speaks the child's API over an
+httpx transport it holds: skyfed's HTTP/1.1 pool or httpx's own (http), the
+child's broker (amqp.py), or its ASGI app in this process (local.py).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any
 
 from skyfed.identity.principal import Principal
 
 # Methods whose repetition changes nothing more than the first call did.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +41,13 @@ class ZoneRequest:
 
     @property
     def retryable(self) -> bool:
-        return self.method in IDEMPOTENT if self.idempotent is None else self.idempotent
+        return self.method in IDEMPOTENT_METHODS if self.idempotent is None else self.idempotent
 
 
 class ZoneLink(ABC):
-    """One child zone, reached one way. Implementations: `http`, `local` (in-process)."""
+    """One child zone, reached one way; `kind` names the way ("http", "amqp", "local")."""
 
-    kind: ClassVar[str]
+    kind: str
 
     @abstractmethod
     async def call(self, request: ZoneRequest) -> Any:
@@ -55,3 +60,14 @@ class ZoneLink(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Release connections; the link is not used again."""
+
+    async def __aenter__(self) -> ZoneLink:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -2,7 +2,8 @@
 
 The same requests, headers, logins and error answers as `http`, with no
 socket in between: for tests, and for running a small tree in one process.
-Without a socket nothing times out on its own, so the link keeps the deadline.
+Without a socket nothing times out on its own, so the transport keeps the
+request's deadline itself.
 """
 
 from __future__ import annotations
@@ -12,39 +13,44 @@ from typing import Any
 
 import httpx
 
-from skyfed.transport.base import ZoneRequest
 from skyfed.transport.http import HttpLink
-from skyfed.wire import ZoneUnreachable
+
+LOCAL_URL = "http://local.zone"
 
 
-class LocalLink(HttpLink):
-    kind = "local"
+class LocalTransport(httpx.AsyncBaseTransport):
+    """httpx's ASGI transport, with a read timeout: an answer late past it is a ReadTimeout."""
 
-    def __init__(
-        self,
-        app: Any,
-        *,
-        username: str | None,
-        password: str | None,
-        timeout: float = 10.0,
-        retries: int = 2,
-    ) -> None:
-        super().__init__(
-            "http://local.zone",
-            username=username,
-            password=password,
-            timeout=timeout,
-            retries=retries,
-            transport=httpx.ASGITransport(app=app),
-        )
-        self.timeout = timeout
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
 
-    async def call(self, request: ZoneRequest) -> Any:
-        deadline = request.timeout if request.timeout is not None else self.timeout
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout") or {}
+        deadline = timeouts.get("read")
         try:
             async with asyncio.timeout(deadline):
-                return await super().call(request)
+                return await self._asgi.handle_async_request(request)
         except TimeoutError as exc:
-            raise ZoneUnreachable(
-                self.base_url, f"no answer within {deadline:g}s", timed_out=True
-            ) from exc
+            raise httpx.ReadTimeout(f"no answer within {deadline:g}s", request=request) from exc
+
+    async def aclose(self) -> None:
+        await self._asgi.aclose()
+
+
+def local_link(
+    app: Any,
+    *,
+    username: str | None,
+    password: str | None,
+    timeout: float = 10.0,
+    retries: int = 2,
+) -> HttpLink:
+    return HttpLink(
+        LOCAL_URL,
+        LocalTransport(app),
+        username=username,
+        password=password,
+        kind="local",
+        timeout=timeout,
+        retries=retries,
+    )

@@ -1,4 +1,4 @@
-"""How a parent reaches its children: one `ZoneLink` per child, and the probe run at add.
+"""How a parent reaches its children: one `ZoneLink` per child, built from its `Reach`.
 
 Every call to a child goes through its link (`transport/`), logged in with the
 credentials the parent was given for that child, decrypted from the vault only
@@ -10,19 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from skyfed.client import SkyfedError, ZoneUnreachable, tls_context
-from skyfed.errors import BadRequest
-from skyfed.identity.principal import SERVICE
 from skyfed.identity.vault import Vault
-from skyfed.transport.amqp import AmqpLink, without_password
+from skyfed.transport.amqp import amqp_link, without_password
 from skyfed.transport.base import ZoneLink
-from skyfed.transport.h1_pool import H1Transport
-from skyfed.transport.http import HttpLink
+from skyfed.transport.http import HttpLink, HttpTransportChoice, api_transport
 from skyfed.transport.names import queue_for
 from skyfed.zones.models import ChildZone
 from skyfed.zones.reach_policy import MAX_CHILD_ANSWER, forbidden_address
-from skyfed.zones.report import ZoneReport
-from skyfed.zones.summary import SummaryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,30 +43,37 @@ class Reach:
         return self.bus_queue or queue_for(self.name)
 
     def link(
-        self, timeout: float, origin: str = "", max_answer_bytes: int = MAX_CHILD_ANSWER
-    ) -> HttpLink:
+        self,
+        timeout: float,
+        origin: str = "",
+        max_answer_bytes: int = MAX_CHILD_ANSWER,
+        http_transport: HttpTransportChoice = "h1",
+        retries: int = 2,
+    ) -> ZoneLink:
         if self.transport == "amqp" and self.bus_url:
-            return AmqpLink(
+            return amqp_link(
                 self.bus_url,
                 self.queue,
                 username=self.username,
                 password=self.password,
                 origin=origin,
                 timeout=timeout,
+                retries=retries,
             )
         # A child's answers are bounded, and its address is checked at every connect.
-        transport = H1Transport(
-            max_connections=20,
-            ssl_context=tls_context(),
+        transport = api_transport(
+            http_transport,
+            self.api_url,
             max_answer_bytes=max_answer_bytes,
             address_check=forbidden_address,
         )
         return HttpLink(
             self.api_url,
+            transport,
             username=self.username,
             password=self.password,
             timeout=timeout,
-            transport=transport,
+            retries=retries,
         )
 
 
@@ -83,10 +84,12 @@ class ChildLinks:
         timeout: float,
         origin: str = "",
         max_answer_bytes: int = MAX_CHILD_ANSWER,
+        http_transport: HttpTransportChoice = "h1",
     ) -> None:
         self.vault = vault
         self.timeout = timeout
         self.max_answer_bytes = max_answer_bytes
+        self.http_transport = http_transport
         self.origin = origin  # this zone's name, the first step of a call's route
         self._links: dict[str, tuple[tuple[Any, ...], ZoneLink]] = {}
         # The child rows as last read (by the poller, or an edit here): spares a query
@@ -119,9 +122,19 @@ class ChildLinks:
             return known[1]
         if known is not None:
             await known[1].aclose()  # the transport, address or credentials changed
-        link = self.reach(child).link(self.timeout, self.origin, self.max_answer_bytes)
+        link = self.build(self.reach(child))
         self._links[child.id] = (fingerprint, link)
         return link
+
+    def build(self, reach: Reach, timeout: float | None = None, retries: int = 2) -> ZoneLink:
+        """A new link to `reach`, made as this zone makes its links; the caller closes it."""
+        return reach.link(
+            self.timeout if timeout is None else timeout,
+            self.origin,
+            self.max_answer_bytes,
+            self.http_transport,
+            retries,
+        )
 
     def reach(self, child: ChildZone, password: str | None = None) -> Reach:
         secret = child.bus_url_secret
@@ -147,54 +160,3 @@ class ChildLinks:
         for _, link in self._links.values():
             await link.aclose()
         self._links.clear()
-
-
-async def probe_child(
-    reach: Reach, timeout: float, origin: str = "", max_answer_bytes: int = MAX_CHILD_ANSWER
-) -> ZoneReport:
-    """Authenticate to a would-be child over its link (a login over HTTP, a signed call
-    over AMQP) and read its report; a 400 says what failed."""
-    name, where, username = reach.name, reach.where, reach.username
-    link = reach.link(timeout, origin, max_answer_bytes)
-    try:
-        client = link.client
-        try:
-            roles = await link.identify()
-        except ZoneUnreachable as exc:
-            raise BadRequest(
-                f"child zone '{name}' is unreachable at {where}: {exc.reason}",
-                code="child_unreachable",
-            ) from exc
-        except SkyfedError as exc:
-            if exc.code == "bad_response":
-                raise BadRequest(
-                    f"{where} did not answer the login as a skyfed zone", code="child_invalid"
-                ) from exc
-            if exc.status in (400, 401, 422):
-                raise BadRequest(
-                    f"child zone '{name}' at {where} refused the credentials of user '{username}'",
-                    code="child_auth_failed",
-                ) from exc
-            raise BadRequest(
-                f"child zone '{name}' at {where} answered the login with {exc.status} {exc.code}",
-                code="child_unreachable",
-            ) from exc
-        if SERVICE not in roles:
-            raise BadRequest(
-                f"user '{username}' at child zone '{name}' lacks the '{SERVICE}' role "
-                f"(has {sorted(roles)}); a parent needs a service account",
-                code="child_not_service",
-            )
-        try:
-            return ZoneReport.from_dict(await client.zone())
-        except ZoneUnreachable as exc:
-            raise BadRequest(
-                f"child zone '{name}' is unreachable at {where}: {exc.reason}",
-                code="child_unreachable",
-            ) from exc
-        except (SkyfedError, SummaryError) as exc:
-            raise BadRequest(
-                f"{where} did not answer as a skyfed zone: {exc}", code="child_invalid"
-            ) from exc
-    finally:
-        await link.aclose()

@@ -19,8 +19,9 @@ from skyfed.errors import BadRequest, Conflict, NotFound
 from skyfed.identity.vault import Vault, VaultError
 from skyfed.transport.amqp import without_password
 from skyfed.transport.names import queue_for
-from skyfed.zones.links import ChildLinks, Reach, probe_child
+from skyfed.zones.links import ChildLinks, Reach
 from skyfed.zones.models import ChildZone, Location
+from skyfed.zones.probe import probe_child
 from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
 from skyfed.zones.report import ZoneReport
 from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
@@ -37,7 +38,6 @@ class ZoneContext:
     view: ZoneView
     probe_timeout: float
     allowed_hosts: tuple[HostPattern, ...]
-    max_answer_bytes: int
     # Each feature's forgetting of its records of resources in a child removed by force.
     child_removed: Sequence[Callable[[AsyncSession, str], Awaitable[None]]] = ()
 
@@ -217,9 +217,10 @@ class ZoneService:
             raise Conflict(f"a child zone named '{name}' already exists")
 
     async def _probe(self, reach: Reach) -> ZoneReport:
-        return await probe_child(
-            reach, self.ctx.probe_timeout, self.ctx.links.origin, self.ctx.max_answer_bytes
-        )
+        """Over a link made for the candidate reach, as the child's link would be, and
+        closed after; not retried (an admin waits, and reads what failed)."""
+        async with self.ctx.links.build(reach, self.ctx.probe_timeout, retries=0) as link:
+            return await probe_child(link, reach)
 
     def _check_password_given(
         self, child: ChildZone, changes: dict[str, Any], default_queue: bool

@@ -30,6 +30,7 @@ class ZoneTree:
             settings.poll_timeout,
             origin=settings.name,
             max_answer_bytes=settings.max_child_answer_bytes,
+            http_transport=settings.link_http_transport,
         )
         self.poller = Poller(
             core.db,
@@ -68,7 +69,6 @@ class ZoneTree:
             view=self.view,
             probe_timeout=settings.poll_timeout,
             allowed_hosts=self.allowed_child_hosts,
-            max_answer_bytes=settings.max_child_answer_bytes,
             child_removed=tuple(self.child_removed),
         )
 
