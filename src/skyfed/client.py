@@ -1,5 +1,9 @@
 """Typed client of a zone's public HTTP API: the CLI, parent zones, agents and tests use it.
 
+Zones, servers, flavors and tasks come back as the models of `client_models.py`
+(lenient: a newer zone's extra fields are ignored); `request()` sends any request and
+returns its JSON, for what has no method yet and for tests of the wire itself.
+
 Errors come back as `SkyfedError` carrying the zone's error code; a zone that
 cannot be reached raises `ZoneUnreachable` (both defined with the rest of the wire
 protocol in `wire.py`). With a username and password the client logs in on first
@@ -14,14 +18,38 @@ import json as jsonlib
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 
 from skyfed.logs import request_id
 from skyfed.transport.h1_pool import H1Transport
-from skyfed.wire import IDEMPOTENT, REQUEST_ID, SkyfedError, ZoneUnreachable, read_answer
+from skyfed.wire import (
+    IDEMPOTENT,
+    MAX_MESSAGE,
+    REQUEST_ID,
+    SkyfedError,
+    ZoneUnreachable,
+    read_answer,
+)
+
+if TYPE_CHECKING:  # imported at the first typed call: an agent never loads pydantic
+    from skyfed.client_models import (
+        ChildZone,
+        ChildZoneDetail,
+        Flavor,
+        Server,
+        ServerAccepted,
+        ServerPage,
+        ServersCreated,
+        Task,
+        TaskPage,
+        WireModel,
+        Zone,
+    )
+
+    M = TypeVar("M", bound=WireModel)
 
 # The errors a caller of this client handles, defined with the rest of the wire protocol.
 __all__ = ["SkyfedClient", "SkyfedError", "ZoneUnreachable", "tls_context"]
@@ -178,6 +206,29 @@ class SkyfedClient:
         finally:
             self._login_lock.release()
 
+    def _read(self, model: type[M], answer: Any) -> M:
+        """An answer as `model`; SkyfedError (bad_response) when it is not of its shape."""
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(answer)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the answer"
+            raise SkyfedError(
+                502,
+                "bad_response",
+                f"{self.base_url} answered out of shape for {model.__name__}: "
+                f"{where}: {first['msg']}"[:MAX_MESSAGE],
+            ) from None
+
+    def _items(self, answer: Any, key: str) -> list[Any]:
+        """The list under `key` of a listing's answer; SkyfedError when there is none."""
+        items = answer.get(key) if isinstance(answer, dict) else None
+        if not isinstance(items, list):
+            raise SkyfedError(502, "bad_response", f"{self.base_url} answered without {key}")
+        return items
+
     # -- identity ----------------------------------------------------------------
 
     async def login(
@@ -225,6 +276,9 @@ class SkyfedClient:
     async def list_users(self) -> list[dict[str, Any]]:
         return (await self.request("GET", "/v1/users"))["users"]
 
+    async def delete_user(self, name: str) -> None:
+        await self.request("DELETE", f"/v1/users/{name}")
+
     # -- health ------------------------------------------------------------------
 
     async def healthz(self) -> dict[str, Any]:
@@ -235,9 +289,11 @@ class SkyfedClient:
 
     # -- zones -------------------------------------------------------------------
 
-    async def zone(self, *, timeout: float | None = None) -> dict[str, Any]:
+    async def zone(self, *, timeout: float | None = None) -> Zone:
         """This zone: its name, capabilities and the summary of its subtree."""
-        return await self.request("GET", "/v1/zone", timeout=timeout)
+        from skyfed.client_models import Zone
+
+        return self._read(Zone, await self.request("GET", "/v1/zone", timeout=timeout))
 
     async def add_zone(
         self,
@@ -252,7 +308,9 @@ class SkyfedClient:
         transport: str | None = None,
         bus_url: str | None = None,
         bus_queue: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ChildZone:
+        from skyfed.client_models import ChildZone
+
         body: dict[str, Any] = {
             "name": name,
             "api_url": api_url,
@@ -272,19 +330,31 @@ class SkyfedClient:
             body["weight_scale"] = weight_scale
         if labels is not None:
             body["labels"] = dict(labels)
-        return await self.request("POST", "/v1/zones", json=body)
+        return self._read(ChildZone, await self.request("POST", "/v1/zones", json=body))
 
-    async def list_zones(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/zones"))["zones"]
+    async def list_zones(self) -> list[ChildZone]:
+        from skyfed.client_models import ChildZone
 
-    async def get_zone(self, ref: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/zones/{ref}")
+        answer = await self.request("GET", "/v1/zones")
+        return [self._read(ChildZone, zone) for zone in self._items(answer, "zones")]
 
-    async def zone_detail(self, ref: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/zones/{ref}/detail")
+    async def get_zone(self, ref: str) -> ChildZone:
+        """A child zone by id or name."""
+        from skyfed.client_models import ChildZone
 
-    async def update_zone(self, ref: str, **changes: Any) -> dict[str, Any]:
-        return await self.request("PUT", f"/v1/zones/{ref}", json=changes)
+        return self._read(ChildZone, await self.request("GET", f"/v1/zones/{ref}"))
+
+    async def zone_detail(self, ref: str) -> ChildZoneDetail:
+        """A child zone with what it last said of itself (capabilities, summary, error)."""
+        from skyfed.client_models import ChildZoneDetail
+
+        return self._read(ChildZoneDetail, await self.request("GET", f"/v1/zones/{ref}/detail"))
+
+    async def update_zone(self, ref: str, **changes: Any) -> ChildZone:
+        """`PUT /v1/zones/{ref}` with the fields to change (a None bus_queue: the default)."""
+        from skyfed.client_models import ChildZone
+
+        return self._read(ChildZone, await self.request("PUT", f"/v1/zones/{ref}", json=changes))
 
     async def delete_zone(self, ref: str, *, force: bool = False) -> None:
         params = {"force": "true"} if force else None
@@ -381,21 +451,62 @@ class SkyfedClient:
 
     # -- servers and flavors -------------------------------------------------------
 
-    async def list_flavors(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/flavors"))["flavors"]
+    async def list_flavors(self) -> list[Flavor]:
+        from skyfed.client_models import Flavor
+
+        answer = await self.request("GET", "/v1/flavors")
+        return [self._read(Flavor, flavor) for flavor in self._items(answer, "flavors")]
 
     async def create_flavor(
         self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int = 0
-    ) -> dict[str, Any]:
+    ) -> Flavor:
+        from skyfed.client_models import Flavor
+
         body = {"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb}
-        return await self.request("POST", "/v1/flavors", json=body)
+        return self._read(Flavor, await self.request("POST", "/v1/flavors", json=body))
 
-    async def create_servers(self, **request: Any) -> dict[str, Any]:
-        """`POST /v1/servers` with the request's fields (name, flavor, constraints...)."""
-        return await self.request("POST", "/v1/servers", json=request)
+    async def create_servers(
+        self,
+        name: str,
+        *,
+        flavor: str | None = None,
+        vcpus: int | None = None,
+        ram_mb: int | None = None,
+        disk_gb: int | None = None,
+        count: int | None = None,
+        constraints: Mapping[str, Any] | None = None,
+        group: Mapping[str, str] | None = None,
+        within: str | None = None,
+        avoid: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        **more: Any,
+    ) -> ServersCreated:
+        """`POST /v1/servers`: `count` servers (one reservation), BUILDING; a flavor or
+        vcpus and ram_mb. Fields left None are not sent (the zone's defaults hold);
+        `more` carries any other field of the request as it is (e.g. `wait`)."""
+        from skyfed.client_models import ServersCreated
 
-    async def get_server(self, server_id: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/servers/{server_id}")
+        fields = {
+            "name": name,
+            "flavor": flavor,
+            "vcpus": vcpus,
+            "ram_mb": ram_mb,
+            "disk_gb": disk_gb,
+            "count": count,
+            "constraints": dict(constraints) if constraints is not None else None,
+            "group": dict(group) if group is not None else None,
+            "within": within,
+            "avoid": list(avoid) if avoid is not None else None,
+            "metadata": dict(metadata) if metadata is not None else None,
+        }
+        body = {k: v for k, v in fields.items() if v is not None} | more
+        return self._read(ServersCreated, await self.request("POST", "/v1/servers", json=body))
+
+    async def get_server(self, server_id: str) -> Server:
+        """One server, wherever it is below this zone (found through the location index)."""
+        from skyfed.client_models import Server
+
+        return self._read(Server, await self.request("GET", f"/v1/servers/{server_id}"))
 
     async def list_servers(
         self,
@@ -404,33 +515,94 @@ class SkyfedClient:
         marker: str | None = None,
         status: str | None = None,
         name: str | None = None,
-    ) -> dict[str, Any]:
-        """One page: `servers`, `next_marker`, `unavailable_zones`."""
-        params = {"limit": limit, "marker": marker, "status": status, "name": name}
-        return await self.request(
+        project_id: str | None = None,
+    ) -> ServerPage:
+        """One page, newest first: `servers`, `next_marker`, and the zones that did not
+        answer (`unavailable_zones`, and `unavailable` with why)."""
+        from skyfed.client_models import ServerPage
+
+        params = {
+            "limit": limit,
+            "marker": marker,
+            "status": status,
+            "name": name,
+            "project_id": project_id,
+        }
+        answer = await self.request(
             "GET", "/v1/servers", params={k: v for k, v in params.items() if v is not None}
         )
+        return self._read(ServerPage, answer)
 
-    async def all_servers(self, **filters: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    async def all_servers(self, **filters: Any) -> tuple[list[Server], list[str]]:
         """Every page; with the zones that did not answer on any of them."""
-        servers: list[dict[str, Any]] = []
+        servers: list[Server] = []
         unavailable: set[str] = set()
         marker: str | None = None
         while True:
             page = await self.list_servers(limit=500, marker=marker, **filters)
-            servers.extend(page["servers"])
-            unavailable.update(page.get("unavailable_zones", []))
-            marker = page.get("next_marker")
+            servers.extend(page.servers)
+            unavailable.update(page.unavailable_zones)
+            marker = page.next_marker
             if not marker:
                 return servers, sorted(unavailable)
 
-    async def delete_server(self, server_id: str) -> dict[str, Any]:
-        return await self.request("DELETE", f"/v1/servers/{server_id}")
+    async def delete_server(self, server_id: str) -> ServerAccepted:
+        """The server goes DELETING, then away."""
+        from skyfed.client_models import ServerAccepted
 
-    async def server_action(self, server_id: str, action: str) -> dict[str, Any]:
-        return await self.request(
+        return self._read(ServerAccepted, await self.request("DELETE", f"/v1/servers/{server_id}"))
+
+    async def server_action(self, server_id: str, action: str) -> ServerAccepted:
+        """reboot, stop or start (409 invalid_state when the server cannot now)."""
+        from skyfed.client_models import ServerAccepted
+
+        answer = await self.request(
             "POST", f"/v1/servers/{server_id}/action", json={"action": action}
         )
+        return self._read(ServerAccepted, answer)
+
+    # -- tasks ---------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> Task:
+        from skyfed.client_models import Task
+
+        return self._read(Task, await self.request("GET", f"/v1/tasks/{task_id}"))
+
+    async def list_tasks(
+        self,
+        *,
+        state: str | None = None,
+        resource_id: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        marker: int | None = None,
+    ) -> TaskPage:
+        """One page of tasks, newest first (a project's own; an admin's: all)."""
+        from skyfed.client_models import TaskPage
+
+        params = {
+            "state": state,
+            "resource_id": resource_id,
+            "kind": kind,
+            "limit": limit,
+            "marker": marker,
+        }
+        answer = await self.request(
+            "GET", "/v1/tasks", params={k: v for k, v in params.items() if v is not None}
+        )
+        return self._read(TaskPage, answer)
+
+    async def cancel_task(self, task_id: str) -> Task:
+        """Cancel a queued task not yet begun (409 otherwise)."""
+        from skyfed.client_models import Task
+
+        return self._read(Task, await self.request("POST", f"/v1/tasks/{task_id}/cancel"))
+
+    async def retry_task(self, task_id: str) -> Task:
+        """Run a failed or cancelled task again (409 otherwise)."""
+        from skyfed.client_models import Task
+
+        return self._read(Task, await self.request("POST", f"/v1/tasks/{task_id}/retry"))
 
     # -- agent protocol (docs/compute.md) ------------------------------------------
 

@@ -1,0 +1,224 @@
+"""What `SkyfedClient` returns: a zone's answers as typed models, read leniently.
+
+These are the client's own models, not the server's API schemas (`zones/schemas.py`,
+`compute/schemas.py`, `tasks/api.py`): those validate input strictly and pull in the
+server's modules (FastAPI, capability parsing), while a client is used by parent zones,
+the CLI and agents and talks to zones of other versions. So here:
+
+- a field a newer zone adds is ignored (`extra="ignore"`), and a field an older zone
+  does not send yet has a default where one makes sense;
+- states, statuses and reasons are plain strings (a newer zone may have more of them);
+- models are built on first use (`defer_build`), and `client.py` imports this module
+  only when a typed method is first called, so an agent, which uses none, never loads
+  pydantic.
+
+`model_dump(mode="json")` gives back the zone's answer as it was sent (same fields, same
+order), which is what the CLI prints with `--json`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChildZone",
+    "ChildZoneDetail",
+    "ChildZoneState",
+    "Flavor",
+    "Location",
+    "Server",
+    "ServerAccepted",
+    "ServerBrief",
+    "ServerGroup",
+    "ServerPage",
+    "ServersCreated",
+    "Task",
+    "TaskPage",
+    "UnavailableZone",
+    "WireModel",
+    "Zone",
+]
+
+
+class WireModel(BaseModel):
+    """A zone's answer: unknown fields ignored, validated on first use."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+
+# -- zones ---------------------------------------------------------------------------
+
+
+class ChildZoneState(WireModel):
+    """One child as its parent reports it in `GET /v1/zone`."""
+
+    id: str
+    name: str
+    state: str  # active, offline
+    hosts: int = 0
+
+
+class Zone(WireModel):
+    """`GET /v1/zone`: this zone's report of itself (what a parent polls)."""
+
+    id: str
+    name: str
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    # The zone's own hosts merged with every active child's subtree.
+    summary: dict[str, Any] = Field(default_factory=dict)
+    # Zones below out of reach now (paths from here) and what they held when last seen.
+    unreachable: dict[str, Any] | None = None
+    children: list[ChildZoneState] = Field(default_factory=list)
+    generated_at: datetime | None = None
+
+
+class ChildZone(WireModel):
+    """A child zone as its parent keeps it (`/v1/zones`, admins)."""
+
+    id: str
+    name: str
+    api_url: str
+    username: str
+    transport: str = "http"
+    bus_url: str | None = None  # without its credentials
+    bus_queue: str | None = None
+    weight_offset: float = 0.0
+    weight_scale: float = 1.0
+    labels: dict[str, str] = Field(default_factory=dict)
+    state: str  # active, offline
+    last_seen: datetime | None = None
+    failures: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChildZoneDetail(ChildZone):
+    """`GET /v1/zones/{ref}/detail`: also what the child last said of itself."""
+
+    remote_id: str | None = None
+    remote_name: str | None = None
+    last_error: str = ""
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- flavors and servers ---------------------------------------------------------------
+
+
+class Flavor(WireModel):
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int = 0
+
+
+class ServerGroup(WireModel):
+    name: str
+    policy: str  # affinity, anti-affinity
+
+
+class Location(WireModel):
+    # Child zone names from the answering zone down to the zone that holds the server.
+    path: list[str] = Field(default_factory=list)
+    host: str | None = None  # shown to admins
+
+    def where(self) -> str:
+        """`eu/eu-dc1:host-7`, or the path alone when the host is not shown."""
+        path = "/".join(self.path)
+        return f"{path}:{self.host}" if self.host else path
+
+
+class Server(WireModel):
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    reservation_id: str
+    status: str
+    task_state: str | None = None
+    fault: str = ""
+    exit_code: int | None = None
+    flavor: str | None = None
+    vcpus: int
+    ram_mb: int
+    disk_gb: int = 0
+    group: ServerGroup | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    placement: str = ""
+    location: Location = Field(default_factory=Location)
+    created_at: datetime
+    updated_at: datetime
+    launched_at: datetime | None = None
+
+
+class ServerBrief(WireModel):
+    id: str
+    name: str
+    status: str
+    placement: str = ""
+    fault: str = ""
+
+
+class ServersCreated(WireModel):
+    """`POST /v1/servers` (202): the reservation and its servers, BUILDING."""
+
+    reservation_id: str
+    servers: list[ServerBrief]
+
+
+class ServerAccepted(WireModel):
+    """A delete or an action taken (202): the server's status now and the task."""
+
+    id: str
+    status: str
+    task_id: str
+
+
+class UnavailableZone(WireModel):
+    zone: str  # a path below the listing zone
+    reason: str  # offline, timed_out, failed
+
+
+class ServerPage(WireModel):
+    """One page of `GET /v1/servers`."""
+
+    servers: list[Server]
+    next_marker: str | None = None
+    # Zones whose servers are missing from this page, as paths below the zone asked...
+    unavailable_zones: list[str] = Field(default_factory=list)
+    # ...and the same zones with why.
+    unavailable: list[UnavailableZone] = Field(default_factory=list)
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+
+class Task(WireModel):
+    """A durable task: what a mutating request became."""
+
+    id: str
+    seq: int
+    kind: str
+    resource_type: str
+    resource_id: str
+    project_id: str | None = None
+    state: str  # queued, running, succeeded, failed, cancelled
+    attempts: int = 0
+    max_attempts: int
+    error: str = ""
+    result: dict[str, Any] | None = None
+    request_id: str = ""
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class TaskPage(WireModel):
+    """One page of `GET /v1/tasks`, newest first."""
+
+    tasks: list[Task]
+    next_marker: int | None = None

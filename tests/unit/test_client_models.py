@@ -1,0 +1,319 @@
+"""The typed client: answers read into models, a newer zone's extra fields ignored, an
+answer out of shape one `SkyfedError`, and requests sent as before."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from skyfed.client import SkyfedClient
+from skyfed.client_models import ChildZone, Server, ServerPage, Task, Zone
+from skyfed.wire import SkyfedError
+
+SERVER = {
+    "id": "0b6f8c56-6a7e-4a3e-9a0e-4d3b1f7f0c11",
+    "name": "web-1",
+    "project_id": "p1",
+    "user_id": "u1",
+    "reservation_id": "5d7a1d0e-7a14-4d0b-9e52-0f2f1a5b8c33",
+    "status": "ACTIVE",
+    "task_state": None,
+    "fault": "",
+    "exit_code": None,
+    "flavor": "m1.tiny",
+    "vcpus": 1,
+    "ram_mb": 512,
+    "disk_gb": 1,
+    "group": {"name": "g", "policy": "anti-affinity"},
+    "metadata": {"k": "v"},
+    "placement": "placed",
+    "location": {"path": ["eu", "eu-dc1"], "host": "eu-dc1-h7"},
+    "created_at": "2025-01-02T03:04:05.123456Z",
+    "updated_at": "2025-01-02T03:04:06Z",
+    "launched_at": "2025-01-02T03:04:07.5Z",
+}
+TASK = {
+    "id": "9e0a2f7c-3b1d-4c5e-8f6a-7b8c9d0e1f2a",
+    "seq": 7,
+    "kind": "create_server",
+    "resource_type": "server",
+    "resource_id": SERVER["id"],
+    "project_id": "p1",
+    "state": "queued",
+    "attempts": 0,
+    "max_attempts": 5,
+    "error": "",
+    "result": None,
+    "request_id": "r1",
+    "created_at": "2025-01-02T03:04:05Z",
+    "updated_at": "2025-01-02T03:04:05Z",
+    "finished_at": None,
+}
+CHILD = {
+    "id": "c1",
+    "name": "eu",
+    "api_url": "http://eu.test",
+    "username": "link",
+    "transport": "http",
+    "bus_url": None,
+    "bus_queue": None,
+    "weight_offset": 0.0,
+    "weight_scale": 1.0,
+    "labels": {},
+    "state": "active",
+    "last_seen": None,
+    "failures": 0,
+    "created_at": "2025-01-02T03:04:05Z",
+    "updated_at": "2025-01-02T03:04:05Z",
+}
+
+Seen = list[tuple[str, str, Any]]
+
+
+def zone_answering(routes: dict[tuple[str, str], Any]) -> tuple[SkyfedClient, Seen]:
+    """A client of a fake zone that answers `routes[(method, path)]`; records requests."""
+    seen: Seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        seen.append((request.method, str(request.url).removeprefix("http://zone.test"), body))
+        found = routes.get((request.method, request.url.path))
+        if found is None:
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+        return httpx.Response(200, json=found) if found != 204 else httpx.Response(204)
+
+    client = SkyfedClient("http://zone.test", token="t", transport=httpx.MockTransport(answer))
+    return client, seen
+
+
+async def test_a_server_round_trips_as_the_zone_sent_it() -> None:
+    client, seen = zone_answering({("GET", f"/v1/servers/{SERVER['id']}"): SERVER})
+    async with client:
+        server = await client.get_server(SERVER["id"])
+    assert isinstance(server, Server)
+    assert (server.status, server.location.path, server.location.host) == (
+        "ACTIVE",
+        ["eu", "eu-dc1"],
+        "eu-dc1-h7",
+    )
+    assert server.location.where() == "eu/eu-dc1:eu-dc1-h7"
+    assert server.launched_at is not None and server.launched_at.microsecond == 500000
+    assert server.group is not None and server.group.policy == "anti-affinity"
+    # What the CLI prints with --json: the same fields, in the same order, same values.
+    dumped = server.model_dump(mode="json")
+    assert list(dumped) == list(SERVER)
+    assert dumped == SERVER | {"launched_at": "2025-01-02T03:04:07.500000Z"}
+    assert seen == [("GET", f"/v1/servers/{SERVER['id']}", None)]
+
+
+async def test_a_newer_zone_s_fields_are_ignored_and_an_older_one_s_missing_get_defaults() -> None:
+    newer = SERVER | {"gpu": {"count": 2}}
+    older = {"servers": [newer], "next_marker": "m", "unavailable_zones": ["eu/eu-dc2"]}
+    client, _ = zone_answering({("GET", "/v1/servers"): older})
+    async with client:
+        page = await client.list_servers(limit=1)
+    assert isinstance(page, ServerPage)
+    assert "gpu" not in page.servers[0].model_dump()
+    assert (page.next_marker, page.unavailable_zones, page.unavailable) == ("m", ["eu/eu-dc2"], [])
+
+
+async def test_the_unavailable_list_says_why() -> None:
+    answer = {
+        "servers": [],
+        "next_marker": None,
+        "unavailable_zones": ["eu", "us"],
+        "unavailable": [
+            {"zone": "eu", "reason": "timed_out"},
+            {"zone": "us", "reason": "offline"},
+        ],
+    }
+    client, seen = zone_answering({("GET", "/v1/servers"): answer})
+    async with client:
+        page = await client.list_servers(status="ACTIVE", project_id="p1")
+    assert [(u.zone, u.reason) for u in page.unavailable] == [
+        ("eu", "timed_out"),
+        ("us", "offline"),
+    ]
+    assert seen[0][1] == "/v1/servers?limit=100&status=ACTIVE&project_id=p1"
+
+
+async def test_all_servers_follows_markers_and_gathers_the_silent_zones() -> None:
+    pages = iter(
+        [
+            {"servers": [SERVER], "next_marker": "m1", "unavailable_zones": ["us"]},
+            {"servers": [SERVER | {"id": "x"}], "next_marker": None, "unavailable_zones": ["eu"]},
+        ]
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=next(pages))
+
+    async with SkyfedClient("http://zone.test", transport=httpx.MockTransport(answer)) as client:
+        servers, silent = await client.all_servers(status="ACTIVE")
+    assert [s.id for s in servers] == [SERVER["id"], "x"]
+    assert silent == ["eu", "us"]
+
+
+async def test_create_sends_only_what_was_given() -> None:
+    created = {
+        "reservation_id": "r",
+        "servers": [{"id": "s", "name": "b1", "status": "BUILDING", "placement": "pending"}],
+    }
+    client, seen = zone_answering({("POST", "/v1/servers"): created})
+    async with client:
+        answer = await client.create_servers("b1", flavor="m1.tiny")
+        await client.create_servers(
+            "b",
+            vcpus=1,
+            ram_mb=64,
+            count=2,
+            constraints={"arch": "arm64"},
+            group={"name": "g", "policy": "affinity"},
+            avoid=["eu"],
+            wait=1.5,
+        )
+    assert answer.reservation_id == "r"
+    assert [(s.id, s.status, s.fault) for s in answer.servers] == [("s", "BUILDING", "")]
+    assert seen[0][2] == {"name": "b1", "flavor": "m1.tiny"}
+    assert seen[1][2] == {
+        "name": "b",
+        "vcpus": 1,
+        "ram_mb": 64,
+        "count": 2,
+        "constraints": {"arch": "arm64"},
+        "group": {"name": "g", "policy": "affinity"},
+        "avoid": ["eu"],
+        "wait": 1.5,
+    }
+
+
+async def test_tasks() -> None:
+    tid = TASK["id"]
+    cancelled = TASK | {"state": "cancelled", "finished_at": "2025-01-02T03:04:09Z"}
+    client, seen = zone_answering(
+        {
+            ("GET", "/v1/tasks"): {"tasks": [TASK], "next_marker": 7},
+            ("GET", f"/v1/tasks/{tid}"): TASK,
+            ("POST", f"/v1/tasks/{tid}/cancel"): cancelled,
+            ("POST", f"/v1/tasks/{tid}/retry"): TASK,
+        }
+    )
+    async with client:
+        page = await client.list_tasks(resource_id=SERVER["id"], limit=1)
+        one = await client.get_task(tid)
+        gone = await client.cancel_task(tid)
+        again = await client.retry_task(tid)
+    assert (page.next_marker, [t.id for t in page.tasks]) == (7, [tid])
+    assert isinstance(one, Task) and (one.kind, one.state, one.seq) == (
+        "create_server",
+        "queued",
+        7,
+    )
+    assert gone.state == "cancelled" and gone.finished_at is not None
+    assert again.state == "queued"
+    assert seen[0][1] == f"/v1/tasks?resource_id={SERVER['id']}&limit=1"
+
+
+async def test_zones() -> None:
+    report = {
+        "id": "z",
+        "name": "global",
+        "capabilities": {"region": "eu"},
+        "summary": {"hosts": 3},
+        "unreachable": None,
+        "children": [{"id": "c1", "name": "eu", "state": "active", "hosts": 3}],
+        "generated_at": "2025-01-02T03:04:05+00:00",
+    }
+    detail = CHILD | {
+        "remote_id": "r",
+        "remote_name": "eu",
+        "last_error": "",
+        "capabilities": {},
+        "summary": {"hosts": 3},
+    }
+    client, seen = zone_answering(
+        {
+            ("GET", "/v1/zone"): report,
+            ("GET", "/v1/zones"): {"zones": [CHILD]},
+            ("POST", "/v1/zones"): CHILD,
+            ("GET", "/v1/zones/eu"): CHILD,
+            ("GET", "/v1/zones/eu/detail"): detail,
+            ("PUT", "/v1/zones/eu"): CHILD | {"weight_offset": 2.0},
+            ("DELETE", "/v1/zones/eu"): 204,
+        }
+    )
+    async with client:
+        me = await client.zone()
+        zones = await client.list_zones()
+        added = await client.add_zone("eu", "http://eu.test", "link", "pw", labels={"a": "b"})
+        one = await client.get_zone("eu")
+        shown = await client.zone_detail("eu")
+        moved = await client.update_zone("eu", weight_offset=2.0)
+        await client.delete_zone("eu", force=True)
+    assert isinstance(me, Zone) and me.summary["hosts"] == 3
+    assert [(c.name, c.state, c.hosts) for c in me.children] == [("eu", "active", 3)]
+    assert all(isinstance(z, ChildZone) for z in (*zones, added, one, moved))
+    assert (one.name, one.transport, one.last_seen) == ("eu", "http", None)
+    assert shown.remote_id == "r" and shown.summary == {"hosts": 3}
+    assert moved.weight_offset == 2.0
+    assert seen[2][2] == {
+        "name": "eu",
+        "api_url": "http://eu.test",
+        "username": "link",
+        "password": "pw",
+        "labels": {"a": "b"},
+    }
+    assert seen[5][2] == {"weight_offset": 2.0}
+    assert seen[6][:2] == ("DELETE", "/v1/zones/eu?force=true")
+
+
+async def test_flavors_and_server_actions() -> None:
+    flavor = {"id": "f", "name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1}
+    sid = SERVER["id"]
+    taken = {"id": sid, "status": "ACTIVE", "task_id": TASK["id"]}
+    client, seen = zone_answering(
+        {
+            ("GET", "/v1/flavors"): {"flavors": [flavor]},
+            ("POST", "/v1/flavors"): flavor,
+            ("POST", f"/v1/servers/{sid}/action"): taken,
+            ("DELETE", f"/v1/servers/{sid}"): taken | {"status": "DELETING"},
+        }
+    )
+    async with client:
+        flavors = await client.list_flavors()
+        made = await client.create_flavor("m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
+        rebooting = await client.server_action(sid, "reboot")
+        deleting = await client.delete_server(sid)
+    assert [(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in flavors] == [("m1.tiny", 1, 512, 1)]
+    assert made.id == "f"
+    assert (rebooting.task_id, deleting.status) == (TASK["id"], "DELETING")
+    assert seen[2][2] == {"action": "reboot"}
+
+
+Bad = Callable[[SkyfedClient], Any]
+
+
+@pytest.mark.parametrize(
+    ("answer", "call"),
+    [
+        ({"servers": "nope"}, lambda c: c.list_servers()),
+        ({"id": 1}, lambda c: c.get_server(SERVER["id"])),
+        (["not", "an", "object"], lambda c: c.zone()),
+        ({"zones": None}, lambda c: c.list_zones()),
+        ({"flavors": [{"name": "x"}]}, lambda c: c.list_flavors()),
+        (None, lambda c: c.get_task(TASK["id"])),
+    ],
+)
+async def test_an_answer_out_of_shape_is_one_skyfed_error(answer: Any, call: Bad) -> None:
+    def respond(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=json.dumps(answer).encode())
+
+    async with SkyfedClient("http://zone.test", transport=httpx.MockTransport(respond)) as client:
+        with pytest.raises(SkyfedError) as caught:
+            await call(client)
+    assert (caught.value.status, caught.value.code) == (502, "bad_response")
+    assert caught.value.message.startswith("http://zone.test answered ")
