@@ -60,8 +60,20 @@ def run(
         raise typer.Exit(1) from exc
 
 
+def plain(data: Any) -> Any:
+    """The client's models as the JSON the zone sent (same fields, same order); lists and
+    dicts of them likewise; anything else as it is."""
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    if isinstance(data, list | tuple):
+        return [plain(item) for item in data]
+    if isinstance(data, dict):
+        return {key: plain(value) for key, value in data.items()}
+    return data
+
+
 def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+    console.print_json(json.dumps(plain(data), default=str))
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -73,11 +85,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     console.print(table)
 
 
-def print_record(record: dict[str, Any]) -> None:
+def print_record(record: Any) -> None:
+    """One answer (a model or a dict), a field a row, values as the zone sent them."""
     table = Table(show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
-    for key, value in record.items():
+    for key, value in plain(record).items():
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         table.add_row(key, shown)
     console.print(table)

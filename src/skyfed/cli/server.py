@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,32 +21,28 @@ from skyfed.cli.common import (
 )
 from skyfed.client import SkyfedClient
 
+if TYPE_CHECKING:
+    from skyfed.client_models import Server
+
 app = typer.Typer(
     help="Servers under a zone (project-scoped; admins see all).", no_args_is_help=True
 )
 flavor_app = typer.Typer(help="Flavors of a zone.", no_args_is_help=True)
 
 
-def _where(server: dict[str, Any]) -> str:
-    location = server.get("location") or {}
-    path = "/".join(location.get("path") or [])
-    host = location.get("host")
-    return f"{path}:{host}" if host else path
-
-
-def _show(servers: list[dict[str, Any]]) -> None:
+def _show(servers: list[Server]) -> None:
     print_table(
         f"{len(servers)} servers",
         ["id", "name", "status", "task", "flavor", "where", "fault"],
         [
             (
-                s["id"],
-                s["name"],
-                s["status"],
-                s.get("task_state") or "",
-                s.get("flavor") or f"{s.get('vcpus')}c/{s.get('ram_mb')}M",
-                _where(s),
-                s.get("fault") or "",
+                s.id,
+                s.name,
+                s.status,
+                s.task_state or "",
+                s.flavor or f"{s.vcpus}c/{s.ram_mb}M",
+                s.location.where(),
+                s.fault or "",
             )
             for s in servers
         ],
@@ -103,9 +99,9 @@ def create(
         print_json(created)
         return
     print_table(
-        f"reservation {created['reservation_id']}",
+        f"reservation {created.reservation_id}",
         ["id", "name", "status"],
-        [(s["id"], s["name"], s["status"]) for s in created["servers"]],
+        [(s.id, s.name, s.status) for s in created.servers],
     )
 
 
@@ -184,7 +180,7 @@ def flavor_list(
     print_table(
         f"{len(flavors)} flavors",
         ["name", "vcpus", "ram_mb", "disk_gb"],
-        [(f["name"], f["vcpus"], f["ram_mb"], f["disk_gb"]) for f in flavors],
+        [(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in flavors],
     )
 
 

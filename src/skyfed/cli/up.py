@@ -109,7 +109,7 @@ async def _print_tree(federation: Federation) -> None:
     covered: dict[str, int] = {}
     for name in topo.zones:
         async with federation.admin_client(name) as client:
-            covered[name] = (await client.zone())["summary"]["hosts"]
+            covered[name] = (await client.zone()).summary["hosts"]
     for root in topo.roots():
         tree = Tree(_label(federation, root, covered))
         nodes = {root: tree}

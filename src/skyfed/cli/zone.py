@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,11 +12,15 @@ from skyfed.cli.common import (
     Token,
     Url,
     Username,
+    plain,
     print_json,
     print_record,
     print_table,
     run,
 )
+
+if TYPE_CHECKING:
+    from skyfed.client_models import ChildZone
 
 app = typer.Typer(help="Child zones of a zone.", no_args_is_help=True)
 Labels = Annotated[list[str] | None, typer.Option("--label", help="key=value, repeatable.")]
@@ -60,25 +64,25 @@ BusQueueOpt = Annotated[
 ]
 
 
-def _link(zone: dict[str, Any]) -> str:
-    if zone.get("transport") == "amqp":
-        return f"amqp {zone.get('bus_queue')} @ {zone['bus_url']}"
-    return str(zone["api_url"])
+def _link(zone: ChildZone) -> str:
+    if zone.transport == "amqp":
+        return f"amqp {zone.bus_queue} @ {zone.bus_url}"
+    return zone.api_url
 
 
-def _show_zones(zones: list[dict[str, Any]]) -> None:
+def _show_zones(zones: list[ChildZone]) -> None:
     print_table(
         "child zones",
         ["id", "name", "state", "link", "failures", "last_seen", "weight"],
         [
             (
-                z["id"],
-                z["name"],
-                z["state"],
+                z.id,
+                z.name,
+                z.state,
                 _link(z),
-                z["failures"],
-                z["last_seen"],
-                f"{z['weight_offset']:+g} x{z['weight_scale']:g}",
+                z.failures,
+                plain(z)["last_seen"],  # as the zone sent it
+                f"{z.weight_offset:+g} x{z.weight_scale:g}",
             )
             for z in zones
         ],
