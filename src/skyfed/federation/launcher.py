@@ -220,7 +220,7 @@ class Federation:
                     via["bus_url"] = self.broker.link_url(name, parent)
                 username, password = await self.link_account(parent, name)
                 async with self.admin_client(parent) as client:
-                    known = {z["name"] for z in await client.list_zones()}
+                    known = {z.name for z in await client.list_zones()}
                     if name in known:  # a rerun on the same state: the port may have changed
                         await client.update_zone(
                             name,
@@ -241,7 +241,7 @@ class Federation:
             existing = {u["name"] for u in await client.list_users()}
             password = self.link_passwords.get(key)
             if username in existing and password is None:
-                await client.request("DELETE", f"/v1/users/{username}")
+                await client.delete_user(username)
                 existing.discard(username)
             if username not in existing:
                 password = secrets.token_urlsafe(24)
@@ -282,7 +282,7 @@ class Federation:
         while True:
             for root in expected:
                 async with self.admin_client(root) as client:
-                    seen[root] = (await client.zone())["summary"]["hosts"]
+                    seen[root] = (await client.zone()).summary["hosts"]
             progress(", ".join(f"{r}: {seen[r]}/{expected[r]} hosts" for r in expected))
             if all(seen[r] >= expected[r] for r in expected):
                 return seen
