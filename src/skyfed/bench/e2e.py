@@ -20,7 +20,6 @@ import os
 import statistics
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,13 +114,11 @@ async def measure(
         async with slots:
             sent = due if rate > 0 else time.time()
             try:
-                answer = await client.request(
-                    "POST", "/v1/servers", json={"name": f"b{i}", "flavor": "m1.tiny"}
-                )
+                answer = await client.create_servers(f"b{i}", flavor="m1.tiny")
             except SkyfedError:
                 refused += 1
                 return
-            submitted[answer["servers"][0]["id"]] = sent
+            submitted[answer.servers[0].id] = sent
 
     async def watch() -> None:
         # Only to know when all are done: is any server still BUILDING under the root (a
@@ -131,7 +128,7 @@ async def measure(
         while time.monotonic() - started < deadline:
             if all_sent.is_set():
                 page = await client.list_servers(status="BUILDING", limit=1)
-                if not page["servers"] and not page.get("unavailable_zones"):
+                if not page.servers and not page.unavailable_zones:
                     return
             await asyncio.sleep(WATCH_EVERY)
 
@@ -145,12 +142,12 @@ async def measure(
     watcher.cancel()
     listed, _ = await client.all_servers()
     for server in listed:
-        sid = server["id"]
-        if sid in submitted and server["status"] == "ACTIVE" and server["launched_at"]:
+        sid = server.id
+        if sid in submitted and server.status == "ACTIVE" and server.launched_at:
             # The leaf's own clock (this machine's) says when it went ACTIVE.
-            active[sid] = datetime.fromisoformat(server["launched_at"]).timestamp()
-        elif server["status"] == "ERROR":
-            errors[sid] = server["fault"]
+            active[sid] = server.launched_at.timestamp()
+        elif server.status == "ERROR":
+            errors[sid] = server.fault
     latencies = sorted(active[s] - submitted[s] for s in active if s in submitted)
     last_active = max(active.values()) if active else time.time()
     return {
