@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client_models import ChildZone, ChildZoneState
 from skyfed.federation.process import free_port
 from tests.conftest import SERVICE_PASSWORD, InProcessZone, ServedZone
 
 
-async def _add(
-    admin: SkyfedClient, child: ServedZone, name: str = "child", **kw: Any
-) -> dict[str, Any]:
+async def _add(admin: SkyfedClient, child: ServedZone, name: str = "child", **kw: Any) -> ChildZone:
     return await admin.add_zone(name, child.url, "svc", SERVICE_PASSWORD, **kw)
 
 
@@ -27,34 +26,43 @@ async def test_add_list_show_update_delete(
             capabilities={"arch": "arm64"},
             resources={"vcpus": 4, "ram_mb": 8192, "disk_gb": 50},
         )
-    added = await _add(admin, child_zone, labels={"tier": "gold"}, weight_offset=1.5)
-    assert added["state"] == "active"
-    assert added["labels"] == {"tier": "gold"}
-    assert SERVICE_PASSWORD not in str(added) and "password" not in added
+    body = {"name": "child", "api_url": child_zone.url, "username": "svc"}
+    body |= {"password": SERVICE_PASSWORD, "labels": {"tier": "gold"}, "weight_offset": 1.5}
+    raw = await admin.request("POST", "/v1/zones", json=body)  # raw: its leaks, below
+    added = ChildZone.model_validate(raw)
+    assert added.state == "active"
+    assert added.labels == {"tier": "gold"}
 
     listed = await admin.list_zones()
-    assert [z["name"] for z in listed] == ["child"]
+    assert [z.name for z in listed] == ["child"]
     by_name = await admin.get_zone("child")
-    assert by_name["id"] == added["id"]
+    assert by_name.id == added.id
 
-    detail = await admin.zone_detail(added["id"])
-    assert detail["remote_name"] == "child"
-    assert detail["summary"]["hosts"] == 1
-    assert detail["summary"]["strings"]["arch"] == {"arm64": 1}
-    assert detail["last_seen"] is not None
-    assert SERVICE_PASSWORD not in str(detail) and "password_secret" not in detail
+    detail = await admin.zone_detail(added.id)
+    assert detail.remote_name == "child"
+    assert detail.summary["hosts"] == 1
+    assert detail.summary["strings"]["arch"] == {"arm64": 1}
+    assert detail.last_seen is not None
+    # What goes over the wire never carries the child's password (raw: the models would
+    # drop an unknown field, so they cannot show it absent).
+    assert SERVICE_PASSWORD not in json.dumps(raw) and "password" not in raw
+    for path in ("/v1/zones", f"/v1/zones/{added.id}", f"/v1/zones/{added.id}/detail"):
+        answer = await admin.request("GET", path)
+        assert SERVICE_PASSWORD not in json.dumps(answer), path
+        shown = answer["zones"][0] if path == "/v1/zones" else answer
+        assert not {"password", "password_secret"} & set(shown), path
 
     me = await admin.zone()
-    assert me["summary"]["hosts"] == 1
-    assert me["summary"]["zones"] == 2
-    assert me["children"] == [{"id": added["id"], "name": "child", "state": "active", "hosts": 1}]
+    assert me.summary["hosts"] == 1
+    assert me.summary["zones"] == 2
+    assert me.children == [ChildZoneState(id=added.id, name="child", state="active", hosts=1)]
 
     updated = await admin.update_zone("child", name="renamed", weight_scale=2.0, labels={})
-    assert (updated["name"], updated["weight_scale"], updated["labels"]) == ("renamed", 2.0, {})
+    assert (updated.name, updated.weight_scale, updated.labels) == ("renamed", 2.0, {})
 
     await admin.delete_zone("renamed")
     assert await admin.list_zones() == []
-    assert (await admin.zone())["summary"]["hosts"] == 0
+    assert (await admin.zone()).summary["hosts"] == 0
     with pytest.raises(SkyfedError) as exc:
         await admin.get_zone("renamed")
     assert exc.value.status == 404
@@ -97,7 +105,7 @@ async def test_duplicates_conflict(admin, child_zone: ServedZone) -> None:
         await _add(admin, child_zone, name="again")
     assert same_zone.value.status == 409
     assert "already registered" in same_zone.value.message
-    assert [z["name"] for z in await admin.list_zones()] == ["child"]
+    assert [z.name for z in await admin.list_zones()] == ["child"]
 
 
 async def test_a_zone_cannot_be_its_own_child(tmp_path) -> None:
