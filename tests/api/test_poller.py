@@ -68,9 +68,9 @@ async def test_a_child_turned_impostor_fails_alone(
         result = await zone.process.tree.poller.cycle()
     assert (result.polled, result.ok) == (2, 1)
     detail = await admin.zone_detail("other")
-    assert detail["failures"] == 1
-    assert "bad_response" in detail["last_error"]
-    assert (await admin.zone_detail("child"))["failures"] == 0
+    assert detail.failures == 1
+    assert "bad_response" in detail.last_error
+    assert (await admin.zone_detail("child")).failures == 0
 
 
 async def test_a_poll_never_undoes_an_edit_made_meanwhile(
@@ -91,7 +91,7 @@ async def test_a_poll_never_undoes_an_edit_made_meanwhile(
     finally:
         poller._poll = real_poll
     detail = await admin.zone_detail("child")
-    assert (detail["weight_offset"], detail["labels"]) == (7.0, {"edited": "yes"})
+    assert (detail.weight_offset, detail.labels) == (7.0, {"edited": "yes"})
     snapshot = next(iter(zone.process.tree.view.children.values()))
     assert snapshot.weight_offset == 7.0
     # The next poll records normally.
@@ -117,7 +117,7 @@ async def test_a_child_deleted_during_a_poll_stays_deleted(
         poller._poll = real_poll
     assert await admin.list_zones() == []
     me = await admin.zone()
-    assert me["children"] == []
+    assert me.children == []
 
 
 async def test_one_process_of_a_postgres_zone_polls_the_others_follow(
