@@ -78,7 +78,7 @@ async def test_heartbeats_list_hosts_online_and_fill_the_summary(
     assert h2["free"] == SMALL
     assert await admin.get_host("h1") == h1
 
-    summary = (await admin.zone())["summary"]
+    summary = (await admin.zone()).summary
     assert (summary["hosts"], summary["disabled"], summary["zones"]) == (2, 0, 1)
     numeric = summary["numeric"]
     assert numeric["free_vcpus"] == {"min": 4, "max": 6, "sum": 10, "count": 2}
@@ -119,7 +119,7 @@ async def test_batch_heartbeat(zone: InProcessZone, admin) -> None:
     listed = (await admin.list_hosts())["hosts"]
     assert [h["name"] for h in listed] == ["b0", "b1", "b2"]
     assert all(h["state"] == "online" and h["resources"] == SMALL for h in listed)
-    summary = (await admin.zone())["summary"]
+    summary = (await admin.zone()).summary
     assert summary["hosts"] == 3
     assert summary["strings"]["arch"] == {"arm64": 3}
     assert summary["numeric"]["vcpus"]["sum"] == 12
@@ -170,11 +170,11 @@ async def test_silent_host_goes_offline_and_leaves_the_summary(
     async with InProcessZone(settings) as zone, zone.client() as admin:
         await admin.heartbeat("quiet", capabilities={"arch": "x86_64"}, resources=BIG)
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
-        assert (await admin.zone())["summary"]["hosts"] == 2
+        assert (await admin.zone()).summary["hosts"] == 2
         await asyncio.sleep(0.6)
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
         hosts = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
-        summary = (await admin.zone())["summary"]
+        summary = (await admin.zone()).summary
         assert hosts["quiet"]["state"] == "offline"
         assert hosts["quiet"]["resources"] == BIG  # still listed, as last heard
         assert hosts["chatty"]["state"] == "online"
@@ -186,7 +186,7 @@ async def test_silent_host_goes_offline_and_leaves_the_summary(
         # It comes back with its next beat.
         await admin.heartbeat("quiet", capabilities={"arch": "x86_64"}, resources=BIG)
         assert (await admin.get_host("quiet"))["state"] == "online"
-        assert (await admin.zone())["summary"]["hosts"] == 2
+        assert (await admin.zone()).summary["hosts"] == 2
 
 
 # -- disable / enable -------------------------------------------------------------
@@ -212,7 +212,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
         listed = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
         assert listed["h1"]["disabled"] is True and listed["h2"]["disabled"] is False
 
-        summary = (await admin.zone())["summary"]
+        summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (2, 1)
         assert summary["strings"] == {"arch": {"arm64": 1}}  # h1 adds no capacity
         assert summary["numeric"]["vcpus"] == {"min": 4, "max": 4, "sum": 4, "count": 1}
@@ -232,7 +232,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
         assert (await admin.list_hosts())["hosts"] == []
         beat = await svc.heartbeat("h1", capabilities={"arch": "x86_64"}, resources=BIG)
         assert (beat["disabled"], beat["disabled_reason"]) == (True, "bad DIMM")
-        summary = (await admin.zone())["summary"]
+        summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (1, 1)
         assert summary["numeric"] == {}
         assert set(summary["fits"].values()) == {0}
@@ -240,7 +240,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
 
         enabled = await admin.enable_host("h1")
         assert (enabled["disabled"], enabled["disabled_reason"]) == (False, "")
-        summary = (await admin.zone())["summary"]
+        summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (1, 0)
         assert summary["numeric"]["vcpus"]["sum"] == BIG["vcpus"]
         assert summary["fits"]["m1.xlarge"] == 1 and summary["fits"]["m1.large"] == 2
@@ -284,7 +284,7 @@ async def test_disable_or_enable_of_an_unknown_host_is_404(zone: InProcessZone, 
     assert await _names(admin) == ["h1"]
     # Nothing was recorded for later either: the ghost's first beat finds it enabled.
     assert (await admin.heartbeat("ghost"))["disabled"] is False
-    assert (await admin.zone())["summary"]["disabled"] == 0
+    assert (await admin.zone()).summary["disabled"] == 0
 
 
 # -- paging and filters -----------------------------------------------------------
@@ -408,7 +408,7 @@ async def test_bad_input_is_4xx_with_the_error_shape_and_changes_nothing(
 ) -> None:
     await admin.heartbeat("h1", capabilities={"arch": "x86_64"}, resources=BIG, used=BIG_USED)
     before = await admin.list_hosts()
-    summary_before = (await admin.zone())["summary"]
+    summary_before = (await admin.zone()).summary
     headers = await _auth(admin)
     async with zone.raw() as http:
         for what, body in BAD_BEATS:
@@ -436,7 +436,7 @@ async def test_bad_input_is_4xx_with_the_error_shape_and_changes_nothing(
             response = await http.get(f"/v1/hosts?{query}", headers=headers)
             _error(response, 422)
     assert await admin.list_hosts() == before  # not even last_seen moved
-    assert (await admin.zone())["summary"] == summary_before
+    assert (await admin.zone()).summary == summary_before
     assert await _disabled_rows(zone) == []
 
 
@@ -449,4 +449,4 @@ async def test_a_batch_holds_at_most_5000_hosts(zone: InProcessZone, admin) -> N
     assert "5000" in _error(response, 422)["message"]
     assert await _names(admin) == []
     assert await admin.heartbeat_batch(too_many[:5000]) == {"accepted": 5000, "disabled": []}
-    assert (await admin.zone())["summary"]["hosts"] == 5000
+    assert (await admin.zone()).summary["hosts"] == 5000
