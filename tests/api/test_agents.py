@@ -83,7 +83,7 @@ async def test_fake_hosts_with_a_million_vcpus_are_refused_and_never_summarised(
     assert "used vcpus exceeds its total" in over.message
     # An admin's beats obey the same bounds.
     await refused(admin.heartbeat("a-3", resources=huge), 422, "host_out_of_bounds")
-    summary = (await admin.zone())["summary"]
+    summary = (await admin.zone()).summary
     assert summary["hosts"] == 0 and summary["numeric"] == {}
     assert (await admin.list_hosts())["hosts"] == []
     # At the bounds, accepted.
@@ -134,7 +134,7 @@ async def test_a_zone_knows_at_most_max_hosts(tmp_path: Path, database_url: str)
         # The known ones keep beating, from their agent and from the admin.
         assert (await agent.heartbeat_batch(beats("j1", "j2")))["accepted"] == 2
         assert (await admin.heartbeat_batch(beats("h1", "h2", "h3")))["accepted"] == 3
-        assert (await admin.zone())["summary"]["hosts"] == 5
+        assert (await admin.zone()).summary["hosts"] == 5
 
 
 # -- grants ------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ async def booted_on_a(zone: InProcessZone, admin: SkyfedClient, a: SkyfedClient)
         brief = await alice.create_servers(
             name="web", flavor="m1.small", metadata={"api_key": SECRET}
         )
-    server_id = brief["servers"][0]["id"]
+    server_id = brief.servers[0].id
     scripted = ScriptedAgent(a)
     [command] = await until(scripted.commands, "the boot command on a")
     assert command["server"]["metadata"] == {"api_key": SECRET}
@@ -295,11 +295,11 @@ async def test_a_result_from_b_for_a_command_is_ignored(
         b.request("POST", f"/v1/agents/b/commands/{command['id']}/result", json={"ok": True}),
         404,
     )
-    assert (await admin.get_server(server_id))["status"] == "BUILDING"
+    assert (await admin.get_server(server_id)).status == "BUILDING"
     assert await a.command_results("a", [(command["id"], {"ok": True, "status": "ACTIVE"})]) == [
         True
     ]
-    assert (await admin.get_server(server_id))["status"] == "ACTIVE"
+    assert (await admin.get_server(server_id)).status == "ACTIVE"
 
 
 async def test_an_event_from_b_for_a_server_is_refused(
@@ -312,9 +312,9 @@ async def test_an_event_from_b_for_a_server_is_refused(
     assert await b.agent_events("b", [stop]) == {"applied": 0, "refused": 1}
     ghost = {**stop, "server_id": "00000000-0000-0000-0000-000000000000"}
     assert await b.agent_events("b", [ghost]) == {"applied": 0, "refused": 1}
-    assert (await admin.get_server(server_id))["status"] == "ACTIVE"
+    assert (await admin.get_server(server_id)).status == "ACTIVE"
     assert await a.agent_events("a", [stop]) == {"applied": 1, "refused": 0}
-    assert (await admin.get_server(server_id))["status"] == "STOPPED"
+    assert (await admin.get_server(server_id)).status == "STOPPED"
 
 
 async def test_a_host_taken_over_brings_its_pending_commands(
@@ -331,7 +331,7 @@ async def test_a_host_taken_over_brings_its_pending_commands(
     [moved] = await b.agent_commands("b", wait=0)
     assert moved["id"] == command["id"]
     assert await b.command_results("b", [(moved["id"], {"ok": True, "status": "ACTIVE"})]) == [True]
-    assert (await admin.get_server(server_id))["status"] == "ACTIVE"
+    assert (await admin.get_server(server_id)).status == "ACTIVE"
 
 
 # -- accounts ------------------------------------------------------------------------------
