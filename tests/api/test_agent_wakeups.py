@@ -96,7 +96,7 @@ async def test_wake_ups_cross_processes_over_the_bus(
             await asyncio.sleep(0.3)  # the poll is held open at two, idle
             began = time.monotonic()
             created = await admin.create_servers(name="web", flavor="m1.small")
-            server_id = created["servers"][0]["id"]
+            server_id = created.servers[0].id
             [boot] = await asyncio.wait_for(polling, 25)
             assert boot["action"] == "boot" and boot["server_id"] == server_id
             assert time.monotonic() - began < 15  # woken, not re-read (60 s) nor timed out
@@ -111,7 +111,7 @@ async def test_wake_ups_cross_processes_over_the_bus(
                 "agent", [(reboot["id"], {"ok": True, "status": "ACTIVE"})]
             )
             task = await _until(
-                lambda: _succeeded(admin, answered["task_id"]), "the reboot task", timeout=30
+                lambda: _succeeded(admin, answered.task_id), "the reboot task", timeout=30
             )
             assert task["state"] == "succeeded"
             assert time.monotonic() - began < 15  # its wait was woken by two's result
