@@ -111,8 +111,8 @@ async def test_agent_and_service_tokens_cannot_use_the_member_api(
             for call in (
                 peer.create_servers(name="x", flavor="m1.tiny"),
                 peer.list_servers(),
-                peer.request("GET", "/v1/tasks"),
-                peer.request("GET", "/v1/flavors"),
+                peer.list_tasks(),
+                peer.list_flavors(),
                 peer.request("GET", "/v1/zones/locate", params={"project": "admin"}),
             ):
                 with pytest.raises(SkyfedError) as refused:
@@ -120,7 +120,7 @@ async def test_agent_and_service_tokens_cannot_use_the_member_api(
                 assert refused.value.status == 403, (username, refused.value)
     servers, _ = await admin.all_servers()
     assert servers == []
-    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+    assert (await admin.list_tasks()).tasks == []
 
 
 async def test_failed_logins_are_bounded_per_user(tmp_path: Path) -> None:
@@ -281,9 +281,9 @@ async def test_a_stored_child_password_goes_nowhere_new(
     assert trap.seen == []
     assert await admin.get_zone("child") == before
     # Edits that move nothing need no password.
-    assert (await admin.update_zone("child", weight_offset=2.0))["weight_offset"] == 2.0
+    assert (await admin.update_zone("child", weight_offset=2.0)).weight_offset == 2.0
     same = await admin.update_zone("child", api_url=child_zone.url)
-    assert same["api_url"] == child_zone.url
+    assert same.api_url == child_zone.url
 
 
 async def test_no_child_host_is_allowed_until_the_operator_lists_it(tmp_path: Path) -> None:
