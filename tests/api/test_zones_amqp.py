@@ -47,24 +47,24 @@ async def test_a_child_over_amqp_is_probed_polled_and_listed(
     added = await admin.add_zone(
         name, DEAD_API, "svc", SERVICE_PASSWORD, transport="amqp", bus_url=amqp_url
     )
-    assert added["transport"] == "amqp"
-    assert added["bus_url"] == "amqp://127.0.0.1:5672/"  # shown without the broker's password
-    assert "guest" not in str(added)
+    assert added.transport == "amqp"
+    assert added.bus_url == "amqp://127.0.0.1:5672/"  # shown without the broker's password
+    assert "guest" not in added.model_dump_json()
     detail = await admin.zone_detail(name)
-    assert detail["remote_name"] == name and detail["summary"]["hosts"] == 1
+    assert detail.remote_name == name and detail.summary["hosts"] == 1
 
     async with bus_child.client() as child_admin:
         await child_admin.heartbeat("h2", resources={"vcpus": 8, "ram_mb": 8192})
     result = await zone.process.tree.poller.cycle()
     assert (result.polled, result.ok) == (1, 1)
-    assert (await admin.zone())["summary"]["hosts"] == 2
+    assert (await admin.zone()).summary["hosts"] == 2
 
     # A wrong queue is found out at once, and the child keeps its working link.
     with pytest.raises(SkyfedError) as caught:
         await admin.update_zone(name, bus_queue="skyfed.zone.nobody", password=SERVICE_PASSWORD)
     assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
     assert "skyfed.zone.nobody" in caught.value.message
-    assert (await admin.get_zone(name))["bus_queue"] == f"skyfed.zone.{name}"
+    assert (await admin.get_zone(name)).bus_queue == f"skyfed.zone.{name}"
 
 
 async def test_a_null_queue_on_update_means_the_default_queue(
@@ -81,9 +81,9 @@ async def test_a_null_queue_on_update_means_the_default_queue(
     with pytest.raises(SkyfedError) as caught:  # skyfed.zone.alias: nobody consumes it
         await admin.update_zone("alias", bus_queue=None, password=SERVICE_PASSWORD)
     assert (caught.value.status, caught.value.code) == (400, "child_unreachable")
-    assert (await admin.get_zone("alias"))["bus_queue"] == queue
+    assert (await admin.get_zone("alias")).bus_queue == queue
     renamed = await admin.update_zone("alias", name=name, bus_queue=None)
-    assert (renamed["name"], renamed["bus_queue"]) == (name, queue)
+    assert (renamed.name, renamed.bus_queue) == (name, queue)
 
 
 async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_url: str) -> None:
