@@ -18,7 +18,7 @@ async def test_no_clear_password_or_token_at_rest_or_in_logs(federation) -> None
             await parent.zone()
             detail = await parent.zone_detail("child")
             token = parent.token
-        assert detail["state"] == "active"
+        assert detail.state == "active"
         secret = fed.link_passwords["parent>child"].encode()
         state = fed.state_dir
     assert token
