@@ -36,6 +36,7 @@ from skyfed.wire import (
 
 if TYPE_CHECKING:  # imported at the first typed call: an agent never loads pydantic
     from skyfed.client_models import (
+        ActionAccepted,
         ChildZone,
         ChildZoneDetail,
         Flavor,
@@ -552,14 +553,14 @@ class SkyfedClient:
 
         return self._read(ServerAccepted, await self.request("DELETE", f"/v1/servers/{server_id}"))
 
-    async def server_action(self, server_id: str, action: str) -> ServerAccepted:
+    async def server_action(self, server_id: str, action: str) -> ActionAccepted:
         """reboot, stop or start (409 invalid_state when the server cannot now)."""
-        from skyfed.client_models import ServerAccepted
+        from skyfed.client_models import ActionAccepted
 
         answer = await self.request(
             "POST", f"/v1/servers/{server_id}/action", json={"action": action}
         )
-        return self._read(ServerAccepted, answer)
+        return self._read(ActionAccepted, answer)
 
     # -- tasks ---------------------------------------------------------------------
 

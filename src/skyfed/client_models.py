@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ActionAccepted",
     "ChildZone",
     "ChildZoneDetail",
     "ChildZoneState",
@@ -171,10 +172,19 @@ class ServersCreated(WireModel):
 
 
 class ServerAccepted(WireModel):
-    """A delete or an action taken (202): the server's status now and the task."""
+    """A delete taken (202): the server's status now (DELETING) and the task."""
 
     id: str
     status: str
+    task_id: str
+
+
+class ActionAccepted(WireModel):
+    """An action taken (202): the server's status and task state now, and the task."""
+
+    id: str
+    status: str
+    task_state: str | None = None
     task_id: str
 
 

@@ -275,11 +275,12 @@ async def test_flavors_and_server_actions() -> None:
     flavor = {"id": "f", "name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1}
     sid = SERVER["id"]
     taken = {"id": sid, "status": "ACTIVE", "task_id": TASK["id"]}
+    rebooted = {"id": sid, "status": "ACTIVE", "task_state": "rebooting", "task_id": TASK["id"]}
     client, seen = zone_answering(
         {
             ("GET", "/v1/flavors"): {"flavors": [flavor]},
             ("POST", "/v1/flavors"): flavor,
-            ("POST", f"/v1/servers/{sid}/action"): taken,
+            ("POST", f"/v1/servers/{sid}/action"): rebooted,
             ("DELETE", f"/v1/servers/{sid}"): taken | {"status": "DELETING"},
         }
     )
@@ -290,7 +291,10 @@ async def test_flavors_and_server_actions() -> None:
         deleting = await client.delete_server(sid)
     assert [(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in flavors] == [("m1.tiny", 1, 512, 1)]
     assert made.id == "f"
-    assert (rebooting.task_id, deleting.status) == (TASK["id"], "DELETING")
+    assert (rebooting.task_state, rebooting.task_id) == ("rebooting", TASK["id"])
+    assert rebooting.model_dump() == rebooted  # as sent: the CLI prints it so
+    assert deleting.status == "DELETING"
+    assert deleting.model_dump() == taken | {"status": "DELETING"}
     assert seen[2][2] == {"action": "reboot"}
 
 
