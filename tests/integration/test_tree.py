@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 async def zone_summary(fed: Federation, name: str) -> dict[str, Any]:
     async with fed.admin_client(name) as client:
-        return (await client.zone())["summary"]
+        return (await client.zone()).summary
 
 
 async def wait_for(check: Any, timeout: float, what: str) -> float:
@@ -69,7 +69,7 @@ async def test_a_tree_on_postgresql(federation, postgres_databases) -> None:
         leaves = [Summary.from_dict(await zone_summary(fed, n)) for n in ("leaf-a", "leaf-b")]
         root = await zone_summary(fed, "root")
         async with fed.admin_client("root") as client:
-            assert [z["name"] for z in await client.list_zones()] == ["mid"]
+            assert [z.name for z in await client.list_zones()] == ["mid"]
     assert without_zone_count(root) == without_zone_count(Summary.merge_all(leaves).to_dict())
     assert not list(fed.state_dir.glob("*/*.db")), "a zone fell back to SQLite"
 
@@ -78,34 +78,34 @@ async def test_middle_zone_killed_goes_offline_in_time_and_comes_back(federation
     async with federation(THREE_LEVELS) as fed:
         mid = fed.zones["mid"]
         async with fed.admin_client("root") as root:
-            mid_id = (await root.get_zone("mid"))["id"]
+            mid_id = (await root.get_zone("mid")).id
             mid.kill()
             killed_at = time.monotonic()
 
             async def offline() -> bool:
-                return (await root.zone_detail(mid_id))["state"] == "offline"
+                return (await root.zone_detail(mid_id)).state == "offline"
 
             bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
             took = await wait_for(offline, 30, "mid offline at root")
             # One interval of slack: the kill can land just after a poll began.
             assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
             detail = await root.zone_detail(mid_id)
-            assert detail["failures"] >= FAST["poll_failures"]
-            assert detail["last_error"]
+            assert detail.failures >= FAST["poll_failures"]
+            assert detail.last_error
             me = await root.zone()
-            assert me["summary"]["hosts"] == 0
-            assert me["children"][0]["state"] == "offline"
+            assert me.summary["hosts"] == 0
+            assert me.children[0].state == "offline"
             assert time.monotonic() - killed_at < 30
 
             mid.start()  # same config, same database: it keeps its children
 
             async def back() -> bool:
                 zone = await root.zone()
-                return zone["children"][0]["state"] == "active" and zone["summary"]["hosts"] == 100
+                return zone.children[0].state == "active" and zone.summary["hosts"] == 100
 
             await wait_for(back, 60, "mid active again with every host")
             detail = await root.zone_detail(mid_id)
-            assert (detail["failures"], detail["last_error"]) == (0, "")
+            assert (detail.failures, detail.last_error) == (0, "")
 
 
 async def test_a_hung_zone_goes_offline_in_time_and_comes_back(federation) -> None:
@@ -117,18 +117,18 @@ async def test_a_hung_zone_goes_offline_in_time_and_comes_back(federation) -> No
             try:
 
                 async def offline() -> bool:
-                    return (await root.zone())["children"][0]["state"] == "offline"
+                    return (await root.zone()).children[0].state == "offline"
 
                 bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
                 took = await wait_for(offline, 30, "hung mid offline at root")
                 assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
-                assert "no answer within" in (await root.zone_detail("mid"))["last_error"]
+                assert "no answer within" in (await root.zone_detail("mid")).last_error
             finally:
                 mid.resume()
 
             async def back() -> bool:
                 zone = await root.zone()
-                return zone["children"][0]["state"] == "active" and zone["summary"]["hosts"] == 100
+                return zone.children[0].state == "active" and zone.summary["hosts"] == 100
 
             await wait_for(back, 60, "mid active again")
 
@@ -149,7 +149,7 @@ async def test_two_roots_over_one_child(federation) -> None:
         # Deleting the child from one root leaves the other untouched.
         async with fed.admin_client("geo") as geo:
             await geo.delete_zone("dc")
-            assert (await geo.zone())["summary"]["hosts"] == 0
+            assert (await geo.zone()).summary["hosts"] == 0
         assert (await zone_summary(fed, "function"))["hosts"] == 30
 
 
@@ -160,7 +160,7 @@ async def test_hosts_that_stop_beating_leave_the_summary(federation) -> None:
         async with fed.admin_client("top") as top:
 
             async def empty() -> bool:
-                return (await top.zone())["summary"]["hosts"] == 0
+                return (await top.zone()).summary["hosts"] == 0
 
             await wait_for(empty, FAST["host_ttl"] + 10, "hosts gone from the root summary")
         async with fed.admin_client("dc") as dc:
@@ -195,6 +195,6 @@ async def test_a_federation_restarts_on_its_own_state(tmp_path) -> None:
         assert again.admin_passwords == first.admin_passwords
         assert again.zones["top"].pid != top_id
         async with again.admin_client("top") as top:
-            assert [z["api_url"] for z in await top.list_zones()] == [again.zones["dc"].url]
+            assert [z.api_url for z in await top.list_zones()] == [again.zones["dc"].url]
     finally:
         again.stop()
