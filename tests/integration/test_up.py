@@ -107,9 +107,9 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             zones["global"]["url"], username=admin["username"], password=admin["password"]
         ) as client:
             me = await client.zone()
-            assert me["summary"]["hosts"] == 900
-            assert sorted(c["name"] for c in me["children"]) == ["eu", "us"]
-            arch = me["summary"]["strings"]["arch"]
+            assert me.summary["hosts"] == 900
+            assert sorted(c.name for c in me.children) == ["eu", "us"]
+            arch = me.summary["strings"]["arch"]
             assert arch == {"x86_64": 620, "arm64": 280}
         pids = up.pids()
         assert len(pids) == 9  # six zones, three agents
@@ -208,12 +208,12 @@ def _client(zone: dict[str, Any]) -> SkyfedClient:
 async def _children(root: SkyfedClient) -> tuple[dict[str, str], int]:
     """The root's children by state, and how many hosts its summary counts."""
     me = await root.zone()
-    return {c["name"]: c["state"] for c in me["children"]}, me["summary"]["hosts"]
+    return {c.name: c.state for c in me.children}, me.summary["hosts"]
 
 
 async def _answers(zone: dict[str, Any]) -> bool:
     async with _client(zone) as client:
-        return (await client.zone())["name"] == zone["name"]
+        return (await client.zone()).name == zone["name"]
 
 
 async def test_a_killed_zone_and_agent_are_restarted_while_the_rest_runs(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ async def test_a_killed_zone_and_agent_are_restarted_while_the_rest_runs(tmp_pat
 
             await eventually(active_again, 60, "eu active at root with its 3 hosts")
             detail = await root.zone_detail("eu")
-            assert (detail["failures"], detail["last_error"]) == (0, "")
+            assert (detail.failures, detail.last_error) == (0, "")
 
         # The agent too, with its own new pid; the other processes are the ones from before.
         await up.said("host agent us-agent is back", 30)
