@@ -236,10 +236,15 @@ class ServedApp:
 
         self.app = app
         self.port = port or free_port()
-        self.server = uvicorn.Server(
+        self.server = self._server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         )
         self._task: Any = None
+
+    def _server(self, config: Any) -> Any:
+        import uvicorn
+
+        return uvicorn.Server(config)
 
     @property
     def url(self) -> str:
@@ -268,6 +273,12 @@ class ServedZone(ServedApp):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         super().__init__(create_app(settings), settings.port)
+
+    def _server(self, config: Any) -> Any:
+        """As `skyfed serve` runs it: agent polls end when it begins to stop."""
+        from skyfed.cli.serve import ZoneServer
+
+        return ZoneServer(config, on_stop=config.app.state.runtime.compute.signals.stop)
 
     @property
     def runtime(self) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,19 @@ from pydantic import ValidationError
 from skyfed.app import create_app
 from skyfed.logs import configure_logging
 from skyfed.settings import Settings
+
+
+class ZoneServer(uvicorn.Server):
+    """uvicorn that ends the zone's agent polls as it starts to stop: they answer at once
+    with what they have, instead of holding the graceful shutdown until its timeout."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.on_stop()
+        await super().shutdown(sockets)
 
 
 def serve(
@@ -31,7 +46,7 @@ def serve(
         log_file = settings.state_dir / log_file
     configure_logging(settings.name, settings.log_level, log_file)
     app = create_app(settings)
-    server = uvicorn.Server(
+    server = ZoneServer(
         uvicorn.Config(
             app,
             host=settings.host,
@@ -40,6 +55,7 @@ def serve(
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
-        )
+        ),
+        on_stop=app.state.runtime.compute.signals.stop,
     )
     server.run()
