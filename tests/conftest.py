@@ -17,6 +17,15 @@ from skyfed.app import create_app
 from skyfed.client import SkyfedClient
 from skyfed.settings import Settings
 
+# A zone's settings take SKYFED_* from the environment over what the code gives them, so
+# one exported in the shell that runs the tests (SKYFED_PORT, SKYFED_DATABASE_URL...) would
+# override what a test sets, here and in every zone process it starts. The tests' own
+# variables (SKYFED_TEST_*) stay.
+for _name in [
+    n for n in os.environ if n.startswith("SKYFED_") and not n.startswith("SKYFED_TEST_")
+]:
+    del os.environ[_name]
+
 POSTGRES_URL = os.environ.get(
     "SKYFED_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,9 @@ def test_serve_refuses_bad_settings_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "poll_timeout must not exceed poll_interval" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_shells_skyfed_variables_do_not_reach_the_tests() -> None:
+    """tests/conftest.py drops them (SKYFED_TEST_* aside): an exported SKYFED_PORT must
+    not override what a test sets for its zones."""
+    assert [n for n in os.environ if n.startswith("SKYFED_") and "_TEST_" not in n] == []
