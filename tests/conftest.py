@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,8 @@ from sqlalchemy.engine import make_url
 
 from skyfed.app import create_app
 from skyfed.client import SkyfedClient
+from skyfed.db.engine import Database
+from skyfed.db.migrate import upgrade
 from skyfed.settings import Settings
 
 # A zone's settings take SKYFED_* from the environment over what the code gives them, so
@@ -76,14 +83,105 @@ async def broker_url() -> str:
     return AMQP_URL
 
 
-@pytest.fixture
-async def amqp_url() -> str:
-    return await broker_url()
+# Tests share one RabbitMQ, and a few stop and start it (marked `restarts_broker`, kept
+# in one xdist group). A lock on this file, shared by every test process of the machine,
+# keeps those apart from every other test on the broker: they hold it exclusively, the
+# others shared, for as long as they run.
+BROKER_LOCK = Path(tempfile.gettempdir()) / "skyfed-tests-broker.lock"
+BROKER_GROUP = "broker"
+
+
+@asynccontextmanager
+async def broker_lock(exclusive: bool) -> AsyncIterator[None]:
+    with BROKER_LOCK.open("a") as held:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        await asyncio.to_thread(fcntl.flock, held.fileno(), mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the broker runs in one xdist group, on one process, one at a time:
+    a restart (`restarts_broker`) would break the calls of any other."""
+    for item in items:
+        if "amqp_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(BROKER_GROUP))
 
 
 @pytest.fixture
-async def postgres_databases() -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    """A factory of fresh, empty PostgreSQL databases; all are dropped after the test."""
+async def amqp_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The test broker's URL, held (see BROKER_LOCK) until the test ends."""
+    url = await broker_url()
+    async with broker_lock(request.node.get_closest_marker("restarts_broker") is not None):
+        yield url
+
+
+def _require_postgres() -> None:
+    """Fail (in CI) or skip the test when PostgreSQL is not reachable."""
+    problem = asyncio.run(_postgres_reachable())
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+async def _admin(*statements: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _postgres_url(database: str) -> str:
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per test process: the tests' migrated databases
+    are copies of it (CREATE DATABASE ... TEMPLATE), not migrated one by one."""
+    _require_postgres()
+    name = f"skyfed_template_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_migrate(_postgres_url(name)))
+        yield name
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per test process, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "zone.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def sqlite_copy(template: Path, path: Path) -> str:
+    """A copy of the migrated template at `path` (SQLite's backup: whole, WAL or not)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as copy:
+        source.backup(copy)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+async def postgres_databases() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """A factory of fresh PostgreSQL databases, empty or (`template=`) copies of one;
+    all are dropped after the test."""
     problem = await _postgres_reachable()
     if problem:
         if IN_CI:
@@ -91,61 +189,54 @@ async def postgres_databases() -> AsyncIterator[Callable[[], Awaitable[str]]]:
         pytest.skip(problem)
     made: list[str] = []
 
-    async def make() -> str:
+    async def make(template: str | None = None) -> str:
         name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+        copy = f' TEMPLATE "{template}"' if template else ""
+        await _admin(f'CREATE DATABASE "{name}"{copy}')
         made.append(name)
-        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        return _postgres_url(name)
 
     yield make
-    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-    try:
-        for name in made:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in made))
 
 
 @pytest.fixture
-async def postgres_database(postgres_databases: Callable[[], Awaitable[str]]) -> str:
+async def postgres_database(
+    postgres_template: str, postgres_databases: Callable[..., Awaitable[str]]
+) -> str:
+    """A fresh PostgreSQL database for one test, migrated (a copy of the template)."""
+    return await postgres_databases(template=postgres_template)
+
+
+@pytest.fixture
+async def empty_postgres_database(postgres_databases: Callable[..., Awaitable[str]]) -> str:
     """A fresh, empty PostgreSQL database for one test."""
     return await postgres_databases()
 
 
 @pytest.fixture(scope="module")
-def module_postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database shared by one test module (for costly fixtures)."""
-    import asyncio
-
-    problem = asyncio.run(_postgres_reachable())
-    if problem:
-        if IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
+def module_postgres_database(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database shared by one test module (for costly fixtures)."""
     name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    yield _postgres_url(name)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each database test runs on SQLite and on PostgreSQL."""
+    """Each database test runs on SQLite and on PostgreSQL, migrated (copies of templates)."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'zone.db'}"
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "zone.db")
     return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, on SQLite and on PostgreSQL (for tests of migrations)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    return str(request.getfixturevalue("empty_postgres_database"))
 
 
 def zone_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
@@ -208,8 +299,6 @@ class InProcessZone:
 
 async def bus_ready(zone: InProcessZone) -> None:
     """Wait (bounded) until a zone on a bus consumes its queues: /readyz says so."""
-    import asyncio
-
     async with zone.raw() as raw:
         for _ in range(200):
             if (await raw.get("/readyz")).status_code == 200:
@@ -260,8 +349,6 @@ class ServedApp:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> Any:
-        import asyncio
-
         self._task = asyncio.create_task(self.server.serve())
         for _ in range(500):
             if self.server.started:

@@ -38,7 +38,7 @@ from skyfed.transport.base import ZoneLink, ZoneRequest
 from skyfed.transport.http import HttpLink
 from skyfed.transport.local import LocalLink
 from skyfed.transport.signing import BUS_CALLER, StaticAccounts
-from tests.conftest import ServedApp, broker_url
+from tests.conftest import BROKER_GROUP, ServedApp, broker_lock, broker_url
 
 PASSWORD = "child-service-password"
 
@@ -124,7 +124,11 @@ class Child:
         )
 
 
-@pytest.fixture(params=["http", "local", "amqp"])
+# Its broker tests run with the others on the broker (tests/conftest.py).
+ON_THE_BROKER = pytest.mark.xdist_group(BROKER_GROUP)
+
+
+@pytest.fixture(params=["http", "local", pytest.param("amqp", marks=ON_THE_BROKER)])
 async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, Child]]:
     child = Child()
     app = child.app()
@@ -132,15 +136,16 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, 
         broker = await broker_url()
         queue = f"skyfed.test.{uuid.uuid4().hex}"
         accounts = StaticAccounts({"svc": PASSWORD})
-        server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
-        await server.start()
-        made = AmqpLink(
-            broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
-        )
-        yield made, child
-        await made.aclose()
-        await server.delete_queue()
-        await server.stop()
+        async with broker_lock(exclusive=False):
+            server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
+            await server.start()
+            made = AmqpLink(
+                broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
+            )
+            yield made, child
+            await made.aclose()
+            await server.delete_queue()
+            await server.stop()
         return
     if request.param == "local":
         made: ZoneLink = LocalLink(app, username="svc", password=PASSWORD, timeout=5)

@@ -24,10 +24,22 @@ from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sandbox import Confinement, SandboxOptions
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
-from tests.sandboxed import ROOT, SLEEPER, host, needs_root, passable_dir, server_python
+from tests.sandboxed import (
+    PROCESS_SERVERS_GROUP,
+    ROOT,
+    SLEEPER,
+    host,
+    needs_root,
+    passable_dir,
+    server_python,
+)
 from tests.waiting import running, until
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not ROOT, reason=needs_root)]
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not ROOT, reason=needs_root),
+    pytest.mark.xdist_group(PROCESS_SERVERS_GROUP),
+]
 
 
 def shell(script: str, **flavor: int) -> dict[str, Any]:
