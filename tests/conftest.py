@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 from skyfed.app import create_app
@@ -32,6 +33,11 @@ for _name in [
     n for n in os.environ if n.startswith("SKYFED_") and not n.startswith("SKYFED_TEST_")
 ]:
     del os.environ[_name]
+
+# Hypothesis's per-example deadline is a wall-clock bound, and this machine's two cores are
+# shared by the test processes: slow examples are not failures (speed lives in benchmarks).
+settings.register_profile("skyfed", deadline=None)
+settings.load_profile("skyfed")
 
 POSTGRES_URL = os.environ.get(
     "SKYFED_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

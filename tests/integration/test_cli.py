@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,6 +184,15 @@ async def test_zone_and_host_commands(federation) -> None:
 
         await cli(fed, "parent", "zone", "delete", "child")
         assert await cli_json(fed, "parent", "zone", "list") == []
+
+
+def test_serve_refuses_bad_settings_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "zone.toml"
+    path.write_text("poll_interval = 1.0\npoll_timeout = 5.0\n")
+    result = entry_point("serve", "--config", str(path), env={})
+    assert result.returncode == 2
+    assert "poll_timeout must not exceed poll_interval" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cli_without_credentials_says_what_is_missing() -> None:
