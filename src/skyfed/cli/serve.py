@@ -11,7 +11,6 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
-from skyfed.app import create_app
 from skyfed.logs import configure_logging
 from skyfed.settings import Settings
 
@@ -45,6 +44,10 @@ def serve(
     if log_file is not None and not log_file.is_absolute():
         log_file = settings.state_dir / log_file
     configure_logging(settings.name, settings.log_level, log_file)
+    # Here, not at the top: every other command (an agent, `zone list`) starts without
+    # the whole zone (FastAPI, SQLAlchemy, Alembic): 0.3 s instead of 1.8.
+    from skyfed.app import create_app
+
     app = create_app(settings)
     server = ZoneServer(
         uvicorn.Config(
