@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import socket
 import sqlite3
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from skyfed.app import create_app
 from skyfed.client import SkyfedClient
 from skyfed.db.engine import Database
 from skyfed.db.migrate import upgrade
+from skyfed.federation import process
 from skyfed.settings import Settings
 
 # A zone's settings take SKYFED_* from the environment over what the code gives them, so
@@ -89,19 +91,22 @@ async def broker_url() -> str:
     return AMQP_URL
 
 
-# Tests share one RabbitMQ, and a few stop and start it (marked `restarts_broker`, kept
-# in one xdist group). A lock on this file, shared by every test process of the machine,
-# keeps those apart from every other test on the broker: they hold it exclusively, the
-# others shared, for as long as they run.
-BROKER_LOCK = Path(tempfile.gettempdir()) / "skyfed-tests-broker.lock"
+# Tests run on several processes (xdist), and other test runs may share the machine. Files
+# under these locks keep apart what must not meet, across all of them:
+# - the broker: a few tests stop and start the shared RabbitMQ (`restarts_broker`); they
+#   hold its lock exclusively, every other test on the broker holds it shared;
+# - process servers: every agent's uid range starts at the same base, and deleting a
+#   server kills every process of its uid, so those tests hold theirs exclusively.
+# Within one run, each kind is also one xdist group, so that its tests queue on one
+# process rather than keep two waiting on each other.
+LOCKS = Path(tempfile.gettempdir())
 BROKER_GROUP = "broker"
 
 
-@asynccontextmanager
-async def broker_lock(exclusive: bool) -> AsyncIterator[None]:
-    with BROKER_LOCK.open("a") as held:
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        await asyncio.to_thread(fcntl.flock, held.fileno(), mode)
+@contextmanager
+def machine_lock(name: str, exclusive: bool) -> Iterator[None]:
+    with (LOCKS / f"skyfed-tests-{name}.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
@@ -109,19 +114,63 @@ async def broker_lock(exclusive: bool) -> AsyncIterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test on the broker runs in one xdist group, on one process, one at a time:
-    a restart (`restarts_broker`) would break the calls of any other."""
+    """Every test on the broker joins its group (see LOCKS)."""
     for item in items:
         if "amqp_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(BROKER_GROUP))
 
 
+@pytest.fixture(autouse=True)
+def kept_apart(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The lock of the test's group, if it has one (see LOCKS), held while it runs."""
+    from tests.sandboxed import PROCESS_SERVERS_GROUP
+
+    marker = request.node.get_closest_marker("xdist_group")
+    group = marker.args[0] if marker is not None and marker.args else None
+    if group == BROKER_GROUP:
+        restarts = request.node.get_closest_marker("restarts_broker") is not None
+        with machine_lock(BROKER_GROUP, exclusive=restarts):
+            yield
+    elif group == PROCESS_SERVERS_GROUP:
+        with machine_lock(PROCESS_SERVERS_GROUP, exclusive=True):
+            yield
+    else:
+        yield
+
+
 @pytest.fixture
-async def amqp_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The test broker's URL, held (see BROKER_LOCK) until the test ends."""
-    url = await broker_url()
-    async with broker_lock(request.node.get_closest_marker("restarts_broker") is not None):
-        yield url
+async def amqp_url() -> str:
+    return await broker_url()
+
+
+# Loopback ports for the zones and servers tests start, from one counter for every test
+# process of the machine (a file under a lock): a port is picked once, not twice by
+# processes racing between picking it and binding it. They are taken below the kernel's
+# ephemeral range (32768 and up), where no outgoing connection takes one meanwhile.
+PORTS = range(20_000, 25_600)  # RabbitMQ's node port, 25672, above
+
+
+def free_test_port() -> int:
+    with (LOCKS / "skyfed-tests-ports").open("a+") as counter:
+        fcntl.flock(counter.fileno(), fcntl.LOCK_EX)
+        counter.seek(0)
+        last = counter.read().strip()
+        port = int(last) if last.isdigit() else PORTS.start
+        for _ in PORTS:
+            port = PORTS.start + (port + 1 - PORTS.start) % len(PORTS)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            break
+        counter.seek(0)
+        counter.truncate()
+        counter.write(str(port))
+    return port
+
+
+process.free_port = free_test_port  # what the launcher, ServedApp and the tests call
 
 
 def _require_postgres() -> None:

@@ -38,7 +38,7 @@ from skyfed.transport.base import ZoneLink, ZoneRequest
 from skyfed.transport.http import HttpLink
 from skyfed.transport.local import LocalLink
 from skyfed.transport.signing import BUS_CALLER, StaticAccounts
-from tests.conftest import BROKER_GROUP, ServedApp, broker_lock, broker_url
+from tests.conftest import BROKER_GROUP, ServedApp, broker_url
 
 PASSWORD = "child-service-password"
 
@@ -136,16 +136,15 @@ async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, 
         broker = await broker_url()
         queue = f"skyfed.test.{uuid.uuid4().hex}"
         accounts = StaticAccounts({"svc": PASSWORD})
-        async with broker_lock(exclusive=False):
-            server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
-            await server.start()
-            made = AmqpLink(
-                broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
-            )
-            yield made, child
-            await made.aclose()
-            await server.delete_queue()
-            await server.stop()
+        server = ZoneQueueServer(app, broker, queue, zone="child", accounts=accounts)
+        await server.start()
+        made = AmqpLink(
+            broker, queue, username="svc", password=PASSWORD, origin="parent", timeout=5
+        )
+        yield made, child
+        await made.aclose()
+        await server.delete_queue()
+        await server.stop()
         return
     if request.param == "local":
         made: ZoneLink = LocalLink(app, username="svc", password=PASSWORD, timeout=5)
