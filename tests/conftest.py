@@ -113,11 +113,24 @@ def machine_lock(name: str, exclusive: bool) -> Iterator[None]:
             fcntl.flock(held.fileno(), fcntl.LOCK_UN)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test on the broker joins its group (see LOCKS)."""
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on the broker joins its group (see LOCKS).
+
+    xdist's `--dist loadgroup` sends the tests of one xdist_group to one process by the
+    suffix "@group" it puts on their node ids; pytest-xdist 3.8 writes it to an attribute
+    that pytest 9.2 no longer reads, so here it is written where pytest keeps it now."""
     for item in items:
         if "amqp_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(BROKER_GROUP))
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        groups = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        if groups and "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
 
 
 @pytest.fixture(autouse=True)
@@ -284,6 +297,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "zone.db")
     return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`database_url` for one test module (a zone shared by tests that change nothing)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "zone.db"
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), path)
+    return str(request.getfixturevalue("module_postgres_database"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
