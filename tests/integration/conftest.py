@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -57,6 +58,16 @@ def federation(tmp_path: Path) -> Callable[..., Any]:
             await fed.wait_covered(timeout=90)
             yield fed
         finally:
-            fed.stop()
+            stop_together(fed)
 
     return start
+
+
+def stop_together(fed: Federation) -> None:
+    """`fed.stop()`, with every process told to stop first: they stop side by side rather
+    than one after another (each takes a few tenths of a second)."""
+    for proc in [*fed.agents.values(), *fed.zones.values()]:
+        if proc.running and proc.process is not None:
+            proc.process.send_signal(signal.SIGCONT)  # a paused one cannot act on SIGTERM
+            proc.process.send_signal(signal.SIGTERM)
+    fed.stop()  # waits for each (killing one that does not stop), and cleans up
