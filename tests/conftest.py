@@ -204,6 +204,20 @@ async def _admin(*statements: str) -> None:
         await conn.close()
 
 
+def _create_database(name: str, template: str | None = None) -> list[str]:
+    """The statements making a test database (a copy of `template`, if given).
+
+    Its commits do not wait for the WAL to reach the disk (synchronous_commit off, for
+    this database only): about 4 ms a commit on this machine, and the tests commit tens
+    of thousands of times. Nothing else changes for its clients; only a crash of the
+    PostgreSQL server could lose their last commits, and no test crashes it."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    return [
+        f'CREATE DATABASE "{name}"{copy}',
+        f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+    ]
+
+
 def _postgres_url(database: str) -> str:
     return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
 
@@ -222,7 +236,7 @@ def postgres_template() -> Iterator[str]:
     are copies of it (CREATE DATABASE ... TEMPLATE), not migrated one by one."""
     _require_postgres()
     name = f"skyfed_template_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(_admin(*_create_database(name)))
     try:
         asyncio.run(_migrate(_postgres_url(name)))
         yield name
@@ -259,8 +273,7 @@ async def postgres_databases() -> AsyncIterator[Callable[..., Awaitable[str]]]:
 
     async def make(template: str | None = None) -> str:
         name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-        copy = f' TEMPLATE "{template}"' if template else ""
-        await _admin(f'CREATE DATABASE "{name}"{copy}')
+        await _admin(*_create_database(name, template))
         made.append(name)
         return _postgres_url(name)
 
@@ -286,7 +299,7 @@ async def empty_postgres_database(postgres_databases: Callable[..., Awaitable[st
 def module_postgres_database(postgres_template: str) -> Iterator[str]:
     """A fresh, migrated PostgreSQL database shared by one test module (for costly fixtures)."""
     name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    asyncio.run(_admin(*_create_database(name, postgres_template)))
     yield _postgres_url(name)
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
