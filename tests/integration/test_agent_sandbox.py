@@ -75,6 +75,18 @@ def base() -> Iterator[Path]:
         yield path
 
 
+class ClosedOnce(ProcessDriver):
+    """Closed by the test or at its end, not twice: a closed driver no longer watches its
+    servers, so stopping one again would wait out the grace and the SIGKILL bound."""
+
+    closed = False
+
+    async def close(self, *, stop_servers: bool) -> None:
+        if not self.closed:
+            self.closed = True
+            await super().close(stop_servers=stop_servers)
+
+
 @pytest.fixture
 async def drivers(base: Path) -> AsyncIterator[Callable[..., Any]]:
     """`await drivers(**options)`: opened drivers on `base/state`, all closed at the end."""
@@ -82,7 +94,7 @@ async def drivers(base: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def make(**options: Any) -> ProcessDriver:
         homes = options.pop("homes", None)
-        d = ProcessDriver(
+        d = ClosedOnce(
             [host()], base / "state", stop_grace=2.0, sandbox=SandboxOptions(**options), homes=homes
         )
         await d.open()
