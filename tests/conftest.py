@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
+import socket
+import sqlite3
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +22,24 @@ from sqlalchemy.engine import make_url
 
 from skyfed.app import ZoneProcess, create_app
 from skyfed.client import SkyfedClient
+from skyfed.db.engine import Database
+from skyfed.db.migrate import upgrade
+from skyfed.federation import process
 from skyfed.settings import Settings
+
+# A zone's settings take SKYFED_* from the environment over what the code gives them, so
+# one exported in the shell that runs the tests (SKYFED_PORT, SKYFED_DATABASE_URL...) would
+# override what a test sets, here and in every zone process it starts. The tests' own
+# variables (SKYFED_TEST_*) stay.
+for _name in [
+    n for n in os.environ if n.startswith("SKYFED_") and not n.startswith("SKYFED_TEST_")
+]:
+    del os.environ[_name]
+
+# Hypothesis's per-example deadline is a wall-clock bound, and this machine's two cores are
+# shared by the test processes: slow examples are not failures (speed lives in benchmarks).
+hypothesis_settings.register_profile("skyfed", deadline=None)
+hypothesis_settings.load_profile("skyfed")
 
 POSTGRES_URL = os.environ.get(
     "SKYFED_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -28,10 +51,6 @@ AGENT_PASSWORD = "agent-password"
 IN_CI = bool(os.environ.get("CI"))
 # Argon2id at its cheapest: test passwords guard nothing, and every zone a test starts
 # hashes three of them (tests/unit/test_passwords.py keeps the production cost).
-# No per-example deadline: a wall-clock bound on a shared 2-core machine fails on load,
-# not on a fault (key derivation and the like take what they take).
-hypothesis_settings.register_profile("skyfed", deadline=None)
-hypothesis_settings.load_profile("skyfed")
 CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024}
 
 
@@ -72,14 +91,179 @@ async def broker_url() -> str:
     return AMQP_URL
 
 
+# Tests run on several processes (xdist), and other test runs may share the machine. Files
+# under these locks keep apart what must not meet, across all of them:
+# - the broker: a few tests stop and start the shared RabbitMQ (`restarts_broker`); they
+#   hold its lock exclusively, every other test on the broker holds it shared;
+# - process servers: every agent's uid range starts at the same base, and deleting a
+#   server kills every process of its uid, so those tests hold theirs exclusively.
+# Within one run, each kind is also one xdist group, so that its tests queue on one
+# process rather than keep two waiting on each other.
+LOCKS = Path(tempfile.gettempdir())
+BROKER_GROUP = "broker"
+
+
+@contextmanager
+def machine_lock(name: str, exclusive: bool) -> Iterator[None]:
+    with (LOCKS / f"skyfed-tests-{name}.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test on the broker joins its group (see LOCKS).
+
+    xdist's `--dist loadgroup` sends the tests of one xdist_group to one process by the
+    suffix "@group" it puts on their node ids; pytest-xdist 3.8 writes it to an attribute
+    that pytest 9.2 no longer reads, so here it is written where pytest keeps it now."""
+    for item in items:
+        if "amqp_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(BROKER_GROUP))
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        groups = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        if groups and "@" not in item.nodeid.rpartition("]")[2]:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+@pytest.fixture(autouse=True)
+def kept_apart(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The lock of the test's group, if it has one (see LOCKS), held while it runs."""
+    from tests.sandboxed import PROCESS_SERVERS_GROUP
+
+    marker = request.node.get_closest_marker("xdist_group")
+    group = marker.args[0] if marker is not None and marker.args else None
+    if group == BROKER_GROUP:
+        restarts = request.node.get_closest_marker("restarts_broker") is not None
+        with machine_lock(BROKER_GROUP, exclusive=restarts):
+            yield
+    elif group == PROCESS_SERVERS_GROUP:
+        with machine_lock(PROCESS_SERVERS_GROUP, exclusive=True):
+            yield
+    else:
+        yield
+
+
 @pytest.fixture
 async def amqp_url() -> str:
     return await broker_url()
 
 
+# Loopback ports for the zones and servers tests start, from one counter for every test
+# process of the machine (a file under a lock): a port is picked once, not twice by
+# processes racing between picking it and binding it. They are taken below the kernel's
+# ephemeral range (32768 and up), where no outgoing connection takes one meanwhile.
+PORTS = range(20_000, 25_600)  # RabbitMQ's node port, 25672, above
+
+
+def free_test_port() -> int:
+    with (LOCKS / "skyfed-tests-ports").open("a+") as counter:
+        fcntl.flock(counter.fileno(), fcntl.LOCK_EX)
+        counter.seek(0)
+        last = counter.read().strip()
+        port = int(last) if last.isdigit() else PORTS.start
+        for _ in PORTS:
+            port = PORTS.start + (port + 1 - PORTS.start) % len(PORTS)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            break
+        counter.seek(0)
+        counter.truncate()
+        counter.write(str(port))
+    return port
+
+
+process.free_port = free_test_port  # what the launcher, ServedApp and the tests call
+
+
+def _require_postgres() -> None:
+    """Fail (in CI) or skip the test when PostgreSQL is not reachable."""
+    problem = asyncio.run(_postgres_reachable())
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+async def _admin(*statements: str) -> None:
+    conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _create_database(name: str, template: str | None = None) -> list[str]:
+    """The statements making a test database (a copy of `template`, if given).
+
+    Its commits do not wait for the WAL to reach the disk (synchronous_commit off, for
+    this database only): about 4 ms a commit on this machine, and the tests commit tens
+    of thousands of times. Nothing else changes for its clients; only a crash of the
+    PostgreSQL server could lose their last commits, and no test crashes it."""
+    copy = f' TEMPLATE "{template}"' if template else ""
+    return [
+        f'CREATE DATABASE "{name}"{copy}',
+        f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+    ]
+
+
+def _postgres_url(database: str) -> str:
+    return make_url(POSTGRES_URL).set(database=database).render_as_string(hide_password=False)
+
+
+async def _migrate(url: str) -> None:
+    database = Database(url)
+    try:
+        await upgrade(database)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per test process: the tests' migrated databases
+    are copies of it (CREATE DATABASE ... TEMPLATE), not migrated one by one."""
+    _require_postgres()
+    name = f"skyfed_template_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(*_create_database(name)))
+    try:
+        asyncio.run(_migrate(_postgres_url(name)))
+        yield name
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per test process, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "zone.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+def sqlite_copy(template: Path, path: Path) -> str:
+    """A copy of the migrated template at `path` (SQLite's backup: whole, WAL or not)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as copy:
+        source.backup(copy)
+    return f"sqlite+aiosqlite:///{path}"
+
+
 @pytest.fixture
-async def postgres_databases() -> AsyncIterator[Callable[[], Awaitable[str]]]:
-    """A factory of fresh, empty PostgreSQL databases; all are dropped after the test."""
+async def postgres_databases() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """A factory of fresh PostgreSQL databases, empty or (`template=`) copies of one;
+    all are dropped after the test."""
     problem = await _postgres_reachable()
     if problem:
         if IN_CI:
@@ -87,61 +271,64 @@ async def postgres_databases() -> AsyncIterator[Callable[[], Awaitable[str]]]:
         pytest.skip(problem)
     made: list[str] = []
 
-    async def make() -> str:
+    async def make(template: str | None = None) -> str:
         name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-        admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+        await _admin(*_create_database(name, template))
         made.append(name)
-        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        return _postgres_url(name)
 
     yield make
-    admin = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-    try:
-        for name in made:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in made))
 
 
 @pytest.fixture
-async def postgres_database(postgres_databases: Callable[[], Awaitable[str]]) -> str:
+async def postgres_database(
+    postgres_template: str, postgres_databases: Callable[..., Awaitable[str]]
+) -> str:
+    """A fresh PostgreSQL database for one test, migrated (a copy of the template)."""
+    return await postgres_databases(template=postgres_template)
+
+
+@pytest.fixture
+async def empty_postgres_database(postgres_databases: Callable[..., Awaitable[str]]) -> str:
     """A fresh, empty PostgreSQL database for one test."""
     return await postgres_databases()
 
 
 @pytest.fixture(scope="module")
-def module_postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database shared by one test module (for costly fixtures)."""
-    import asyncio
-
-    problem = asyncio.run(_postgres_reachable())
-    if problem:
-        if IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
+def module_postgres_database(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database shared by one test module (for costly fixtures)."""
     name = f"skyfed_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(_admin(*_create_database(name, postgres_template)))
+    yield _postgres_url(name)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each database test runs on SQLite and on PostgreSQL."""
+    """Each database test runs on SQLite and on PostgreSQL, migrated (copies of templates)."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'zone.db'}"
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "zone.db")
     return str(request.getfixturevalue("postgres_database"))
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`database_url` for one test module (a zone shared by tests that change nothing)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "zone.db"
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), path)
+    return str(request.getfixturevalue("module_postgres_database"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database, on SQLite and on PostgreSQL (for tests of migrations)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    return str(request.getfixturevalue("empty_postgres_database"))
 
 
 def zone_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
@@ -204,8 +391,6 @@ class InProcessZone:
 
 async def bus_ready(zone: InProcessZone) -> None:
     """Wait (bounded) until a zone on a bus consumes its queues: /readyz says so."""
-    import asyncio
-
     async with zone.raw() as raw:
         for _ in range(200):
             if (await raw.get("/readyz")).status_code == 200:
@@ -241,18 +426,21 @@ class ServedApp:
 
         self.app = app
         self.port = port or free_port()
-        self.server = uvicorn.Server(
+        self.server = self._server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         )
         self._task: Any = None
+
+    def _server(self, config: Any) -> Any:
+        import uvicorn
+
+        return uvicorn.Server(config)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> Any:
-        import asyncio
-
         self._task = asyncio.create_task(self.server.serve())
         for _ in range(500):
             if self.server.started:
@@ -273,6 +461,12 @@ class ServedZone(ServedApp):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         super().__init__(create_app(settings), settings.port)
+
+    def _server(self, config: Any) -> Any:
+        """As `skyfed serve` runs it: agent polls end when it begins to stop."""
+        from skyfed.cli.serve import ZoneServer
+
+        return ZoneServer(config, on_stop=config.app.state.runtime.compute.signals.stop)
 
     @property
     def process(self) -> ZoneProcess:

@@ -21,6 +21,10 @@ from skyfed.compute.agent.sim import SimHost
 
 ROOT = os.geteuid() == 0
 needs_root = "servers run as users of their own only under a root agent"
+# The xdist group of tests with process servers: they run one at a time, since servers of
+# different agents may get the same uid (every agent's range starts at the same base), and
+# deleting one kills every process of its uid.
+PROCESS_SERVERS_GROUP = "process_servers"
 
 
 def _runnable_by_all(path: Path) -> bool:

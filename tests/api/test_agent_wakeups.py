@@ -124,3 +124,60 @@ async def _true(value: Any) -> Any:
 async def _succeeded(admin: Any, task_id: str) -> dict[str, Any] | None:
     task = await admin.request("GET", f"/v1/tasks/{task_id}")
     return task if task["state"] == "succeeded" else None
+
+
+async def test_a_stopping_zone_answers_its_waiting_polls_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping ends every agent poll held open (it answers with what it has), and a
+    poll that comes after does not wait: a zone's shutdown never waits out a poll."""
+    settings = zone_settings(tmp_path, None, agent_poll_max=60.0)
+    async with InProcessZone(settings) as zone, zone.client("agent", AGENT_PASSWORD) as agent:
+        await agent.whoami()
+        reads = counting_reads(monkeypatch)
+        polling = asyncio.create_task(agent.agent_commands("agent", wait=60))
+        await _until(lambda: _true(reads), "the poll waits")
+        assert not polling.done()
+        zone.runtime.compute.signals.stop()
+        assert await asyncio.wait_for(polling, 30) == []
+        began = time.monotonic()
+        assert await agent.agent_commands("agent", wait=60) == []
+        assert time.monotonic() - began < 30  # not the 60 s it asked for
+
+
+async def test_a_served_zone_stops_with_an_agent_poll_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`skyfed serve`'s server ends agent polls when it begins to stop, so the poll gets
+    its (empty) answer instead of being cut off when the graceful shutdown runs out."""
+    import uvicorn
+
+    from skyfed.app import create_app
+    from skyfed.cli.serve import ZoneServer
+    from skyfed.client import SkyfedClient
+    from skyfed.federation.process import free_port
+
+    settings = zone_settings(tmp_path, None, agent_poll_max=60.0, port=free_port())
+    app = create_app(settings)
+    server = ZoneServer(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=settings.port,
+            log_config=None,
+            lifespan="on",
+            # Shorter than the poll: without the wake-up it would be cut off.
+            timeout_graceful_shutdown=2,
+        ),
+        on_stop=app.state.runtime.compute.signals.stop,
+    )
+    serving = asyncio.create_task(server.serve())
+    await _until(lambda: _true(server.started), "the zone serves")
+    async with SkyfedClient(settings.url, username="agent", password=AGENT_PASSWORD) as agent:
+        await agent.whoami()
+        reads = counting_reads(monkeypatch)
+        polling = asyncio.create_task(agent.agent_commands("agent", wait=60))
+        await _until(lambda: _true(reads), "the poll waits")
+        server.should_exit = True
+        assert await asyncio.wait_for(polling, 30) == []
+        await asyncio.wait_for(serving, 30)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import update
 
 from skyfed.client import SkyfedClient, SkyfedError
@@ -356,6 +357,21 @@ async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     assert exc.value.status == 409
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def refusing(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[SkyfedClient, ScriptedAgent]]:
+    """One zone (per database) for every refused request: each must leave it unchanged,
+    so they may as well share it; one that did change it fails the next ones too."""
+    settings = zone_settings(tmp_path_factory.mktemp("refusing"), module_database_url)
+    async with (
+        InProcessZone(settings) as zone,
+        zone.client() as admin,
+        zone.client("agent", AGENT_PASSWORD) as client,
+    ):
+        yield admin, ScriptedAgent(client)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -385,9 +401,13 @@ async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
         ({"constraints": {"arch": "in []"}}, 422, "validation_error"),
     ],
 )
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.xdist_group("refused_requests")  # on one process: one shared zone per database
 async def test_bad_requests_change_nothing(
-    admin: SkyfedClient, agent: ScriptedAgent, body: dict[str, Any], status: int, code: str
+    refusing: tuple[SkyfedClient, ScriptedAgent], body: dict[str, Any], status: int, code: str
 ) -> None:
+    admin, agent = refusing
+    await agent.beat({"h1": HOST, "h2": HOST}, arch="x86_64")  # online, whatever came before
     with pytest.raises(SkyfedError) as exc:
         await create(admin, **body)
     assert (exc.value.status, exc.value.code) == (status, code), exc.value.message

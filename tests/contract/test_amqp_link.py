@@ -214,6 +214,7 @@ async def test_calls_held_by_a_process_that_dies_are_served_by_another(
 @pytest.mark.skipif(
     shutil.which("rabbitmqctl") is None and not IN_CI, reason="rabbitmqctl is not installed"
 )
+@pytest.mark.restarts_broker
 async def test_calls_in_flight_survive_a_broker_restart(amqp_url: str, queue: str) -> None:
     adder = Adder()
     server = child_server(adder.app(), amqp_url, queue)

@@ -39,7 +39,7 @@ from skyfed.wire import (
     SkyfedError,
     ZoneUnreachable,
 )
-from tests.conftest import ServedApp, broker_url
+from tests.conftest import BROKER_GROUP, ServedApp, broker_url
 
 PASSWORD = "child-service-password"
 
@@ -125,7 +125,11 @@ class Child:
         )
 
 
-@pytest.fixture(params=["http", "httpx", "local", "amqp"])
+# Its broker tests run with the others on the broker (tests/conftest.py).
+ON_THE_BROKER = pytest.mark.xdist_group(BROKER_GROUP)
+
+
+@pytest.fixture(params=["http", "httpx", "local", pytest.param("amqp", marks=ON_THE_BROKER)])
 async def link(request: pytest.FixtureRequest) -> AsyncIterator[tuple[ZoneLink, Child]]:
     child = Child()
     app = child.app()

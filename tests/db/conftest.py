@@ -13,6 +13,6 @@ from skyfed.db.migrate import upgrade
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database(database_url)
-    await upgrade(database)
+    await upgrade(database)  # a copy of a migrated template: nothing left to do
     yield database
     await database.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,24 +40,39 @@ def hosts(count: int, prefix: str, **extra: Any) -> dict[str, Any]:
     return group
 
 
+@asynccontextmanager
+async def running(
+    zones: list[dict[str, Any]], state_dir: Path, **defaults: Any
+) -> AsyncIterator[Federation]:
+    """A federation of `zones` (FAST, unless `defaults` say otherwise), started, covering
+    all its hosts; stopped at the end, its state and broker accounts removed."""
+    topology = parse_topology({"defaults": {**FAST, **defaults}, "zones": zones})
+    fed = Federation(topology, state_dir, temporary=True)
+    try:
+        await fed.start()
+        await fed.wait_covered(timeout=90)
+        yield fed
+    finally:
+        stop_together(fed)
+
+
 @pytest.fixture
 def federation(tmp_path: Path) -> Callable[..., Any]:
     """`async with federation({...zones...}) as fed:` starts it, waits for coverage, stops it.
 
     Its state goes to `state_dir` when given (process servers must pass through it)."""
 
-    @asynccontextmanager
-    async def start(
-        zones: list[dict[str, Any]], state_dir: Path | None = None, **defaults: Any
-    ) -> AsyncIterator[Federation]:
-        topology = parse_topology({"defaults": {**FAST, **defaults}, "zones": zones})
-        # Its broker accounts go at the end too.
-        fed = Federation(topology, state_dir or tmp_path / "fed", temporary=True)
-        try:
-            await fed.start()
-            await fed.wait_covered(timeout=90)
-            yield fed
-        finally:
-            fed.stop()
+    def start(zones: list[dict[str, Any]], state_dir: Path | None = None, **defaults: Any) -> Any:
+        return running(zones, state_dir or tmp_path / "fed", **defaults)
 
     return start
+
+
+def stop_together(fed: Federation) -> None:
+    """`fed.stop()`, with every process told to stop first: they stop side by side rather
+    than one after another (each takes a few tenths of a second)."""
+    for proc in [*fed.agents.values(), *fed.zones.values()]:
+        if proc.running and proc.process is not None:
+            proc.process.send_signal(signal.SIGCONT)  # a paused one cannot act on SIGTERM
+            proc.process.send_signal(signal.SIGTERM)
+    fed.stop()  # waits for each (killing one that does not stop), and cleans up

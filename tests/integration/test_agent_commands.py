@@ -34,7 +34,13 @@ from skyfed.compute.agent.runner import AgentRunner
 from skyfed.compute.agent.sim import SimHost
 from skyfed.compute.agent.sim_driver import SimDriver
 from tests.conftest import ServedApp
-from tests.sandboxed import ROOT, passable_dir, sandbox_options, server_python
+from tests.sandboxed import (
+    PROCESS_SERVERS_GROUP,
+    ROOT,
+    passable_dir,
+    sandbox_options,
+    server_python,
+)
 from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
@@ -348,6 +354,7 @@ def base() -> Iterator[Path]:
         yield path
 
 
+@pytest.mark.xdist_group(PROCESS_SERVERS_GROUP)
 async def test_an_event_waits_for_the_result_of_a_command_in_flight(
     harness: Any, base: Path
 ) -> None:
@@ -428,6 +435,7 @@ async def test_shutdown_is_bounded_with_the_zone_gone(harness: Any) -> None:
     assert time.monotonic() - began < 10
 
 
+@pytest.mark.xdist_group(PROCESS_SERVERS_GROUP)
 async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path, base: Path) -> None:
     """The real CLI: a boot through it runs a process; Ctrl-C leaves nothing running."""
     zone = FakeZone()

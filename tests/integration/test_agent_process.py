@@ -18,10 +18,17 @@ import pytest
 
 from skyfed.compute.agent.driver import DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
-from tests.sandboxed import SLEEPER, host, passable_dir, sandbox_options, server_python
+from tests.sandboxed import (
+    PROCESS_SERVERS_GROUP,
+    SLEEPER,
+    host,
+    passable_dir,
+    sandbox_options,
+    server_python,
+)
 from tests.waiting import running, until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.xdist_group(PROCESS_SERVERS_GROUP)]
 
 
 def py(code: str, **extra: Any) -> dict[str, Any]:

@@ -24,10 +24,22 @@ from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.sandbox import Confinement, SandboxOptions
 from skyfed.identity.vault import Vault
 from skyfed.settings import Settings
-from tests.sandboxed import ROOT, SLEEPER, host, needs_root, passable_dir, server_python
+from tests.sandboxed import (
+    PROCESS_SERVERS_GROUP,
+    ROOT,
+    SLEEPER,
+    host,
+    needs_root,
+    passable_dir,
+    server_python,
+)
 from tests.waiting import running, until
 
-pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not ROOT, reason=needs_root)]
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not ROOT, reason=needs_root),
+    pytest.mark.xdist_group(PROCESS_SERVERS_GROUP),
+]
 
 
 def shell(script: str, **flavor: int) -> dict[str, Any]:
@@ -63,6 +75,18 @@ def base() -> Iterator[Path]:
         yield path
 
 
+class ClosedOnce(ProcessDriver):
+    """Closed by the test or at its end, not twice: a closed driver no longer watches its
+    servers, so stopping one again would wait out the grace and the SIGKILL bound."""
+
+    closed = False
+
+    async def close(self, *, stop_servers: bool) -> None:
+        if not self.closed:
+            self.closed = True
+            await super().close(stop_servers=stop_servers)
+
+
 @pytest.fixture
 async def drivers(base: Path) -> AsyncIterator[Callable[..., Any]]:
     """`await drivers(**options)`: opened drivers on `base/state`, all closed at the end."""
@@ -70,7 +94,7 @@ async def drivers(base: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def make(**options: Any) -> ProcessDriver:
         homes = options.pop("homes", None)
-        d = ProcessDriver(
+        d = ClosedOnce(
             [host()], base / "state", stop_grace=2.0, sandbox=SandboxOptions(**options), homes=homes
         )
         await d.open()

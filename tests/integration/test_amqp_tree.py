@@ -73,6 +73,7 @@ TREE = [
 ]
 
 
+@pytest.mark.restarts_broker
 async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
     federation, production: dict[str, Any]
 ) -> None:

@@ -19,6 +19,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.restarts_broker
 def test_rpc_bench_prints_the_table_and_loses_nothing_when_workers_die_or_the_broker_restarts(
     amqp_url: str,
 ) -> None:

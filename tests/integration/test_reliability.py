@@ -17,7 +17,7 @@ from skyfed.federation.process import ManagedProcess
 from tests.conftest import _asyncpg_dsn
 from tests.integration.conftest import hosts
 from tests.integration.test_servers_tree import settle
-from tests.sandboxed import ROOT, passable_dir, server_python
+from tests.sandboxed import PROCESS_SERVERS_GROUP, ROOT, passable_dir, server_python
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,7 @@ async def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(
                 worker.stop()
 
 
+@pytest.mark.xdist_group(PROCESS_SERVERS_GROUP)
 async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(federation) -> None:
     script = (
         "import sys, time\n"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from skyfed.federation.launcher import Federation
 from skyfed.zones.summary import Summary
-from tests.integration.conftest import FAST, hosts
+from tests.integration.conftest import FAST, hosts, running
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +48,36 @@ THREE_LEVELS = [
 ]
 
 
-async def test_root_summary_is_the_merge_of_the_leaves(federation) -> None:
-    async with federation(THREE_LEVELS) as fed:
-        leaves = [Summary.from_dict(await zone_summary(fed, n)) for n in ("leaf-a", "leaf-b")]
-        root = await zone_summary(fed, "root")
-        mid = await zone_summary(fed, "mid")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def three_levels(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Federation]:
+    """THREE_LEVELS for the tests below, one after another: each leaves it whole again."""
+    async with running(THREE_LEVELS, tmp_path_factory.mktemp("three-levels")) as fed:
+        yield fed
+
+
+def on_three_levels(test: Any) -> Any:
+    """A test of the shared tree: on the process that holds it, in the module's loop."""
+    return pytest.mark.xdist_group("three_levels")(pytest.mark.asyncio(loop_scope="module")(test))
+
+
+async def whole(fed: Federation) -> Federation:
+    """The shared tree once every zone is active and the root covers every host."""
+
+    async def every_host() -> bool:
+        async with fed.admin_client("root") as root:
+            zone = await root.zone()
+        return zone.children[0].state == "active" and zone.summary["hosts"] == 100
+
+    await wait_for(every_host, 60, "the tree whole")
+    return fed
+
+
+@on_three_levels
+async def test_root_summary_is_the_merge_of_the_leaves(three_levels: Federation) -> None:
+    fed = await whole(three_levels)
+    leaves = [Summary.from_dict(await zone_summary(fed, n)) for n in ("leaf-a", "leaf-b")]
+    root = await zone_summary(fed, "root")
+    mid = await zone_summary(fed, "mid")
     expected = Summary.merge_all(leaves).to_dict()
     assert root["hosts"] == 100
     assert without_zone_count(root) == without_zone_count(expected)
@@ -74,63 +101,67 @@ async def test_a_tree_on_postgresql(federation, postgres_databases) -> None:
     assert not list(fed.state_dir.glob("*/*.db")), "a zone fell back to SQLite"
 
 
-async def test_middle_zone_killed_goes_offline_in_time_and_comes_back(federation) -> None:
-    async with federation(THREE_LEVELS) as fed:
-        mid = fed.zones["mid"]
-        async with fed.admin_client("root") as root:
-            mid_id = (await root.get_zone("mid")).id
-            mid.kill()
-            killed_at = time.monotonic()
+@on_three_levels
+async def test_middle_zone_killed_goes_offline_in_time_and_comes_back(
+    three_levels: Federation,
+) -> None:
+    fed = await whole(three_levels)
+    mid = fed.zones["mid"]
+    async with fed.admin_client("root") as root:
+        mid_id = (await root.get_zone("mid")).id
+        mid.kill()
+        killed_at = time.monotonic()
+
+        async def offline() -> bool:
+            return (await root.zone_detail(mid_id)).state == "offline"
+
+        bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
+        took = await wait_for(offline, 30, "mid offline at root")
+        # One interval of slack: the kill can land just after a poll began.
+        assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
+        detail = await root.zone_detail(mid_id)
+        assert detail.failures >= FAST["poll_failures"]
+        assert detail.last_error
+        me = await root.zone()
+        assert me.summary["hosts"] == 0
+        assert me.children[0].state == "offline"
+        assert time.monotonic() - killed_at < 30
+
+        mid.start()  # same config, same database: it keeps its children
+
+        async def back() -> bool:
+            zone = await root.zone()
+            return zone.children[0].state == "active" and zone.summary["hosts"] == 100
+
+        await wait_for(back, 60, "mid active again with every host")
+        detail = await root.zone_detail(mid_id)
+        assert (detail.failures, detail.last_error) == (0, "")
+
+
+@on_three_levels
+async def test_a_hung_zone_goes_offline_in_time_and_comes_back(three_levels: Federation) -> None:
+    """A zone that accepts connections but never answers (SIGSTOP), unlike a dead one."""
+    fed = await whole(three_levels)
+    mid = fed.zones["mid"]
+    async with fed.admin_client("root") as root:
+        mid.pause()
+        try:
 
             async def offline() -> bool:
-                return (await root.zone_detail(mid_id)).state == "offline"
+                return (await root.zone()).children[0].state == "offline"
 
             bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
-            took = await wait_for(offline, 30, "mid offline at root")
-            # One interval of slack: the kill can land just after a poll began.
+            took = await wait_for(offline, 30, "hung mid offline at root")
             assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
-            detail = await root.zone_detail(mid_id)
-            assert detail.failures >= FAST["poll_failures"]
-            assert detail.last_error
-            me = await root.zone()
-            assert me.summary["hosts"] == 0
-            assert me.children[0].state == "offline"
-            assert time.monotonic() - killed_at < 30
+            assert "no answer within" in (await root.zone_detail("mid")).last_error
+        finally:
+            mid.resume()
 
-            mid.start()  # same config, same database: it keeps its children
+        async def back() -> bool:
+            zone = await root.zone()
+            return zone.children[0].state == "active" and zone.summary["hosts"] == 100
 
-            async def back() -> bool:
-                zone = await root.zone()
-                return zone.children[0].state == "active" and zone.summary["hosts"] == 100
-
-            await wait_for(back, 60, "mid active again with every host")
-            detail = await root.zone_detail(mid_id)
-            assert (detail.failures, detail.last_error) == (0, "")
-
-
-async def test_a_hung_zone_goes_offline_in_time_and_comes_back(federation) -> None:
-    """A zone that accepts connections but never answers (SIGSTOP), unlike a dead one."""
-    async with federation(THREE_LEVELS) as fed:
-        mid = fed.zones["mid"]
-        async with fed.admin_client("root") as root:
-            mid.pause()
-            try:
-
-                async def offline() -> bool:
-                    return (await root.zone()).children[0].state == "offline"
-
-                bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
-                took = await wait_for(offline, 30, "hung mid offline at root")
-                assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
-                assert "no answer within" in (await root.zone_detail("mid")).last_error
-            finally:
-                mid.resume()
-
-            async def back() -> bool:
-                zone = await root.zone()
-                return zone.children[0].state == "active" and zone.summary["hosts"] == 100
-
-            await wait_for(back, 60, "mid active again")
+        await wait_for(back, 60, "mid active again")
 
 
 async def test_two_roots_over_one_child(federation) -> None:

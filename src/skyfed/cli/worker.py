@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from skyfed.app import build_zone, running
 from skyfed.logs import configure_logging
 from skyfed.settings import Settings
 
@@ -45,6 +44,8 @@ def worker(
 
 
 async def _run(settings: Settings) -> None:
+    from skyfed.app import build_zone, running  # only here: see skyfed serve
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

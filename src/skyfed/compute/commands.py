@@ -38,6 +38,14 @@ class CommandSignals:
         self._agents: dict[str, asyncio.Event] = {}
         self._commands: dict[str, asyncio.Event] = {}
         self.outbound: list[Outbound] = []
+        self.stopping = False
+
+    def stop(self) -> None:
+        """The process is stopping: every agent poll answers now with what it has, and
+        later ones do not wait (a long poll must not hold up the shutdown)."""
+        self.stopping = True
+        for event in self._agents.values():
+            event.set()
 
     def agent_event(self, agent: str) -> asyncio.Event:
         return self._agents.setdefault(agent, asyncio.Event())
@@ -169,7 +177,7 @@ async def poll(
         event.clear()
         commands = await pending(db, agent, limit, after)
         left = deadline - loop.time()
-        if commands or left <= 0:
+        if commands or left <= 0 or signals.stopping:
             return commands
         if await _woken(event, left if reread is None else min(reread, left)):
             await asyncio.sleep(min(gather, max(deadline - loop.time(), 0)))
