@@ -466,7 +466,7 @@ class ServedZone(ServedApp):
         """As `skyfed serve` runs it: agent polls end when it begins to stop."""
         from skyfed.cli.serve import ZoneServer
 
-        return ZoneServer(config, on_stop=config.app.state.runtime.compute.signals.stop)
+        return ZoneServer(config, on_stop=config.app.state.zone.compute.ctx.signals.stop)
 
     @property
     def process(self) -> ZoneProcess:

@@ -138,7 +138,7 @@ async def test_a_stopping_zone_answers_its_waiting_polls_at_once(
         polling = asyncio.create_task(agent.agent_commands("agent", wait=60))
         await _until(lambda: _true(reads), "the poll waits")
         assert not polling.done()
-        zone.runtime.compute.signals.stop()
+        zone.process.compute.ctx.signals.stop()
         assert await asyncio.wait_for(polling, 30) == []
         began = time.monotonic()
         assert await agent.agent_commands("agent", wait=60) == []
@@ -169,7 +169,7 @@ async def test_a_served_zone_stops_with_an_agent_poll_open(
             # Shorter than the poll: without the wake-up it would be cut off.
             timeout_graceful_shutdown=2,
         ),
-        on_stop=app.state.runtime.compute.signals.stop,
+        on_stop=app.state.zone.compute.ctx.signals.stop,
     )
     serving = asyncio.create_task(server.serve())
     await _until(lambda: _true(server.started), "the zone serves")

@@ -59,6 +59,6 @@ def serve(
             lifespan="on",
             timeout_graceful_shutdown=5,
         ),
-        on_stop=app.state.runtime.compute.signals.stop,
+        on_stop=app.state.zone.compute.ctx.signals.stop,
     )
     server.run()
