@@ -25,7 +25,8 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(zone: InProcessZ
             await client.login("admin", "nope")
         with pytest.raises(SkyfedError) as unknown:
             await client.login("nobody", "nope")
-    assert wrong.value.status == unknown.value.status == 401
+    assert (wrong.value.status, wrong.value.code) == (401, "invalid_credentials")
+    assert (unknown.value.status, unknown.value.code) == (401, "invalid_credentials")
     assert wrong.value.message == unknown.value.message
 
 
@@ -49,7 +50,7 @@ async def test_member_gets_403_on_admin_routes(zone: InProcessZone, admin) -> No
         for call in (alice.list_zones(), alice.list_hosts(), alice.zone(), alice.list_users()):
             with pytest.raises(SkyfedError) as exc:
                 await call
-            assert exc.value.status == 403
+            assert (exc.value.status, exc.value.code) == (403, "forbidden")
 
 
 async def test_forwarded_identity_only_from_service_accounts(zone: InProcessZone, admin) -> None:
@@ -64,13 +65,13 @@ async def test_forwarded_identity_only_from_service_accounts(zone: InProcessZone
     # An admin is not a service account: it may not speak for someone else.
     with pytest.raises(SkyfedError) as exc:
         await admin.request("GET", "/v1/auth/whoami", headers=forwarded_headers(end_user))
-    assert exc.value.status == 403
+    assert (exc.value.status, exc.value.code) == (403, "forbidden")
     # Malformed forwarded roles are refused, not trusted.
     headers = {**forwarded_headers(end_user), "X-Skyfed-Roles": "root"}
     async with zone.client("svc", SERVICE_PASSWORD) as service:
         with pytest.raises(SkyfedError) as bad:
             await service.request("GET", "/v1/auth/whoami", headers=headers)
-    assert bad.value.status == 400
+    assert (bad.value.status, bad.value.code) == (400, "bad_request")
 
 
 async def test_duplicate_names_conflict_and_change_nothing(admin) -> None:
@@ -102,7 +103,7 @@ async def test_deleted_user_token_stops_working(zone: InProcessZone, admin) -> N
         dave.username = dave.password = None  # no silent re-login
         with pytest.raises(SkyfedError) as exc:
             await dave.whoami()
-    assert exc.value.status == 401
+    assert (exc.value.status, exc.value.code) == (401, "invalid_token")
 
 
 async def test_bootstrap_password_change_applies_on_restart(tmp_path, database_url) -> None:
@@ -113,8 +114,9 @@ async def test_bootstrap_password_change_applies_on_restart(tmp_path, database_u
     settings = zone_settings(tmp_path, database_url, admin_password="a-new-password")
     async with InProcessZone(settings) as zone:
         async with zone.client("admin", ADMIN_PASSWORD) as old:
-            with pytest.raises(SkyfedError):
+            with pytest.raises(SkyfedError) as refused:
                 await old.whoami()
+            assert (refused.value.status, refused.value.code) == (401, "invalid_credentials")
         async with zone.client("admin", "a-new-password") as new:
             assert (await new.whoami())["username"] == "admin"
 
@@ -127,7 +129,7 @@ async def test_logout_revokes_the_token(zone: InProcessZone) -> None:
         client.token = token
         with pytest.raises(SkyfedError) as exc:
             await client.whoami()
-    assert exc.value.status == 401
+    assert (exc.value.status, exc.value.code) == (401, "invalid_token")
 
 
 async def test_forwarded_identity_cannot_carry_peer_roles(zone: InProcessZone, admin) -> None:
@@ -138,7 +140,7 @@ async def test_forwarded_identity_cannot_carry_peer_roles(zone: InProcessZone, a
         async with zone.client("svc", SERVICE_PASSWORD) as service:
             with pytest.raises(SkyfedError) as exc:
                 await service.request("GET", "/v1/auth/whoami", headers=headers)
-        assert exc.value.status == 400, roles
+        assert (exc.value.status, exc.value.code) == (400, "bad_request"), roles
 
 
 async def test_agent_account_sends_heartbeats_and_nothing_else(zone: InProcessZone, admin) -> None:
@@ -149,11 +151,11 @@ async def test_agent_account_sends_heartbeats_and_nothing_else(zone: InProcessZo
         for call in (agent.zone(), agent.list_hosts(), agent.list_zones(), agent.list_users()):
             with pytest.raises(SkyfedError) as exc:
                 await call
-            assert exc.value.status == 403
+            assert (exc.value.status, exc.value.code) == (403, "forbidden")
         # It cannot speak for anyone, not even with admin's identity.
         with pytest.raises(SkyfedError) as exc:
             await agent.request("GET", "/v1/users", headers=forwarded_headers(_principal(me)))
-        assert exc.value.status == 403
+        assert (exc.value.status, exc.value.code) == (403, "forwarding_refused")
     assert [u["name"] for u in await admin.list_users()] == ["admin", "agent", "svc"]
 
 
