@@ -65,7 +65,7 @@ async def test_add_list_show_update_delete(
     assert (await admin.zone()).summary["hosts"] == 0
     with pytest.raises(SkyfedError) as exc:
         await admin.get_zone("renamed")
-    assert exc.value.status == 404
+    assert (exc.value.status, exc.value.code) == (404, "not_found")
 
 
 async def test_wrong_credentials_say_so_and_store_nothing(admin, child_zone: ServedZone) -> None:
@@ -92,7 +92,7 @@ async def test_child_account_without_service_role_is_refused(admin, child_zone: 
 
     with pytest.raises(SkyfedError) as exc:
         await admin.add_zone("child", child_zone.url, "admin", ADMIN_PASSWORD)
-    assert exc.value.code == "child_not_service"
+    assert (exc.value.status, exc.value.code) == (400, "child_not_service")
     assert await admin.list_zones() == []
 
 
@@ -100,10 +100,10 @@ async def test_duplicates_conflict(admin, child_zone: ServedZone) -> None:
     await _add(admin, child_zone)
     with pytest.raises(SkyfedError) as same_name:
         await _add(admin, child_zone)
-    assert same_name.value.status == 409
+    assert (same_name.value.status, same_name.value.code) == (409, "conflict")
     with pytest.raises(SkyfedError) as same_zone:
         await _add(admin, child_zone, name="again")
-    assert same_zone.value.status == 409
+    assert (same_zone.value.status, same_zone.value.code) == (409, "conflict")
     assert "already registered" in same_zone.value.message
     assert [z.name for z in await admin.list_zones()] == ["child"]
 
@@ -115,13 +115,14 @@ async def test_a_zone_cannot_be_its_own_child(tmp_path) -> None:
     async with ServedZone(settings) as zone, zone.client() as admin:
         with pytest.raises(SkyfedError) as exc:
             await admin.add_zone("me", zone.url, "svc", SERVICE_PASSWORD)
-    assert exc.value.code == "child_is_self"
+    assert (exc.value.status, exc.value.code) == (400, "child_is_self")
 
 
 async def test_url_outside_allowed_hosts_is_refused_without_connecting(admin) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.add_zone("far", "http://example.invalid:8700", "svc", SERVICE_PASSWORD)
-    assert exc.value.code == "child_url_not_allowed"
+    assert (exc.value.status, exc.value.code) == (400, "child_url_not_allowed")
+    assert await admin.list_zones() == []
 
 
 async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, child_zone) -> None:
@@ -129,6 +130,7 @@ async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, 
     before = await admin.list_zones()
     headers = {"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"}
     good = {"name": "ok", "api_url": "http://127.0.0.1:1", "username": "a", "password": "b"}
+    invalid = (422, "validation_error")
     bodies = [
         [],
         {"name": "x"},
@@ -143,25 +145,23 @@ async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, 
         {**good, "extra": 1},
         {**good, "password": ""},
     ]
-    cases = [("POST", "/v1/zones", json.dumps(b).encode()) for b in bodies] + [
-        ("POST", "/v1/zones", b"{not json"),
-        ("PUT", "/v1/zones/child", b'{"weight_offset": "high"}'),
-        ("PUT", "/v1/zones/child", b'{"labels": {"bad key!": "v"}}'),
-        ("PUT", "/v1/zones/child", b'{"name": "child", "extra": true}'),
-        ("PUT", "/v1/zones/nope", b'{"weight_offset": 1}'),
-        ("DELETE", "/v1/zones/nope", b""),
-        ("GET", "/v1/zones/%00", b""),
-        ("GET", "/v1/zones/" + "y" * 300, b""),
+    cases = [("POST", "/v1/zones", json.dumps(b).encode(), invalid) for b in bodies] + [
+        ("POST", "/v1/zones", b"{not json", (400, "malformed_json")),
+        ("PUT", "/v1/zones/child", b'{"weight_offset": "high"}', invalid),
+        ("PUT", "/v1/zones/child", b'{"labels": {"bad key!": "v"}}', invalid),
+        ("PUT", "/v1/zones/child", b'{"name": "child", "extra": true}', invalid),
+        ("PUT", "/v1/zones/nope", b'{"weight_offset": 1}', (404, "not_found")),
+        ("DELETE", "/v1/zones/nope", b"", (404, "not_found")),
+        ("GET", "/v1/zones/%00", b"", invalid),
+        ("GET", "/v1/zones/" + "y" * 300, b"", invalid),
     ]
     async with zone.raw() as http:
-        for method, path, body in cases:
+        for method, path, body, (status, code) in cases:
             response = await http.request(method, path, content=body, headers=headers)
-            assert 400 <= response.status_code < 500, (method, path, body, response.text)
+            assert response.status_code == status, (method, path, body, response.text)
+            assert set(response.json()) == {"error"}, response.text
             error = response.json()["error"]
-            assert error["code"] and error["message"], response.text
-        malformed = await http.post("/v1/zones", content=b"{not json", headers=headers)
-        assert malformed.status_code == 400
-        assert malformed.json()["error"]["code"] == "malformed_json"
+            assert error["code"] == code and error["message"], (method, path, response.text)
     assert await admin.list_zones() == before
 
 
