@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -164,14 +163,20 @@ async def test_members_get_403_and_strangers_401(zone: InProcessZone, admin) -> 
 
 
 async def test_silent_host_goes_offline_and_leaves_the_summary(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = zone_settings(tmp_path, database_url, host_ttl=0.5, summary_max_age=0)
+    settings = zone_settings(tmp_path, database_url, summary_max_age=0)
     async with InProcessZone(settings) as zone, zone.client() as admin:
+        # The registry's clock, moved by hand: no wall-clock TTL that the requests
+        # below must fit in (on a loaded machine "chatty" would go offline too).
+        now = [1000.0]
+        monkeypatch.setattr(zone.process.compute.hosts, "clock", lambda: now[0])
         await admin.heartbeat("quiet", capabilities={"arch": "x86_64"}, resources=BIG)
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
         assert (await admin.zone()).summary["hosts"] == 2
-        await asyncio.sleep(0.6)
+        now[0] = 1000.0 + settings.host_ttl - 1
+        assert (await admin.get_host("quiet"))["state"] == "online"  # not before its TTL
+        now[0] = 1000.0 + settings.host_ttl
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
         hosts = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
         summary = (await admin.zone()).summary
@@ -420,10 +425,10 @@ async def test_bad_input_is_4xx_with_the_error_shape_and_changes_nothing(
             assert _error(response, 422)["code"] == "validation_error", (what, response.text)
         for name in BAD_NAMES:
             response = await http.put(f"/v1/hosts/{name}", content=b"{}", headers=headers)
-            _error(response, 422)
+            assert _error(response, 422)["code"] == "validation_error", response.text
             for action in ("disable", "enable"):
                 response = await http.post(f"/v1/hosts/{name}/{action}", headers=headers)
-                _error(response, 422)
+                assert _error(response, 422)["code"] == "validation_error", response.text
         for path in ("/v1/hosts/h2", "/v1/hosts", "/v1/hosts/h1/disable"):
             method = "POST" if path.endswith("disable") else "PUT"
             for body in (b"{not json", b'{"capabilities": {', b"\xff\xfe"):
@@ -431,10 +436,10 @@ async def test_bad_input_is_4xx_with_the_error_shape_and_changes_nothing(
                 assert _error(response, 400)["code"] == "malformed_json", (path, body)
         for body in (b'{"reason": "' + b"r" * 256 + b'"}', b'{"reason": 5}', b'{"why": "x"}'):
             response = await http.post("/v1/hosts/h1/disable", content=body, headers=headers)
-            _error(response, 422)
+            assert _error(response, 422)["code"] == "validation_error", response.text
         for query in ("limit=0", "limit=10001", "limit=ten", "state=gone", "marker=bad%20marker"):
             response = await http.get(f"/v1/hosts?{query}", headers=headers)
-            _error(response, 422)
+            assert _error(response, 422)["code"] == "validation_error", response.text
     assert await admin.list_hosts() == before  # not even last_seen moved
     assert (await admin.zone()).summary == summary_before
     assert await _disabled_rows(zone) == []
