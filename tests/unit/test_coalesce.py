@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from skyfed.coalesce import Coalescer
+from tests.waiting import until
 
 
 class Recorder:
@@ -75,11 +76,15 @@ async def test_items_wait_while_the_key_has_max_in_flight_and_then_leave_togethe
     rec.gate = asyncio.Event()
     batches = Coalescer(rec.send, linger=0.001, max_in_flight=1)
     first = asyncio.ensure_future(batches.submit("a", 0))
-    await asyncio.sleep(0.02)
-    assert rec.sent == [("a", [0])]  # an idle key sends after the linger
+    await until(lambda: rec.sent, what="the first batch")  # an idle key sends after the linger
+    assert rec.sent == [("a", [0])]
     later = [asyncio.ensure_future(batches.submit("a", i)) for i in range(1, 6)]
-    await asyncio.sleep(0.05)
-    assert len(rec.sent) == 1  # held back while the first batch is out
+    await asyncio.sleep(0)  # their callers have queued them
+    # Held back while the first batch is out: waiting, with no timer that would send them
+    # (rather than a sleep and nothing seen sent during it).
+    assert [item for item, _ in batches._open["a"]] == [1, 2, 3, 4, 5]
+    assert "a" not in batches._timers
+    assert len(rec.sent) == 1
     rec.gate.set()
     assert await asyncio.gather(first, *later) == [0, 10, 20, 30, 40, 50]
     assert rec.sent == [("a", [0]), ("a", [1, 2, 3, 4, 5])]
