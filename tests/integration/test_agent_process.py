@@ -10,10 +10,12 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from skyfed.compute.agent.driver import DriverError
@@ -103,17 +105,25 @@ async def test_boot_runs_the_command_and_captures_its_output(
 
 
 async def test_boot_twice_keeps_one_process(driver: ProcessDriver) -> None:
+    code = f"{SLEEPER}  # {uuid.uuid4().hex}"  # this test's processes, told by their command
     outcomes = await asyncio.gather(
-        driver.boot("h0", "s1", py(SLEEPER)), driver.boot("h0", "s1", py(SLEEPER))
+        driver.boot("h0", "s1", py(code)), driver.boot("h0", "s1", py(code))
     )
     assert [o.status for o in outcomes] == ["ACTIVE", "ACTIVE"]
     pid = driver.pids()["s1"]
-    assert (await driver.boot("h0", "s1", py(SLEEPER))).status == "ACTIVE"
+    assert (await driver.boot("h0", "s1", py(code))).status == "ACTIVE"
     assert driver.pids() == {"s1": pid}
     assert driver.used("h0")["vcpus"] == 1
     stdout, _ = driver.log_paths("s1")
     await until(log_has(stdout, "up"))
-    await asyncio.sleep(0.2)
+    # The machine's processes running it: exactly the one (not "no second 'up' printed
+    # within a sleep").
+    copies = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if code in (p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert copies == [pid]
     assert stdout.read_text().count("up") == 1
 
 
@@ -156,8 +166,12 @@ async def test_stop_start_reboot_by_signal_and_respawn(driver: ProcessDriver) ->
     assert (await driver.reboot("h0", "s1", {})).status == "ACTIVE"
     third = driver.pids()["s1"]
     assert third != second and running(third) and not running(second)
-    await asyncio.sleep(0.1)
-    assert driver.events.empty()  # exits the driver caused are results, not events
+    # Exits the driver caused are results, not events: the first event is a later exit of
+    # another server (not "none seen during a sleep").
+    await driver.boot("h0", "s2", py("raise SystemExit(7)"))
+    event = await asyncio.wait_for(driver.events.get(), 10)
+    assert (event["server_id"], event["exit_code"]) == ("s2", 7)
+    assert driver.events.empty()
 
 
 async def test_sigkill_after_the_grace_period_for_a_process_ignoring_sigterm(
