@@ -229,16 +229,9 @@ async def test_a_killed_zone_and_agent_are_restarted_while_the_rest_runs(tmp_pat
         # The others keep answering: `skyfed up` stopped nothing.
         assert await _answers(before["root"]) and await _answers(us)
         async with _client(before["root"]) as root:
-            # Its parent marks it offline, or it is back before the parent noticed.
-            seen: list[tuple[dict[str, str], int]] = []
-
-            async def offline_or_back() -> bool:
-                seen.append(await _children(root))
-                return seen[-1][0]["eu"] == "offline" or "zone eu is back" in up.output()
-
-            await eventually(offline_or_back, 60, "eu offline at root, or back")
-            if seen[-1][0]["eu"] == "offline":
-                assert seen[-1][1] == 2, seen  # its 3 hosts left the summary
+            # Whether its parent marks it offline meanwhile depends on how soon it is back;
+            # the test below, where it stays down, shows the offline zone and its hosts
+            # leaving the summary.
 
             # The zone restarted: a new pid in federation.json, at its old URL and state.
             await up.said("zone eu is back", 60)
@@ -289,8 +282,9 @@ async def test_no_restart_leaves_a_killed_zone_down_while_the_rest_runs(tmp_path
         serving_eu = [p for p in processes if eu["config"] in (p.info["cmdline"] or ())]
         assert not serving_eu
         async with SkyfedClient(eu["url"], timeout=5) as gone:
-            with pytest.raises(ZoneUnreachable):
+            with pytest.raises(ZoneUnreachable) as refused:
                 await gone.healthz()
+            assert not refused.value.timed_out  # nothing listens there: refused at once
         assert "zone eu is back" not in up.output()
         # The rest runs: the root, the other zone, both agents.
         assert await _answers(before["root"]) and await _answers(before["us"])
