@@ -78,11 +78,11 @@ async def test_duplicate_names_conflict_and_change_nothing(admin) -> None:
     await admin.create_project("acme")
     with pytest.raises(SkyfedError) as exc:
         await admin.create_project("acme")
-    assert exc.value.status == 409
+    assert (exc.value.status, exc.value.code) == (409, "conflict")
     await admin.create_user("bob", "bob-password", "acme", ["member"])
     with pytest.raises(SkyfedError) as exc:
         await admin.create_user("bob", "other-password", "acme", ["admin"])
-    assert exc.value.status == 409
+    assert (exc.value.status, exc.value.code) == (409, "conflict")
     bob = next(u for u in await admin.list_users() if u["name"] == "bob")
     assert bob["roles"] == ["member"]
 
@@ -90,7 +90,7 @@ async def test_duplicate_names_conflict_and_change_nothing(admin) -> None:
 async def test_user_in_unknown_project_is_404(admin) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.create_user("carol", "carol-password", "no-such-project", ["member"])
-    assert exc.value.status == 404
+    assert (exc.value.status, exc.value.code) == (404, "not_found")
     assert "carol" not in [u["name"] for u in await admin.list_users()]
 
 

@@ -81,7 +81,7 @@ async def test_flavors(zone: InProcessZone, admin: SkyfedClient) -> None:
         await admin.request(
             "POST", "/v1/flavors", json={"name": "gpu.big", "vcpus": 1, "ram_mb": 1}
         )
-    assert exc.value.status == 409
+    assert (exc.value.status, exc.value.code) == (409, "conflict")
 
 
 async def test_create_and_boot(admin: SkyfedClient, agent: ScriptedAgent) -> None:
@@ -113,7 +113,7 @@ async def test_agent_polls_past_its_cursor(admin: SkyfedClient, agent: ScriptedA
     assert [c["server_id"] for c in everything["commands"]] == [first["id"], second["id"]]
     with pytest.raises(SkyfedError) as bad:
         await agent.client.request("GET", path, params={"after": -1})
-    assert bad.value.status == 422
+    assert (bad.value.status, bad.value.code) == (422, "validation_error")
 
 
 async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: ScriptedAgent) -> None:
@@ -121,19 +121,21 @@ async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: Scripted
     sid = brief["id"]
     with pytest.raises(SkyfedError) as building:
         await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
-    assert building.value.status == 409
+    assert (building.value.status, building.value.code) == (409, "invalid_state")
     assert "BUILDING" in building.value.message
     await booted(admin, agent, sid)
 
     with pytest.raises(SkyfedError) as start_active:
         await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "start"})
-    assert start_active.value.status == 409 and "ACTIVE" in start_active.value.message
+    assert (start_active.value.status, start_active.value.code) == (409, "invalid_state")
+    assert "ACTIVE" in start_active.value.message
 
     stopping = await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "stop"})
     assert (stopping["status"], stopping["task_state"]) == ("ACTIVE", "stopping")
     with pytest.raises(SkyfedError) as busy:
         await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
-    assert busy.value.status == 409 and "stopping" in busy.value.message
+    assert (busy.value.status, busy.value.code) == (409, "invalid_state")
+    assert "stopping" in busy.value.message
 
     async def stopped() -> bool:
         await agent.answer_all()
@@ -158,7 +160,7 @@ async def test_delete_releases_the_host(
     assert deleting["status"] == "DELETING"
     with pytest.raises(SkyfedError) as again:
         await admin.request("DELETE", f"/v1/servers/{brief['id']}")
-    assert again.value.status == 409
+    assert (again.value.status, again.value.code) == (409, "invalid_state")
 
     async def gone() -> bool:
         await agent.answer_all()
@@ -312,10 +314,10 @@ async def test_projects_see_only_their_servers(
         [mine] = (await create(alice, name="mine"))["servers"]
         with pytest.raises(SkyfedError) as exc:
             await server(bob, mine["id"])
-        assert exc.value.status == 404
+        assert (exc.value.status, exc.value.code) == (404, "not_found")
         with pytest.raises(SkyfedError) as exc:
             await bob.request("DELETE", f"/v1/servers/{mine['id']}")
-        assert exc.value.status == 404
+        assert (exc.value.status, exc.value.code) == (404, "not_found")
         assert (await bob.request("GET", "/v1/servers"))["servers"] == []
         listed = (await alice.request("GET", "/v1/servers"))["servers"]
         assert [s["id"] for s in listed] == [mine["id"]]
@@ -341,7 +343,7 @@ async def test_paging_returns_every_server_once(admin: SkyfedClient, agent: Scri
     assert sorted(seen) == sorted(ids) and len(seen) == 23
     with pytest.raises(SkyfedError) as bad:
         await admin.request("GET", "/v1/servers", params={"marker": "not-a-marker"})
-    assert bad.value.status == 400
+    assert (bad.value.status, bad.value.code) == (400, "bad_marker")
 
 
 async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
@@ -354,7 +356,7 @@ async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     assert one["result"]["placement"] == "placed"
     with pytest.raises(SkyfedError) as exc:
         await admin.request("POST", f"/v1/tasks/{tasks[0]['id']}/cancel")
-    assert exc.value.status == 409
+    assert (exc.value.status, exc.value.code) == (409, "conflict")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -459,7 +461,7 @@ async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
     async with zone.client("bob", "bob-password") as bob:
         with pytest.raises(SkyfedError) as exc:
             await bob.request("POST", "/v1/scheduler/explain", json=body)
-        assert exc.value.status == 403
+        assert (exc.value.status, exc.value.code) == (403, "forbidden")
 
 
 async def test_a_failed_boot_is_placed_again_on_another_host(
@@ -499,7 +501,7 @@ async def test_unknown_server_is_404(admin: SkyfedClient) -> None:
     ):
         with pytest.raises(SkyfedError) as exc:
             await admin.request(method, path, json=body)
-        assert exc.value.status == 404
+        assert (exc.value.status, exc.value.code) == (404, "not_found")
 
 
 def delegated(server_id: str, **body: Any) -> dict[str, Any]:
@@ -561,13 +563,13 @@ async def test_delegated_batch_answers_each_server_on_its_own(
                 await parent.request(
                     "POST", "/v1/servers/delegated", json={"servers": servers}, headers=as_alice
                 )
-            assert exc.value.status == 400
+            assert (exc.value.status, exc.value.code) == (400, "bad_batch")
     mine = {s["id"] for s in (await admin.request("GET", "/v1/servers"))["servers"]}
     assert mine == {taken, ids[0], ids[2]}
     # Only a parent zone passes servers down.
     with pytest.raises(SkyfedError) as exc:
         await admin.request("POST", "/v1/servers/delegated", json={"servers": [delegated(ids[0])]})
-    assert exc.value.status == 403
+    assert (exc.value.status, exc.value.code) == (403, "forbidden")
 
 
 async def test_agent_results_in_one_request(admin: SkyfedClient, agent: ScriptedAgent) -> None:

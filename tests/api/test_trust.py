@@ -333,14 +333,14 @@ async def test_metadata_and_link_local_addresses_are_refused_even_when_listed(
 async def test_a_non_skyfed_answer_is_never_echoed(admin) -> None:
     """The attack: up to 200 characters of another service's answer came back in the 400."""
     secret = b"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG"
-    for trap in (
-        Trap(400, secret),  # the login answered by something else
-        Trap(200, secret, "application/json"),  # nonsense where JSON was due
+    for trap, code in (
+        (Trap(400, secret), "child_auth_failed"),  # the login answered by something else
+        (Trap(200, secret, "application/json"), "child_invalid"),  # nonsense, not JSON
     ):
         async with ServedApp(trap) as served:
             with pytest.raises(SkyfedError) as refused:
                 await admin.add_zone("x", served.url, "svc", SERVICE_PASSWORD)
-        assert refused.value.status == 400
+        assert (refused.value.status, refused.value.code) == (400, code)
         assert b"wJalrXUtnFEMI" not in str(refused.value).encode()
         assert trap.seen  # it was asked, and its answer stayed here
     assert await admin.list_zones() == []

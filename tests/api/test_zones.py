@@ -71,8 +71,7 @@ async def test_add_list_show_update_delete(
 async def test_wrong_credentials_say_so_and_store_nothing(admin, child_zone: ServedZone) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.add_zone("child", child_zone.url, "svc", "wrong-password")
-    assert exc.value.status == 400
-    assert exc.value.code == "child_auth_failed"
+    assert (exc.value.status, exc.value.code) == (400, "child_auth_failed")
     assert "credentials" in exc.value.message
     assert await admin.list_zones() == []
 
@@ -81,8 +80,7 @@ async def test_unreachable_child_says_so_and_stores_nothing(admin) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SkyfedError) as exc:
         await admin.add_zone("ghost", url, "svc", SERVICE_PASSWORD)
-    assert exc.value.status == 400
-    assert exc.value.code == "child_unreachable"
+    assert (exc.value.status, exc.value.code) == (400, "child_unreachable")
     assert url in exc.value.message
     assert await admin.list_zones() == []
 
