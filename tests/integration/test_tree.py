@@ -32,6 +32,15 @@ async def wait_for(check: Any, timeout: float, what: str) -> float:
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
+def offline_after_failures(samples: list[tuple[str, int]]) -> None:
+    """In every (state, failures) seen, a child is offline exactly when `poll_failures`
+    polls in a row have failed: never sooner, and at once then (counted in polls, not
+    timed on a shared machine; each poll is bounded by poll_timeout)."""
+    limit = FAST["poll_failures"]
+    assert samples and samples[-1][0] == "offline", samples
+    assert all((state == "offline") == (failures >= limit) for state, failures in samples), samples
+
+
 def without_zone_count(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "zones"}
 
@@ -110,22 +119,21 @@ async def test_middle_zone_killed_goes_offline_in_time_and_comes_back(
     async with fed.admin_client("root") as root:
         mid_id = (await root.get_zone("mid")).id
         mid.kill()
-        killed_at = time.monotonic()
+        samples: list[tuple[str, int]] = []
 
         async def offline() -> bool:
-            return (await root.zone_detail(mid_id)).state == "offline"
+            detail = await root.zone_detail(mid_id)
+            samples.append((detail.state, detail.failures))
+            return detail.state == "offline"
 
-        bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
-        took = await wait_for(offline, 30, "mid offline at root")
-        # One interval of slack: the kill can land just after a poll began.
-        assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
+        await wait_for(offline, 30, "mid offline at root")
+        offline_after_failures(samples)
         detail = await root.zone_detail(mid_id)
         assert detail.failures >= FAST["poll_failures"]
         assert detail.last_error
         me = await root.zone()
         assert me.summary["hosts"] == 0
         assert me.children[0].state == "offline"
-        assert time.monotonic() - killed_at < 30
 
         mid.start()  # same config, same database: it keeps its children
 
@@ -146,13 +154,15 @@ async def test_a_hung_zone_goes_offline_in_time_and_comes_back(three_levels: Fed
     async with fed.admin_client("root") as root:
         mid.pause()
         try:
+            samples: list[tuple[str, int]] = []
 
             async def offline() -> bool:
-                return (await root.zone()).children[0].state == "offline"
+                detail = await root.zone_detail("mid")
+                samples.append((detail.state, detail.failures))
+                return detail.state == "offline"
 
-            bound = FAST["poll_failures"] * FAST["poll_interval"] + FAST["poll_timeout"]
-            took = await wait_for(offline, 30, "hung mid offline at root")
-            assert took <= bound + FAST["poll_interval"] + 0.5, (took, bound)
+            await wait_for(offline, 30, "hung mid offline at root")
+            offline_after_failures(samples)
             assert "no answer within" in (await root.zone_detail("mid")).last_error
         finally:
             mid.resume()
