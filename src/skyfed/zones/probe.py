@@ -37,6 +37,12 @@ async def probe_child(link: ZoneLink, reach: Reach) -> ZoneReport:
                 f"child zone '{name}' at {where} refused the credentials of user '{username}'",
                 code="child_auth_failed",
             ) from exc
+        if exc.status in (404, 405):  # every zone has the route: this is something else
+            raise BadRequest(
+                f"{where} did not answer as a skyfed zone (no /v1/auth/whoami: "
+                f"{exc.status} {exc.code})",
+                code="child_invalid",
+            ) from exc
         raise BadRequest(
             f"child zone '{name}' at {where} answered the login with {exc.status} {exc.code}",
             code="child_unreachable",
