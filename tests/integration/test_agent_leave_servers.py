@@ -20,10 +20,15 @@ import pytest
 
 from tests.conftest import ServedApp
 from tests.integration.test_agent_commands import FakeZone
-from tests.sandboxed import ROOT, passable_dir, server_python
+from tests.sandboxed import PROCESS_SERVERS_GROUP, ROOT, passable_dir, server_python
 from tests.waiting import running, until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+# Process servers: kept apart from every other test with them on the machine (conftest).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(120),
+    pytest.mark.xdist_group(PROCESS_SERVERS_GROUP),
+]
 HOST = "lz-g0-00000"  # the one host of the spec below
 
 

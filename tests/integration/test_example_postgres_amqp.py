@@ -28,11 +28,22 @@ from sqlalchemy.engine import make_url
 from skyfed.client import SkyfedClient
 from skyfed.client_models import Server
 from skyfed.federation.broker import rabbitmqctl_path, remove
-from tests.conftest import POSTGRES_URL, _asyncpg_dsn, _postgres_reachable, broker_url
+from tests.conftest import (
+    BROKER_GROUP,
+    POSTGRES_URL,
+    _asyncpg_dsn,
+    _postgres_reachable,
+    broker_url,
+)
 from tests.integration.test_up import skyfed_up
 from tests.waiting import eventually
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+# On the shared broker without the amqp_url fixture: in its group by hand (conftest).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(600),
+    pytest.mark.xdist_group(BROKER_GROUP),
+]
 EXAMPLE = Path(__file__).parents[2] / "examples" / "federation-postgres-amqp.toml"
 ZONES = {"global", "eu", "us", "eu-dc1", "eu-dc2", "us-dc1"}
 PARENTS = {"eu": "global", "us": "global", "eu-dc1": "eu", "eu-dc2": "eu", "us-dc1": "us"}
