@@ -64,19 +64,13 @@ def one_error_shape(ctx: Any, response: schemathesis.Response, case: schemathesi
     assert problem is None, problem
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def fuzz_zone(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Any, Login]]:
-    """A zone with a little data to find, served in process: (app, admin login).
+DATABASES = ("sqlite", "postgres")
 
-    PostgreSQL too: it refuses values SQLite stores (NUL in a string, say).
-    """
-    database_url = None
-    if request.param == "postgres":
-        database_url = request.getfixturevalue("module_postgres_database")
+
+def _fuzz_zone(database_url: str | None, state_dir: Any) -> tuple[Any, Login]:
+    """A zone with a little data to find, served in process: (app, admin login)."""
     settings_ = zone_settings(
-        tmp_path_factory.mktemp("fuzz"),
+        state_dir,
         database_url,
         allowed_child_hosts=["127.0.0.1"],
         poll_timeout=1.0,
@@ -96,35 +90,70 @@ def fuzz_zone(
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
 
+    with asgi.ASGIClient(app) as http:  # starts the lifespan on schemathesis's loop
+        auth = {"Authorization": f"Bearer {login()}"}
+        seed = [
+            ("PUT", "/v1/hosts/h1", {"capabilities": {"arch": "x86_64"}}),
+            ("POST", "/v1/projects", {"name": "acme"}),
+            (
+                "POST",
+                "/v1/users",
+                {"name": "alice", "password": "alice-pw-1", "project": "acme"},
+            ),
+        ]
+        for method, path, body in seed:
+            response = http.request(method, path, json=body, headers=auth)
+            assert response.status_code < 300, response.text
+    return app, login
+
+
+@pytest.fixture(scope="module")
+def fuzz_zones(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, tuple[Any, Login]]]:
+    """The zone on SQLite and on PostgreSQL (which refuses values SQLite stores: NUL in a
+    string, say), by database: every generated case goes to both."""
     try:
-        with asgi.ASGIClient(app) as http:  # starts the lifespan on schemathesis's loop
-            auth = {"Authorization": f"Bearer {login()}"}
-            seed = [
-                ("PUT", "/v1/hosts/h1", {"capabilities": {"arch": "x86_64"}}),
-                ("POST", "/v1/projects", {"name": "acme"}),
-                (
-                    "POST",
-                    "/v1/users",
-                    {"name": "alice", "password": "alice-pw-1", "project": "acme"},
-                ),
-            ]
-            for method, path, body in seed:
-                response = http.request(method, path, json=body, headers=auth)
-                assert response.status_code < 300, response.text
-        yield app, login
+        yield {
+            "sqlite": _fuzz_zone(None, tmp_path_factory.mktemp("fuzz")),
+            "postgres": _fuzz_zone(
+                request.getfixturevalue("module_postgres_database"),
+                tmp_path_factory.mktemp("fuzz"),
+            ),
+        }
     finally:
         asgi.shutdown_lifespans()
 
 
+@pytest.fixture(params=DATABASES)
+def fuzz_zone(
+    request: pytest.FixtureRequest, fuzz_zones: dict[str, tuple[Any, Login]]
+) -> tuple[Any, Login]:
+    return fuzz_zones[request.param]
+
+
 @pytest.fixture(scope="module")
-def api_schema(fuzz_zone: tuple[Any, Login]) -> Any:
-    app, _ = fuzz_zone
+def api_schema(fuzz_zones: dict[str, tuple[Any, Login]]) -> Any:
+    app, _ = fuzz_zones["sqlite"]  # the same document on both
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def _fuzz(operation: Any, mode: GenerationMode, token: str, statuses: Counter[int]) -> None:
-    def record(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-        statuses[response.status_code] += 1
+def _fuzz(
+    operation: Any,
+    mode: GenerationMode,
+    zones: dict[str, tuple[Any, str]],
+    statuses: dict[str, Counter[int]],
+) -> None:
+    """Each case generated once, sent to every zone (app, token), whose answers are
+    checked and counted on their own."""
+
+    def recorder(database: str) -> Any:
+        def record(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
+            statuses[database][response.status_code] += 1
+
+        return record
+
+    records = {database: recorder(database) for database in zones}
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
@@ -135,27 +164,31 @@ def _fuzz(operation: Any, mode: GenerationMode, token: str, statuses: Counter[in
         suppress_health_check=list(HealthCheck),
     )
     def run(case: schemathesis.Case) -> None:
-        case.call_and_validate(
-            headers={"Authorization": f"Bearer {token}"},
-            checks=[record, not_a_server_error, one_error_shape],
-        )
+        for database, (app, token) in zones.items():
+            case.call_and_validate(
+                app=app,
+                headers={"Authorization": f"Bearer {token}"},
+                checks=[records[database], not_a_server_error, one_error_shape],
+            )
 
     run()
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors_and_one_error_shape(
-    api_schema: Any, fuzz_zone: tuple[Any, Login], mode: GenerationMode
+    api_schema: Any, fuzz_zones: dict[str, tuple[Any, Login]], mode: GenerationMode
 ) -> None:
-    _, login = fuzz_zone
+    """On SQLite and on PostgreSQL: each case is made once and sent to both (Hypothesis
+    making the cases costs more than the zones answering them)."""
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]
     failures: list[str] = []
     fuzzed: list[str] = []
-    statuses: Counter[int] = Counter()
+    statuses: dict[str, Counter[int]] = {database: Counter() for database in DATABASES}
     for operation in operations:
+        zones = {database: (app, login()) for database, (app, login) in fuzz_zones.items()}
         try:
-            _fuzz(operation, mode, login(), statuses)
+            _fuzz(operation, mode, zones, statuses)
         except Unsatisfiable:
             # Nothing to make invalid in an operation without parameters or body.
             if mode is GenerationMode.POSITIVE:
@@ -168,13 +201,17 @@ def test_no_server_errors_and_one_error_shape(
     assert not failures, "\n".join(failures)
     # The cases reached the routes rather than all being turned away at the door.
     assert len(fuzzed) >= 15, fuzzed
-    total = sum(statuses.values())
-    assert total >= len(fuzzed) * 5, statuses
-    if mode is GenerationMode.POSITIVE:
-        assert statuses[401] + statuses[403] < total / 4, statuses
-        assert sum(n for status, n in statuses.items() if status < 300) > total / 4, statuses
-    else:  # negative cases also drop the token on purpose: 401s are expected here
-        assert statuses[400] + statuses[422] > total / 4, statuses
+    for database, seen in statuses.items():
+        total = sum(seen.values())
+        assert total >= len(fuzzed) * 5, (database, seen)
+        if mode is GenerationMode.POSITIVE:
+            assert seen[401] + seen[403] < total / 4, (database, seen)
+            assert sum(n for status, n in seen.items() if status < 300) > total / 4, (
+                database,
+                seen,
+            )
+        else:  # negative cases also drop the token on purpose: 401s are expected here
+            assert seen[400] + seen[422] > total / 4, (database, seen)
 
 
 # URLs the fuzzer found: they pass the api_url pattern but urllib or httpx cannot
