@@ -241,7 +241,11 @@ async def test_a_killed_zone_and_agent_are_restarted_while_the_rest_runs(tmp_pat
             async with SkyfedClient(eu["url"]) as fresh:
                 assert await fresh.healthz() == {"status": "ok", "zone": "eu"}
             async with _client(eu) as same_admin:  # same credentials, same database
-                assert len(await same_admin.all_hosts()) == 3
+
+                async def its_hosts() -> bool:  # beating again (its agent's next beats)
+                    return len(await same_admin.all_hosts()) == 3
+
+                await eventually(its_hosts, 30, "eu's 3 hosts back")
 
             # The parent sees it online again, with its hosts.
             async def active_again() -> bool:
