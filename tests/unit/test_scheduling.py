@@ -105,12 +105,12 @@ def request(
     **kwargs: object,
 ) -> PlacementRequest:
     return PlacementRequest(
-        "server-1",
-        vcpus,
-        ram_mb,
-        disk_gb,
-        flavor,
-        tuple(parse_constraints(constraints or {})),
+        server_id="server-1",
+        vcpus=vcpus,
+        ram_mb=ram_mb,
+        disk_gb=disk_gb,
+        flavor=flavor,
+        constraints=tuple(parse_constraints(constraints or {})),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -138,15 +138,17 @@ LARGE = ("m1.large", 4, 8192, 80)
 
 def test_request_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="ram_mb"):
-        PlacementRequest("s", 1, -1, 0)
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=-1, disk_gb=0)
     with pytest.raises(ValueError, match="group_policy"):
-        PlacementRequest("s", 1, 1, 0, group="g", group_policy="together")
+        PlacementRequest(
+            server_id="s", vcpus=1, ram_mb=1, disk_gb=0, group="g", group_policy="together"
+        )
     with pytest.raises(ValueError, match="needs a group"):
-        PlacementRequest("s", 1, 1, 0, group_policy="affinity")
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, group_policy="affinity")
     with pytest.raises(ValueError, match="within"):
-        PlacementRequest("s", 1, 1, 0, within=("eu", ""))
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, within=("eu", ""))
     with pytest.raises(ValueError, match="avoid"):
-        PlacementRequest("s", 1, 1, 0, avoid=((),))
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, avoid=((),))
     with pytest.raises(ValueError, match="strategy"):
         PlannerConfig(strategy="pack")
     with pytest.raises(ValueError, match="sample_size"):
@@ -481,7 +483,10 @@ def test_sampling_is_random_but_reproducible() -> None:
     def sample(req: PlacementRequest, rng: random.Random | None = None) -> set[str]:
         return {c.name for c in plan(req, hosts, [], zone_name="z", config=cfg, rng=rng).passed}
 
-    a, b = request(1, 512, 1), PlacementRequest("server-2", 1, 512, 1)
+    a, b = (
+        request(1, 512, 1),
+        PlacementRequest(server_id="server-2", vcpus=1, ram_mb=512, disk_gb=1),
+    )
     assert sample(a) == sample(a) and sample(a) != sample(b)
     assert sample(a, random.Random(1)) == sample(a, random.Random(1))
     assert sample(a, random.Random(1)) != sample(a, random.Random(2))
@@ -700,10 +705,19 @@ def test_a_burst_spreads_over_hosts_when_each_decision_reserves() -> None:
     hosts = [host(f"h{i}", (4, 16384, 100)) for i in range(4)]
     chosen = []
     for i in range(8):
-        d = plan(PlacementRequest(f"s{i}", 2, 8192, 10), hosts, [], zone_name="z")
-        reserve_host(d.ranked[0], PlacementRequest(f"s{i}", 2, 8192, 10))
+        d = plan(
+            PlacementRequest(server_id=f"s{i}", vcpus=2, ram_mb=8192, disk_gb=10),
+            hosts,
+            [],
+            zone_name="z",
+        )
+        reserve_host(
+            d.ranked[0], PlacementRequest(server_id=f"s{i}", vcpus=2, ram_mb=8192, disk_gb=10)
+        )
         chosen.append(d.ranked[0].name)
     assert sorted(chosen) == ["h0", "h0", "h1", "h1", "h2", "h2", "h3", "h3"]
     assert all(h.free == (0, 0, 80) for h in hosts)
-    d = plan(PlacementRequest("s9", 2, 8192, 10), hosts, [], zone_name="z")
+    d = plan(
+        PlacementRequest(server_id="s9", vcpus=2, ram_mb=8192, disk_gb=10), hosts, [], zone_name="z"
+    )
     assert d.reason() == "no host with vcpus >= 2 and ram_mb >= 8192 in z"

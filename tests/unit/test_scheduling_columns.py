@@ -34,7 +34,7 @@ def zone(i: int, fits: dict[str, int], *, active: bool = True, **caps: Any) -> Z
 
 
 def request(flavor: str | None = "small", **kw: Any) -> PlacementRequest:
-    return PlacementRequest("s1", 1, 1024, 10, flavor=flavor, **kw)
+    return PlacementRequest(server_id="s1", vcpus=1, ram_mb=1024, disk_gb=10, flavor=flavor, **kw)
 
 
 def test_columns_hold_each_zones_units() -> None:

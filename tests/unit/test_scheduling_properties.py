@@ -190,7 +190,9 @@ def test_generated_screens_answer_what_the_filters_answer(
         op = data.draw(st.sampled_from(["= ", ">= ", "<= "] if type(value) is not str else ["= "]))
         cs = (parse_constraint(key, f"{op}{value}"), *more[:2])
     for v, m, d in ((r.vcpus, r.ram_mb, r.disk_gb), (0, 0, 0)):  # also every host's values
-        screened = screen_hosts(hosts, PlacementRequest("s", v, m, d, constraints=cs))
+        screened = screen_hosts(
+            hosts, PlacementRequest(server_id="s", vcpus=v, ram_mb=m, disk_gb=d, constraints=cs)
+        )
         assert screened == [
             h.enabled
             and h.online
@@ -200,7 +202,14 @@ def test_generated_screens_answer_what_the_filters_answer(
             and all(host_meets(h, c) for c in cs)
             for h in hosts
         ]
-    zoned = PlacementRequest("s", r.vcpus, r.ram_mb, r.disk_gb, r.flavor, cs)
+    zoned = PlacementRequest(
+        server_id="s",
+        vcpus=r.vcpus,
+        ram_mb=r.ram_mb,
+        disk_gb=r.disk_gb,
+        flavor=r.flavor,
+        constraints=cs,
+    )
     want = [
         z.active and zone_has_room(z, zoned) and all(zone_may_satisfy(z, c) for c in cs)
         for z in zones
@@ -226,7 +235,13 @@ def test_generated_screens_at_the_boundaries() -> None:
         ("arch", "arm64", True, False),
         ("arch", "x86_64", False, True),
     ):
-        request = PlacementRequest("s", 1, 1024, 10, constraints=(parse_constraint(key, spec),))
+        request = PlacementRequest(
+            server_id="s",
+            vcpus=1,
+            ram_mb=1024,
+            disk_gb=10,
+            constraints=(parse_constraint(key, spec),),
+        )
         assert screen_hosts([host], request) == [want], (key, spec)
         assert screen_zones([inner], request) == [want], (key, spec)
         assert screen_zones([own], request) == [want_own], (key, spec)
@@ -320,7 +335,12 @@ def test_sampling_never_misses_the_only_host_that_fits(
         frozenset(f"host:h{i}" for i in range(n) if i != fits) if why == "excluded" else frozenset()
     )
     req = PlacementRequest(
-        f"s{seed}", 2, 4096, 10, constraints=(parse_constraint("arch", "arm64"),), exclude=exclude
+        server_id=f"s{seed}",
+        vcpus=2,
+        ram_mb=4096,
+        disk_gb=10,
+        constraints=(parse_constraint("arch", "arm64"),),
+        exclude=exclude,
     )
     rng = random.Random(seed) if seed is not None else None
     d = plan(req, hosts, [], zone_name="z", config=PlannerConfig(sample_size=sample), rng=rng)
@@ -380,7 +400,7 @@ def test_planning_and_reserving_never_overcommits(
     config = PlannerConfig(strategy=strategy, sample_size=sample)
     used = {h.name: [0, 0, 0] for h in hosts}
     for i, (v, r, d) in enumerate(shapes):
-        req = PlacementRequest(f"s{i}", v, r, d)
+        req = PlacementRequest(server_id=f"s{i}", vcpus=v, ram_mb=r, disk_gb=d)
         decision = plan(req, hosts, [], zone_name="z", config=config, rng=rng)
         fits_somewhere = any(
             h.free_vcpus >= v and h.free_ram_mb >= r and h.free_disk_gb >= d for h in hosts
