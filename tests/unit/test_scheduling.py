@@ -47,7 +47,17 @@ def host(
     members: int = 0,
     **caps: Value,
 ) -> HostCandidate:
-    return HostCandidate(name, dict(caps), *free, enabled, online, members)
+    free_vcpus, free_ram_mb, free_disk_gb = free
+    return HostCandidate(
+        name=name,
+        values=dict(caps),
+        free_vcpus=free_vcpus,
+        free_ram_mb=free_ram_mb,
+        free_disk_gb=free_disk_gb,
+        enabled=enabled,
+        online=online,
+        group_members=members,
+    )
 
 
 def summary_of(
@@ -278,7 +288,9 @@ def test_capabilities_filter_on_hosts() -> None:
 
 
 def test_capabilities_filter_reads_live_free_amounts_not_stale_values() -> None:
-    h = HostCandidate("h", {"free_ram_mb": 99999}, 4, 1024, 10)
+    h = HostCandidate(
+        name="h", values={"free_ram_mb": 99999}, free_vcpus=4, free_ram_mb=1024, free_disk_gb=10
+    )
     req = request(1, 1, 1, constraints={"free_ram_mb": ">= 2048"})
     assert split(CapabilitiesFilter(), [h], req) == ([], ["h"])
     h.free_ram_mb = 4096

@@ -30,7 +30,9 @@ def zone(i: int, fits: dict[str, int], *, active: bool = True, **caps: Any) -> Z
         strings={"arch": {"x86_64": 3}},
         fits=dict(fits),
     )
-    return ZoneCandidate(f"z{i}", f"zone{i}", active, summary, caps)
+    return ZoneCandidate(
+        id=f"z{i}", name=f"zone{i}", active=active, summary=summary, capabilities=caps
+    )
 
 
 def request(flavor: str | None = "small", **kw: Any) -> PlacementRequest:

@@ -198,13 +198,13 @@ def build_tree(
                     disk = p.disk_gb - min(int(p.disk_gb * fill), p.disk_gb)
                     hosts.append(
                         HostCandidate(
-                            f"{huddle.name}-{j:03d}",
-                            p.values,
-                            p.vcpus - min(int(p.vcpus * a), p.vcpus),
-                            ints.setdefault(ram, ram),
-                            ints.setdefault(disk, disk),
-                            index % DISABLED_EVERY != DISABLED_EVERY - 1,
-                            index % OFFLINE_EVERY != OFFLINE_EVERY // 2,
+                            name=f"{huddle.name}-{j:03d}",
+                            values=p.values,
+                            free_vcpus=p.vcpus - min(int(p.vcpus * a), p.vcpus),
+                            free_ram_mb=ints.setdefault(ram, ram),
+                            free_disk_gb=ints.setdefault(disk, disk),
+                            enabled=index % DISABLED_EVERY != DISABLED_EVERY - 1,
+                            online=index % OFFLINE_EVERY != OFFLINE_EVERY // 2,
                         )
                     )
                     index += 1
@@ -216,14 +216,23 @@ def build_tree(
                 dc.children[huddle.name] = huddle
                 dc.zones.append(
                     ZoneCandidate(
-                        huddle.name, huddle.name, True, huddle.summary, no_caps, labels=no_labels
+                        id=huddle.name,
+                        name=huddle.name,
+                        active=True,
+                        summary=huddle.summary,
+                        capabilities=no_caps,
+                        labels=no_labels,
                     )
                 )
             _close(dc)
             region.children[dc.name] = dc
             region.zones.append(
                 ZoneCandidate(
-                    dc.name, dc.name, True, dc.summary, {"region": region.name, "dc": dc.name}
+                    id=dc.name,
+                    name=dc.name,
+                    active=True,
+                    summary=dc.summary,
+                    capabilities={"region": region.name, "dc": dc.name},
                 )
             )
         _close(region)
@@ -232,11 +241,11 @@ def build_tree(
         root.children[region.name] = region
         root.zones.append(
             ZoneCandidate(
-                region.name,
-                region.name,
-                True,
-                region.summary,
-                {"region": region.name},
+                id=region.name,
+                name=region.name,
+                active=True,
+                summary=region.summary,
+                capabilities={"region": region.name},
                 weight_offset=offsets.get(r, 0.0),
                 weight_scale=scales.get(r, 1.0),
             )
