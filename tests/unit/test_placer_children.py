@@ -16,10 +16,10 @@ from skyfed.zones.view import ChildSnapshot, ZoneView
 def snapshot(child_id: str, units: int) -> ChildSnapshot:
     summary = Summary(
         hosts=4,
-        numeric={"free_ram_mb": NumericStats(0, 8192, 8192 * units, 4)},
+        numeric={"free_ram_mb": NumericStats(min=0, max=8192, sum=8192 * units, count=4)},
         fits={"small": units},
     )
-    return ChildSnapshot(child_id, child_id, "active", summary)
+    return ChildSnapshot(id=child_id, name=child_id, state="active", summary=summary)
 
 
 def placer_over(*children: ChildSnapshot) -> Placer:

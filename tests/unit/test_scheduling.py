@@ -3,6 +3,7 @@ the reasons it gives, and reservations ("assume and deduct")."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from skyfed.scheduling.candidates import (
     reserve_zone,
 )
 from skyfed.scheduling.config import PlannerConfig
+from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import (
     FILTER_NAMES,
     FILTERS,
@@ -28,6 +30,7 @@ from skyfed.scheduling.filters import (
     ResourcesFilter,
     ZonePathFilter,
 )
+from skyfed.scheduling.misses import Miss
 from skyfed.scheduling.planner import plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.scheduling.weighers import normalize
@@ -144,6 +147,14 @@ LARGE = ("m1.large", 4, 8192, 80)
 
 
 # -- the request -------------------------------------------------------------------
+
+
+def test_many_field_objects_are_keyword_only() -> None:
+    """Positional construction cannot come back: a call site names what it sets."""
+    for cls in (Decision, PlacementRequest, HostCandidate, ZoneCandidate, PlannerConfig, Miss):
+        assert all(f.kw_only for f in dataclasses.fields(cls) if f.init), cls.__name__
+    with pytest.raises(TypeError):
+        PlacementRequest("s", 1, 1024, 10)  # type: ignore[misc]
 
 
 def test_request_rejects_bad_values() -> None:
@@ -700,7 +711,7 @@ def test_reserve_zone_deducts_from_its_summary() -> None:
     assert z.summary.fits["m1.small"] == 5
     after = z.summary.numeric["free_ram_mb"]
     assert (after.sum, after.max, after.min) == (12288 - 2048, 8192, 4096)
-    assert before == NumericStats(4096, 8192, 12288, 2) and after is not before
+    assert before == NumericStats(min=4096, max=8192, sum=12288, count=2) and after is not before
     assert shared_parent.numeric["free_ram_mb"].sum == 12288
     # A sum that falls below the largest free amount pulls the maximum down with it.
     reserve_zone(z, request(0, 9000, 0))
