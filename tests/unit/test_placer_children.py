@@ -16,10 +16,10 @@ from skyfed.zones.view import ChildSnapshot, ZoneView
 def snapshot(child_id: str, units: int) -> ChildSnapshot:
     summary = Summary(
         hosts=4,
-        numeric={"free_ram_mb": NumericStats(0, 8192, 8192 * units, 4)},
+        numeric={"free_ram_mb": NumericStats(min=0, max=8192, sum=8192 * units, count=4)},
         fits={"small": units},
     )
-    return ChildSnapshot(child_id, child_id, "active", summary)
+    return ChildSnapshot(id=child_id, name=child_id, state="active", summary=summary)
 
 
 def placer_over(*children: ChildSnapshot) -> Placer:
@@ -31,7 +31,7 @@ def placer_over(*children: ChildSnapshot) -> Placer:
 
 
 def small(server_id: str) -> PlacementRequest:
-    return PlacementRequest(server_id, 1, 1024, 10, flavor="small")
+    return PlacementRequest(server_id=server_id, vcpus=1, ram_mb=1024, disk_gb=10, flavor="small")
 
 
 def place(
@@ -68,7 +68,9 @@ def test_a_group_requests_reservation_is_seen_by_the_next_decision() -> None:
     assert list(kept.fits("small")) == [1, 1]  # the column, as decisions have read it
     # A request with a server group decides over the same kept candidates, its group's
     # counts given beside them.
-    grouped = PlacementRequest("grouped", 1, 1024, 10, flavor="small", group="g")
+    grouped = PlacementRequest(
+        server_id="grouped", vcpus=1, ram_mb=1024, disk_gb=10, flavor="small", group="g"
+    )
     assert place(placer, grouped, group_members={}) == "a"
     assert kept.fits("small")[0] == 0
     assert place(placer, small("next")) == "b"

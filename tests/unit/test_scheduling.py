@@ -3,6 +3,7 @@ the reasons it gives, and reservations ("assume and deduct")."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from skyfed.scheduling.candidates import (
     reserve_zone,
 )
 from skyfed.scheduling.config import PlannerConfig
+from skyfed.scheduling.decision import Decision
 from skyfed.scheduling.filters import (
     FILTER_NAMES,
     FILTERS,
@@ -28,6 +30,7 @@ from skyfed.scheduling.filters import (
     ResourcesFilter,
     ZonePathFilter,
 )
+from skyfed.scheduling.misses import Miss
 from skyfed.scheduling.planner import plan
 from skyfed.scheduling.request import PlacementRequest, child_request
 from skyfed.scheduling.weighers import normalize
@@ -47,7 +50,17 @@ def host(
     members: int = 0,
     **caps: Value,
 ) -> HostCandidate:
-    return HostCandidate(name, dict(caps), *free, enabled, online, members)
+    free_vcpus, free_ram_mb, free_disk_gb = free
+    return HostCandidate(
+        name=name,
+        values=dict(caps),
+        free_vcpus=free_vcpus,
+        free_ram_mb=free_ram_mb,
+        free_disk_gb=free_disk_gb,
+        enabled=enabled,
+        online=online,
+        group_members=members,
+    )
 
 
 def summary_of(
@@ -105,12 +118,12 @@ def request(
     **kwargs: object,
 ) -> PlacementRequest:
     return PlacementRequest(
-        "server-1",
-        vcpus,
-        ram_mb,
-        disk_gb,
-        flavor,
-        tuple(parse_constraints(constraints or {})),
+        server_id="server-1",
+        vcpus=vcpus,
+        ram_mb=ram_mb,
+        disk_gb=disk_gb,
+        flavor=flavor,
+        constraints=tuple(parse_constraints(constraints or {})),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -136,17 +149,27 @@ LARGE = ("m1.large", 4, 8192, 80)
 # -- the request -------------------------------------------------------------------
 
 
+def test_many_field_objects_are_keyword_only() -> None:
+    """Positional construction cannot come back: a call site names what it sets."""
+    for cls in (Decision, PlacementRequest, HostCandidate, ZoneCandidate, PlannerConfig, Miss):
+        assert all(f.kw_only for f in dataclasses.fields(cls) if f.init), cls.__name__
+    with pytest.raises(TypeError):
+        PlacementRequest("s", 1, 1024, 10)  # type: ignore[misc]
+
+
 def test_request_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="ram_mb"):
-        PlacementRequest("s", 1, -1, 0)
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=-1, disk_gb=0)
     with pytest.raises(ValueError, match="group_policy"):
-        PlacementRequest("s", 1, 1, 0, group="g", group_policy="together")
+        PlacementRequest(
+            server_id="s", vcpus=1, ram_mb=1, disk_gb=0, group="g", group_policy="together"
+        )
     with pytest.raises(ValueError, match="needs a group"):
-        PlacementRequest("s", 1, 1, 0, group_policy="affinity")
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, group_policy="affinity")
     with pytest.raises(ValueError, match="within"):
-        PlacementRequest("s", 1, 1, 0, within=("eu", ""))
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, within=("eu", ""))
     with pytest.raises(ValueError, match="avoid"):
-        PlacementRequest("s", 1, 1, 0, avoid=((),))
+        PlacementRequest(server_id="s", vcpus=1, ram_mb=1, disk_gb=0, avoid=((),))
     with pytest.raises(ValueError, match="strategy"):
         PlannerConfig(strategy="pack")
     with pytest.raises(ValueError, match="sample_size"):
@@ -276,7 +299,9 @@ def test_capabilities_filter_on_hosts() -> None:
 
 
 def test_capabilities_filter_reads_live_free_amounts_not_stale_values() -> None:
-    h = HostCandidate("h", {"free_ram_mb": 99999}, 4, 1024, 10)
+    h = HostCandidate(
+        name="h", values={"free_ram_mb": 99999}, free_vcpus=4, free_ram_mb=1024, free_disk_gb=10
+    )
     req = request(1, 1, 1, constraints={"free_ram_mb": ">= 2048"})
     assert split(CapabilitiesFilter(), [h], req) == ([], ["h"])
     h.free_ram_mb = 4096
@@ -481,7 +506,10 @@ def test_sampling_is_random_but_reproducible() -> None:
     def sample(req: PlacementRequest, rng: random.Random | None = None) -> set[str]:
         return {c.name for c in plan(req, hosts, [], zone_name="z", config=cfg, rng=rng).passed}
 
-    a, b = request(1, 512, 1), PlacementRequest("server-2", 1, 512, 1)
+    a, b = (
+        request(1, 512, 1),
+        PlacementRequest(server_id="server-2", vcpus=1, ram_mb=512, disk_gb=1),
+    )
     assert sample(a) == sample(a) and sample(a) != sample(b)
     assert sample(a, random.Random(1)) == sample(a, random.Random(1))
     assert sample(a, random.Random(1)) != sample(a, random.Random(2))
@@ -683,7 +711,7 @@ def test_reserve_zone_deducts_from_its_summary() -> None:
     assert z.summary.fits["m1.small"] == 5
     after = z.summary.numeric["free_ram_mb"]
     assert (after.sum, after.max, after.min) == (12288 - 2048, 8192, 4096)
-    assert before == NumericStats(4096, 8192, 12288, 2) and after is not before
+    assert before == NumericStats(min=4096, max=8192, sum=12288, count=2) and after is not before
     assert shared_parent.numeric["free_ram_mb"].sum == 12288
     # A sum that falls below the largest free amount pulls the maximum down with it.
     reserve_zone(z, request(0, 9000, 0))
@@ -700,10 +728,19 @@ def test_a_burst_spreads_over_hosts_when_each_decision_reserves() -> None:
     hosts = [host(f"h{i}", (4, 16384, 100)) for i in range(4)]
     chosen = []
     for i in range(8):
-        d = plan(PlacementRequest(f"s{i}", 2, 8192, 10), hosts, [], zone_name="z")
-        reserve_host(d.ranked[0], PlacementRequest(f"s{i}", 2, 8192, 10))
+        d = plan(
+            PlacementRequest(server_id=f"s{i}", vcpus=2, ram_mb=8192, disk_gb=10),
+            hosts,
+            [],
+            zone_name="z",
+        )
+        reserve_host(
+            d.ranked[0], PlacementRequest(server_id=f"s{i}", vcpus=2, ram_mb=8192, disk_gb=10)
+        )
         chosen.append(d.ranked[0].name)
     assert sorted(chosen) == ["h0", "h0", "h1", "h1", "h2", "h2", "h3", "h3"]
     assert all(h.free == (0, 0, 80) for h in hosts)
-    d = plan(PlacementRequest("s9", 2, 8192, 10), hosts, [], zone_name="z")
+    d = plan(
+        PlacementRequest(server_id="s9", vcpus=2, ram_mb=8192, disk_gb=10), hosts, [], zone_name="z"
+    )
     assert d.reason() == "no host with vcpus >= 2 and ram_mb >= 8192 in z"

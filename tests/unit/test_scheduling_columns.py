@@ -26,15 +26,17 @@ from tests.unit.test_scheduling_properties import requests, zones_strategy
 def zone(i: int, fits: dict[str, int], *, active: bool = True, **caps: Any) -> ZoneCandidate:
     summary = Summary(
         hosts=4,
-        numeric={"free_ram_mb": NumericStats(0, 8192, 20000, 4)},
+        numeric={"free_ram_mb": NumericStats(min=0, max=8192, sum=20000, count=4)},
         strings={"arch": {"x86_64": 3}},
         fits=dict(fits),
     )
-    return ZoneCandidate(f"z{i}", f"zone{i}", active, summary, caps)
+    return ZoneCandidate(
+        id=f"z{i}", name=f"zone{i}", active=active, summary=summary, capabilities=caps
+    )
 
 
 def request(flavor: str | None = "small", **kw: Any) -> PlacementRequest:
-    return PlacementRequest("s1", 1, 1024, 10, flavor=flavor, **kw)
+    return PlacementRequest(server_id="s1", vcpus=1, ram_mb=1024, disk_gb=10, flavor=flavor, **kw)
 
 
 def test_columns_hold_each_zones_units() -> None:
@@ -87,7 +89,7 @@ def test_a_zone_belongs_to_one_set() -> None:
 
 def test_met_is_zone_may_satisfy_of_every_constraint() -> None:
     zones = [zone(0, {}), zone(1, {}, arch="arm64"), zone(2, {}, gpu=1)]
-    zones[2].summary.numeric["gpu"] = NumericStats(0, 2, 2, 4)
+    zones[2].summary.numeric["gpu"] = NumericStats(min=0, max=2, sum=2, count=4)
     zs = ZoneSet(zones)
     for spec in ({"arch": "x86_64"}, {"arch": "arm64", "gpu": ">= 1"}, {"gpu": "exists"}):
         wanted = tuple(parse_constraints(spec))

@@ -66,14 +66,14 @@ def hosts_strategy(draw: Any, min_size: int = 0, max_size: int = 8) -> list[Host
     for i in range(n):
         out.append(
             HostCandidate(
-                f"h{i}",
-                draw(caps_strategy),
-                draw(st.integers(0, 8)),
-                draw(st.integers(0, 8)) * 1024,
-                draw(st.integers(0, 4)) * 10,
-                draw(st.booleans()) or draw(st.booleans()),
-                draw(st.booleans()) or draw(st.booleans()),
-                draw(st.integers(0, 2)) if draw(st.booleans()) else 0,
+                name=f"h{i}",
+                values=draw(caps_strategy),
+                free_vcpus=draw(st.integers(0, 8)),
+                free_ram_mb=draw(st.integers(0, 8)) * 1024,
+                free_disk_gb=draw(st.integers(0, 4)) * 10,
+                enabled=draw(st.booleans()) or draw(st.booleans()),
+                online=draw(st.booleans()) or draw(st.booleans()),
+                group_members=draw(st.integers(0, 2)) if draw(st.booleans()) else 0,
             )
         )
     return out
@@ -101,13 +101,13 @@ def zones_strategy(draw: Any, max_size: int = 5) -> list[ZoneCandidate]:
             summary.strings_overflow[key] = sum(summary.strings.pop(key).values())
         out.append(
             ZoneCandidate(
-                f"z{i}",
-                f"zone{i}",
-                draw(st.booleans()) or draw(st.booleans()),
-                summary,
-                draw(caps_strategy),
-                draw(st.sampled_from([0.0, 0.5, -1.0])),
-                draw(st.sampled_from([1.0, 0.0, 2.0])),
+                id=f"z{i}",
+                name=f"zone{i}",
+                active=draw(st.booleans()) or draw(st.booleans()),
+                summary=summary,
+                capabilities=draw(caps_strategy),
+                weight_offset=draw(st.sampled_from([0.0, 0.5, -1.0])),
+                weight_scale=draw(st.sampled_from([1.0, 0.0, 2.0])),
                 group_members=draw(st.integers(0, 2)) if draw(st.booleans()) else 0,
             )
         )
@@ -190,7 +190,9 @@ def test_generated_screens_answer_what_the_filters_answer(
         op = data.draw(st.sampled_from(["= ", ">= ", "<= "] if type(value) is not str else ["= "]))
         cs = (parse_constraint(key, f"{op}{value}"), *more[:2])
     for v, m, d in ((r.vcpus, r.ram_mb, r.disk_gb), (0, 0, 0)):  # also every host's values
-        screened = screen_hosts(hosts, PlacementRequest("s", v, m, d, constraints=cs))
+        screened = screen_hosts(
+            hosts, PlacementRequest(server_id="s", vcpus=v, ram_mb=m, disk_gb=d, constraints=cs)
+        )
         assert screened == [
             h.enabled
             and h.online
@@ -200,7 +202,14 @@ def test_generated_screens_answer_what_the_filters_answer(
             and all(host_meets(h, c) for c in cs)
             for h in hosts
         ]
-    zoned = PlacementRequest("s", r.vcpus, r.ram_mb, r.disk_gb, r.flavor, cs)
+    zoned = PlacementRequest(
+        server_id="s",
+        vcpus=r.vcpus,
+        ram_mb=r.ram_mb,
+        disk_gb=r.disk_gb,
+        flavor=r.flavor,
+        constraints=cs,
+    )
     want = [
         z.active and zone_has_room(z, zoned) and all(zone_may_satisfy(z, c) for c in cs)
         for z in zones
@@ -213,10 +222,18 @@ def test_generated_screens_answer_what_the_filters_answer(
 
 
 def test_generated_screens_at_the_boundaries() -> None:
-    host = HostCandidate("h", {"gen": 3, "arch": "arm64"}, 1, 1024, 10)
+    host = HostCandidate(
+        name="h",
+        values={"gen": 3, "arch": "arm64"},
+        free_vcpus=1,
+        free_ram_mb=1024,
+        free_disk_gb=10,
+    )
     summary = summarize_hosts([_Beat(host)], [_Flavor()])
-    inner = ZoneCandidate("z", "inner", True, summary)  # judged by its summary
-    own = ZoneCandidate("o", "own", True, summary, {"gen": 2, "arch": "x86_64"})
+    inner = ZoneCandidate(id="z", name="inner", active=True, summary=summary)  # by its summary
+    own = ZoneCandidate(
+        id="o", name="own", active=True, summary=summary, capabilities={"gen": 2, "arch": "x86_64"}
+    )
     # (host and inner, own): the child's own capabilities answer for it: gen 2, x86_64.
     for key, spec, want, want_own in (
         ("gen", ">= 3", True, False),
@@ -226,7 +243,13 @@ def test_generated_screens_at_the_boundaries() -> None:
         ("arch", "arm64", True, False),
         ("arch", "x86_64", False, True),
     ):
-        request = PlacementRequest("s", 1, 1024, 10, constraints=(parse_constraint(key, spec),))
+        request = PlacementRequest(
+            server_id="s",
+            vcpus=1,
+            ram_mb=1024,
+            disk_gb=10,
+            constraints=(parse_constraint(key, spec),),
+        )
         assert screen_hosts([host], request) == [want], (key, spec)
         assert screen_zones([inner], request) == [want], (key, spec)
         assert screen_zones([own], request) == [want_own], (key, spec)
@@ -304,23 +327,27 @@ def test_sampling_never_misses_the_only_host_that_fits(
     fits = data.draw(st.integers(0, n - 1))
     arm = {"arch": "arm64"}
     x86 = {"arch": "x86_64"}
-    hosts = []
-    for i in range(n):
-        if i == fits:
-            hosts.append(HostCandidate(f"h{i}", arm, 4, 8192, 100))
-        elif why == "full":
-            hosts.append(HostCandidate(f"h{i}", arm, 1, 8192, 100))
-        elif why == "disabled":
-            hosts.append(HostCandidate(f"h{i}", arm, 8, 99999, 100, enabled=False))
-        elif why == "arch":
-            hosts.append(HostCandidate(f"h{i}", x86, 8, 99999, 100))
-        else:
-            hosts.append(HostCandidate(f"h{i}", arm, 8, 99999, 100))
+    fit: dict[str, Any] = {"values": arm, "free_vcpus": 4, "free_ram_mb": 8192}
+    other: dict[str, Any] = {
+        "full": {"values": arm, "free_vcpus": 1, "free_ram_mb": 8192},
+        "disabled": {"values": arm, "free_vcpus": 8, "free_ram_mb": 99999, "enabled": False},
+        "arch": {"values": x86, "free_vcpus": 8, "free_ram_mb": 99999},
+        "excluded": {"values": arm, "free_vcpus": 8, "free_ram_mb": 99999},
+    }[why]
+    hosts = [
+        HostCandidate(name=f"h{i}", free_disk_gb=100, **(fit if i == fits else other))
+        for i in range(n)
+    ]
     exclude = (
         frozenset(f"host:h{i}" for i in range(n) if i != fits) if why == "excluded" else frozenset()
     )
     req = PlacementRequest(
-        f"s{seed}", 2, 4096, 10, constraints=(parse_constraint("arch", "arm64"),), exclude=exclude
+        server_id=f"s{seed}",
+        vcpus=2,
+        ram_mb=4096,
+        disk_gb=10,
+        constraints=(parse_constraint("arch", "arm64"),),
+        exclude=exclude,
     )
     rng = random.Random(seed) if seed is not None else None
     d = plan(req, hosts, [], zone_name="z", config=PlannerConfig(sample_size=sample), rng=rng)
@@ -375,12 +402,15 @@ def test_planning_and_reserving_never_overcommits(
     strategy: str,
     seed: int,
 ) -> None:
-    hosts = [HostCandidate(f"h{i}", {}, v, r, d) for i, (v, r, d) in enumerate(capacities)]
+    hosts = [
+        HostCandidate(name=f"h{i}", values={}, free_vcpus=v, free_ram_mb=r, free_disk_gb=d)
+        for i, (v, r, d) in enumerate(capacities)
+    ]
     rng = random.Random(seed)
     config = PlannerConfig(strategy=strategy, sample_size=sample)
     used = {h.name: [0, 0, 0] for h in hosts}
     for i, (v, r, d) in enumerate(shapes):
-        req = PlacementRequest(f"s{i}", v, r, d)
+        req = PlacementRequest(server_id=f"s{i}", vcpus=v, ram_mb=r, disk_gb=d)
         decision = plan(req, hosts, [], zone_name="z", config=config, rng=rng)
         fits_somewhere = any(
             h.free_vcpus >= v and h.free_ram_mb >= r and h.free_disk_gb >= d for h in hosts

@@ -80,7 +80,7 @@ class BenchError(RuntimeError):
 # -- the tree ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Profile:
     """One kind of host: a pool with one choice of each listed option. Hosts of a
     profile share one `values` dict (capabilities and resource totals)."""
@@ -108,13 +108,13 @@ def profiles() -> list[Profile]:
             }
             out.append(
                 Profile(
-                    pool,
-                    share / len(combos),
-                    int(values["vcpus"]),
-                    int(values["ram_mb"]),
-                    int(values["disk_gb"]),
-                    LOADS[pool],
-                    values,
+                    pool=pool,
+                    weight=share / len(combos),
+                    vcpus=int(values["vcpus"]),
+                    ram_mb=int(values["ram_mb"]),
+                    disk_gb=int(values["disk_gb"]),
+                    load=LOADS[pool],
+                    values=values,
                 )
             )
     return out
@@ -132,7 +132,7 @@ class _SummaryHost:
         self.values = {**host.values, **dict(zip(FREE_KEYS, self.free, strict=True))}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Node:
     """One zone of the tree: its own hosts, its children as candidates, their nodes."""
 
@@ -144,7 +144,7 @@ class Node:
     summary: Summary = field(default_factory=Summary)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Tree:
     root: Node
     hosts: list[HostCandidate]  # every host, for the flat baseline
@@ -169,7 +169,7 @@ def build_tree(
     everyone: list[HostCandidate] = []
     instances = 0
     index = 0
-    root = Node("global")
+    root = Node(name="global")
     ints: dict[int, int] = {}
     no_caps: dict[str, Value] = {}  # huddles have no capabilities of their own: one empty dict
     no_labels: dict[str, str] = {}
@@ -177,11 +177,11 @@ def build_tree(
     scales = {regions - 1: 0.5}  # ... and the last one half drained (weight_scale)
     started = time.monotonic()
     for r in range(regions):
-        region = Node(f"r{r}")
+        region = Node(name=f"r{r}")
         for d in range(dcs):
-            dc = Node(f"{region.name}-dc{d}")
+            dc = Node(name=f"{region.name}-dc{d}")
             for h in range(huddles):
-                huddle = Node(f"{dc.name}-h{h:03d}")
+                huddle = Node(name=f"{dc.name}-h{h:03d}")
                 hosts = huddle.hosts
                 for j in range(hosts_per_huddle):
                     p = kinds[bisect(cumulative, rnd() * total_weight)]
@@ -198,13 +198,13 @@ def build_tree(
                     disk = p.disk_gb - min(int(p.disk_gb * fill), p.disk_gb)
                     hosts.append(
                         HostCandidate(
-                            f"{huddle.name}-{j:03d}",
-                            p.values,
-                            p.vcpus - min(int(p.vcpus * a), p.vcpus),
-                            ints.setdefault(ram, ram),
-                            ints.setdefault(disk, disk),
-                            index % DISABLED_EVERY != DISABLED_EVERY - 1,
-                            index % OFFLINE_EVERY != OFFLINE_EVERY // 2,
+                            name=f"{huddle.name}-{j:03d}",
+                            values=p.values,
+                            free_vcpus=p.vcpus - min(int(p.vcpus * a), p.vcpus),
+                            free_ram_mb=ints.setdefault(ram, ram),
+                            free_disk_gb=ints.setdefault(disk, disk),
+                            enabled=index % DISABLED_EVERY != DISABLED_EVERY - 1,
+                            online=index % OFFLINE_EVERY != OFFLINE_EVERY // 2,
                         )
                     )
                     index += 1
@@ -216,14 +216,23 @@ def build_tree(
                 dc.children[huddle.name] = huddle
                 dc.zones.append(
                     ZoneCandidate(
-                        huddle.name, huddle.name, True, huddle.summary, no_caps, labels=no_labels
+                        id=huddle.name,
+                        name=huddle.name,
+                        active=True,
+                        summary=huddle.summary,
+                        capabilities=no_caps,
+                        labels=no_labels,
                     )
                 )
             _close(dc)
             region.children[dc.name] = dc
             region.zones.append(
                 ZoneCandidate(
-                    dc.name, dc.name, True, dc.summary, {"region": region.name, "dc": dc.name}
+                    id=dc.name,
+                    name=dc.name,
+                    active=True,
+                    summary=dc.summary,
+                    capabilities={"region": region.name, "dc": dc.name},
                 )
             )
         _close(region)
@@ -232,17 +241,17 @@ def build_tree(
         root.children[region.name] = region
         root.zones.append(
             ZoneCandidate(
-                region.name,
-                region.name,
-                True,
-                region.summary,
-                {"region": region.name},
+                id=region.name,
+                name=region.name,
+                active=True,
+                summary=region.summary,
+                capabilities={"region": region.name},
                 weight_offset=offsets.get(r, 0.0),
                 weight_scale=scales.get(r, 1.0),
             )
         )
     _close(root)
-    return Tree(root, everyone, instances, regions * dcs * huddles)
+    return Tree(root=root, hosts=everyone, instances=instances, huddles=regions * dcs * huddles)
 
 
 def _close(node: Node) -> None:
@@ -329,7 +338,7 @@ def kind_of(request: PlacementRequest) -> str:
 # -- deciding ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Outcome:
     host: HostCandidate | None
     path: list[str]  # zone names from the root's child down, then the host's name
@@ -359,7 +368,7 @@ class Descent:
 
     def place(self, request: PlacementRequest) -> Outcome:
         members = self.members.get(request.group) if request.group else None
-        outcome = Outcome(None, [], 0)
+        outcome = Outcome(host=None, path=[], plans=0)
         host, _ = self._descend(self.root, request, members, outcome)
         outcome.host = host
         if host is None and outcome.failure is not None:
@@ -451,12 +460,12 @@ class Flat:
         )
         host = decision.best
         if not isinstance(host, HostCandidate):  # (its reason would walk every host again)
-            return Outcome(None, [], 1, failure=decision)
+            return Outcome(host=None, path=[], plans=1, failure=decision)
         reserve_host(host, request)
         if request.group:
             counts = self.members.setdefault(request.group, {})
             counts[host.key] = counts.get(host.key, 0) + 1
-        return Outcome(host, [host.name], 1)
+        return Outcome(host=host, path=[host.name], plans=1)
 
 
 def check(request: PlacementRequest, outcome: Outcome) -> None:

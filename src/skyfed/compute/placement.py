@@ -63,7 +63,10 @@ def principal_payload(principal: Principal) -> dict[str, Any]:
 
 def principal_from(payload: dict[str, Any]) -> Principal:
     return Principal(
-        payload["user_id"], payload["username"], payload["project_id"], frozenset(payload["roles"])
+        user_id=payload["user_id"],
+        username=payload["username"],
+        project_id=payload["project_id"],
+        roles=frozenset(payload["roles"]),
     )
 
 
@@ -100,7 +103,9 @@ def _capacity(record: HostRecord) -> allocations.Capacity:
     """What a host offers skyfed's servers: its total minus what other workloads use."""
     total, other = record.resources, record.used
     return allocations.Capacity(
-        total.vcpus - other.vcpus, total.ram_mb - other.ram_mb, total.disk_gb - other.disk_gb
+        vcpus=total.vcpus - other.vcpus,
+        ram_mb=total.ram_mb - other.ram_mb,
+        disk_gb=total.disk_gb - other.disk_gb,
     )
 
 

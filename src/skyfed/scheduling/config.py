@@ -9,7 +9,7 @@ FILL = "fill"
 STRATEGIES = (SPREAD, FILL)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlannerConfig:
     strategy: str = "spread"  # "spread": most free room first; "fill": least first
     sample_size: int = 32  # passing candidates to collect before the scan stops

@@ -12,7 +12,7 @@ from skyfed.scheduling.request import PlacementRequest, resource_texts
 from skyfed.zones.summary import FREE_KEYS
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Decision:
     """The candidates ranked best first (at most `max_ranked`; empty when nothing fit).
 
@@ -34,7 +34,9 @@ class Decision:
     request: PlacementRequest | None = None
     # The bulky fields stay out of repr(): a decision may have seen a million hosts.
     passed: Sequence[Candidate] = field(default_factory=list, repr=False)
-    _dropped_candidates: dict[str, list[Candidate]] = field(default_factory=dict, repr=False)
+    # Per filter name, the scanned candidates it dropped known so far
+    # (`dropped_candidates` adds those still pending).
+    drops: dict[str, list[Candidate]] = field(default_factory=dict, repr=False)
     # The child zones offered (reason() reads their names).
     zones: Sequence[ZoneCandidate] = field(default=(), repr=False)
     # explain=True only: every candidate offered, with the filter that dropped it (or None).
@@ -48,9 +50,10 @@ class Decision:
     pending: list[Callable[[dict[str, list[Candidate]]], object]] = field(
         default_factory=list, repr=False
     )
-    _scores: dict[str, float] | None = field(default=None, repr=False)
-    _dropped: dict[str, list[str]] | None = field(default=None, repr=False)
-    _failure: str | None = field(default=None, repr=False)
+    # Caches of the properties below, not given by the caller.
+    _scores: dict[str, float] | None = field(default=None, init=False, repr=False)
+    _dropped: dict[str, list[str]] | None = field(default=None, init=False, repr=False)
+    _failure: str | None = field(default=None, init=False, repr=False)
 
     @property
     def best(self) -> Candidate | None:
@@ -66,8 +69,8 @@ class Decision:
     def dropped_candidates(self) -> dict[str, list[Candidate]]:
         """The scanned candidates each filter dropped."""
         while self.pending:
-            self.pending.pop()(self._dropped_candidates)
-        return self._dropped_candidates
+            self.pending.pop()(self.drops)
+        return self.drops
 
     @property
     def dropped(self) -> dict[str, list[str]]:

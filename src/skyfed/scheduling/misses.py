@@ -69,7 +69,7 @@ def room(summary: Summary, flavor: str | None) -> tuple[float, ...]:
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Miss(Generic[T]):
     summary: Summary  # the child's summary when it found nothing (kept to compare identity)
     room: tuple[float, ...]
@@ -140,7 +140,8 @@ class Misses(Generic[T]):
             self._drop(key)
         while len(entries) >= self.limit:
             self._drop(next(iter(entries)))
-        entries[key] = Miss(zone.summary, room(zone.summary, request.flavor), why)
+        summary = zone.summary
+        entries[key] = Miss(summary=summary, room=room(summary, request.flavor), why=why)
         self._zones[zone.id] = self._zones.get(zone.id, 0) + 1
         return True
 

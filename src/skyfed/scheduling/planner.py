@@ -403,18 +403,17 @@ def plan(
             passed_hosts, passed_zones, zone_rooms, ctx, config, rng, explain
         )
     decision = Decision(
-        ranked,
-        scanned,
-        zone_name,
-        offered,
-        request,
-        passed,
-        dropped,
-        zones,
-        None,
-        passed if explain else ranked,
-        weights if explain else kept,
-        pending,
+        ranked=ranked,
+        scanned=scanned,
+        zone_name=zone_name,
+        offered=offered,
+        request=request,
+        passed=passed,
+        drops=dropped,
+        zones=zones,
+        scored=passed if explain else ranked,
+        weights=weights if explain else kept,
+        pending=pending,
     )
     if explain:
         fate = {id(c): name for name, out in decision.dropped_candidates.items() for c in out}

@@ -13,7 +13,7 @@ POLICIES = (AFFINITY, ANTI_AFFINITY)
 ZonePath = tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PlacementRequest:
     """One server to place, as the deciding zone sees it.
 
