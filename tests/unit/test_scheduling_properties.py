@@ -4,8 +4,10 @@ answers, sampling never misses a fit, and reserving never overcommits a host."""
 from __future__ import annotations
 
 import random
+from itertools import compress, product
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,11 +15,13 @@ from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_h
 from skyfed.scheduling.config import PlannerConfig
 from skyfed.scheduling.filters import (
     FILTERS,
+    NO_ROOM,
     FilterContext,
     compile_constraint,
     compile_summary_constraint,
     host_flags,
     host_meets,
+    host_screen,
     screen_hosts,
     screen_zones,
     zone_flags,
@@ -28,8 +32,8 @@ from skyfed.scheduling.filters import (
 from skyfed.scheduling.planner import ScanOrder, _steps, plan
 from skyfed.scheduling.request import PlacementRequest
 from skyfed.scheduling.weighers import zone_room
-from skyfed.zones.capabilities import Constraint, Value, parse_constraint
-from skyfed.zones.summary import FREE_KEYS, summarize_hosts
+from skyfed.zones.capabilities import OPERATORS, Constraint, Value, parse_constraint
+from skyfed.zones.summary import FREE_KEYS, NumericStats, Summary, summarize_hosts
 
 KEYS = ("arch", "ssd", "gpu", "gen", "free_ram_mb")
 TEXTS = ("arm64", "x86_64", "1", "2.5", "a100")
@@ -164,63 +168,6 @@ def test_steps_follow_each_filters_applies(request: PlacementRequest) -> None:
     assert [name for name, _ in host_steps] == applying == [name for name, _ in zone_steps]
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    requests(),
-    st.lists(constraints(), max_size=3).map(tuple),
-    hosts_strategy(max_size=10),
-    zones_strategy(),
-    st.data(),
-)
-def test_generated_screens_answer_what_the_filters_answer(
-    request: PlacementRequest,
-    more: tuple[Constraint, ...],
-    hosts: list[HostCandidate],
-    zones: list[ZoneCandidate],
-    data: Any,
-) -> None:
-    r = request
-    cs = r.constraints + more
-    # And one on a value a host or zone has, so that the boundaries of = and >= are met.
-    seen = [(k, v) for h in hosts for k, v in h.values.items()]
-    seen += [(k, v) for z in zones for k, v in z.capabilities.items()]
-    seen += [(k, n.max) for z in zones for k, n in z.summary.numeric.items()]
-    if seen:
-        key, value = data.draw(st.sampled_from(seen))
-        op = data.draw(st.sampled_from(["= ", ">= ", "<= "] if type(value) is not str else ["= "]))
-        cs = (parse_constraint(key, f"{op}{value}"), *more[:2])
-    for v, m, d in ((r.vcpus, r.ram_mb, r.disk_gb), (0, 0, 0)):  # also every host's values
-        screened = screen_hosts(
-            hosts, PlacementRequest(server_id="s", vcpus=v, ram_mb=m, disk_gb=d, constraints=cs)
-        )
-        assert screened == [
-            h.enabled
-            and h.online
-            and h.free_vcpus >= v
-            and h.free_ram_mb >= m
-            and h.free_disk_gb >= d
-            and all(host_meets(h, c) for c in cs)
-            for h in hosts
-        ]
-    zoned = PlacementRequest(
-        server_id="s",
-        vcpus=r.vcpus,
-        ram_mb=r.ram_mb,
-        disk_gb=r.disk_gb,
-        flavor=r.flavor,
-        constraints=cs,
-    )
-    want = [
-        z.active and zone_has_room(z, zoned) and all(zone_may_satisfy(z, c) for c in cs)
-        for z in zones
-    ]
-    assert screen_zones(zones, zoned) == want
-    rooms = zone_screen(r.vcpus, r.ram_mb, r.disk_gb, r.flavor, cs)(zones)
-    assert [room for room, ok in zip(rooms, want, strict=True) if ok] == [
-        zone_room(z, zoned) for z, ok in zip(zones, want, strict=True) if ok
-    ]
-
-
 def test_generated_screens_at_the_boundaries() -> None:
     host = HostCandidate(
         name="h",
@@ -253,6 +200,198 @@ def test_generated_screens_at_the_boundaries() -> None:
         assert screen_hosts([host], request) == [want], (key, spec)
         assert screen_zones([inner], request) == [want], (key, spec)
         assert screen_zones([own], request) == [want_own], (key, spec)
+
+
+# -- the generated screens against the plain definitions, operator by operator -------
+#
+# `host_screen` and `zone_screen` are built as source text and compiled (see
+# filters.py). Here they meet the definitions they stand for, with no compiled piece
+# in between: `Constraint.matches` on a host's values (its live free amounts over
+# them) or a child's own capabilities, `Summary.may_satisfy`, `Summary.may_fit`, and
+# the room `weighers.zone_room` gives. Every operator gets its own run, its operand
+# often taken from what the candidates hold (so = and the ranges meet their
+# boundaries), next to other constraints in any order.
+
+
+@st.composite
+def summaries(draw: Any) -> Summary:
+    """Any well-formed summary, not only one of real hosts: the screens must agree
+    with the definitions on whatever a child reports."""
+    hosts = draw(st.integers(0, 4))
+    numeric = {}
+    for key in draw(st.lists(st.sampled_from(KEYS + FREE_KEYS), unique=True, max_size=6)):
+        low, high = sorted((draw(numbers), draw(numbers)))
+        numeric[key] = NumericStats(
+            min=low, max=high, sum=draw(numbers), count=draw(st.integers(0, 4))
+        )
+    strings = {
+        key: draw(st.dictionaries(st.sampled_from(TEXTS), st.integers(1, 3), max_size=3))
+        for key in draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=3))
+    }
+    overflow = draw(st.dictionaries(st.sampled_from(KEYS), st.integers(1, 9), max_size=2))
+    return Summary(
+        hosts=hosts,
+        disabled=draw(st.integers(0, hosts)),
+        numeric=numeric,
+        strings={k: v for k, v in strings.items() if k not in overflow},
+        strings_overflow=overflow,
+        fits=draw(st.dictionaries(st.sampled_from(["f1", "other"]), st.integers(0, 3))),
+    )
+
+
+@st.composite
+def mixed_zones(draw: Any) -> list[ZoneCandidate]:
+    """Children with summaries of real hosts, and with any summary."""
+    zones = draw(zones_strategy(max_size=3))
+    for i in range(draw(st.integers(0, 3))):
+        zones.append(
+            ZoneCandidate(
+                id=f"y{i}",
+                name=f"any{i}",
+                active=draw(st.booleans()) or draw(st.booleans()),
+                summary=draw(summaries()),
+                capabilities=draw(caps_strategy),
+            )
+        )
+    return zones
+
+
+def _pairs_of(candidate: HostCandidate | ZoneCandidate) -> list[list[tuple[str, Value]]]:
+    """(key, value) pairs a candidate holds, grouped by where they come from (a
+    group is drawn from as often as another): a host's values, its free amounts; a
+    child's own capabilities, its summary's bounds, its summary's strings (and keys
+    that overflowed, with a text)."""
+    if isinstance(candidate, HostCandidate):
+        groups = [list(candidate.values.items()), list(zip(FREE_KEYS, candidate.free, strict=True))]
+    else:
+        summary = candidate.summary
+        bounds = [(k, b) for k, stats in summary.numeric.items() for b in (stats.min, stats.max)]
+        strings = [(k, text) for k, counts in summary.strings.items() for text in counts]
+        strings += [(k, text) for k in summary.strings_overflow for text in ("arm64", "a100")]
+        groups = [list(candidate.capabilities.items()), bounds, strings]
+    return [group for group in groups if group]
+
+
+def _shape_of(candidate: HostCandidate | ZoneCandidate) -> tuple[int, int, int]:
+    """A request of exactly a host's free amounts, or of a child's largest ones."""
+    if isinstance(candidate, HostCandidate):
+        return candidate.free
+    numeric = candidate.summary.numeric
+
+    def top(key: str) -> int:
+        stats = numeric.get(key)
+        return max(0, int(stats.max)) if stats is not None else 0
+
+    return top("free_vcpus"), top("free_ram_mb"), top("free_disk_gb")
+
+
+@st.composite
+def constraint_on(draw: Any, op: str, groups: list[list[tuple[str, Value]]]) -> Constraint:
+    """A constraint with operator `op`, most often on a pair of one of `groups` (so
+    that = and the ranges meet their boundaries), else on any key and value."""
+    ranged = op in ("<", "<=", ">", ">=")
+    if ranged:  # a number on both sides
+        groups = [[(k, v) for k, v in g if not isinstance(v, str)] for g in groups]
+        groups = [g for g in groups if g]
+    if groups and draw(st.integers(0, 3)):
+        key, value = draw(st.sampled_from(draw(st.sampled_from(groups))))
+    else:
+        key, value = draw(st.sampled_from(KEYS + FREE_KEYS)), draw(numbers if ranged else values)
+    if op == "exists":
+        return parse_constraint(key, "exists")
+    if op == "in":
+        return parse_constraint(key, [value, *draw(st.lists(values, max_size=2))])
+    if op == "=" and draw(st.booleans()):  # a bare value, as {"arch": "arm64"}
+        return parse_constraint(key, value)
+    return parse_constraint(key, f"{op} {value}")
+
+
+def _plain_host_passes(
+    h: HostCandidate, v: int, m: int, d: int, cs: tuple[Constraint, ...]
+) -> bool:
+    """EnabledFilter, ResourcesFilter, CapabilitiesFilter as defined."""
+    values = {**h.values, **dict(zip(FREE_KEYS, h.free, strict=True))}
+    return (
+        h.enabled
+        and h.online
+        and h.free_vcpus >= v
+        and h.free_ram_mb >= m
+        and h.free_disk_gb >= d
+        and all(c.matches(values) for c in cs)
+    )
+
+
+def _plain_zone_room(
+    z: ZoneCandidate, v: int, m: int, d: int, flavor: str | None, cs: tuple[Constraint, ...]
+) -> float:
+    """The same filters over a child, and its room when it passes (else NO_ROOM)."""
+    s, own = z.summary, z.capabilities
+    met = all(c.matches(own) if c.key in own else s.may_satisfy(c) for c in cs)
+    units = s.fits.get(flavor) if flavor is not None else None
+    if not z.active or not met:
+        return NO_ROOM
+    if units is not None:
+        return units if units > 0 else NO_ROOM
+    if not s.may_fit(v, m, d):
+        return NO_ROOM
+    free_ram = s.numeric.get("free_ram_mb")
+    return free_ram.sum if free_ram is not None else 0.0
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(hosts=hosts_strategy(max_size=8), zones=mixed_zones(), data=st.data())
+def test_generated_screens_are_the_plain_definitions(
+    op: str, hosts: list[HostCandidate], zones: list[ZoneCandidate], data: Any
+) -> None:
+    draw = data.draw
+    # The constraints are drawn mostly on what one candidate holds, so that it passes
+    # some and meets their boundaries: the others pass or fail around it.
+    anchor = draw(st.sampled_from([*hosts, *zones])) if hosts or zones else None
+    groups = _pairs_of(anchor) if anchor is not None else []
+    main = [draw(constraint_on(op, groups)) for _ in range(draw(st.integers(1, 2)))]
+    near = st.sampled_from(OPERATORS).flatmap(lambda other: constraint_on(other, groups))
+    others = draw(st.lists(st.one_of(near, constraints()), max_size=2))
+    cs = tuple(draw(st.permutations([*main, *others])))
+    shapes = [
+        (draw(st.integers(0, 4)), draw(st.integers(0, 4)) * 1024, draw(st.integers(0, 2)) * 10),
+        (0, 0, 0),  # the constraints alone decide
+    ]
+    if anchor is not None:
+        shapes.append(_shape_of(anchor))
+    flavor = draw(st.sampled_from([None, "f1", "other"]))
+    # And everything the anchor holds first among its pairs, as constraints it meets:
+    # several inlined tests in one comprehension, on different keys.
+    first = groups[0] if groups else []
+    held = [parse_constraint(k, v) for k, v in first]
+    held += [parse_constraint(k, f">= {v}") for k, v in first[:2] if type(v) is not str]
+    held = draw(st.permutations(held))
+    checks = [*product(shapes, [cs, tuple(held)]), *(((0, 0, 0), (c,)) for c in cs)]
+    for (v, m, d), chosen in checks:
+        passes = [_plain_host_passes(h, v, m, d, chosen) for h in hosts]
+        rooms = [_plain_zone_room(z, v, m, d, flavor, chosen) for z in zones]
+        assert host_screen(v, m, d, chosen)(hosts) == list(compress(hosts, passes))
+        assert zone_screen(v, m, d, flavor, chosen)(zones) == rooms
+        request = PlacementRequest(
+            server_id="s", vcpus=v, ram_mb=m, disk_gb=d, flavor=flavor, constraints=chosen
+        )
+        assert screen_hosts(hosts, request) == passes
+        assert screen_zones(zones, request) == [room != NO_ROOM for room in rooms]
+        # And the per-candidate helpers that reasons and weights use say the same.
+        assert passes == [
+            h.enabled
+            and h.online
+            and min(h.free_vcpus - v, h.free_ram_mb - m, h.free_disk_gb - d) >= 0
+            and all(host_meets(h, c) for c in chosen)
+            for h in hosts
+        ]
+        assert [room != NO_ROOM for room in rooms] == [
+            z.active and zone_has_room(z, request) and all(zone_may_satisfy(z, c) for c in chosen)
+            for z in zones
+        ]
+        assert [room for room in rooms if room != NO_ROOM] == [
+            zone_room(z, request) for z, room in zip(zones, rooms, strict=True) if room != NO_ROOM
+        ]
 
 
 # -- the planner against a reference -----------------------------------------------
