@@ -7,9 +7,11 @@ Python every user can run and a directory other users may pass through.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -73,3 +75,42 @@ def passable_dir(prefix: str = "skyfed-test-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def start_agent(
+    url: str, base: Path, log: Path, *options: str, prefix: str = "lz"
+) -> subprocess.Popen[bytes]:
+    """`skyfed agent` with the process driver and one 2-vCPU host (`<prefix>-g0-00000`),
+    its state under `base`, its stderr appended to `log`."""
+    spec = base / "hosts.json"
+    spec.write_text(json.dumps({"prefix": prefix, "groups": [{"count": 1, "vcpus": 2}]}))
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "skyfed",
+                "agent",
+                "--url",
+                url,
+                "--username",
+                "agent",
+                "--spec",
+                str(spec),
+                "--driver",
+                "process",
+                "--state-dir",
+                str(base / "state"),
+                "--interval",
+                "0.5",
+                "--poll-wait",
+                "1",
+                "--stop-grace",
+                "2",
+                *([] if ROOT else ["--insecure-shared-user"]),
+                *options,
+            ],
+            env={**os.environ, "SKYFED_PASSWORD": "pw"},
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )

@@ -392,9 +392,7 @@ class SkyfedClient:
         marker: str | None = None,
     ) -> dict[str, Any]:
         params = {"state": state, "limit": limit, "marker": marker}
-        return await self.request(
-            "GET", "/v1/hosts", params={k: v for k, v in params.items() if v is not None}
-        )
+        return await self.request("GET", "/v1/hosts", params=_given(params))
 
     async def all_hosts(self, *, state: str | None = None) -> list[dict[str, Any]]:
         hosts: list[dict[str, Any]] = []
@@ -444,7 +442,7 @@ class SkyfedClient:
         password: str | None = None,
     ) -> dict[str, Any]:
         changes = {"hosts": hosts, "max_hosts": max_hosts, "password": password}
-        body = {k: v for k, v in changes.items() if v is not None}
+        body = _given(changes)
         return await self.request("PUT", f"/v1/agents/{name}", json=body)
 
     async def delete_agent(self, name: str) -> None:
@@ -500,7 +498,7 @@ class SkyfedClient:
             "avoid": list(avoid) if avoid is not None else None,
             "metadata": dict(metadata) if metadata is not None else None,
         }
-        body = {k: v for k, v in fields.items() if v is not None} | more
+        body = _given(fields) | more
         return self._read(ServersCreated, await self.request("POST", "/v1/servers", json=body))
 
     async def get_server(self, server_id: str) -> Server:
@@ -529,9 +527,7 @@ class SkyfedClient:
             "name": name,
             "project_id": project_id,
         }
-        answer = await self.request(
-            "GET", "/v1/servers", params={k: v for k, v in params.items() if v is not None}
-        )
+        answer = await self.request("GET", "/v1/servers", params=_given(params))
         return self._read(ServerPage, answer)
 
     async def all_servers(self, **filters: Any) -> tuple[list[Server], list[str]]:
@@ -588,9 +584,7 @@ class SkyfedClient:
             "limit": limit,
             "marker": marker,
         }
-        answer = await self.request(
-            "GET", "/v1/tasks", params={k: v for k, v in params.items() if v is not None}
-        )
+        answer = await self.request("GET", "/v1/tasks", params=_given(params))
         return self._read(TaskPage, answer)
 
     async def cancel_task(self, task_id: str) -> Task:
@@ -659,6 +653,11 @@ async def _raw_body(response: httpx.Response) -> bytes:
 
 def _json_bytes(value: Any) -> bytes:
     return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _given(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a caller set: None is "not given", neither sent nor sent empty."""
+    return {key: value for key, value in params.items() if value is not None}
 
 
 def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -8,11 +8,8 @@ every poll until its result arrives), result and event routes, token logins.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -36,10 +33,10 @@ from skyfed.compute.agent.sim_driver import SimDriver
 from tests.conftest import ServedApp
 from tests.sandboxed import (
     PROCESS_SERVERS_GROUP,
-    ROOT,
     passable_dir,
     sandbox_options,
     server_python,
+    start_agent,
 )
 from tests.waiting import until
 
@@ -490,40 +487,9 @@ async def test_shutdown_is_bounded_with_the_zone_gone(harness: Any) -> None:
 async def test_skyfed_agent_process_driver_end_to_end(tmp_path: Path, base: Path) -> None:
     """The real CLI: a boot through it runs a process; Ctrl-C leaves nothing running."""
     zone = FakeZone()
-    spec = tmp_path / "hosts.json"
-    spec.write_text(json.dumps({"prefix": "pz", "groups": [{"count": 1, "vcpus": 2}]}))
-    agent_log = (tmp_path / "agent.log").open("wb")
     pid_file = base / "state" / "_homes" / "s1" / "server.pid"  # in the server's home (cwd)
     async with ServedApp(zone.app()) as served:
-        agent = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "skyfed",
-                "agent",
-                "--url",
-                served.url,
-                "--username",
-                "agent",
-                "--spec",
-                str(spec),
-                "--driver",
-                "process",
-                "--state-dir",
-                str(base / "state"),
-                "--interval",
-                "0.5",
-                "--poll-wait",
-                "1",
-                "--stop-grace",
-                "2",
-                *([] if ROOT else ["--insecure-shared-user"]),
-            ],
-            env={**os.environ, "SKYFED_PASSWORD": "pw"},
-            stdout=subprocess.DEVNULL,
-            stderr=agent_log,
-        )
-        agent_log.close()  # the agent holds its own copy
+        agent = start_agent(served.url, base, tmp_path / "agent.log", prefix="pz")
         try:
             beat = await until(lambda: zone.heartbeats, 20, "the first heartbeat")
             # The agent's name is its user name.

@@ -7,11 +7,9 @@ Real `skyfed agent` processes against the fake zone of test_agent_commands.py.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 
 from tests.conftest import ServedApp
 from tests.integration.test_agent_commands import FakeZone
-from tests.sandboxed import PROCESS_SERVERS_GROUP, ROOT, passable_dir, server_python
+from tests.sandboxed import PROCESS_SERVERS_GROUP, passable_dir, server_python, start_agent
 from tests.waiting import running, until
 
 # Process servers: kept apart from every other test with them on the machine (conftest).
@@ -37,41 +35,6 @@ def base() -> Iterator[Path]:
     """A directory process servers (users of their own) can pass through to their homes."""
     with passable_dir() as path:
         yield path
-
-
-def start_agent(url: str, base: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
-    spec = base / "hosts.json"
-    spec.write_text(json.dumps({"prefix": "lz", "groups": [{"count": 1, "vcpus": 2}]}))
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "skyfed",
-                "agent",
-                "--url",
-                url,
-                "--username",
-                "agent",
-                "--spec",
-                str(spec),
-                "--driver",
-                "process",
-                "--state-dir",
-                str(base / "state"),
-                "--interval",
-                "0.5",
-                "--poll-wait",
-                "1",
-                "--stop-grace",
-                "2",
-                *([] if ROOT else ["--insecure-shared-user"]),
-                *options,
-            ],
-            env={**os.environ, "SKYFED_PASSWORD": "pw"},
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
 
 
 async def stop_agent(agent: subprocess.Popen[bytes], log: Path) -> None:

@@ -147,10 +147,7 @@ class ServerHandlers:
                 raise RetryLater(f"zone {child.name} is still deleting the server")
             except SkyfedError as exc:
                 if exc.status != 404:  # (not there: deleted)
-                    reason = relay.fault(child.name, exc)
-                    raise RetryLater(
-                        reason or f"zone {child.name} answered {exc.status}: {exc.message}"
-                    ) from exc
+                    raise RetryLater(relay.said(child.name, exc)) from exc
         async with self.ctx.db.session() as session:
             await self._forget(session, task.resource_id)
             await session.commit()

@@ -24,13 +24,18 @@ def refused(exc: Exception) -> bool:
     return isinstance(exc, SkyfedError) and 400 <= exc.status < 500 and exc.status not in (401, 403)
 
 
+def said(child: str, exc: SkyfedError) -> str:
+    """What went wrong with asking `child`, for people."""
+    if isinstance(exc, ZoneUnreachable):
+        return f"zone {child} did not answer: {exc.reason}"
+    return f"zone {child} answered {exc.status}: {exc.message}"
+
+
 def fault(child: str, exc: SkyfedError) -> str | None:
     """Why `child` could not answer (unreachable, or its own 5xx): a reason to try again
     later. None when it answered with a refusal."""
-    if isinstance(exc, ZoneUnreachable):
-        return f"zone {child} did not answer: {exc.reason}"
-    if exc.status >= 500:
-        return f"zone {child} answered {exc.status}: {exc.message}"
+    if isinstance(exc, ZoneUnreachable) or exc.status >= 500:
+        return said(child, exc)
     return None
 
 
