@@ -129,6 +129,7 @@ async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, 
     headers = {"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"}
     good = {"name": "ok", "api_url": "http://127.0.0.1:1", "username": "a", "password": "b"}
     invalid = (422, "validation_error")
+    mismatched = (400, "invalid_transport")
     bodies = [
         [],
         {"name": "x"},
@@ -149,6 +150,9 @@ async def test_bad_input_is_4xx_and_changes_nothing(zone: InProcessZone, admin, 
         ("PUT", "/v1/zones/child", b'{"labels": {"bad key!": "v"}}', invalid),
         ("PUT", "/v1/zones/child", b'{"name": "child", "extra": true}', invalid),
         ("PUT", "/v1/zones/nope", b'{"weight_offset": 1}', (404, "not_found")),
+        # an HTTP child given AMQP with no broker: the same refusal as on add
+        ("PUT", "/v1/zones/child", b'{"transport": "amqp", "password": "p"}', mismatched),
+        ("POST", "/v1/zones", json.dumps({**good, "transport": "amqp"}).encode(), mismatched),
         ("DELETE", "/v1/zones/nope", b"", (404, "not_found")),
         ("GET", "/v1/zones/%00", b"", invalid),
         ("GET", "/v1/zones/" + "y" * 300, b"", invalid),

@@ -88,9 +88,10 @@ async def test_a_null_queue_on_update_means_the_default_queue(
 
 async def test_bad_transport_settings_are_refused_and_store_nothing(admin, amqp_url: str) -> None:
     invalid = (422, "validation_error")
+    mismatched = (400, "invalid_transport")  # the same code as an update that mismatches
     cases = [
-        ({"transport": "amqp"}, invalid),  # no broker
-        ({"transport": "http", "bus_url": amqp_url}, invalid),  # a broker for an HTTP link
+        ({"transport": "amqp"}, mismatched),  # no broker
+        ({"transport": "http", "bus_url": amqp_url}, mismatched),  # a broker for an HTTP link
         ({"transport": "smtp"}, invalid),
         ({"transport": "amqp", "bus_url": "http://127.0.0.1:5672/"}, invalid),
         ({"transport": "amqp", "bus_url": amqp_url, "bus_queue": "has spaces"}, invalid),

@@ -34,7 +34,13 @@ import tomli_w
 from skyfed.client import SkyfedClient
 from skyfed.compute.agent.sim import host_patterns
 from skyfed.federation.broker import BrokerPlan
-from skyfed.federation.process import ManagedProcess, ProcessFailed, ZoneProcess, free_port
+from skyfed.federation.process import (
+    ManagedProcess,
+    ProcessFailed,
+    ZoneProcess,
+    free_port,
+    stop_all,
+)
 from skyfed.federation.topology import Topology, ZoneSpec
 from skyfed.identity.secret_files import write_private
 from skyfed.settings import Settings
@@ -301,12 +307,12 @@ class Federation:
                 raise ProcessFailed(f"{proc.name} exited:\n{proc.log_tail()}")
 
     def stop(self) -> None:
-        for agent in self.agents.values():
-            agent.stop()
-        # Parents first, so none of them logs its children going away.
-        for name in reversed(self.topology.order_children_first()):
-            if name in self.zones:  # a failed start may not have made them all
-                self.zones[name].stop()
+        stop_all(list(self.agents.values()))
+        # Parents are told first, so none of them logs its children going away.
+        order = reversed(self.topology.order_children_first())
+        stop_all(
+            [self.zones[name] for name in order if name in self.zones]
+        )  # a failed start may not have made them all
         if self.temporary:
             left = self.broker.remove()
             if left:

@@ -13,9 +13,9 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
+from skyfed.errors import BadRequest
 from skyfed.schema_types import Key, Name, Secret, Strict, Text64, Text255
 
 
@@ -84,11 +84,6 @@ class ZoneCreate(Strict):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    @model_validator(mode="after")
-    def _bus_for_amqp(self) -> ZoneCreate:
-        check_bus(self.transport, self.bus_url, self.bus_queue)
-        return self
-
 
 class ZoneUpdate(Strict):
     name: Name | None = None
@@ -108,12 +103,15 @@ class ZoneUpdate(Strict):
         return value.rstrip("/") if value is not None else None
 
 
+_BAD_BUS = "invalid_transport"
+
+
 def check_bus(transport: str, bus_url: str | None, bus_queue: str | None) -> None:
     """A child over AMQP needs its broker; one over HTTP must not be given one."""
     if transport == "amqp" and bus_url is None:
-        raise ValueError("transport 'amqp' needs bus_url, the child's broker")
+        raise BadRequest("transport 'amqp' needs bus_url, the child's broker", code=_BAD_BUS)
     if transport == "http" and (bus_url is not None or bus_queue is not None):
-        raise ValueError("bus_url and bus_queue are for transport 'amqp'")
+        raise BadRequest("bus_url and bus_queue are for transport 'amqp'", code=_BAD_BUS)
 
 
 class ZoneOut(BaseModel):

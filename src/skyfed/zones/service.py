@@ -59,6 +59,7 @@ class ZoneService:
         return list((await self.session.scalars(select(ChildZone).order_by(ChildZone.name))).all())
 
     async def add(self, body: ZoneCreate) -> ChildZone:
+        check_bus(body.transport, body.bus_url, body.bus_queue)
         await self._check_name_free(body.name)
         await self._check_url(body.api_url)
         if body.bus_url:
@@ -130,10 +131,7 @@ class ZoneService:
                 if default_queue
                 else changes.get("bus_queue", child.bus_queue if keep_bus else None),
             )
-            try:
-                check_bus(reach.transport, reach.bus_url, reach.bus_queue)
-            except ValueError as exc:
-                raise BadRequest(str(exc), code="invalid_transport") from exc
+            check_bus(reach.transport, reach.bus_url, reach.bus_queue)
             await self._check_url(reach.api_url)
             if reach.bus_url:
                 await self._check_url(reach.bus_url)
