@@ -27,7 +27,9 @@ from skyfed.db.migrate import upgrade
 from skyfed.features import Feature
 from skyfed.identity import feature as identity
 from skyfed.identity.identities import Identities
-from skyfed.middleware import RequestContext
+from skyfed.middleware import HttpMetrics, RequestContext
+from skyfed.observability import api as observability
+from skyfed.observability.metrics_port import metrics_listener
 from skyfed.settings import Settings
 from skyfed.tasks import feature as tasks
 from skyfed.tasks.engine import TaskEngine
@@ -53,6 +55,7 @@ class ZoneProcess:
     compute: ComputeParts
     features: list[Feature]
     provided: dict[type, object] = field(default_factory=dict)
+    metrics_port: int | None = None  # bound, once running with `metrics_port` set
 
 
 def build_zone(settings: Settings) -> ZoneProcess:
@@ -94,8 +97,15 @@ async def running(zone: ZoneProcess, *, api: bool) -> AsyncIterator[None]:
     the poller recorded, and both share host beats and run task workers.
     """
     await upgrade(zone.core.db)
+    settings = zone.core.settings
     try:
         async with AsyncExitStack() as stack:
+            if settings.metrics_port is not None:
+                zone.metrics_port = await stack.enter_async_context(
+                    metrics_listener(
+                        zone.core.metrics, settings.metrics_host, settings.metrics_port
+                    )
+                )
             for feature in zone.features:
                 if feature.lifespan is not None:
                     await stack.enter_async_context(feature.lifespan(api))
@@ -103,6 +113,7 @@ async def running(zone: ZoneProcess, *, api: bool) -> AsyncIterator[None]:
             yield
     finally:
         await zone.core.db.dispose()
+        zone.core.tracing.flush()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -158,10 +169,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.provided = zone.provided
     app.state.bus = bus  # its queue servers (their stats), once the zone runs
     error_handlers.install(app)
-    app.add_middleware(RequestContext, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContext,
+        max_body=settings.max_body_bytes,
+        http_metrics=HttpMetrics(zone.core.metrics),
+        tracing=zone.core.tracing,
+    )
     for feature in zone.features:
         for router in feature.routers:
             app.include_router(router)
+    app.include_router(observability.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -23,12 +23,14 @@ from urllib.parse import urlencode
 
 import httpx
 
+from skyfed import trace_hooks
 from skyfed.logs import request_id
 from skyfed.transport.h1_pool import H1Transport
 from skyfed.wire import (
     IDEMPOTENT,
     MAX_MESSAGE,
     REQUEST_ID,
+    TRACEPARENT,
     SkyfedError,
     ZoneUnreachable,
     read_answer,
@@ -125,6 +127,9 @@ class SkyfedClient:
         rid = request_id.get()
         if rid:  # the id of the request being served travels to the next zone
             all_headers.setdefault(REQUEST_ID, rid)
+        trace = trace_hooks.traceparent()
+        if trace:  # and so does its trace
+            all_headers.setdefault(TRACEPARENT, trace)
         if self.token:
             all_headers["Authorization"] = f"Bearer {self.token}"
         seconds = self.timeout if timeout is None else timeout

@@ -1,6 +1,6 @@
 """What every feature of a zone shares, and how routes receive what features provide.
 
-The core is the zone's settings, database, vault and id. Features build their own
+The core is the zone's settings, database, vault, id, metrics and tracing. Features build their own
 objects on it and list the ones their routes need (`Feature.provides`); a route
 asks for one by type through `provided(SomeType)`, so each router names exactly
 what it depends on and no feature reaches into another's objects through a
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.engine import Database
 from skyfed.identity.vault import Vault
+from skyfed.observability.metrics import Metrics
+from skyfed.observability.tracing import Tracing
 from skyfed.settings import Settings
 
 T = TypeVar("T")
@@ -28,6 +30,8 @@ class Core:
     settings: Settings
     db: Database
     vault: Vault
+    metrics: Metrics
+    tracing: Tracing
     zone_id: str = ""  # this zone's lasting id, known once the zones feature started
 
     @classmethod
@@ -40,7 +44,19 @@ class Core:
             vault = Vault.from_secret(settings.secret_key.get_secret_value())
         else:
             vault = Vault.from_key_file(settings.state_dir / "secret.key")
-        return cls(settings=settings, db=Database(settings.effective_database_url), vault=vault)
+        tracing = Tracing(
+            "skyfed-zone",
+            settings.name,
+            otlp_endpoint=settings.otlp_endpoint,
+            console=settings.trace_console,
+        )
+        return cls(
+            settings=settings,
+            db=Database(settings.effective_database_url),
+            vault=vault,
+            metrics=Metrics(),
+            tracing=tracing,
+        )
 
 
 def provided(kind: type[T]) -> Callable[[Request], T]:

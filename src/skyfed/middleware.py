@@ -1,6 +1,8 @@
-"""The outermost ASGI layer: a request id on every call (kept across zones), one access
-log line, a bound on request bodies (413), and the error shape for any failure nothing
-else handled (logged once, with the request id)."""
+"""The outermost ASGI layer: a request id on every call (kept across zones), the
+caller's trace continued (a server span when spans are exported), one access log
+line, the request counted by route template (Prometheus), a bound on request
+bodies (413), and the error shape for any failure nothing else handled (logged
+once, with the request id)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,42 @@ import re
 import time
 import uuid
 
+from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skyfed.errors import PayloadTooLarge
 from skyfed.logs import request_id
+from skyfed.observability.metrics import Metrics
+from skyfed.observability.tracing import TRACEPARENT, SpanKind, Tracing, attached, failed
 from skyfed.wire import REQUEST_ID, error_body
 
 log = logging.getLogger("skyfed.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _REQUEST_ID = REQUEST_ID.lower().encode("latin-1")  # as ASGI spells header names
+_TRACEPARENT = TRACEPARENT.encode("latin-1")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route label of a path no route matched (no raw paths)
+
+
+class HttpMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.requests = metrics.counter(
+            "skyfed_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ("route", "method", "status"),
+        )
+        self.duration = metrics.histogram(
+            "skyfed_http_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by route template.",
+            ("route", "method"),
+        )
+
+    def observe(self, scope: Scope, method: str, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or UNMATCHED
+        method = method if method in _METHODS else "OTHER"
+        self.requests.labels(template, method, str(status)).inc()
+        self.duration.labels(template, method).observe(seconds)
 
 
 def _quiet(method: str, path: str) -> bool:
@@ -34,9 +63,18 @@ DEFAULT_MAX_BODY = 32 * 1024 * 1024
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = DEFAULT_MAX_BODY,
+        *,
+        http_metrics: HttpMetrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.http_metrics = http_metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,11 +82,31 @@ class RequestContext:
             return
         incoming = ""
         length = None
+        traceparent = None
         for name, value in scope["headers"]:
             if name == _REQUEST_ID:
                 incoming = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
+            elif name == _TRACEPARENT:
+                traceparent = value.decode("latin-1")
+        with attached(traceparent):
+            if self.tracing is None:
+                await self._serve(scope, receive, send, incoming, length, None)
+                return
+            method = scope["method"]
+            with self.tracing.span(method, kind=SpanKind.SERVER) as span:
+                await self._serve(scope, receive, send, incoming, length, span)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        incoming: str,
+        length: bytes | None,
+        span: Span | None,
+    ) -> None:
         rid = incoming if _VALID_ID.match(incoming) else f"req-{uuid.uuid4()}"
         token = request_id.set(rid)
         status = 500
@@ -98,6 +156,11 @@ class RequestContext:
                 )
         finally:
             method, path = scope["method"], scope["path"]
+            seconds = time.perf_counter() - started
+            if self.http_metrics is not None:
+                self.http_metrics.observe(scope, method, status, seconds)
+            if span is not None:
+                _describe(span, scope, method, status)
             log.log(
                 logging.DEBUG if status < 400 and _quiet(method, path) else logging.INFO,
                 "request",
@@ -105,10 +168,20 @@ class RequestContext:
                     "method": method,
                     "path": path,
                     "status": status,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "ms": round(seconds * 1000, 2),
                 },
             )
             request_id.reset(token)
+
+
+def _describe(span: Span, scope: Scope, method: str, status: int) -> None:
+    route = getattr(scope.get("route"), "path", None) or UNMATCHED
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.request.method", method)
+    span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        failed(span, f"answered {status}")
 
 
 async def _answer(send: Send, status: int, code: str, message: str) -> None:

@@ -163,6 +163,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_file: Path | None = None
 
+    # Observability (docs/observability.md). /metrics on the API needs the admin or
+    # service role; `metrics_port` also serves it, without a token, on a port of its
+    # own (bind `metrics_host` where only the scraper reaches it).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Traces: exported over OTLP/HTTP to this collector (http://host:4318), and/or
+    # printed to standard output; neither (the default), no spans are recorded but
+    # a caller's trace is still carried on to children, tasks and agents.
+    otlp_endpoint: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    trace_console: bool = False
+
     @field_validator("capabilities", mode="before")
     @classmethod
     def _capabilities(cls, value: object) -> object:

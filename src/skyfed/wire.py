@@ -26,6 +26,8 @@ FORWARDED_PROJECT = "X-Skyfed-Project-Id"
 FORWARDED_ROLES = "X-Skyfed-Roles"
 # The id of the request being served, kept across zones (middleware.py sets it).
 REQUEST_ID = "X-Request-Id"
+# The W3C trace context of the call (observability/tracing.py), kept across zones.
+TRACEPARENT = "traceparent"
 # Not a header: an httpx request extension saying the call is safe to run twice,
 # which a transport may use (the amqp one then batches it with others).
 IDEMPOTENT = "skyfed.idempotent"

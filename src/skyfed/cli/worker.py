@@ -22,6 +22,14 @@ def worker(
         int | None,
         typer.Option(min=1, max=1024, help="Tasks run at once (default: the zone's `workers`)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics (no token) on this port of the zone's metrics_host.",
+        ),
+    ] = None,
 ) -> None:
     """Run more task workers for a zone: any number may share its database with its API.
 
@@ -30,7 +38,10 @@ def worker(
     """
     try:
         settings = Settings.load(config)
-        settings = settings.model_copy(update={"workers": concurrency or settings.workers or 32})
+        # The zone's metrics_port is its API process's: a worker has its own or none.
+        settings = settings.model_copy(
+            update={"workers": concurrency or settings.workers or 32, "metrics_port": metrics_port}
+        )
     except (OSError, ValueError, ValidationError) as exc:
         typer.echo(f"bad settings: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from skyfed.identity.vault import Vault
+from skyfed.observability.tracing import Tracing
 from skyfed.transport.amqp import amqp_link, without_password
 from skyfed.transport.base import ZoneLink
 from skyfed.transport.http import HttpLink, HttpTransportChoice, api_transport
 from skyfed.transport.names import queue_for
+from skyfed.transport.observed import LinkMetrics, ObservedLink
 from skyfed.zones.models import ChildZone
 from skyfed.zones.reach_policy import MAX_CHILD_ANSWER, forbidden_address
 
@@ -85,8 +87,14 @@ class ChildLinks:
         origin: str = "",
         max_answer_bytes: int = MAX_CHILD_ANSWER,
         http_transport: HttpTransportChoice = "h1",
+        *,
+        metrics: LinkMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """With `metrics` and `tracing`, each child's calls are counted and traced."""
         self.vault = vault
+        self.metrics = metrics
+        self.tracing = tracing
         self.timeout = timeout
         self.max_answer_bytes = max_answer_bytes
         self.http_transport = http_transport
@@ -123,6 +131,8 @@ class ChildLinks:
         if known is not None:
             await known[1].aclose()  # the transport, address or credentials changed
         link = self.build(self.reach(child))
+        if self.metrics is not None and self.tracing is not None:
+            link = ObservedLink(link, child.name, self.metrics, self.tracing)
         self._links[child.id] = (fingerprint, link)
         return link
 
@@ -154,7 +164,10 @@ class ChildLinks:
         self.rows.pop(child_id, None)
         known = self._links.pop(child_id, None)
         if known is not None:
-            await known[1].aclose()
+            link = known[1]
+            if isinstance(link, ObservedLink):
+                link.metrics.forget(link.child, link.kind)
+            await link.aclose()
 
     async def close(self) -> None:
         for _, link in self._links.values():

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.background import stop
 from skyfed.core import Core
+from skyfed.transport.observed import LinkMetrics
 from skyfed.zones.links import ChildLinks
 from skyfed.zones.models import ZoneIdentity
 from skyfed.zones.poller import Poller
@@ -31,6 +32,8 @@ class ZoneTree:
             origin=settings.name,
             max_answer_bytes=settings.max_child_answer_bytes,
             http_transport=settings.link_http_transport,
+            metrics=LinkMetrics(core.metrics),
+            tracing=core.tracing,
         )
         self.poller = Poller(
             core.db,

@@ -1,0 +1,1 @@
+"""A zone's metrics (Prometheus) and traces (OpenTelemetry); see docs/observability.md."""
