@@ -290,6 +290,15 @@ class SkyfedClient:
     async def healthz(self) -> dict[str, Any]:
         return await self.request("GET", "/healthz", authenticate=False)
 
+    async def metrics(self) -> str:
+        """`GET /metrics`: the zone process's figures, in Prometheus' text format."""
+        if self.token is None and self.username is not None and self.password is not None:
+            await self._login_once(None)
+        status, content, content_type = await self._send("GET", "/metrics")
+        if status != 200:
+            read_answer(status, content, content_type)  # raises the zone's error
+        return content.decode()
+
     async def readyz(self) -> dict[str, Any]:
         return await self.request("GET", "/readyz", authenticate=False)
 

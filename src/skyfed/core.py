@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.engine import Database
 from skyfed.identity.vault import Vault
+from skyfed.observability.database import watch_pool
 from skyfed.observability.metrics import Metrics
 from skyfed.observability.tracing import Tracing
 from skyfed.settings import Settings
@@ -50,13 +51,10 @@ class Core:
             otlp_endpoint=settings.otlp_endpoint,
             console=settings.trace_console,
         )
-        return cls(
-            settings=settings,
-            db=Database(settings.effective_database_url),
-            vault=vault,
-            metrics=Metrics(),
-            tracing=tracing,
-        )
+        db = Database(settings.effective_database_url)
+        metrics = Metrics()
+        watch_pool(metrics, db)
+        return cls(settings=settings, db=db, vault=vault, metrics=metrics, tracing=tracing)
 
 
 def provided(kind: type[T]) -> Callable[[Request], T]:

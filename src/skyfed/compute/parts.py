@@ -25,6 +25,7 @@ from skyfed.compute.handlers import ServerHandlers
 from skyfed.compute.hosts import service as host_service
 from skyfed.compute.hosts.registry import HostRegistry
 from skyfed.compute.hosts.sharing import HostSharing
+from skyfed.compute.metrics import PlacementMetrics
 from skyfed.compute.models import SERVERS, Flavor, Server
 from skyfed.compute.placement import Placer
 from skyfed.core import Core
@@ -51,7 +52,7 @@ class ComputeParts:
         self.ctx = ComputeContext(
             core=core, view=tree.view, hosts=self.hosts, links=tree.links, tasks=engine.store
         )
-        self.placer = Placer(self.ctx)
+        self.placer = Placer(self.ctx, PlacementMetrics(core.metrics))
         self.handlers = ServerHandlers(self.ctx)
         self.cancels = Cancels(self.ctx)
         self.sharing = HostSharing(core.db, self.hosts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,11 @@ from skyfed.compute.context import ComputeContext
 from skyfed.compute.forwarding import ChildCreates, ChildGone, delegated_body
 from skyfed.compute.hosts.registry import HostRecord
 from skyfed.compute.lifecycle import BUILDING, DELETING, ERROR, SCHEDULING, SPAWNING
+from skyfed.compute.metrics import PLACEMENTS, PlacementMetrics
 from skyfed.compute.models import SERVERS, Server
 from skyfed.db.base import utcnow
 from skyfed.identity.principal import Principal
+from skyfed.observability.metrics import Metrics
 from skyfed.scheduling.candidates import HostCandidate, ZoneCandidate, reserve_zone
 from skyfed.scheduling.columns import ZoneSet
 from skyfed.scheduling.config import PlannerConfig
@@ -110,8 +113,10 @@ def _capacity(record: HostRecord) -> allocations.Capacity:
 
 
 class Placer:
-    def __init__(self, ctx: ComputeContext) -> None:
+    def __init__(self, ctx: ComputeContext, metrics: PlacementMetrics | None = None) -> None:
+        """Without `metrics`, for an explanation only: it decides, it places nothing."""
         self.ctx = ctx
+        self.metrics = metrics or PlacementMetrics(Metrics())
         self.config = PlannerConfig(
             strategy=ctx.settings.scheduler_strategy, sample_size=ctx.settings.scheduler_sample
         )
@@ -140,6 +145,16 @@ class Placer:
     # -- the task ---------------------------------------------------------------
 
     async def run(self, task: Task) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = await self._run(task)
+        at = result.get("at", "")
+        outcome = at.partition(":")[0] if result["placement"] == "placed" else result["placement"]
+        if outcome in PLACEMENTS:
+            self.metrics.placements.labels(outcome).inc()
+            self.metrics.placement_duration.observe(time.perf_counter() - started)
+        return result
+
+    async def _run(self, task: Task) -> dict[str, Any]:
         principal = principal_from(task.payload["principal"])
         last_reason = ""
         for _ in range(self.ctx.settings.placement_max_tries):
@@ -153,7 +168,7 @@ class Placer:
             key = server.trying
             request = placement_request(server)  # once per try: parsing it is not free
             if key is None:
-                decision = await self.decide(server, request=request)
+                decision = await self._decide_timed(server, request)
                 if not decision.ranked:
                     why = decision.reason()
                     if last_reason:
@@ -169,6 +184,7 @@ class Placer:
             outcome = await self._attempt(server, request, key, principal)
             if outcome.placed:
                 return {"placement": "placed", "at": key}
+            self.metrics.refusals.labels(key.partition(":")[0]).inc()
             last_reason = outcome.reason
             await self._set(server.id, trying=None, tried=[*server.tried, key])
         return await self.fail(
@@ -195,6 +211,21 @@ class Placer:
         server.updated_at = utcnow()
 
     # -- deciding ----------------------------------------------------------------
+
+    async def _decide_timed(self, server: Server, request: PlacementRequest) -> Decision:
+        """A decision for a place task: traced, timed and counted by what it chose."""
+        with self.ctx.core.tracing.span(
+            "placement decide", attributes={"skyfed.server.id": server.id}
+        ) as span:
+            started = time.perf_counter()
+            decision = await self.decide(server, request=request)
+            self.metrics.decision_duration.observe(time.perf_counter() - started)
+            chosen = decision.ranked[0].key.partition(":")[0] if decision.ranked else "none"
+            self.metrics.decisions.labels(chosen).inc()
+            if span is not None:
+                span.set_attribute("skyfed.placement.chosen", chosen)
+                span.set_attribute("skyfed.placement.candidates", len(decision.ranked))
+        return decision
 
     async def decide(
         self, server: Server, *, explain: bool = False, request: PlacementRequest | None = None

@@ -7,6 +7,7 @@ when a link is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +104,8 @@ class ChildLinks:
         # The child rows as last read (by the poller, or an edit here): spares a query
         # per call to a child. An edit in another process shows here after a poll.
         self.rows: dict[str, ChildZone] = {}
+        # Called with a removed child's name (its figures go with it).
+        self.on_drop: list[Callable[[str], None]] = []
 
     def remember(self, children: list[ChildZone]) -> None:
         self.rows = {child.id: child for child in children}
@@ -161,7 +164,10 @@ class ChildLinks:
         )
 
     async def drop(self, child_id: str) -> None:
-        self.rows.pop(child_id, None)
+        row = self.rows.pop(child_id, None)
+        if row is not None:
+            for forget in self.on_drop:
+                forget(row.name)
         known = self._links.pop(child_id, None)
         if known is not None:
             link = known[1]

@@ -31,6 +31,7 @@ from skyfed.identity.vault import VaultError
 from skyfed.logs import request_id
 from skyfed.transport.base import ZoneRequest
 from skyfed.zones.links import ChildLinks
+from skyfed.zones.metrics import ZoneMetrics
 from skyfed.zones.models import ChildZone
 from skyfed.zones.report import ZoneReport
 from skyfed.zones.summary import SummaryError
@@ -59,8 +60,10 @@ class Poller:
         timeout: float,
         failures: int,
         concurrency: int,
+        metrics: ZoneMetrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics
         self.links = links
         self.view = view
         self.interval = interval
@@ -145,7 +148,11 @@ class Poller:
         return False
 
     async def _poll_and_record(self, child: ChildZone) -> bool:
+        started = time.perf_counter()
         outcome = await self._poll(child)
+        if self.metrics is not None:
+            ok = isinstance(outcome, ZoneReport)
+            self.metrics.polled(child.name, time.perf_counter() - started, ok)
         values = self._apply(child, outcome)
         try:
             async with self.db.session() as session:

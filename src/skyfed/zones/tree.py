@@ -13,6 +13,7 @@ from skyfed.background import stop
 from skyfed.core import Core
 from skyfed.transport.observed import LinkMetrics
 from skyfed.zones.links import ChildLinks
+from skyfed.zones.metrics import ZoneMetrics
 from skyfed.zones.models import ZoneIdentity
 from skyfed.zones.poller import Poller
 from skyfed.zones.reach_policy import parse_patterns
@@ -43,6 +44,7 @@ class ZoneTree:
             timeout=settings.poll_timeout,
             failures=settings.poll_failures,
             concurrency=settings.poll_concurrency,
+            metrics=ZoneMetrics(core.metrics, self.view, self.links),
         )
         self.allowed_child_hosts = parse_patterns(settings.allowed_child_hosts)
         # Filled as the zone is composed: each feature's forgetting of a removed child.
