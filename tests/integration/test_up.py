@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import tomli_w
+from prometheus_client.parser import text_string_to_metric_families
 
 from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable
 from tests.integration.conftest import FAST, hosts
@@ -111,6 +113,7 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             assert sorted(c.name for c in me.children) == ["eu", "us"]
             arch = me.summary["strings"]["arch"]
             assert arch == {"x86_64": 620, "arm64": 280}
+        await _every_zone_is_scraped(up.state, zones)
         pids = up.pids()
         assert len(pids) == 9  # six zones, three agents
         assert all(psutil.pid_exists(p) for p in pids)
@@ -119,6 +122,24 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             assert (up.state / name / "zone.log").exists()
 
         await up.stop(signal.SIGINT)
+
+
+async def _every_zone_is_scraped(state: Path, zones: dict) -> None:
+    """Each zone's metrics_url answers without a token, and prometheus.yml lists it with
+    its zone label."""
+    scrape_config = (state / "prometheus.yml").read_text()
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, zone in zones.items():
+            url = zone["metrics_url"]
+            target = url.removeprefix("http://").removesuffix("/metrics")
+            assert f'- targets: ["{target}"]' in scrape_config
+            assert f'labels: {{zone: "{name}", process: api}}' in scrape_config
+            answer = await http.get(url)
+            assert answer.status_code == 200
+            families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+            assert families["skyfed_summary_zones"].samples[0].value >= 1
+    hosts = families["skyfed_summary_hosts"].samples[0].value  # the last zone's: a leaf
+    assert hosts == zones[name]["hosts"]
 
 
 async def _no_shared_credentials(manifest: dict, zones: dict) -> None:

@@ -87,6 +87,7 @@ async def _run(
     for root in federation.topology.roots():
         console.print(f"admin password of {root}: {federation.admin_passwords[root]}")
     console.print("every zone has its own credentials: see federation.json (mode 0600)")
+    console.print("metrics: prometheus.yml there scrapes every zone (docs/observability.md)")
     if exit_when_ready:
         return
     console.print("Ctrl-C stops everything")

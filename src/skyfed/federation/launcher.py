@@ -100,6 +100,8 @@ class Federation:
     def zone_settings(self, name: str, port: int) -> dict[str, Any]:
         spec = self.topology.zones[name]
         values: dict[str, Any] = {
+            # Prometheus scrapes each zone here, without a token (prometheus.yml).
+            "metrics_port": free_port(),
             **self.topology.defaults,
             **spec.settings,
             "name": name,
@@ -329,6 +331,7 @@ class Federation:
                 {
                     "name": name,
                     "url": zone.url,
+                    "metrics_url": self.metrics_url(name),
                     "pid": _pid(zone),
                     "parents": self.topology.zones[name].parents,
                     "config": str(zone.config),
@@ -346,10 +349,37 @@ class Federation:
             ],
         }
 
+    def metrics_url(self, name: str) -> str | None:
+        port = self.settings[name].get("metrics_port")
+        return f"http://127.0.0.1:{port}/metrics" if port is not None else None
+
     def write_manifest(self) -> Path:
         path = self.state_dir / "federation.json"
         write_private(path, json.dumps(self.manifest(), indent=2))
+        write_private(self.state_dir / "prometheus.yml", self.scrape_config())
         return path
+
+    def scrape_config(self) -> str:
+        """A Prometheus configuration scraping every zone, labelled by zone and process
+        (docs/observability.md): `prometheus --config.file=<state_dir>/prometheus.yml`."""
+        lines = [
+            "# Written by `skyfed up`: every zone's API process, on its metrics_port.",
+            "global:",
+            "  scrape_interval: 15s",
+            "scrape_configs:",
+            "  - job_name: skyfed",
+            "    static_configs:",
+        ]
+        for name in self.zones:
+            url = self.metrics_url(name)
+            if url is None:
+                continue
+            target = url.removeprefix("http://").removesuffix("/metrics")
+            lines += [
+                f"      - targets: [{json.dumps(target)}]",
+                f"        labels: {{zone: {json.dumps(name)}, process: api}}",
+            ]
+        return "\n".join(lines) + "\n"
 
 
 async def create_databases(urls: list[str]) -> None:
