@@ -71,13 +71,18 @@ def e2e(
         float, typer.Option(help="Creates offered per second (open loop); 0: as fast as they go.")
     ] = 200.0,
     baseline: Annotated[bool, typer.Option(help="Also run the flat-zone baseline.")] = True,
+    tracing: Annotated[
+        bool, typer.Option(help="Also run the tree exporting spans (tracing_overhead).")
+    ] = True,
 ) -> None:
     """Create servers at the root of examples/federation.toml; time them to ACTIVE."""
     from skyfed.bench.e2e import run_e2e_bench
 
     if rate < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="--rate")
-    result = run_e2e_bench(servers=servers, concurrency=concurrency, rate=rate, baseline=baseline)
+    result = run_e2e_bench(
+        servers=servers, concurrency=concurrency, rate=rate, baseline=baseline, tracing=tracing
+    )
     typer.echo(json.dumps(result))
 
 
