@@ -109,6 +109,11 @@ async def running(zone: ZoneProcess, *, api: bool) -> AsyncIterator[None]:
             for feature in zone.features:
                 if feature.lifespan is not None:
                     await stack.enter_async_context(feature.lifespan(api))
+            zone.core.metrics.info(
+                "skyfed_process",
+                "This process: its zone, role (api or worker) and skyfed's version.",
+                {"zone": settings.name, "role": "api" if api else "worker", "version": __version__},
+            )
             log.info("zone ready", extra={"zone_id": zone.core.zone_id, "api": api})
             yield
     finally:

@@ -62,7 +62,10 @@ async def test_only_admins_and_service_accounts_read_metrics(zone: InProcessZone
         answer = await raw.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     async with zone.client("svc", SERVICE_PASSWORD) as scraper:
-        assert value(await scrape(scraper), "skyfed_summary_zones") == 1
+        samples = await scrape(scraper)
+    assert value(samples, "skyfed_summary_zones") == 1
+    [info] = [labels for name, labels in samples if name == "skyfed_process_info"]
+    assert {"zone": "test-zone", "role": "api"}.items() <= dict(info).items()
     samples = await scrape(admin)
     # The member's refusal was counted under the route's template, not its path.
     assert (

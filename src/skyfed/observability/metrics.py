@@ -18,7 +18,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -51,6 +58,7 @@ class Metrics:
         self._refreshes: list[Refresh] = []
         self._refreshed = 0.0
         self._lock = asyncio.Lock()
+        self._infos: dict[str, Info] = {}
 
     def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
         return Counter(name, doc, tuple(labels), registry=self.registry)
@@ -66,6 +74,13 @@ class Metrics:
         buckets: Iterable[float] = LATENCY_BUCKETS,
     ) -> Histogram:
         return Histogram(name, doc, tuple(labels), registry=self.registry, buckets=tuple(buckets))
+
+    def info(self, name: str, doc: str, labels: dict[str, str]) -> None:
+        """A constant `<name>_info` series (set again on a restart in-process)."""
+        family = self._infos.get(name)
+        if family is None:
+            family = self._infos[name] = Info(name, doc, registry=self.registry)
+        family.info(labels)
 
     def scraped(self, collect: Callable[[], Iterable[Metric]]) -> None:
         """Figures computed at each scrape (`collect` must not block: no I/O)."""
