@@ -44,7 +44,7 @@ def zone_with(tmp_path: Path, database_url: str) -> Zone:
             await admin.create_project("acme")
             bob = await admin.create_user("bob", "bob-password", "acme", ["member"])
             as_bob = forwarded_headers(
-                Principal(bob["id"], "bob", bob["project_id"], frozenset({"member"}))
+                Principal(bob.id, "bob", bob.project_id, frozenset({"member"}))
             )
             async with zone.client("bob", "bob-password") as member:
                 yield zone, admin, member, as_bob

@@ -154,8 +154,8 @@ async def test_delete_releases_the_host(
     [brief] = (await create(admin, flavor="m1.large"))["servers"]
     up = await booted(admin, agent, brief["id"])
     host = up["location"]["host"]
-    free = (await admin.get_host(host))["free"]
-    assert free["vcpus"] == HOST["vcpus"] - 4
+    free = (await admin.get_host(host)).free
+    assert free.vcpus == HOST["vcpus"] - 4
     deleting = await admin.request("DELETE", f"/v1/servers/{brief['id']}")
     assert deleting["status"] == "DELETING"
     with pytest.raises(SkyfedError) as again:
@@ -171,7 +171,7 @@ async def test_delete_releases_the_host(
         return False
 
     await wait_for(gone, "server deleted")
-    assert (await admin.get_host(host))["free"]["vcpus"] == HOST["vcpus"]
+    assert (await admin.get_host(host)).free.vcpus == HOST["vcpus"]
     assert agent.seen[-1]["action"] == "delete"
 
 
@@ -194,7 +194,7 @@ async def test_a_burst_never_overcommits_a_host(
     assert len(active) == 16
     for host in ("h1", "h2"):
         assert sum(1 for s in active if s["location"]["host"] == host) == 8
-        assert (await admin.get_host(host))["free"]["vcpus"] == 0
+        assert (await admin.get_host(host)).free.vcpus == 0
     errors = [s for s in servers if s["status"] == "ERROR"]
     assert errors and all("vcpus" in s["fault"] for s in errors), sorted(
         {s["fault"] for s in errors}
@@ -232,12 +232,12 @@ async def test_a_refused_claim_brings_the_hosts_view_up_to_date(
             update(HostAllocation).where(HostAllocation.host == "h1").values(vcpus=16)
         )
         await session.commit()
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == 15  # not known yet
+    assert (await admin.get_host("h1")).free.vcpus == 15  # not known yet
 
     [refused] = (await create(admin, name="refused", flavor="m1.tiny"))["servers"]
     settled = await wait_for(lambda: _settled(admin, refused["id"]), "the refused server settles")
     assert settled["status"] == "ERROR" and "h1 has no room" in settled["fault"]
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == 0
+    assert (await admin.get_host("h1")).free.vcpus == 0
 
     [placed] = (await create(admin, name="placed", flavor="m1.tiny"))["servers"]
     assert (await booted(admin, agent, placed["id"]))["location"]["host"] == "h2"
@@ -521,7 +521,7 @@ async def test_delegated_batch_answers_each_server_on_its_own(
     await admin.create_project("acme")
     alice = await admin.create_user("alice", "alice-password", "acme", ["member"])
     as_alice = forwarded_headers(
-        Principal(alice["id"], "alice", alice["project_id"], frozenset({"member"}))
+        Principal(alice.id, "alice", alice.project_id, frozenset({"member"}))
     )
     taken = (await create(admin))["servers"][0]["id"]  # the admin project's server
     ids = [str(uuid.uuid4()) for _ in range(3)]

@@ -116,7 +116,7 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
                 listed = await client.request("GET", "/v1/servers", params={"limit": 1000})
                 mine = [s for s in listed["servers"] if s["status"] == "ACTIVE"]
                 placed += [s["id"] for s in mine]
-                used = sum(h["allocated"]["vcpus"] for h in await client.all_hosts())
+                used = sum(h.allocated.vcpus for h in await client.all_hosts())
                 assert used == len(mine)  # m1.tiny: 1 vCPU each
         assert len(placed) == len(set(placed))
         assert sorted(placed) == sorted(s["id"] for s in servers if s["status"] == "ACTIVE")

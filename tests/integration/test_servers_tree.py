@@ -268,8 +268,8 @@ async def test_a_thousand_concurrent_creates_never_overcommit_a_host(federation)
                 zone_hosts = await client.all_hosts()
                 assert len(zone_hosts) == 4, zone_hosts  # 8 hosts of 8 vcpus in all
                 for host in zone_hosts:
-                    assert host["allocated"]["vcpus"] <= host["resources"]["vcpus"], host
-                    assert host["allocated"]["vcpus"] == 8, host
+                    assert host.allocated.vcpus <= host.resources.vcpus, host
+                    assert host.allocated.vcpus == 8, host
         errors = [s for s in servers if s["status"] == "ERROR"]
         assert len(errors) == 936
         assert all("vcpus" in s["fault"] or "no room" in s["fault"] for s in errors), errors[0]
@@ -344,7 +344,7 @@ async def placed_unanswered(fed: Any, top: SkyfedClient, *, hang_us: bool) -> tu
 
 async def held_in(client: SkyfedClient) -> int:
     """The vcpus skyfed's servers hold on the zone's hosts."""
-    return sum(host["allocated"]["vcpus"] for host in await client.all_hosts())
+    return sum(host.allocated.vcpus for host in await client.all_hosts())
 
 
 async def test_deleting_a_server_whose_child_did_not_answer_deletes_it_there(
