@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # imported at the first typed call, not with the client
         User,
         WireModel,
         Zone,
+        ZoneLocation,
     )
 
     M = TypeVar("M", bound=WireModel)
@@ -612,6 +613,14 @@ class SkyfedClient:
         )
         return self._read(ActionAccepted, answer)
 
+    async def locate(self, project_id: str) -> ZoneLocation:
+        """The lowest zone below this one holding all of a project's servers (404 when
+        it has none here)."""
+        from skyfed.client_models import ZoneLocation
+
+        answer = await self.request("GET", "/v1/zones/locate", params={"project": project_id})
+        return self._read(ZoneLocation, answer)
+
     # -- tasks ---------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task:
@@ -656,7 +665,7 @@ class SkyfedClient:
     # -- agent protocol (docs/compute.md) ------------------------------------------
 
     async def agent_commands(
-        self, agent: str, *, wait: int = 20, limit: int = 100, after: int = 0
+        self, agent: str, *, wait: float = 20, limit: int = 100, after: int = 0
     ) -> list[dict[str, Any]]:
         """Long poll: the agent's pending commands past `after`, or none after `wait` s."""
         body = await self.request(
@@ -669,6 +678,12 @@ class SkyfedClient:
         if not isinstance(commands, list):
             raise SkyfedError(200, "bad_response", f"{self.base_url} answered without commands")
         return commands
+
+    async def command_result(self, agent: str, command_id: str, result: Mapping[str, Any]) -> None:
+        """One command's result ({ok, status, message, exit_code}); 404 not_found for a
+        command the zone does not have for this agent."""
+        path = f"/v1/agents/{agent}/commands/{command_id}/result"
+        await self.request("POST", path, json=dict(result))
 
     async def command_results(
         self, agent: str, results: list[tuple[str, dict[str, Any]]]

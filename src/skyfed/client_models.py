@@ -52,6 +52,7 @@ __all__ = [
     "User",
     "WireModel",
     "Zone",
+    "ZoneLocation",
 ]
 
 
@@ -213,6 +214,16 @@ class ServerPage(WireModel):
     unavailable_zones: list[str] = Field(default_factory=list)
     # ...and the same zones with why.
     unavailable: list[UnavailableZone] = Field(default_factory=list)
+
+
+class ZoneLocation(WireModel):
+    """`GET /v1/zones/locate`: the lowest zone whose subtree holds all of a project's
+    servers (this zone, `path` [], when they are spread over its children)."""
+
+    id: str
+    name: str
+    url: str
+    path: list[str] = Field(default_factory=list)  # child zone names from here down
 
 
 # -- tasks ----------------------------------------------------------------------------

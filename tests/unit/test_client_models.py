@@ -493,6 +493,26 @@ async def test_the_clients_own_logins_read_only_the_token() -> None:
     assert (short.value.status, short.value.code) == (502, "bad_response")
 
 
+async def test_locate_and_one_command_result() -> None:
+    where = {"id": "z9", "name": "eu-dc1", "url": "http://eu-dc1.test", "path": ["eu", "eu-dc1"]}
+    client, seen = zone_answering(
+        {
+            ("GET", "/v1/zones/locate"): where,
+            ("POST", "/v1/agents/ag/commands/c1/result"): 204,
+        }
+    )
+    async with client:
+        found = await client.locate("p1")
+        assert await client.command_result("ag", "c1", {"ok": True, "status": "ACTIVE"}) is None
+        with pytest.raises(SkyfedError) as unknown:
+            await client.command_result("ag", "c2", {"ok": True, "status": "ACTIVE"})
+    assert (found.name, found.path, found.url) == ("eu-dc1", ["eu", "eu-dc1"], where["url"])
+    assert found.model_dump() == where
+    assert seen[0][1] == "/v1/zones/locate?project=p1"
+    assert seen[1] == ("POST", "/v1/agents/ag/commands/c1/result", {"ok": True, "status": "ACTIVE"})
+    assert (unknown.value.status, unknown.value.code) == (404, "not_found")
+
+
 Bad = Callable[[SkyfedClient], Any]
 
 
