@@ -512,11 +512,12 @@ class SkyfedClient:
         return [self._read(Flavor, flavor) for flavor in self._items(answer, "flavors")]
 
     async def create_flavor(
-        self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int = 0
+        self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int | None = None
     ) -> Flavor:
+        """A flavor; `disk_gb` left None is not sent (the zone's default holds)."""
         from skyfed.client_models import Flavor
 
-        body = {"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb}
+        body = _given({"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb})
         return self._read(Flavor, await self.request("POST", "/v1/flavors", json=body))
 
     async def create_servers(

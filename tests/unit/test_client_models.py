@@ -331,6 +331,7 @@ async def test_flavors_and_server_actions() -> None:
         made = await client.create_flavor("m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
         rebooting = await client.server_action(sid, "reboot")
         deleting = await client.delete_server(sid)
+        await client.create_flavor("m1.nano", vcpus=1, ram_mb=64)
     assert [(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in flavors] == [("m1.tiny", 1, 512, 1)]
     assert made.id == "f"
     assert (rebooting.task_state, rebooting.task_id) == ("rebooting", TASK["id"])
@@ -338,6 +339,8 @@ async def test_flavors_and_server_actions() -> None:
     assert deleting.status == "DELETING"
     assert deleting.model_dump() == taken | {"status": "DELETING"}
     assert seen[2][2] == {"action": "reboot"}
+    assert seen[1][2] == {"name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1}
+    assert seen[4][2] == {"name": "m1.nano", "vcpus": 1, "ram_mb": 64}  # the zone's disk_gb
 
 
 async def test_hosts() -> None:
