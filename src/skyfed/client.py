@@ -234,12 +234,14 @@ class SkyfedClient:
                 f"{where}: {first['msg']}"[:MAX_MESSAGE],
             ) from None
 
-    def _items(self, answer: Any, key: str) -> list[Any]:
-        """The list under `key` of a listing's answer; SkyfedError when there is none."""
+    async def _list(self, model: type[M], path: str, key: str) -> list[M]:
+        """`GET path`: each item of the list under `key` of its answer as `model`;
+        SkyfedError (bad_response) when there is no such list."""
+        answer = await self.request("GET", path)
         items = answer.get(key) if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise SkyfedError(502, "bad_response", f"{self.base_url} answered without {key}")
-        return items
+        return [self._read(model, item) for item in items]
 
     # -- identity ----------------------------------------------------------------
 
@@ -286,8 +288,7 @@ class SkyfedClient:
     async def list_projects(self) -> list[Project]:
         from skyfed.client_models import Project
 
-        answer = await self.request("GET", "/v1/projects")
-        return [self._read(Project, project) for project in self._items(answer, "projects")]
+        return await self._list(Project, "/v1/projects", "projects")
 
     async def create_user(self, name: str, password: str, project: str, roles: list[str]) -> User:
         """A user of `project` (id or name); a parent zone's account has the service role."""
@@ -299,8 +300,7 @@ class SkyfedClient:
     async def list_users(self) -> list[User]:
         from skyfed.client_models import User
 
-        answer = await self.request("GET", "/v1/users")
-        return [self._read(User, user) for user in self._items(answer, "users")]
+        return await self._list(User, "/v1/users", "users")
 
     async def delete_user(self, name: str) -> None:
         await self.request("DELETE", f"/v1/users/{name}")
@@ -361,8 +361,7 @@ class SkyfedClient:
     async def list_zones(self) -> list[ChildZone]:
         from skyfed.client_models import ChildZone
 
-        answer = await self.request("GET", "/v1/zones")
-        return [self._read(ChildZone, zone) for zone in self._items(answer, "zones")]
+        return await self._list(ChildZone, "/v1/zones", "zones")
 
     async def get_zone(self, ref: str) -> ChildZone:
         """A child zone by id or name."""
@@ -477,8 +476,7 @@ class SkyfedClient:
     async def list_agents(self) -> list[AgentAccount]:
         from skyfed.client_models import AgentAccount
 
-        answer = await self.request("GET", "/v1/agents")
-        return [self._read(AgentAccount, agent) for agent in self._items(answer, "agents")]
+        return await self._list(AgentAccount, "/v1/agents", "agents")
 
     async def get_agent(self, name: str) -> AgentAccount:
         from skyfed.client_models import AgentAccount
@@ -508,8 +506,7 @@ class SkyfedClient:
     async def list_flavors(self) -> list[Flavor]:
         from skyfed.client_models import Flavor
 
-        answer = await self.request("GET", "/v1/flavors")
-        return [self._read(Flavor, flavor) for flavor in self._items(answer, "flavors")]
+        return await self._list(Flavor, "/v1/flavors", "flavors")
 
     async def create_flavor(
         self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int | None = None
