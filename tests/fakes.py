@@ -30,10 +30,7 @@ class ScriptedAgent:
         )
 
     async def commands(self, wait: float = 0.0) -> list[dict[str, Any]]:
-        answer = await self.client.request(
-            "GET", f"/v1/agents/{self.name}/commands", params={"wait": wait}
-        )
-        return list(answer["commands"])
+        return await self.client.agent_commands(self.name, wait=wait)
 
     async def answer(self, command: dict[str, Any], ok: bool = True, **fields: Any) -> None:
         status = {
@@ -43,10 +40,8 @@ class ScriptedAgent:
             "stop": "STOPPED",
             "delete": "DELETED",
         }[command["action"]]
-        body = {"ok": ok, "status": status if ok else "ERROR", **fields}
-        await self.client.request(
-            "POST", f"/v1/agents/{self.name}/commands/{command['id']}/result", json=body
-        )
+        result = {"ok": ok, "status": status if ok else "ERROR", **fields}
+        await self.client.command_result(self.name, command["id"], result)
         self.seen.append(command)
 
     async def answer_all(self, wait: float = 0.0, ok: bool = True) -> list[dict[str, Any]]:

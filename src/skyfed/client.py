@@ -1,8 +1,9 @@
 """Typed client of a zone's public HTTP API: the CLI, parent zones, agents and tests use it.
 
-Zones, servers, flavors and tasks come back as the models of `client_models.py`
-(lenient: a newer zone's extra fields are ignored); `request()` sends any request and
-returns its JSON, for what has no method yet and for tests of the wire itself.
+Zones, servers, flavors, tasks, hosts, agent accounts, users, projects and tokens come
+back as the models of `client_models.py` (lenient: a newer zone's extra fields are
+ignored); the agent protocol's commands and results stay plain. `request()` sends any
+request and returns its JSON, for what has no method yet and for tests of the wire itself.
 
 Errors come back as `SkyfedError` carrying the zone's error code; a zone that
 cannot be reached raises `ZoneUnreachable` (both defined with the rest of the wire
@@ -36,20 +37,30 @@ from skyfed.wire import (
     read_answer,
 )
 
-if TYPE_CHECKING:  # imported at the first typed call: an agent never loads pydantic
+if TYPE_CHECKING:  # imported at the first typed call, not with the client
     from skyfed.client_models import (
         ActionAccepted,
+        AgentAccount,
+        Caller,
         ChildZone,
         ChildZoneDetail,
         Flavor,
+        HeartbeatsTaken,
+        Host,
+        HostPage,
+        HostReleased,
+        Project,
         Server,
         ServerAccepted,
         ServerPage,
         ServersCreated,
         Task,
         TaskPage,
+        Token,
+        User,
         WireModel,
         Zone,
+        ZoneLocation,
     )
 
     M = TypeVar("M", bound=WireModel)
@@ -208,7 +219,7 @@ class SkyfedClient:
             if self.token is not None and self.token != stale_token:
                 return  # another call logged in meanwhile
             assert self.username is not None and self.password is not None
-            await self.login(self.username, self.password, timeout=timeout)
+            await self._log_in(self.username, self.password, timeout)
         finally:
             self._login_lock.release()
 
@@ -228,18 +239,26 @@ class SkyfedClient:
                 f"{where}: {first['msg']}"[:MAX_MESSAGE],
             ) from None
 
-    def _items(self, answer: Any, key: str) -> list[Any]:
-        """The list under `key` of a listing's answer; SkyfedError when there is none."""
+    async def _list(self, model: type[M], path: str, key: str) -> list[M]:
+        """`GET path`: each item of the list under `key` of its answer as `model`;
+        SkyfedError (bad_response) when there is no such list."""
+        answer = await self.request("GET", path)
         items = answer.get(key) if isinstance(answer, dict) else None
         if not isinstance(items, list):
             raise SkyfedError(502, "bad_response", f"{self.base_url} answered without {key}")
-        return items
+        return [self._read(model, item) for item in items]
 
     # -- identity ----------------------------------------------------------------
 
-    async def login(
-        self, username: str, password: str, *, timeout: float | None = None
-    ) -> dict[str, Any]:
+    async def login(self, username: str, password: str, *, timeout: float | None = None) -> Token:
+        """Log in; the token is kept for the calls that follow."""
+        from skyfed.client_models import Token
+
+        return self._read(Token, await self._log_in(username, password, timeout))
+
+    async def _log_in(self, username: str, password: str, timeout: float | None) -> Any:
+        """`POST /v1/auth/tokens`, keeping the token it answers; the answer as sent. The
+        logins the client makes on its own read nothing else of it."""
         body = await self.request(
             "POST",
             "/v1/auth/tokens",
@@ -259,28 +278,34 @@ class SkyfedClient:
         await self.request("DELETE", "/v1/auth/tokens")
         self.token = None
 
-    async def whoami(self) -> dict[str, Any]:
-        return await self.request("GET", "/v1/auth/whoami")
+    async def whoami(self) -> Caller:
+        """Who the zone takes this client for (logging in first when it has to)."""
+        from skyfed.client_models import Caller
 
-    async def create_project(self, name: str, description: str = "") -> dict[str, Any]:
-        return await self.request(
-            "POST", "/v1/projects", json={"name": name, "description": description}
-        )
+        return self._read(Caller, await self.request("GET", "/v1/auth/whoami"))
 
-    async def list_projects(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/projects"))["projects"]
+    async def create_project(self, name: str, description: str = "") -> Project:
+        from skyfed.client_models import Project
 
-    async def create_user(
-        self, name: str, password: str, project: str, roles: list[str]
-    ) -> dict[str, Any]:
-        return await self.request(
-            "POST",
-            "/v1/users",
-            json={"name": name, "password": password, "project": project, "roles": roles},
-        )
+        body = {"name": name, "description": description}
+        return self._read(Project, await self.request("POST", "/v1/projects", json=body))
 
-    async def list_users(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/users"))["users"]
+    async def list_projects(self) -> list[Project]:
+        from skyfed.client_models import Project
+
+        return await self._list(Project, "/v1/projects", "projects")
+
+    async def create_user(self, name: str, password: str, project: str, roles: list[str]) -> User:
+        """A user of `project` (id or name); a parent zone's account has the service role."""
+        from skyfed.client_models import User
+
+        body = {"name": name, "password": password, "project": project, "roles": roles}
+        return self._read(User, await self.request("POST", "/v1/users", json=body))
+
+    async def list_users(self) -> list[User]:
+        from skyfed.client_models import User
+
+        return await self._list(User, "/v1/users", "users")
 
     async def delete_user(self, name: str) -> None:
         await self.request("DELETE", f"/v1/users/{name}")
@@ -350,8 +375,7 @@ class SkyfedClient:
     async def list_zones(self) -> list[ChildZone]:
         from skyfed.client_models import ChildZone
 
-        answer = await self.request("GET", "/v1/zones")
-        return [self._read(ChildZone, zone) for zone in self._items(answer, "zones")]
+        return await self._list(ChildZone, "/v1/zones", "zones")
 
     async def get_zone(self, ref: str) -> ChildZone:
         """A child zone by id or name."""
@@ -384,19 +408,24 @@ class SkyfedClient:
         capabilities: Mapping[str, Any] | None = None,
         resources: Mapping[str, int] | None = None,
         used: Mapping[str, int] | None = None,
-    ) -> dict[str, Any]:
-        return await self.request(
-            "PUT",
-            f"/v1/hosts/{name}",
-            json={
-                "capabilities": dict(capabilities or {}),
-                "resources": dict(resources or {}),
-                "used": dict(used or {}),
-            },
-        )
+    ) -> Host:
+        """One host's heartbeat; the host as the zone now knows it."""
+        from skyfed.client_models import Host
 
-    async def heartbeat_batch(self, hosts: list[dict[str, Any]]) -> dict[str, Any]:
-        return await self.request("PUT", "/v1/hosts", json={"hosts": hosts})
+        body = {
+            "capabilities": dict(capabilities or {}),
+            "resources": dict(resources or {}),
+            "used": dict(used or {}),
+        }
+        return self._read(Host, await self.request("PUT", f"/v1/hosts/{name}", json=body))
+
+    async def heartbeat_batch(self, hosts: list[dict[str, Any]]) -> HeartbeatsTaken:
+        """Many hosts' heartbeats (each with its `name`): how many were taken, and which
+        of those hosts an admin disabled."""
+        from skyfed.client_models import HeartbeatsTaken
+
+        answer = await self.request("PUT", "/v1/hosts", json={"hosts": hosts})
+        return self._read(HeartbeatsTaken, answer)
 
     async def list_hosts(
         self,
@@ -404,48 +433,69 @@ class SkyfedClient:
         state: str | None = None,
         limit: int | None = None,
         marker: str | None = None,
-    ) -> dict[str, Any]:
-        params = {"state": state, "limit": limit, "marker": marker}
-        return await self.request("GET", "/v1/hosts", params=_given(params))
+    ) -> HostPage:
+        """One page of hosts, by name (`state`: online or offline)."""
+        from skyfed.client_models import HostPage
 
-    async def all_hosts(self, *, state: str | None = None) -> list[dict[str, Any]]:
-        hosts: list[dict[str, Any]] = []
+        params = {"state": state, "limit": limit, "marker": marker}
+        answer = await self.request("GET", "/v1/hosts", params=_given(params))
+        return self._read(HostPage, answer)
+
+    async def all_hosts(self, *, state: str | None = None) -> list[Host]:
+        hosts: list[Host] = []
         marker: str | None = None
         while True:
             page = await self.list_hosts(state=state, limit=1000, marker=marker)
-            hosts.extend(page["hosts"])
-            marker = page.get("next_marker")
+            hosts.extend(page.hosts)
+            marker = page.next_marker
             if not marker:
                 return hosts
 
-    async def get_host(self, name: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/hosts/{name}")
+    async def get_host(self, name: str) -> Host:
+        from skyfed.client_models import Host
 
-    async def disable_host(self, name: str, reason: str = "") -> dict[str, Any]:
-        return await self.request("POST", f"/v1/hosts/{name}/disable", json={"reason": reason})
+        return self._read(Host, await self.request("GET", f"/v1/hosts/{name}"))
 
-    async def enable_host(self, name: str) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/hosts/{name}/enable")
+    async def disable_host(self, name: str, reason: str = "") -> Host:
+        from skyfed.client_models import Host
 
-    async def release_host(self, name: str) -> dict[str, Any]:
+        answer = await self.request("POST", f"/v1/hosts/{name}/disable", json={"reason": reason})
+        return self._read(Host, answer)
+
+    async def enable_host(self, name: str) -> Host:
+        from skyfed.client_models import Host
+
+        return self._read(Host, await self.request("POST", f"/v1/hosts/{name}/enable"))
+
+    async def release_host(self, name: str) -> HostReleased:
         """Hand a host over: the next agent granted for it that beats carries it."""
-        return await self.request("POST", f"/v1/hosts/{name}/release")
+        from skyfed.client_models import HostReleased
+
+        answer = await self.request("POST", f"/v1/hosts/{name}/release")
+        return self._read(HostReleased, answer)
 
     # -- agent accounts (admin) ------------------------------------------------------
 
     async def create_agent(
         self, name: str, password: str, hosts: list[str], *, max_hosts: int | None = None
-    ) -> dict[str, Any]:
+    ) -> AgentAccount:
+        """An agent's account (its name is the agent's) and the hosts it may carry."""
+        from skyfed.client_models import AgentAccount
+
         body: dict[str, Any] = {"name": name, "password": password, "hosts": list(hosts)}
         if max_hosts is not None:
             body["max_hosts"] = max_hosts
-        return await self.request("POST", "/v1/agents", json=body)
+        return self._read(AgentAccount, await self.request("POST", "/v1/agents", json=body))
 
-    async def list_agents(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/agents"))["agents"]
+    async def list_agents(self) -> list[AgentAccount]:
+        from skyfed.client_models import AgentAccount
 
-    async def get_agent(self, name: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/agents/{name}")
+        return await self._list(AgentAccount, "/v1/agents", "agents")
+
+    async def get_agent(self, name: str) -> AgentAccount:
+        from skyfed.client_models import AgentAccount
+
+        return self._read(AgentAccount, await self.request("GET", f"/v1/agents/{name}"))
 
     async def update_agent(
         self,
@@ -454,10 +504,13 @@ class SkyfedClient:
         hosts: list[str] | None = None,
         max_hosts: int | None = None,
         password: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> AgentAccount:
+        """Change what is given (hosts the new patterns do not cover are released)."""
+        from skyfed.client_models import AgentAccount
+
         changes = {"hosts": hosts, "max_hosts": max_hosts, "password": password}
-        body = _given(changes)
-        return await self.request("PUT", f"/v1/agents/{name}", json=body)
+        answer = await self.request("PUT", f"/v1/agents/{name}", json=_given(changes))
+        return self._read(AgentAccount, answer)
 
     async def delete_agent(self, name: str) -> None:
         await self.request("DELETE", f"/v1/agents/{name}")
@@ -467,15 +520,15 @@ class SkyfedClient:
     async def list_flavors(self) -> list[Flavor]:
         from skyfed.client_models import Flavor
 
-        answer = await self.request("GET", "/v1/flavors")
-        return [self._read(Flavor, flavor) for flavor in self._items(answer, "flavors")]
+        return await self._list(Flavor, "/v1/flavors", "flavors")
 
     async def create_flavor(
-        self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int = 0
+        self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int | None = None
     ) -> Flavor:
+        """A flavor; `disk_gb` left None is not sent (the zone's default holds)."""
         from skyfed.client_models import Flavor
 
-        body = {"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb}
+        body = _given({"name": name, "vcpus": vcpus, "ram_mb": ram_mb, "disk_gb": disk_gb})
         return self._read(Flavor, await self.request("POST", "/v1/flavors", json=body))
 
     async def create_servers(
@@ -572,6 +625,14 @@ class SkyfedClient:
         )
         return self._read(ActionAccepted, answer)
 
+    async def locate(self, project_id: str) -> ZoneLocation:
+        """The lowest zone below this one holding all of a project's servers (404 when
+        it has none here)."""
+        from skyfed.client_models import ZoneLocation
+
+        answer = await self.request("GET", "/v1/zones/locate", params={"project": project_id})
+        return self._read(ZoneLocation, answer)
+
     # -- tasks ---------------------------------------------------------------------
 
     async def get_task(self, task_id: str) -> Task:
@@ -616,7 +677,7 @@ class SkyfedClient:
     # -- agent protocol (docs/compute.md) ------------------------------------------
 
     async def agent_commands(
-        self, agent: str, *, wait: int = 20, limit: int = 100, after: int = 0
+        self, agent: str, *, wait: float = 20, limit: int = 100, after: int = 0
     ) -> list[dict[str, Any]]:
         """Long poll: the agent's pending commands past `after`, or none after `wait` s."""
         body = await self.request(
@@ -629,6 +690,12 @@ class SkyfedClient:
         if not isinstance(commands, list):
             raise SkyfedError(200, "bad_response", f"{self.base_url} answered without commands")
         return commands
+
+    async def command_result(self, agent: str, command_id: str, result: Mapping[str, Any]) -> None:
+        """One command's result ({ok, status, message, exit_code}); 404 not_found for a
+        command the zone does not have for this agent."""
+        path = f"/v1/agents/{agent}/commands/{command_id}/result"
+        await self.request("POST", path, json=dict(result))
 
     async def command_results(
         self, agent: str, results: list[tuple[str, dict[str, Any]]]

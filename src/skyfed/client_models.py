@@ -1,7 +1,8 @@
 """What `SkyfedClient` returns: a zone's answers as typed models, read leniently.
 
 These are the client's own models, not the server's API schemas (`zones/schemas.py`,
-`compute/schemas.py`, `tasks/api.py`): those validate input strictly and pull in the
+`compute/schemas.py`, `compute/hosts/schemas.py`, `compute/agent_accounts/schemas.py`,
+`identity/schemas.py`, `tasks/api.py`): those validate input strictly and pull in the
 server's modules (FastAPI, capability parsing), while a client is used by parent zones,
 the CLI and agents and talks to zones of other versions. So here:
 
@@ -9,8 +10,8 @@ the CLI and agents and talks to zones of other versions. So here:
   does not send yet has a default where one makes sense;
 - states, statuses and reasons are plain strings (a newer zone may have more of them);
 - models are built on first use (`defer_build`), and `client.py` imports this module
-  only when a typed method is first called, so an agent, which uses none, never loads
-  pydantic.
+  only when a typed method is first called: an agent calls one (`heartbeat_batch`), and
+  the logins the client makes on its own read only the token, with no model.
 
 `model_dump(mode="json")` gives back the zone's answer as it was sent (same fields, same
 order), which is what the CLI prints with `--json`.
@@ -25,11 +26,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ActionAccepted",
+    "AgentAccount",
+    "Caller",
     "ChildZone",
     "ChildZoneDetail",
     "ChildZoneState",
     "Flavor",
+    "HeartbeatsTaken",
+    "Host",
+    "HostPage",
+    "HostReleased",
+    "HostResources",
     "Location",
+    "Project",
     "Server",
     "ServerAccepted",
     "ServerBrief",
@@ -38,9 +47,12 @@ __all__ = [
     "ServersCreated",
     "Task",
     "TaskPage",
+    "Token",
     "UnavailableZone",
+    "User",
     "WireModel",
     "Zone",
+    "ZoneLocation",
 ]
 
 
@@ -204,6 +216,16 @@ class ServerPage(WireModel):
     unavailable: list[UnavailableZone] = Field(default_factory=list)
 
 
+class ZoneLocation(WireModel):
+    """`GET /v1/zones/locate`: the lowest zone whose subtree holds all of a project's
+    servers (this zone, `path` [], when they are spread over its children)."""
+
+    id: str
+    name: str
+    url: str
+    path: list[str] = Field(default_factory=list)  # child zone names from here down
+
+
 # -- tasks ----------------------------------------------------------------------------
 
 
@@ -232,3 +254,102 @@ class TaskPage(WireModel):
 
     tasks: list[Task]
     next_marker: int | None = None
+
+
+# -- identity -------------------------------------------------------------------------
+
+
+class User(WireModel):
+    """A user of the zone (`/v1/users`, admins); a service or agent account too."""
+
+    id: str
+    name: str
+    project_id: str
+    roles: list[str] = Field(default_factory=list)  # admin, member, service, agent
+    enabled: bool = True
+    created_at: datetime
+
+
+class Token(WireModel):
+    """`POST /v1/auth/tokens` (a login): the bearer token and whose it is."""
+
+    token: str
+    expires_at: datetime
+    user: User
+
+
+class Caller(WireModel):
+    """`GET /v1/auth/whoami`: who the zone takes the caller for."""
+
+    user_id: str
+    username: str
+    project_id: str
+    roles: list[str] = Field(default_factory=list)
+    # The parent's service account that forwarded this identity (None: the caller's own).
+    via: str | None = None
+
+
+class Project(WireModel):
+    id: str
+    name: str
+    description: str = ""
+    created_at: datetime
+
+
+# -- hosts and agent accounts ----------------------------------------------------------
+
+
+class HostResources(WireModel):
+    vcpus: int = 0
+    ram_mb: int = 0
+    disk_gb: int = 0
+
+
+class Host(WireModel):
+    """A host as its zone knows it from its agent's heartbeats (`/v1/hosts`, admins)."""
+
+    name: str
+    state: str  # online, offline
+    disabled: bool = False
+    disabled_reason: str = ""
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    resources: HostResources
+    used: HostResources = Field(default_factory=HostResources)  # by other work on the host
+    allocated: HostResources = Field(default_factory=HostResources)  # by the zone's servers
+    free: HostResources
+    agent: str | None = None  # the agent that carries it
+    last_seen: datetime | None = None
+
+
+class HostPage(WireModel):
+    """One page of `GET /v1/hosts`, by name."""
+
+    hosts: list[Host]
+    next_marker: str | None = None
+
+
+class HeartbeatsTaken(WireModel):
+    """`PUT /v1/hosts`: how many beats were taken, and which of their hosts an admin
+    disabled (the agent starts no work on those)."""
+
+    accepted: int
+    disabled: list[str] = Field(default_factory=list)
+
+
+class HostReleased(WireModel):
+    name: str
+    released_from: str | None = None  # the agent that carried it until now (None: nobody)
+
+
+class AgentAccount(WireModel):
+    """An agent's account (`/v1/agents`, admins) and the hosts it may carry."""
+
+    name: str
+    user_id: str
+    hosts: list[str] = Field(default_factory=list)  # names, or prefixes ending in '*'
+    max_hosts: int
+    configured: bool = False  # made from the zone's settings: changed there
+    carried: int = 0  # hosts it carries now
+    pending_commands: int = 0
+    created_at: datetime
+    updated_at: datetime

@@ -85,10 +85,10 @@ async def test_fake_hosts_with_a_million_vcpus_are_refused_and_never_summarised(
     await refused(admin.heartbeat("a-3", resources=huge), 422, "host_out_of_bounds")
     summary = (await admin.zone()).summary
     assert summary["hosts"] == 0 and summary["numeric"] == {}
-    assert (await admin.list_hosts())["hosts"] == []
+    assert (await admin.list_hosts()).hosts == []
     # At the bounds, accepted.
     edge = {"vcpus": 4096, "ram_mb": 32 * 1024 * 1024, "disk_gb": 1024 * 1024}
-    assert (await a.heartbeat("a-1", resources=edge, used=edge))["resources"] == edge
+    assert (await a.heartbeat("a-1", resources=edge, used=edge)).resources.model_dump() == edge
 
 
 async def test_bounds_come_from_the_zone_settings(tmp_path: Path, database_url: str) -> None:
@@ -97,7 +97,7 @@ async def test_bounds_come_from_the_zone_settings(tmp_path: Path, database_url: 
         error = await refused(agent.heartbeat("h1", resources={"vcpus": 65}), 422)
         assert "vcpus 65 is more than this zone takes (64)" in error.message
         await refused(agent.heartbeat("h1", resources={"ram_mb": 1025}), 422)
-        assert (await agent.heartbeat("h1", resources={"vcpus": 64, "ram_mb": 1024}))["name"]
+        assert (await agent.heartbeat("h1", resources={"vcpus": 64, "ram_mb": 1024})).name
 
 
 async def test_an_agent_carries_at_most_its_max_hosts(
@@ -105,16 +105,16 @@ async def test_an_agent_carries_at_most_its_max_hosts(
 ) -> None:
     await admin.create_agent("a", A_PASSWORD, ["a-*"], max_hosts=3)
     async with zone.client("a", A_PASSWORD) as a:
-        assert (await a.heartbeat_batch(beats("a-1", "a-2")))["accepted"] == 2
+        assert (await a.heartbeat_batch(beats("a-1", "a-2"))).accepted == 2
         error = await refused(a.heartbeat_batch(beats("a-1", "a-3", "a-4")), 409)
         assert error.code == "agent_host_limit"
         assert "carries 2 hosts and may carry at most 3" in error.message
-        assert sorted(h["name"] for h in (await admin.list_hosts())["hosts"]) == ["a-1", "a-2"]
+        assert sorted(h.name for h in (await admin.list_hosts()).hosts) == ["a-1", "a-2"]
         # Known hosts keep beating; one more fits.
-        assert (await a.heartbeat_batch(beats("a-1", "a-2", "a-3")))["accepted"] == 3
+        assert (await a.heartbeat_batch(beats("a-1", "a-2", "a-3"))).accepted == 3
         await refused(a.heartbeat("a-4", resources=HOST), 409, "agent_host_limit")
-        assert (await a.heartbeat_batch(beats("a-1", "a-2", "a-3")))["accepted"] == 3
-        assert (await admin.get_agent("a"))["carried"] == 3
+        assert (await a.heartbeat_batch(beats("a-1", "a-2", "a-3"))).accepted == 3
+        assert (await admin.get_agent("a")).carried == 3
 
 
 async def test_a_zone_knows_at_most_max_hosts(tmp_path: Path, database_url: str) -> None:
@@ -129,11 +129,11 @@ async def test_a_zone_knows_at_most_max_hosts(tmp_path: Path, database_url: str)
         error = await refused(agent.heartbeat_batch(beats("j1", "j2", "j3")), 409)
         assert error.code == "zone_host_limit" and "at most 5" in error.message
         await refused(admin.heartbeat_batch(beats("j1", "j2", "j3")), 409, "zone_host_limit")
-        assert (await agent.heartbeat_batch(beats("j1", "j2")))["accepted"] == 2
+        assert (await agent.heartbeat_batch(beats("j1", "j2"))).accepted == 2
         await refused(agent.heartbeat("j3", resources=HOST), 409, "zone_host_limit")
         # The known ones keep beating, from their agent and from the admin.
-        assert (await agent.heartbeat_batch(beats("j1", "j2")))["accepted"] == 2
-        assert (await admin.heartbeat_batch(beats("h1", "h2", "h3")))["accepted"] == 3
+        assert (await agent.heartbeat_batch(beats("j1", "j2"))).accepted == 2
+        assert (await admin.heartbeat_batch(beats("h1", "h2", "h3"))).accepted == 3
         assert (await admin.zone()).summary["hosts"] == 5
 
 
@@ -145,16 +145,16 @@ async def test_an_agent_beats_only_for_hosts_its_grant_covers(
 ) -> None:
     await admin.create_agent("a", A_PASSWORD, ["eu-dc1-*", "lone"], max_hosts=10)
     async with zone.client("a", A_PASSWORD) as a:
-        assert (await a.heartbeat_batch(beats("eu-dc1-1", "lone")))["accepted"] == 2
+        assert (await a.heartbeat_batch(beats("eu-dc1-1", "lone"))).accepted == 2
         for name in ("eu-dc2-1", "eu-dc1", "xeu-dc1-1", "lone2", "lon"):
             error = await refused(a.heartbeat(name, resources=HOST), 403, "host_not_granted")
             assert f"'{name}'" in error.message or name in error.message
         # One host outside the grant refuses the whole batch: nothing of it is taken.
         error = await refused(a.heartbeat_batch(beats("eu-dc1-2", "us-dc1-1")), 403)
         assert "us-dc1-1" in error.message and "eu-dc1-2" not in error.message
-    hosts = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
+    hosts = {h.name: h for h in (await admin.list_hosts()).hosts}
     assert sorted(hosts) == ["eu-dc1-1", "lone"]
-    assert {h["agent"] for h in hosts.values()} == {"a"}
+    assert {h.agent for h in hosts.values()} == {"a"}
 
 
 async def test_the_settings_agent_carries_nothing_unless_granted(
@@ -169,11 +169,11 @@ async def test_the_settings_agent_carries_nothing_unless_granted(
         zone.client() as admin,
         zone.client("agent", AGENT_PASSWORD) as agent,
     ):
-        assert (await agent.heartbeat("rack1-01", resources=HOST))["agent"] == "agent"
+        assert (await agent.heartbeat("rack1-01", resources=HOST)).agent == "agent"
         await refused(agent.heartbeat("rack2-01", resources=HOST), 403, "host_not_granted")
         await refused(agent.heartbeat("rack1-02", resources=HOST), 409, "agent_host_limit")
         shown = await admin.get_agent("agent")
-        assert (shown["hosts"], shown["max_hosts"], shown["configured"]) == (["rack1-*"], 1, True)
+        assert (shown.hosts, shown.max_hosts, shown.configured) == (["rack1-*"], 1, True)
         # Settings own it.
         await refused(admin.update_agent("agent", max_hosts=5), 409, "configured_agent")
         await refused(admin.delete_agent("agent"), 409, "configured_agent")
@@ -185,9 +185,9 @@ async def test_a_beat_names_its_caller_as_agent(
     a, _ = two
     error = await refused(a.heartbeat_batch(beats("s-1", agent="b")), 403, "agent_mismatch")
     assert "cannot beat as agent b" in error.message
-    assert (await a.heartbeat_batch(beats("s-1", agent="a")))["accepted"] == 1
-    assert (await a.heartbeat("s-2", resources=HOST))["agent"] == "a"  # set from the caller
-    assert {h["agent"] for h in (await admin.list_hosts())["hosts"]} == {"a"}
+    assert (await a.heartbeat_batch(beats("s-1", agent="a"))).accepted == 1
+    assert (await a.heartbeat("s-2", resources=HOST)).agent == "a"  # set from the caller
+    assert {h.agent for h in (await admin.list_hosts()).hosts} == {"a"}
 
 
 # -- carried hosts --------------------------------------------------------------------------
@@ -201,18 +201,18 @@ async def test_agent_b_cannot_take_over_agent_a_host(
     error = await refused(b.heartbeat_batch(beats("b-1", "s-2")), 409, "host_carried")
     assert "host 's-2' is carried by agent 'a'" in error.message
     assert error.details == {"hosts": {"s-2": "a"}}
-    assert (await admin.get_host("s-2"))["agent"] == "a"
+    assert (await admin.get_host("s-2")).agent == "a"
     await refused(admin.get_host("b-1"), 404, "not_found")  # the batch was refused whole
     # Nor may an admin's beat take it from its agent.
     await refused(admin.heartbeat("s-2", resources=HOST), 409, "host_carried")
 
     released = await admin.release_host("s-2")
-    assert released == {"name": "s-2", "released_from": "a"}
-    assert (await admin.get_host("s-2"))["agent"] is None
-    assert (await b.heartbeat("s-2", resources=HOST))["agent"] == "b"
+    assert released.model_dump() == {"name": "s-2", "released_from": "a"}
+    assert (await admin.get_host("s-2")).agent is None
+    assert (await b.heartbeat("s-2", resources=HOST)).agent == "b"
     error = await refused(a.heartbeat("s-2", resources=HOST), 409, "host_carried")
     assert "carried by agent 'b'" in error.message
-    assert (await a.heartbeat("s-1", resources=HOST))["agent"] == "a"
+    assert (await a.heartbeat("s-1", resources=HOST)).agent == "a"
     await refused(admin.release_host("ghost"), 404, "not_found")
 
 
@@ -237,7 +237,7 @@ async def test_the_shared_record_decides_between_processes(
             async with one.client() as admin:
                 await admin.release_host("s-1")
             assert two.process.compute.hosts.carrier("s-1") == "a"  # not read yet
-            assert (await b.heartbeat("s-1", resources=HOST))["agent"] == "b"
+            assert (await b.heartbeat("s-1", resources=HOST)).agent == "b"
             await two.process.compute.sharing.share()
             await one.process.compute.sharing.share()
             assert one.process.compute.hosts.carrier("s-1") == "b"
@@ -325,8 +325,8 @@ async def test_a_host_taken_over_brings_its_pending_commands(
     await admin.delete_agent("a")
     await refused(a.agent_commands("a", wait=0), 401)  # its tokens died with it
     await refused(a.login("a", A_PASSWORD), 401)
-    assert (await admin.get_host("s-1"))["agent"] is None
-    assert (await b.heartbeat("s-1", resources=HOST))["agent"] == "b"
+    assert (await admin.get_host("s-1")).agent is None
+    assert (await b.heartbeat("s-1", resources=HOST)).agent == "b"
     [moved] = await b.agent_commands("b", wait=0)
     assert moved["id"] == command["id"]
     assert await b.command_results("b", [(moved["id"], {"ok": True, "status": "ACTIVE"})]) == [True]
@@ -342,7 +342,7 @@ async def test_one_agent_credential_does_not_work_as_another(
     a, _ = two
     await refused(a.login("b", A_PASSWORD), 401)
     me = await a.whoami()
-    assert (me["username"], me["roles"]) == ("a", ["agent"])
+    assert (me.username, me.roles) == ("a", ["agent"])
     async with zone.client("agent", AGENT_PASSWORD) as settings_agent:
         await refused(settings_agent.agent_commands("a", wait=0), 403, "not_this_agent")
         await refused(
@@ -355,31 +355,31 @@ async def test_one_agent_credential_does_not_work_as_another(
 
 async def test_agent_accounts_api(zone: InProcessZone, admin: SkyfedClient) -> None:
     made = await admin.create_agent("eu-dc1-agent", A_PASSWORD, ["eu-dc1-*", "eu-dc1-*"])
-    assert (made["name"], made["hosts"], made["max_hosts"]) == (
+    assert (made.name, made.hosts, made.max_hosts) == (
         "eu-dc1-agent",
         ["eu-dc1-*"],
         1000,
     )
-    assert (made["configured"], made["carried"], made["pending_commands"]) == (False, 0, 0)
-    user = next(u for u in await admin.list_users() if u["name"] == "eu-dc1-agent")
-    assert user["roles"] == ["agent"] and user["id"] == made["user_id"]
+    assert (made.configured, made.carried, made.pending_commands) == (False, 0, 0)
+    user = next(u for u in await admin.list_users() if u.name == "eu-dc1-agent")
+    assert user.roles == ["agent"] and user.id == made.user_id
     await refused(admin.create_agent("eu-dc1-agent", A_PASSWORD, []), 409)
     await refused(admin.create_agent("admin", A_PASSWORD, []), 409)  # a user of that name
-    assert [x["name"] for x in await admin.list_agents()] == ["agent", "eu-dc1-agent"]
+    assert [x.name for x in await admin.list_agents()] == ["agent", "eu-dc1-agent"]
 
     async with zone.client("eu-dc1-agent", A_PASSWORD) as agent:
         await agent.heartbeat_batch(beats("eu-dc1-1", "eu-dc1-2"))
-        assert (await admin.get_agent("eu-dc1-agent"))["carried"] == 2
+        assert (await admin.get_agent("eu-dc1-agent")).carried == 2
         # Narrowing the grant releases what it no longer covers.
         changed = await admin.update_agent("eu-dc1-agent", hosts=["eu-dc1-1"], max_hosts=5)
-        assert (changed["hosts"], changed["max_hosts"], changed["carried"]) == (["eu-dc1-1"], 5, 1)
-        assert (await admin.get_host("eu-dc1-2"))["agent"] is None
+        assert (changed.hosts, changed.max_hosts, changed.carried) == (["eu-dc1-1"], 5, 1)
+        assert (await admin.get_host("eu-dc1-2")).agent is None
         await refused(agent.heartbeat("eu-dc1-2", resources=HOST), 403, "host_not_granted")
         # A new password: the old one and its tokens stop working.
         await admin.update_agent("eu-dc1-agent", password="a-new-password")
         await refused(agent.heartbeat("eu-dc1-1", resources=HOST), 401)
     async with zone.client("eu-dc1-agent", "a-new-password") as agent:
-        assert (await agent.heartbeat("eu-dc1-1", resources=HOST))["agent"] == "eu-dc1-agent"
+        assert (await agent.heartbeat("eu-dc1-1", resources=HOST)).agent == "eu-dc1-agent"
 
     # Agents are made and deleted with their grant, not through /v1/users.
     await refused(
@@ -389,8 +389,8 @@ async def test_agent_accounts_api(zone: InProcessZone, admin: SkyfedClient) -> N
     await admin.delete_agent("eu-dc1-agent")
     await refused(admin.get_agent("eu-dc1-agent"), 404)
     await refused(admin.delete_agent("eu-dc1-agent"), 404)
-    assert "eu-dc1-agent" not in [u["name"] for u in await admin.list_users()]
-    assert (await admin.get_host("eu-dc1-1"))["agent"] is None
+    assert "eu-dc1-agent" not in [u.name for u in await admin.list_users()]
+    assert (await admin.get_host("eu-dc1-1")).agent is None
 
 
 async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_deleted(
@@ -409,7 +409,7 @@ async def test_an_agent_account_without_a_grant_carries_nothing_and_can_be_delet
         await admin.delete_agent("old-agent")
         await refused(old.heartbeat("h1", resources=HOST), 401)
     await refused(admin.delete_agent("admin"), 404)  # not an agent
-    assert [u["name"] for u in await admin.list_users()] == ["admin", "agent", "svc"]
+    assert [u.name for u in await admin.list_users()] == ["admin", "agent", "svc"]
 
 
 BAD_CREATES: list[tuple[str, dict[str, Any]]] = [
@@ -451,6 +451,6 @@ async def test_bad_agent_input_is_4xx_and_changes_nothing(
             assert response.status_code == 422, (what, response.text)
         for path in ("/v1/agents/bad%20name", "/v1/agents/-x"):
             assert (await http.get(path, headers=headers)).status_code == 422
-    assert [x["name"] for x in await admin.list_agents()] == ["agent", "x"]
+    assert [x.name for x in await admin.list_agents()] == ["agent", "x"]
     shown = await admin.get_agent("x")
-    assert (shown["hosts"], shown["max_hosts"]) == (["x-*"], 1000)
+    assert (shown.hosts, shown.max_hosts) == (["x-*"], 1000)

@@ -211,7 +211,7 @@ async def test_unsigned_or_wrongly_signed_calls_are_refused_and_their_token_neve
         assert json.loads(heads["call-good"][1])["username"] == "svc"
         assert heads["call-pwned-6"][0]["x-status"] == 401
     async with bus_zone.client() as admin:
-        names = {p["name"] for p in await admin.list_projects()}
+        names = {p.name for p in await admin.list_projects()}
     assert not {n for n in names if n.startswith("pwned")}, names
 
 
@@ -307,7 +307,7 @@ async def test_an_agents_broker_user_reaches_heartbeats_only(
                 await beats.request("GET", "/v1/zone")
             assert (caught.value.status, caught.value.code) == (403, "not_served_here")
     async with bus_zone.client() as admin:
-        assert [h["name"] for h in await admin.all_hosts()] == ["h1"]
+        assert [h.name for h in await admin.all_hosts()] == ["h1"]
 
 
 async def _ignore(message: AbstractIncomingMessage) -> None:

@@ -44,7 +44,7 @@ async def _disabled_rows(zone: InProcessZone) -> list[str]:
 
 
 async def _names(client: SkyfedClient, **filters: Any) -> list[str]:
-    return [h["name"] for h in (await client.list_hosts(limit=10_000, **filters))["hosts"]]
+    return [h.name for h in (await client.list_hosts(limit=10_000, **filters)).hosts]
 
 
 # -- heartbeats and the summary -------------------------------------------------
@@ -57,24 +57,24 @@ async def test_heartbeats_list_hosts_online_and_fill_the_summary(
         beat = await svc.heartbeat(
             "h1", capabilities={"arch": "x86_64", "gpus": 2}, resources=BIG, used=BIG_USED
         )
-    assert beat["name"] == "h1"
-    assert beat["state"] == "online"
-    assert beat["disabled"] is False
-    assert beat["free"] == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
+    assert beat.name == "h1"
+    assert beat.state == "online"
+    assert beat.disabled is False
+    assert beat.free.model_dump() == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
     # An admin may beat too (an agent run with admin credentials).
     await admin.heartbeat("h2", capabilities={"arch": "arm64"}, resources=SMALL)
 
     page = await admin.list_hosts()
-    assert [h["name"] for h in page["hosts"]] == ["h1", "h2"]
-    assert page["next_marker"] is None
-    h1, h2 = page["hosts"]
-    assert h1["state"] == h2["state"] == "online"
-    assert h1["capabilities"] == {"arch": "x86_64", "gpus": 2}
-    assert h1["resources"] == BIG
-    assert h1["used"] == BIG_USED
-    assert h1["free"] == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
-    assert h1["last_seen"] is not None
-    assert h2["free"] == SMALL
+    assert [h.name for h in page.hosts] == ["h1", "h2"]
+    assert page.next_marker is None
+    h1, h2 = page.hosts
+    assert h1.state == h2.state == "online"
+    assert h1.capabilities == {"arch": "x86_64", "gpus": 2}
+    assert h1.resources.model_dump() == BIG
+    assert h1.used.model_dump() == BIG_USED
+    assert h1.free.model_dump() == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
+    assert h1.last_seen is not None
+    assert h2.free.model_dump() == SMALL
     assert await admin.get_host("h1") == h1
 
     summary = (await admin.zone()).summary
@@ -101,10 +101,11 @@ async def test_a_new_beat_replaces_what_the_host_said(zone: InProcessZone, admin
     first = await admin.get_host("h1")
     await admin.heartbeat("h1", capabilities={"arch": "x86_64"}, resources=BIG, used=BIG_USED)
     second = await admin.get_host("h1")
-    assert second["capabilities"] == {"arch": "x86_64"}
-    assert second["used"] == BIG_USED
-    assert second["free"] == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
-    assert second["last_seen"] >= first["last_seen"]
+    assert second.capabilities == {"arch": "x86_64"}
+    assert second.used.model_dump() == BIG_USED
+    assert second.free.model_dump() == {"vcpus": 6, "ram_mb": 12288, "disk_gb": 160}
+    assert first.last_seen is not None and second.last_seen is not None
+    assert second.last_seen >= first.last_seen
     assert await _names(admin) == ["h1"]
 
 
@@ -114,10 +115,10 @@ async def test_batch_heartbeat(zone: InProcessZone, admin) -> None:
     ]
     async with zone.client("agent", AGENT_PASSWORD) as svc:
         answer = await svc.heartbeat_batch(hosts)
-    assert answer == {"accepted": 3, "disabled": []}
-    listed = (await admin.list_hosts())["hosts"]
-    assert [h["name"] for h in listed] == ["b0", "b1", "b2"]
-    assert all(h["state"] == "online" and h["resources"] == SMALL for h in listed)
+    assert answer.model_dump() == {"accepted": 3, "disabled": []}
+    listed = (await admin.list_hosts()).hosts
+    assert [h.name for h in listed] == ["b0", "b1", "b2"]
+    assert all(h.state == "online" and h.resources.model_dump() == SMALL for h in listed)
     summary = (await admin.zone()).summary
     assert summary["hosts"] == 3
     assert summary["strings"]["arch"] == {"arm64": 3}
@@ -155,7 +156,7 @@ async def test_members_get_403_and_strangers_401(zone: InProcessZone, admin) -> 
             response = await http.request(method, path, content=body, headers=service)
             assert _error(response, 403)["code"] == "forbidden", (method, path)
     assert await _names(admin) == ["h1"]
-    assert (await admin.get_host("h1"))["disabled"] is False
+    assert (await admin.get_host("h1")).disabled is False
     assert await _disabled_rows(zone) == []
 
 
@@ -175,22 +176,22 @@ async def test_silent_host_goes_offline_and_leaves_the_summary(
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
         assert (await admin.zone()).summary["hosts"] == 2
         now[0] = 1000.0 + settings.host_ttl - 1
-        assert (await admin.get_host("quiet"))["state"] == "online"  # not before its TTL
+        assert (await admin.get_host("quiet")).state == "online"  # not before its TTL
         now[0] = 1000.0 + settings.host_ttl
         await admin.heartbeat("chatty", capabilities={"arch": "arm64"}, resources=SMALL)
-        hosts = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
+        hosts = {h.name: h for h in (await admin.list_hosts()).hosts}
         summary = (await admin.zone()).summary
-        assert hosts["quiet"]["state"] == "offline"
-        assert hosts["quiet"]["resources"] == BIG  # still listed, as last heard
-        assert hosts["chatty"]["state"] == "online"
+        assert hosts["quiet"].state == "offline"
+        assert hosts["quiet"].resources.model_dump() == BIG  # still listed, as last heard
+        assert hosts["chatty"].state == "online"
         assert summary["hosts"] == 1
         assert summary["strings"] == {"arch": {"arm64": 1}}
         assert summary["numeric"]["vcpus"]["sum"] == SMALL["vcpus"]
         assert await _names(admin, state="offline") == ["quiet"]
-        assert (await admin.get_host("quiet"))["state"] == "offline"
+        assert (await admin.get_host("quiet")).state == "offline"
         # It comes back with its next beat.
         await admin.heartbeat("quiet", capabilities={"arch": "x86_64"}, resources=BIG)
-        assert (await admin.get_host("quiet"))["state"] == "online"
+        assert (await admin.get_host("quiet")).state == "online"
         assert (await admin.zone()).summary["hosts"] == 2
 
 
@@ -212,10 +213,10 @@ async def test_disable_is_kept_across_restarts_until_enabled(
     ):
         await svc.heartbeat_batch(beats)
         disabled = await admin.disable_host("h1", reason="bad DIMM")
-        assert (disabled["disabled"], disabled["disabled_reason"]) == (True, "bad DIMM")
-        assert disabled["state"] == "online"
-        listed = {h["name"]: h for h in (await admin.list_hosts())["hosts"]}
-        assert listed["h1"]["disabled"] is True and listed["h2"]["disabled"] is False
+        assert (disabled.disabled, disabled.disabled_reason) == (True, "bad DIMM")
+        assert disabled.state == "online"
+        listed = {h.name: h for h in (await admin.list_hosts()).hosts}
+        assert listed["h1"].disabled is True and listed["h2"].disabled is False
 
         summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (2, 1)
@@ -224,8 +225,9 @@ async def test_disable_is_kept_across_restarts_until_enabled(
         assert summary["fits"]["m1.large"] == 1
         assert summary["fits"]["m1.xlarge"] == 0
 
-        assert await svc.heartbeat_batch(beats) == {"accepted": 2, "disabled": ["h1"]}
-        assert (await admin.get_host("h1"))["disabled"] is True  # a beat does not clear it
+        taken = await svc.heartbeat_batch(beats)
+        assert taken.model_dump() == {"accepted": 2, "disabled": ["h1"]}
+        assert (await admin.get_host("h1")).disabled is True  # a beat does not clear it
         assert await _disabled_rows(zone) == ["h1"]
 
     # A new process on the same database: the registry starts empty, the disable is kept.
@@ -234,26 +236,28 @@ async def test_disable_is_kept_across_restarts_until_enabled(
         zone.client() as admin,
         zone.client("agent", AGENT_PASSWORD) as svc,
     ):
-        assert (await admin.list_hosts())["hosts"] == []
+        assert (await admin.list_hosts()).hosts == []
         beat = await svc.heartbeat("h1", capabilities={"arch": "x86_64"}, resources=BIG)
-        assert (beat["disabled"], beat["disabled_reason"]) == (True, "bad DIMM")
+        assert (beat.disabled, beat.disabled_reason) == (True, "bad DIMM")
         summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (1, 1)
         assert summary["numeric"] == {}
         assert set(summary["fits"].values()) == {0}
-        assert await svc.heartbeat_batch(beats[:1]) == {"accepted": 1, "disabled": ["h1"]}
+        taken = await svc.heartbeat_batch(beats[:1])
+        assert taken.model_dump() == {"accepted": 1, "disabled": ["h1"]}
 
         enabled = await admin.enable_host("h1")
-        assert (enabled["disabled"], enabled["disabled_reason"]) == (False, "")
+        assert (enabled.disabled, enabled.disabled_reason) == (False, "")
         summary = (await admin.zone()).summary
         assert (summary["hosts"], summary["disabled"]) == (1, 0)
         assert summary["numeric"]["vcpus"]["sum"] == BIG["vcpus"]
         assert summary["fits"]["m1.xlarge"] == 1 and summary["fits"]["m1.large"] == 2
-        assert await svc.heartbeat_batch(beats[:1]) == {"accepted": 1, "disabled": []}
+        taken = await svc.heartbeat_batch(beats[:1])
+        assert taken.model_dump() == {"accepted": 1, "disabled": []}
         assert await _disabled_rows(zone) == []
 
     async with InProcessZone(settings) as zone, zone.client() as admin:
-        assert (await admin.heartbeat("h1"))["disabled"] is False  # the enable was kept too
+        assert (await admin.heartbeat("h1")).disabled is False  # the enable was kept too
 
 
 async def test_a_host_known_only_by_its_disable_can_be_changed(
@@ -269,13 +273,13 @@ async def test_a_host_known_only_by_its_disable_can_be_changed(
             await admin.get_host("h1")
         assert (exc.value.status, exc.value.code) == (404, "not_found")
         again = await admin.disable_host("h1", reason="still bad")
-        assert again["state"] == "offline" and again["last_seen"] is None
-        assert (again["disabled"], again["disabled_reason"]) == (True, "still bad")
+        assert again.state == "offline" and again.last_seen is None
+        assert (again.disabled, again.disabled_reason) == (True, "still bad")
         beat = await admin.heartbeat("h1")
-        assert (beat["disabled"], beat["disabled_reason"]) == (True, "still bad")
+        assert (beat.disabled, beat.disabled_reason) == (True, "still bad")
     async with InProcessZone(settings) as zone, zone.client() as admin:
         beat = await admin.heartbeat("h1")
-        assert (beat["disabled"], beat["disabled_reason"]) == (True, "still bad")  # stored
+        assert (beat.disabled, beat.disabled_reason) == (True, "still bad")  # stored
 
 
 async def test_disable_or_enable_of_an_unknown_host_is_404(zone: InProcessZone, admin) -> None:
@@ -287,7 +291,7 @@ async def test_disable_or_enable_of_an_unknown_host_is_404(zone: InProcessZone, 
     assert await _disabled_rows(zone) == []
     assert await _names(admin) == ["h1"]
     # Nothing was recorded for later either: the ghost's first beat finds it enabled.
-    assert (await admin.heartbeat("ghost"))["disabled"] is False
+    assert (await admin.heartbeat("ghost")).disabled is False
     assert (await admin.zone()).summary["disabled"] == 0
 
 
@@ -304,17 +308,17 @@ async def test_paging_returns_every_host_exactly_once(zone: InProcessZone, admin
         while True:
             page = await admin.list_hosts(limit=limit, marker=marker)
             pages += 1
-            assert 0 < len(page["hosts"]) <= limit
-            seen.extend(h["name"] for h in page["hosts"])
-            marker = page["next_marker"]
+            assert 0 < len(page.hosts) <= limit
+            seen.extend(h.name for h in page.hosts)
+            marker = page.next_marker
             if marker is None:
                 break
             assert marker == seen[-1]
         assert seen == sorted(names), limit
         assert pages == -(-len(names) // limit), limit  # no empty last page
     after = await admin.list_hosts(marker="h020", limit=3)
-    assert [h["name"] for h in after["hosts"]] == ["h021", "h022", "h023"]
-    assert after["next_marker"] == "h023"
+    assert [h.name for h in after.hosts] == ["h021", "h022", "h023"]
+    assert after.next_marker == "h023"
 
 
 async def test_state_filter_with_paging(
@@ -333,11 +337,11 @@ async def test_state_filter_with_paging(
         marker = None
         while True:
             page = await admin.list_hosts(state=state, limit=4, marker=marker)
-            assert page["hosts"] or marker is None
+            assert page.hosts or marker is None
             if state is not None:
-                assert {h["state"] for h in page["hosts"]} <= {state}
-            seen.extend(h["name"] for h in page["hosts"])
-            marker = page["next_marker"]
+                assert {h.state for h in page.hosts} <= {state}
+            seen.extend(h.name for h in page.hosts)
+            marker = page.next_marker
             if marker is None:
                 return seen
 
@@ -452,5 +456,6 @@ async def test_a_batch_holds_at_most_5000_hosts(zone: InProcessZone, admin) -> N
         )
     assert "5000" in _error(response, 422)["message"]
     assert await _names(admin) == []
-    assert await admin.heartbeat_batch(too_many[:5000]) == {"accepted": 5000, "disabled": []}
+    taken = await admin.heartbeat_batch(too_many[:5000])
+    assert taken.model_dump() == {"accepted": 5000, "disabled": []}
     assert (await admin.zone()).summary["hosts"] == 5000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skyfed.client import SkyfedError
+from skyfed.client_models import Caller
 from skyfed.identity.principal import Principal
 from skyfed.wire import forwarded_headers
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone
@@ -12,11 +13,18 @@ from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, SERVICE_PASSWORD, InP
 
 async def test_login_returns_token_with_expiry(zone: InProcessZone) -> None:
     async with zone.client(None, None) as client:
-        body = await client.login("admin", ADMIN_PASSWORD)
-    assert len(body["token"]) >= 32
-    assert body["expires_at"]
-    assert body["user"]["roles"] == ["admin"]
-    assert ADMIN_PASSWORD not in str(body) and "password_hash" not in body["user"]
+        token = await client.login("admin", ADMIN_PASSWORD)
+        # The answer as sent, not only the fields the client reads of it: no secret in it.
+        sent = await client.request(
+            "POST",
+            "/v1/auth/tokens",
+            json={"username": "admin", "password": ADMIN_PASSWORD},
+            authenticate=False,
+        )
+    assert len(token.token) >= 32 and client.token == token.token
+    assert token.expires_at > token.user.created_at
+    assert token.user.roles == ["admin"]
+    assert ADMIN_PASSWORD not in str(sent) and "password_hash" not in sent["user"]
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_401(zone: InProcessZone) -> None:
@@ -46,7 +54,7 @@ async def test_member_gets_403_on_admin_routes(zone: InProcessZone, admin) -> No
     await admin.create_user("alice", "alice-password", "acme", ["member"])
     async with zone.client("alice", "alice-password") as alice:
         who = await alice.whoami()
-        assert who["roles"] == ["member"]
+        assert who.roles == ["member"]
         for call in (alice.list_zones(), alice.list_hosts(), alice.zone(), alice.list_users()):
             with pytest.raises(SkyfedError) as exc:
                 await call
@@ -56,11 +64,11 @@ async def test_member_gets_403_on_admin_routes(zone: InProcessZone, admin) -> No
 async def test_forwarded_identity_only_from_service_accounts(zone: InProcessZone, admin) -> None:
     await admin.create_project("acme")
     alice = await admin.create_user("alice", "alice-password", "acme", ["member"])
-    end_user = Principal(alice["id"], "alice", alice["project_id"], frozenset({"member"}))
+    end_user = Principal(alice.id, "alice", alice.project_id, frozenset({"member"}))
     async with zone.client("svc", SERVICE_PASSWORD) as service:
         who = await service.request("GET", "/v1/auth/whoami", headers=forwarded_headers(end_user))
     assert who["username"] == "alice"
-    assert who["project_id"] == alice["project_id"]
+    assert who["project_id"] == alice.project_id
     assert who["via"] == "svc"
     # An admin is not a service account: it may not speak for someone else.
     with pytest.raises(SkyfedError) as exc:
@@ -83,15 +91,15 @@ async def test_duplicate_names_conflict_and_change_nothing(admin) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.create_user("bob", "other-password", "acme", ["admin"])
     assert (exc.value.status, exc.value.code) == (409, "conflict")
-    bob = next(u for u in await admin.list_users() if u["name"] == "bob")
-    assert bob["roles"] == ["member"]
+    bob = next(u for u in await admin.list_users() if u.name == "bob")
+    assert bob.roles == ["member"]
 
 
 async def test_user_in_unknown_project_is_404(admin) -> None:
     with pytest.raises(SkyfedError) as exc:
         await admin.create_user("carol", "carol-password", "no-such-project", ["member"])
     assert (exc.value.status, exc.value.code) == (404, "not_found")
-    assert "carol" not in [u["name"] for u in await admin.list_users()]
+    assert "carol" not in [u.name for u in await admin.list_users()]
 
 
 async def test_deleted_user_token_stops_working(zone: InProcessZone, admin) -> None:
@@ -118,7 +126,7 @@ async def test_bootstrap_password_change_applies_on_restart(tmp_path, database_u
                 await old.whoami()
             assert (refused.value.status, refused.value.code) == (401, "invalid_credentials")
         async with zone.client("admin", "a-new-password") as new:
-            assert (await new.whoami())["username"] == "admin"
+            assert (await new.whoami()).username == "admin"
 
 
 async def test_logout_revokes_the_token(zone: InProcessZone) -> None:
@@ -147,7 +155,7 @@ async def test_agent_account_sends_heartbeats_and_nothing_else(zone: InProcessZo
     me = await admin.whoami()
     async with zone.client("agent", AGENT_PASSWORD) as agent:
         beat = await agent.heartbeat("h1", resources={"vcpus": 2, "ram_mb": 1024})
-        assert beat["state"] == "online"
+        assert beat.state == "online"
         for call in (agent.zone(), agent.list_hosts(), agent.list_zones(), agent.list_users()):
             with pytest.raises(SkyfedError) as exc:
                 await call
@@ -156,8 +164,8 @@ async def test_agent_account_sends_heartbeats_and_nothing_else(zone: InProcessZo
         with pytest.raises(SkyfedError) as exc:
             await agent.request("GET", "/v1/users", headers=forwarded_headers(_principal(me)))
         assert (exc.value.status, exc.value.code) == (403, "forwarding_refused")
-    assert [u["name"] for u in await admin.list_users()] == ["admin", "agent", "svc"]
+    assert [u.name for u in await admin.list_users()] == ["admin", "agent", "svc"]
 
 
-def _principal(who: dict) -> Principal:
-    return Principal(who["user_id"], who["username"], who["project_id"], frozenset(who["roles"]))
+def _principal(who: Caller) -> Principal:
+    return Principal(who.user_id, who.username, who.project_id, frozenset(who.roles))

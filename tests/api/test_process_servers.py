@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client_models import ServersCreated
 from skyfed.identity.principal import Principal
 from skyfed.wire import forwarded_headers
 from tests.conftest import AGENT_PASSWORD, SERVICE_PASSWORD, InProcessZone, zone_settings
@@ -44,7 +45,7 @@ def zone_with(tmp_path: Path, database_url: str) -> Zone:
             await admin.create_project("acme")
             bob = await admin.create_user("bob", "bob-password", "acme", ["member"])
             as_bob = forwarded_headers(
-                Principal(bob["id"], "bob", bob["project_id"], frozenset({"member"}))
+                Principal(bob.id, "bob", bob.project_id, frozenset({"member"}))
             )
             async with zone.client("bob", "bob-password") as member:
                 yield zone, admin, member, as_bob
@@ -52,15 +53,13 @@ def zone_with(tmp_path: Path, database_url: str) -> Zone:
     return start
 
 
-async def create(client: SkyfedClient, **body: Any) -> dict[str, Any]:
-    return await client.request(
-        "POST", "/v1/servers", json={"name": "job", "flavor": "m1.tiny", **body}
-    )
+async def create(client: SkyfedClient, **fields: Any) -> ServersCreated:
+    return await client.create_servers("job", flavor="m1.tiny", **fields)
 
 
 async def nothing_changed(admin: SkyfedClient) -> None:
-    assert (await admin.request("GET", "/v1/servers"))["servers"] == []
-    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+    assert (await admin.list_servers()).servers == []
+    assert (await admin.list_tasks()).tasks == []
 
 
 async def test_the_default_lets_only_admins_create_process_servers(
@@ -79,15 +78,15 @@ async def test_admins_setting_refuses_a_member_and_changes_nothing(zone_with: Zo
         assert "process_servers setting is 'admins'" in exc.value.message
         await nothing_changed(admin)
         # Servers without a process, and an admin's process server, are taken.
-        assert len((await create(member))["servers"]) == 1
-        assert len((await create(admin, metadata=PROCESS))["servers"]) == 1
+        assert len((await create(member)).servers) == 1
+        assert len((await create(admin, metadata=PROCESS)).servers) == 1
 
 
 async def test_members_setting_takes_a_members_process_server(zone_with: Zone) -> None:
     async with zone_with("members") as (_, admin, member, _headers):
-        [brief] = (await create(member, metadata=PROCESS))["servers"]
-        shown = await admin.request("GET", f"/v1/servers/{brief['id']}")
-        assert shown["metadata"] == PROCESS
+        [brief] = (await create(member, metadata=PROCESS)).servers
+        shown = await admin.get_server(brief.id)
+        assert shown.metadata == PROCESS
 
 
 async def test_off_refuses_everyone_even_an_admin(zone_with: Zone) -> None:
@@ -132,7 +131,7 @@ async def test_a_child_applies_its_own_setting_to_a_parents_forwarded_member(
                 403,
                 "process_servers_forbidden",
             )
-        ids = {s["id"] for s in (await admin.request("GET", "/v1/servers"))["servers"]}
+        ids = {s.id for s in (await admin.list_servers()).servers}
         assert ids == ({process["id"], plain["id"]} if allowed else {plain["id"]})
         # One server passed down alone (POST /v1/servers with its id) is held to it too.
         single = delegated(metadata=PROCESS)

@@ -12,6 +12,7 @@ import pytest_asyncio
 from sqlalchemy import update
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client_models import Server, ServersCreated
 from skyfed.compute.models import HostAllocation
 from skyfed.identity.principal import Principal
 from skyfed.wire import forwarded_headers
@@ -41,10 +42,10 @@ async def wait_for(check: Any, what: str, timeout: float = 20.0) -> Any:
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-async def create(client: SkyfedClient, **body: Any) -> dict[str, Any]:
-    body.setdefault("name", "web")
-    body.setdefault("flavor", "m1.small")
-    return await client.request("POST", "/v1/servers", json=body)
+async def create(
+    client: SkyfedClient, name: str = "web", flavor: str | None = "m1.small", **fields: Any
+) -> ServersCreated:
+    return await client.create_servers(name, flavor=flavor, **fields)
 
 
 def deep(levels: int) -> list[Any]:
@@ -55,42 +56,35 @@ def deep(levels: int) -> list[Any]:
     return value
 
 
-async def server(client: SkyfedClient, server_id: str) -> dict[str, Any]:
-    return await client.request("GET", f"/v1/servers/{server_id}")
-
-
-async def booted(client: SkyfedClient, agent: ScriptedAgent, server_id: str) -> dict[str, Any]:
+async def booted(client: SkyfedClient, agent: ScriptedAgent, server_id: str) -> Server:
     """Answer the agent's commands until the server is ACTIVE."""
 
-    async def active() -> dict[str, Any] | None:
+    async def active() -> Server | None:
         await agent.answer_all()
-        found = await server(client, server_id)
-        return found if found["status"] == "ACTIVE" else None
+        found = await client.get_server(server_id)
+        return found if found.status == "ACTIVE" else None
 
     return await wait_for(active, f"server {server_id} ACTIVE")
 
 
 async def test_flavors(zone: InProcessZone, admin: SkyfedClient) -> None:
-    flavors = (await admin.request("GET", "/v1/flavors"))["flavors"]
-    assert {f["name"] for f in flavors} >= {"m1.tiny", "m1.small", "m1.xlarge"}
-    made = await admin.request(
-        "POST", "/v1/flavors", json={"name": "gpu.big", "vcpus": 16, "ram_mb": 65536}
-    )
-    assert made["disk_gb"] == 0
+    flavors = await admin.list_flavors()
+    assert {f.name for f in flavors} >= {"m1.tiny", "m1.small", "m1.xlarge"}
+    made = await admin.create_flavor("gpu.big", vcpus=16, ram_mb=65536)  # disk_gb not sent
+    assert (made.name, made.vcpus, made.ram_mb, made.disk_gb) == ("gpu.big", 16, 65536, 0)
+    assert made in await admin.list_flavors()
     with pytest.raises(SkyfedError) as exc:
-        await admin.request(
-            "POST", "/v1/flavors", json={"name": "gpu.big", "vcpus": 1, "ram_mb": 1}
-        )
+        await admin.create_flavor("gpu.big", vcpus=1, ram_mb=1)
     assert (exc.value.status, exc.value.code) == (409, "conflict")
 
 
 async def test_create_and_boot(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     created = await create(admin)
-    [brief] = created["servers"]
-    assert brief["status"] == "BUILDING"
-    up = await booted(admin, agent, brief["id"])
-    assert up["location"]["host"] in ("h1", "h2")
-    assert up["launched_at"] is not None
+    [brief] = created.servers
+    assert brief.status == "BUILDING"
+    up = await booted(admin, agent, brief.id)
+    assert up.location.host in ("h1", "h2")
+    assert up.launched_at is not None
     assert [c["action"] for c in agent.seen] == ["boot"]
     assert agent.seen[0]["server"]["ram_mb"] == 2048
 
@@ -98,52 +92,52 @@ async def test_create_and_boot(admin: SkyfedClient, agent: ScriptedAgent) -> Non
 async def test_agent_polls_past_its_cursor(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     """`after=SEQ` gives only newer commands (no re-sending what is running); 0 gives all."""
     path = f"/v1/agents/{agent.name}/commands"
-    [first] = (await create(admin, name="a"))["servers"]
+    [first] = (await create(admin, name="a")).servers
     [delivered] = await wait_for(agent.commands, "the first boot command")
-    assert delivered["server_id"] == first["id"]
+    assert delivered["server_id"] == first.id
     cursor = delivered["seq"]
-    quiet = await agent.client.request("GET", path, params={"after": cursor, "wait": 0.2})
-    assert quiet["commands"] == []  # the running one is not sent again
+    quiet = await agent.client.agent_commands(agent.name, after=cursor, wait=0.2)
+    assert quiet == []  # the running one is not sent again
 
-    [second] = (await create(admin, name="b"))["servers"]
-    newer = await agent.client.request("GET", path, params={"after": cursor, "wait": 10})
-    assert [c["server_id"] for c in newer["commands"]] == [second["id"]]
-    assert newer["commands"][0]["seq"] > cursor
-    everything = await agent.client.request("GET", path, params={"after": 0})
-    assert [c["server_id"] for c in everything["commands"]] == [first["id"], second["id"]]
-    with pytest.raises(SkyfedError) as bad:
+    [second] = (await create(admin, name="b")).servers
+    newer = await agent.client.agent_commands(agent.name, after=cursor, wait=10)
+    assert [c["server_id"] for c in newer] == [second.id]
+    assert newer[0]["seq"] > cursor
+    everything = await agent.client.agent_commands(agent.name, after=0)
+    assert [c["server_id"] for c in everything] == [first.id, second.id]
+    with pytest.raises(SkyfedError) as bad:  # a cursor no command can have
         await agent.client.request("GET", path, params={"after": -1})
     assert (bad.value.status, bad.value.code) == (422, "validation_error")
 
 
 async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: ScriptedAgent) -> None:
-    [brief] = (await create(admin))["servers"]
-    sid = brief["id"]
+    [brief] = (await create(admin)).servers
+    sid = brief.id
     with pytest.raises(SkyfedError) as building:
-        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
+        await admin.server_action(sid, "reboot")
     assert (building.value.status, building.value.code) == (409, "invalid_state")
     assert "BUILDING" in building.value.message
     await booted(admin, agent, sid)
 
     with pytest.raises(SkyfedError) as start_active:
-        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "start"})
+        await admin.server_action(sid, "start")
     assert (start_active.value.status, start_active.value.code) == (409, "invalid_state")
     assert "ACTIVE" in start_active.value.message
 
-    stopping = await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "stop"})
-    assert (stopping["status"], stopping["task_state"]) == ("ACTIVE", "stopping")
+    stopping = await admin.server_action(sid, "stop")
+    assert (stopping.id, stopping.status, stopping.task_state) == (sid, "ACTIVE", "stopping")
     with pytest.raises(SkyfedError) as busy:
-        await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
+        await admin.server_action(sid, "reboot")
     assert (busy.value.status, busy.value.code) == (409, "invalid_state")
     assert "stopping" in busy.value.message
 
     async def stopped() -> bool:
         await agent.answer_all()
-        return (await server(admin, sid))["status"] == "STOPPED"
+        return (await admin.get_server(sid)).status == "STOPPED"
 
     await wait_for(stopped, "STOPPED")
-    rebooting = await admin.request("POST", f"/v1/servers/{sid}/action", json={"action": "reboot"})
-    assert rebooting["status"] == "REBOOTING"
+    rebooting = await admin.server_action(sid, "reboot")
+    assert rebooting.status == "REBOOTING"
     await booted(admin, agent, sid)
     assert [c["action"] for c in agent.seen] == ["boot", "stop", "reboot"]
 
@@ -151,27 +145,28 @@ async def test_actions_follow_the_lifecycle(admin: SkyfedClient, agent: Scripted
 async def test_delete_releases_the_host(
     zone: InProcessZone, admin: SkyfedClient, agent: ScriptedAgent
 ) -> None:
-    [brief] = (await create(admin, flavor="m1.large"))["servers"]
-    up = await booted(admin, agent, brief["id"])
-    host = up["location"]["host"]
-    free = (await admin.get_host(host))["free"]
-    assert free["vcpus"] == HOST["vcpus"] - 4
-    deleting = await admin.request("DELETE", f"/v1/servers/{brief['id']}")
-    assert deleting["status"] == "DELETING"
+    [brief] = (await create(admin, flavor="m1.large")).servers
+    up = await booted(admin, agent, brief.id)
+    host = up.location.host
+    assert host is not None
+    free = (await admin.get_host(host)).free
+    assert free.vcpus == HOST["vcpus"] - 4
+    deleting = await admin.delete_server(brief.id)
+    assert (deleting.id, deleting.status) == (brief.id, "DELETING")
     with pytest.raises(SkyfedError) as again:
-        await admin.request("DELETE", f"/v1/servers/{brief['id']}")
+        await admin.delete_server(brief.id)
     assert (again.value.status, again.value.code) == (409, "invalid_state")
 
     async def gone() -> bool:
         await agent.answer_all()
         try:
-            await server(admin, brief["id"])
+            await admin.get_server(brief.id)
         except SkyfedError as exc:
             return exc.status == 404
         return False
 
     await wait_for(gone, "server deleted")
-    assert (await admin.get_host(host))["free"]["vcpus"] == HOST["vcpus"]
+    assert (await admin.get_host(host)).free.vcpus == HOST["vcpus"]
     assert agent.seen[-1]["action"] == "delete"
 
 
@@ -182,23 +177,21 @@ async def test_a_burst_never_overcommits_a_host(
     answers = await asyncio.gather(
         *(create(admin, name=f"b{i}", flavor=None, vcpus=1, ram_mb=512) for i in range(30))
     )
-    ids = [a["servers"][0]["id"] for a in answers]
+    ids = [a.servers[0].id for a in answers]
 
-    async def settled() -> list[dict[str, Any]] | None:
+    async def settled() -> list[Server] | None:
         await agent.answer_all()
-        servers = [await server(admin, i) for i in ids]
-        return servers if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) else None
+        servers = [await admin.get_server(i) for i in ids]
+        return servers if all(s.status in ("ACTIVE", "ERROR") for s in servers) else None
 
     servers = await wait_for(settled, "all settled", timeout=60)
-    active = [s for s in servers if s["status"] == "ACTIVE"]
+    active = [s for s in servers if s.status == "ACTIVE"]
     assert len(active) == 16
     for host in ("h1", "h2"):
-        assert sum(1 for s in active if s["location"]["host"] == host) == 8
-        assert (await admin.get_host(host))["free"]["vcpus"] == 0
-    errors = [s for s in servers if s["status"] == "ERROR"]
-    assert errors and all("vcpus" in s["fault"] for s in errors), sorted(
-        {s["fault"] for s in errors}
-    )
+        assert sum(1 for s in active if s.location.host == host) == 8
+        assert (await admin.get_host(host)).free.vcpus == 0
+    errors = [s for s in servers if s.status == "ERROR"]
+    assert errors and all("vcpus" in s.fault for s in errors), sorted({s.fault for s in errors})
 
 
 @pytest.fixture
@@ -225,22 +218,22 @@ async def test_a_refused_claim_brings_the_hosts_view_up_to_date(
     # h1 has the most free RAM, so is tried first while it looks free.
     await agent.beat({"h1": {**HOST, "vcpus": 16, "ram_mb": 65536}, "h2": HOST})
     # A claim on h1 makes its allocation row; then the other process fills it.
-    first = (await create(admin, name="first", flavor="m1.tiny"))["servers"][0]
-    assert (await booted(admin, agent, first["id"]))["location"]["host"] == "h1"
+    first = (await create(admin, name="first", flavor="m1.tiny")).servers[0]
+    assert (await booted(admin, agent, first.id)).location.host == "h1"
     async with zone.process.core.db.session() as session:
         await session.execute(
             update(HostAllocation).where(HostAllocation.host == "h1").values(vcpus=16)
         )
         await session.commit()
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == 15  # not known yet
+    assert (await admin.get_host("h1")).free.vcpus == 15  # not known yet
 
-    [refused] = (await create(admin, name="refused", flavor="m1.tiny"))["servers"]
-    settled = await wait_for(lambda: _settled(admin, refused["id"]), "the refused server settles")
-    assert settled["status"] == "ERROR" and "h1 has no room" in settled["fault"]
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == 0
+    [refused] = (await create(admin, name="refused", flavor="m1.tiny")).servers
+    settled = await wait_for(lambda: _settled(admin, refused.id), "the refused server settles")
+    assert settled.status == "ERROR" and "h1 has no room" in settled.fault
+    assert (await admin.get_host("h1")).free.vcpus == 0
 
-    [placed] = (await create(admin, name="placed", flavor="m1.tiny"))["servers"]
-    assert (await booted(admin, agent, placed["id"]))["location"]["host"] == "h2"
+    [placed] = (await create(admin, name="placed", flavor="m1.tiny")).servers
+    assert (await booted(admin, agent, placed.id)).location.host == "h2"
 
 
 async def test_a_burst_that_fits_exactly_lands_whole(
@@ -256,49 +249,49 @@ async def test_a_burst_that_fits_exactly_lands_whole(
     answers = await asyncio.gather(
         *(create(admin, name=f"b{i}", flavor="m1.tiny") for i in range(16))
     )
-    ids = [a["servers"][0]["id"] for a in answers]
+    ids = [a.servers[0].id for a in answers]
 
-    async def all_settled() -> list[dict[str, Any]] | None:
+    async def all_settled() -> list[Server] | None:
         await agent.answer_all()
         found = [await _settled(admin, i) for i in ids]
         return found if all(found) else None  # type: ignore[return-value]
 
     servers = await wait_for(all_settled, "the burst settles", timeout=60)
-    assert [s["fault"] for s in servers if s["status"] != "ACTIVE"] == []
-    assert sorted(s["location"]["host"] for s in servers) == sorted(
+    assert [s.fault for s in servers if s.status != "ACTIVE"] == []
+    assert sorted(str(s.location.host) for s in servers) == sorted(
         f"h{i}" for i in range(1, 5) for _ in range(4)
     )
 
 
-async def _settled(client: SkyfedClient, server_id: str) -> dict[str, Any] | None:
-    found = await server(client, server_id)
-    return found if found["status"] in ("ACTIVE", "ERROR") else None
+async def _settled(client: SkyfedClient, server_id: str) -> Server | None:
+    found = await client.get_server(server_id)
+    return found if found.status in ("ACTIVE", "ERROR") else None
 
 
 async def test_anti_affinity_spreads_a_group(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     group = {"name": "db", "policy": "anti-affinity"}
     answers = await asyncio.gather(*(create(admin, name=f"db{i}", group=group) for i in range(3)))
-    ids = [a["servers"][0]["id"] for a in answers]
+    ids = [a.servers[0].id for a in answers]
 
-    async def settled() -> list[dict[str, Any]] | None:
+    async def settled() -> list[Server] | None:
         await agent.answer_all()
-        servers = [await server(admin, i) for i in ids]
-        return servers if all(s["status"] in ("ACTIVE", "ERROR") for s in servers) else None
+        servers = [await admin.get_server(i) for i in ids]
+        return servers if all(s.status in ("ACTIVE", "ERROR") for s in servers) else None
 
     servers = await wait_for(settled, "group settled")
-    hosts = sorted(s["location"]["host"] for s in servers if s["status"] == "ACTIVE")
+    hosts = sorted(str(s.location.host) for s in servers if s.status == "ACTIVE")
     assert hosts == ["h1", "h2"]  # two hosts: the third member has nowhere to go
-    [error] = [s for s in servers if s["status"] == "ERROR"]
-    assert "group" in error["fault"] or "anti" in error["fault"], error["fault"]
+    [error] = [s for s in servers if s.status == "ERROR"]
+    assert "group" in error.fault or "anti" in error.fault, error.fault
 
 
 async def test_count_creates_a_reservation(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     created = await create(admin, name="batch", count=3)
-    names = [s["name"] for s in created["servers"]]
+    names = [s.name for s in created.servers]
     assert names == ["batch-1", "batch-2", "batch-3"]
-    for brief in created["servers"]:
-        up = await booted(admin, agent, brief["id"])
-        assert up["reservation_id"] == created["reservation_id"]
+    for brief in created.servers:
+        up = await booted(admin, agent, brief.id)
+        assert up.reservation_id == created.reservation_id
 
 
 async def test_projects_see_only_their_servers(
@@ -311,51 +304,49 @@ async def test_projects_see_only_their_servers(
         zone.client("alice", "alice-password") as alice,
         zone.client("bob", "bob-password") as bob,
     ):
-        [mine] = (await create(alice, name="mine"))["servers"]
+        [mine] = (await create(alice, name="mine")).servers
         with pytest.raises(SkyfedError) as exc:
-            await server(bob, mine["id"])
+            await bob.get_server(mine.id)
         assert (exc.value.status, exc.value.code) == (404, "not_found")
         with pytest.raises(SkyfedError) as exc:
-            await bob.request("DELETE", f"/v1/servers/{mine['id']}")
+            await bob.delete_server(mine.id)
         assert (exc.value.status, exc.value.code) == (404, "not_found")
-        assert (await bob.request("GET", "/v1/servers"))["servers"] == []
-        listed = (await alice.request("GET", "/v1/servers"))["servers"]
-        assert [s["id"] for s in listed] == [mine["id"]]
-        assert listed[0]["location"]["host"] is None  # members do not see hosts
-        everything = (await admin.request("GET", "/v1/servers"))["servers"]
-        assert [s["id"] for s in everything] == [mine["id"]]
+        assert (await bob.list_servers()).servers == []
+        listed = (await alice.list_servers()).servers
+        assert [s.id for s in listed] == [mine.id]
+        assert listed[0].location.host is None  # members do not see hosts
+        everything = (await admin.list_servers()).servers
+        assert [s.id for s in everything] == [mine.id]
 
 
 async def test_paging_returns_every_server_once(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     created = await create(admin, name="p", count=23, flavor="m1.tiny")
-    ids = {s["id"] for s in created["servers"]}
+    ids = {s.id for s in created.servers}
     seen: list[str] = []
     marker = None
     for _ in range(10):
-        params: dict[str, Any] = {"limit": 5}
-        if marker:
-            params["marker"] = marker
-        page = await admin.request("GET", "/v1/servers", params=params)
-        seen += [s["id"] for s in page["servers"]]
-        marker = page["next_marker"]
+        page = await admin.list_servers(limit=5, marker=marker)
+        assert len(page.servers) <= 5
+        seen += [s.id for s in page.servers]
+        marker = page.next_marker
         if marker is None:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 23
-    with pytest.raises(SkyfedError) as bad:
+    with pytest.raises(SkyfedError) as bad:  # a marker no page gives
         await admin.request("GET", "/v1/servers", params={"marker": "not-a-marker"})
     assert (bad.value.status, bad.value.code) == (400, "bad_marker")
 
 
 async def test_tasks_api(admin: SkyfedClient, agent: ScriptedAgent) -> None:
-    [brief] = (await create(admin))["servers"]
-    await booted(admin, agent, brief["id"])
-    tasks = (await admin.request("GET", "/v1/tasks", params={"resource_id": brief["id"]}))["tasks"]
-    assert [t["kind"] for t in tasks] == ["place"]
-    assert tasks[0]["state"] == "succeeded"
-    one = await admin.request("GET", f"/v1/tasks/{tasks[0]['id']}")
-    assert one["result"]["placement"] == "placed"
+    [brief] = (await create(admin)).servers
+    await booted(admin, agent, brief.id)
+    tasks = (await admin.list_tasks(resource_id=brief.id)).tasks
+    assert [t.kind for t in tasks] == ["place"]
+    assert (tasks[0].state, tasks[0].resource_id) == ("succeeded", brief.id)
+    one = await admin.get_task(tasks[0].id)
+    assert one.result is not None and one.result["placement"] == "placed"
     with pytest.raises(SkyfedError) as exc:
-        await admin.request("POST", f"/v1/tasks/{tasks[0]['id']}/cancel")
+        await admin.cancel_task(tasks[0].id)
     assert (exc.value.status, exc.value.code) == (409, "conflict")
 
 
@@ -410,20 +401,22 @@ async def test_bad_requests_change_nothing(
 ) -> None:
     admin, agent = refusing
     await agent.beat({"h1": HOST, "h2": HOST}, arch="x86_64")  # online, whatever came before
-    with pytest.raises(SkyfedError) as exc:
-        await create(admin, **body)
+    with pytest.raises(SkyfedError) as exc:  # sent as written: nulls, unknown fields and all
+        await admin.request(
+            "POST", "/v1/servers", json={"name": "web", "flavor": "m1.small", **body}
+        )
     assert (exc.value.status, exc.value.code) == (status, code), exc.value.message
-    assert (await admin.request("GET", "/v1/servers"))["servers"] == []
-    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+    assert (await admin.list_servers()).servers == []
+    assert (await admin.list_tasks()).tasks == []
 
 
 async def test_bounds_on_what_a_server_carries(admin: SkyfedClient, agent: ScriptedAgent) -> None:
     # At the bounds: accepted, and the agent's command carries the metadata whole.
     metadata = {"a": deep(6), "b": "x" * 15_000, "process": {"command": ["sleep", "1"]}}
-    [brief] = (await create(admin, name="n" * 63, metadata=metadata))["servers"]
-    assert (await booted(admin, agent, brief["id"]))["metadata"] == metadata
+    [brief] = (await create(admin, name="n" * 63, metadata=metadata)).servers
+    assert (await booted(admin, agent, brief.id)).metadata == metadata
     made = await create(admin, name="n" * 58, count=10, flavor="m1.tiny")
-    assert made["servers"][-1]["name"] == "n" * 58 + "-10"
+    assert made.servers[-1].name == "n" * 58 + "-10"
 
 
 async def test_the_operators_the_api_prints_are_understood(
@@ -431,8 +424,8 @@ async def test_the_operators_the_api_prints_are_understood(
 ) -> None:
     # A constraint as messages print it ("arch in (x86_64, arm64)"), and "==" for "=".
     for constraints in ({"arch": "in (x86_64, arm64)"}, {"arch": "== x86_64"}):
-        [brief] = (await create(admin, constraints=constraints))["servers"]
-        assert (await booted(admin, agent, brief["id"]))["status"] == "ACTIVE"
+        [brief] = (await create(admin, constraints=constraints)).servers
+        assert (await booted(admin, agent, brief.id)).status == "ACTIVE"
 
 
 async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
@@ -454,8 +447,8 @@ async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
     assert refused["ranked"] == []
     assert refused["reason"].startswith("no host with vcpus >= 16"), refused["reason"]
     # Explaining places nothing, and only admins may ask.
-    assert (await admin.request("GET", "/v1/servers"))["servers"] == []
-    assert (await admin.request("GET", "/v1/tasks"))["tasks"] == []
+    assert (await admin.list_servers()).servers == []
+    assert (await admin.list_tasks()).tasks == []
     await admin.create_project("acme")
     await admin.create_user("bob", "bob-password", "acme", ["member"])
     async with zone.client("bob", "bob-password") as bob:
@@ -467,8 +460,8 @@ async def test_explain_says_which_filter_dropped_whom_and_changes_nothing(
 async def test_a_failed_boot_is_placed_again_on_another_host(
     admin: SkyfedClient, agent: ScriptedAgent
 ) -> None:
-    [brief] = (await create(admin))["servers"]
-    sid = brief["id"]
+    [brief] = (await create(admin)).servers
+    sid = brief.id
 
     async def boot() -> dict[str, Any] | None:
         found = [c for c in await agent.commands() if c["action"] == "boot"]
@@ -479,10 +472,10 @@ async def test_a_failed_boot_is_placed_again_on_another_host(
     again = await wait_for(boot, "a boot command on another host")
     assert again["host"] != first["host"]
     await agent.answer(again)
-    placed = await server(admin, sid)
-    assert placed["status"] == "ACTIVE" and placed["location"]["host"] == again["host"]
-    places = (await admin.request("GET", "/v1/tasks", params={"resource_id": sid}))["tasks"]
-    assert [t["kind"] for t in places] == ["place", "place"]
+    placed = await admin.get_server(sid)
+    assert placed.status == "ACTIVE" and placed.location.host == again["host"]
+    places = (await admin.list_tasks(resource_id=sid)).tasks
+    assert [t.kind for t in places] == ["place", "place"]
 
 
 async def test_a_status_no_server_can_have_is_refused(admin: SkyfedClient) -> None:
@@ -490,17 +483,18 @@ async def test_a_status_no_server_can_have_is_refused(admin: SkyfedClient) -> No
         await admin.request("GET", "/v1/servers", params={"status": "FOO"})
     assert (exc.value.status, exc.value.code) == (422, "validation_error")
     assert "ACTIVE" in exc.value.message
-    assert (await admin.request("GET", "/v1/servers", params={"status": "ERROR"}))["servers"] == []
+    assert (await admin.list_servers(status="ERROR")).servers == []
 
 
 async def test_unknown_server_is_404(admin: SkyfedClient) -> None:
-    for method, path, body in (
-        ("GET", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111", None),
-        ("DELETE", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111", None),
-        ("POST", "/v1/servers/6f1d3f0a-9a8e-4a59-9d55-111111111111/action", {"action": "stop"}),
+    unknown = "6f1d3f0a-9a8e-4a59-9d55-111111111111"
+    for call in (
+        admin.get_server(unknown),
+        admin.delete_server(unknown),
+        admin.server_action(unknown, "stop"),
     ):
         with pytest.raises(SkyfedError) as exc:
-            await admin.request(method, path, json=body)
+            await call
         assert (exc.value.status, exc.value.code) == (404, "not_found")
 
 
@@ -521,9 +515,9 @@ async def test_delegated_batch_answers_each_server_on_its_own(
     await admin.create_project("acme")
     alice = await admin.create_user("alice", "alice-password", "acme", ["member"])
     as_alice = forwarded_headers(
-        Principal(alice["id"], "alice", alice["project_id"], frozenset({"member"}))
+        Principal(alice.id, "alice", alice.project_id, frozenset({"member"}))
     )
-    taken = (await create(admin))["servers"][0]["id"]  # the admin project's server
+    taken = (await create(admin)).servers[0].id  # the admin project's server
     ids = [str(uuid.uuid4()) for _ in range(3)]
     batch = {
         "servers": [
@@ -564,7 +558,7 @@ async def test_delegated_batch_answers_each_server_on_its_own(
                     "POST", "/v1/servers/delegated", json={"servers": servers}, headers=as_alice
                 )
             assert (exc.value.status, exc.value.code) == (400, "bad_batch")
-    mine = {s["id"] for s in (await admin.request("GET", "/v1/servers"))["servers"]}
+    mine = {s.id for s in (await admin.list_servers()).servers}
     assert mine == {taken, ids[0], ids[2]}
     # Only a parent zone passes servers down.
     with pytest.raises(SkyfedError) as exc:
@@ -573,8 +567,8 @@ async def test_delegated_batch_answers_each_server_on_its_own(
 
 
 async def test_agent_results_in_one_request(admin: SkyfedClient, agent: ScriptedAgent) -> None:
-    first = (await create(admin))["servers"][0]["id"]
-    second = (await create(admin))["servers"][0]["id"]
+    first = (await create(admin)).servers[0].id
+    second = (await create(admin)).servers[0].id
 
     async def both() -> list[dict[str, Any]] | None:
         found = await agent.commands()
@@ -582,18 +576,11 @@ async def test_agent_results_in_one_request(admin: SkyfedClient, agent: Scripted
 
     commands = await wait_for(both, "two boot commands")
     unknown = str(uuid.uuid4())
-    body = {
-        "results": [
-            {"id": c["id"], "ok": True, "status": "ACTIVE", "message": "", "exit_code": None}
-            for c in commands
-        ]
-        + [{"id": unknown, "ok": True, "status": "ACTIVE", "message": "", "exit_code": None}]
-    }
-    answer = await agent.client.request("POST", f"/v1/agents/{agent.name}/results", json=body)
-    assert [r["known"] for r in answer["results"]] == [True, True, False]
+    result = {"ok": True, "status": "ACTIVE", "message": "", "exit_code": None}
+    results = [(c["id"], result) for c in commands] + [(unknown, result)]
+    assert await agent.client.command_results(agent.name, results) == [True, True, False]
     for server_id in (first, second):
-        assert (await server(admin, server_id))["status"] == "ACTIVE"
+        assert (await admin.get_server(server_id)).status == "ACTIVE"
     # A result sent twice counts once; the commands are no longer pending.
-    answer = await agent.client.request("POST", f"/v1/agents/{agent.name}/results", json=body)
-    assert [r["known"] for r in answer["results"]] == [True, True, False]
+    assert await agent.client.command_results(agent.name, results) == [True, True, False]
     assert await agent.commands() == []

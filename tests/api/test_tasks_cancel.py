@@ -108,7 +108,7 @@ async def test_a_cancelled_delete_gives_the_server_back(
         assert (await admin.cancel_task(deleting.task_id)).state == "cancelled"
         back = await admin.get_server(sid)
         assert (back.status, back.task_state) == ("ACTIVE", None)
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == HOST["vcpus"] - 1
+    assert (await admin.get_host("h1")).free.vcpus == HOST["vcpus"] - 1
     # Deleting it again works, and deletes it.
     again = await admin.delete_server(sid)
     assert again.status == "DELETING"
@@ -155,7 +155,7 @@ async def test_a_cancelled_create_ends_in_error(
     with pytest.raises(SkyfedError) as exc:
         await admin.retry_task(place.id)
     assert (exc.value.status, exc.value.code) == (409, "task_undone")
-    assert (await admin.get_host("h1"))["free"]["vcpus"] == HOST["vcpus"]
+    assert (await admin.get_host("h1")).free.vcpus == HOST["vcpus"]
     await admin.delete_server(sid)
     await gone(admin, agent, sid)
     assert agent.seen == []

@@ -129,7 +129,7 @@ async def test_a_member_acts_through_the_parent_and_another_project_is_refused(
             await admin.create_project("beta")
             alice_user = await admin.create_user("alice", "alice-password", "alpha", ["member"])
             await admin.create_user("bob", "bob-password", "beta", ["member"])
-        alpha = alice_user["project_id"]
+        alpha = alice_user.project_id
         async with (
             top.client("alice", "alice-password") as alice,
             top.client("bob", "bob-password") as bob,

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from skyfed.client import SkyfedError
+from skyfed.client_models import Caller
 from skyfed.identity.models import User
 from skyfed.identity.principal import Principal
 from skyfed.wire import forwarded_headers
@@ -33,10 +34,8 @@ from tests.conftest import (
 )
 
 
-def _as(who: dict, roles: str) -> Principal:
-    return Principal(
-        who["user_id"], who["username"], who["project_id"], frozenset(roles.split(","))
-    )
+def _as(who: Caller, roles: str) -> Principal:
+    return Principal(who.user_id, who.username, who.project_id, frozenset(roles.split(",")))
 
 
 async def test_service_token_cannot_forward_an_admin_to_identity_zones_hosts_or_flavors(
@@ -79,8 +78,8 @@ async def test_service_token_cannot_forward_an_admin_to_identity_zones_hosts_or_
         with pytest.raises(SkyfedError) as plain:
             await service.create_user("evil", "evil-password", "admin", ["admin"])
         assert (plain.value.status, plain.value.code) == (403, "forbidden")
-    assert "evil" not in [u["name"] for u in await admin.list_users()]
-    assert "evil" not in [p["name"] for p in await admin.list_projects()]
+    assert "evil" not in [u.name for u in await admin.list_users()]
+    assert "evil" not in [p.name for p in await admin.list_projects()]
 
 
 async def test_forwarding_still_works_where_parents_act_for_a_user(
@@ -89,7 +88,7 @@ async def test_forwarding_still_works_where_parents_act_for_a_user(
     await admin.create_project("acme")
     alice = await admin.create_user("alice", "alice-password", "acme", ["member"])
     as_alice = forwarded_headers(
-        Principal(alice["id"], "alice", alice["project_id"], frozenset({"member"}))
+        Principal(alice.id, "alice", alice.project_id, frozenset({"member"}))
     )
     async with zone.client("svc", SERVICE_PASSWORD) as parent:
         listed = await parent.request("GET", "/v1/servers", headers=as_alice)
@@ -97,7 +96,7 @@ async def test_forwarding_still_works_where_parents_act_for_a_user(
         # Accepted as alice (who has no servers yet), not refused as a forwarding.
         with pytest.raises(SkyfedError) as nothing:
             await parent.request(
-                "GET", "/v1/zones/locate", params={"project": alice["project_id"]}, headers=as_alice
+                "GET", "/v1/zones/locate", params={"project": alice.project_id}, headers=as_alice
             )
         assert (nothing.value.status, nothing.value.code) == (404, "not_found")
         # A forwarded identity carries at least one role.
@@ -188,7 +187,7 @@ async def test_a_revoked_token_dies_in_every_process_of_the_zone(
         # (not a cache entry running out while the test waits on a loaded machine).
         two.process.identities.tokens.ttl = 3600.0
         async with one.client(None, None) as login:
-            token = (await login.login("admin", ADMIN_PASSWORD))["token"]
+            token = (await login.login("admin", ADMIN_PASSWORD)).token
         bearer = {"Authorization": f"Bearer {token}"}
         async with two.raw() as http:
             assert (await http.get("/v1/zones", headers=bearer)).status_code == 200  # cached

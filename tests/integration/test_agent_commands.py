@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client_models import Host
 from skyfed.compute.agent.driver import Driver
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.runner import AgentRunner
@@ -548,7 +549,7 @@ async def test_heartbeats_reach_a_real_zone(child_zone: Any) -> None:
         try:
             async with child_zone.client() as admin:
 
-                async def seen() -> dict[str, Any] | None:
+                async def seen() -> Host | None:
                     try:
                         return await admin.get_host("rz-h0")
                     except SkyfedError as exc:  # 404 until the first beat lands
@@ -562,8 +563,8 @@ async def test_heartbeats_reach_a_real_zone(child_zone: Any) -> None:
                     found = await seen()
                     await asyncio.sleep(0.05)
                 assert found is not None, "the zone never heard of the host"
-                assert found["agent"] == "rz-agent"
-                assert found["used"]["vcpus"] == 1  # the baseline; the zone counts its servers
+                assert found.agent == "rz-agent"
+                assert found.used.vcpus == 1  # the baseline; the zone counts its servers
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)

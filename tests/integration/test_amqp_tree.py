@@ -101,11 +101,11 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
         assert len(set(ids)) == 200
 
         servers = await settle(top, ids, timeout=180)
-        stuck = [s for s in servers if s["status"] not in ("ACTIVE", "ERROR")]
+        stuck = [s for s in servers if s.status not in ("ACTIVE", "ERROR")]
         assert not stuck
-        assert all(s["fault"] for s in servers if s["status"] == "ERROR")
-        assert sum(s["status"] == "ACTIVE" for s in servers) >= 190, [
-            s["fault"] for s in servers if s["status"] == "ERROR"
+        assert all(s.fault for s in servers if s.status == "ERROR")
+        assert sum(s.status == "ACTIVE" for s in servers) >= 190, [
+            s.fault for s in servers if s.status == "ERROR"
         ]
 
         # None created twice: each data centre holds each of its servers once, and its
@@ -116,10 +116,10 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
                 listed = await client.request("GET", "/v1/servers", params={"limit": 1000})
                 mine = [s for s in listed["servers"] if s["status"] == "ACTIVE"]
                 placed += [s["id"] for s in mine]
-                used = sum(h["allocated"]["vcpus"] for h in await client.all_hosts())
+                used = sum(h.allocated.vcpus for h in await client.all_hosts())
                 assert used == len(mine)  # m1.tiny: 1 vCPU each
         assert len(placed) == len(set(placed))
-        assert sorted(placed) == sorted(s["id"] for s in servers if s["status"] == "ACTIVE")
+        assert sorted(placed) == sorted(s.id for s in servers if s.status == "ACTIVE")
 
 
 async def test_task_wake_ups_reach_a_worker_process_over_the_bus(
@@ -148,7 +148,7 @@ async def test_task_wake_ups_reach_a_worker_process_over_the_bus(
                     "POST", "/v1/servers", json={"name": "w", "flavor": "m1.tiny", "count": 3}
                 )
                 servers = await settle(solo, [s["id"] for s in made["servers"]], timeout=30)
-                assert [s["status"] for s in servers] == ["ACTIVE"] * 3
+                assert [s.status for s in servers] == ["ACTIVE"] * 3
                 assert time.monotonic() - started < 30  # far inside one 60 s poll
         finally:
             worker.stop()

@@ -126,5 +126,5 @@ async def test_skyfed_token_carries_the_cli(child_zone: ServedZone) -> None:
 async def _project(zone: ServedZone, name: str) -> str:
     async with zone.client() as admin:
         projects = await admin.list_projects()
-    [found] = [p["id"] for p in projects if p["name"] == name]
+    [found] = [p.id for p in projects if p.name == name]
     return str(found)

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from skyfed.client_models import Server
 from skyfed.federation.process import ManagedProcess
 from tests.conftest import _asyncpg_dsn
 from tests.integration.conftest import hosts
@@ -69,15 +70,11 @@ async def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(
         await wait_until(both_ready, 30, "both workers up")
         try:
             async with fed.admin_client("solo") as admin:
-                created = await admin.request(
-                    "POST", "/v1/servers", json={"name": "r", "flavor": "m1.tiny", "count": 6}
-                )
-                ids = [s["id"] for s in created["servers"]]
-                assert [s["status"] for s in await settle(admin, ids)] == ["ACTIVE"] * 6
+                created = await admin.create_servers("r", flavor="m1.tiny", count=6)
+                ids = [s.id for s in created.servers]
+                assert [s.status for s in await settle(admin, ids)] == ["ACTIVE"] * 6
                 for server_id in ids:
-                    await admin.request(
-                        "POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"}
-                    )
+                    await admin.server_action(server_id, "reboot")
                 conn = await asyncpg.connect(_asyncpg_dsn(database))
                 try:
 
@@ -92,7 +89,7 @@ async def test_a_worker_killed_mid_task_loses_nothing_and_doubles_nothing(
                     victim = next(w for w in workers if f":{w.pid}:" in running[0])
                     victim.kill()  # SIGKILL, while its tasks wait for the host
                     servers = await settle(admin, ids, timeout=60)
-                    assert [s["status"] for s in servers] == ["ACTIVE"] * 6
+                    assert [s.status for s in servers] == ["ACTIVE"] * 6
 
                     async def all_done() -> bool:
                         states = await conn.fetch("SELECT state FROM tasks WHERE kind = 'action'")
@@ -132,34 +129,28 @@ async def test_a_process_server_reports_its_exit_and_reboot_runs_it_again(federa
             federation([zone], state_dir=base / "fed") as fed,
             fed.admin_client("proc") as admin,
         ):
-            created = await admin.request(
-                "POST",
-                "/v1/servers",
-                json={
-                    "name": "job",
-                    "flavor": "m1.tiny",
-                    "metadata": {"process": {"command": [server_python(), "-c", script]}},
-                },
+            created = await admin.create_servers(
+                "job",
+                flavor="m1.tiny",
+                metadata={"process": {"command": [server_python(), "-c", script]}},
             )
-            server_id = created["servers"][0]["id"]
+            server_id = created.servers[0].id
             stdout = fed.state_dir / "proc" / "agent-state" / server_id / "stdout.log"
 
-            async def status(wanted: str) -> dict[str, Any] | None:
-                server = await admin.request("GET", f"/v1/servers/{server_id}")
-                return server if server["status"] == wanted else None
+            async def status(wanted: str) -> Server | None:
+                server = await admin.get_server(server_id)
+                return server if server.status == wanted else None
 
             async def runs(n: int) -> bool:
                 return stdout.exists() and stdout.read_text().count("hello") >= n
 
             await wait_until(lambda: status("ACTIVE"), 30, "ACTIVE")
             stopped = await wait_until(lambda: status("STOPPED"), 30, "the exit seen")
-            assert stopped["exit_code"] == 3
-            await admin.request(
-                "POST", f"/v1/servers/{server_id}/action", json={"action": "reboot"}
-            )
+            assert stopped.exit_code == 3
+            await admin.server_action(server_id, "reboot")
             await wait_until(lambda: runs(2), 30, "the process ran again after reboot")
             again = await wait_until(lambda: status("STOPPED"), 30, "the second exit seen")
-            assert again["exit_code"] == 3
+            assert again.exit_code == 3
             home = fed.state_dir / "server-homes" / "proc" / server_id
             assert home.is_dir() and (not ROOT or home.stat().st_uid != 0)
 
@@ -204,10 +195,8 @@ async def test_place_tasks_born_running_on_a_killed_api_are_finished_by_a_worker
             os.kill(dc.pid, signal.SIGSTOP)  # the child hangs: the place tasks wait on it
             try:
                 async with fed.admin_client("top") as admin:
-                    created = await admin.request(
-                        "POST", "/v1/servers", json={"name": "b", "flavor": "m1.tiny", "count": 5}
-                    )
-                ids = {s["id"] for s in created["servers"]}
+                    created = await admin.create_servers("b", flavor="m1.tiny", count=5)
+                ids = {s.id for s in created.servers}
 
                 async def born_running() -> list[Any]:
                     rows = await conn.fetch(
@@ -229,8 +218,8 @@ async def test_place_tasks_born_running_on_a_killed_api_are_finished_by_a_worker
             attempts = await conn.fetch("SELECT attempts FROM tasks WHERE kind = 'place'")
             assert sorted(r["attempts"] for r in attempts) == [2] * 5  # each taken over once
             async with fed.admin_client("dc") as client:
-                listed = await client.request("GET", "/v1/servers", params={"limit": 100})
-            assert sorted(s["id"] for s in listed["servers"]) == sorted(ids)  # once each
+                listed = await client.list_servers(limit=100)
+            assert sorted(s.id for s in listed.servers) == sorted(ids)  # once each
         finally:
             await conn.close()
             worker.stop()

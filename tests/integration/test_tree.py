@@ -207,7 +207,7 @@ async def test_hosts_that_stop_beating_leave_the_summary(federation) -> None:
         async with fed.admin_client("dc") as dc:
             listed = await dc.all_hosts()
             assert len(listed) == 20
-            assert {h["state"] for h in listed} == {"offline"}
+            assert {h.state for h in listed} == {"offline"}
 
 
 async def test_a_federation_restarts_on_its_own_state(tmp_path) -> None:

@@ -161,7 +161,7 @@ async def _no_shared_credentials(manifest: dict, zones: dict) -> None:
     async with SkyfedClient(
         root["url"], username="admin", password=root["admin"]["password"]
     ) as client:
-        assert not [u for u in await client.list_users() if "service" in u["roles"]]
+        assert not [u for u in await client.list_users() if "service" in u.roles]
     # eu-dc1's link password (which eu sends it at each login) opens nothing else.
     stolen = links["eu>eu-dc1"]
     for name in ("global", "eu", "us", "eu-dc2"):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from skyfed.client_models import HeartbeatsTaken
 from skyfed.compute.agent import heartbeat
 from skyfed.compute.agent.driver import DriverError, run_action
 from skyfed.compute.agent.sim import SimHost, expand_groups
@@ -82,9 +83,9 @@ async def test_heartbeats_batch_every_host_with_agent_and_used() -> None:
     sent: list[list[dict[str, Any]]] = []
 
     class Client:
-        async def heartbeat_batch(self, beats: list[dict[str, Any]]) -> dict[str, Any]:
+        async def heartbeat_batch(self, beats: list[dict[str, Any]]) -> HeartbeatsTaken:
             sent.append(beats)
-            return {"accepted": len(beats), "disabled": ["h2"]}
+            return HeartbeatsTaken(accepted=len(beats), disabled=["h2"])
 
     disabled = await heartbeat.beat_once(Client(), hosts, agent="ag", used=driver.used)  # type: ignore[arg-type]
     assert disabled == {"h2"}

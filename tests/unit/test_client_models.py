@@ -11,7 +11,17 @@ import httpx
 import pytest
 
 from skyfed.client import SkyfedClient
-from skyfed.client_models import ChildZone, Server, ServerPage, Task, Zone
+from skyfed.client_models import (
+    AgentAccount,
+    ChildZone,
+    Host,
+    Server,
+    ServerPage,
+    Task,
+    Token,
+    User,
+    Zone,
+)
 from skyfed.wire import SkyfedError
 
 SERVER = {
@@ -69,6 +79,38 @@ CHILD = {
     "failures": 0,
     "created_at": "2025-01-02T03:04:05Z",
     "updated_at": "2025-01-02T03:04:05Z",
+}
+HOST = {
+    "name": "h1",
+    "state": "online",
+    "disabled": False,
+    "disabled_reason": "",
+    "capabilities": {"arch": "x86_64", "gpus": 2, "ghz": 2.5},
+    "resources": {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200},
+    "used": {"vcpus": 2, "ram_mb": 4096, "disk_gb": 40},
+    "allocated": {"vcpus": 1, "ram_mb": 512, "disk_gb": 1},
+    "free": {"vcpus": 5, "ram_mb": 11776, "disk_gb": 159},
+    "agent": "dc-agent",
+    "last_seen": "2025-01-02T03:04:05.123456Z",
+}
+AGENT = {
+    "name": "dc-agent",
+    "user_id": "u9",
+    "hosts": ["dc-*", "lone"],
+    "max_hosts": 10,
+    "configured": False,
+    "carried": 1,
+    "pending_commands": 2,
+    "created_at": "2025-01-02T03:04:05Z",
+    "updated_at": "2025-01-02T03:04:06Z",
+}
+USER = {
+    "id": "u1",
+    "name": "alice",
+    "project_id": "p1",
+    "roles": ["member"],
+    "enabled": True,
+    "created_at": "2025-01-02T03:04:05.5Z",
 }
 
 Seen = list[tuple[str, str, Any]]
@@ -289,6 +331,7 @@ async def test_flavors_and_server_actions() -> None:
         made = await client.create_flavor("m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
         rebooting = await client.server_action(sid, "reboot")
         deleting = await client.delete_server(sid)
+        await client.create_flavor("m1.nano", vcpus=1, ram_mb=64)
     assert [(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in flavors] == [("m1.tiny", 1, 512, 1)]
     assert made.id == "f"
     assert (rebooting.task_state, rebooting.task_id) == ("rebooting", TASK["id"])
@@ -296,6 +339,181 @@ async def test_flavors_and_server_actions() -> None:
     assert deleting.status == "DELETING"
     assert deleting.model_dump() == taken | {"status": "DELETING"}
     assert seen[2][2] == {"action": "reboot"}
+    assert seen[1][2] == {"name": "m1.tiny", "vcpus": 1, "ram_mb": 512, "disk_gb": 1}
+    assert seen[4][2] == {"name": "m1.nano", "vcpus": 1, "ram_mb": 64}  # the zone's disk_gb
+
+
+async def test_hosts() -> None:
+    offline = HOST | {"name": "h2", "state": "offline", "agent": None, "last_seen": None}
+    client, seen = zone_answering(
+        {
+            ("PUT", "/v1/hosts/h1"): HOST,
+            ("PUT", "/v1/hosts"): {"accepted": 2, "disabled": ["h2"]},
+            ("GET", "/v1/hosts"): {"hosts": [HOST, offline], "next_marker": None},
+            ("GET", "/v1/hosts/h1"): HOST,
+            ("POST", "/v1/hosts/h2/disable"): offline | {"disabled": True, "disabled_reason": "x"},
+            ("POST", "/v1/hosts/h2/enable"): offline,
+            ("POST", "/v1/hosts/h1/release"): {"name": "h1", "released_from": "dc-agent"},
+        }
+    )
+    async with client:
+        beat = await client.heartbeat("h1", resources={"vcpus": 8}, capabilities={"arch": "x"})
+        taken = await client.heartbeat_batch([{"name": "h1"}, {"name": "h2"}])
+        page = await client.list_hosts(state="online", limit=2)
+        every = await client.all_hosts()
+        one = await client.get_host("h1")
+        disabled = await client.disable_host("h2", reason="x")
+        enabled = await client.enable_host("h2")
+        released = await client.release_host("h1")
+    assert isinstance(beat, Host) and beat == one
+    assert (beat.free.vcpus, beat.allocated.ram_mb, beat.agent) == (5, 512, "dc-agent")
+    assert beat.last_seen is not None and beat.last_seen.microsecond == 123456
+    # As the zone sent it (what the CLI prints): same fields, order, numbers' types.
+    assert list(beat.model_dump(mode="json")) == list(HOST)
+    assert beat.model_dump(mode="json") == HOST
+    assert (taken.accepted, taken.disabled) == (2, ["h2"])
+    assert [h.name for h in page.hosts] == [h.name for h in every] == ["h1", "h2"]
+    assert page.next_marker is None and every[1].last_seen is None
+    assert (disabled.disabled, disabled.disabled_reason) == (True, "x")
+    assert (enabled.disabled, enabled.state) == (False, "offline")
+    assert (released.name, released.released_from) == ("h1", "dc-agent")
+    assert seen[0][2] == {
+        "capabilities": {"arch": "x"},
+        "resources": {"vcpus": 8},
+        "used": {},
+    }
+    assert seen[2][1] == "/v1/hosts?state=online&limit=2"
+    assert seen[3][1] == "/v1/hosts?limit=1000"
+    assert seen[5][2] == {"reason": "x"}
+
+
+async def test_all_hosts_follows_markers() -> None:
+    pages = iter(
+        [
+            {"hosts": [HOST], "next_marker": "h1"},
+            {"hosts": [HOST | {"name": "h2"}], "next_marker": None},
+        ]
+    )
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json=next(pages))
+
+    async with SkyfedClient("http://zone.test", transport=httpx.MockTransport(answer)) as client:
+        hosts = await client.all_hosts(state="offline")
+    assert [h.name for h in hosts] == ["h1", "h2"]
+    assert asked == [
+        "http://zone.test/v1/hosts?state=offline&limit=1000",
+        "http://zone.test/v1/hosts?state=offline&limit=1000&marker=h1",
+    ]
+
+
+async def test_agent_accounts() -> None:
+    changed = AGENT | {"hosts": ["dc-1"], "max_hosts": 5}
+    client, seen = zone_answering(
+        {
+            ("POST", "/v1/agents"): AGENT,
+            ("GET", "/v1/agents"): {"agents": [AGENT | {"extra": 1}]},
+            ("GET", "/v1/agents/dc-agent"): AGENT,
+            ("PUT", "/v1/agents/dc-agent"): changed,
+            ("DELETE", "/v1/agents/dc-agent"): 204,
+        }
+    )
+    async with client:
+        made = await client.create_agent("dc-agent", "pw-pw-pw-pw", ["dc-*", "lone"])
+        listed = await client.list_agents()
+        shown = await client.get_agent("dc-agent")
+        updated = await client.update_agent("dc-agent", hosts=["dc-1"], max_hosts=5)
+        await client.delete_agent("dc-agent")
+    assert isinstance(made, AgentAccount) and made == shown == listed[0]
+    assert made.model_dump(mode="json") == AGENT
+    assert (made.hosts, made.carried, made.pending_commands) == (["dc-*", "lone"], 1, 2)
+    assert (updated.hosts, updated.max_hosts) == (["dc-1"], 5)
+    assert seen[0][2] == {"name": "dc-agent", "password": "pw-pw-pw-pw", "hosts": ["dc-*", "lone"]}
+    assert seen[3][2] == {"hosts": ["dc-1"], "max_hosts": 5}  # the password not given: not sent
+    assert seen[4][:2] == ("DELETE", "/v1/agents/dc-agent")
+
+
+async def test_identity() -> None:
+    token = {"token": "t" * 40, "expires_at": "2025-01-03T03:04:05Z", "user": USER}
+    project = {"id": "p1", "name": "acme", "description": "", "created_at": USER["created_at"]}
+    me = {"user_id": "u1", "username": "alice", "project_id": "p1", "roles": ["member"]}
+    client, seen = zone_answering(
+        {
+            ("POST", "/v1/auth/tokens"): token,
+            ("GET", "/v1/auth/whoami"): me | {"via": None},
+            ("POST", "/v1/projects"): project,
+            ("GET", "/v1/projects"): {"projects": [project]},
+            ("POST", "/v1/users"): USER,
+            ("GET", "/v1/users"): {"users": [USER]},
+        }
+    )
+    async with client:
+        logged_in = await client.login("alice", "alice-password")
+        kept = client.token
+        who = await client.whoami()
+        made = await client.create_project("acme")
+        projects = await client.list_projects()
+        user = await client.create_user("alice", "alice-password", "acme", ["member"])
+        users = await client.list_users()
+    assert isinstance(logged_in, Token) and kept == "t" * 40
+    assert logged_in.model_dump(mode="json") == token | {
+        "user": USER | {"created_at": "2025-01-02T03:04:05.500000Z"}
+    }
+    assert (who.username, who.roles, who.via) == ("alice", ["member"], None)
+    assert made == projects[0] and made.name == "acme"
+    assert isinstance(user, User) and user == users[0] and user.roles == ["member"]
+    assert seen[0][2] == {"username": "alice", "password": "alice-password"}
+    assert seen[4][2] == {
+        "name": "alice",
+        "password": "alice-password",
+        "project": "acme",
+        "roles": ["member"],
+    }
+
+
+async def test_the_clients_own_logins_read_only_the_token() -> None:
+    """A zone (or a stand-in for one) that answers a login with a token alone: the
+    logins the client makes when it needs one work; `login()` says the answer is short."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        if request.url.path == "/v1/auth/tokens":
+            return httpx.Response(201, json={"token": "fresh"})
+        assert request.headers["authorization"] == "Bearer fresh"
+        return httpx.Response(200, json={"accepted": 1, "disabled": []})
+
+    transport = httpx.MockTransport(answer)
+    async with SkyfedClient(
+        "http://zone.test", username="agent", password="pw", transport=transport
+    ) as client:
+        assert (await client.heartbeat_batch([{"name": "h1"}])).accepted == 1
+        with pytest.raises(SkyfedError) as short:
+            await client.login("agent", "pw")
+    assert sent == ["POST /v1/auth/tokens", "PUT /v1/hosts", "POST /v1/auth/tokens"]
+    assert (short.value.status, short.value.code) == (502, "bad_response")
+
+
+async def test_locate_and_one_command_result() -> None:
+    where = {"id": "z9", "name": "eu-dc1", "url": "http://eu-dc1.test", "path": ["eu", "eu-dc1"]}
+    client, seen = zone_answering(
+        {
+            ("GET", "/v1/zones/locate"): where,
+            ("POST", "/v1/agents/ag/commands/c1/result"): 204,
+        }
+    )
+    async with client:
+        found = await client.locate("p1")
+        assert await client.command_result("ag", "c1", {"ok": True, "status": "ACTIVE"}) is None
+        with pytest.raises(SkyfedError) as unknown:
+            await client.command_result("ag", "c2", {"ok": True, "status": "ACTIVE"})
+    assert (found.name, found.path, found.url) == ("eu-dc1", ["eu", "eu-dc1"], where["url"])
+    assert found.model_dump() == where
+    assert seen[0][1] == "/v1/zones/locate?project=p1"
+    assert seen[1] == ("POST", "/v1/agents/ag/commands/c1/result", {"ok": True, "status": "ACTIVE"})
+    assert (unknown.value.status, unknown.value.code) == (404, "not_found")
 
 
 Bad = Callable[[SkyfedClient], Any]
@@ -310,6 +528,12 @@ Bad = Callable[[SkyfedClient], Any]
         ({"zones": None}, lambda c: c.list_zones()),
         ({"flavors": [{"name": "x"}]}, lambda c: c.list_flavors()),
         (None, lambda c: c.get_task(TASK["id"])),
+        ({"hosts": [{"name": "h1"}]}, lambda c: c.list_hosts()),
+        (HOST | {"free": None}, lambda c: c.get_host("h1")),
+        ({"accepted": "many"}, lambda c: c.heartbeat_batch([])),
+        ({"agents": {}}, lambda c: c.list_agents()),
+        ({"users": [{"id": "u1"}]}, lambda c: c.list_users()),
+        ({"username": "x"}, lambda c: c.whoami()),
     ],
 )
 async def test_an_answer_out_of_shape_is_one_skyfed_error(answer: Any, call: Bad) -> None:

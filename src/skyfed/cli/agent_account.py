@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from skyfed.cli.common import (
     print_table,
     run,
 )
+
+if TYPE_CHECKING:
+    from skyfed.client_models import AgentAccount
 
 app = typer.Typer(help="Agent accounts: one per host agent, with its hosts.", no_args_is_help=True)
 
@@ -37,17 +40,17 @@ NewPassword = Annotated[
 ]
 
 
-def _show(agents: list[dict[str, Any]]) -> None:
+def _show(agents: list[AgentAccount]) -> None:
     print_table(
         f"{len(agents)} agents",
         ["name", "hosts", "carried/max", "pending commands", "configured"],
         [
             (
-                a["name"],
-                " ".join(a["hosts"]) or "(none)",
-                f"{a['carried']}/{a['max_hosts']}",
-                a["pending_commands"],
-                "settings" if a["configured"] else "",
+                a.name,
+                " ".join(a.hosts) or "(none)",
+                f"{a.carried}/{a.max_hosts}",
+                a.pending_commands,
+                "settings" if a.configured else "",
             )
             for a in agents
         ],

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from skyfed.cli.common import AsJson, Password, Token, Url, Username, print_json, print_table, run
 
+if TYPE_CHECKING:
+    from skyfed.client_models import Host
+
 app = typer.Typer(help="Hosts of a zone.", no_args_is_help=True)
 
 
-def _show(hosts: list[dict[str, Any]]) -> None:
+def _show(hosts: list[Host]) -> None:
     print_table(
         f"{len(hosts)} hosts",
         [
@@ -25,13 +28,13 @@ def _show(hosts: list[dict[str, Any]]) -> None:
         ],
         [
             (
-                h["name"],
-                h["state"],
-                h.get("agent"),
-                h["disabled_reason"] or h["disabled"],
-                f"{h['free']['vcpus']}/{h['resources']['vcpus']}",
-                f"{h['free']['ram_mb']}/{h['resources']['ram_mb']}",
-                " ".join(f"{k}={v}" for k, v in sorted(h["capabilities"].items())),
+                h.name,
+                h.state,
+                h.agent,
+                h.disabled_reason or h.disabled,
+                f"{h.free.vcpus}/{h.resources.vcpus}",
+                f"{h.free.ram_mb}/{h.resources.ram_mb}",
+                " ".join(f"{k}={v}" for k, v in sorted(h.capabilities.items())),
             )
             for h in hosts
         ],
@@ -95,4 +98,4 @@ def release(
     if json:
         print_json(answer)
     else:
-        typer.echo(f"released {name} from {answer['released_from'] or 'no agent'}")
+        typer.echo(f"released {name} from {answer.released_from or 'no agent'}")

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from skyfed.cli.common import AsJson, Password, Token, Url, Username, print_json, print_table, run
 
+if TYPE_CHECKING:
+    from skyfed.client_models import User
+
 user_app = typer.Typer(help="Users of a zone.", no_args_is_help=True)
 project_app = typer.Typer(help="Projects of a zone.", no_args_is_help=True)
 
 
-def _users(users: list[dict[str, Any]]) -> None:
+def _users(users: list[User]) -> None:
     print_table(
         "users",
         ["id", "name", "project_id", "roles", "enabled"],
-        [(u["id"], u["name"], u["project_id"], ",".join(u["roles"]), u["enabled"]) for u in users],
+        [(u.id, u.name, u.project_id, ",".join(u.roles), u.enabled) for u in users],
     )
 
 
@@ -69,7 +72,7 @@ def create_project(
 ) -> None:
     project = run(url, username, password, token, lambda c: c.create_project(name, description))
     print_json(project) if json else print_table(
-        "project", ["id", "name"], [(project["id"], project["name"])]
+        "project", ["id", "name"], [(project.id, project.name)]
     )
 
 
@@ -85,5 +88,5 @@ def list_projects(
     print_json(projects) if json else print_table(
         "projects",
         ["id", "name", "description"],
-        [(p["id"], p["name"], p["description"]) for p in projects],
+        [(p.id, p.name, p.description) for p in projects],
     )

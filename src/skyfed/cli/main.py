@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from skyfed.cli import agent_account, bench, host, identity, server, zone
 from skyfed.cli.agent import agent
-from skyfed.cli.common import AsJson, Password, Url, Username, err_console, print_json, run
+from skyfed.cli.common import AsJson, Password, Url, Username, err_console, plain, print_json, run
 from skyfed.cli.serve import serve
 from skyfed.cli.up import up
 from skyfed.cli.worker import worker
+from skyfed.client import SkyfedClient
+
+if TYPE_CHECKING:
+    from skyfed.client_models import Token
 
 app = typer.Typer(
     help="skyfed: one control plane over a tree of cloud zones.", no_args_is_help=True
@@ -39,15 +43,16 @@ def login(
         err_console.print("[red]give --username and --password[/]")
         raise typer.Exit(2)
 
-    async def call(client: Any) -> dict[str, Any]:
+    async def call(client: SkyfedClient) -> Token:
         return await client.login(username, password)
 
-    body = run(url, None, None, "", call)  # no token: the login itself authenticates
+    token = run(url, None, None, "", call)  # no token: the login itself authenticates
     if json:
-        print_json(body)
+        print_json(token)
     else:
-        typer.echo(body["token"])
-        err_console.print(f"expires {body['expires_at']}; roles {', '.join(body['user']['roles'])}")
+        typer.echo(token.token)
+        expires = plain(token)["expires_at"]  # as the zone wrote it
+        err_console.print(f"expires {expires}; roles {', '.join(token.user.roles)}")
 
 
 def main() -> None:

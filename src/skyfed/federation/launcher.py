@@ -246,7 +246,7 @@ class Federation:
         username = link_username(parent)
         key = f"{parent}>{child}"
         async with self.admin_client(child) as client:
-            existing = {u["name"] for u in await client.list_users()}
+            existing = {u.name for u in await client.list_users()}
             password = self.link_passwords.get(key)
             if username in existing and password is None:
                 await client.delete_user(username)
@@ -270,7 +270,7 @@ class Federation:
                 "max_hosts": self.topology.host_count(name),
             }
             async with self.admin_client(name) as client:
-                if username in {a["name"] for a in await client.list_agents()}:
+                if username in {a.name for a in await client.list_agents()}:
                     await client.update_agent(username, password=password, **grant)
                 else:
                     await client.create_agent(username, password, **grant)

@@ -37,7 +37,7 @@ async def beat_once(
             for h in hosts[start : start + BATCH]
         ]
         answer = await client.heartbeat_batch(beats)
-        disabled.update(answer.get("disabled", []))
+        disabled.update(answer.disabled)
     return disabled
 
 
