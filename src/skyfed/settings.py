@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     host_max_disk_gb: int = Field(default=1024 * 1024, ge=1, le=1 << 40)  # 1 PiB
     # A host silent for this long is forgotten entirely (it stays listed as offline before).
     host_forget_after: float = Field(default=3600.0, gt=0)
+    # How often a process shares the beats it took with the zone's other processes and
+    # reads theirs (disables and claims too). None: every second, or host_ttl / 5 if less.
+    host_share_interval: float | None = Field(default=None, gt=0)
     summary_max_age: float = Field(default=1.0, ge=0)
 
     # Durable tasks: coroutines per process claiming tasks (0: this process runs none).

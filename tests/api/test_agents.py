@@ -221,7 +221,8 @@ async def test_the_shared_record_decides_between_processes(
 ) -> None:
     """Two processes of one zone: each takes a beat for the same new host from a
     different agent before either shares; the first written wins everywhere."""
-    settings = zone_settings(tmp_path, database_url)
+    # The processes share when the test says, not on their own between the two beats.
+    settings = zone_settings(tmp_path, database_url, host_share_interval=3600)
     async with InProcessZone(settings) as one, InProcessZone(settings) as two:
         async with one.client() as admin:
             await admin.create_agent("a", A_PASSWORD, ["s-*"])

@@ -132,7 +132,7 @@ class ComputeParts:
         """Share host beats with the zone's other processes, pick up their disables and
         claims, and forget long-gone hosts."""
         settings = self.core.settings
-        interval = min(1.0, settings.host_ttl / 5)
+        interval = settings.host_share_interval or min(1.0, settings.host_ttl / 5)
         rounds = 0
         while True:
             await asyncio.sleep(interval)
