@@ -11,7 +11,6 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from skyfed.db.base import utcnow
@@ -23,19 +22,7 @@ from skyfed.tasks.metrics import TaskMetrics
 from skyfed.tasks.models import Task
 from skyfed.tasks.store import TaskStore
 from skyfed.tasks.worker import RetryLater, TaskFailed, Worker
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a scrape, parsed by Prometheus' own parser, by name and labels."""
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(scrape: dict[Any, float], name: str, **labels: str) -> float | None:
-    return scrape.get((name, frozenset(labels.items())))
+from tests.scrapes import samples, value
 
 
 class Observed:
