@@ -179,6 +179,7 @@ async def create_and_follow(traced: Traced) -> None:
             return (await admin.get_server(made.id)).status == "ACTIVE"
 
         await eventually(active, 30, "the server ACTIVE at the root")
+        [place] = (await admin.list_tasks(resource_id=made.id)).tasks
 
     def spans() -> list[ReadableSpan]:
         return list(traced.spans.get_finished_spans())
@@ -241,9 +242,11 @@ async def create_and_follow(traced: Traced) -> None:
     calls = [s for s in chain if s.kind == SpanKind.CLIENT]
     assert len(calls) == 2
 
+    hex_id = format(trace_id, "032x")
+    assert place.traceparent is not None and place.traceparent.split("-")[1] == hex_id
+
     # Log lines written while serving it carry its trace id: the root's access line,
     # the agent's line for the command.
-    hex_id = format(trace_id, "032x")
     traced_lines = [line for line in traced.logs.lines if line.get("trace_id") == hex_id]
     assert any(
         line["msg"] == "request" and line.get("path") == "/v1/servers" for line in traced_lines
