@@ -244,6 +244,7 @@ class Task(WireModel):
     error: str = ""
     result: dict[str, Any] | None = None
     request_id: str = ""
+    traceparent: str | None = None  # the trace its attempts continue (W3C)
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

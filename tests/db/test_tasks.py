@@ -85,7 +85,7 @@ async def test_expired_lease_goes_to_another_worker_and_the_late_one_cannot_fini
     [mine] = await store.claim("dead-worker", 1, lease=0.05)
     await asyncio.sleep(0.1)
     requeued, failed = await store.sweep()
-    assert (requeued, failed) == (1, [])
+    assert ([t.id for t in requeued], failed) == ([task.id], [])
     [theirs] = await store.claim("live-worker", 1, lease=30)
     assert theirs.id == task.id and theirs.attempts == 2
     # The first worker comes back from the dead: its outcome is refused.
@@ -101,7 +101,7 @@ async def test_renewed_leases_are_not_swept(store: TaskStore) -> None:
     # (a short renewal would have to land within it, a race on a loaded machine).
     assert await store.renew("w", [claimed.seq], lease=60) == 1
     await asyncio.sleep(0.3)  # past the lease it was claimed with
-    assert (await store.sweep())[0] == 0
+    assert (await store.sweep())[0] == []
     assert (await store.get(task.id)).state == "running"
     assert await store.renew("other-worker", [claimed.seq], lease=60) == 0  # not its task
 

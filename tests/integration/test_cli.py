@@ -197,6 +197,19 @@ def test_commands_start_without_the_zone() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_an_agent_that_traces_nothing_never_loads_opentelemetry() -> None:
+    """OpenTelemetry is loaded only with --otlp-endpoint or --trace-console."""
+    code = (
+        "import sys, skyfed.cli.agent, skyfed.compute.agent.runner;"
+        " print([m for m in sys.modules if m.startswith('opentelemetry')])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_serve_refuses_bad_settings_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "zone.toml"
     path.write_text("poll_interval = 1.0\npoll_timeout = 5.0\n")

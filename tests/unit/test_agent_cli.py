@@ -35,6 +35,7 @@ def run(*args: str) -> tuple[int, str]:
         (["--poll-wait", "0"], "--poll-wait 1..60"),
         (["--name", "bad name!"], "agent name 'bad name!' is not a name"),
         (["--name", "other"], "an agent's name is its account's user name"),
+        (["--otlp-endpoint", "collector:4318"], "is not an http(s) URL"),
     ],
 )
 def test_bad_options_exit_2_with_a_reason(spec: Path, args: list[str], message: str) -> None:

@@ -14,12 +14,12 @@ import re
 import signal
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from skyfed.cli.common import Password, Url, Username
-from skyfed.client import SkyfedClient
+from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.compute.agent.driver import Driver, DriverError
 from skyfed.compute.agent.process_driver import ProcessDriver
 from skyfed.compute.agent.runner import AgentRunner
@@ -29,6 +29,9 @@ from skyfed.compute.agent.sim_driver import SimDriver
 from skyfed.compute.agent.uid_ledger import UID_BASE, UID_COUNT
 from skyfed.logs import configure_logging
 from skyfed.schema_types import NAME_PATTERN
+
+if TYPE_CHECKING:
+    from skyfed.observability.tracing import Tracing
 
 DRIVERS = ("sim", "process")
 
@@ -139,6 +142,17 @@ def agent(
             help="The zone's RabbitMQ: heartbeats go through the zone's queue there.",
         ),
     ] = None,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SKYFED_OTLP_ENDPOINT",
+            help="Export a span per command over OTLP/HTTP to this collector "
+            "(http://host:4318), in the trace of the request the command serves.",
+        ),
+    ] = None,
+    trace_console: Annotated[
+        bool, typer.Option(help="Print a span per command to standard output.")
+    ] = False,
 ) -> None:
     """Carry the hosts of a spec file for a zone: heartbeats, commands, server events."""
     if driver not in DRIVERS:
@@ -151,6 +165,8 @@ def agent(
         raise _fail(
             "--interval must be > 0, --stop-grace >= 0, --concurrency >= 1, --poll-wait 1..60"
         )
+    if otlp_endpoint is not None and not re.match(r"^https?://\S+$", otlp_endpoint):
+        raise _fail(f"--otlp-endpoint {otlp_endpoint!r} is not an http(s) URL")
     try:
         _, hosts = load_spec(spec, seed)
     except (OSError, ValueError, SpecError) as exc:
@@ -203,6 +219,10 @@ def agent(
             client = await stack.enter_async_context(
                 SkyfedClient(url, username=username, password=password)
             )
+            tracing = None
+            if otlp_endpoint or trace_console:
+                tracing = await agent_tracing(client, agent_name, otlp_endpoint, trace_console)
+                stack.callback(tracing.flush)  # the last spans leave before the process
             beat_client = None
             if bus_url:
                 beat_client = await stack.enter_async_context(
@@ -217,6 +237,7 @@ def agent(
                 concurrency=concurrency,
                 stop_servers_on_exit=stop_servers_on_exit,
                 beat_client=beat_client,
+                tracing=tracing,
             )
             await runner.run(stop)
 
@@ -225,6 +246,22 @@ def agent(
     except DriverError as exc:
         typer.echo(f"agent {agent_name}: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+async def agent_tracing(
+    client: SkyfedClient, agent: str, otlp_endpoint: str | None, console: bool
+) -> Tracing:
+    """The agent's tracing, its spans named for the zone it serves (asked once; when the
+    zone does not answer yet, named by the agent alone). Imported here only: an agent
+    that traces nothing never loads OpenTelemetry, and starts faster."""
+    from skyfed.observability.tracing import Tracing
+
+    try:
+        health = await client.request("GET", "/healthz", authenticate=False)
+        zone = str(health["zone"])
+    except (SkyfedError, KeyError, TypeError):
+        zone = ""
+    return Tracing("skyfed-agent", zone, otlp_endpoint=otlp_endpoint, console=console)
 
 
 async def bus_client(

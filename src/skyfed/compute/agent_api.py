@@ -70,6 +70,7 @@ async def poll_commands(
                 server_id=c.server_id,
                 action=c.action,
                 server=c.payload,
+                traceparent=c.traceparent,
             )
             for c in found
         ]

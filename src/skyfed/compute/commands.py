@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed import trace_hooks
 from skyfed.compute.models import HostCommand, Server
 from skyfed.db.base import utcnow
 from skyfed.db.engine import Database
@@ -94,7 +95,17 @@ def server_payload(server: Server) -> dict[str, Any]:
     }
 
 
-def build(*, origin: str, agent: str, host: str, server: Server, action: str) -> HostCommand:
+def build(
+    *,
+    origin: str,
+    agent: str,
+    host: str,
+    server: Server,
+    action: str,
+    traceparent: str | None = None,
+) -> HostCommand:
+    """A command that continues `traceparent`, by default the trace being served (the
+    task's that makes it): the agent's run of it joins that trace."""
     return HostCommand(
         origin=origin,
         agent=agent,
@@ -103,6 +114,7 @@ def build(*, origin: str, agent: str, host: str, server: Server, action: str) ->
         action=action,
         payload=server_payload(server),
         state=PENDING,
+        traceparent=traceparent or trace_hooks.traceparent(),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed import trace_hooks
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
 from skyfed.db.engine import Database
@@ -30,7 +31,8 @@ class IntakeContext(Protocol):
     def tasks(self) -> TaskStore: ...
 
 
-Batch = tuple[list[Server], dict[str, Any], str, str]  # servers, principal, project, request id
+# servers, principal, project, request id, traceparent
+Batch = tuple[list[Server], dict[str, Any], str, str, str | None]
 
 
 class Intake:
@@ -44,14 +46,16 @@ class Intake:
         self, servers: list[Server], principal: dict[str, Any], project_id: str, request_id: str
     ) -> None:
         """Store `servers` with a place task each; durable when this returns."""
-        await self.batches.submit(None, (servers, principal, project_id, request_id))
+        # The batch is written in another request's context: each keeps its own trace.
+        trace = trace_hooks.traceparent()
+        await self.batches.submit(None, (servers, principal, project_id, request_id, trace))
 
     async def _write(self, _: None, items: list[Batch]) -> list[None]:
         with self.ctx.tasks.births() as births:
             async with self.ctx.db.session() as session:
-                for servers, principal, project_id, request_id in items:
+                for servers, principal, project_id, request_id, trace in items:
                     add_servers(
-                        self.ctx, session, servers, principal, project_id, request_id, births
+                        self.ctx, session, servers, principal, project_id, request_id, births, trace
                     )
                 await session.commit()
         return [None] * len(items)
@@ -65,9 +69,11 @@ def add_servers(
     project_id: str,
     request_id: str,
     births: Births,
+    traceparent: str | None = None,
 ) -> dict[str, str]:
     """Add servers and a place task each to the transaction; the task id of each.
-    New servers have no task before these, so each may be born running."""
+    New servers have no task before these, so each may be born running. Their tasks
+    continue `traceparent` (default: the current trace)."""
     task_ids: dict[str, str] = {}
     for server in servers:
         session.add(server)
@@ -79,6 +85,7 @@ def add_servers(
             payload={"principal": principal},
             project_id=project_id,
             request_id=request_id,
+            traceparent=traceparent,
             max_attempts=ctx.settings.task_max_attempts,
             births=births,
         )

@@ -124,5 +124,7 @@ class HostCommand(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[str] = mapped_column(String(16), default="pending")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The trace of the task that made it: the agent's run of it joins that trace.
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

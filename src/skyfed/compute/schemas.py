@@ -216,6 +216,8 @@ class AgentCommand(BaseModel):
     server_id: str
     action: str
     server: dict[str, Any]
+    # The W3C trace the command continues: the agent's span of it joins the request's.
+    traceparent: str | None = None
 
 
 class AgentCommands(BaseModel):

@@ -162,7 +162,9 @@ class Federation:
                         str(zone_dir / "agent-state"),
                         "--interval",
                         str(self.topology.heartbeat_interval),
-                        *agent_options({"driver": "sim", "boot_delay": 0.2, **spec.agent}),
+                        *agent_options(
+                            {"driver": "sim", "boot_delay": 0.2, **_tracing(values), **spec.agent}
+                        ),
                         *self._server_homes(name, spec),
                     ],
                     zone_dir / "agent.log",
@@ -414,6 +416,16 @@ def agent_options(options: dict[str, Any]) -> list[str]:
         else:
             args += [f"--{flag}", str(value)]
     return args
+
+
+def _tracing(settings: dict[str, Any]) -> dict[str, Any]:
+    """The agent traces as its zone does, so its spans join the zone's traces."""
+    options: dict[str, Any] = {}
+    if settings.get("otlp_endpoint"):
+        options["otlp_endpoint"] = settings["otlp_endpoint"]
+    if settings.get("trace_console"):
+        options["trace_console"] = True
+    return options
 
 
 def _pid(process: ManagedProcess) -> int | None:

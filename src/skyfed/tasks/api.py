@@ -33,6 +33,7 @@ class TaskOut(BaseModel):
     error: str
     result: dict[str, Any] | None
     request_id: str
+    traceparent: str | None = None  # the trace its attempts continue (W3C)
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from skyfed.background import stop
 from skyfed.core import Core
+from skyfed.tasks.metrics import TaskMetrics
 from skyfed.tasks.store import TaskStore
 from skyfed.tasks.wakeups import BusWakeups
 from skyfed.tasks.worker import Worker
@@ -17,6 +18,7 @@ class TaskEngine:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.store = TaskStore(core.db, max_attempts=core.settings.task_max_attempts)
+        self.metrics = TaskMetrics(core.metrics, self.store)
         self.worker: Worker | None = None  # while the zone runs, when it has workers
 
     @asynccontextmanager
@@ -25,6 +27,7 @@ class TaskEngine:
         hear the zone's other processes queue tasks when the zone has a broker."""
         settings = self.core.settings
         background: list[asyncio.Task[None]] = []
+        self.metrics.zero(self.store.kinds)
         if settings.workers > 0:
             self.worker = Worker(
                 self.store,
@@ -33,6 +36,8 @@ class TaskEngine:
                 lease=settings.task_lease,
                 poll_interval=settings.task_poll_interval,
                 sweep_interval=settings.task_sweep_interval,
+                tracing=self.core.tracing,
+                metrics=self.metrics,
             )
             background.append(asyncio.create_task(self.worker.run(), name="worker"))
         if settings.bus_url.startswith("amqp"):

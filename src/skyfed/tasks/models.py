@@ -48,6 +48,9 @@ class Task(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(String(1024), default="")
     request_id: Mapped[str] = mapped_column(String(128), default="")
+    # The W3C trace of the request that queued it: every attempt, in any worker
+    # process, continues that trace (observability/tracing.py).
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, exists, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed import trace_hooks
 from skyfed.coalesce import Coalescer
 from skyfed.db.base import new_id, utcnow
 from skyfed.db.engine import Database
@@ -130,11 +131,14 @@ class TaskStore:
         payload: dict[str, Any] | None = None,
         project_id: str | None = None,
         request_id: str = "",
+        traceparent: str | None = None,
         max_attempts: int | None = None,
         births: Births | None = None,
     ) -> Task:
         """Add a task to the caller's transaction; call `notify()` once it is committed.
 
+        It continues `traceparent`, by default the trace being served: give the
+        request's own where tasks of several requests are written together.
         With `births` (see `births()`), the task may start on this process's worker at
         the commit. Only for a resource's first task: nothing may be queued before it.
         """
@@ -146,6 +150,7 @@ class TaskStore:
             payload=payload or {},
             project_id=project_id,
             request_id=request_id,
+            traceparent=traceparent or trace_hooks.traceparent(),
             max_attempts=max_attempts or self.max_attempts,
             state=QUEUED,
             run_after=utcnow(),
@@ -343,12 +348,13 @@ class TaskStore:
             self.notify()  # a task queued behind it may run now (failures are rare)
         return done
 
-    async def sweep(self) -> tuple[int, list[Task]]:
+    async def sweep(self) -> tuple[list[Task], list[Task]]:
         """Queue again the tasks whose worker stopped renewing its lease (it died).
 
-        Returns how many were requeued, and the tasks that ran out of attempts (failed).
+        Returns the tasks requeued, and those that ran out of attempts (failed).
         """
         now = utcnow()
+        requeued: list[Task] = []
         failed: list[Task] = []
         async with self.db.session() as session:
             expired = (
@@ -364,12 +370,13 @@ class TaskStore:
                     failed.append(task)
                 else:
                     task.state, task.run_after = QUEUED, now
+                    requeued.append(task)
             await session.commit()
         if expired:
             self.notify()
         for task in failed:
             self._signal(task.id)
-        return len(expired) - len(failed), failed
+        return requeued, failed
 
     # -- waiting for an outcome ----------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 Any number of workers, in any number of processes, share one zone's database.
 A handler must be idempotent: after a crash its task runs again from the start.
+Each attempt continues the trace of the request that queued its task, in
+whichever process and after however many retries it runs.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+
+from opentelemetry.trace import Span
 
 from skyfed.logs import request_id
+from skyfed.observability.tracing import SpanKind, Tracing, failed
 from skyfed.tasks.kinds import Kind
-from skyfed.tasks.models import Task
+from skyfed.tasks.metrics import TaskMetrics
+from skyfed.tasks.models import QUEUED, Task
 from skyfed.tasks.store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -45,8 +53,12 @@ class Worker:
         poll_interval: float = 0.5,
         sweep_interval: float = 5.0,
         name: str | None = None,
+        tracing: Tracing | None = None,
+        metrics: TaskMetrics | None = None,
     ) -> None:
         self.store = store
+        self.tracing = tracing
+        self.metrics = metrics
         self.kinds = kinds
         self.concurrency = concurrency
         self.lease = lease
@@ -141,37 +153,77 @@ class Worker:
     async def _execute(self, task: Task) -> None:
         token = request_id.set(task.request_id or f"task-{task.id}")
         self.store.started_here(task.id)
+        if self.metrics is not None:
+            self.metrics.started(task)
+        began = time.perf_counter()
+        outcome = "unrecorded"
         try:
-            kind = self.kinds.get(task.kind)
-            if kind is None:
-                await self.store.fail(task, self.name, f"no handler for '{task.kind}'", retry=False)
-                return
-            try:
-                result = await kind.run(task)
-            except asyncio.CancelledError:
-                raise
-            except TaskFailed as exc:
-                await self._failed(task, kind, str(exc), retry=False)
-            except RetryLater as exc:
-                await self._failed(task, kind, str(exc), retry=True)
-            except Exception as exc:
-                log.exception("task %s (%s) raised", task.id, task.kind)
-                await self._failed(task, kind, f"{type(exc).__name__}: {exc}", retry=True)
-            else:
-                if not await self.store.succeed(task, self.name, result):
-                    log.warning("task %s finished after its lease was lost", task.id)
+            with self._span(task) as span:
+                outcome = await self._attempt(task, span)
+                if span is not None:
+                    span.set_attribute("skyfed.task.outcome", outcome)
         except asyncio.CancelledError:
+            outcome = "abandoned"  # the worker stops: the lease lapses and it runs again
             raise
         except Exception:  # recording the outcome failed: the lease will lapse and it reruns
             log.exception("recording task %s failed", task.id)
         finally:
             self.store.ended_here(task.id)
             request_id.reset(token)
+            if self.metrics is not None:
+                self.metrics.ran(task, outcome, time.perf_counter() - began)
 
-    async def _failed(self, task: Task, kind: Kind, error: str, *, retry: bool) -> None:
+    def _span(self, task: Task) -> AbstractContextManager[Span | None]:
+        """The attempt's span, in the trace of the request that queued the task."""
+        if self.tracing is None:
+            return nullcontext()
+        return self.tracing.span(
+            f"task {task.kind}",
+            kind=SpanKind.CONSUMER,
+            parent=task.traceparent,
+            attributes={
+                "skyfed.task.kind": task.kind,
+                "skyfed.task.id": task.id,
+                "skyfed.task.attempt": task.attempts,
+                "skyfed.task.resource_type": task.resource_type,
+                "skyfed.task.resource_id": task.resource_id,
+            },
+        )
+
+    async def _attempt(self, task: Task, span: Span | None) -> str:
+        """Runs the task's handler once and records what came of it; the outcome."""
+        kind = self.kinds.get(task.kind)
+        if kind is None:
+            error = f"no handler for '{task.kind}'"
+            await self.store.fail(task, self.name, error, retry=False)
+            failed(span, error)
+            return "failed"
+        try:
+            result = await kind.run(task)
+        except asyncio.CancelledError:
+            raise
+        except TaskFailed as exc:
+            return await self._failed(task, kind, str(exc), span, retry=False)
+        except RetryLater as exc:
+            return await self._failed(task, kind, str(exc), span, retry=True)
+        except Exception as exc:
+            log.exception("task %s (%s) raised", task.id, task.kind)
+            if span is not None:
+                span.record_exception(exc)
+            return await self._failed(task, kind, f"{type(exc).__name__}: {exc}", span, retry=True)
+        if not await self.store.succeed(task, self.name, result):
+            log.warning("task %s finished after its lease was lost", task.id)
+            return "lost"
+        return "succeeded"
+
+    async def _failed(
+        self, task: Task, kind: Kind, error: str, span: Span | None, *, retry: bool
+    ) -> str:
+        failed(span, error)
         state = await self.store.fail(task, self.name, error, retry=retry)
         if state == "failed" and kind.give_up is not None:
             await kind.give_up(task, error)
+        return "retried" if state == QUEUED else "failed"
 
     async def _renew_leases(self) -> None:
         while True:
@@ -185,10 +237,12 @@ class Worker:
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
-                requeued, failed = await self.store.sweep()
+                requeued, gave_up = await self.store.sweep()
+                if self.metrics is not None:
+                    self.metrics.swept(requeued, gave_up)
                 if requeued:
-                    log.warning("requeued %d tasks whose worker stopped", requeued)
-                for task in failed:
+                    log.warning("requeued %d tasks whose worker stopped", len(requeued))
+                for task in gave_up:
                     kind = self.kinds.get(task.kind)
                     if kind is not None and kind.give_up is not None:
                         await kind.give_up(task, task.error)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.compute.agent import heartbeat
 from skyfed.compute.agent.commands import CommandLoop, EventForwarder
 from skyfed.compute.agent.driver import Driver
+
+if TYPE_CHECKING:
+    from skyfed.observability.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,9 @@ class AgentRunner:
         drain_timeout: float = 5.0,
         flush_timeout: float = 3.0,
         beat_client: SkyfedClient | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        """With `tracing`, each command runs in a span continuing the zone's trace."""
         self.client = client
         # Heartbeats may take another way to the zone than commands: its bus.
         self.beat_client = beat_client or client
@@ -49,7 +55,13 @@ class AgentRunner:
         self.drain_timeout = drain_timeout
         self.flush_timeout = flush_timeout
         self.commands = CommandLoop(
-            client, driver, name, wait=poll_wait, limit=poll_limit, concurrency=concurrency
+            client,
+            driver,
+            name,
+            wait=poll_wait,
+            limit=poll_limit,
+            concurrency=concurrency,
+            tracing=tracing,
         )
         self.events = EventForwarder(client, driver, name, self.commands)
 
