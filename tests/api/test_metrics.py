@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from skyfed.client import SkyfedClient, SkyfedError
 from tests.conftest import (
@@ -19,28 +18,18 @@ from tests.conftest import (
     zone_settings,
 )
 from tests.fakes import ScriptedAgent
+from tests.scrapes import Samples, value
+from tests.scrapes import samples as parsed
 from tests.waiting import eventually
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-
-def parse(text: str) -> Samples:
-    """Every sample by name and labels, read by Prometheus' own Python parser."""
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
-            assert key not in samples, f"{key} twice"
-            samples[key] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+def figure(scrape: Samples, name: str, **labels: str) -> float:
+    """A sample's value, 0 when the scrape has no such series."""
+    return value(scrape, name, **labels) or 0.0
 
 
 async def scrape(client: SkyfedClient) -> Samples:
-    return parse(await client.metrics())
+    return parsed(await client.metrics())
 
 
 async def test_only_admins_and_service_accounts_read_metrics(zone: InProcessZone, admin) -> None:
@@ -63,13 +52,13 @@ async def test_only_admins_and_service_accounts_read_metrics(zone: InProcessZone
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     async with zone.client("svc", SERVICE_PASSWORD) as scraper:
         samples = await scrape(scraper)
-    assert value(samples, "skyfed_summary_zones") == 1
+    assert figure(samples, "skyfed_summary_zones") == 1
     [info] = [labels for name, labels in samples if name == "skyfed_process_info"]
     assert {"zone": "test-zone", "role": "api"}.items() <= dict(info).items()
     samples = await scrape(admin)
     # The member's refusal was counted under the route's template, not its path.
     assert (
-        value(samples, "skyfed_http_requests_total", route="/metrics", method="GET", status="403")
+        figure(samples, "skyfed_http_requests_total", route="/metrics", method="GET", status="403")
         == 2
     )
 
@@ -86,7 +75,7 @@ async def test_http_counters_move_by_the_requests_made(zone: InProcessZone, admi
     after = await scrape(admin)
 
     def moved(name: str, **labels: str) -> float:
-        return value(after, name, **labels) - value(before, name, **labels)
+        return figure(after, name, **labels) - figure(before, name, **labels)
 
     assert moved("skyfed_http_requests_total", route="/v1/zone", method="GET", status="200") == 3
     server_route = "/v1/servers/{server_id}"
@@ -108,25 +97,25 @@ async def test_placements_and_summary_figures(tmp_path: Path, database_url: str)
         agent = ScriptedAgent(agent_client)
         await agent.beat({"h1": {"vcpus": 4, "ram_mb": 8192, "disk_gb": 100}}, arch="x86_64")
         before = await scrape(admin)
-        assert value(before, "skyfed_summary_hosts") == 1
+        assert figure(before, "skyfed_summary_hosts") == 1
         # 4 vCPUs and 8 GiB: four m1.tiny would need 2 GiB; eight fit by RAM, four by CPU.
-        assert value(before, "skyfed_summary_free_units", flavor="m1.tiny") == 4
-        assert value(before, "skyfed_summary_free_units", flavor="m1.large") == 1
+        assert figure(before, "skyfed_summary_free_units", flavor="m1.tiny") == 4
+        assert figure(before, "skyfed_summary_free_units", flavor="m1.large") == 1
         accepted = await admin.create_servers("web", flavor="m1.large", count=1)
         await agent.answer_all(wait=5.0)
 
         async def placed() -> Samples | None:
             samples = await scrape(admin)
-            ok = value(samples, "skyfed_placements_total", outcome="host") == 1
+            ok = figure(samples, "skyfed_placements_total", outcome="host") == 1
             return samples if ok else None
 
         after = await eventually(placed, 20, "the placement counted")
-        assert value(after, "skyfed_placement_decisions_total", outcome="host") == 1
-        assert value(after, "skyfed_placement_decision_duration_seconds_count") == 1
+        assert figure(after, "skyfed_placement_decisions_total", outcome="host") == 1
+        assert figure(after, "skyfed_placement_decision_duration_seconds_count") == 1
 
         async def full() -> bool:  # the summary is rebuilt at most every summary_max_age
             samples = await scrape(admin)
-            return value(samples, "skyfed_summary_free_units", flavor="m1.large") == 0
+            return figure(samples, "skyfed_summary_free_units", flavor="m1.large") == 0
 
         await eventually(full, 10, "the host's room taken in the summary")
         # A second large server does not fit: the decision says none, the placement failed.
@@ -134,11 +123,11 @@ async def test_placements_and_summary_figures(tmp_path: Path, database_url: str)
 
         async def failed() -> Samples | None:
             samples = await scrape(admin)
-            return samples if value(samples, "skyfed_placements_total", outcome="failed") else None
+            return samples if figure(samples, "skyfed_placements_total", outcome="failed") else None
 
         after = await eventually(failed, 20, "the failed placement counted")
-        assert value(after, "skyfed_placement_decisions_total", outcome="none") == 1
-        assert value(after, "skyfed_placements_total", outcome="host") == 1
+        assert figure(after, "skyfed_placement_decisions_total", outcome="none") == 1
+        assert figure(after, "skyfed_placements_total", outcome="host") == 1
         assert accepted
 
 
@@ -150,33 +139,33 @@ async def test_child_state_polls_and_link_calls(
     for _ in range(2):
         await poller.cycle()
     samples = await scrape(admin)
-    assert value(samples, "skyfed_child_zone_state", child="kid", state="active") == 1
-    assert value(samples, "skyfed_child_zone_state", child="kid", state="offline") == 0
-    assert value(samples, "skyfed_child_zone_consecutive_failures", child="kid") == 0
-    assert value(samples, "skyfed_child_zone_polls_total", child="kid", outcome="ok") == 2
-    assert value(samples, "skyfed_child_zone_poll_duration_seconds_count", child="kid") == 2
-    calls = value(samples, "skyfed_link_calls_total", child="kid", transport="http", outcome="ok")
+    assert figure(samples, "skyfed_child_zone_state", child="kid", state="active") == 1
+    assert figure(samples, "skyfed_child_zone_state", child="kid", state="offline") == 0
+    assert figure(samples, "skyfed_child_zone_consecutive_failures", child="kid") == 0
+    assert figure(samples, "skyfed_child_zone_polls_total", child="kid", outcome="ok") == 2
+    assert figure(samples, "skyfed_child_zone_poll_duration_seconds_count", child="kid") == 2
+    calls = figure(samples, "skyfed_link_calls_total", child="kid", transport="http", outcome="ok")
     assert calls >= 2  # the polls, and the login's retry if the token was new
-    assert value(samples, "skyfed_summary_zones") == 2
+    assert figure(samples, "skyfed_summary_zones") == 2
 
     await child_zone.__aexit__(None, None, None)  # the child goes away
     failures = zone.process.core.settings.poll_failures
     for _ in range(failures):
         await poller.cycle()
     samples = await scrape(admin)
-    assert value(samples, "skyfed_child_zone_state", child="kid", state="offline") == 1
-    assert value(samples, "skyfed_child_zone_state", child="kid", state="active") == 0
-    assert value(samples, "skyfed_child_zone_consecutive_failures", child="kid") == failures
+    assert figure(samples, "skyfed_child_zone_state", child="kid", state="offline") == 1
+    assert figure(samples, "skyfed_child_zone_state", child="kid", state="active") == 0
+    assert figure(samples, "skyfed_child_zone_consecutive_failures", child="kid") == failures
     assert (
-        value(samples, "skyfed_child_zone_polls_total", child="kid", outcome="failed") == failures
+        figure(samples, "skyfed_child_zone_polls_total", child="kid", outcome="failed") == failures
     )
     assert (
-        value(
+        figure(
             samples, "skyfed_link_calls_total", child="kid", transport="http", outcome="unreachable"
         )
         == failures
     )
-    assert value(samples, "skyfed_summary_unreachable_zones") == 1
+    assert figure(samples, "skyfed_summary_unreachable_zones") == 1
 
     await admin.delete_zone("kid", force=True)  # its series go with it
     samples = await scrape(admin)
@@ -192,9 +181,9 @@ async def test_metrics_port_serves_without_a_token(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             answer = await http.get("/metrics")
             assert answer.status_code == 200
-            samples = parse(answer.text)
+            samples = parsed(answer.text)
             assert (
-                value(
+                figure(
                     samples,
                     "skyfed_http_requests_total",
                     route="/v1/zone",

@@ -32,7 +32,7 @@ from skyfed.compute.agent.sim import SimHost
 from skyfed.compute.agent.sim_driver import SimDriver
 from skyfed.federation.process import free_port
 from skyfed.logs import JsonFormatter
-from skyfed.observability.tracing import Tracing
+from skyfed.observability.tracing import Tracing, attached
 from skyfed.transport.names import agent_queue_for, queue_for
 from tests.conftest import (
     AGENT_PASSWORD,
@@ -270,12 +270,7 @@ async def test_one_trace_from_the_root_to_the_agent_over_amqp(
 
 async def metrics(zone: InProcessZone, admin: SkyfedClient) -> dict[Any, float]:
     """GET /metrics with the admin's token, parsed with Prometheus' own parser."""
-    if admin.token is None:
-        await admin.login("admin", str(admin.password))
-    async with zone.raw() as raw:
-        answer = await raw.get("/metrics", headers={"Authorization": f"Bearer {admin.token}"})
-    assert answer.status_code == 200, answer.text
-    return samples(answer.text)
+    return samples(await admin.metrics())
 
 
 async def test_task_runs_are_counted_by_kind_and_outcome(zone: InProcessZone, admin) -> None:
@@ -314,3 +309,41 @@ async def test_task_runs_are_counted_by_kind_and_outcome(zone: InProcessZone, ad
         assert grew == created
         assert value(after, "skyfed_tasks", kind="place", state="queued") == 0
         assert value(after, "skyfed_task_queue_depth", kind="place") == 0
+
+
+async def test_creates_sent_down_together_keep_their_own_traces(tmp_path: Path) -> None:
+    """Creates of several traces travel to a child in one batched request, and their
+    boot commands are written in one transaction: each server's boot at the agent
+    still continues the trace of its own create."""
+    async with traced_tree(tmp_path, None) as traced:
+        count = 4
+        callers = {i: f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01" for i in range(count)}
+        async with traced.zones["root"].client() as admin:
+
+            async def create(i: int) -> str:
+                with attached(callers[i]):  # as a caller's own tracing would send it
+                    made = await admin.create_servers(name=f"batch{i}", flavor="m1.small")
+                return made.servers[0].id
+
+            ids = await asyncio.gather(*(create(i) for i in range(count)))
+
+            async def all_active() -> bool:
+                statuses = [(await admin.get_server(s)).status for s in ids]
+                return statuses == ["ACTIVE"] * count
+
+            await eventually(all_active, 30, "the servers ACTIVE at the root")
+
+        def boots() -> dict[str, ReadableSpan] | None:
+            found = {
+                str(s.attributes["skyfed.server.id"]): s
+                for s in traced.spans.get_finished_spans()
+                if s.name == "agent boot" and s.attributes
+            }
+            return found if set(ids) <= set(found) else None
+
+        booted = await until(boots, 10, "every boot's span")
+        for i, server_id in enumerate(ids):
+            boot = booted[server_id]
+            assert boot.context is not None
+            wanted = int(callers[i].split("-")[1], 16)
+            assert boot.context.trace_id == wanted, (i, server_id)

@@ -64,7 +64,7 @@ async def create_delegated(
     error (with its HTTP status) that refused that one server.
     """
     service = ComputeService(parts.ctx, principal)
-    outcomes = await service.create_delegated(body.servers, body.wait)
+    outcomes = await service.create_delegated(body.servers, body.wait, body.traces)
     return DelegatedCreated(
         results=[
             DelegatedOutcome(error={"status": o.status, **o.body()["error"]})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skyfed import trace_hooks
 from skyfed.client import SkyfedError
 from skyfed.coalesce import Coalescer
 from skyfed.compute.models import Server
@@ -22,6 +23,9 @@ from skyfed.zones.models import ChildZone
 from skyfed.zones.relay import refused
 
 Key = tuple[str, Principal]  # (child id, the identity the creates carry)
+
+
+TRACE_KEY = "_traceparent"  # in a body waiting in a batch, never sent as such
 
 
 class ChildGone(Exception):
@@ -64,11 +68,21 @@ class ChildCreates:
         if child is None:
             raise ChildGone(child_id)
         link = await self.links.link_for(child)
+        # Each server's own trace: the call's header carries only the first's.
+        traces = {b["id"]: b[TRACE_KEY] for b in bodies if b.get(TRACE_KEY)}
+        bodies = [{k: v for k, v in b.items() if k != TRACE_KEY} for b in bodies]
+        request: dict[str, Any] = {"servers": bodies, "wait": self.wait}
+        if traces:
+            request["traces"] = traces
         answer = await link.call(
             ZoneRequest(
                 "POST",
                 "/v1/servers/delegated",
-                json={"servers": bodies, "wait": self.wait},
+                json={
+                    "servers": bodies,
+                    "wait": self.wait,
+                    **({"traces": traces} if traces else {}),
+                },
                 principal=principal,
                 timeout=self.wait + 10,
                 idempotent=True,  # creates carry their ids: the child makes each once
@@ -106,4 +120,7 @@ def delegated_body(server: Server, request: PlacementRequest) -> dict[str, Any]:
         body["within"] = "/".join(request.within)
     if request.avoid:
         body["avoid"] = ["/".join(p) for p in request.avoid]
+    trace = trace_hooks.traceparent()
+    if trace:  # taken out into the request's `traces` when the batch is sent
+        body[TRACE_KEY] = trace
     return body

@@ -7,6 +7,7 @@ previous commit runs) wait for the same commit instead of one each.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -70,10 +71,12 @@ def add_servers(
     request_id: str,
     births: Births,
     traceparent: str | None = None,
+    traces: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Add servers and a place task each to the transaction; the task id of each.
     New servers have no task before these, so each may be born running. Their tasks
-    continue `traceparent` (default: the current trace)."""
+    continue the trace `traces` names for them, else `traceparent` (default: the
+    current trace)."""
     task_ids: dict[str, str] = {}
     for server in servers:
         session.add(server)
@@ -85,7 +88,7 @@ def add_servers(
             payload={"principal": principal},
             project_id=project_id,
             request_id=request_id,
-            traceparent=traceparent,
+            traceparent=traces.get(server.id, traceparent) if traces else traceparent,
             max_attempts=ctx.settings.task_max_attempts,
             births=births,
         )

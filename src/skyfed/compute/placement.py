@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed import trace_hooks
 from skyfed.client import SkyfedError
 from skyfed.coalesce import Coalescer
 from skyfed.compute import allocations, commands
@@ -131,7 +132,7 @@ class Placer:
         self._attempts: Coalescer[None, tuple[str, str], None] = Coalescer(
             self._record_attempts, linger=0.001, max_items=500, max_in_flight=1, retry_alone=True
         )
-        self._claims: Coalescer[None, tuple[str, str], Outcome] = Coalescer(
+        self._claims: Coalescer[None, tuple[str, str, str | None], Outcome] = Coalescer(
             self._claim_on_hosts, linger=0.001, max_items=200, max_in_flight=1, retry_alone=True
         )
         self._in_children: Coalescer[None, tuple[Server, str], None] = Coalescer(
@@ -294,29 +295,32 @@ class Placer:
         hosts = self.ctx.hosts
         hosts.hold(server.id, host, (server.vcpus, server.ram_mb, server.disk_gb))
         try:
-            return await self._claims.submit(None, (server.id, host))
+            # Each claim keeps its own task's trace, whichever task's batch writes it.
+            return await self._claims.submit(None, (server.id, host, trace_hooks.traceparent()))
         finally:
             hosts.release(server.id)  # if the batch did not (it failed)
 
-    async def _claim_on_hosts(self, _: None, items: list[tuple[str, str]]) -> list[Outcome]:
+    async def _claim_on_hosts(
+        self, _: None, items: list[tuple[str, str, str | None]]
+    ) -> list[Outcome]:
         """Claim hosts for several servers in one transaction: one read of what they
         already hold, one conditional UPDATE each, the rows they add written together."""
         outcomes: list[Outcome] = [Outcome(False)] * len(items)
         agents: set[str] = set()  # those with new boot commands
         async with self.ctx.db.session() as session:
-            ids = [server_id for server_id, _ in items]
+            ids = [server_id for server_id, *_ in items]
             servers = {
                 s.id: s for s in await session.scalars(select(Server).where(Server.id.in_(ids)))
             }
             made = await commands.existing_origins(
                 session, [_boot_origin(s) for s in servers.values()]
             )
-            wanted: list[tuple[int, Server, HostRecord]] = []
+            wanted: list[tuple[int, Server, HostRecord, str | None]] = []
             first: dict[str, int] = {}  # a server asked twice in one batch is claimed once
             repeats: list[tuple[int, int]] = []
             # Hosts in one order in every batch: two processes claiming the same hosts
             # on PostgreSQL lock their rows in the same order, so never deadlock.
-            for i, (server_id, host) in sorted(enumerate(items), key=lambda e: e[1][1]):
+            for i, (server_id, host, trace) in sorted(enumerate(items), key=lambda e: e[1][1]):
                 if server_id in first:
                     repeats.append((i, first[server_id]))
                     continue
@@ -332,12 +336,12 @@ class Placer:
                 if server is None or server.status == DELETING:
                     outcomes[i] = Outcome(True)  # nothing left to place
                     continue
-                wanted.append((i, server, record))
+                wanted.append((i, server, record, trace))
             with session.no_autoflush:
                 claims = await allocations.claim_many(
-                    session, [(server, r.name, _capacity(r)) for _, server, r in wanted]
+                    session, [(server, r.name, _capacity(r)) for _, server, r, _ in wanted]
                 )
-            for (i, server, record), claim in zip(wanted, claims, strict=True):
+            for (i, server, record, trace), claim in zip(wanted, claims, strict=True):
                 if not claim.ok:
                     outcomes[i] = Outcome(False, claim.reason)
                     continue
@@ -351,6 +355,7 @@ class Placer:
                             host=record.name,
                             server=server,
                             action="boot",
+                            traceparent=trace,
                         )
                     )
                 self._placed(session, server, "host", record.name)
@@ -362,11 +367,11 @@ class Placer:
             # What the hosts hold now, claims of other processes included: a refusal
             # means this process's view of the host was behind, and must not stay so.
             # Rows this batch grew stay locked until the commit, so these are exact.
-            hosts = sorted({record.name for _, _, record in wanted})
+            hosts = sorted({record.name for _, _, record, _ in wanted})
             totals = await allocations.load(session, hosts) if hosts else {}
             await session.commit()
         # The claims are committed and in `totals`: the room held for them goes.
-        for server_id, _ in items:
+        for server_id, *_ in items:
             self.ctx.hosts.release(server_id)
         for host, held_now in totals.items():
             self.ctx.hosts.set_allocation(host, held_now)

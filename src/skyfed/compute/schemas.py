@@ -13,6 +13,11 @@ from skyfed.schema_types import NAME_MAX, PATH_PATTERN, Name, Strict, Text255
 from skyfed.zones.capabilities import CapabilityError, parse_constraints
 
 Path = Annotated[str, StringConstraints(pattern=PATH_PATTERN)]
+ServerId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")]
+# A W3C trace context header value (version 00).
+TraceParent = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+]
 ConstraintValue = str | int | float | list[str | int | float]
 
 
@@ -169,6 +174,11 @@ class DelegatedCreates(Strict):
 
     servers: list[ServerCreate] = Field(min_length=1, max_length=500)
     wait: float = Field(default=0.0, ge=0, le=60)  # for each placement here, at most
+    # The trace each server's placement continues, by server id: the parent batches
+    # the creates of many traces into one request, whose own header names only one.
+    traces: dict[Annotated[str, StringConstraints(pattern=r"^[0-9a-f-]{36}$")], TraceParent] = (
+        Field(default_factory=dict, max_length=500)
+    )
 
 
 class DelegatedOutcome(BaseModel):

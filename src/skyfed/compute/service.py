@@ -8,12 +8,14 @@ child at once and merges the answers. Nothing here talks HTTP to the caller.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed import trace_hooks
 from skyfed.compute.cancels import BEFORE, before
 from skyfed.compute.context import ComputeContext
 from skyfed.compute.intake import add_servers
@@ -162,7 +164,7 @@ class ComputeService:
         )
 
     async def create_delegated(
-        self, bodies: list[ServerCreate], wait: float
+        self, bodies: list[ServerCreate], wait: float, traces: Mapping[str, str] | None = None
     ) -> list[ServerBrief | AppError]:
         """Servers a parent chose this zone for, each with its id, in one transaction.
 
@@ -208,6 +210,7 @@ class ComputeService:
                     self.principal.project_id,
                     request_id.get(),
                     births,
+                    traces=_other_traces(traces),
                 )
                 await session.commit()
         waits: dict[int, Any] = {}
@@ -652,3 +655,11 @@ def _unmet(server: Server, summary: Summary, own_caps: list[dict[str, Any]]) -> 
         if need and (stats is None or stats.max < need):
             unmet.append(f"{key} >= {need}")
     return unmet
+
+
+def _other_traces(traces: Mapping[str, str] | None) -> dict[str, str]:
+    """The servers of a batch that belong to traces other than the request's: those
+    continue their own; the rest hang under this request's span, as a lone create does."""
+    here = trace_hooks.traceparent()
+    trace_id = here.split("-")[1] if here else None
+    return {k: v for k, v in (traces or {}).items() if v.split("-")[1] != trace_id}
