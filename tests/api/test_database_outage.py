@@ -52,7 +52,7 @@ async def test_a_zone_without_its_database_says_503_and_loses_no_task(
         agent = ScriptedAgent(agent_client)
         await agent.beat({"h1": HOST, "h2": HOST}, arch="x86_64")
         made = await create(admin, name="before", count=4)
-        ids = [s["id"] for s in made["servers"]]
+        ids = [s.id for s in made.servers]
         await wait_for(agent.commands, "boot commands queued")  # tasks ran up to the host
 
         await proxy.cut()
@@ -74,11 +74,11 @@ async def test_a_zone_without_its_database_says_503_and_loses_no_task(
 
         async def all_active() -> bool:
             await agent.answer_all()
-            servers = [await admin.request("GET", f"/v1/servers/{i}") for i in ids]
-            return all(s["status"] == "ACTIVE" for s in servers)
+            servers = [await admin.get_server(i) for i in ids]
+            return all(s.status == "ACTIVE" for s in servers)
 
         await wait_for(all_active, "the servers made before the outage ACTIVE", timeout=30)
-        listed = await admin.request("GET", "/v1/servers", params={"limit": 100})
-        assert sorted(s["id"] for s in listed["servers"]) == sorted(ids)  # "during": none
+        listed = await admin.list_servers(limit=100)
+        assert sorted(s.id for s in listed.servers) == sorted(ids)  # "during": none
         after = await create(admin, name="after")
-        assert after["servers"][0]["status"] == "BUILDING"
+        assert after.servers[0].status == "BUILDING"
