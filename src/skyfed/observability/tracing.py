@@ -117,6 +117,13 @@ def attached(traceparent: str | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def annotate(attributes: Mapping[str, Any]) -> None:
+    """Adds to the current span, when one records: cheaper than a span of its own."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+
+
 def failed(span: Span | None, description: str) -> None:
     """Marks a span as an error (a refused request, a failed task attempt)."""
     if span is not None:
