@@ -12,6 +12,7 @@ starts none and costs one header parse per request.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -55,7 +56,8 @@ class Tracing:
 
             self.export(OTLPSpanExporter(endpoint=_traces_url(otlp_endpoint)), batch=True)
         if console:
-            self.export(ConsoleSpanExporter(), batch=False)
+            # The standard output of now (the SDK's default is the one at its import).
+            self.export(ConsoleSpanExporter(out=sys.stdout), batch=False)
 
     def export(self, exporter: SpanExporter, *, batch: bool = False) -> None:
         """Record spans from now on and hand them to `exporter` (a batch in the
