@@ -20,9 +20,14 @@ through).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from skyfed.errors import BadRequest
 
 # The largest answer a parent takes from a child, by default (max_child_answer_bytes).
 MAX_CHILD_ANSWER = 64 * 1024 * 1024
@@ -120,3 +125,24 @@ def _address(value: str) -> IPAddress | None:
         return ipaddress.ip_address(value.strip("[]"))
     except ValueError:
         return None
+
+
+async def check_reach(
+    url: str, allowed: tuple[HostPattern, ...], *, setting: str, code: str, what: str
+) -> None:
+    """`url`'s host is one the operator allows in `setting`, and none of its addresses
+    is one nothing skyfed calls may have (checked again at every connect, against DNS
+    changes). BadRequest(`code`) otherwise; `what` names the thing in messages."""
+    host = (urlsplit(url).hostname or "").lower()
+    if not allowed:
+        raise BadRequest(f"no {what} host is allowed yet: list them in {setting}", code=code)
+    if not host_allowed(host, allowed):
+        raise BadRequest(f"{what} URLs may not point at '{host}' (not in {setting})", code=code)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # unresolvable now: the probe that follows says it is unreachable
+    for info in infos:
+        why = forbidden_address(str(info[4][0]))
+        if why is not None:
+            raise BadRequest(f"{what} URLs may not point at '{host}': {why}", code=code)

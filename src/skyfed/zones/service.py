@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, or_, select
@@ -22,7 +19,7 @@ from skyfed.transport.names import queue_for
 from skyfed.zones.links import ChildLinks, Reach
 from skyfed.zones.models import ChildZone, Location
 from skyfed.zones.probe import probe_child
-from skyfed.zones.reach_policy import HostPattern, forbidden_address, host_allowed
+from skyfed.zones.reach_policy import HostPattern, check_reach
 from skyfed.zones.report import ZoneReport
 from skyfed.zones.schemas import ZoneCreate, ZoneUpdate, check_bus
 from skyfed.zones.view import ZoneView, snapshot_of
@@ -248,31 +245,13 @@ class ZoneService:
             )
 
     async def _check_url(self, url: str) -> None:
-        """The URL's host is one the operator allows, and none of its addresses is one
-        no child may have (checked again at every connect, against DNS changes)."""
-        host = (urlsplit(url).hostname or "").lower()
-        if not self.ctx.allowed_hosts:
-            raise BadRequest(
-                "no child host is allowed yet: list your zones' hosts in allowed_child_hosts",
-                code="child_url_not_allowed",
-            )
-        if not host_allowed(host, self.ctx.allowed_hosts):
-            raise BadRequest(
-                f"child URLs may not point at '{host}' (not in allowed_child_hosts)",
-                code="child_url_not_allowed",
-            )
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, None, type=socket.SOCK_STREAM
-            )
-        except OSError:
-            return  # unresolvable now: the probe says the child is unreachable
-        for info in infos:
-            why = forbidden_address(str(info[4][0]))
-            if why is not None:
-                raise BadRequest(
-                    f"child URLs may not point at '{host}': {why}", code="child_url_not_allowed"
-                )
+        await check_reach(
+            url,
+            self.ctx.allowed_hosts,
+            setting="allowed_child_hosts",
+            code="child_url_not_allowed",
+            what="child",
+        )
 
     async def _check_identity(self, report: ZoneReport, api_url: str) -> None:
         if report.id == self.ctx.zone_id:
