@@ -28,6 +28,8 @@ from skyfed.features import Feature
 from skyfed.identity import feature as identity
 from skyfed.identity.identities import Identities
 from skyfed.middleware import HttpMetrics, RequestContext
+from skyfed.objects import feature as objects
+from skyfed.objects.parts import StorageParts
 from skyfed.observability import api as observability
 from skyfed.observability.metrics_port import metrics_listener
 from skyfed.settings import Settings
@@ -64,10 +66,12 @@ def build_zone(settings: Settings) -> ZoneProcess:
     tree = ZoneTree(core)
     engine = TaskEngine(core)
     parts = ComputeParts(core, identities, tree, engine)
+    storage = StorageParts(core)
     features = [
         identity.feature(identities),
         compute.feature(parts),  # before zones: its /v1/zones/locate is not a zone's name
         zones.feature(tree),
+        objects.feature(storage),
         tasks.feature(engine),  # last: its workers run what the others declared
     ]
     zone = ZoneProcess(core, identities, tree, engine, parts, features)

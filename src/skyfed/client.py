@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # imported at the first typed call, not with the client
         ServerAccepted,
         ServerPage,
         ServersCreated,
+        StorageCluster,
         Task,
         TaskPage,
         Token,
@@ -398,6 +399,51 @@ class SkyfedClient:
     async def delete_zone(self, ref: str, *, force: bool = False) -> None:
         params = {"force": "true"} if force else None
         await self.request("DELETE", f"/v1/zones/{ref}", params=params)
+
+    # -- storage clusters --------------------------------------------------------
+
+    async def add_storage_cluster(
+        self,
+        name: str,
+        auth_url: str,
+        username: str,
+        password: str,
+        *,
+        tiers: Mapping[str, str],
+        capacity_bytes: int,
+    ) -> StorageCluster:
+        from skyfed.client_models import StorageCluster
+
+        body = {
+            "name": name,
+            "auth_url": auth_url,
+            "username": username,
+            "password": password,
+            "tiers": dict(tiers),
+            "capacity_bytes": capacity_bytes,
+        }
+        answer = await self.request("POST", "/v1/storage-clusters", json=body)
+        return self._read(StorageCluster, answer)
+
+    async def list_storage_clusters(self) -> list[StorageCluster]:
+        from skyfed.client_models import StorageCluster
+
+        return await self._list(StorageCluster, "/v1/storage-clusters", "clusters")
+
+    async def get_storage_cluster(self, ref: str) -> StorageCluster:
+        from skyfed.client_models import StorageCluster
+
+        answer = await self.request("GET", f"/v1/storage-clusters/{ref}")
+        return self._read(StorageCluster, answer)
+
+    async def update_storage_cluster(self, ref: str, **changes: Any) -> StorageCluster:
+        from skyfed.client_models import StorageCluster
+
+        answer = await self.request("PUT", f"/v1/storage-clusters/{ref}", json=changes)
+        return self._read(StorageCluster, answer)
+
+    async def delete_storage_cluster(self, ref: str) -> None:
+        await self.request("DELETE", f"/v1/storage-clusters/{ref}")
 
     # -- hosts -------------------------------------------------------------------
 

@@ -108,6 +108,26 @@ class ChildZone(WireModel):
     updated_at: datetime
 
 
+class StorageCluster(WireModel):
+    """A Swift cluster registered with a zone (`/v1/storage-clusters`, admins)."""
+
+    id: str
+    name: str
+    auth_url: str
+    username: str
+    tiers: dict[str, str]  # skyfed tier -> the cluster's storage policy
+    capacity_bytes: int
+    used_bytes: int = 0
+    free_bytes: int = 0
+    state: str  # up, down
+    failures: int = 0
+    last_error: str = ""
+    last_seen: datetime | None = None
+    swift_version: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
 class ChildZoneDetail(ChildZone):
     """`GET /v1/zones/{ref}/detail`: also what the child last said of itself."""
 

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     # address, '*.example.net' (names under that domain), or a network ('10.0.0.0/16').
     # Empty (the default): no child may be added until the operator lists its hosts.
     allowed_child_hosts: list[str] = []
+    # The same for storage clusters' auth URLs (a cluster is sent its credentials).
+    allowed_storage_hosts: list[str] = []
     # The largest answer a child may give (bytes); a larger one fails the call.
     max_child_answer_bytes: int = Field(default=MAX_CHILD_ANSWER, ge=64 * 1024)
     # What carries calls to children's HTTP APIs: "h1", skyfed's own HTTP/1.1 pool (the
@@ -187,13 +189,13 @@ class Settings(BaseSettings):
         except CapabilityError as exc:
             raise ValueError(str(exc)) from exc
 
-    @field_validator("allowed_child_hosts")
+    @field_validator("allowed_child_hosts", "allowed_storage_hosts")
     @classmethod
-    def _allowed_child_hosts(cls, value: list[str]) -> list[str]:
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
         try:
             parse_patterns(value)
         except PatternError as exc:
-            raise ValueError(f"allowed_child_hosts: {exc}") from exc
+            raise ValueError(str(exc)) from exc
         return value
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from skyfed.cli import agent_account, bench, host, identity, server, zone
+from skyfed.cli import agent_account, bench, host, identity, server, storage_cluster, zone
 from skyfed.cli.agent import agent
 from skyfed.cli.common import AsJson, Password, Url, Username, err_console, plain, print_json, run
 from skyfed.cli.serve import serve
@@ -25,6 +25,7 @@ app.command()(up)
 app.command()(agent)
 app.command()(worker)
 app.add_typer(zone.app, name="zone")
+app.add_typer(storage_cluster.app, name="storage-cluster")
 app.add_typer(host.app, name="host")
 app.add_typer(agent_account.app, name="agent-account")
 app.add_typer(server.app, name="server")

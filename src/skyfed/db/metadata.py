@@ -5,6 +5,7 @@ from skyfed.compute.agent_accounts import models as _agent_accounts  # noqa: F40
 from skyfed.compute.hosts import models as _hosts  # noqa: F401
 from skyfed.db.base import Base
 from skyfed.identity import models as _identity  # noqa: F401
+from skyfed.objects import models as _objects  # noqa: F401
 from skyfed.tasks import models as _tasks  # noqa: F401
 from skyfed.zones import models as _zones  # noqa: F401
 

@@ -1,0 +1,177 @@
+"""`skyfed storage-cluster`: the Swift clusters of a zone (add, list, show, update, delete)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from skyfed.cli.common import (
+    AsJson,
+    Password,
+    Token,
+    Url,
+    Username,
+    plain,
+    print_json,
+    print_record,
+    print_table,
+    run,
+)
+
+if TYPE_CHECKING:
+    from skyfed.client_models import StorageCluster
+
+app = typer.Typer(help="Swift clusters registered with a zone.", no_args_is_help=True)
+TiersOpt = Annotated[
+    list[str] | None,
+    typer.Option("--tier", help="tier=policy: a skyfed tier and the cluster's storage policy."),
+]
+AuthUrl = Annotated[str, typer.Option("--auth-url", help="The cluster's Swift v1 auth URL.")]
+ClusterUser = Annotated[
+    str, typer.Option("--cluster-username", help="A reseller admin there (account:user).")
+]
+ClusterKey = Annotated[
+    str,
+    typer.Option("--cluster-password", envvar="SKYFED_CLUSTER_PASSWORD", help="Its key."),
+]
+Capacity = Annotated[int, typer.Option("--capacity-bytes", min=1, help="What it can hold.")]
+
+
+def _tiers(items: list[str] | None) -> dict[str, str] | None:
+    if items is None:
+        return None
+    tiers = {}
+    for item in items:
+        tier, sep, policy = item.partition("=")
+        if not sep or not tier or not policy:
+            raise typer.BadParameter(f"tier {item!r} is not tier=policy")
+        tiers[tier] = policy
+    return tiers
+
+
+def _show(clusters: list[StorageCluster]) -> None:
+    print_table(
+        "storage clusters",
+        ["id", "name", "state", "auth_url", "tiers", "used", "capacity", "last_seen"],
+        [
+            (
+                c.id,
+                c.name,
+                c.state,
+                c.auth_url,
+                ", ".join(f"{t}={p}" for t, p in sorted(c.tiers.items())),
+                c.used_bytes,
+                c.capacity_bytes,
+                plain(c)["last_seen"],
+            )
+            for c in clusters
+        ],
+    )
+
+
+@app.command("add")
+def add(
+    name: str,
+    auth_url: AuthUrl,
+    cluster_username: ClusterUser,
+    cluster_password: ClusterKey,
+    tier: TiersOpt,
+    capacity_bytes: Capacity,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """Register a cluster; the zone logs in to it and checks its policies first."""
+    tiers = _tiers(tier)
+    if not tiers:
+        raise typer.BadParameter("give at least one --tier tier=policy")
+    cluster = run(
+        url,
+        username,
+        password,
+        token,
+        lambda c: c.add_storage_cluster(
+            name,
+            auth_url,
+            cluster_username,
+            cluster_password,
+            tiers=tiers,
+            capacity_bytes=capacity_bytes,
+        ),
+    )
+    print_json(cluster) if json else _show([cluster])
+
+
+@app.command("list")
+def list_(
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """The zone's clusters with their state and use."""
+    clusters = run(url, username, password, token, lambda c: c.list_storage_clusters())
+    print_json(clusters) if json else _show(clusters)
+
+
+@app.command("show")
+def show(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """One cluster: state, last error, use and capacity."""
+    cluster = run(url, username, password, token, lambda c: c.get_storage_cluster(ref))
+    print_json(cluster) if json else print_record(cluster)
+
+
+@app.command("update")
+def update(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    auth_url: Annotated[str | None, typer.Option("--auth-url")] = None,
+    cluster_username: Annotated[str | None, typer.Option("--cluster-username")] = None,
+    cluster_password: Annotated[
+        str | None, typer.Option("--cluster-password", envvar="SKYFED_CLUSTER_PASSWORD")
+    ] = None,
+    tier: TiersOpt = None,
+    capacity_bytes: Annotated[int | None, typer.Option("--capacity-bytes", min=1)] = None,
+    json: AsJson = False,
+) -> None:
+    """Change a cluster; a new address, account or tiers are checked by logging in."""
+    changes = {
+        "name": name,
+        "auth_url": auth_url,
+        "username": cluster_username,
+        "password": cluster_password,
+        "tiers": _tiers(tier),
+        "capacity_bytes": capacity_bytes,
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    cluster = run(
+        url, username, password, token, lambda c: c.update_storage_cluster(ref, **changes)
+    )
+    print_json(cluster) if json else _show([cluster])
+
+
+@app.command("delete")
+def delete(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+) -> None:
+    """Unregister a cluster (the cluster itself and its data stay)."""
+    run(url, username, password, token, lambda c: c.delete_storage_cluster(ref))

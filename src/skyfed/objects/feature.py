@@ -1,0 +1,18 @@
+"""The objects feature: storage clusters registered with the zone, polled, and their
+capacity in the zone summary's `storage` section."""
+
+from __future__ import annotations
+
+from skyfed.features import Feature
+from skyfed.objects.api import router
+from skyfed.objects.parts import StorageParts
+
+
+def feature(parts: StorageParts) -> Feature:
+    return Feature(
+        name="objects",
+        routers=[router],
+        summary_sections=[parts],
+        lifespan=parts.lifespan,
+        provides=[parts],
+    )

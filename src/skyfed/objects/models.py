@@ -1,0 +1,42 @@
+"""The storage clusters registered with this zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from skyfed.db.base import Base, UTCDateTime, new_id, utcnow
+
+UP = "up"
+DOWN = "down"
+
+
+class StorageCluster(Base):
+    __tablename__ = "storage_clusters"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # The cluster's auth endpoint (Swift v1 auth: /auth/v1.0).
+    auth_url: Mapped[str] = mapped_column(String(2048))
+    # A reseller admin account on the cluster: skyfed acts on every account with it.
+    username: Mapped[str] = mapped_column(String(128))
+    password_secret: Mapped[bytes] = mapped_column(LargeBinary)  # vault-encrypted
+    # skyfed tier name -> the cluster's storage policy name.
+    tiers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The bytes it can hold, as configured (a cluster's disks are not visible through
+    # its proxy); what skyfed measures is what its accounts use.
+    capacity_bytes: Mapped[int] = mapped_column(BigInteger)
+
+    # What the last polls found.
+    state: Mapped[str] = mapped_column(String(16), default=UP)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(512), default="")
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Swift's own description of the cluster (`/info`'s "swift" part: version, policies).
+    info: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,70 @@
+"""API shapes of the storage cluster registry (`/v1/storage-clusters`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from skyfed.schema_types import Name, Secret, Strict
+from skyfed.zones.schemas import Url
+
+# A skyfed tier (gold, silver) and the backend's storage policy it maps to.
+Tier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+Policy = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Account = Annotated[str, StringConstraints(pattern=r"^[^\s:\x00]{1,128}(:[^\s:\x00]{1,128})?$")]
+Tiers = Annotated[dict[Tier, Policy], Field(min_length=1, max_length=16)]
+Capacity = Annotated[int, Field(ge=1, le=1 << 60)]  # bytes, up to an exbibyte
+
+
+class StorageClusterCreate(Strict):
+    name: Name
+    # Swift's v1 auth endpoint of the cluster (…/auth/v1.0).
+    auth_url: Url
+    # A reseller admin of the cluster (account:user for tempauth), and its key.
+    username: Account
+    password: Secret
+    tiers: Tiers
+    capacity_bytes: Capacity
+
+    @field_validator("auth_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class StorageClusterUpdate(Strict):
+    name: Name | None = None
+    auth_url: Url | None = None
+    username: Account | None = None
+    password: Secret | None = None
+    tiers: Tiers | None = None
+    capacity_bytes: Capacity | None = None
+
+    @field_validator("auth_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value is not None else None
+
+
+class StorageClusterOut(BaseModel):
+    id: str
+    name: str
+    auth_url: str
+    username: str
+    tiers: dict[str, str]
+    capacity_bytes: int
+    used_bytes: int
+    free_bytes: int
+    state: str  # up, or down after poll_failures polls in a row failed
+    failures: int
+    last_error: str
+    last_seen: datetime | None
+    swift_version: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StorageClusterList(BaseModel):
+    clusters: list[StorageClusterOut]

@@ -1,0 +1,32 @@
+"""Storage's section of the zone summary, from the clusters as last polled (pure).
+
+`sum` figures add up the tree: free and used bytes per tier, clusters up and down.
+`max` keeps, per tier, the most free bytes in any one cluster: what one container
+placed there could still grow to. A cluster offering several tiers counts its free
+bytes under each (its tiers share its disks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from skyfed.objects.models import UP, StorageCluster
+from skyfed.zones.sections import Section
+
+NAME = "storage"
+
+
+def storage_section(clusters: Iterable[StorageCluster]) -> Section:
+    sums: dict[str, float] = {"clusters_up": 0, "clusters_down": 0}
+    maxes: dict[str, float] = {}
+    for cluster in clusters:
+        up = cluster.state == UP
+        sums["clusters_up" if up else "clusters_down"] += 1
+        if not up:
+            continue  # its room is not there to be used now
+        free = max(0, cluster.capacity_bytes - cluster.used_bytes)
+        for tier in cluster.tiers:
+            sums[f"free_bytes:{tier}"] = sums.get(f"free_bytes:{tier}", 0) + free
+            sums[f"used_bytes:{tier}"] = sums.get(f"used_bytes:{tier}", 0) + cluster.used_bytes
+            maxes[f"free_bytes:{tier}"] = max(maxes.get(f"free_bytes:{tier}", 0), free)
+    return Section(sums, maxes)
