@@ -55,6 +55,7 @@ class ZoneProcess:
     tree: ZoneTree
     engine: TaskEngine
     compute: ComputeParts
+    storage: StorageParts
     features: list[Feature]
     provided: dict[type, object] = field(default_factory=dict)
     metrics_port: int | None = None  # bound, once running with `metrics_port` set
@@ -74,7 +75,7 @@ def build_zone(settings: Settings) -> ZoneProcess:
         objects.feature(storage),
         tasks.feature(engine),  # last: its workers run what the others declared
     ]
-    zone = ZoneProcess(core, identities, tree, engine, parts, features)
+    zone = ZoneProcess(core, identities, tree, engine, parts, storage, features)
     _wire(zone)
     return zone
 
