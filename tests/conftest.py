@@ -163,7 +163,18 @@ async def amqp_url() -> str:
 PORTS = range(20_000, 25_600)  # RabbitMQ's node port, 25672, above
 
 
-def free_test_port() -> int:
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_test_port(span: int = 1) -> int:
+    """A free port; with `span`, the first of `span` free ports in a row (a Swift cluster
+    takes ten), all of them taken from the counter."""
     with (LOCKS / "skyfed-tests-ports").open("a+") as counter:
         fcntl.flock(counter.fileno(), fcntl.LOCK_EX)
         counter.seek(0)
@@ -171,15 +182,11 @@ def free_test_port() -> int:
         port = int(last) if last.isdigit() else PORTS.start
         for _ in PORTS:
             port = PORTS.start + (port + 1 - PORTS.start) % len(PORTS)
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            break
+            if port + span <= PORTS.stop and all(map(_bindable, range(port, port + span))):
+                break
         counter.seek(0)
         counter.truncate()
-        counter.write(str(port))
+        counter.write(str(port + span - 1))
     return port
 
 
