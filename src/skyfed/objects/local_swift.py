@@ -137,17 +137,21 @@ class _SwiftProcess(ManagedProcess):
 
     @property
     def running(self) -> bool:
-        return not self.exited()
+        return self.process is not None and self.returncode is None
 
-    def exited(self) -> bool:
-        """Whether the leader has exited, without reaping it (waitid's WNOWAIT)."""
+    @property
+    def returncode(self) -> int | None:
+        """How the leader ended (negative: the signal), None while it runs; read without
+        reaping it (waitid's WNOWAIT), unlike Popen.poll()."""
         if self.process is None or self.process.returncode is not None:
-            return True
+            return None if self.process is None else self.process.returncode
         try:
-            status = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            ended = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return True
-        return status is not None
+            return self.process.poll()
+        if ended is None:
+            return None
+        return ended.si_status if ended.si_code == os.CLD_EXITED else -ended.si_status
 
     def signal_group(self, sig: int) -> None:
         if self.process is None or self.process.returncode is not None:
@@ -256,6 +260,11 @@ class LocalSwift:
         """The leaders' pids of the servers and daemons that run (their forks excluded)."""
         return [p.pid for p in self._processes.values() if p.running and p.pid is not None]
 
+    def exit_codes(self) -> dict[str, int | None]:
+        """How each server's last run ended (negative: the signal that ended it); None
+        while it runs."""
+        return {name: p.returncode for name, p in self._processes.items()}
+
     async def start(self, timeout: float = 60.0) -> None:
         """Write the configs (and rings, the first time), start every server, and return
         once the proxy serves /info and authenticates the test user; SwiftStartError, with
@@ -328,7 +337,7 @@ class LocalSwift:
                 process.terminate()
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / 0.05) + 1):
-            if all(p.exited() for p in processes) or time.monotonic() > deadline:
+            if not any(p.running for p in processes) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         for process in processes:
@@ -414,7 +423,7 @@ class LocalSwift:
         """`check()` until true, every 0.1 s while every server runs, until `deadline`."""
         problem = "no answer"
         for _ in range(int(timeout / 0.1) + 1):
-            dead = [name for name, p in self._processes.items() if p.exited()]
+            dead = [name for name, p in self._processes.items() if not p.running]
             if dead:
                 problem = f"{', '.join(dead)} exited"
                 break
@@ -626,6 +635,15 @@ use = egg:swift#catch_errors
     def _test_conf(self, state: dict[str, Any]) -> str:
         """Swift's functional tests (test/functional) pointed at this cluster."""
         keys = state["keys"]
+        s3_users = ("test:tester", "test:tester2", "test:tester3")
+        func_s3 = "".join(
+            f"s3_access_key{n} = {user}\ns3_secret_key{n} = {keys[user]}\n"
+            for n, user in zip(("", "2", "3"), s3_users, strict=True)
+        )
+        s3api = "".join(
+            f"access_key{n} = {user}\nsecret_key{n} = {keys[user]}\n"
+            for n, user in enumerate(s3_users, 1)
+        )
         return f"""[func_test]
 auth_uri = {self.auth_url}
 account = test
@@ -643,23 +661,11 @@ service_prefix = SERVICE
 collate = C
 insecure = no
 storage_domain =
-s3_access_key = test:tester
-s3_secret_key = {keys["test:tester"]}
-s3_access_key2 = test:tester2
-s3_secret_key2 = {keys["test:tester2"]}
-s3_access_key3 = test:tester3
-s3_secret_key3 = {keys["test:tester3"]}
-
+{func_s3}
 [s3api_test]
 endpoint = {self.url}
 region = us-east-1
-access_key1 = test:tester
-secret_key1 = {keys["test:tester"]}
-access_key2 = test:tester2
-secret_key2 = {keys["test:tester2"]}
-access_key3 = test:tester3
-secret_key3 = {keys["test:tester3"]}
-
+{s3api}
 [unit_test]
 fake_syslog = False
 
