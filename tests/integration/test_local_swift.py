@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,23 @@ def connect(credentials: SwiftCredentials, retries: int = 2) -> Connection:
     )
 
 
+@contextlib.contextmanager
+def container(
+    cluster: LocalSwift, name: str, policy: str | None = None, **objects: bytes
+) -> Iterator[Connection]:
+    """A container of the test account holding `objects`; emptied and deleted at the end
+    (through a new connection: the cluster may have restarted meanwhile)."""
+    swift = connect(cluster.test_user)
+    swift.put_container(name, headers={"X-Storage-Policy": policy} if policy else {})
+    for obj, body in objects.items():
+        swift.put_object(name, obj, body)
+    yield swift
+    swift = connect(cluster.test_user)
+    for entry in swift.get_container(name, full_listing=True)[1]:
+        swift.delete_object(name, entry["name"])
+    swift.delete_container(name)
+
+
 def swift_processes(*clusters: LocalSwift) -> list[psutil.Process]:
     """Our processes (children of children included) that run Swift for `clusters`: their
     command lines name the cluster's directory."""
@@ -84,6 +101,10 @@ def group_processes(cluster: LocalSwift) -> list[psutil.Process]:
     return found
 
 
+def alive(process: psutil.Process) -> bool:
+    return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+
+
 def refuses(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)
@@ -97,34 +118,28 @@ def refuses(port: int) -> bool:
 @shared
 async def test_each_cluster_serves_objects_in_both_policies(clusters: LocalSwiftSet) -> None:
     for cluster in clusters:
-        swift = connect(cluster.test_user)
         for policy in ("gold", "silver"):
-            container = f"c-{policy}"
-            swift.put_container(container, headers={"X-Storage-Policy": policy})
-            assert swift.head_container(container)["x-storage-policy"] == policy
-            body = f"{cluster.name} {policy} ".encode() * 1000
-            etag = swift.put_object(container, "dir/obj", body, content_type="text/plain")
-            head = swift.head_object(container, "dir/obj")
-            assert (head["etag"], int(head["content-length"])) == (etag, len(body))
-            assert swift.get_object(container, "dir/obj")[1] == body
-            swift.delete_object(container, "dir/obj")
-            with pytest.raises(ClientException) as gone:
-                swift.get_object(container, "dir/obj")
-            assert gone.value.http_status == 404
-            swift.delete_container(container)
+            with container(cluster, f"c-{policy}", policy) as swift:
+                assert swift.head_container(f"c-{policy}")["x-storage-policy"] == policy
+                body = f"{cluster.name} {policy} ".encode() * 1000
+                etag = swift.put_object(f"c-{policy}", "dir/obj", body, content_type="text/plain")
+                head = swift.head_object(f"c-{policy}", "dir/obj")
+                assert (head["etag"], int(head["content-length"])) == (etag, len(body))
+                assert swift.get_object(f"c-{policy}", "dir/obj")[1] == body
+                swift.delete_object(f"c-{policy}", "dir/obj")
+                with pytest.raises(ClientException) as gone:
+                    swift.get_object(f"c-{policy}", "dir/obj")
+                assert gone.value.http_status == 404
 
 
 @shared
 async def test_the_default_policy_is_gold_and_big_metadata_fits(clusters: LocalSwiftSet) -> None:
-    swift = connect(clusters["east"].test_user)
-    swift.put_container("plain")
-    assert swift.head_container("plain")["x-storage-policy"] == "gold"
-    # About 3.7 KB of metadata: more than ext4's xattrs hold (507 there), fine on tmpfs.
-    metadata = {f"X-Object-Meta-Key{i}": "v" * 200 for i in range(18)}
-    swift.put_object("plain", "meta", b"x", headers=metadata)
-    assert swift.head_object("plain", "meta")["x-object-meta-key17"] == "v" * 200
-    swift.delete_object("plain", "meta")
-    swift.delete_container("plain")
+    with container(clusters["east"], "plain") as swift:
+        assert swift.head_container("plain")["x-storage-policy"] == "gold"
+        # About 3.7 KB of metadata: more than ext4's xattrs hold (507 there), fine on tmpfs.
+        metadata = {f"X-Object-Meta-Key{i}": "v" * 200 for i in range(18)}
+        swift.put_object("plain", "meta", b"x", headers=metadata)
+        assert swift.head_object("plain", "meta")["x-object-meta-key17"] == "v" * 200
 
 
 @shared
@@ -132,15 +147,13 @@ async def test_the_clusters_are_independent(clusters: LocalSwiftSet) -> None:
     east, west = clusters["east"], clusters["west"]
     assert east.test_user.key != west.test_user.key
     assert east.data_dir != west.data_dir
-    connect(east.test_user).put_container("only-east")
-    with pytest.raises(ClientException) as absent:
+    with container(east, "only-east"), pytest.raises(ClientException) as absent:
         connect(west.test_user).head_container("only-east")
     assert absent.value.http_status == 404
     elsewhere = SwiftCredentials(west.auth_url, east.test_user.user, east.test_user.key)
     with pytest.raises(ClientException) as refused:  # one cluster's password on the other
         connect(elsewhere, retries=0).head_account()
     assert refused.value.http_status == 401
-    connect(east.test_user).delete_container("only-east")
 
 
 @shared
@@ -161,31 +174,22 @@ async def test_info_advertises_the_middlewares_and_policies(clusters: LocalSwift
 
 @shared
 async def test_a_dynamic_large_object_joins_its_segments(clusters: LocalSwiftSet) -> None:
-    swift = connect(clusters["west"].test_user)
-    swift.put_container("segments", headers={"X-Storage-Policy": "silver"})
-    for i in range(3):
-        swift.put_object("segments", f"big/{i:03d}", f"part{i};".encode())
-    swift.put_object("segments", "big", b"", headers={"X-Object-Manifest": "segments/big/"})
-    assert swift.get_object("segments", "big")[1] == b"part0;part1;part2;"
-    for name in ("big", "big/000", "big/001", "big/002"):
-        swift.delete_object("segments", name)
-    swift.delete_container("segments")
+    segments = {f"big/{i:03d}": f"part{i};".encode() for i in range(3)}
+    with container(clusters["west"], "segments", "silver", **segments) as swift:
+        swift.put_object("segments", "big", b"", headers={"X-Object-Manifest": "segments/big/"})
+        assert swift.get_object("segments", "big")[1] == b"part0;part1;part2;"
 
 
 @shared
 async def test_the_account_listing_counts_objects(clusters: LocalSwiftSet) -> None:
     """The counts come from the container-updater, running beside the servers."""
-    swift = connect(clusters["east"].test_user)
-    swift.put_container("counted")
-    swift.put_object("counted", "a", b"12345")
+    with container(clusters["east"], "counted", a=b"12345") as swift:
 
-    async def counted() -> bool:
-        listing = swift.get_account()[1]
-        return any(c["name"] == "counted" and c["count"] == 1 for c in listing)
+        async def counted() -> bool:
+            listing = swift.get_account()[1]
+            return any(c["name"] == "counted" and c["count"] == 1 for c in listing)
 
-    await eventually(counted, timeout=20, what="the account listing's object count")
-    swift.delete_object("counted", "a")
-    swift.delete_container("counted")
+        await eventually(counted, timeout=20, what="the account listing's object count")
 
 
 @shared
@@ -193,43 +197,33 @@ async def test_a_killed_cluster_refuses_then_restarts_with_its_data(
     clusters: LocalSwiftSet,
 ) -> None:
     west = clusters["west"]
-    swift = connect(west.test_user)
-    swift.put_container("survivor", headers={"X-Storage-Policy": "silver"})
-    swift.put_object("survivor", "obj", b"still here")
-    processes = group_processes(west)
-    await west.kill()
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
-    assert refuses(west.port)
-    with pytest.raises(requests.ConnectionError):
-        connect(west.test_user, retries=0).head_account()
-    assert connect(clusters["east"].test_user).head_account()  # the other one serves on
-    await west.start()
-    swift = connect(west.test_user)
-    assert swift.get_object("survivor", "obj")[1] == b"still here"
-    assert swift.head_container("survivor")["x-storage-policy"] == "silver"
-    swift.delete_object("survivor", "obj")
-    swift.delete_container("survivor")
+    with container(west, "survivor", "silver", obj=b"still here"):
+        processes = group_processes(west)
+        await west.kill()
+        assert not any(alive(p) for p in processes)
+        assert refuses(west.port)
+        with pytest.raises(requests.ConnectionError):
+            connect(west.test_user, retries=0).head_account()
+        assert connect(clusters["east"].test_user).head_account()  # the other one serves on
+        await west.start()
+        swift = connect(west.test_user)
+        assert swift.get_object("survivor", "obj")[1] == b"still here"
+        assert swift.head_container("survivor")["x-storage-policy"] == "silver"
 
 
 @shared
 async def test_stop_leaves_no_process_and_start_serves_again(clusters: LocalSwiftSet) -> None:
-    swift = connect(clusters["east"].test_user)
-    swift.put_container("kept")
-    swift.put_object("kept", "obj", b"kept")
-    processes = [p for cluster in clusters for p in group_processes(cluster)]
-    assert len(processes) >= 10  # five servers each, their forks besides
-    started = time.monotonic()
-    await clusters.stop()
-    stopped_in = time.monotonic() - started
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
-    assert swift_processes(*clusters) == []
-    assert all(refuses(cluster.port) for cluster in clusters)
-    assert stopped_in < 10, "a server ignored SIGTERM and waited for SIGKILL"
-    await clusters.start()
-    swift = connect(clusters["east"].test_user)
-    assert swift.get_object("kept", "obj")[1] == b"kept"
-    swift.delete_object("kept", "obj")
-    swift.delete_container("kept")
+    with container(clusters["east"], "kept", obj=b"kept"):
+        processes = [p for cluster in clusters for p in group_processes(cluster)]
+        assert len(processes) >= 10  # five servers each, their forks besides
+        await clusters.stop()
+        assert not any(alive(p) for p in processes)
+        assert swift_processes(*clusters) == []
+        assert all(refuses(cluster.port) for cluster in clusters)
+        for cluster in clusters:  # each ended on SIGTERM, none waited for SIGKILL
+            assert -signal.SIGKILL not in cluster.exit_codes().values(), cluster.exit_codes()
+        await clusters.start()
+        assert connect(clusters["east"].test_user).get_object("kept", "obj")[1] == b"kept"
 
 
 async def test_a_server_that_exits_fails_the_start_and_leaves_nothing(tmp_path: Path) -> None:
