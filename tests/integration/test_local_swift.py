@@ -102,7 +102,10 @@ def group_processes(cluster: LocalSwift) -> list[psutil.Process]:
 
 
 def alive(process: psutil.Process) -> bool:
-    return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone between the two questions
+        return False
 
 
 def refuses(port: int) -> bool:
