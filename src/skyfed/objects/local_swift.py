@@ -491,6 +491,8 @@ class LocalSwift:
         """Every config file, written again at every start (the port may have changed)."""
         state = self._load_state()
         (self.root_dir / "cache").mkdir(parents=True, exist_ok=True)
+        # Again: tmpfs is empty after a reboot (the cluster then starts empty).
+        (self.data_dir / DEVICE).mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         files = {
             "swift.conf": self._swift_conf(state),
