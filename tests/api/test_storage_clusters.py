@@ -14,7 +14,13 @@ from sqlalchemy import select
 from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.objects.local_swift import LocalSwift, free_base_port
 from skyfed.objects.models import StorageCluster
-from tests.conftest import InProcessZone, zone_settings
+from tests.conftest import (
+    SERVICE_PASSWORD,
+    InProcessZone,
+    ServedZone,
+    free_test_port,
+    zone_settings,
+)
 from tests.scrapes import samples, value
 
 # One cluster for the module: its tests share its event loop and its xdist worker.
@@ -173,3 +179,29 @@ async def test_a_cluster_that_stops_answering_goes_down_and_comes_back(
         assert (await admin.get_storage_cluster("b")).state == "up"
         storage = (await admin.zone()).summary["sections"]["storage"]
         assert storage["sum"]["free_bytes:gold"] == 100 * GiB
+
+
+async def test_the_storage_section_travels_up_the_tree(tmp_path: Path, swift: LocalSwift) -> None:
+    """A parent's summary holds what its children's clusters offer, merged as hosts are."""
+    child_settings = zone_settings(
+        tmp_path / "child",
+        None,
+        name="dc",
+        port=free_test_port(),
+        allowed_storage_hosts=["127.0.0.1"],
+    )
+    async with (
+        ServedZone(child_settings) as child,
+        InProcessZone(zone_settings(tmp_path / "parent", None, name="region")) as parent,
+        child.client() as child_admin,
+        parent.client() as parent_admin,
+    ):
+        await add(child_admin, swift, name="a", capacity_bytes=30 * GiB)
+        await add(child_admin, swift, name="b", capacity_bytes=20 * GiB, tiers={"gold": "gold"})
+        await parent_admin.add_zone("dc", child.url, "svc", SERVICE_PASSWORD)
+        await parent.process.tree.poller.cycle()
+        storage = (await parent_admin.zone()).summary["sections"]["storage"]
+        assert storage["sum"]["free_bytes:gold"] == 50 * GiB
+        assert storage["sum"]["free_bytes:silver"] == 30 * GiB
+        assert storage["max"]["free_bytes:gold"] == 30 * GiB
+        assert storage["sum"]["clusters_up"] == 2
