@@ -114,6 +114,7 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             arch = me.summary["strings"]["arch"]
             assert arch == {"x86_64": 620, "arm64": 280}
         await _every_zone_is_scraped(up.state, zones)
+        await _storage_clusters_run_and_are_registered(manifest, zones)
         pids = up.pids()
         assert len(pids) == 9  # six zones, three agents
         assert all(psutil.pid_exists(p) for p in pids)
@@ -122,6 +123,53 @@ async def test_up_runs_the_example_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             assert (up.state / name / "zone.log").exists()
 
         await up.stop(signal.SIGINT)
+        # Nothing it started is left: zones, agents, Swift servers and daemons.
+        left = [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if str(up.state) in " ".join(p.info["cmdline"] or [])
+        ]
+        assert left == []
+
+
+async def _storage_clusters_run_and_are_registered(manifest: dict, zones: dict) -> None:
+    """Each data centre's Swift cluster answers its own reseller admin, is registered
+    and up at its zone, and the root's summary holds every cluster's room."""
+    clusters = {c["name"]: c for c in manifest["object_store"]["clusters"]}
+    assert {name: c["zone"] for name, c in clusters.items()} == {
+        "eu-dc1-swift": "eu-dc1",
+        "eu-dc2-swift": "eu-dc2",
+        "us-dc1-swift": "us-dc1",
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        for cluster in clusters.values():
+            answer = await http.get(
+                cluster["auth_url"],
+                headers={"X-Auth-User": cluster["username"], "X-Auth-Key": cluster["password"]},
+            )
+            assert answer.status_code == 200 and answer.headers["x-storage-url"]
+    for cluster in clusters.values():
+        admin = zones[cluster["zone"]]["admin"]
+        async with SkyfedClient(
+            zones[cluster["zone"]]["url"], username=admin["username"], password=admin["password"]
+        ) as client:
+            [registered] = await client.list_storage_clusters()
+            assert registered.name == cluster["name"] and registered.state == "up"
+            assert sorted(registered.tiers) == sorted(cluster["tiers"])
+    admin = zones["global"]["admin"]
+    async with SkyfedClient(
+        zones["global"]["url"], username=admin["username"], password=admin["password"]
+    ) as client:
+
+        async def merged() -> dict | None:  # the regions poll the data centres, then global
+            sections = (await client.zone()).summary.get("sections", {})
+            storage = sections.get("storage", {}).get("sum", {})
+            return storage if storage.get("clusters_up") == 3 else None
+
+        storage = await eventually(merged, 30, "the three clusters in the root's summary")
+    gib = 1 << 30
+    assert storage["free_bytes:gold"] == (200 + 100) * gib
+    assert storage["free_bytes:silver"] == (200 + 500 + 100) * gib
 
 
 async def _every_zone_is_scraped(state: Path, zones: dict) -> None:

@@ -400,3 +400,29 @@ def test_agent_options_become_the_agents_flags() -> None:
         "300000",
         "--no-cgroups",
     ]
+
+
+def test_the_example_declares_three_swift_clusters_over_two_tiers() -> None:
+    topology = load_topology(EXAMPLE)
+    clusters = {
+        c.name: (zone.name, c.tiers) for zone in topology.zones.values() for c in zone.storage
+    }
+    assert len(clusters) == 3
+    assert {tier for _, tiers in clusters.values() for tier in tiers} == {"gold", "silver"}
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("nope", "storage must be a list"),
+        ([{"tiers": ["gold"]}], "needs a name"),
+        ([{"name": "s", "tiers": []}], "tiers must name tiers"),
+        ([{"name": "s", "tiers": ["Gold!"]}], "tiers must name tiers"),
+        ([{"name": "s", "capacity_gb": 0}], "capacity_gb must be positive"),
+        ([{"name": "s", "replicas": 3}], "unknown keys"),
+        ([{"name": "s"}, {"name": "s"}], "unique"),
+    ],
+)
+def test_bad_storage_clusters_are_refused(storage: object, message: str) -> None:
+    with pytest.raises(TopologyError, match=message):
+        parse_topology({"zones": [{"name": "z", "storage": storage}]})

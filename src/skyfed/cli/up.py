@@ -88,6 +88,13 @@ async def _run(
         console.print(f"admin password of {root}: {federation.admin_passwords[root]}")
     console.print("every zone has its own credentials: see federation.json (mode 0600)")
     console.print("metrics: prometheus.yml there scrapes every zone (docs/observability.md)")
+    if federation.swifts and federation.storage_note is None:
+        console.print(
+            f"{len(federation.swifts)} Swift clusters registered with their zones "
+            "(federation.json: object_store; docs/objects.md)"
+        )
+    if federation.storage_note:
+        console.print(f"[yellow]{federation.storage_note}[/]")
     if exit_when_ready:
         return
     console.print("Ctrl-C stops everything")

@@ -43,6 +43,13 @@ from skyfed.federation.process import (
 )
 from skyfed.federation.topology import Topology, ZoneSpec
 from skyfed.identity.secret_files import write_private
+from skyfed.objects.local_swift import (
+    INSTALL_HINT,
+    LocalSwift,
+    LocalSwiftSet,
+    free_base_port,
+    swift_available,
+)
 from skyfed.settings import Settings
 
 ADMIN_USER = "admin"
@@ -88,6 +95,10 @@ class Federation:
         self.zones: dict[str, ZoneProcess] = {}
         self.agents: dict[str, ManagedProcess] = {}
         self.settings: dict[str, dict[str, Any]] = {}  # each zone's, as written to its config
+        # Swift clusters by name, with the zone each is registered with.
+        self.swifts: dict[str, tuple[str, LocalSwift]] = {}
+        # Why the clusters were not started (the swift extra missing), for the operator.
+        self.storage_note: str | None = None
 
     def _previous_manifest(self) -> dict[str, Any]:
         try:
@@ -115,6 +126,8 @@ class Federation:
         }
         if spec.capabilities:
             values["capabilities"] = spec.capabilities
+        if spec.storage:  # its clusters run on loopback beside it
+            values.setdefault("allowed_storage_hosts", ["127.0.0.1"])
         if isinstance(values.get("database_url"), str):
             values["database_url"] = values["database_url"].replace("{zone}", name)
         settings = Settings(**{**values, "state_dir": self.state_dir / name})  # fail early
@@ -142,6 +155,12 @@ class Federation:
             self.settings[name] = values
             write_private(config, tomli_w.dumps(values))
             self.zones[name] = ZoneProcess(name, config, port, zone_dir / "process.log")
+            for cluster in spec.storage:
+                base = free_base_port([s.port for _, s in self.swifts.values()])
+                swift = LocalSwift(
+                    zone_dir / "swift" / cluster.name, base, cluster.name, cluster.tiers
+                )
+                self.swifts[cluster.name] = (name, swift)
             if spec.host_groups:
                 hosts_file = zone_dir / "hosts.json"
                 hosts_file.write_text(json.dumps({"groups": spec.host_groups, "prefix": name}))
@@ -218,6 +237,39 @@ class Federation:
         progress(f"starting {len(self.agents)} host agents")
         for agent in self.agents.values():
             agent.start()
+        self.write_manifest()
+        await self.start_storage(progress)
+
+    async def start_storage(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """The zones' Swift clusters, started at once and registered with their zones;
+        without the swift extra, the rest runs and `storage_note` says how to get it."""
+        if not self.swifts:
+            return
+        if not swift_available():
+            self.storage_note = f"{len(self.swifts)} storage clusters not started: {INSTALL_HINT}"
+            return
+        progress(f"starting {len(self.swifts)} Swift clusters")
+        await LocalSwiftSet([swift for _, swift in self.swifts.values()]).start()
+        for zone, swift in self.swifts.values():
+            spec = next(c for c in self.topology.zones[zone].storage if c.name == swift.name)
+            admin = swift.reseller_admin
+            fields = {
+                "tiers": {tier: tier for tier in spec.tiers},
+                "capacity_bytes": int(spec.capacity_gb * (1 << 30)),
+            }
+            async with self.admin_client(zone) as client:
+                if swift.name in {c.name for c in await client.list_storage_clusters()}:
+                    await client.update_storage_cluster(  # a rerun: new ports
+                        swift.name,
+                        auth_url=swift.auth_url,
+                        username=admin.user,
+                        password=admin.key,
+                        **fields,
+                    )
+                else:
+                    await client.add_storage_cluster(
+                        swift.name, swift.auth_url, admin.user, admin.key, **fields
+                    )
         self.write_manifest()
 
     async def link(self) -> None:
@@ -314,9 +366,10 @@ class Federation:
         stop_all(list(self.agents.values()))
         # Parents are told first, so none of them logs its children going away.
         order = reversed(self.topology.order_children_first())
-        stop_all(
-            [self.zones[name] for name in order if name in self.zones]
-        )  # a failed start may not have made them all
+        # (A failed start may not have made them all.)
+        stop_all([self.zones[name] for name in order if name in self.zones])
+        for _, swift in self.swifts.values():
+            swift.end_now()
         if self.temporary:
             left = self.broker.remove()
             if left:
@@ -329,6 +382,7 @@ class Federation:
             "links": dict(self.link_passwords),
             # What `skyfed up` made on the broker (passwords: in each zone's config).
             "broker": {"vhosts": self.broker.vhosts, "users": self.broker.user_names},
+            "object_store": {"clusters": self._clusters()},
             "zones": [
                 {
                     "name": name,
@@ -350,6 +404,24 @@ class Federation:
                 for name, zone in self.zones.items()
             ],
         }
+
+    def _clusters(self) -> list[dict[str, Any]]:
+        """Each Swift cluster with its own direct credentials (a reseller admin), so an
+        operator or a benchmark can compare skyfed with the backend itself."""
+        clusters = []
+        for name, (zone, swift) in self.swifts.items():
+            entry: dict[str, Any] = {
+                "name": name,
+                "zone": zone,
+                "tiers": list(swift.policies),
+                "auth_url": swift.auth_url,
+                "running": swift.running,
+            }
+            if swift.running:
+                admin = swift.reseller_admin
+                entry |= {"username": admin.user, "password": admin.key}
+            clusters.append(entry)
+        return clusters
 
     def metrics_url(self, name: str) -> str | None:
         port = self.settings[name].get("metrics_port")

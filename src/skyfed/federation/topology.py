@@ -37,7 +37,18 @@ from typing import Any
 from skyfed.compute.agent.sim import SimHost, SpecError, expand_groups
 from skyfed.settings import NAME_PATTERN
 
-_ZONE_KEYS = {"name", "parents", "capabilities", "hosts", "settings", "port", "agent", "link"}
+_ZONE_KEYS = {
+    "name",
+    "parents",
+    "capabilities",
+    "hosts",
+    "settings",
+    "port",
+    "agent",
+    "link",
+    "storage",
+}
+_TIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LINKS = ("http", "amqp")
 # Options of the zone's host agent (`skyfed agent --<option>`), with their types.
 AGENT_OPTIONS: dict[str, type | tuple[type, ...]] = {
@@ -61,6 +72,16 @@ class TopologyError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class StorageSpec:
+    """A Swift cluster of a zone: its name, its tiers (each a storage policy of the same
+    name on the cluster) and the capacity it is registered with."""
+
+    name: str
+    tiers: tuple[str, ...]
+    capacity_gb: float
+
+
 @dataclass
 class ZoneSpec:
     name: str
@@ -72,6 +93,8 @@ class ZoneSpec:
     # Options of its host agent: driver (sim or process), boot_delay, failure_rate ...
     agent: dict[str, Any] = field(default_factory=dict)
     link: str = "http"  # how its parents call it
+    # Swift clusters `skyfed up` runs beside the zone and registers with it.
+    storage: list[StorageSpec] = field(default_factory=list)
 
     def hosts(self) -> list[SimHost]:
         return expand_groups(self.host_groups, prefix=self.name, seed=hash_name(self.name))
@@ -177,9 +200,13 @@ def parse_topology(data: dict[str, Any]) -> Topology:
             port=port,
             agent=_agent_options(raw.get("agent", {}), name),
             link=link,
+            storage=_storage(raw.get("storage", []), name),
         )
     if not zones:
         raise TopologyError("a topology needs at least one zone")
+    clusters = [c.name for zone in zones.values() for c in zone.storage]
+    if len(set(clusters)) != len(clusters):
+        raise TopologyError("storage cluster names must be unique across the federation")
     for zone in zones.values():
         for parent in zone.parents:
             if parent not in zones:
@@ -193,6 +220,31 @@ def parse_topology(data: dict[str, Any]) -> Topology:
     topology = Topology(zones=zones, defaults=defaults, heartbeat_interval=heartbeat_interval)
     _check_acyclic(topology)
     return topology
+
+
+def _storage(value: Any, zone: str) -> list[StorageSpec]:
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise TopologyError(f"zone '{zone}': storage must be a list of tables")
+    clusters = []
+    for raw in value:
+        extra = set(raw) - {"name", "tiers", "capacity_gb"}
+        if extra:
+            raise TopologyError(f"zone '{zone}': storage: unknown keys {sorted(extra)}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+            raise TopologyError(f"zone '{zone}': a storage cluster needs a name")
+        tiers = raw.get("tiers", ["gold", "silver"])
+        if (
+            not isinstance(tiers, list)
+            or not tiers
+            or not all(isinstance(t, str) and _TIER.fullmatch(t) for t in tiers)
+        ):
+            raise TopologyError(f"zone '{zone}': cluster '{name}': tiers must name tiers")
+        capacity = raw.get("capacity_gb", 100)
+        if isinstance(capacity, bool) or not isinstance(capacity, int | float) or capacity <= 0:
+            raise TopologyError(f"zone '{zone}': cluster '{name}': capacity_gb must be positive")
+        clusters.append(StorageSpec(name, tuple(tiers), float(capacity)))
+    return clusters
 
 
 def _table(value: Any, what: str) -> dict[str, Any]:

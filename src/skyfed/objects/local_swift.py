@@ -329,6 +329,11 @@ class LocalSwift:
         return "\n".join(tails)
 
     async def _end(self, sig: int, timeout: float) -> None:
+        await asyncio.to_thread(self.end_now, sig, timeout)
+
+    def end_now(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """`stop()` (or `kill()`, with SIGKILL) for a caller without an event loop, such
+        as `skyfed up`'s last step; it blocks until every server has ended."""
         processes = list(self._processes.values())
         for process in processes:
             if sig == signal.SIGKILL:
@@ -339,7 +344,7 @@ class LocalSwift:
         for _ in range(int(timeout / 0.05) + 1):
             if not any(p.running for p in processes) or time.monotonic() > deadline:
                 break
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
         for process in processes:
             process.reap()
 
