@@ -19,6 +19,7 @@ import tomli_w
 from prometheus_client.parser import text_string_to_metric_families
 
 from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable
+from skyfed.federation.topology import load_topology
 from tests.integration.conftest import FAST, hosts
 from tests.waiting import eventually, running
 
@@ -364,3 +365,21 @@ async def test_no_restart_leaves_a_killed_zone_down_while_the_rest_runs(tmp_path
         assert up.process.poll() is None
         assert all(running(p) for p in up.pids())
         await up.stop(signal.SIGTERM)
+
+
+async def test_without_swift_the_clusters_are_skipped_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`skyfed up` on a machine without the swift extra runs the rest and says how to get
+    it: the clusters are planned, none is started, none is in federation.json as running."""
+    from skyfed.federation import launcher
+
+    monkeypatch.setattr(launcher, "swift_available", lambda: False)
+    federation = launcher.Federation(load_topology(EXAMPLE), tmp_path)
+    federation.prepare()
+    assert len(federation.swifts) == 3
+    await federation.start_storage()
+    assert federation.storage_note is not None and "pip install" in federation.storage_note
+    clusters = federation.manifest()["object_store"]["clusters"]
+    assert [c["running"] for c in clusters] == [False] * 3
+    assert all("password" not in c for c in clusters)
