@@ -94,3 +94,16 @@ def print_record(record: Any) -> None:
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         table.add_row(key, shown)
     console.print(table)
+
+
+def pairs(items: list[str] | None, what: str, shape: str = "key=value") -> dict[str, str] | None:
+    """Repeated `--option key=value` flags as a mapping (None when none was given)."""
+    if items is None:
+        return None
+    found = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{what} {item!r} is not {shape}")
+        found[key] = value
+    return found

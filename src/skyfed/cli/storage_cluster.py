@@ -12,6 +12,7 @@ from skyfed.cli.common import (
     Token,
     Url,
     Username,
+    pairs,
     plain,
     print_json,
     print_record,
@@ -39,15 +40,7 @@ Capacity = Annotated[int, typer.Option("--capacity-bytes", min=1, help="What it 
 
 
 def _tiers(items: list[str] | None) -> dict[str, str] | None:
-    if items is None:
-        return None
-    tiers = {}
-    for item in items:
-        tier, sep, policy = item.partition("=")
-        if not sep or not tier or not policy:
-            raise typer.BadParameter(f"tier {item!r} is not tier=policy")
-        tiers[tier] = policy
-    return tiers
+    return pairs(items, "tier", "tier=policy")
 
 
 def _show(clusters: list[StorageCluster]) -> None:

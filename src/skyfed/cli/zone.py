@@ -12,6 +12,7 @@ from skyfed.cli.common import (
     Token,
     Url,
     Username,
+    pairs,
     plain,
     print_json,
     print_record,
@@ -27,15 +28,7 @@ Labels = Annotated[list[str] | None, typer.Option("--label", help="key=value, re
 
 
 def _labels(items: list[str] | None) -> dict[str, str] | None:
-    if items is None:
-        return None
-    labels = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"label {item!r} is not key=value")
-        labels[key] = value
-    return labels
+    return pairs(items, "label")
 
 
 TransportOpt = Annotated[
