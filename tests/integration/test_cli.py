@@ -294,3 +294,42 @@ async def test_server_and_flavor_commands(federation) -> None:
         ]:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
+
+
+async def test_storage_cluster_commands(federation) -> None:
+    """`skyfed storage-cluster` against a zone whose Swift cluster `skyfed up` registered:
+    list, show, update, delete, and add it back with its reseller admin's key."""
+    zones = [{"name": "dc", "storage": [{"name": "s1", "tiers": ["gold"], "capacity_gb": 1}]}]
+    async with federation(zones) as fed:
+        [listed] = await cli_json(fed, "dc", "storage-cluster", "list")
+        assert (listed["name"], listed["state"], listed["tiers"]) == ("s1", "up", {"gold": "gold"})
+        assert "password" not in listed
+        table = (await cli(fed, "dc", "storage-cluster", "list")).stdout
+        assert "s1" in table and "gold=gold" in table
+        shown = await cli_json(fed, "dc", "storage-cluster", "show", "s1")
+        assert shown["capacity_bytes"] == 1 << 30
+        changed = await cli_json(
+            fed, "dc", "storage-cluster", "update", "s1", "--capacity-bytes", str(2 << 30)
+        )
+        assert changed["capacity_bytes"] == 2 << 30
+        await cli(fed, "dc", "storage-cluster", "delete", "s1")
+        assert await cli_json(fed, "dc", "storage-cluster", "list") == []
+
+        _, swift = fed.swifts["s1"]
+        admin = swift.reseller_admin
+        args = ["--auth-url", swift.auth_url, "--cluster-username", admin.user]
+        bad = await cli(
+            fed, "dc", "storage-cluster", "add", "s1", *args, "--cluster-password", "wrong",
+            "--tier", "gold=gold", "--capacity-bytes", "1", ok=False,
+        )  # fmt: skip
+        assert bad.returncode != 0 and "cluster_auth_failed" in bad.stdout + bad.stderr
+        no_tier = await cli(
+            fed, "dc", "storage-cluster", "add", "s1", *args, "--cluster-password", admin.key,
+            "--tier", "gold", "--capacity-bytes", "1", ok=False,
+        )  # fmt: skip
+        assert no_tier.returncode == 2 and "tier=policy" in no_tier.stdout + no_tier.stderr
+        added = await cli_json(
+            fed, "dc", "storage-cluster", "add", "s1", *args, "--cluster-password", admin.key,
+            "--tier", "gold=gold", "--capacity-bytes", "1",
+        )  # fmt: skip
+        assert added["state"] == "up"
