@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     allowed_child_hosts: list[str] = []
     # The same for storage clusters' auth URLs (a cluster is sent its credentials).
     allowed_storage_hosts: list[str] = []
+    # The tier of a new container created without X-Storage-Policy.
+    default_storage_tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = (
+        "gold"
+    )
     # The largest answer a child may give (bytes); a larger one fails the call.
     max_child_answer_bytes: int = Field(default=MAX_CHILD_ANSWER, ge=64 * 1024)
     # What carries calls to children's HTTP APIs: "h1", skyfed's own HTTP/1.1 pool (the

@@ -40,3 +40,15 @@ class StorageCluster(Base):
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Container(Base):
+    """A container of an account (a skyfed project), and where it was placed."""
+
+    __tablename__ = "containers"
+
+    project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)  # Swift's limit
+    cluster_id: Mapped[str] = mapped_column(String(36))  # a storage cluster of this zone
+    tier: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

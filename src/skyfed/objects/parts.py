@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from skyfed.background import stop
 from skyfed.core import Core
 from skyfed.db.base import utcnow
+from skyfed.objects.cluster_pool import ClusterPool
 from skyfed.objects.models import DOWN, UP, StorageCluster
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
@@ -36,6 +37,8 @@ class StorageParts:
         settings = core.settings
         self.allowed_hosts = parse_patterns(settings.allowed_storage_hosts)
         self.clusters: dict[str, StorageCluster] = {}  # by id, as last read or polled
+        # Forwarding's sessions with the clusters (a slow object may take its time).
+        self.pool = ClusterPool(core.vault, timeout=30.0)
         self._version = 0
         self._polls = core.metrics.counter(
             "skyfed_storage_cluster_polls",
@@ -150,6 +153,7 @@ class StorageParts:
             yield
         finally:
             await stop(tasks)
+            await self.pool.close()
 
     # -- metrics ---------------------------------------------------------------------
 
