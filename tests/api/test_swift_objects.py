@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -170,3 +171,45 @@ async def test_an_object_larger_than_the_api_body_bound_streams_through(
     assert (int(head["content-length"]), head["etag"]) == (size, etag)
     await asyncio.to_thread(mia.delete_object, "big", "blob")
     await asyncio.to_thread(mia.delete_container, "big")
+
+
+async def test_a_cluster_killed_mid_upload_leaves_no_partial_object(
+    tmp_path: Path, zone: ServedZone
+) -> None:
+    """The client gets an error, and once the cluster is back the object is not there:
+    nothing half written is ever visible."""
+    swift = LocalSwift(tmp_path / "dying", free_base_port(), "dying", ("bronze",))
+    async with swift, zone.client() as admin:
+        creds = swift.reseller_admin
+        await admin.add_storage_cluster(
+            "dying", swift.auth_url, creds.user, creds.key,
+            tiers={"bronze": "bronze"}, capacity_bytes=GiB,
+        )  # fmt: skip
+        mia = connect(zone, "p1:mia")
+        await asyncio.to_thread(
+            mia.put_container, "fragile", headers={"X-Storage-Policy": "bronze"}
+        )
+        loop = asyncio.get_running_loop()
+        halfway = asyncio.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            for i, block in enumerate(chunks(8 * 1024 * 1024, b"half")):
+                if i == 40:  # 2.5 MiB sent: the cluster dies now
+                    loop.call_soon_threadsafe(halfway.set)
+                    time.sleep(1.0)  # (a thread of swiftclient's: it may block)
+                yield block
+
+        upload = asyncio.create_task(
+            asyncio.to_thread(mia.put_object, "fragile", "half.bin", slow_body())
+        )
+        await asyncio.wait_for(halfway.wait(), 30)
+        await swift.kill()
+        with pytest.raises(ClientException) as caught:
+            await asyncio.wait_for(upload, 60)
+        assert caught.value.http_status is None or caught.value.http_status >= 500
+        await swift.start()
+        with pytest.raises(ClientException) as caught:
+            await asyncio.to_thread(mia.head_object, "fragile", "half.bin")
+        assert caught.value.http_status == 404
+        _, listing = await asyncio.to_thread(mia.get_container, "fragile")
+        assert listing == []
