@@ -53,6 +53,10 @@ _HOP = frozenset(
         "content-length",
         "x-request-id",
         "traceparent",
+        # Requests go as the cluster's reseller admin: what only an operator may set
+        # (syncing a container to any host) is not a member's to pass on.
+        "x-container-sync-to",
+        "x-container-sync-key",
     }
 )
 
