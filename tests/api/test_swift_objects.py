@@ -213,3 +213,22 @@ async def test_a_cluster_killed_mid_upload_leaves_no_partial_object(
         assert caught.value.http_status == 404
         _, listing = await asyncio.to_thread(mia.get_container, "fragile")
         assert listing == []
+
+
+async def test_a_member_cannot_make_the_cluster_sync_a_container_elsewhere(
+    zone: ServedZone,
+) -> None:
+    """The attack: container sync set through skyfed, which acts as the cluster's
+    reseller admin, would have the cluster send a project's objects to any host."""
+    mia = connect(zone, "p1:mia")
+    await asyncio.to_thread(
+        mia.put_container,
+        "synced",
+        headers={"X-Container-Sync-To": "http://10.9.9.9/v1/AUTH_x/c", "X-Container-Sync-Key": "k"},
+    )
+    await asyncio.to_thread(
+        mia.post_container, "synced", {"X-Container-Sync-To": "http://10.9.9.9/v1/AUTH_x/c"}
+    )
+    head = await asyncio.to_thread(mia.head_container, "synced")
+    assert "x-container-sync-to" not in head and "x-container-sync-key" not in head
+    await asyncio.to_thread(mia.delete_container, "synced")
