@@ -64,6 +64,11 @@ def connect(zone: ServedZone, user: str) -> Connection:
     return Connection(authurl=f"{zone.url}/auth/v1.0", user=user, key=PASSWORD, retries=0)
 
 
+def mia_project(connection: Connection) -> str:
+    """The project id in a connection's storage URL (…/v1/AUTH_<project id>)."""
+    return str(connection.url).rsplit("/", 1)[1].removeprefix("AUTH_")
+
+
 def chunks(size: int, seed: bytes) -> Iterator[bytes]:
     block = hashlib.sha256(seed).digest() * 2048  # 64 KiB
     for start in range(0, size, len(block)):
@@ -213,6 +218,21 @@ async def test_a_cluster_killed_mid_upload_leaves_no_partial_object(
         assert caught.value.http_status == 404
         _, listing = await asyncio.to_thread(mia.get_container, "fragile")
         assert listing == []
+
+        # A create on the cluster while it is dead (not yet polled down) fails, and
+        # leaves no container behind: once it is back, the name is unknown.
+        await swift.kill()
+        with pytest.raises(ClientException) as caught:
+            await asyncio.to_thread(
+                mia.put_container, "never", headers={"X-Storage-Policy": "bronze"}
+            )
+        assert caught.value.http_status == 503
+        await swift.start()
+        with pytest.raises(ClientException) as caught:
+            await asyncio.to_thread(mia.head_container, "never")
+        assert caught.value.http_status == 404
+        async with zone.process.core.db.session() as session:
+            assert await session.get(Container, (mia_project(mia), "never")) is None
 
 
 async def test_a_member_cannot_make_the_cluster_sync_a_container_elsewhere(

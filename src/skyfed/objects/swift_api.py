@@ -120,8 +120,8 @@ async def _place(
         found = await session.get(Container, (project_id, name))
         if found is None:
             raise
-        return found
-    return container
+        return found, False
+    return container, True
 
 
 async def _forward(
@@ -183,6 +183,11 @@ async def _send(
     return await cluster.http.send(outgoing, stream=True)
 
 
+async def _forget(session: AsyncSession, container: Container) -> None:
+    await session.delete(container)
+    await session.commit()
+
+
 async def _container(session: AsyncSession, project_id: str, name: str) -> Container:
     found = await session.get(Container, (project_id, name))
     if found is None:
@@ -206,24 +211,32 @@ async def container_route(
     if request.method == "PUT":
         known = await session.get(Container, (project_id, container))
         asked = request.headers.get("x-storage-policy")
+        placed_now = False
         if known is None:
             tier = asked or parts.core.settings.default_storage_tier
-            known = await _place(parts, session, project_id, container, tier)
+            known, placed_now = await _place(parts, session, project_id, container, tier)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         cluster = await _cluster(session, known)
         policy = cluster.tiers.get(known.tier, known.tier)
         await session.commit()  # hold no connection while the cluster answers
-        return await _forward(
-            request, parts, cluster, account, (container,), {"x-storage-policy": policy}
-        )
+        try:
+            answer = await _forward(
+                request, parts, cluster, account, (container,), {"x-storage-policy": policy}
+            )
+        except BaseException:
+            if placed_now:
+                await _forget(session, known)
+            raise
+        if placed_now and answer.status_code >= 300:  # a failed create leaves nothing
+            await _forget(session, known)
+        return answer
     known = await _container(session, project_id, container)
     cluster = await _cluster(session, known)
     await session.commit()  # hold no connection while the cluster answers
     answer = await _forward(request, parts, cluster, account, (container,))
     if request.method == "DELETE" and answer.status_code in (204, 404):
-        await session.delete(known)
-        await session.commit()
+        await _forget(session, known)
     return answer
 
 
