@@ -17,6 +17,7 @@ from swiftclient.client import ClientException, Connection
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
 from tests.conftest import ServedZone, free_test_port, zone_settings
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_objects")]
 GiB = 1 << 30
@@ -174,6 +175,12 @@ async def test_an_object_larger_than_the_api_body_bound_streams_through(
     etag = await asyncio.to_thread(mia.put_object, "big", "blob", chunks(size, b"big"))
     head = await asyncio.to_thread(mia.head_object, "big", "blob")
     assert (int(head["content-length"]), head["etag"]) == (size, etag)
+
+    async def counted() -> bool:  # the cluster's account counts it once its updater ran
+        await zone.process.storage.cycle()
+        return any(c.used_bytes >= size for c in zone.process.storage.clusters.values())
+
+    await eventually(counted, 30, "the object's bytes in its cluster's use")
     await asyncio.to_thread(mia.delete_object, "big", "blob")
     await asyncio.to_thread(mia.delete_container, "big")
 

@@ -30,7 +30,6 @@ from skyfed.identity.principal import (
     SERVICE,
     Principal,
 )
-from skyfed.identity.service import token_digest
 from skyfed.transport.signing import BUS_CALLER
 from skyfed.wire import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 
@@ -49,12 +48,7 @@ async def token_principal(
         return signed
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (POST /v1/auth/tokens)")
-    # Most calls carry a token resolved moments ago: no session for those.
-    caller = identities.tokens.get(token_digest(credentials.credentials))
-    if caller is None:
-        async with identities.core.db.session() as session:
-            caller = await identities.service(session).resolve_token(credentials.credentials)
-    return caller
+    return await identities.principal(credentials.credentials)
 
 
 async def current_principal(

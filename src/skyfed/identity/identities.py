@@ -15,10 +15,16 @@ from skyfed.core import Core
 from skyfed.identity.link_keys import LinkKeys
 from skyfed.identity.login_limits import LoginLimiter
 from skyfed.identity.passwords import PasswordHashing
-from skyfed.identity.principal import ADMIN, SERVICE
+from skyfed.identity.principal import ADMIN, SERVICE, Principal
 from skyfed.identity.revocations import RevocationFeed
 from skyfed.identity.secret_files import read_or_create
-from skyfed.identity.service import ADMIN_PROJECT, SERVICE_PROJECT, IdentityService, TokenCache
+from skyfed.identity.service import (
+    ADMIN_PROJECT,
+    SERVICE_PROJECT,
+    IdentityService,
+    TokenCache,
+    token_digest,
+)
 from skyfed.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,15 @@ class Identities:
             limiter=self.logins,
             passwords=self.passwords,
         )
+
+    async def principal(self, token: str) -> Principal:
+        """Who `token` belongs to: most calls carry one resolved moments ago (no session
+        for those); Unauthorized for an unknown, expired or revoked one."""
+        caller = self.tokens.get(token_digest(token))
+        if caller is None:
+            async with self.core.db.session() as session:
+                caller = await self.service(session).resolve_token(token)
+        return caller
 
     @asynccontextmanager
     async def lifespan(self, api: bool) -> AsyncIterator[None]:

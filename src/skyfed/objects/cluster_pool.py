@@ -15,7 +15,7 @@ import httpx
 
 from skyfed.identity.vault import Vault
 from skyfed.objects.models import StorageCluster
-from skyfed.objects.swift_backend import BackendError, SwiftBackend
+from skyfed.objects.swift_backend import SwiftBackend
 
 
 @dataclass
@@ -67,6 +67,3 @@ class ClusterPool:
         for session in self._sessions.values():
             await session.http.aclose()
         self._sessions.clear()
-
-
-__all__ = ["BackendError", "ClusterPool", "ClusterSession"]

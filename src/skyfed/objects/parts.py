@@ -16,14 +16,16 @@ from contextlib import asynccontextmanager
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.background import stop
 from skyfed.core import Core
 from skyfed.db.base import utcnow
 from skyfed.objects.cluster_pool import ClusterPool
-from skyfed.objects.models import DOWN, UP, StorageCluster
+from skyfed.objects.models import DOWN, UP, Container, StorageCluster
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
+from skyfed.objects.swift_auth import account_of
 from skyfed.objects.swift_backend import BackendError, SwiftBackend
 from skyfed.zones.reach_policy import parse_patterns
 from skyfed.zones.summary import Summary
@@ -47,9 +49,9 @@ class StorageParts:
         )
         core.metrics.scraped(self._collect)
 
-    def registry(self, session: object) -> StorageClusters:
+    def registry(self, session: AsyncSession) -> StorageClusters:
         return StorageClusters(
-            session,  # type: ignore[arg-type]
+            session,
             self.core.vault,
             self.allowed_hosts,
             self.core.settings.poll_timeout,
@@ -128,9 +130,13 @@ class StorageParts:
         return ok
 
     async def _accounts(self, cluster: StorageCluster) -> list[str]:
-        """The accounts skyfed keeps on the cluster: none until containers are placed
-        there (issue 15's object API); their bytes are the cluster's use."""
-        return []
+        """The accounts skyfed keeps on the cluster, those of the projects with a
+        container there: their bytes are the cluster's use."""
+        async with self.core.db.session() as session:
+            projects = await session.scalars(
+                select(Container.project_id).where(Container.cluster_id == cluster.id).distinct()
+            )
+            return [account_of(project_id) for project_id in projects]
 
     async def _loop(self) -> None:
         interval = self.core.settings.poll_interval

@@ -14,7 +14,6 @@ the next steps (docs/objects.md).
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,17 +26,15 @@ from starlette.background import BackgroundTask
 from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
-from skyfed.errors import AppError, Conflict, Forbidden, NotFound, Unauthorized
+from skyfed.errors import Conflict, Forbidden, NotFound, Unauthorized, Unavailable
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.principal import MEMBER, Principal
-from skyfed.identity.service import token_digest
 from skyfed.objects.api import PartsDep
 from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.models import UP, Container, StorageCluster
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 
-_ACCOUNT = re.compile(rf"^{ACCOUNT_PREFIX}[0-9a-f-]{{36}}$")
 # Headers that are the hop's or the caller's own, never passed on.
 _HOP = frozenset(
     {
@@ -77,22 +74,15 @@ register_url_convertor("swift_account", AccountConvertor())
 # Swift's API, as Swift documents it: not part of skyfed's OpenAPI document (its
 # JSON error shape and fuzzing are for skyfed's own API).
 router = APIRouter(tags=["swift"])
+CLUSTER_UNAVAILABLE = "cluster_unavailable"
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
-
-
-class ServiceUnavailable(AppError):
-    status = 503
-    code = "cluster_unavailable"
 
 
 async def _caller(request: Request, identities: IdentitiesDep, account: str) -> Principal:
     token = request.headers.get("x-auth-token") or request.headers.get("x-storage-token")
     if not token:
         raise Unauthorized("X-Auth-Token is required (GET /auth/v1.0)")
-    caller = identities.tokens.get(token_digest(token))
-    if caller is None:
-        async with identities.core.db.session() as session:
-            caller = await identities.service(session).resolve_token(token)
+    caller = await identities.principal(token)
     project_id = account.removeprefix(ACCOUNT_PREFIX)
     if not (caller.is_admin or (caller.project_id == project_id and MEMBER in caller.roles)):
         raise Forbidden("this account is another project's")
@@ -109,7 +99,9 @@ async def _place(
         c for c in clusters if c.state == UP and tier in c.tiers and c.capacity_bytes > c.used_bytes
     ]
     if not candidates:
-        raise ServiceUnavailable(f"no storage cluster here offers tier '{tier}' with room")
+        raise Unavailable(
+            f"no storage cluster here offers tier '{tier}' with room", code=CLUSTER_UNAVAILABLE
+        )
     chosen = max(candidates, key=lambda c: c.capacity_bytes - c.used_bytes)
     container = Container(project_id=project_id, name=name, cluster_id=chosen.id, tier=tier)
     session.add(container)
@@ -146,7 +138,9 @@ async def _forward(
             cluster_session = await parts.pool.session(cluster, fresh=True)
             upstream = await _send(cluster_session, request, account, path, headers, None)
     except (httpx.HTTPError, OSError) as exc:
-        raise ServiceUnavailable(f"storage cluster '{cluster.name}' did not answer: {exc}") from exc
+        raise Unavailable(
+            f"storage cluster '{cluster.name}' did not answer: {exc}", code=CLUSTER_UNAVAILABLE
+        ) from exc
     answer_headers = {
         k: v for k, v in upstream.headers.items() if k.lower() not in _HOP | {"content-encoding"}
     }
@@ -262,5 +256,7 @@ async def object_route(
 async def _cluster(session: AsyncSession, container: Container) -> StorageCluster:
     cluster = await session.get(StorageCluster, container.cluster_id)
     if cluster is None:
-        raise ServiceUnavailable(f"the cluster of container '{container.name}' is gone")
+        raise Unavailable(
+            f"the cluster of container '{container.name}' is gone", code=CLUSTER_UNAVAILABLE
+        )
     return cluster

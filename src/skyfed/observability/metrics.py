@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     Info,
     generate_latest,
@@ -62,9 +61,6 @@ class Metrics:
 
     def counter(self, name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
         return Counter(name, doc, tuple(labels), registry=self.registry)
-
-    def gauge(self, name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
-        return Gauge(name, doc, tuple(labels), registry=self.registry)
 
     def histogram(
         self,

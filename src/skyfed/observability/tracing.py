@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -106,11 +106,6 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _propagator.inject(carrier)
     return carrier.get(TRACEPARENT)
-
-
-def inject(headers: MutableMapping[str, str]) -> None:
-    """Writes the current trace into outgoing headers (nothing when there is none)."""
-    _propagator.inject(headers)
 
 
 @contextlib.contextmanager
