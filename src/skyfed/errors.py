@@ -43,9 +43,19 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class NotAcceptable(AppError):
+    status = 406
+    code = "not_acceptable"
+
+
 class Conflict(AppError):
     status = 409
     code = "conflict"
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    code = "precondition_failed"
 
 
 class PayloadTooLarge(AppError):

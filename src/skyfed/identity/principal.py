@@ -11,7 +11,9 @@ MEMBER = "member"
 SERVICE = "service"
 # A host agent: may send heartbeats and nothing else.
 AGENT = "agent"
-ROLES = frozenset({ADMIN, MEMBER, SERVICE, AGENT})
+# A user of a project who owns nothing of it: what Swift ACLs grant, and no more.
+READER = "reader"
+ROLES = frozenset({ADMIN, MEMBER, SERVICE, AGENT, READER})
 # What a forwarded identity may carry: never a peer's role, so trust does not chain.
 FORWARDABLE_ROLES = frozenset({ADMIN, MEMBER})
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from skyfed.schema_types import Name, Secret, Strict, Text64, Text255
 
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=256, pattern=r"^[^\x00]*$")]
-Role = Annotated[str, StringConstraints(pattern=r"^(admin|member|service|agent)$")]
+Role = Annotated[str, StringConstraints(pattern=r"^(admin|member|service|agent|reader)$")]
 
 
 class TokenRequest(Strict):

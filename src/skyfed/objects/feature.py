@@ -4,7 +4,7 @@ capacity in the zone summary's `storage` section."""
 from __future__ import annotations
 
 from skyfed.features import Feature
-from skyfed.objects import swift_api, swift_auth
+from skyfed.objects import swift_account, swift_api, swift_auth, swift_info
 from skyfed.objects.api import router
 from skyfed.objects.parts import StorageParts
 
@@ -12,7 +12,13 @@ from skyfed.objects.parts import StorageParts
 def feature(parts: StorageParts) -> Feature:
     return Feature(
         name="objects",
-        routers=[router, swift_auth.router, swift_api.router],
+        routers=[
+            router,
+            swift_auth.router,
+            swift_account.router,
+            swift_api.router,
+            swift_info.router,
+        ],
         summary_sections=[parts],
         lifespan=parts.lifespan,
         provides=[parts],

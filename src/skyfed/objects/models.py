@@ -51,4 +51,24 @@ class Container(Base):
     name: Mapped[str] = mapped_column(String(256), primary_key=True)  # Swift's limit
     cluster_id: Mapped[str] = mapped_column(String(36))  # a storage cluster of this zone
     tier: Mapped[str] = mapped_column(String(32))
+    # Its ACLs (X-Container-Read, X-Container-Write), as last set through skyfed: every
+    # write goes through skyfed, so they are known here without asking the cluster.
+    read_acl: Mapped[str] = mapped_column(String(4096), default="")
+    write_acl: Mapped[str] = mapped_column(String(4096), default="")
+    # The seed's container attributes (X-Container-Attr-*), kept by skyfed alone.
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SwiftAccount(Base):
+    """What skyfed keeps of a project's Swift account itself: the metadata set on it
+    (X-Account-Meta-*) and its ACL (X-Account-Access-Control). Its counts come from
+    the clusters that hold its containers."""
+
+    __tablename__ = "swift_accounts"
+
+    project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    acl: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,99 +1,49 @@
-"""The storage URL's routes: a project's Swift account, its containers and objects.
+"""The storage URL's container and object routes: `/v1/AUTH_<project id>/<container>[/<object>]`.
 
-`/v1/AUTH_<project id>/<container>/<object>` on any zone, with `X-Auth-Token` (a
-skyfed token from `/auth/v1.0`). A new container is placed on one of this zone's
-storage clusters with room in its tier (`X-Storage-Policy`, else the zone's
-`default_storage_tier`); the `containers` table remembers where, and every request
-on it is forwarded there as the cluster's reseller admin, on the project's account
-of that cluster. Bodies are streamed both ways, never held whole.
-
-This first slice serves containers and objects placed on this zone's own clusters;
-account listings, placement in child zones, ACLs and cross-cluster semantics are
-the next steps (docs/objects.md).
+With `X-Auth-Token` (a skyfed token from `/auth/v1.0`), or none where a container's
+read ACL lets anyone in (swift_access). A new container is placed on one of this
+zone's storage clusters with room in its tier (`X-Storage-Policy`, else the zone's
+`default_storage_tier`), chosen at random weighted by free bytes so an account's
+containers spread; the `containers` table remembers where, with the container's
+ACLs and attributes, and every request on it is forwarded there (swift_forward).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import random
 
-import httpx
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.background import BackgroundTask
-from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, Forbidden, NotFound, Unauthorized, Unavailable
+from skyfed.errors import Conflict, NotFound, Unavailable
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.identity.principal import MEMBER, Principal
 from skyfed.objects.api import PartsDep
-from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.models import UP, Container, StorageCluster
-from skyfed.objects.parts import StorageParts
+from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, forward
+from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
-# Headers that are the hop's or the caller's own, never passed on.
-_HOP = frozenset(
-    {
-        "host",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "x-auth-token",
-        "x-storage-token",
-        "authorization",
-        "content-length",
-        "x-request-id",
-        "traceparent",
-        # Requests go as the cluster's reseller admin: what only an operator may set
-        # (syncing a container to any host) is not a member's to pass on.
-        "x-container-sync-to",
-        "x-container-sync-key",
-    }
-)
+ATTR = "container-attr"
+ACL_HEADERS = ("x-container-read", "x-container-write")
+# Never shown to whom an ACL lets in: the ACLs and where the container syncs to.
+OWNER_ONLY = frozenset({"x-container-read", "x-container-write", "x-container-sync-to"})
 
 
-class AccountConvertor(Convertor[str]):
-    """Only `AUTH_<uuid>` segments reach these routes: /v1/zones/... stays skyfed's."""
-
-    regex = f"{ACCOUNT_PREFIX}[0-9a-f-]{{36}}"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("swift_account", AccountConvertor())
 # Swift's API, as Swift documents it: not part of skyfed's OpenAPI document (its
 # JSON error shape and fuzzing are for skyfed's own API).
 router = APIRouter(tags=["swift"])
-CLUSTER_UNAVAILABLE = "cluster_unavailable"
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
 
-async def _caller(request: Request, identities: IdentitiesDep, account: str) -> Principal:
-    token = request.headers.get("x-auth-token") or request.headers.get("x-storage-token")
-    if not token:
-        raise Unauthorized("X-Auth-Token is required (GET /auth/v1.0)")
-    caller = await identities.principal(token)
-    project_id = account.removeprefix(ACCOUNT_PREFIX)
-    if not (caller.is_admin or (caller.project_id == project_id and MEMBER in caller.roles)):
-        raise Forbidden("this account is another project's")
-    return caller
-
-
 async def _place(
-    parts: PartsDep, session: SessionDep, project_id: str, name: str, tier: str
-) -> Container:
-    """This zone's cluster up with `tier` and the most free bytes; recorded, or the
-    container another request recorded first."""
+    session: AsyncSession, project_id: str, name: str, tier: str
+) -> tuple[Container, bool]:
+    """A cluster of this zone, up, with `tier` and room: at random, weighted by its
+    free bytes. Recorded, or the container another request recorded first."""
     clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
     candidates = [
         c for c in clusters if c.state == UP and tier in c.tiers and c.capacity_bytes > c.used_bytes
@@ -102,7 +52,8 @@ async def _place(
         raise Unavailable(
             f"no storage cluster here offers tier '{tier}' with room", code=CLUSTER_UNAVAILABLE
         )
-    chosen = max(candidates, key=lambda c: c.capacity_bytes - c.used_bytes)
+    free = [c.capacity_bytes - c.used_bytes for c in candidates]
+    chosen = random.choices(candidates, weights=free)[0]
     container = Container(project_id=project_id, name=name, cluster_id=chosen.id, tier=tier)
     session.add(container)
     try:
@@ -116,77 +67,52 @@ async def _place(
     return container, True
 
 
-async def _forward(
-    request: Request,
-    parts: StorageParts,
-    cluster: StorageCluster,
-    account: str,
-    path: tuple[str, ...],
-    extra: dict[str, str] | None = None,
-) -> Response:
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-    headers |= extra or {}
-    body = request.stream() if request.method in ("PUT", "POST") else None
-    length = request.headers.get("content-length")
-    if length is not None:
-        headers["content-length"] = length
-    try:
-        cluster_session = await parts.pool.session(cluster)
-        upstream = await _send(cluster_session, request, account, path, headers, body)
-        if upstream.status_code == 401 and body is None:  # its token expired: once more
-            await upstream.aclose()
-            cluster_session = await parts.pool.session(cluster, fresh=True)
-            upstream = await _send(cluster_session, request, account, path, headers, None)
-    except (httpx.HTTPError, OSError) as exc:
-        raise Unavailable(
-            f"storage cluster '{cluster.name}' did not answer: {exc}", code=CLUSTER_UNAVAILABLE
-        ) from exc
-    answer_headers = {
-        k: v for k, v in upstream.headers.items() if k.lower() not in _HOP | {"content-encoding"}
-    }
-    if request.method == "HEAD" or upstream.status_code in (204, 304):
-        await upstream.aclose()
-        if "content-length" in upstream.headers:
-            answer_headers["content-length"] = upstream.headers["content-length"]
-        return Response(status_code=upstream.status_code, headers=answer_headers)
-    if "content-length" in upstream.headers:
-        answer_headers["content-length"] = upstream.headers["content-length"]
-    return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
-        headers=answer_headers,
-        background=BackgroundTask(upstream.aclose),
-    )
-
-
-async def _send(
-    cluster: ClusterSession,
-    request: Request,
-    account: str,
-    path: tuple[str, ...],
-    headers: dict[str, str],
-    body: AsyncIterator[bytes] | None,
-) -> httpx.Response:
-    outgoing = cluster.http.build_request(
-        request.method,
-        cluster.url(account, *path),
-        params=list(request.query_params.multi_items()),
-        headers={**headers, "x-auth-token": cluster.token},
-        content=body,
-    )
-    return await cluster.http.send(outgoing, stream=True)
-
-
 async def _forget(session: AsyncSession, container: Container) -> None:
     await session.delete(container)
     await session.commit()
 
 
-async def _container(session: AsyncSession, project_id: str, name: str) -> Container:
-    found = await session.get(Container, (project_id, name))
+async def _cluster(session: AsyncSession, container: Container) -> StorageCluster:
+    cluster = await session.get(StorageCluster, container.cluster_id)
+    if cluster is None:
+        raise Unavailable(
+            f"the cluster of container '{container.name}' is gone", code=CLUSTER_UNAVAILABLE
+        )
+    return cluster
+
+
+async def _known(session: AsyncSession, access: Access, name: str) -> Container:
+    """The container, or 404 to who may see the account's names (403 to others)."""
+    found = await session.get(Container, (access.project_id, name))
     if found is None:
+        if not (access.owner or access.level):
+            access.container("GET", None, False)  # raises: names are not theirs to learn
         raise NotFound(f"container '{name}' not found")
     return found
+
+
+def _remember(container: Container, headers: dict[str, str]) -> None:
+    """What a successful PUT or POST set of the container's ACLs and attributes."""
+    for header in ACL_HEADERS:
+        value = headers.get(header)
+        if f"x-remove-{header.removeprefix('x-')}" in headers:
+            value = ""
+        if value is not None:
+            setattr(
+                container, header.removeprefix("x-container-") + "_acl", clean_acl(header, value)
+            )
+    if has_updates(headers, ATTR):
+        container.attributes = meta_updates(dict(container.attributes or {}), headers, ATTR)
+
+
+def _with_attributes(answer: Response, container: Container, access: Access) -> Response:
+    for name, value in (container.attributes or {}).items():
+        answer.headers[f"X-Container-Attr-{name}"] = value
+    if not access.owner:
+        for header in OWNER_ONLY:
+            if header in answer.headers:
+                del answer.headers[header]
+    return answer
 
 
 @router.api_route(
@@ -200,37 +126,59 @@ async def container_route(
     parts: PartsDep,
     session: SessionDep,
 ) -> Response:
-    await _caller(request, identities, account)
     project_id = account.removeprefix(ACCOUNT_PREFIX)
-    if request.method == "PUT":
+    access = await resolve(request, identities, session, project_id)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    sets_acl = any(h in headers or f"x-remove-{h[2:]}" in headers for h in ACL_HEADERS)
+    method = request.method
+    if method in ("PUT", "POST"):
+        access.container(method, None, sets_acl)
+        check_metadata(headers, ATTR)
+        for header in ACL_HEADERS:
+            if header in headers:
+                clean_acl(header, headers[header])
+    drop = frozenset(
+        k for k in headers if k.startswith(("x-container-attr-", "x-remove-container-attr-"))
+    )
+    if method == "PUT":
         known = await session.get(Container, (project_id, container))
-        asked = request.headers.get("x-storage-policy")
+        asked = headers.get("x-storage-policy")
         placed_now = False
         if known is None:
             tier = asked or parts.core.settings.default_storage_tier
-            known, placed_now = await _place(parts, session, project_id, container, tier)
+            known, placed_now = await _place(session, project_id, container, tier)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         cluster = await _cluster(session, known)
         policy = cluster.tiers.get(known.tier, known.tier)
         await session.commit()  # hold no connection while the cluster answers
         try:
-            answer = await _forward(
-                request, parts, cluster, account, (container,), {"x-storage-policy": policy}
+            answer = await forward(
+                request, parts, cluster, account, (container,), {"x-storage-policy": policy}, drop
             )
         except BaseException:
             if placed_now:
                 await _forget(session, known)
             raise
-        if placed_now and answer.status_code >= 300:  # a failed create leaves nothing
-            await _forget(session, known)
+        if answer.status_code >= 300:
+            if placed_now:  # a failed create leaves nothing
+                await _forget(session, known)
+            return answer
+        _remember(known, headers)
+        await session.commit()
         return answer
-    known = await _container(session, project_id, container)
+    known = await _known(session, access, container)
+    access.container(method, known, sets_acl)
     cluster = await _cluster(session, known)
     await session.commit()  # hold no connection while the cluster answers
-    answer = await _forward(request, parts, cluster, account, (container,))
-    if request.method == "DELETE" and answer.status_code in (204, 404):
+    answer = await forward(request, parts, cluster, account, (container,), drop=drop)
+    if method == "DELETE" and answer.status_code in (204, 404):
         await _forget(session, known)
+    elif method == "POST" and answer.status_code < 300:
+        _remember(known, headers)
+        await session.commit()
+    elif method in ("GET", "HEAD"):
+        _with_attributes(answer, known, access)
     return answer
 
 
@@ -246,17 +194,9 @@ async def object_route(
     parts: PartsDep,
     session: SessionDep,
 ) -> Response:
-    await _caller(request, identities, account)
-    known = await _container(session, account.removeprefix(ACCOUNT_PREFIX), container)
+    access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
+    known = await _known(session, access, container)
+    access.object(request.method, known)
     cluster = await _cluster(session, known)
     await session.close()  # hold no connection while an object streams
-    return await _forward(request, parts, cluster, account, (container, obj))
-
-
-async def _cluster(session: AsyncSession, container: Container) -> StorageCluster:
-    cluster = await session.get(StorageCluster, container.cluster_id)
-    if cluster is None:
-        raise Unavailable(
-            f"the cluster of container '{container.name}' is gone", code=CLUSTER_UNAVAILABLE
-        )
-    return cluster
+    return await forward(request, parts, cluster, account, (container, obj))

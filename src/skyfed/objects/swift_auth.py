@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
+from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
 from skyfed.errors import Unauthorized
@@ -23,6 +24,21 @@ from skyfed.identity.models import Project
 
 router = APIRouter(tags=["swift"])
 ACCOUNT_PREFIX = "AUTH_"
+
+
+class AccountConvertor(Convertor[str]):
+    """Only `AUTH_<uuid>` segments reach the storage URL's routes: /v1/zones/... stays skyfed's."""
+
+    regex = f"{ACCOUNT_PREFIX}[0-9a-f-]{{36}}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("swift_account", AccountConvertor())
 
 
 def account_of(project_id: str) -> str:

@@ -1,0 +1,223 @@
+"""A project's Swift account: `/v1/AUTH_<project id>`.
+
+GET lists the account's containers over every cluster that holds some, merged in
+Swift's order with Swift's paging and formats; HEAD sums their counts. The
+container count and names are skyfed's own (the `containers` table); object and
+byte counts are what each cluster's account says (its container-updater's lag is
+theirs). The account's metadata and ACL are kept by skyfed.
+
+A cluster that does not answer does not break the listing: its containers are
+listed from skyfed's table with no counts, and `X-Skyfed-Unavailable-Clusters`
+names it; requests on those containers are 503 naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from datetime import datetime
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.core import SessionDep
+from skyfed.db.base import utcnow
+from skyfed.errors import AppError, Forbidden
+from skyfed.identity.deps import IdentitiesDep
+from skyfed.identity.models import Project
+from skyfed.objects.api import PartsDep
+from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
+from skyfed.objects.parts import StorageParts
+from skyfed.objects.swift_access import Access, parse_account_acl, resolve
+from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_forward import ask
+from skyfed.objects.swift_listing import (
+    CONTENT_TYPES,
+    Entry,
+    ListingQuery,
+    choose_format,
+    merge,
+    render,
+)
+from skyfed.objects.swift_listing import select as select_page
+from skyfed.objects.swift_meta import check_metadata, meta_updates
+
+router = APIRouter(tags=["swift"])
+UNAVAILABLE_HEADER = "X-Skyfed-Unavailable-Clusters"
+QUOTA_HEADERS = frozenset({"x-account-meta-quota-bytes", "x-remove-account-meta-quota-bytes"})
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+
+
+@router.api_route(
+    "/v1/{account:swift_account}",
+    methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
+    include_in_schema=False,
+)
+async def account_route(
+    account: str,
+    request: Request,
+    identities: IdentitiesDep,
+    parts: PartsDep,
+    session: SessionDep,
+) -> Response:
+    project_id = account.removeprefix(ACCOUNT_PREFIX)
+    access = await resolve(request, identities, session, project_id)
+    access.account(request.method if request.method in ("GET", "HEAD") else "POST")
+    if request.method in ("PUT", "DELETE"):
+        raise MethodNotAllowed("a Swift account is a skyfed project: made and removed there")
+    if request.method == "POST":
+        return await _post(request, session, access)
+    return await _read(request, parts, session, access, account)
+
+
+async def _post(request: Request, session: AsyncSession, access: Access) -> Response:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if QUOTA_HEADERS & headers.keys() and not (access.caller and access.caller.is_admin):
+        raise Forbidden("only an admin sets an account's quota")
+    check_metadata(headers, "account-meta")
+    acl_header = headers.get("x-account-access-control")
+    acl = parse_account_acl(acl_header) if acl_header is not None else None
+    if "x-remove-account-access-control" in headers:
+        acl = {}
+    row = await session.get(SwiftAccount, access.project_id)
+    if row is None:
+        row = SwiftAccount(project_id=access.project_id, metadata_={}, acl={})
+        session.add(row)
+    row.metadata_ = meta_updates(dict(row.metadata_ or {}), headers, "account-meta")
+    if acl is not None:
+        row.acl = acl
+    row.updated_at = utcnow()
+    await session.commit()
+    return Response(status_code=204)
+
+
+async def _read(
+    request: Request, parts: StorageParts, session: AsyncSession, access: Access, account: str
+) -> Response:
+    is_get = request.method == "GET"
+    query = ListingQuery.parse(dict(request.query_params)) if is_get else ListingQuery()
+    fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
+    rows = (
+        await session.execute(
+            select(
+                Container.name, Container.cluster_id, Container.tier, Container.created_at
+            ).where(Container.project_id == access.project_id)
+        )
+    ).all()
+    row = await session.get(SwiftAccount, access.project_id)
+    project = await session.get(Project, access.project_id)
+    clusters = {c.id: c for c in (await session.scalars(select(StorageCluster))).all()}
+    await session.commit()  # hold no connection while the clusters answer
+    held: dict[str, dict[str, tuple[str, datetime]]] = defaultdict(dict)
+    for name, cluster_id, tier, created in rows:
+        held[cluster_id][name] = (tier, created)
+    asked = [clusters[cid] for cid in held if cid in clusters and clusters[cid].state == UP]
+    params = query.params() if is_get else [("format", "json")]
+    answers = await asyncio.gather(
+        *(ask(parts, c, request.method, account, params) for c in asked), return_exceptions=True
+    )
+    # Known down (by the polls): not asked, listed from the table.
+    unavailable = [
+        clusters[cid].name for cid in held if cid in clusters and clusters[cid] not in asked
+    ]
+    counts = _Counts()
+    listings: list[list[Entry]] = []
+    for cluster, answer in zip(asked, answers, strict=True):
+        if isinstance(answer, BaseException) or (answer[0] >= 300 and answer[0] != 404):
+            unavailable.append(cluster.name)
+            if is_get:
+                listings.append(_from_table(held[cluster.id], query))
+            continue
+        _, headers, body = answer
+        counts.add(cluster, headers)
+        if is_get and isinstance(body, list):
+            mine = held[cluster.id]
+            listings.append([e for e in body if "subdir" in e or e.get("name") in mine])
+    if is_get:
+        listings += [
+            _from_table(names, query)
+            for cid, names in held.items()
+            if clusters.get(cid) not in asked
+        ]
+    out = _account_headers(access, row, project, rows, counts)
+    if unavailable:
+        out[UNAVAILABLE_HEADER] = ",".join(sorted(unavailable))
+    content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
+    if not is_get:
+        out["Content-Type"] = content_type
+        return Response(status_code=204, headers=out)
+    body = render(merge(listings, query), fmt, account)
+    if not body:
+        return Response(status_code=204, headers=out | {"Content-Type": content_type})
+    return Response(content=body, status_code=200, headers=out, media_type=content_type)
+
+
+def _from_table(names: dict[str, tuple[str, datetime]], query: ListingQuery) -> list[Entry]:
+    """A page of the containers of a cluster that does not answer: names, no counts."""
+    page = select_page(names, query)
+    for entry in page:
+        if "name" in entry:
+            created = names[entry["name"]][1]
+            entry |= {"count": 0, "bytes": 0, "last_modified": _iso(created)}
+    return page
+
+
+class _Counts:
+    """Objects and bytes summed over the clusters' accounts, in all and per tier."""
+
+    def __init__(self) -> None:
+        self.objects = 0
+        self.bytes = 0
+        self.per_tier: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def add(self, cluster: StorageCluster, headers: object) -> None:
+        get = headers.get  # type: ignore[attr-defined]
+        self.objects += int(get("x-account-object-count", 0) or 0)
+        self.bytes += int(get("x-account-bytes-used", 0) or 0)
+        for tier, policy in cluster.tiers.items():
+            prefix = f"x-account-storage-policy-{policy.lower()}-"
+            self.per_tier[tier][0] += int(get(prefix + "object-count", 0) or 0)
+            self.per_tier[tier][1] += int(get(prefix + "bytes-used", 0) or 0)
+
+
+def _account_headers(
+    access: Access,
+    row: SwiftAccount | None,
+    project: Project | None,
+    rows: list,  # type: ignore[type-arg]
+    counts: _Counts,
+) -> dict[str, str]:
+    created = project.created_at if project is not None else utcnow()
+    stamp = f"{created.timestamp():.5f}"
+    per_tier_containers: dict[str, int] = defaultdict(int)
+    for _, _, tier, _ in rows:
+        per_tier_containers[tier] += 1
+    out = {
+        "X-Account-Container-Count": str(len(rows)),
+        "X-Account-Object-Count": str(counts.objects),
+        "X-Account-Bytes-Used": str(counts.bytes),
+        "X-Timestamp": stamp,
+        "X-Put-Timestamp": stamp,
+    }
+    for tier, containers in per_tier_containers.items():
+        objects, used = counts.per_tier.get(tier, [0, 0])
+        prefix = f"X-Account-Storage-Policy-{tier}-"
+        out[prefix + "Container-Count"] = str(containers)
+        out[prefix + "Object-Count"] = str(objects)
+        out[prefix + "Bytes-Used"] = str(used)
+    if row is not None:
+        for name, value in (row.metadata_ or {}).items():
+            out[f"X-Account-Meta-{name}"] = value
+        if access.owner and row.acl:
+            out["X-Account-Access-Control"] = json.dumps(row.acl)
+    return out
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")

@@ -1,0 +1,308 @@
+"""The Swift account through python-swiftclient: one listing merged over the
+clusters that hold its containers, its metadata and ACL kept by skyfed, container
+ACLs and attributes, `/info`, and a cluster down during a listing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from swiftclient.client import ClientException, Connection
+
+from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
+from skyfed.objects.models import Container
+from tests.conftest import ServedZone, free_test_port, zone_settings
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_account")]
+GiB = 1 << 30
+PASSWORD = "member-password-1"
+NAMES = [f"c{i:02}" for i in range(24)] + ["logs_a", "logs_b", "zé"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def clusters(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSwiftSet]:
+    root = tmp_path_factory.mktemp("swifts")
+    first = free_base_port()
+    swifts = LocalSwiftSet(
+        [
+            LocalSwift(root / "east", first, "east", ("gold",), updater_interval=1.0),
+            LocalSwift(root / "west", free_base_port([first]), "west", ("gold",),
+                       updater_interval=1.0),
+        ]
+    )  # fmt: skip
+    await swifts.start()
+    try:
+        yield swifts
+    finally:
+        await swifts.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def zone(
+    tmp_path_factory: pytest.TempPathFactory, clusters: LocalSwiftSet
+) -> AsyncIterator[ServedZone]:
+    settings = zone_settings(
+        tmp_path_factory.mktemp("zone"),
+        None,
+        port=free_test_port(),
+        allowed_storage_hosts=["127.0.0.1"],
+        poll_interval=1.0,
+        poll_timeout=1.0,
+    )
+    async with ServedZone(settings) as served, served.client() as admin:
+        for swift in clusters:
+            creds = swift.reseller_admin
+            await admin.add_storage_cluster(
+                swift.name, swift.auth_url, creds.user, creds.key,
+                tiers={"gold": "gold"}, capacity_bytes=10 * GiB,
+            )  # fmt: skip
+        await admin.create_project("p1")
+        await admin.create_project("p2")
+        await admin.create_user("mia", PASSWORD, "p1", ["member"])
+        await admin.create_user("rita", PASSWORD, "p1", ["reader"])
+        await admin.create_user("otto", PASSWORD, "p2", ["member"])
+        mia = connect(served, "p1:mia")
+        for name in NAMES:
+            await asyncio.to_thread(mia.put_container, name)
+        yield served
+
+
+def connect(zone: ServedZone, user: str) -> Connection:
+    return Connection(authurl=f"{zone.url}/auth/v1.0", user=user, key=PASSWORD, retries=0)
+
+
+async def call(connection: Connection, method: str, *args: object, **kwargs: object) -> object:
+    return await asyncio.to_thread(getattr(connection, method), *args, **kwargs)
+
+
+async def status_of(connection: Connection, method: str, *args: object, **kwargs: object) -> int:
+    try:
+        await call(connection, method, *args, **kwargs)
+    except ClientException as exc:
+        return int(exc.http_status or 0)
+    return 200
+
+
+async def test_the_listing_merges_every_cluster_in_swift_order(zone: ServedZone) -> None:
+    async with zone.process.core.db.session() as session:
+        where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
+    assert len(set(where.values())) == 2, "an account's containers spread over both clusters"
+
+    mia = connect(zone, "p1:mia")
+    for i, name in enumerate(["c00", "c01", "zé"]):
+        await call(mia, "put_object", name, "o", b"x" * (i + 1))
+    expected = sorted(NAMES, key=lambda n: n.encode())
+    _, listing = await call(mia, "get_account", full_listing=True)
+    assert [c["name"] for c in listing] == expected
+    # Pages of 5 (swiftclient follows the markers), reverse, prefix and delimiter.
+    _, paged = await call(mia, "get_account", limit=5, full_listing=True)
+    assert [c["name"] for c in paged] == expected
+    _, page = await call(mia, "get_account", marker="c05", limit=3)
+    assert [c["name"] for c in page] == ["c06", "c07", "c08"]
+    _, page = await call(mia, "get_account", end_marker="c02")
+    assert [c["name"] for c in page] == ["c00", "c01"]
+    _, page = await call(mia, "get_account", prefix="logs_")
+    assert [c["name"] for c in page] == ["logs_a", "logs_b"]
+    _, page = await call(mia, "get_account", delimiter="_", marker="c23")
+    assert page == [{"subdir": "logs_"}, page[1]] and page[1]["name"] == "zé"
+
+    async def counted() -> bool:
+        head = await call(mia, "head_account")
+        return head["x-account-object-count"] == "3" and head["x-account-bytes-used"] == "6"
+
+    await eventually(counted, 30, "the clusters' object counts summed")
+    head = await call(mia, "head_account")
+    assert head["x-account-container-count"] == str(len(NAMES))
+    assert head["x-account-storage-policy-gold-container-count"] == str(len(NAMES))
+    _, listing = await call(mia, "get_account")
+    assert {c["name"]: (c["count"], c["bytes"]) for c in listing if c["count"]} == {
+        "c00": (1, 1),
+        "c01": (1, 2),
+        "zé": (1, 3),
+    }
+
+
+async def test_formats_and_bad_parameters(zone: ServedZone) -> None:
+    mia = connect(zone, "p1:mia")
+    url, token = await asyncio.to_thread(mia.get_auth)
+    async with httpx.AsyncClient(headers={"X-Auth-Token": token}) as http:
+        plain = await http.get(url, params={"limit": "3"})
+        assert plain.status_code == 200
+        assert plain.headers["content-type"] == "text/plain; charset=utf-8"
+        assert plain.text == "c00\nc01\nc02\n"
+        reverse = await http.get(url, params={"limit": "2", "reverse": "on", "format": "json"})
+        assert [c["name"] for c in reverse.json()] == ["zé", "logs_b"]
+        xml = await http.get(url, params={"limit": "1"}, headers={"Accept": "application/xml"})
+        assert xml.text.startswith(
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<account name="{url.rsplit("/", 1)[1]}">'
+        )
+        assert "<name>c00</name>" in xml.text
+        empty = await http.get(url, params={"format": "json", "prefix": "nothing"})
+        assert (empty.status_code, empty.json()) == (200, [])
+        assert (await http.get(url, params={"prefix": "nothing"})).status_code == 204
+        assert (await http.get(url, params={"limit": "10001"})).status_code == 412
+        assert (await http.get(url, headers={"Accept": "image/png"})).status_code == 406
+        assert (await http.put(url)).status_code == 405
+        assert (await http.delete(url)).status_code == 405
+
+
+async def test_account_metadata_is_kept_by_skyfed(zone: ServedZone) -> None:
+    mia = connect(zone, "p1:mia")
+    await call(mia, "post_account", {"X-Account-Meta-Color": "blue", "X-Account-Meta-Size": "9"})
+    await call(mia, "post_account", {"X-Account-Meta-Size": "", "X-Account-Meta-Shape": "round"})
+    head = await call(mia, "head_account")
+    assert head["x-account-meta-color"] == "blue" and head["x-account-meta-shape"] == "round"
+    assert "x-account-meta-size" not in head
+    await call(mia, "post_account", {"X-Remove-Account-Meta-Shape": "x"})
+    assert "x-account-meta-shape" not in await call(mia, "head_account")
+    too_long = {"X-Account-Meta-Color": "v" * 257}
+    assert await status_of(mia, "post_account", too_long) == 400
+    assert (await call(mia, "head_account"))["x-account-meta-color"] == "blue"
+    # A member does not set its own quota; another project's user sees nothing.
+    assert await status_of(mia, "post_account", {"X-Account-Meta-Quota-Bytes": "1"}) == 403
+    otto, rita = connect(zone, "p2:otto"), connect(zone, "p1:rita")
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    for user in (otto, rita):
+        await asyncio.to_thread(user.get_auth)
+        user.url = url  # mia's account, with their own tokens
+        assert await status_of(user, "head_account") == 403
+        assert await status_of(user, "get_account") == 403
+        assert await status_of(user, "post_account", {"X-Account-Meta-Color": "red"}) == 403
+
+
+async def test_acls_grant_readers_and_other_projects_what_they_name(zone: ServedZone) -> None:
+    mia, rita, otto = connect(zone, "p1:mia"), connect(zone, "p1:rita"), connect(zone, "p2:otto")
+    await call(mia, "put_container", "shared")
+    await call(mia, "put_object", "shared", "doc", b"hello")
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    for user in (rita, otto):
+        await asyncio.to_thread(user.get_auth)
+        user.url = url
+    # Nothing is theirs yet: and a name that does not exist answers as one that does.
+    for user in (rita, otto):
+        assert await status_of(user, "get_object", "shared", "doc") == 403
+        assert await status_of(user, "get_object", "no-such-container", "doc") == 403
+        assert await status_of(user, "head_container", "no-such-container") == 403
+    assert await status_of(rita, "put_container", "mine") == 403
+
+    await call(
+        mia, "post_container", "shared", {"X-Container-Read": "p1:rita", "X-Container-Write": "p2"}
+    )
+    _, body = await call(rita, "get_object", "shared", "doc")
+    assert body == b"hello"
+    _, listing = await call(rita, "get_container", "shared")
+    assert [o["name"] for o in listing] == ["doc"]
+    head = await call(rita, "head_container", "shared")
+    assert "x-container-read" not in head and "x-container-write" not in head
+    assert await status_of(rita, "put_object", "shared", "new", b"no") == 403
+    assert await status_of(rita, "post_container", "shared", {"X-Container-Read": "p1"}) == 403
+    # Otto's project may write there, not read.
+    await call(otto, "put_object", "shared", "from-otto", b"hi")
+    assert await status_of(otto, "get_object", "shared", "doc") == 403
+    assert (await call(mia, "head_container", "shared"))["x-container-read"] == "p1:rita"
+
+    # Public objects: `.r:*` without a token; the listing needs `.rlistings` too.
+    await call(mia, "post_container", "shared", {"X-Container-Read": ".r:*"})
+    async with httpx.AsyncClient() as anonymous:
+        assert (await anonymous.get(f"{url}/shared/doc")).content == b"hello"
+        assert (await anonymous.get(f"{url}/shared")).status_code == 401
+        assert (await anonymous.get(url)).status_code == 401
+        await call(mia, "post_container", "shared", {"X-Container-Read": ".r:*,.rlistings"})
+        assert (await anonymous.get(f"{url}/shared")).text == "doc\nfrom-otto\n"
+    assert await status_of(rita, "get_object", "shared", "doc") == 200  # still: .r:*
+
+    # The account ACL: read-only lets otto list mia's account and read any object.
+    acl = json.dumps({"read-only": ["p2:otto"]})
+    await call(mia, "post_account", {"X-Account-Access-Control": acl})
+    _, listing = await call(otto, "get_account")
+    assert "shared" in [c["name"] for c in listing]
+    assert "x-account-access-control" not in await call(otto, "head_account")
+    assert await status_of(otto, "put_container", "otto-made") == 403
+    bad_acl = {"X-Account-Access-Control": '{"owner": ["p2"]}'}
+    assert await status_of(mia, "post_account", bad_acl) == 400
+    await call(mia, "post_account", {"X-Remove-Account-Access-Control": "x"})
+    assert await status_of(otto, "get_account") == 403
+
+
+async def test_container_attributes_are_kept_by_skyfed(
+    zone: ServedZone, clusters: LocalSwiftSet
+) -> None:
+    mia = connect(zone, "p1:mia")
+    await call(mia, "put_container", "tagged", {"X-Container-Attr-Owner": "team-a"})
+    await call(mia, "post_container", "tagged", {"X-Container-Attr-Tier-Note": "keep"})
+    head = await call(mia, "head_container", "tagged")
+    assert (
+        head["x-container-attr-owner"] == "team-a" and head["x-container-attr-tier-note"] == "keep"
+    )
+    async with zone.process.core.db.session() as session:
+        placed = await session.get(Container, (mia_project(mia), "tagged"))
+        assert placed is not None
+        cluster = zone.process.storage.clusters[placed.cluster_id].name
+    # Skyfed's own: the cluster never saw them.
+    swift = clusters[cluster]
+    direct = Connection(
+        authurl=swift.auth_url,
+        user=swift.reseller_admin.user,
+        key=swift.reseller_admin.key,
+        retries=0,
+    )
+    url, _ = await asyncio.to_thread(direct.get_auth)
+    direct.url = url.rsplit("/", 1)[0] + "/AUTH_" + mia_project(mia)
+    backend = await call(direct, "head_container", "tagged")
+    assert not any(k.startswith("x-container-attr") for k in backend)
+
+
+def mia_project(connection: Connection) -> str:
+    return str(connection.url).rsplit("/", 1)[1].removeprefix("AUTH_")
+
+
+async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
+    async with httpx.AsyncClient() as http:
+        info = (await http.get(f"{zone.url}/info")).json()
+    assert info["swift"]["policies"] == [{"name": "gold", "aliases": "gold", "default": True}]
+    assert info["swift"]["account_listing_limit"] == 10000
+    assert info["tempauth"] == {"account_acls": True}
+    assert "slo" not in info and "symlink" not in info  # not across clusters yet
+
+
+async def test_a_cluster_down_during_a_listing_breaks_only_its_containers(
+    tmp_path: Path, zone: ServedZone
+) -> None:
+    swift = LocalSwift(tmp_path / "dying", free_base_port(), "dying", ("bronze",))
+    async with swift, zone.client() as admin:
+        creds = swift.reseller_admin
+        await admin.add_storage_cluster(
+            "dying", swift.auth_url, creds.user, creds.key,
+            tiers={"bronze": "bronze"}, capacity_bytes=GiB,
+        )  # fmt: skip
+        mia = connect(zone, "p1:mia")
+        await call(mia, "put_container", "fragile", {"X-Storage-Policy": "bronze"})
+        await swift.kill()
+        try:
+            # Asked and not answering, then known down by the polls: both list it.
+            for _ in range(2):
+                headers, listing = await call(mia, "get_account", full_listing=True)
+                assert "fragile" in [c["name"] for c in listing]
+                assert "c00" in [c["name"] for c in listing]
+                assert headers["x-skyfed-unavailable-clusters"] == "dying"
+                assert headers["x-account-container-count"] == str(len(NAMES) + 3)
+
+                async def down() -> bool:
+                    await zone.process.storage.cycle()
+                    return any(c.state == "down" for c in zone.process.storage.clusters.values())
+
+                await eventually(down, 30, "the dying cluster known down")
+            with pytest.raises(ClientException) as refused:
+                await call(mia, "head_container", "fragile")
+            assert refused.value.http_status == 503
+            await call(mia, "head_container", "c00")
+        finally:
+            await swift.start()
+        await call(mia, "delete_container", "fragile")
