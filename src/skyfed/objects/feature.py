@@ -22,4 +22,5 @@ def feature(parts: StorageParts) -> Feature:
         summary_sections=[parts],
         lifespan=parts.lifespan,
         provides=[parts],
+        child_removed=parts.child_removed,
     )

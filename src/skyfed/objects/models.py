@@ -49,7 +49,10 @@ class Container(Base):
 
     project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(256), primary_key=True)  # Swift's limit
-    cluster_id: Mapped[str] = mapped_column(String(36))  # a storage cluster of this zone
+    # Where it is: a storage cluster of this zone, or the child zone it was placed in
+    # (which knows the rest of the way).
+    cluster_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    child_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     tier: Mapped[str] = mapped_column(String(32))
     # Its ACLs (X-Container-Read, X-Container-Write), as last set through skyfed: every
     # write goes through skyfed, so they are known here without asking the cluster.

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.background import stop
 from skyfed.core import Core
 from skyfed.db.base import utcnow
+from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
 from skyfed.objects.section import NAME, storage_section
@@ -41,6 +42,8 @@ class StorageParts:
         self.clusters: dict[str, StorageCluster] = {}  # by id, as last read or polled
         # Forwarding's sessions with the clusters (a slow object may take its time).
         self.pool = ClusterPool(core.vault, timeout=30.0)
+        # And with the child zones, for containers placed below this zone.
+        self.children = ChildPool(core.vault, timeout=30.0)
         self._version = 0
         self._polls = core.metrics.counter(
             "skyfed_storage_cluster_polls",
@@ -56,6 +59,12 @@ class StorageParts:
             self.allowed_hosts,
             self.core.settings.poll_timeout,
         )
+
+    async def child_removed(self, session: AsyncSession, child_id: str) -> None:
+        """Forget the containers placed in a child removed by force (they live on
+        only there, and are served by it)."""
+        await session.execute(delete(Container).where(Container.child_id == child_id))
+        self.children.forget(child_id)
 
     # -- the summary section ---------------------------------------------------------
 
@@ -160,6 +169,7 @@ class StorageParts:
         finally:
             await stop(tasks)
             await self.pool.close()
+            await self.children.close()
 
     # -- metrics ---------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ bytes under each (its tiers share its disks).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from skyfed.objects.models import UP, StorageCluster
 from skyfed.zones.sections import Section
@@ -30,3 +31,21 @@ def storage_section(clusters: Iterable[StorageCluster]) -> Section:
             sums[f"used_bytes:{tier}"] = sums.get(f"used_bytes:{tier}", 0) + cluster.used_bytes
             maxes[f"free_bytes:{tier}"] = max(maxes.get(f"free_bytes:{tier}", 0), free)
     return Section(sums, maxes)
+
+
+def offered(summary: dict[str, Any], tier: str) -> tuple[float, float]:
+    """What a child's summary (as it sent it) offers of `tier`: the free bytes in all
+    its clusters, and in the one with the most."""
+    section = ((summary or {}).get("sections") or {}).get(NAME) or {}
+    key = f"free_bytes:{tier}"
+    return float((section.get("sum") or {}).get(key, 0)), float(
+        (section.get("max") or {}).get(key, 0)
+    )
+
+
+def tiers_of(summary: dict[str, Any]) -> set[str]:
+    """The tiers a child's summary offers."""
+    section = ((summary or {}).get("sections") or {}).get(NAME) or {}
+    return {
+        key.split(":", 1)[1] for key in (section.get("sum") or {}) if key.startswith("free_bytes:")
+    }

@@ -10,6 +10,8 @@ skyfed's reseller admin.
   listing) or writing (objects) there; `.r:<referrer>` entries in the read ACL let
   anyone read objects, and the listing too with `.rlistings`.
 - Anyone else gets 403 (401 without a token), before a name is looked up.
+- A parent zone's service account acts for the users whose access the parent
+  checked: it is an owner here (its credential is this link's alone).
 
 This is Swift's tempauth semantics, with skyfed projects for accounts and the
 `reader` role for a project's users who own nothing of it (Swift's `tester3`).
@@ -145,6 +147,9 @@ async def resolve(
     if not token:
         return Access(account_project, None, False, None, frozenset(), referrer)
     caller = await identities.principal(token)
+    # A parent zone's service account: the parent checked its user's access.
+    if caller.is_service:
+        return Access(account_project, caller, True, ADMIN_LEVEL, frozenset(), referrer)
     if caller.is_admin or (caller.project_id == account_project and MEMBER in caller.roles):
         return Access(account_project, caller, True, ADMIN_LEVEL, frozenset(), referrer)
     project = await session.get(Project, caller.project_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
@@ -30,9 +31,10 @@ from skyfed.identity.models import Project
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import ACTIVE, child_upstream, cluster_upstream
 from skyfed.objects.swift_access import Access, parse_account_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
-from skyfed.objects.swift_forward import ask
+from skyfed.objects.swift_forward import Upstream, ask
 from skyfed.objects.swift_listing import (
     CONTENT_TYPES,
     Entry,
@@ -43,6 +45,7 @@ from skyfed.objects.swift_listing import (
 )
 from skyfed.objects.swift_listing import select as select_page
 from skyfed.objects.swift_meta import check_metadata, meta_updates
+from skyfed.zones.models import ChildZone
 
 router = APIRouter(tags=["swift"])
 UNAVAILABLE_HEADER = "X-Skyfed-Unavailable-Clusters"
@@ -106,45 +109,47 @@ async def _read(
     rows = (
         await session.execute(
             select(
-                Container.name, Container.cluster_id, Container.tier, Container.created_at
+                Container.name,
+                Container.cluster_id,
+                Container.child_id,
+                Container.tier,
+                Container.created_at,
             ).where(Container.project_id == access.project_id)
         )
     ).all()
     row = await session.get(SwiftAccount, access.project_id)
     project = await session.get(Project, access.project_id)
-    clusters = {c.id: c for c in (await session.scalars(select(StorageCluster))).all()}
-    await session.commit()  # hold no connection while the clusters answer
     held: dict[str, dict[str, tuple[str, datetime]]] = defaultdict(dict)
-    for name, cluster_id, tier, created in rows:
-        held[cluster_id][name] = (tier, created)
-    asked = [clusters[cid] for cid in held if cid in clusters and clusters[cid].state == UP]
+    for name, cluster_id, child_id, tier, created in rows:
+        held[child_id or cluster_id or ""][name] = (tier, created)
+    places = await _places(session, parts, access, held.keys())
+    await session.commit()  # hold no connection while the clusters answer
+    # Known down (by the polls) or gone: not asked, listed from the table.
+    asked = {key: up for key, (up, ready) in places.items() if ready}
+    unavailable = {places[key][0].name if key in places else key for key in held} - {
+        up.name for up in asked.values()
+    }
     params = query.params() if is_get else [("format", "json")]
     answers = await asyncio.gather(
-        *(ask(parts, c, request.method, account, params) for c in asked), return_exceptions=True
+        *(ask(up, request.method, account, params) for up in asked.values()),
+        return_exceptions=True,
     )
-    # Known down (by the polls): not asked, listed from the table.
-    unavailable = [
-        clusters[cid].name for cid in held if cid in clusters and clusters[cid] not in asked
-    ]
     counts = _Counts()
     listings: list[list[Entry]] = []
-    for cluster, answer in zip(asked, answers, strict=True):
+    for (key, upstream), answer in zip(list(asked.items()), answers, strict=True):
         if isinstance(answer, BaseException) or (answer[0] >= 300 and answer[0] != 404):
-            unavailable.append(cluster.name)
-            if is_get:
-                listings.append(_from_table(held[cluster.id], query))
+            unavailable.add(upstream.name)
+            del asked[key]
             continue
         _, headers, body = answer
-        counts.add(cluster, headers)
+        counts.add(upstream, headers)
+        below = headers.get(UNAVAILABLE_HEADER.lower())
+        unavailable |= set(below.split(",")) if below else set()
         if is_get and isinstance(body, list):
-            mine = held[cluster.id]
+            mine = held[key]
             listings.append([e for e in body if "subdir" in e or e.get("name") in mine])
     if is_get:
-        listings += [
-            _from_table(names, query)
-            for cid, names in held.items()
-            if clusters.get(cid) not in asked
-        ]
+        listings += [_from_table(names, query) for key, names in held.items() if key not in asked]
     out = _account_headers(access, row, project, rows, counts)
     if unavailable:
         out[UNAVAILABLE_HEADER] = ",".join(sorted(unavailable))
@@ -156,6 +161,22 @@ async def _read(
     if not body:
         return Response(status_code=204, headers=out | {"Content-Type": content_type})
     return Response(content=body, status_code=200, headers=out, media_type=content_type)
+
+
+async def _places(
+    session: AsyncSession, parts: StorageParts, access: Access, keys: Iterable[str]
+) -> dict[str, tuple[Upstream, bool]]:
+    """Each place holding some of the account's containers, and whether it is up."""
+    places: dict[str, tuple[Upstream, bool]] = {}
+    for key in keys:
+        cluster = await session.get(StorageCluster, key)
+        if cluster is not None:
+            places[key] = (cluster_upstream(parts, cluster), cluster.state == UP)
+            continue
+        child = await session.get(ChildZone, key)
+        if child is not None:
+            places[key] = (child_upstream(parts, child, access.caller), child.state == ACTIVE)
+    return places
 
 
 def _from_table(names: dict[str, tuple[str, datetime]], query: ListingQuery) -> list[Entry]:
@@ -176,11 +197,11 @@ class _Counts:
         self.bytes = 0
         self.per_tier: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
-    def add(self, cluster: StorageCluster, headers: object) -> None:
-        get = headers.get  # type: ignore[attr-defined]
+    def add(self, upstream: Upstream, headers: Mapping[str, str]) -> None:
+        get = headers.get
         self.objects += int(get("x-account-object-count", 0) or 0)
         self.bytes += int(get("x-account-bytes-used", 0) or 0)
-        for tier, policy in cluster.tiers.items():
+        for tier, policy in upstream.tiers.items():
             prefix = f"x-account-storage-policy-{policy.lower()}-"
             self.per_tier[tier][0] += int(get(prefix + "object-count", 0) or 0)
             self.per_tier[tier][1] += int(get(prefix + "bytes-used", 0) or 0)
@@ -196,7 +217,7 @@ def _account_headers(
     created = project.created_at if project is not None else utcnow()
     stamp = f"{created.timestamp():.5f}"
     per_tier_containers: dict[str, int] = defaultdict(int)
-    for _, _, tier, _ in rows:
+    for *_, tier, _ in rows:
         per_tier_containers[tier] += 1
     out = {
         "X-Account-Container-Count": str(len(rows)),

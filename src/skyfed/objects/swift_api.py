@@ -1,30 +1,27 @@
 """The storage URL's container and object routes: `/v1/AUTH_<project id>/<container>[/<object>]`.
 
 With `X-Auth-Token` (a skyfed token from `/auth/v1.0`), or none where a container's
-read ACL lets anyone in (swift_access). A new container is placed on one of this
-zone's storage clusters with room in its tier (`X-Storage-Policy`, else the zone's
-`default_storage_tier`), chosen at random weighted by free bytes so an account's
-containers spread; the `containers` table remembers where, with the container's
-ACLs and attributes, and every request on it is forwarded there (swift_forward).
+read ACL lets anyone in (swift_access). A new container is placed in this
+zone's subtree with room in its tier (`X-Storage-Policy`, else the zone's
+`default_storage_tier`; places.py); the `containers` table remembers where, with
+the container's ACLs and attributes, and every request on it is forwarded there
+(swift_forward).
 """
 
 from __future__ import annotations
 
-import random
-
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, NotFound, Unavailable
+from skyfed.errors import Conflict, NotFound
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects.api import PartsDep
-from skyfed.objects.models import UP, Container, StorageCluster
+from skyfed.objects.models import Container
+from skyfed.objects.places import place, upstream_of
 from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
-from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, forward
+from skyfed.objects.swift_forward import forward
 from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
 ATTR = "container-attr"
@@ -39,46 +36,9 @@ router = APIRouter(tags=["swift"])
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
 
-async def _place(
-    session: AsyncSession, project_id: str, name: str, tier: str
-) -> tuple[Container, bool]:
-    """A cluster of this zone, up, with `tier` and room: at random, weighted by its
-    free bytes. Recorded, or the container another request recorded first."""
-    clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
-    candidates = [
-        c for c in clusters if c.state == UP and tier in c.tiers and c.capacity_bytes > c.used_bytes
-    ]
-    if not candidates:
-        raise Unavailable(
-            f"no storage cluster here offers tier '{tier}' with room", code=CLUSTER_UNAVAILABLE
-        )
-    free = [c.capacity_bytes - c.used_bytes for c in candidates]
-    chosen = random.choices(candidates, weights=free)[0]
-    container = Container(project_id=project_id, name=name, cluster_id=chosen.id, tier=tier)
-    session.add(container)
-    try:
-        await session.commit()
-    except IntegrityError:  # another request placed it first: that place holds
-        await session.rollback()
-        found = await session.get(Container, (project_id, name))
-        if found is None:
-            raise
-        return found, False
-    return container, True
-
-
 async def _forget(session: AsyncSession, container: Container) -> None:
     await session.delete(container)
     await session.commit()
-
-
-async def _cluster(session: AsyncSession, container: Container) -> StorageCluster:
-    cluster = await session.get(StorageCluster, container.cluster_id)
-    if cluster is None:
-        raise Unavailable(
-            f"the cluster of container '{container.name}' is gone", code=CLUSTER_UNAVAILABLE
-        )
-    return cluster
 
 
 async def _known(session: AsyncSession, access: Access, name: str) -> Container:
@@ -146,15 +106,15 @@ async def container_route(
         placed_now = False
         if known is None:
             tier = asked or parts.core.settings.default_storage_tier
-            known, placed_now = await _place(session, project_id, container, tier)
+            known, placed_now = await place(session, project_id, container, tier)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
-        cluster = await _cluster(session, known)
-        policy = cluster.tiers.get(known.tier, known.tier)
+        upstream = await upstream_of(session, parts, known, access.caller)
+        policy = upstream.tiers.get(known.tier, known.tier)
         await session.commit()  # hold no connection while the cluster answers
         try:
             answer = await forward(
-                request, parts, cluster, account, (container,), {"x-storage-policy": policy}, drop
+                request, upstream, account, (container,), {"x-storage-policy": policy}, drop
             )
         except BaseException:
             if placed_now:
@@ -169,9 +129,9 @@ async def container_route(
         return answer
     known = await _known(session, access, container)
     access.container(method, known, sets_acl)
-    cluster = await _cluster(session, known)
+    upstream = await upstream_of(session, parts, known, access.caller)
     await session.commit()  # hold no connection while the cluster answers
-    answer = await forward(request, parts, cluster, account, (container,), drop=drop)
+    answer = await forward(request, upstream, account, (container,), drop=drop)
     if method == "DELETE" and answer.status_code in (204, 404):
         await _forget(session, known)
     elif method == "POST" and answer.status_code < 300:
@@ -197,6 +157,6 @@ async def object_route(
     access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
     known = await _known(session, access, container)
     access.object(request.method, known)
-    cluster = await _cluster(session, known)
+    upstream = await upstream_of(session, parts, known, access.caller)
     await session.close()  # hold no connection while an object streams
-    return await forward(request, parts, cluster, account, (container, obj))
+    return await forward(request, upstream, account, (container, obj))

@@ -1,15 +1,18 @@
-"""Forwarding a Swift request to the storage cluster that holds its container.
+"""Forwarding a Swift request to where its container is: a storage cluster of this
+zone, or the child zone it was placed in.
 
-Requests go as the cluster's reseller admin, on the project's account of that
-cluster (`AUTH_<project id>` there too), with the caller's headers and query as
-given except the hop's and the caller's own; bodies are streamed both ways, never
-held whole.
+To a cluster, requests go as its reseller admin, on the project's account there
+(`AUTH_<project id>` on the cluster too); to a child, as this zone's service
+account for it, with the end user's identity, which the child trusts this zone to
+have checked (swift_access). The caller's headers and query go as given except the
+hop's and the caller's own; bodies are streamed both ways, never held whole.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,9 +21,10 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from skyfed.errors import Unavailable
+from skyfed.objects.child_pool import ChildLoginFailed
 from skyfed.objects.cluster_pool import ClusterSession
-from skyfed.objects.models import StorageCluster
-from skyfed.objects.parts import StorageParts
+from skyfed.objects.swift_backend import BackendError
+from skyfed.wire import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 
 CLUSTER_UNAVAILABLE = "cluster_unavailable"
 # Headers that are the hop's or the caller's own, never passed on.
@@ -42,80 +46,96 @@ HOP = frozenset(
         # (syncing a container to any host) is not a member's to pass on.
         "x-container-sync-to",
         "x-container-sync-key",
+        # An identity is forwarded by this zone alone, never passed through.
+        FORWARDED_USER_ID.lower(),
+        FORWARDED_USER.lower(),
+        FORWARDED_PROJECT.lower(),
+        FORWARDED_ROLES.lower(),
     }
 )
 
 
-def unavailable(cluster: StorageCluster, exc: BaseException | str) -> Unavailable:
-    return Unavailable(
-        f"storage cluster '{cluster.name}' did not answer: {exc}", code=CLUSTER_UNAVAILABLE
-    )
+@dataclass
+class Upstream:
+    """Where requests on a container go: its cluster, or the child zone holding it."""
+
+    kind: str  # "storage cluster" or "zone"
+    name: str
+    connect: Callable[[bool], Awaitable[ClusterSession]]  # (fresh) -> session
+    # skyfed tier -> the name the upstream gives it (a cluster's storage policy).
+    tiers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request
+
+    def unavailable(self, exc: BaseException | str) -> Unavailable:
+        return Unavailable(
+            f"{self.kind} '{self.name}' did not answer: {exc}", code=CLUSTER_UNAVAILABLE
+        )
+
+
+_FAILURES = (httpx.HTTPError, OSError, BackendError, ChildLoginFailed)
 
 
 async def forward(
     request: Request,
-    parts: StorageParts,
-    cluster: StorageCluster,
+    upstream: Upstream,
     account: str,
     path: tuple[str, ...],
     extra: Mapping[str, str] | None = None,
     drop: frozenset[str] = frozenset(),
 ) -> Response:
-    """The cluster's answer to the request, streamed back; `extra` headers are sent
+    """The upstream's answer to the request, streamed back; `extra` headers are sent
     with it, `drop` ones are neither sent nor answered."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP | drop}
-    headers |= extra or {}
+    headers |= {**upstream.headers, **(extra or {})}
     body = request.stream() if request.method in ("PUT", "POST") else None
     length = request.headers.get("content-length")
     if length is not None:
         headers["content-length"] = length
+    params = list(request.query_params.multi_items())
     try:
-        session = await parts.pool.session(cluster)
-        upstream = await _send(session, request.method, account, path, request, headers, body)
-        if upstream.status_code == 401 and body is None:  # its token expired: once more
-            await upstream.aclose()
-            session = await parts.pool.session(cluster, fresh=True)
-            upstream = await _send(session, request.method, account, path, request, headers, None)
-    except (httpx.HTTPError, OSError) as exc:
-        raise unavailable(cluster, exc) from exc
+        session = await upstream.connect(False)
+        answer = await _send(session, request.method, account, path, headers, body, params)
+        if answer.status_code == 401 and body is None:  # its token expired: once more
+            await answer.aclose()
+            session = await upstream.connect(True)
+            answer = await _send(session, request.method, account, path, headers, None, params)
+    except _FAILURES as exc:
+        raise upstream.unavailable(exc) from exc
     answer_headers = {
         k: v
-        for k, v in upstream.headers.items()
+        for k, v in answer.headers.items()
         if k.lower() not in HOP | drop | {"content-encoding"}
     }
-    if "content-length" in upstream.headers:
-        answer_headers["content-length"] = upstream.headers["content-length"]
-    if request.method == "HEAD" or upstream.status_code in (204, 304):
-        await upstream.aclose()
-        return Response(status_code=upstream.status_code, headers=answer_headers)
+    if "content-length" in answer.headers:
+        answer_headers["content-length"] = answer.headers["content-length"]
+    if request.method == "HEAD" or answer.status_code in (204, 304):
+        await answer.aclose()
+        return Response(status_code=answer.status_code, headers=answer_headers)
     return StreamingResponse(
-        upstream.aiter_raw(),
-        status_code=upstream.status_code,
+        answer.aiter_raw(),
+        status_code=answer.status_code,
         headers=answer_headers,
-        background=BackgroundTask(upstream.aclose),
+        background=BackgroundTask(answer.aclose),
     )
 
 
 async def _send(
-    cluster: ClusterSession,
+    session: ClusterSession,
     method: str,
     account: str,
     path: tuple[str, ...],
-    request: Request | None,
     headers: Mapping[str, str],
     body: AsyncIterator[bytes] | None,
-    params: list[tuple[str, str]] | None = None,
+    params: list[tuple[str, str]],
 ) -> httpx.Response:
-    if params is None and request is not None:
-        params = list(request.query_params.multi_items())
-    outgoing = cluster.http.build_request(
+    outgoing = session.http.build_request(
         method,
-        cluster.url(account, *path),
+        session.url(account, *path),
         params=params,
-        headers={**headers, "x-auth-token": cluster.token},
+        headers={**headers, "x-auth-token": session.token},
         content=body,
     )
-    return await cluster.http.send(outgoing, stream=True)
+    return await session.http.send(outgoing, stream=True)
 
 
 # An account listing of 10,000 containers is about 1.3 MB of JSON.
@@ -123,31 +143,27 @@ MAX_LISTING_BYTES = 32 << 20
 
 
 async def ask(
-    parts: StorageParts,
-    cluster: StorageCluster,
-    method: str,
-    account: str,
-    params: list[tuple[str, str]] | None = None,
+    upstream: Upstream, method: str, account: str, params: list[tuple[str, str]]
 ) -> tuple[int, httpx.Headers, Any]:
-    """A small request of skyfed's own to a cluster (an account's HEAD or listing):
-    status, headers and the JSON body (None when there is none)."""
+    """A small request of skyfed's own (an account's HEAD or listing): status,
+    headers and the JSON body (None when there is none)."""
     try:
         for fresh in (False, True):
-            session = await parts.pool.session(cluster, fresh=fresh)
-            upstream = await _send(session, method, account, (), None, {}, None, params or [])
+            session = await upstream.connect(fresh)
+            answer = await _send(session, method, account, (), upstream.headers, None, params)
             try:
-                if upstream.status_code == 401 and not fresh:
+                if answer.status_code == 401 and not fresh:
                     continue
                 chunks, size = [], 0
-                async for chunk in upstream.aiter_bytes():
+                async for chunk in answer.aiter_bytes():
                     size += len(chunk)
                     if size > MAX_LISTING_BYTES:
-                        raise unavailable(cluster, "its listing is too large")
+                        raise upstream.unavailable("its listing is too large")
                     chunks.append(chunk)
             finally:
-                await upstream.aclose()
+                await answer.aclose()
             body = b"".join(chunks)
-            return upstream.status_code, upstream.headers, json.loads(body) if body else None
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        raise unavailable(cluster, exc) from exc
-    raise unavailable(cluster, "it refused skyfed's token twice")
+            return answer.status_code, answer.headers, json.loads(body) if body else None
+    except (*_FAILURES, ValueError) as exc:
+        raise upstream.unavailable(exc) from exc
+    raise upstream.unavailable("it refused skyfed's token twice")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from skyfed.core import SessionDep
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import StorageCluster
-from skyfed.objects.section import NAME
+from skyfed.objects.section import tiers_of
 from skyfed.objects.swift_listing import LISTING_LIMIT
 from skyfed.objects.swift_meta import (
     MAX_HEADER_SIZE,
@@ -32,18 +32,12 @@ router = APIRouter(tags=["swift"])
 MAX_FILE_SIZE = 5 * 1024**3 + 2
 
 
-def tiers_in(sections: dict[str, Any]) -> set[str]:
-    """The tiers a child's summary offers (its `storage` section's per-tier keys)."""
-    storage = sections.get(NAME) or {}
-    return {key.split(":", 1)[1] for key in (storage.get("sum") or {}) if ":" in key}
-
-
 @router.get("/info", include_in_schema=False)
 async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
     clusters = (await session.scalars(select(StorageCluster))).all()
     tiers: set[str] = {tier for c in clusters for tier in c.tiers}
     for summary in (await session.scalars(select(ChildZone.summary))).all():
-        tiers |= tiers_in((summary or {}).get("sections") or {})
+        tiers |= tiers_of(summary)
     sizes = [int(c.info.get("max_file_size", MAX_FILE_SIZE)) for c in clusters if c.info]
     default = parts.core.settings.default_storage_tier
     return {

@@ -1,4 +1,5 @@
-"""swift_accounts (account metadata and ACL); containers gain ACLs and attributes
+"""swift_accounts (account metadata and ACL); containers gain ACLs, attributes and
+a child zone as their place
 
 Revision ID: 0010
 Revises: 0009
@@ -26,6 +27,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     with op.batch_alter_table("containers") as batch:
+        batch.alter_column("cluster_id", existing_type=sa.String(36), nullable=True)
+        batch.add_column(sa.Column("child_id", sa.String(36), nullable=True))
+        batch.create_index("ix_containers_child_id", ["child_id"])
         batch.add_column(sa.Column("read_acl", sa.String(4096), nullable=False, server_default=""))
         batch.add_column(
             sa.Column("write_acl", sa.String(4096), nullable=False, server_default="")
@@ -38,4 +42,7 @@ def downgrade() -> None:
         batch.drop_column("attributes")
         batch.drop_column("write_acl")
         batch.drop_column("read_acl")
+        batch.drop_index("ix_containers_child_id")
+        batch.drop_column("child_id")
+        batch.alter_column("cluster_id", existing_type=sa.String(36), nullable=False)
     op.drop_table("swift_accounts")

@@ -1,0 +1,100 @@
+"""Where a container goes and where it is: a storage cluster of this zone, or a
+child zone, which takes the same decision below it.
+
+A new container's place is drawn at random among those up that offer its tier with
+room, weighted by their free bytes (a child's: the sum over its subtree, as its
+summary last said), so an account's containers spread. The `containers` table's
+unique key makes the first placement of a name the one that holds.
+"""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.errors import Unavailable
+from skyfed.identity.principal import Principal
+from skyfed.objects.models import UP, Container, StorageCluster
+from skyfed.objects.parts import StorageParts
+from skyfed.objects.section import offered, tiers_of
+from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, Upstream
+from skyfed.wire import forwarded_headers
+from skyfed.zones.models import ChildZone
+
+ACTIVE = "active"
+
+
+def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
+    return Upstream(
+        "storage cluster",
+        cluster.name,
+        lambda fresh: parts.pool.session(cluster, fresh=fresh),
+        tiers=dict(cluster.tiers),
+    )
+
+
+def child_upstream(parts: StorageParts, child: ChildZone, caller: Principal | None) -> Upstream:
+    return Upstream(
+        "zone",
+        child.name,
+        lambda fresh: parts.children.session(child, fresh=fresh),
+        tiers={tier: tier for tier in tiers_of(child.summary)},
+        headers=forwarded_headers(caller) if caller is not None else {},
+    )
+
+
+async def upstream_of(
+    session: AsyncSession, parts: StorageParts, container: Container, caller: Principal | None
+) -> Upstream:
+    if container.child_id is not None:
+        child = await session.get(ChildZone, container.child_id)
+        if child is not None:
+            return child_upstream(parts, child, caller)
+    elif container.cluster_id is not None:
+        cluster = await session.get(StorageCluster, container.cluster_id)
+        if cluster is not None:
+            return cluster_upstream(parts, cluster)
+    raise Unavailable(
+        f"the place of container '{container.name}' is gone", code=CLUSTER_UNAVAILABLE
+    )
+
+
+async def place(
+    session: AsyncSession, project_id: str, name: str, tier: str
+) -> tuple[Container, bool]:
+    """The container placed now (True), or as another request placed it first."""
+    clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
+    children = (await session.scalars(select(ChildZone).where(ChildZone.state == ACTIVE))).all()
+    weighted: list[tuple[Container, float]] = [
+        (
+            Container(project_id=project_id, name=name, cluster_id=c.id, tier=tier),
+            c.capacity_bytes - c.used_bytes,
+        )
+        for c in clusters
+        if c.state == UP and tier in c.tiers and c.capacity_bytes > c.used_bytes
+    ]
+    for child in children:
+        total, largest = offered(child.summary, tier)
+        if largest > 0:
+            weighted.append(
+                (Container(project_id=project_id, name=name, child_id=child.id, tier=tier), total)
+            )
+    if not weighted:
+        raise Unavailable(
+            f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
+            code=CLUSTER_UNAVAILABLE,
+        )
+    chosen = random.choices([c for c, _ in weighted], weights=[w for _, w in weighted])[0]
+    session.add(chosen)
+    try:
+        await session.commit()
+    except IntegrityError:  # another request placed it first: that place holds
+        await session.rollback()
+        found = await session.get(Container, (project_id, name))
+        if found is None:
+            raise
+        return found, False
+    return chosen, True

@@ -1,0 +1,169 @@
+"""The Swift API of a root zone with no clusters of its own: containers placed in
+its children's clusters by tier and room, objects and listings through the root,
+ACLs checked at the root, and a child down for its containers only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from swiftclient.client import ClientException, Connection
+
+from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
+from skyfed.objects.models import Container
+from skyfed.zones.models import ChildZone
+from tests.conftest import SERVICE_PASSWORD, ServedZone, free_test_port, zone_settings
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_tree")]
+GiB = 1 << 30
+PASSWORD = "member-password-1"
+
+
+@dataclass
+class Tree:
+    root: ServedZone
+    children: dict[str, ServedZone]
+    swifts: LocalSwiftSet
+
+    async def poll(self) -> None:
+        for child in self.children.values():
+            await child.process.storage.cycle()
+        await self.root.process.tree.poller.cycle()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tree(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Tree]:
+    root_dir = tmp_path_factory.mktemp("tree")
+    first = free_base_port()
+    swifts = LocalSwiftSet(
+        [
+            LocalSwift(root_dir / "s1", first, "dc1-swift", ("gold",)),
+            LocalSwift(root_dir / "s2", free_base_port([first]), "dc2-swift", ("gold", "silver")),
+        ]
+    )
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(swifts)
+        children: dict[str, ServedZone] = {}
+        for name, swift in zip(("dc1", "dc2"), swifts, strict=True):
+            settings = zone_settings(
+                root_dir / name, None, name=name, port=free_test_port(),
+                allowed_storage_hosts=["127.0.0.1"],
+            )  # fmt: skip
+            zone = await stack.enter_async_context(ServedZone(settings))
+            async with zone.client() as admin:
+                creds = swift.reseller_admin
+                await admin.add_storage_cluster(
+                    swift.name, swift.auth_url, creds.user, creds.key,
+                    tiers={t: t for t in swift.policies}, capacity_bytes=10 * GiB,
+                )  # fmt: skip
+            children[name] = zone
+        root = await stack.enter_async_context(
+            ServedZone(zone_settings(root_dir / "root", None, name="root", port=free_test_port()))
+        )
+        async with root.client() as admin:
+            for name, child in children.items():
+                await admin.add_zone(name, child.url, "svc", SERVICE_PASSWORD)
+            await admin.create_project("p1")
+            await admin.create_user("mia", PASSWORD, "p1", ["member"])
+            await admin.create_user("rita", PASSWORD, "p1", ["reader"])
+        built = Tree(root, children, swifts)
+        await built.poll()
+        yield built
+
+
+def connect(zone: ServedZone, user: str) -> Connection:
+    return Connection(authurl=f"{zone.url}/auth/v1.0", user=user, key=PASSWORD, retries=0)
+
+
+async def call(connection: Connection, method: str, *args: object, **kwargs: object) -> object:
+    return await asyncio.to_thread(getattr(connection, method), *args, **kwargs)
+
+
+async def places(zone: ServedZone) -> dict[str, str | None]:
+    """Each container of the zone's table and the name of the child holding it."""
+    async with zone.process.core.db.session() as session:
+        names = {c.id: c.name for c in await session.scalars(select(ChildZone))}
+        return {
+            c.name: names.get(c.child_id or "") for c in await session.scalars(select(Container))
+        }
+
+
+async def test_the_root_places_containers_in_its_children_and_serves_them(tree: Tree) -> None:
+    async with httpx.AsyncClient() as http:
+        info = (await http.get(f"{tree.root.url}/info")).json()
+    assert [p["name"] for p in info["swift"]["policies"]] == ["gold", "silver"]
+
+    mia = connect(tree.root, "p1:mia")
+    names = [f"c{i:02}" for i in range(16)]
+    for name in names:
+        await call(mia, "put_container", name)
+    await call(mia, "put_container", "cold", {"X-Storage-Policy": "silver"})
+    placed = {name: child for name, child in (await places(tree.root)).items() if child}
+    assert set(placed.values()) == {"dc1", "dc2"}, "spread over both children"
+    assert placed["cold"] == "dc2", "silver is only in dc2"
+    # Each child knows its own and placed it on its cluster.
+    for name, child in tree.children.items():
+        below = await places(child)
+        assert set(below) == {n for n, z in placed.items() if z == name}
+
+    await call(mia, "put_object", "c00", "a.txt", b"alpha")
+    await call(mia, "put_object", "cold", "b.txt", b"beta" * 1000)
+    _, body = await call(mia, "get_object", "cold", "b.txt")
+    assert body == b"beta" * 1000
+    _, listing = await call(mia, "get_account", full_listing=True)
+    assert [c["name"] for c in listing] == sorted([*names, "cold"])
+    head = await call(mia, "head_account")
+    assert head["x-account-container-count"] == str(len(names) + 1)
+    # Through the root, a policy change is still refused.
+    with pytest.raises(ClientException) as refused:
+        await call(mia, "put_container", "cold", {"X-Storage-Policy": "gold"})
+    assert refused.value.http_status == 409
+
+
+async def test_acls_are_checked_at_the_root(tree: Tree) -> None:
+    mia, rita = connect(tree.root, "p1:mia"), connect(tree.root, "p1:rita")
+    await call(mia, "put_container", "shared")
+    await call(mia, "put_object", "shared", "doc", b"hello")
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    await asyncio.to_thread(rita.get_auth)
+    rita.url = url
+    with pytest.raises(ClientException) as refused:
+        await call(rita, "get_object", "shared", "doc")
+    assert refused.value.http_status == 403
+    await call(mia, "post_container", "shared", {"X-Container-Read": "p1:rita"})
+    _, body = await call(rita, "get_object", "shared", "doc")
+    assert body == b"hello"
+    # A user's token is the root's: a child does not take it (its own users only).
+    child = next(iter(tree.children.values()))
+    async with httpx.AsyncClient() as http:
+        _, token = await asyncio.to_thread(mia.get_auth)
+        direct = await http.get(
+            f"{child.url}/v1/{url.rsplit('/', 1)[1]}", headers={"X-Auth-Token": token}
+        )
+    assert direct.status_code == 401
+
+
+async def test_a_child_down_breaks_only_its_containers(tree: Tree) -> None:
+    mia = connect(tree.root, "p1:mia")
+    placed = await places(tree.root)
+    on_dc1 = sorted(n for n, child in placed.items() if child == "dc1")
+    on_dc2 = sorted(n for n, child in placed.items() if child == "dc2")
+    dc2 = tree.children["dc2"]
+    await dc2.__aexit__(None, None, None)  # stopped: its port answers nothing
+    try:
+        headers, listing = await call(mia, "get_account", full_listing=True)
+        assert [c["name"] for c in listing] == sorted(on_dc1 + on_dc2)
+        assert headers["x-skyfed-unavailable-clusters"] == "dc2"
+        with pytest.raises(ClientException) as refused:
+            await call(mia, "get_container", on_dc2[0])
+        assert refused.value.http_status == 503
+        assert "zone 'dc2' did not answer" in refused.value.http_response_content.decode()
+        await call(mia, "head_container", on_dc1[0])
+    finally:
+        await dc2.__aenter__()
