@@ -31,9 +31,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("child_id", sa.String(36), nullable=True))
         batch.create_index("ix_containers_child_id", ["child_id"])
         batch.add_column(sa.Column("read_acl", sa.String(4096), nullable=False, server_default=""))
-        batch.add_column(
-            sa.Column("write_acl", sa.String(4096), nullable=False, server_default="")
-        )
+        batch.add_column(sa.Column("write_acl", sa.String(4096), nullable=False, server_default=""))
         batch.add_column(sa.Column("attributes", sa.JSON(), nullable=False, server_default="{}"))
 
 
