@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import psutil
 import pytest
 import tomli_w
 from prometheus_client.parser import text_string_to_metric_families
+from swiftclient.client import Connection
 
 from skyfed.client import SkyfedClient, SkyfedError, ZoneUnreachable
 from skyfed.federation.topology import load_topology
@@ -171,6 +173,23 @@ async def _storage_clusters_run_and_are_registered(manifest: dict, zones: dict) 
     gib = 1 << 30
     assert storage["free_bytes:gold"] == (200 + 100) * gib
     assert storage["free_bytes:silver"] == (200 + 500 + 100) * gib
+
+    # The demo account logs in at the root; its containers land in the data centres.
+    store = manifest["object_store"]
+    assert store["auth_url"] == f"{zones['global']['url']}/auth/v1.0"
+    demo = Connection(
+        authurl=store["auth_url"],
+        user=f"{store['project']}:{store['username']}",
+        key=store["password"],
+        retries=0,
+    )
+    await asyncio.to_thread(demo.put_container, "photos")
+    await asyncio.to_thread(demo.put_container, "archive", headers={"X-Storage-Policy": "silver"})
+    await asyncio.to_thread(demo.put_object, "archive", "a.txt", b"kept")
+    _, body = await asyncio.to_thread(demo.get_object, "archive", "a.txt")
+    assert body == b"kept"
+    _, listing = await asyncio.to_thread(demo.get_account)
+    assert [c["name"] for c in listing] == ["archive", "photos"]
 
 
 async def _every_zone_is_scraped(state: Path, zones: dict) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import tomli_w
 
 from skyfed.client import SkyfedClient
@@ -54,6 +55,9 @@ from skyfed.settings import Settings
 
 ADMIN_USER = "admin"
 LINK_PROJECT = "service"  # where a child keeps its parents' link accounts
+
+
+DEMO = "demo"
 
 
 def agent_username(zone: str) -> str:
@@ -99,6 +103,10 @@ class Federation:
         self.swifts: dict[str, tuple[str, LocalSwift]] = {}
         # Why the clusters were not started (the swift extra missing), for the operator.
         self.storage_note: str | None = None
+        # The object store's demo account at the root: a project with one member.
+        store = previous.get("object_store") or {}
+        self.demo_password = str(store.get("password") or secrets.token_urlsafe(16))
+        self.demo_ready = False
 
     def _previous_manifest(self) -> dict[str, Any]:
         try:
@@ -270,7 +278,38 @@ class Federation:
                     await client.add_storage_cluster(
                         swift.name, swift.auth_url, admin.user, admin.key, **fields
                     )
+        await self.provision_demo()
         self.write_manifest()
+        progress("waiting for the root to offer the clusters' tiers")
+        await self.wait_storage_offered()
+
+    async def provision_demo(self) -> None:
+        """A project and a member at the first root, for Swift clients to log in with
+        (`demo:demo` and the password in federation.json); made again on a rerun."""
+        async with self.admin_client(self.topology.roots()[0]) as client:
+            if DEMO not in {p.name for p in await client.list_projects()}:
+                await client.create_project(DEMO, "the object store's demo account (skyfed up)")
+            if DEMO in {u.name for u in await client.list_users()}:
+                await client.delete_user(DEMO)  # its password is the one written down
+            await client.create_user(DEMO, self.demo_password, DEMO, ["member"])
+        self.demo_ready = True
+
+    async def wait_storage_offered(self, timeout: float = 60.0) -> None:
+        """Until the root's Swift API offers every tier of the clusters (its children's
+        summaries carry them up), at most `timeout` seconds."""
+        wanted = {tier for _, swift in self.swifts.values() for tier in swift.policies}
+        url = f"{self.zones[self.topology.roots()[0]].url}/info"
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            for _ in range(int(timeout * 2) + 1):
+                try:
+                    info = (await http.get(url)).json()
+                    offered = {p["name"] for p in info["swift"]["policies"]}
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    offered = set()
+                if wanted <= offered or time.monotonic() > deadline:
+                    return
+                await asyncio.sleep(0.5)
 
     async def link(self) -> None:
         for name in self.topology.order_children_first():
@@ -382,7 +421,7 @@ class Federation:
             "links": dict(self.link_passwords),
             # What `skyfed up` made on the broker (passwords: in each zone's config).
             "broker": {"vhosts": self.broker.vhosts, "users": self.broker.user_names},
-            "object_store": {"clusters": self._clusters()},
+            "object_store": self._object_store(),
             "zones": [
                 {
                     "name": name,
@@ -404,6 +443,16 @@ class Federation:
                 for name, zone in self.zones.items()
             ],
         }
+
+    def _object_store(self) -> dict[str, Any]:
+        """The root's Swift API, its demo account, and the clusters behind it."""
+        store: dict[str, Any] = {"clusters": self._clusters()}
+        roots = self.topology.roots()
+        if roots and roots[0] in self.zones:
+            store["auth_url"] = f"{self.zones[roots[0]].url}/auth/v1.0"
+        if self.demo_ready:
+            store |= {"project": DEMO, "username": DEMO, "password": self.demo_password}
+        return store
 
     def _clusters(self) -> list[dict[str, Any]]:
         """Each Swift cluster with its own direct credentials (a reseller admin), so an
