@@ -1,10 +1,12 @@
 """The Swift account through python-swiftclient: one listing merged over the
 clusters that hold its containers, its metadata and ACL kept by skyfed, container
-ACLs and attributes, `/info`, and a cluster down during a listing."""
+ACLs and attributes, copies between clusters, `/info`, and a cluster down during a
+listing."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -261,6 +263,45 @@ async def test_container_attributes_are_kept_by_skyfed(
 
 def mia_project(connection: Connection) -> str:
     return str(connection.url).rsplit("/", 1)[1].removeprefix("AUTH_")
+
+
+async def test_copies_between_clusters_keep_content_and_metadata(zone: ServedZone) -> None:
+    mia = connect(zone, "p1:mia")
+    async with zone.process.core.db.session() as session:
+        where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
+    east = next(n for n in NAMES if where[n] == where["c00"])
+    west = next(n for n in NAMES if where[n] != where["c00"])
+    body = bytes(range(256)) * 4000  # 1 MB
+    meta = {"X-Object-Meta-Color": "blue", "Content-Type": "application/x-test"}
+    await call(mia, "put_object", east, "src", body, headers=meta)
+
+    # COPY to a container on the other cluster, then X-Copy-From back, with metadata.
+    await call(
+        mia, "copy_object", east, "src", f"/{west}/copied", headers={"X-Object-Meta-Size": "L"}
+    )
+    head, got = await call(mia, "get_object", west, "copied")
+    assert got == body
+    assert head["content-type"] == "application/x-test"
+    assert (head["x-object-meta-color"], head["x-object-meta-size"]) == ("blue", "L")
+    answer: dict[str, str] = {}
+    fresh = {"X-Copy-From": f"{west}/copied", "X-Fresh-Metadata": "true", "Content-Length": "0"}
+    await call(mia, "put_object", east, "back", None, headers=fresh, response_dict=answer)
+    assert answer["status"] == 201
+    assert answer["headers"]["x-copied-from"] == f"{west}/copied"
+    head = await call(mia, "head_object", east, "back")
+    assert head["etag"] == hashlib.md5(body).hexdigest() and "x-object-meta-color" not in head
+    # On one cluster, the backend copies (same answer).
+    await call(mia, "copy_object", east, "src", f"/{east}/twin")
+    assert (await call(mia, "head_object", east, "twin"))["x-object-meta-color"] == "blue"
+
+    # A copy reads as the caller may: otto can do neither end in mia's account.
+    otto = connect(zone, "p2:otto")
+    await call(otto, "put_container", "ottos")
+    mia_account = (await asyncio.to_thread(mia.get_auth))[0].rsplit("/", 1)[1]
+    steal = {"X-Copy-From": f"{east}/src", "X-Copy-From-Account": mia_account}
+    assert await status_of(otto, "put_object", "ottos", "stolen", b"", headers=steal) == 403
+    missing = {"X-Copy-From": f"{east}/nothing"}
+    assert await status_of(mia, "put_object", west, "x", b"", headers=missing) == 404
 
 
 async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:

@@ -15,11 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import Unavailable
+from skyfed.errors import NotFound, Unavailable
 from skyfed.identity.principal import Principal
 from skyfed.objects.models import UP, Container, StorageCluster
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import offered, tiers_of
+from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, Upstream
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
@@ -44,6 +45,16 @@ def child_upstream(parts: StorageParts, child: ChildZone, caller: Principal | No
         tiers={tier: tier for tier in tiers_of(child.summary)},
         headers=forwarded_headers(caller) if caller is not None else {},
     )
+
+
+async def known_container(session: AsyncSession, access: Access, name: str) -> Container:
+    """The container, or 404 to who may see the account's names (403 to others)."""
+    found = await session.get(Container, (access.project_id, name))
+    if found is None:
+        if not (access.owner or access.level):
+            access.container("GET", None, False)  # raises: names are not theirs to learn
+        raise NotFound(f"container '{name}' not found")
+    return found
 
 
 async def upstream_of(

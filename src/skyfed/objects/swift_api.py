@@ -14,13 +14,14 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, NotFound
+from skyfed.errors import Conflict
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
-from skyfed.objects.places import place, upstream_of
+from skyfed.objects.places import known_container, place, upstream_of
 from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
 from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
@@ -39,16 +40,6 @@ METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 async def _forget(session: AsyncSession, container: Container) -> None:
     await session.delete(container)
     await session.commit()
-
-
-async def _known(session: AsyncSession, access: Access, name: str) -> Container:
-    """The container, or 404 to who may see the account's names (403 to others)."""
-    found = await session.get(Container, (access.project_id, name))
-    if found is None:
-        if not (access.owner or access.level):
-            access.container("GET", None, False)  # raises: names are not theirs to learn
-        raise NotFound(f"container '{name}' not found")
-    return found
 
 
 def _remember(container: Container, headers: dict[str, str]) -> None:
@@ -127,7 +118,7 @@ async def container_route(
         _remember(known, headers)
         await session.commit()
         return answer
-    known = await _known(session, access, container)
+    known = await known_container(session, access, container)
     access.container(method, known, sets_acl)
     upstream = await upstream_of(session, parts, known, access.caller)
     await session.commit()  # hold no connection while the cluster answers
@@ -143,7 +134,9 @@ async def container_route(
 
 
 @router.api_route(
-    "/v1/{account:swift_account}/{container}/{obj:path}", methods=METHODS, include_in_schema=False
+    "/v1/{account:swift_account}/{container}/{obj:path}",
+    methods=[*METHODS, "COPY"],
+    include_in_schema=False,
 )
 async def object_route(
     account: str,
@@ -154,8 +147,10 @@ async def object_route(
     parts: PartsDep,
     session: SessionDep,
 ) -> Response:
+    if is_copy(request):
+        return await copy(request, identities, parts, session, account, container, obj)
     access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
-    known = await _known(session, access, container)
+    known = await known_container(session, access, container)
     access.object(request.method, known)
     upstream = await upstream_of(session, parts, known, access.caller)
     await session.close()  # hold no connection while an object streams

@@ -119,6 +119,29 @@ async def forward(
     )
 
 
+async def open_stream(
+    upstream: Upstream,
+    method: str,
+    account: str,
+    path: tuple[str, ...],
+    headers: Mapping[str, str],
+    params: list[tuple[str, str]],
+    body: AsyncIterator[bytes] | None = None,
+) -> httpx.Response:
+    """A request of skyfed's own whose answer is streamed (the caller closes it)."""
+    sent = {**upstream.headers, **headers}
+    try:
+        session = await upstream.connect(False)
+        answer = await _send(session, method, account, path, sent, body, params)
+        if answer.status_code == 401 and body is None:
+            await answer.aclose()
+            session = await upstream.connect(True)
+            answer = await _send(session, method, account, path, sent, None, params)
+    except _FAILURES as exc:
+        raise upstream.unavailable(exc) from exc
+    return answer
+
+
 async def _send(
     session: ClusterSession,
     method: str,

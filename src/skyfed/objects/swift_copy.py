@@ -1,0 +1,147 @@
+"""Server-side copies (`COPY` with `Destination`, `PUT` with `X-Copy-From`), also
+between containers on different clusters or in different child zones.
+
+Where source and destination are in one place, the request goes there as is and
+the backend's copy does the work. Elsewhere skyfed does what Swift's copy does:
+reads the source (as the caller may: read access there, write access at the
+destination), streams it into the destination with the source's content type and
+metadata (the request's own on top, or alone with `X-Fresh-Metadata`), and
+answers as Swift does (201 with X-Copied-From and the rest).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.errors import BadRequest, PreconditionFailed
+from skyfed.identity.identities import Identities
+from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import known_container, upstream_of
+from skyfed.objects.swift_access import resolve
+from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_forward import HOP, Upstream, forward, open_stream
+
+# What a copy takes from its source, besides X-Object-Meta-*.
+_COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
+# What the request may set on the destination.
+_SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag")
+# What the source's read may pass on (copy a manifest or a symlink itself).
+_SOURCE_PARAMS = ("multipart-manifest", "symlink")
+
+
+def is_copy(request: Request) -> bool:
+    return request.method == "COPY" or (
+        request.method == "PUT" and "x-copy-from" in request.headers
+    )
+
+
+def _split(value: str, header: str) -> tuple[str, str]:
+    container, _, obj = unquote(value).lstrip("/").partition("/")
+    if not container or not obj:
+        raise PreconditionFailed(f"{header} must be of the form <container>/<object>")
+    return container, obj
+
+
+def _account(value: str | None, default: str) -> str:
+    account = unquote(value) if value else default
+    if not account.startswith(ACCOUNT_PREFIX):
+        raise PreconditionFailed(f"'{account}' is not an account of this Swift API")
+    return account
+
+
+async def copy(
+    request: Request,
+    identities: Identities,
+    parts: StorageParts,
+    session: AsyncSession,
+    account: str,
+    container: str,
+    obj: str,
+) -> Response:
+    headers = request.headers
+    if request.method == "COPY":
+        if "destination" not in headers:
+            raise PreconditionFailed("COPY needs a Destination header")
+        source = (account, container, obj)
+        target = (_account(headers.get("destination-account"), account),
+                  *_split(headers["destination"], "Destination"))  # fmt: skip
+    else:
+        if int(headers.get("content-length") or 0) > 0:
+            raise BadRequest("a copy's body is empty (X-Copy-From names what is copied)")
+        source = (_account(headers.get("x-copy-from-account"), account),
+                  *_split(headers["x-copy-from"], "X-Copy-From"))  # fmt: skip
+        target = (account, container, obj)
+    ends: list[tuple[Upstream, str]] = []
+    for (acct, cont, _), method in ((source, "GET"), (target, "PUT")):
+        access = await resolve(request, identities, session, acct.removeprefix(ACCOUNT_PREFIX))
+        found = await known_container(session, access, cont)
+        access.object(method, found)
+        ends.append((await upstream_of(session, parts, found, access.caller), found.tier))
+    await session.close()  # hold no connection while an object streams
+    (source_up, _), (target_up, _) = ends
+    if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
+        return await forward(request, source_up, account, (container, obj))
+    return await _across(request, source_up, target_up, source, target)
+
+
+async def _across(
+    request: Request,
+    source_up: Upstream,
+    target_up: Upstream,
+    source: tuple[str, str, str],
+    target: tuple[str, str, str],
+) -> Response:
+    """The copy between two places, streamed through skyfed."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k in _SOURCE_PARAMS]
+    conditional = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower().startswith("if-") and k.lower() != "if-none-match"
+    }
+    read = await open_stream(source_up, "GET", source[0], source[1:], conditional, params)
+    try:
+        if read.status_code >= 300:
+            await read.aread()
+            kind = read.headers.get("content-type", "text/plain")
+            return Response(read.content, read.status_code, {"content-type": kind})
+        fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes", "on")
+        sent: dict[str, str] = {}
+        if not fresh:
+            sent = {
+                k: v
+                for k, v in read.headers.items()
+                if k.lower().startswith("x-object-meta-") or k.lower() in _COPIED
+            }
+            if "x-object-manifest" in read.headers and params:
+                sent["x-object-manifest"] = read.headers["x-object-manifest"]
+        for key, value in request.headers.items():
+            low = key.lower()
+            if low not in HOP and (
+                low.startswith(("x-object-meta-", "x-remove-object-meta-")) or low in _SETTABLE
+            ):
+                sent[low] = value
+        if "content-length" in read.headers:
+            sent["content-length"] = read.headers["content-length"]
+        written = await open_stream(
+            target_up, "PUT", target[0], target[1:], sent, [], body=read.aiter_raw()
+        )
+    finally:
+        await read.aclose()
+    try:
+        await written.aread()
+    finally:
+        await written.aclose()
+    answer = {
+        k: v for k, v in written.headers.items() if k.lower() not in HOP | {"content-encoding"}
+    }
+    if written.status_code < 300:
+        answer |= {
+            "X-Copied-From": quote(f"{source[1]}/{source[2]}"),
+            "X-Copied-From-Account": quote(source[0]),
+        }
+        if "last-modified" in read.headers:
+            answer["X-Copied-From-Last-Modified"] = read.headers["last-modified"]
+    return Response(written.content, status_code=written.status_code, headers=answer)
