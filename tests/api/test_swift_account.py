@@ -304,6 +304,46 @@ async def test_copies_between_clusters_keep_content_and_metadata(zone: ServedZon
     assert await status_of(mia, "put_object", west, "x", b"", headers=missing) == 404
 
 
+async def test_a_dlo_with_segments_on_another_cluster_reads_whole(zone: ServedZone) -> None:
+    mia = connect(zone, "p1:mia")
+    async with zone.process.core.db.session() as session:
+        where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
+    manifests = next(n for n in NAMES if where[n] == where["c00"])
+    parts = next(n for n in NAMES if where[n] != where["c00"])
+    pieces = [b"a" * 1000, b"b" * 2000, b"c" * 3000]
+    for i, piece in enumerate(pieces):
+        await call(mia, "put_object", parts, f"big/{i:03}", piece)
+    await call(mia, "put_object", parts, "other/000", b"not mine")
+    headers = {"X-Object-Manifest": f"{parts}/big/", "X-Object-Meta-Kind": "dlo"}
+    await call(mia, "put_object", manifests, "big", b"", headers=headers)
+
+    whole = b"".join(pieces)
+    head, body = await call(mia, "get_object", manifests, "big")
+    assert body == whole
+    etags = "".join(hashlib.md5(p).hexdigest() for p in pieces)
+    assert head["etag"] == f'"{hashlib.md5(etags.encode()).hexdigest()}"'
+    assert head["x-object-meta-kind"] == "dlo"
+    head = await call(mia, "head_object", manifests, "big")
+    assert head["content-length"] == str(len(whole))
+    # Ranges across segments, from the end, and past it.
+    _, part = await call(mia, "get_object", manifests, "big", headers={"Range": "bytes=900-3099"})
+    assert part == whole[900:3100]
+    _, tail = await call(mia, "get_object", manifests, "big", headers={"Range": "bytes=-10"})
+    assert tail == whole[-10:]
+    past = {"Range": f"bytes={len(whole)}-"}
+    assert await status_of(mia, "get_object", manifests, "big", headers=past) == 416
+    # The manifest itself, and a plain object beside it, are as the cluster has them.
+    _, itself = await call(
+        mia, "get_object", manifests, "big", query_string="multipart-manifest=get"
+    )
+    assert itself == b""
+    await call(mia, "put_object", manifests, "plain", b"plain")
+    assert (await call(mia, "get_object", manifests, "plain"))[1] == b"plain"
+    # A new segment is part of the object at once (a DLO is its listing).
+    await call(mia, "put_object", parts, "big/003", b"d")
+    assert (await call(mia, "get_object", manifests, "big"))[1] == whole + b"d"
+
+
 async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
     async with httpx.AsyncClient() as http:
         info = (await http.get(f"{zone.url}/info")).json()

@@ -85,7 +85,16 @@ async def test_swift_command_uploads_lists_posts_downloads_and_deletes(
     await run(*swift, "download", "photos", "-D", str(tmp_path / "back"))
     for name in ("top.txt", "a/one.txt", "a/b/two.bin", "a/b/é ü.txt"):
         assert (tmp_path / "back" / name).read_bytes() == (source / name).read_bytes()
+    # Segmented: a DLO (/info offers no SLO), its segments in a container of their own,
+    # which may be on the other cluster.
+    await run(*swift, "upload", "-S", str(1 << 20), "big", "a/b/two.bin", cwd=source)
+    await run(*swift, "download", "big", "a/b/two.bin", "-o", str(tmp_path / "two.bin"))
+    assert (tmp_path / "two.bin").read_bytes() == (source / "a/b/two.bin").read_bytes()
+    assert len((await run(*swift, "list", "big_segments")).split()) == 3
     await run(*swift, "delete", "photos")
+    await run(*swift, "delete", "big")  # and its segments, not their container
+    assert (await run(*swift, "list", "big_segments")).split() == []
+    await run(*swift, "delete", "big_segments")
     assert (await run(*swift, "list")).split() == ["notes"]
 
 

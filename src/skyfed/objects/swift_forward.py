@@ -85,22 +85,33 @@ async def forward(
 ) -> Response:
     """The upstream's answer to the request, streamed back; `extra` headers are sent
     with it, `drop` ones are neither sent nor answered."""
+    return await relay(request, await pass_on(request, upstream, account, path, extra, drop), drop)
+
+
+async def pass_on(
+    request: Request,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, ...],
+    extra: Mapping[str, str] | None = None,
+    drop: frozenset[str] = frozenset(),
+) -> httpx.Response:
+    """The request sent on as given (but for `drop`, plus `extra`); its answer
+    streaming, for `relay` (or the caller, who then closes it)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP | drop}
-    headers |= {**upstream.headers, **(extra or {})}
+    headers |= extra or {}
     body = request.stream() if request.method in ("PUT", "POST") else None
     length = request.headers.get("content-length")
     if length is not None:
         headers["content-length"] = length
     params = list(request.query_params.multi_items())
-    try:
-        session = await upstream.connect(False)
-        answer = await _send(session, request.method, account, path, headers, body, params)
-        if answer.status_code == 401 and body is None:  # its token expired: once more
-            await answer.aclose()
-            session = await upstream.connect(True)
-            answer = await _send(session, request.method, account, path, headers, None, params)
-    except _FAILURES as exc:
-        raise upstream.unavailable(exc) from exc
+    return await open_stream(upstream, request.method, account, path, headers, params, body)
+
+
+async def relay(
+    request: Request, answer: httpx.Response, drop: frozenset[str] = frozenset()
+) -> Response:
+    """An upstream's answer, streamed back to the caller."""
     answer_headers = {
         k: v
         for k, v in answer.headers.items()
@@ -166,14 +177,18 @@ MAX_LISTING_BYTES = 32 << 20
 
 
 async def ask(
-    upstream: Upstream, method: str, account: str, params: list[tuple[str, str]]
+    upstream: Upstream,
+    method: str,
+    account: str,
+    params: list[tuple[str, str]],
+    path: tuple[str, ...] = (),
 ) -> tuple[int, httpx.Headers, Any]:
     """A small request of skyfed's own (an account's HEAD or listing): status,
     headers and the JSON body (None when there is none)."""
     try:
         for fresh in (False, True):
             session = await upstream.connect(fresh)
-            answer = await _send(session, method, account, (), upstream.headers, None, params)
+            answer = await _send(session, method, account, path, upstream.headers, None, params)
             try:
                 if answer.status_code == 401 and not fresh:
                     continue
