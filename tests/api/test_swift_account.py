@@ -344,13 +344,37 @@ async def test_a_dlo_with_segments_on_another_cluster_reads_whole(zone: ServedZo
     assert (await call(mia, "get_object", manifests, "big"))[1] == whole + b"d"
 
 
+async def test_a_symlink_to_another_cluster_is_followed(zone: ServedZone) -> None:
+    mia = connect(zone, "p1:mia")
+    async with zone.process.core.db.session() as session:
+        where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
+    links = next(n for n in NAMES if where[n] == where["c00"])
+    targets = next(n for n in NAMES if where[n] != where["c00"])
+    await call(mia, "put_object", targets, "real", b"the target", headers={"X-Object-Meta-A": "1"})
+    link = {"X-Symlink-Target": f"{targets}/real", "Content-Type": "application/symlink"}
+    await call(mia, "put_object", links, "link", b"", headers=link)
+    head, body = await call(mia, "get_object", links, "link")
+    assert body == b"the target" and head["x-object-meta-a"] == "1"
+    assert head["content-location"].endswith(f"/{targets}/real")
+    _, part = await call(mia, "get_object", links, "link", headers={"Range": "bytes=4-9"})
+    assert part == b"target"
+    itself = await call(mia, "head_object", links, "link", query_string="symlink=get")
+    assert itself["x-symlink-target"] == f"{targets}/real"
+    # A dangling link is 404, as on one cluster; a static link across clusters is refused.
+    await call(mia, "delete_object", targets, "real")
+    assert await status_of(mia, "get_object", links, "link") == 404
+    static = {**link, "X-Symlink-Target-Etag": hashlib.md5(b"x").hexdigest()}
+    assert await status_of(mia, "put_object", links, "static", b"", headers=static) == 400
+
+
 async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
     async with httpx.AsyncClient() as http:
         info = (await http.get(f"{zone.url}/info")).json()
     assert info["swift"]["policies"] == [{"name": "gold", "aliases": "gold", "default": True}]
     assert info["swift"]["account_listing_limit"] == 10000
     assert info["tempauth"] == {"account_acls": True}
-    assert "slo" not in info and "symlink" not in info  # not across clusters yet
+    assert info["symlink"] == {"symloop_max": 2, "static_links": False}
+    assert "slo" not in info and "versioned_writes" not in info  # not across clusters yet
 
 
 async def test_a_cluster_down_during_a_listing_breaks_only_its_containers(

@@ -58,9 +58,9 @@ class Container(Base):
     # write goes through skyfed, so they are known here without asking the cluster.
     read_acl: Mapped[str] = mapped_column(String(4096), default="")
     write_acl: Mapped[str] = mapped_column(String(4096), default="")
-    # Holds DLO manifests whose segments are (or may be) in a container elsewhere:
-    # its reads of those skyfed assembles itself.
-    foreign_manifests: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Holds objects naming a container elsewhere (DLO manifests, symlinks), or that
+    # may: its reads ask what an object names first (swift_refs).
+    foreign_refs: Mapped[bool] = mapped_column(Boolean, default=False)
     # The seed's container attributes (X-Container-Attr-*), kept by skyfed alone.
     attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

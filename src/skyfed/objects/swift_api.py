@@ -14,17 +14,16 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, NotFound
+from skyfed.errors import Conflict
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.objects import swift_dlo
+from skyfed.objects import swift_refs
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
-from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, place, upstream_of
 from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
-from skyfed.objects.swift_forward import Upstream, ask, forward
+from skyfed.objects.swift_forward import forward
 from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
 ATTR = "container-attr"
@@ -156,62 +155,13 @@ async def object_route(
     known = await known_container(session, access, container)
     access.object(request.method, known)
     upstream = await upstream_of(session, parts, known, access.caller)
-    method = request.method
-    if method == "PUT" and "x-object-manifest" in request.headers:
-        await _note_manifest(session, parts, known, upstream, request.headers["x-object-manifest"])
+    if request.method == "PUT":
+        await swift_refs.note_write(request, session, parts, known, upstream, account)
     await session.close()  # hold no connection while an object streams
-    whole = request.query_params.get("multipart-manifest") == "get"
-    if method in ("GET", "HEAD") and known.foreign_manifests and not whole:
-        found = await _foreign_manifest(session, parts, access, upstream, account, (container, obj))
-        if found is not None:
-            headers, segments_up, segment_container, prefix = found
-            return await swift_dlo.answer(
-                request, headers, segments_up, account, segment_container, prefix
-            )
+    if request.method in ("GET", "HEAD") and known.foreign_refs:
+        answer = await swift_refs.read_through(
+            request, identities, session, parts, access, upstream, account, (container, obj)
+        )
+        if answer is not None:
+            return answer
     return await forward(request, upstream, account, (container, obj))
-
-
-def _same(a: Upstream, b: Upstream) -> bool:
-    return (a.kind, a.name) == (b.kind, b.name)
-
-
-async def _note_manifest(
-    session: AsyncSession, parts: StorageParts, container: Container, upstream: Upstream, value: str
-) -> None:
-    """A DLO manifest written here: its container is marked when the segments are
-    (or may be) elsewhere, so that its reads are served by skyfed (swift_dlo)."""
-    segment_container, _ = swift_dlo.manifest_target(value)
-    found = await session.get(Container, (container.project_id, segment_container))
-    here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
-    if not here and not container.foreign_manifests:
-        container.foreign_manifests = True
-        await session.commit()
-
-
-async def _foreign_manifest(
-    session: AsyncSession,
-    parts: StorageParts,
-    access: Access,
-    upstream: Upstream,
-    account: str,
-    path: tuple[str, str],
-) -> tuple[dict[str, str], Upstream, str, str] | None:
-    """The object's manifest headers and where its segments are, when it is a DLO
-    manifest whose segments are in another place; else None."""
-    status, headers, _ = await ask(upstream, "HEAD", account, [("multipart-manifest", "get")], path)
-    value = headers.get("x-object-manifest")
-    if status >= 300 or not value:
-        return None
-    segment_container, prefix = swift_dlo.manifest_target(value)
-    try:
-        found = await known_container(session, access, segment_container)
-    except NotFound:
-        return None  # as on one cluster: the backend answers for a missing container
-    finally:
-        await session.close()
-    access.object("GET", found)
-    segments_up = await upstream_of(session, parts, found, access.caller)
-    await session.close()
-    if _same(segments_up, upstream):
-        return None
-    return dict(headers), segments_up, segment_container, prefix

@@ -4,6 +4,7 @@ Only what skyfed serves for its whole subtree is listed: the limits it checks, t
 tiers (as storage policies) its own clusters and its children offer, and the
 features that hold across clusters. A backend feature that only works inside one
 cluster is not advertised until skyfed makes it hold across them (docs/objects.md).
+DLO has no entry, as in Swift (it is always on).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
             ],
         },
         "tempauth": {"account_acls": True},
+        # Followed across clusters by skyfed (swift_refs); a static link must name an
+        # object on its own cluster, so they are not offered.
+        "symlink": {"symloop_max": 2, "static_links": False},
     }
 
 

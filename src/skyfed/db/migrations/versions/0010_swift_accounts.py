@@ -34,13 +34,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("write_acl", sa.String(4096), nullable=False, server_default=""))
         batch.add_column(sa.Column("attributes", sa.JSON(), nullable=False, server_default="{}"))
         batch.add_column(
-            sa.Column("foreign_manifests", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("foreign_refs", sa.Boolean(), nullable=False, server_default=sa.false())
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("containers") as batch:
-        batch.drop_column("foreign_manifests")
+        batch.drop_column("foreign_refs")
         batch.drop_column("attributes")
         batch.drop_column("write_acl")
         batch.drop_column("read_acl")

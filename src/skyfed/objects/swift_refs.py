@@ -1,0 +1,138 @@
+"""Objects that name other objects, DLO manifests and symlinks, when what they name
+is in a container on another cluster or in another zone.
+
+A backend only looks on its own cluster. So a write of such an object naming a
+container that is elsewhere (or not made yet) marks its container
+(`foreign_refs`), and reads there first ask what the object is
+(`HEAD ?multipart-manifest=get&symlink=get`): a DLO manifest whose segments are
+elsewhere is assembled by skyfed (swift_dlo); a symlink whose target is
+elsewhere is followed by skyfed, one hop, with Swift's `Content-Location`.
+Reading through either needs read access where it leads, as in Swift.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.errors import BadRequest, NotFound, PreconditionFailed
+from skyfed.identity.identities import Identities
+from skyfed.objects import swift_dlo
+from skyfed.objects.models import Container
+from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import known_container, upstream_of
+from skyfed.objects.swift_access import Access, resolve
+from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_forward import Upstream, ask, forward
+
+_PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
+
+
+def _same(a: Upstream, b: Upstream) -> bool:
+    return (a.kind, a.name) == (b.kind, b.name)
+
+
+def symlink_target(value: str) -> tuple[str, str]:
+    container, _, obj = unquote(value).lstrip("/").partition("/")
+    if not container or not obj:
+        raise PreconditionFailed(
+            "X-Symlink-Target header must be of the form <container name>/<object name>"
+        )
+    return container, obj
+
+
+def _named(request: Request, account: str) -> list[tuple[str, str]]:
+    """The (account, container) pairs a write names."""
+    headers = request.headers
+    named = []
+    if "x-object-manifest" in headers:
+        named.append((account, swift_dlo.manifest_target(headers["x-object-manifest"])[0]))
+    if "x-symlink-target" in headers:
+        target_account = unquote(headers.get("x-symlink-target-account") or account)
+        named.append((target_account, symlink_target(headers["x-symlink-target"])[0]))
+    return named
+
+
+async def note_write(
+    request: Request,
+    session: AsyncSession,
+    parts: StorageParts,
+    container: Container,
+    upstream: Upstream,
+    account: str,
+) -> None:
+    """Marks `container` when the object written names a container elsewhere."""
+    for target_account, name in _named(request, account):
+        found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
+        here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
+        if here:
+            continue
+        if "x-symlink-target-etag" in request.headers:
+            raise BadRequest(
+                "a static symlink (X-Symlink-Target-Etag) must name an object on its own "
+                "cluster; make a dynamic one, or put the target beside it"
+            )
+        if not container.foreign_refs:
+            container.foreign_refs = True
+            await session.commit()
+
+
+async def read_through(
+    request: Request,
+    identities: Identities,
+    session: AsyncSession,
+    parts: StorageParts,
+    access: Access,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+) -> Response | None:
+    """skyfed's answer when the object names something elsewhere; else None (the
+    backend answers as it does)."""
+    params = dict(request.query_params)
+    if params.get("multipart-manifest") == "get" or params.get("symlink") == "get":
+        return None  # the object itself
+    status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    if status >= 300:
+        return None
+    if manifest := headers.get("x-object-manifest"):
+        segment_container, prefix = swift_dlo.manifest_target(manifest)
+        found = await _where(session, parts, access, segment_container, upstream)
+        if found is None:
+            return None
+        return await swift_dlo.answer(
+            request, dict(headers), found, account, segment_container, prefix
+        )
+    if target := headers.get("x-symlink-target"):
+        target_account = unquote(headers.get("x-symlink-target-account") or account)
+        container, obj = symlink_target(target)
+        if target_account != account:
+            access = await resolve(
+                request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
+            )
+        found = await _where(session, parts, access, container, upstream)
+        if found is None:
+            return None
+        answer = await forward(request, found, target_account, (container, obj))
+        answer.headers["content-location"] = (
+            f"/v1/{quote(target_account)}/{quote(container)}/{quote(obj)}"
+        )
+        return answer
+    return None
+
+
+async def _where(
+    session: AsyncSession, parts: StorageParts, access: Access, name: str, here: Upstream
+) -> Upstream | None:
+    """Where container `name` is, when it is not `here` and the caller may read it."""
+    try:
+        found = await known_container(session, access, name)
+        access.object("GET", found)
+        place = await upstream_of(session, parts, found, access.caller)
+    except NotFound:
+        return None  # as on one cluster: the backend answers for a missing container
+    finally:
+        await session.close()
+    return None if _same(place, here) else place
