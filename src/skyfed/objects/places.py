@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import NotFound, Unavailable
+from skyfed.errors import Conflict, NotFound, Unavailable
 from skyfed.identity.principal import Principal
 from skyfed.objects.models import UP, Container, StorageCluster
 from skyfed.objects.parts import StorageParts
@@ -74,9 +74,14 @@ async def upstream_of(
 
 
 async def place(
-    session: AsyncSession, project_id: str, name: str, tier: str
+    session: AsyncSession,
+    project_id: str,
+    name: str,
+    tier: str,
+    beside: Container | None = None,
 ) -> tuple[Container, bool]:
-    """The container placed now (True), or as another request placed it first."""
+    """The container placed now (True), or as another request placed it first.
+    `beside`: a container it must share a place with (its versions container)."""
     clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
     children = (await session.scalars(select(ChildZone).where(ChildZone.state == ACTIVE))).all()
     weighted: list[tuple[Container, float]] = [
@@ -92,6 +97,17 @@ async def place(
         if largest > 0:
             weighted.append(
                 (Container(project_id=project_id, name=name, child_id=child.id, tier=tier), total)
+            )
+    if beside is not None:
+        weighted = [
+            (c, w)
+            for c, w in weighted
+            if (c.cluster_id, c.child_id) == (beside.cluster_id, beside.child_id)
+        ]
+        if not weighted:
+            raise Conflict(
+                f"container '{name}' cannot be placed beside '{beside.name}' (its versions "
+                f"container): that place offers no room in tier '{tier}'"
             )
     if not weighted:
         raise Unavailable(

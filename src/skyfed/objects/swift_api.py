@@ -10,6 +10,8 @@ the container's ACLs and attributes, and every request on it is forwarded there
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +43,28 @@ METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 async def _forget(session: AsyncSession, container: Container) -> None:
     await session.delete(container)
     await session.commit()
+
+
+async def _versions_container(
+    session: AsyncSession, project_id: str, headers: dict[str, str]
+) -> Container | None:
+    """The container named to keep this one's old versions (Swift's versioned_writes
+    moves them there on the backend: the two must share a cluster)."""
+    name = headers.get("x-versions-location") or headers.get("x-history-location")
+    if not name:
+        return None
+    return await session.get(Container, (project_id, unquote(name)))
+
+
+def _check_beside(container: Container, versions: Container | None) -> None:
+    if versions is not None and (versions.cluster_id, versions.child_id) != (
+        container.cluster_id,
+        container.child_id,
+    ):
+        raise Conflict(
+            f"'{versions.name}' is on another cluster than '{container.name}': a versions "
+            "container must share its cluster (name one made beside it)"
+        )
 
 
 def _remember(container: Container, headers: dict[str, str]) -> None:
@@ -96,11 +120,13 @@ async def container_route(
         known = await session.get(Container, (project_id, container))
         asked = headers.get("x-storage-policy")
         placed_now = False
+        versions = await _versions_container(session, project_id, headers)
         if known is None:
             tier = asked or parts.core.settings.default_storage_tier
-            known, placed_now = await place(session, project_id, container, tier)
+            known, placed_now = await place(session, project_id, container, tier, versions)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
+        _check_beside(known, versions)
         upstream = await upstream_of(session, parts, known, access.caller)
         policy = upstream.tiers.get(known.tier, known.tier)
         await session.commit()  # hold no connection while the cluster answers
@@ -121,6 +147,8 @@ async def container_route(
         return answer
     known = await known_container(session, access, container)
     access.container(method, known, sets_acl)
+    if method == "POST":
+        _check_beside(known, await _versions_container(session, project_id, headers))
     upstream = await upstream_of(session, parts, known, access.caller)
     await session.commit()  # hold no connection while the cluster answers
     answer = await forward(request, upstream, account, (container,), drop=drop)
