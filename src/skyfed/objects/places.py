@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import Conflict, NotFound, Unavailable
+from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
 from skyfed.identity.principal import Principal
 from skyfed.objects.models import UP, Container, StorageCluster
 from skyfed.objects.parts import StorageParts
@@ -73,6 +73,16 @@ async def upstream_of(
     )
 
 
+async def offered_tiers(session: AsyncSession) -> set[str]:
+    """The tiers of this zone's clusters and of its children's subtrees."""
+    tiers = {
+        tier for c in (await session.scalars(select(StorageCluster))).all() for tier in c.tiers
+    }
+    for summary in (await session.scalars(select(ChildZone.summary))).all():
+        tiers |= tiers_of(summary)
+    return tiers
+
+
 async def place(
     session: AsyncSession,
     project_id: str,
@@ -109,6 +119,8 @@ async def place(
                 f"container '{name}' cannot be placed beside '{beside.name}' (its versions "
                 f"container): that place offers no room in tier '{tier}'"
             )
+    if not weighted and tier not in await offered_tiers(session):
+        raise BadRequest(f"Invalid X-Storage-Policy '{tier}'", code="unknown_tier")
     if not weighted:
         raise Unavailable(
             f"no storage cluster in this zone's subtree offers tier '{tier}' with room",

@@ -35,6 +35,7 @@ from skyfed.objects.places import ACTIVE, child_upstream, cluster_upstream
 from skyfed.objects.swift_access import Access, parse_account_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask
+from skyfed.objects.swift_http import swift_route
 from skyfed.objects.swift_listing import (
     CONTENT_TYPES,
     Entry,
@@ -44,11 +45,13 @@ from skyfed.objects.swift_listing import (
     render,
 )
 from skyfed.objects.swift_listing import select as select_page
-from skyfed.objects.swift_meta import check_metadata, meta_updates
+from skyfed.objects.swift_meta import check_metadata, check_stored, meta_updates
 from skyfed.zones.models import ChildZone
 
 router = APIRouter(tags=["swift"])
 UNAVAILABLE_HEADER = "X-Skyfed-Unavailable-Clusters"
+# Keys that sign temporary URLs: for the account's owners' eyes only.
+OWNER_ONLY_META = ("temp-url-key",)
 QUOTA_HEADERS = frozenset({"x-account-meta-quota-bytes", "x-remove-account-meta-quota-bytes"})
 
 
@@ -62,6 +65,7 @@ class MethodNotAllowed(AppError):
     methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
     include_in_schema=False,
 )
+@swift_route
 async def account_route(
     account: str,
     request: Request,
@@ -92,7 +96,9 @@ async def _post(request: Request, session: AsyncSession, access: Access) -> Resp
     if row is None:
         row = SwiftAccount(project_id=access.project_id, metadata_={}, acl={})
         session.add(row)
-    row.metadata_ = meta_updates(dict(row.metadata_ or {}), headers, "account-meta")
+    merged = meta_updates(dict(row.metadata_ or {}), headers, "account-meta")
+    check_stored(merged)
+    row.metadata_ = merged
     if acl is not None:
         row.acl = acl
     row.updated_at = utcnow()
@@ -155,11 +161,12 @@ async def _read(
         out[UNAVAILABLE_HEADER] = ",".join(sorted(unavailable))
     content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
     if not is_get:
-        out["Content-Type"] = content_type
+        out |= {"Content-Type": content_type, "Content-Length": "0"}
         return Response(status_code=204, headers=out)
     body = render(merge(listings, query), fmt, account)
     if not body:
-        return Response(status_code=204, headers=out | {"Content-Type": content_type})
+        out |= {"Content-Type": content_type, "Content-Length": "0"}
+        return Response(status_code=204, headers=out)
     return Response(content=body, status_code=200, headers=out, media_type=content_type)
 
 
@@ -234,9 +241,10 @@ def _account_headers(
         out[prefix + "Bytes-Used"] = str(used)
     if row is not None:
         for name, value in (row.metadata_ or {}).items():
-            out[f"X-Account-Meta-{name}"] = value
+            if access.owner or not name.startswith(OWNER_ONLY_META):
+                out[f"X-Account-Meta-{name}"] = value
         if access.owner and row.acl:
-            out["X-Account-Access-Control"] = json.dumps(row.acl)
+            out["X-Account-Access-Control"] = json.dumps(row.acl, separators=(",", ":"))
     return out
 
 

@@ -16,22 +16,27 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict
+from skyfed.errors import Conflict, PayloadTooLarge
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects import swift_refs
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
+from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, place, upstream_of
 from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
+from skyfed.objects.swift_http import LengthRequired, drop_headers, swift_route
+from skyfed.objects.swift_info import max_file_size
 from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
 ATTR = "container-attr"
 ACL_HEADERS = ("x-container-read", "x-container-write")
 # Never shown to whom an ACL lets in: the ACLs and where the container syncs to.
-OWNER_ONLY = frozenset({"x-container-read", "x-container-write", "x-container-sync-to"})
+OWNER_ONLY = frozenset(
+    {"x-container-read", "x-container-write", "x-container-sync-to", "x-container-sync-key"}
+)
 
 
 # Swift's API, as Swift documents it: not part of skyfed's OpenAPI document (its
@@ -67,6 +72,15 @@ def _check_beside(container: Container, versions: Container | None) -> None:
         )
 
 
+def _check_length(request: Request, parts: StorageParts) -> None:
+    """An upload says how long it is (or is chunked), within what the clusters take."""
+    length = request.headers.get("content-length")
+    if length is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        raise LengthRequired("Missing Content-Length header.")
+    if length is not None and int(length) > max_file_size(parts.clusters.values()):
+        raise PayloadTooLarge("Your request is too large.")
+
+
 def _remember(container: Container, headers: dict[str, str]) -> None:
     """What a successful PUT or POST set of the container's ACLs and attributes."""
     for header in ACL_HEADERS:
@@ -85,15 +99,14 @@ def _with_attributes(answer: Response, container: Container, access: Access) -> 
     for name, value in (container.attributes or {}).items():
         answer.headers[f"X-Container-Attr-{name}"] = value
     if not access.owner:
-        for header in OWNER_ONLY:
-            if header in answer.headers:
-                del answer.headers[header]
+        drop_headers(answer, OWNER_ONLY)
     return answer
 
 
 @router.api_route(
     "/v1/{account:swift_account}/{container}", methods=METHODS, include_in_schema=False
 )
+@swift_route
 async def container_route(
     account: str,
     container: str,
@@ -167,6 +180,7 @@ async def container_route(
     methods=[*METHODS, "COPY"],
     include_in_schema=False,
 )
+@swift_route
 async def object_route(
     account: str,
     container: str,
@@ -184,9 +198,13 @@ async def object_route(
     access.object(request.method, known)
     upstream = await upstream_of(session, parts, known, access.caller)
     if request.method == "PUT":
+        _check_length(request, parts)
         await swift_refs.note_write(request, session, parts, known, upstream, account)
     await session.close()  # hold no connection while an object streams
-    if request.method in ("GET", "HEAD") and known.foreign_refs:
+    # What an object names (DLO segments, a symlink's target) is read through skyfed
+    # when it is elsewhere, or when the caller's access there must be checked.
+    by_acl = not (access.owner or access.level)
+    if request.method in ("GET", "HEAD") and (known.foreign_refs or by_acl):
         answer = await swift_refs.read_through(
             request, identities, session, parts, access, upstream, account, (container, obj)
         )

@@ -45,7 +45,6 @@ HOP = frozenset(
         # Requests go as the cluster's reseller admin: what only an operator may set
         # (syncing a container to any host) is not a member's to pass on.
         "x-container-sync-to",
-        "x-container-sync-key",
         # An identity is forwarded by this zone alone, never passed through.
         FORWARDED_USER_ID.lower(),
         FORWARDED_USER.lower(),
@@ -111,23 +110,24 @@ async def pass_on(
 async def relay(
     request: Request, answer: httpx.Response, drop: frozenset[str] = frozenset()
 ) -> Response:
-    """An upstream's answer, streamed back to the caller."""
-    answer_headers = {
-        k: v
-        for k, v in answer.headers.items()
-        if k.lower() not in HOP | drop | {"content-encoding"}
-    }
+    """An upstream's answer, streamed back to the caller, its headers byte for byte
+    (names as the backend cased them, values in whatever bytes it sent)."""
+    skip = HOP | drop | {"content-encoding", "date"}  # (the server sends its own date)
+    raw = [(k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in skip]
     if "content-length" in answer.headers:
-        answer_headers["content-length"] = answer.headers["content-length"]
+        raw.append((b"content-length", answer.headers["content-length"].encode()))
+    response: Response
     if request.method == "HEAD" or answer.status_code in (204, 304):
         await answer.aclose()
-        return Response(status_code=answer.status_code, headers=answer_headers)
-    return StreamingResponse(
-        answer.aiter_raw(),
-        status_code=answer.status_code,
-        headers=answer_headers,
-        background=BackgroundTask(answer.aclose),
-    )
+        response = Response(status_code=answer.status_code)
+    else:
+        response = StreamingResponse(
+            answer.aiter_raw(),
+            status_code=answer.status_code,
+            background=BackgroundTask(answer.aclose),
+        )
+    response.raw_headers = raw
+    return response
 
 
 async def open_stream(
@@ -162,12 +162,12 @@ async def _send(
     body: AsyncIterator[bytes] | None,
     params: list[tuple[str, str]],
 ) -> httpx.Response:
+    # As bytes: a header's value goes on as the caller sent it (Starlette decodes
+    # them as Latin-1, which gives every byte back), UTF-8 metadata included.
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"x-auth-token", session.token.encode()))
     outgoing = session.http.build_request(
-        method,
-        session.url(account, *path),
-        params=params,
-        headers={**headers, "x-auth-token": session.token},
-        content=body,
+        method, session.url(account, *path), params=params, headers=raw, content=body
     )
     return await session.http.send(outgoing, stream=True)
 

@@ -9,15 +9,15 @@ DLO has no entry, as in Swift (it is always on).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from skyfed.core import SessionDep
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import StorageCluster
-from skyfed.objects.section import tiers_of
+from skyfed.objects.places import offered_tiers
 from skyfed.objects.swift_listing import LISTING_LIMIT
 from skyfed.objects.swift_meta import (
     MAX_HEADER_SIZE,
@@ -26,25 +26,27 @@ from skyfed.objects.swift_meta import (
     MAX_META_OVERALL_SIZE,
     MAX_META_VALUE_LENGTH,
 )
-from skyfed.zones.models import ChildZone
 
 router = APIRouter(tags=["swift"])
 # Swift's own default, where no cluster says less.
 MAX_FILE_SIZE = 5 * 1024**3 + 2
 
 
+def max_file_size(clusters: Iterable[StorageCluster]) -> int:
+    """The largest object every cluster takes (Swift's default where none says)."""
+    sizes = [int(c.info.get("max_file_size", MAX_FILE_SIZE)) for c in clusters if c.info]
+    return min(sizes, default=MAX_FILE_SIZE)
+
+
 @router.get("/info", include_in_schema=False)
 async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
-    clusters = (await session.scalars(select(StorageCluster))).all()
-    tiers: set[str] = {tier for c in clusters for tier in c.tiers}
-    for summary in (await session.scalars(select(ChildZone.summary))).all():
-        tiers |= tiers_of(summary)
-    sizes = [int(c.info.get("max_file_size", MAX_FILE_SIZE)) for c in clusters if c.info]
+    tiers = await offered_tiers(session)
+    clusters = parts.clusters.values()
     default = parts.core.settings.default_storage_tier
     return {
         "swift": {
             "version": f"skyfed {_version()}",
-            "max_file_size": min(sizes, default=MAX_FILE_SIZE),
+            "max_file_size": max_file_size(clusters),
             "max_meta_name_length": MAX_META_NAME_LENGTH,
             "max_meta_value_length": MAX_META_VALUE_LENGTH,
             "max_meta_count": MAX_META_COUNT,

@@ -36,18 +36,12 @@ class ListingQuery:
 
     @classmethod
     def parse(cls, params: dict[str, str]) -> ListingQuery:
-        raw = params.get("limit")
-        limit = LISTING_LIMIT
-        if raw not in (None, ""):
-            try:
-                limit = int(raw)
-            except ValueError:
-                raise PreconditionFailed(f"limit must be an integer, not {raw!r}") from None
-            if limit < 0 or limit > LISTING_LIMIT:
-                raise PreconditionFailed(f"limit must be between 0 and {LISTING_LIMIT}")
+        # As Swift: a limit that is not a number is no limit given; above it, 412.
+        raw = params.get("limit") or ""
+        limit = int(raw) if raw.isdigit() else LISTING_LIMIT
+        if limit > LISTING_LIMIT:
+            raise PreconditionFailed(f"Maximum limit is {LISTING_LIMIT}")
         delimiter = params.get("delimiter", "")
-        if len(delimiter) > 1:
-            raise PreconditionFailed("the delimiter is one character")
         return cls(
             marker=params.get("marker", ""),
             end_marker=params.get("end_marker", ""),
@@ -93,7 +87,7 @@ def select(names: Iterable[str], query: ListingQuery) -> list[Entry]:
         if query.delimiter:
             at = name.find(query.delimiter, len(query.prefix))
             if at >= 0:
-                subdir = name[: at + 1]
+                subdir = name[: at + len(query.delimiter)]
                 skip_to = subdir.encode("utf-8")
                 if subdir != query.marker:
                     page.append({"subdir": subdir})

@@ -58,3 +58,11 @@ def meta_updates(
 
 def has_updates(headers: Mapping[str, str], prefix: str) -> bool:
     return any(k.startswith((f"x-{prefix}-", f"x-remove-{prefix}-")) for k in headers)
+
+
+def check_stored(metadata: Mapping[str, str]) -> None:
+    """What an account keeps after an update stays within Swift's overall limits."""
+    if len(metadata) > MAX_META_COUNT:
+        raise BadRequest(f"Too many metadata items; max {MAX_META_COUNT}")
+    if sum(len(k) + len(v) for k, v in metadata.items()) > MAX_META_OVERALL_SIZE:
+        raise BadRequest(f"Total metadata too large; max {MAX_META_OVERALL_SIZE}")
