@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     default_storage_tier: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = (
         "gold"
     )
+    # Where new containers go: "spread" (at random, weighted by free bytes: an account's
+    # containers spread over clusters and zones) or "account" (beside the account's
+    # others while that place has room: what its objects name stays on one backend).
+    storage_placement: Literal["spread", "account"] = "spread"
     # The largest answer a child may give (bytes); a larger one fails the call.
     max_child_answer_bytes: int = Field(default=MAX_CHILD_ANSWER, ge=64 * 1024)
     # What carries calls to children's HTTP APIs: "h1", skyfed's own HTTP/1.1 pool (the

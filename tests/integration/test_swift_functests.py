@@ -6,9 +6,12 @@ on a failure not listed there, on a listed test that no longer fails (take it of
 list), and when nothing ran. The run's output and JUnit report stay in the test's
 tmp_path (the failure message says where).
 
-The zone does not poll its clusters here (as in every test zone), so both show the
-same free bytes and every container lands on the first registered: the run is the same
-each time, and cross-cluster semantics are not exercised by it.
+The zone places containers with `storage_placement = "account"`: each account's
+containers stay on one cluster and the accounts spread over the two (test on one,
+test2 on the other: the same each run). So what fails is the same each time, and
+every cross-account test (copies, symlinks, ACLs between test and test2) goes from
+one cluster to the other through skyfed. (Containers of one account on several
+clusters are tested by tests/api/test_swift_account.py.)
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 
 from skyfed.client import SkyfedClient
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
+from skyfed.settings import Settings
 from skyfed.wire import SkyfedError
 from tests.conftest import ServedZone, free_test_port, zone_settings
 from tests.swift_functests import (
@@ -85,6 +89,16 @@ def conf_for(auth_uri: str, users: list[SwiftUser]) -> str:
     )
 
 
+def functests_zone_settings(state_dir: Path) -> Settings:
+    return zone_settings(
+        state_dir,
+        None,
+        port=free_test_port(),
+        allowed_storage_hosts=["127.0.0.1"],
+        storage_placement="account",
+    )
+
+
 def drop_data(clusters: LocalSwiftSet) -> None:
     """The clusters' data (on tmpfs; stopped by then): their configs and logs stay in
     tmp_path with the run's output."""
@@ -102,9 +116,7 @@ async def test_swift_functional_tests_through_a_zone(tmp_path: Path) -> None:
             LocalSwift(tmp_path / "swift-b", free_base_port([first]), "swift-b", TIERS, **OPTIONS),
         ]
     )
-    settings = zone_settings(
-        tmp_path / "zone", None, port=free_test_port(), allowed_storage_hosts=["127.0.0.1"]
-    )
+    settings = functests_zone_settings(tmp_path / "zone")
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(drop_data, clusters)
         await stack.enter_async_context(clusters)
@@ -121,4 +133,8 @@ async def test_swift_functional_tests_through_a_zone(tmp_path: Path) -> None:
         conf.write_text(conf_for(f"{zone.url}/auth/v1.0", users))
         result = await run(src, conf, tmp_path / "functests", FILES)
     problems = compare(result, load_expected(EXPECTED))
+    # The accounts' containers were on both clusters (their proxies' logs say so).
+    for swift in clusters:
+        log = (swift.log_dir / "proxy-server.log").read_text(errors="replace")
+        assert "PUT /v1/AUTH_" in log, f"no container was placed on {swift.name}"
     assert not problems, "\n".join([*problems, result.summary()])

@@ -89,6 +89,7 @@ def test_rendering() -> None:
 def test_acls() -> None:
     assert referrer_allowed("http://www.example.com/x", ["*"])
     assert referrer_allowed("http://www.example.com/x", [".example.com"])
+    assert referrer_allowed("http://blah.example.com/x", ["*.example.com"])
     assert not referrer_allowed("http://www.example.com/x", ["*", "-www.example.com"])
     assert not referrer_allowed("", [".example.com"])
     assert clean_acl("x-container-read", " .r:*, .rlistings ,p:u") == ".r:*,.rlistings,p:u"

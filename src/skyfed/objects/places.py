@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +52,7 @@ async def known_container(session: AsyncSession, access: Access, name: str) -> C
     found = await session.get(Container, (access.project_id, name))
     if found is None:
         if not (access.owner or access.level):
-            access.container("GET", None, False)  # raises: names are not theirs to learn
+            access.container("GET", None)  # raises: names are not theirs to learn
         raise NotFound(f"container '{name}' not found")
     return found
 
@@ -73,6 +73,33 @@ async def upstream_of(
     )
 
 
+async def _beside_account(
+    session: AsyncSession, project_id: str, weighted: list[tuple[Container, float]]
+) -> Container:
+    """Where the account has most containers already; for its first, the place
+    holding the fewest accounts (then the most free bytes): the same choice each
+    time for the same state, so accounts spread one per place while they can."""
+    where = (Container.cluster_id, Container.child_id)
+    mine = dict(
+        ((cluster, child), count)
+        for cluster, child, count in await session.execute(
+            select(*where, func.count()).where(Container.project_id == project_id).group_by(*where)
+        )
+    )
+    accounts = dict(
+        ((cluster, child), count)
+        for cluster, child, count in await session.execute(
+            select(*where, func.count(distinct(Container.project_id))).group_by(*where)
+        )
+    )
+
+    def rank(item: tuple[Container, float]) -> tuple[int, int, float, str]:
+        key = (item[0].cluster_id, item[0].child_id)
+        return (-mine.get(key, 0), accounts.get(key, 0), -item[1], str(key))
+
+    return min(weighted, key=rank)[0]
+
+
 async def offered_tiers(session: AsyncSession) -> set[str]:
     """The tiers of this zone's clusters and of its children's subtrees."""
     tiers = {
@@ -89,9 +116,11 @@ async def place(
     name: str,
     tier: str,
     beside: Container | None = None,
+    mode: str = "spread",
 ) -> tuple[Container, bool]:
     """The container placed now (True), or as another request placed it first.
-    `beside`: a container it must share a place with (its versions container)."""
+    `beside`: a container it must share a place with (its versions container);
+    `mode`: the zone's `storage_placement`."""
     clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
     children = (await session.scalars(select(ChildZone).where(ChildZone.state == ACTIVE))).all()
     weighted: list[tuple[Container, float]] = [
@@ -126,7 +155,10 @@ async def place(
             f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
             code=CLUSTER_UNAVAILABLE,
         )
-    chosen = random.choices([c for c, _ in weighted], weights=[w for _, w in weighted])[0]
+    if mode == "account":
+        chosen = await _beside_account(session, project_id, weighted)
+    else:
+        chosen = random.choices([c for c, _ in weighted], weights=[w for _, w in weighted])[0]
     session.add(chosen)
     try:
         await session.commit()

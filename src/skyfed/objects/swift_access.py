@@ -61,9 +61,10 @@ class Access:
             return
         raise self._denied(f"{method} this account")
 
-    def container(self, method: str, container: Container | None, sets_acl: bool) -> None:
+    def container(self, method: str, container: Container | None) -> None:
         """A container's own requests: creating, deleting and changing it are the
-        owners' (and read-write's, but no ACL); reading it is also the read ACL's."""
+        owners' and read-write's (whose ACL and sync headers are dropped, as Swift
+        does); reading it is also the read ACL's."""
         if self.owner:
             return
         if method in READ_METHODS:
@@ -71,7 +72,7 @@ class Access:
                 return
             if container is not None and self._reads(container, listing=True):
                 return
-        elif self.level == READ_WRITE and not sets_acl:
+        elif self.level == READ_WRITE:
             return
         raise self._denied(f"{method} this container")
 
@@ -117,6 +118,8 @@ def referrer_allowed(referrer: str, rules: list[str]) -> bool:
     for rule in rules:
         deny = rule.startswith("-")
         pattern = rule[1:] if deny else rule
+        if len(pattern) > 1 and pattern.startswith("*"):  # *.example.com: .example.com
+            pattern = pattern[1:]
         matches = (not deny and pattern == "*") or pattern == host
         matches = matches or (pattern.startswith(".") and host.endswith(pattern))
         if matches:

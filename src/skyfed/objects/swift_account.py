@@ -152,8 +152,7 @@ async def _read(
         below = headers.get(UNAVAILABLE_HEADER.lower())
         unavailable |= set(below.split(",")) if below else set()
         if is_get and isinstance(body, list):
-            mine = held[key]
-            listings.append([e for e in body if "subdir" in e or e.get("name") in mine])
+            listings.append(_ours(body, held[key]))
     if is_get:
         listings += [_from_table(names, query) for key, names in held.items() if key not in asked]
     out = _account_headers(access, row, project, rows, counts)
@@ -186,13 +185,31 @@ async def _places(
     return places
 
 
+def _ours(listed: list[Entry], names: dict[str, tuple[str, datetime]]) -> list[Entry]:
+    """The entries of a holder's listing that skyfed placed there, with skyfed's tier
+    as their storage policy (a cluster names it its own way)."""
+    kept = []
+    for entry in listed:
+        if "subdir" in entry:
+            kept.append(entry)
+        elif (known := names.get(entry.get("name", ""))) is not None:
+            kept.append(entry | {"storage_policy": known[0]})
+    return kept
+
+
 def _from_table(names: dict[str, tuple[str, datetime]], query: ListingQuery) -> list[Entry]:
     """A page of the containers of a cluster that does not answer: names, no counts."""
     page = select_page(names, query)
     for entry in page:
         if "name" in entry:
             created = names[entry["name"]][1]
-            entry |= {"count": 0, "bytes": 0, "last_modified": _iso(created)}
+            tier = names[entry["name"]][0]
+            entry |= {
+                "count": 0,
+                "bytes": 0,
+                "last_modified": _iso(created),
+                "storage_policy": tier,
+            }
     return page
 
 

@@ -10,8 +10,6 @@ the container's ACLs and attributes, and every request on it is forwarded there
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,12 +25,31 @@ from skyfed.objects.swift_access import Access, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
-from skyfed.objects.swift_http import LengthRequired, drop_headers, swift_route
+from skyfed.objects.swift_http import (
+    LengthRequired,
+    NotImplementedByUs,
+    drop_headers,
+    header_path,
+    swift_route,
+)
 from skyfed.objects.swift_info import max_file_size
 from skyfed.objects.swift_meta import check_metadata, has_updates, meta_updates
 
 ATTR = "container-attr"
 ACL_HEADERS = ("x-container-read", "x-container-write")
+# Set by owners only: from others, dropped (Swift's answer is the same).
+OWNER_SET = frozenset(
+    {
+        "x-container-read",
+        "x-container-write",
+        "x-remove-container-read",
+        "x-remove-container-write",
+        "x-container-sync-key",
+        "x-remove-container-sync-key",
+        "x-container-sync-to",
+        "x-remove-container-sync-to",
+    }
+)
 # Never shown to whom an ACL lets in: the ACLs and where the container syncs to.
 OWNER_ONLY = frozenset(
     {"x-container-read", "x-container-write", "x-container-sync-to", "x-container-sync-key"}
@@ -58,7 +75,7 @@ async def _versions_container(
     name = headers.get("x-versions-location") or headers.get("x-history-location")
     if not name:
         return None
-    return await session.get(Container, (project_id, unquote(name)))
+    return await session.get(Container, (project_id, header_path(name)))
 
 
 def _check_beside(container: Container, versions: Container | None) -> None:
@@ -75,7 +92,10 @@ def _check_beside(container: Container, versions: Container | None) -> None:
 def _check_length(request: Request, parts: StorageParts) -> None:
     """An upload says how long it is (or is chunked), within what the clusters take."""
     length = request.headers.get("content-length")
-    if length is None and "chunked" not in request.headers.get("transfer-encoding", "").lower():
+    coding = request.headers.get("transfer-encoding", "").lower()
+    if coding and coding != "chunked":
+        raise NotImplementedByUs(f"Transfer-Encoding {coding} is not supported")
+    if length is None and not coding:
         raise LengthRequired("Missing Content-Length header.")
     if length is not None and int(length) > max_file_size(parts.clusters.values()):
         raise PayloadTooLarge("Your request is too large.")
@@ -118,10 +138,9 @@ async def container_route(
     project_id = account.removeprefix(ACCOUNT_PREFIX)
     access = await resolve(request, identities, session, project_id)
     headers = {k.lower(): v for k, v in request.headers.items()}
-    sets_acl = any(h in headers or f"x-remove-{h[2:]}" in headers for h in ACL_HEADERS)
     method = request.method
     if method in ("PUT", "POST"):
-        access.container(method, None, sets_acl)
+        access.container(method, None)
         check_metadata(headers, ATTR)
         for header in ACL_HEADERS:
             if header in headers:
@@ -129,14 +148,20 @@ async def container_route(
     drop = frozenset(
         k for k in headers if k.startswith(("x-container-attr-", "x-remove-container-attr-"))
     )
+    if not access.owner:  # what only owners set is not sent, nor remembered
+        drop |= OWNER_SET
+        headers = {k: v for k, v in headers.items() if k not in OWNER_SET}
     if method == "PUT":
         known = await session.get(Container, (project_id, container))
         asked = headers.get("x-storage-policy")
         placed_now = False
         versions = await _versions_container(session, project_id, headers)
         if known is None:
-            tier = asked or parts.core.settings.default_storage_tier
-            known, placed_now = await place(session, project_id, container, tier, versions)
+            settings = parts.core.settings
+            tier = asked or settings.default_storage_tier
+            known, placed_now = await place(
+                session, project_id, container, tier, versions, settings.storage_placement
+            )
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         _check_beside(known, versions)
@@ -159,7 +184,7 @@ async def container_route(
         await session.commit()
         return answer
     known = await known_container(session, access, container)
-    access.container(method, known, sets_acl)
+    access.container(method, known)
     if method == "POST":
         _check_beside(known, await _versions_container(session, project_id, headers))
     upstream = await upstream_of(session, parts, known, access.caller)

@@ -11,7 +11,7 @@ answers as Swift does (201 with X-Copied-From and the rest).
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +23,7 @@ from skyfed.objects.places import known_container, upstream_of
 from skyfed.objects.swift_access import resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, forward, open_stream
+from skyfed.objects.swift_http import header_path
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
@@ -39,14 +40,14 @@ def is_copy(request: Request) -> bool:
 
 
 def _split(value: str, header: str) -> tuple[str, str]:
-    container, _, obj = unquote(value).lstrip("/").partition("/")
+    container, _, obj = header_path(value).lstrip("/").partition("/")
     if not container or not obj:
         raise PreconditionFailed(f"{header} must be of the form <container>/<object>")
     return container, obj
 
 
 def _account(value: str | None, default: str) -> str:
-    account = unquote(value) if value else default
+    account = header_path(value) if value else default
     if not account.startswith(ACCOUNT_PREFIX):
         raise PreconditionFailed(f"'{account}' is not an account of this Swift API")
     return account

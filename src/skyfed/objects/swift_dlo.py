@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from urllib.parse import unquote
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from skyfed.errors import PreconditionFailed, Unavailable
 from skyfed.objects.swift_forward import HOP, Upstream, ask, open_stream
+from skyfed.objects.swift_http import header_path
 from skyfed.objects.swift_listing import LISTING_LIMIT
 
 # A bound on one manifest's listing: 1,000 pages of 10,000 segments.
@@ -32,7 +32,7 @@ _NOT_COPIED = frozenset({"content-length", "content-range", "etag", "content-enc
 
 def manifest_target(value: str) -> tuple[str, str]:
     """`<container>/<prefix>` of an X-Object-Manifest header."""
-    container, sep, prefix = unquote(value).lstrip("/").partition("/")
+    container, sep, prefix = header_path(value).lstrip("/").partition("/")
     if not container or not sep:
         raise PreconditionFailed("X-Object-Manifest must be in the form <container>/<prefix>")
     return container, prefix

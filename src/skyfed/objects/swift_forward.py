@@ -19,8 +19,9 @@ import httpx
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
+from starlette.requests import ClientDisconnect
 
-from skyfed.errors import Unavailable
+from skyfed.errors import BadRequest, Unavailable
 from skyfed.objects.child_pool import ChildLoginFailed
 from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.swift_backend import BackendError
@@ -116,6 +117,8 @@ async def relay(
     raw = [(k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in skip]
     if "content-length" in answer.headers:
         raw.append((b"content-length", answer.headers["content-length"].encode()))
+    if request.headers.get("connection", "").lower() != "close":
+        raw.append((b"Connection", b"keep-alive"))  # as Swift's proxy says it
     response: Response
     if request.method == "HEAD" or answer.status_code in (204, 304):
         await answer.aclose()
@@ -148,6 +151,8 @@ async def open_stream(
             await answer.aclose()
             session = await upstream.connect(True)
             answer = await _send(session, method, account, path, sent, None, params)
+    except ClientDisconnect as exc:  # the caller left mid-upload: nobody to answer
+        raise BadRequest("the client went away before its body was sent") from exc
     except _FAILURES as exc:
         raise upstream.unavailable(exc) from exc
     return answer

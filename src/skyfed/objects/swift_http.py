@@ -8,14 +8,15 @@ makes there carries a transaction id (`X-Trans-Id`, `X-Openstack-Request-Id`,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Response
 
-from skyfed.errors import AppError, TooManyRequests
+from skyfed.errors import AppError, PreconditionFailed, TooManyRequests
 from skyfed.logs import request_id
 
 P = ParamSpec("P")
@@ -26,10 +27,18 @@ class LengthRequired(AppError):
     code = "length_required"
 
 
+class NotImplementedByUs(AppError):
+    status = 501
+    code = "not_implemented"
+
+
 def swift_route(fn: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
     @functools.wraps(fn)
     async def route(*args: P.args, **kwargs: P.kwargs) -> Response:
         try:
+            names = [str(kwargs[k]) for k in ("container", "obj") if k in kwargs]
+            if not all(valid_name(n) for n in names):
+                raise PreconditionFailed("Invalid UTF8 or contains NULL")
             response = await fn(*args, **kwargs)
         except AppError as exc:
             response = error_response(exc, str(kwargs.get("account") or ""))
@@ -61,3 +70,17 @@ def has_header(response: Response, name: str) -> bool:
 def drop_headers(response: Response, names: frozenset[str]) -> None:
     wanted = {n.lower().encode("latin-1") for n in names}
     response.raw_headers = [(k, v) for k, v in response.raw_headers if k.lower() not in wanted]
+
+
+def header_path(value: str) -> str:
+    """A path a header names (X-Copy-From, Destination, X-Object-Manifest,
+    X-Symlink-Target...), percent-encoded or in raw UTF-8, as text. Starlette reads
+    header bytes as Latin-1: encoding them back gives the bytes sent."""
+    with contextlib.suppress(UnicodeEncodeError):  # else: text already (httpx read it)
+        value = value.encode("latin-1").decode("utf-8", "replace")
+    return unquote(value)
+
+
+def valid_name(name: str) -> bool:
+    """A name Swift takes: valid UTF-8 (no replacement of a bad byte) and no NUL."""
+    return "\ufffd" not in name and "\x00" not in name

@@ -5,6 +5,10 @@ tiers (as storage policies) its own clusters and its children offer, and the
 features that hold across clusters. A backend feature that only works inside one
 cluster is not advertised until skyfed makes it hold across them (docs/objects.md).
 DLO has no entry, as in Swift (it is always on).
+
+Also Swift's answers for paths that name no account skyfed has: `/v1` alone is
+412, an `AUTH_` account that is no project's id is 401 without a token (with
+Swift's quoted realm) and 403 with one.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
+from skyfed.errors import Forbidden, PreconditionFailed, Unauthorized
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.places import offered_tiers
+from skyfed.objects.swift_auth import ACCOUNT_PREFIX
+from skyfed.objects.swift_http import swift_route
 from skyfed.objects.swift_listing import LISTING_LIMIT
 from skyfed.objects.swift_meta import (
     MAX_HEADER_SIZE,
@@ -71,6 +79,39 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
         # object on its own cluster, so they are not offered.
         "symlink": {"symloop_max": 2, "static_links": False},
     }
+
+
+class AnyAccount(Convertor[str]):
+    """An account segment that is not a project's id (those match the routes first)."""
+
+    regex = f"{ACCOUNT_PREFIX}[^/]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("swift_any_account", AnyAccount())
+_ALL = ["GET", "HEAD", "PUT", "POST", "DELETE", "COPY", "OPTIONS"]
+
+
+@router.api_route("/v1", methods=_ALL, include_in_schema=False)
+@swift_route
+async def version_only() -> Response:
+    raise PreconditionFailed("Bad URL")
+
+
+@router.api_route("/v1/{account:swift_any_account}", methods=_ALL, include_in_schema=False)
+@router.api_route(
+    "/v1/{account:swift_any_account}/{rest:path}", methods=_ALL, include_in_schema=False
+)
+@swift_route
+async def no_such_account(request: Request, account: str) -> Response:
+    if not (request.headers.get("x-auth-token") or request.headers.get("x-storage-token")):
+        raise Unauthorized("X-Auth-Token is required (GET /auth/v1.0)")
+    raise Forbidden("no such account here")
 
 
 def _version() -> str:

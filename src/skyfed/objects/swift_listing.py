@@ -170,8 +170,9 @@ def render(entries: list[Entry], fmt: str, account: str) -> bytes:
                 sub = SubElement(doc, "subdir", name=entry["subdir"])
             else:
                 sub = SubElement(doc, "container")
-                for field in ("name", "count", "bytes", "last_modified"):
-                    SubElement(sub, field).text = str(entry[field])
+                for field in ("name", "count", "bytes", "last_modified", "storage_policy"):
+                    if field in entry:
+                        SubElement(sub, field).text = str(entry[field])
             sub.tail = "\n"
         return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(
             doc, encoding="unicode"

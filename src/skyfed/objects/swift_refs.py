@@ -12,12 +12,12 @@ Reading through either needs read access where it leads, as in Swift.
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import BadRequest, NotFound, PreconditionFailed
+from skyfed.errors import BadRequest, Forbidden, NotFound, PreconditionFailed, Unauthorized
 from skyfed.identity.identities import Identities
 from skyfed.objects import swift_dlo
 from skyfed.objects.models import Container
@@ -26,6 +26,7 @@ from skyfed.objects.places import known_container, upstream_of
 from skyfed.objects.swift_access import Access, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask, forward
+from skyfed.objects.swift_http import error_response, header_path
 
 _PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
 
@@ -35,7 +36,7 @@ def _same(a: Upstream, b: Upstream) -> bool:
 
 
 def symlink_target(value: str) -> tuple[str, str]:
-    container, _, obj = unquote(value).lstrip("/").partition("/")
+    container, _, obj = header_path(value).lstrip("/").partition("/")
     if not container or not obj:
         raise PreconditionFailed(
             "X-Symlink-Target header must be of the form <container name>/<object name>"
@@ -50,7 +51,7 @@ def _named(request: Request, account: str) -> list[tuple[str, str]]:
     if "x-object-manifest" in headers:
         named.append((account, swift_dlo.manifest_target(headers["x-object-manifest"])[0]))
     if "x-symlink-target" in headers:
-        target_account = unquote(headers.get("x-symlink-target-account") or account)
+        target_account = header_path(headers.get("x-symlink-target-account") or account)
         named.append((target_account, symlink_target(headers["x-symlink-target"])[0]))
     return named
 
@@ -67,7 +68,12 @@ async def note_write(
     for target_account, name in _named(request, account):
         found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
         here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
-        if here:
+        if here and target_account == account:
+            continue  # the backend follows it, and the access there is the caller's here
+        if here:  # another account's, on this cluster: skyfed checks the access there
+            if not container.foreign_refs:
+                container.foreign_refs = True
+                await session.commit()
             continue
         if "x-symlink-target-etag" in request.headers:
             raise BadRequest(
@@ -106,19 +112,23 @@ async def read_through(
             request, dict(headers), found, account, segment_container, prefix
         )
     if target := headers.get("x-symlink-target"):
-        target_account = unquote(headers.get("x-symlink-target-account") or account)
+        target_account = header_path(headers.get("x-symlink-target-account") or account)
         container, obj = symlink_target(target)
         if target_account != account:
             access = await resolve(
                 request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
             )
-        found = await _where(session, parts, access, container, upstream)
-        if found is None:
+        location = f"/v1/{quote(target_account)}/{quote(container)}/{quote(obj)}"
+        try:
+            found = await _where(session, parts, access, container, upstream)
+        except (Forbidden, Unauthorized) as exc:  # where it points is still said
+            answer = error_response(exc, target_account)
+            answer.headers["content-location"] = location
+            return answer
+        if found is None:  # on this cluster (access checked): the backend follows it
             return None
         answer = await forward(request, found, target_account, (container, obj))
-        answer.headers["content-location"] = (
-            f"/v1/{quote(target_account)}/{quote(container)}/{quote(obj)}"
-        )
+        answer.headers["content-location"] = location
         return answer
     return None
 
