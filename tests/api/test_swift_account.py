@@ -374,7 +374,8 @@ async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
     assert info["swift"]["account_listing_limit"] == 10000
     assert info["tempauth"] == {"account_acls": True}
     assert info["symlink"] == {"symloop_max": 2, "static_links": False}
-    assert "slo" not in info and "versioned_writes" not in info  # not across clusters yet
+    assert "object_versioning" in info and "container_quotas" in info
+    assert "slo" not in info and "tempurl" not in info  # not across clusters yet
 
 
 async def test_a_cluster_down_during_a_listing_breaks_only_its_containers(

@@ -224,7 +224,7 @@ async def object_route(
     upstream = await upstream_of(session, parts, known, access.caller)
     if request.method == "PUT":
         _check_length(request, parts)
-        await swift_refs.note_write(request, session, parts, known, upstream, account)
+        await swift_refs.note_write(request, identities, session, parts, known, upstream, account)
     await session.close()  # hold no connection while an object streams
     # What an object names (DLO segments, a symlink's target) is read through skyfed
     # when it is elsewhere, or when the caller's access there must be checked.

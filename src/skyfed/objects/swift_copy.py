@@ -16,13 +16,13 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import BadRequest, PreconditionFailed
+from skyfed.errors import AppError, BadRequest, NotFound, PreconditionFailed
 from skyfed.identity.identities import Identities
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
 from skyfed.objects.swift_access import resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
-from skyfed.objects.swift_forward import HOP, Upstream, forward, open_stream
+from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, open_stream
 from skyfed.objects.swift_http import header_path
 
 # What a copy takes from its source, besides X-Object-Meta-*.
@@ -75,17 +75,34 @@ async def copy(
         source = (_account(headers.get("x-copy-from-account"), account),
                   *_split(headers["x-copy-from"], "X-Copy-From"))  # fmt: skip
         target = (account, container, obj)
-    ends: list[tuple[Upstream, str]] = []
-    for (acct, cont, _), method in ((source, "GET"), (target, "PUT")):
-        access = await resolve(request, identities, session, acct.removeprefix(ACCOUNT_PREFIX))
-        found = await known_container(session, access, cont)
-        access.object(method, found)
-        ends.append((await upstream_of(session, parts, found, access.caller), found.tier))
+    source_up = await _end(request, identities, parts, session, source, "GET")
+    try:
+        target_up = await _end(request, identities, parts, session, target, "PUT")
+    except AppError:  # as Swift, which reads the source first: a missing one is 404
+        status, _, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
+        if status == 404:
+            raise NotFound(f"object '{source[2]}' not found in '{source[1]}'") from None
+        raise
     await session.close()  # hold no connection while an object streams
-    (source_up, _), (target_up, _) = ends
     if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
         return await forward(request, source_up, account, (container, obj))
     return await _across(request, source_up, target_up, source, target)
+
+
+async def _end(
+    request: Request,
+    identities: Identities,
+    parts: StorageParts,
+    session: AsyncSession,
+    where: tuple[str, str, str],
+    method: str,
+) -> Upstream:
+    """Where one end of a copy is, once the caller may `method` there."""
+    account, container, _ = where
+    access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
+    found = await known_container(session, access, container)
+    access.object(method, found)
+    return await upstream_of(session, parts, found, access.caller)
 
 
 async def _across(

@@ -117,8 +117,8 @@ async def relay(
     raw = [(k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in skip]
     if "content-length" in answer.headers:
         raw.append((b"content-length", answer.headers["content-length"].encode()))
-    if request.headers.get("connection", "").lower() != "close":
-        raw.append((b"Connection", b"keep-alive"))  # as Swift's proxy says it
+    if request.headers.get("connection", "").lower() == "keep-alive":
+        raw.append((b"Connection", b"keep-alive"))  # as Swift's proxy answers it
     response: Response
     if request.method == "HEAD" or answer.status_code in (204, 304):
         await answer.aclose()
@@ -169,12 +169,21 @@ async def _send(
 ) -> httpx.Response:
     # As bytes: a header's value goes on as the caller sent it (Starlette decodes
     # them as Latin-1, which gives every byte back), UTF-8 metadata included.
-    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw = [(_bytes(k), _bytes(v)) for k, v in headers.items()]
     raw.append((b"x-auth-token", session.token.encode()))
     outgoing = session.http.build_request(
         method, session.url(account, *path), params=params, headers=raw, content=body
     )
     return await session.http.send(outgoing, stream=True)
+
+
+def _bytes(text: str) -> bytes:
+    """A header as bytes: Latin-1 gives back what a caller sent (Starlette's reading);
+    text read from a backend's answer by httpx (UTF-8 metadata) goes as UTF-8."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 # An account listing of 10,000 containers is about 1.3 MB of JSON.

@@ -78,6 +78,12 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
         # Followed across clusters by skyfed (swift_refs); a static link must name an
         # object on its own cluster, so they are not offered.
         "symlink": {"symloop_max": 2, "static_links": False},
+        # A versions container is placed beside the container it keeps versions of;
+        # the new style keeps them in a hidden container on the same cluster.
+        "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},
+        "object_versioning": {},
+        # Kept and enforced on the container's own cluster.
+        "container_quotas": {},
     }
 
 

@@ -58,6 +58,7 @@ def _named(request: Request, account: str) -> list[tuple[str, str]]:
 
 async def note_write(
     request: Request,
+    identities: Identities,
     session: AsyncSession,
     parts: StorageParts,
     container: Container,
@@ -76,6 +77,12 @@ async def note_write(
                 await session.commit()
             continue
         if "x-symlink-target-etag" in request.headers:
+            # As Swift, which reads the target: no access there is 403 first.
+            reader = await resolve(
+                request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
+            )
+            target = await known_container(session, reader, name)
+            reader.object("GET", target)
             raise BadRequest(
                 "a static symlink (X-Symlink-Target-Etag) must name an object on its own "
                 "cluster; make a dynamic one, or put the target beside it"
