@@ -41,6 +41,7 @@ def test_objects_bench_prints_the_table_and_its_figures() -> None:
         assert figures[f"{kind}_{unit}"] > 0
         assert figures[f"baseline_{kind}_{unit}"] > 0
         assert figures[key] > 0
+        assert len(figures[f"{kind}_round_ratios"]) == 1
         assert isinstance(figures["met"][key], bool)
     assert figures["errors"] == {}
     # Six containers, two on each cluster; listed through skyfed once it serves account

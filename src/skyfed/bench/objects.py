@@ -590,6 +590,10 @@ async def measure(opts: Options, root: Path, say: Callable[[str], None]) -> dict
         result[f"{kind}_{unit}"] = figure
         result[f"baseline_{kind}_{unit}"] = baseline
         result[f"{kind}_ratio"] = ratio(figure, baseline)
+        # Each round's two runs were back to back: their ratio moves less with the
+        # machine's load than the medians' ratio does (shown for reading, not judged).
+        pairs = zip(runs.get(f"{kind}_skyfed", []), runs.get(f"{kind}_direct", []), strict=False)
+        result[f"{kind}_round_ratios"] = [ratio(s.rate(), d.rate()) for s, d in pairs]
     result["runs"] = {
         key: [round(r.rate(MB if key.startswith("large") else 1), 1) for r in values]
         for key, values in runs.items()
