@@ -9,7 +9,7 @@ common holder.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -57,10 +57,13 @@ class Core:
         return cls(settings=settings, db=db, vault=vault, metrics=metrics, tracing=tracing)
 
 
-def provided(kind: type[T]) -> Callable[[Request], T]:
-    """A route dependency: the object of type `kind` that a feature provided."""
+def provided(kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A route dependency: the object of type `kind` that a feature provided.
 
-    def dependency(request: Request) -> T:
+    A coroutine function: FastAPI runs a plain function dependency on its thread
+    pool, a hand-off to another thread and back for every route that asks."""
+
+    async def dependency(request: Request) -> T:
         return request.app.state.provided[kind]
 
     dependency.__name__ = f"provided_{kind.__name__}"

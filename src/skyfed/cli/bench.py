@@ -129,3 +129,48 @@ def idle_polls(
     if polls < 1 or not 1 <= seconds <= 40 or repeat < 1:
         raise typer.BadParameter("--polls >= 1, --seconds 1..40, --repeat >= 1")
     typer.echo(json.dumps(run_idle_polls_bench(polls=polls, seconds=seconds, repeat=repeat)))
+
+
+@app.command("objects")
+def objects(
+    large_mib: Annotated[int, typer.Option(help="Size of the large PUT and GET (MiB).")] = 64,
+    large_repeat: Annotated[int, typer.Option(help="Rounds of large PUT and GET.")] = 3,
+    small_kib: Annotated[int, typer.Option(help="Size of the small objects (KiB).")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Clients of small ops and creates.")] = 32,
+    small_seconds: Annotated[float, typer.Option(help="Seconds of each small-op run.")] = 10.0,
+    small_max_ops: Annotated[int, typer.Option(help="Operations of a small run at most.")] = (
+        100_000
+    ),
+    small_repeat: Annotated[int, typer.Option(help="Rounds of small PUT and GET runs.")] = 3,
+    containers: Annotated[
+        int, typer.Option(help="Containers in the account listing (0: no listing).")
+    ] = 10_000,
+    list_repeat: Annotated[int, typer.Option(help="Rounds of account listings.")] = 3,
+    upload_mib: Annotated[
+        int, typer.Option(help="Upload watched for the zone's memory, MiB (0: none).")
+    ] = 1024,
+    budget_s: Annotated[
+        float, typer.Option(help="A measurement stops repeating after this many seconds.")
+    ] = 300.0,
+) -> None:
+    """skyfed's Swift API against the same requests sent to the Swift cluster directly."""
+    from skyfed.bench.objects import Options, run_objects_bench
+
+    options = Options(
+        large_mib=large_mib,
+        large_repeat=large_repeat,
+        small_kib=small_kib,
+        concurrency=concurrency,
+        small_seconds=small_seconds,
+        small_max_ops=small_max_ops,
+        small_repeat=small_repeat,
+        containers=containers,
+        list_repeat=list_repeat,
+        upload_mib=upload_mib,
+        budget_s=budget_s,
+    )
+    try:
+        options.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(run_objects_bench(options)))

@@ -37,11 +37,17 @@ class ClusterPool:
         self._lock = asyncio.Lock()
 
     async def session(self, cluster: StorageCluster, *, fresh: bool = False) -> ClusterSession:
-        """The cluster's session; `fresh`: log in again (the token was refused)."""
+        """The cluster's session; `fresh`: log in again (the token was refused).
+
+        Requests that find no session (or a refused token) at once share one login:
+        the first logs in, those waiting behind it take the session it made."""
         known = self._sessions.get(cluster.id)
         if known is not None and not fresh:
             return known
         async with self._lock:
+            current = self._sessions.get(cluster.id)
+            if current is not None and current is not known:
+                return current  # made, or renewed, while this request waited
             backend = SwiftBackend(
                 cluster.auth_url,
                 cluster.username,
