@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, PayloadTooLarge
+from skyfed.errors import Conflict, Forbidden, PayloadTooLarge
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects import swift_refs
 from skyfed.objects.api import PartsDep
@@ -221,6 +221,8 @@ async def object_route(
     access = await resolve(request, identities, session, project_id)
     known = await known_container(session, access, container)
     access.object(request.method, known)
+    if "version-id" in request.query_params and not access.owner:
+        raise Forbidden("a version of an object is its owners' to read")
     upstream = await upstream_of(session, parts, known, access.caller)
     if request.method == "PUT":
         _check_length(request, parts)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import AppError, BadRequest, NotFound, PreconditionFailed
 from skyfed.identity.identities import Identities
+from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
 from skyfed.objects.swift_access import resolve
@@ -29,6 +30,8 @@ from skyfed.objects.swift_http import header_path
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
 # What the request may set on the destination.
 _SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag")
+# What a manifest or a symlink names, copied with it (read with `_SOURCE_PARAMS`).
+_NAMING = ("x-object-manifest", "x-symlink-target", "x-symlink-target-account")
 # What the source's read may pass on (copy a manifest or a symlink itself).
 _SOURCE_PARAMS = ("multipart-manifest", "symlink")
 
@@ -75,14 +78,18 @@ async def copy(
         source = (_account(headers.get("x-copy-from-account"), account),
                   *_split(headers["x-copy-from"], "X-Copy-From"))  # fmt: skip
         target = (account, container, obj)
-    source_up = await _end(request, identities, parts, session, source, "GET")
+    source_up, _ = await _end(request, identities, parts, session, source, "GET")
     try:
-        target_up = await _end(request, identities, parts, session, target, "PUT")
+        target_up, target_container = await _end(request, identities, parts, session, target, "PUT")
     except AppError:  # as Swift, which reads the source first: a missing one is 404
         status, _, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
         if status == 404:
             raise NotFound(f"object '{source[2]}' not found in '{source[1]}'") from None
         raise
+    itself = any(k in request.query_params for k in _SOURCE_PARAMS)
+    if itself and not target_container.foreign_refs:  # a manifest or a link, copied:
+        target_container.foreign_refs = True  # what it names may be elsewhere
+        await session.commit()
     await session.close()  # hold no connection while an object streams
     if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
         return await forward(request, source_up, account, (container, obj))
@@ -96,13 +103,13 @@ async def _end(
     session: AsyncSession,
     where: tuple[str, str, str],
     method: str,
-) -> Upstream:
+) -> tuple[Upstream, Container]:
     """Where one end of a copy is, once the caller may `method` there."""
     account, container, _ = where
     access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
     found = await known_container(session, access, container)
     access.object(method, found)
-    return await upstream_of(session, parts, found, access.caller)
+    return await upstream_of(session, parts, found, access.caller), found
 
 
 async def _across(
@@ -133,8 +140,10 @@ async def _across(
                 for k, v in read.headers.items()
                 if k.lower().startswith("x-object-meta-") or k.lower() in _COPIED
             }
-            if "x-object-manifest" in read.headers and params:
-                sent["x-object-manifest"] = read.headers["x-object-manifest"]
+            if params:  # the manifest or the link itself is copied: what it names too
+                for header in _NAMING:
+                    if header in read.headers:
+                        sent[header] = read.headers[header]
         for key, value in request.headers.items():
             low = key.lower()
             if low not in HOP and (

@@ -8,7 +8,7 @@ DLO has no entry, as in Swift (it is always on).
 
 Also Swift's answers for paths that name no account skyfed has: `/v1` alone is
 412, an `AUTH_` account that is no project's id is 401 without a token (with
-Swift's quoted realm) and 403 with one.
+Swift's quoted realm) and 403 with one, an empty account or container is 404.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
-from skyfed.errors import Forbidden, PreconditionFailed, Unauthorized
+from skyfed.errors import Forbidden, NotFound, PreconditionFailed, Unauthorized
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.places import offered_tiers
@@ -118,6 +118,14 @@ async def no_such_account(request: Request, account: str) -> Response:
     if not (request.headers.get("x-auth-token") or request.headers.get("x-storage-token")):
         raise Unauthorized("X-Auth-Token is required (GET /auth/v1.0)")
     raise Forbidden("no such account here")
+
+
+@router.api_route("/v1//{rest:path}", methods=_ALL, include_in_schema=False)
+@router.api_route("/v1/{account}//{rest:path}", methods=_ALL, include_in_schema=False)
+@swift_route
+async def empty_segment() -> Response:
+    """A path with an empty account or container names nothing (Swift's 404)."""
+    raise NotFound("no account or container is named ''")
 
 
 def _version() -> str:
