@@ -29,7 +29,7 @@ from skyfed.objects.swift_http import header_path
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
 # What the request may set on the destination.
-_SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag")
+_SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag", "x-symlink-target-account")
 # What a manifest or a symlink names, copied with it (read with `_SOURCE_PARAMS`).
 _NAMING = ("x-object-manifest", "x-symlink-target", "x-symlink-target-account")
 # What the source's read may pass on (copy a manifest or a symlink itself).

@@ -108,6 +108,10 @@ async def read_through(
     if params.get("multipart-manifest") == "get" or params.get("symlink") == "get":
         return None  # the object itself
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    version = _version_link(headers.get("x-symlink-target", ""), path)
+    if status < 300 and version:  # object versioning's own link to the current version:
+        versioned = [*_PROBE, ("version-id", version)]  # what that version is
+        status, headers, _ = await ask(upstream, "HEAD", account, versioned, path)
     if status >= 300:
         return None
     if manifest := headers.get("x-object-manifest"):
@@ -137,6 +141,15 @@ async def read_through(
         answer = await forward(request, found, target_account, (container, obj))
         answer.headers["content-location"] = location
         return answer
+    return None
+
+
+def _version_link(target: str, path: tuple[str, str]) -> str | None:
+    """The version id when `target` is object versioning's link from an object to
+    its current version (`<container>/<object>?version-id=<id>`), else None."""
+    name, sep, query = target.partition("?version-id=")
+    if sep and header_path(name) == "/".join(path):
+        return query
     return None
 
 
