@@ -13,7 +13,7 @@ the same account name (`AUTH_<project id>`, another container):
   `concurrency` clients for `small_seconds` (at most `small_max_ops`), operations a
   second;
 - **an account listing**: `containers` containers created through skyfed, spread
-  over the three clusters (each batch goes to the cluster given the most room), and
+  over the three clusters (each batch goes to the one cluster left with room), and
   listed as Swift documents it (`GET /v1/AUTH_x?format=json&limit=10000`, paging with
   `marker` until an empty page), against the same number created on one cluster and
   listed there directly, containers a second. While skyfed does not serve account
@@ -246,10 +246,13 @@ class Stack:
                 return swift
         raise BenchError(f"no cluster holds container {container}")
 
-    async def favour(self, swift: LocalSwift, rank: int) -> None:
-        """Give `swift` the most room, so new containers are placed there."""
+    async def favour(self, swift: LocalSwift) -> None:
+        """Leave room on `swift` alone, so new containers are placed there (placement
+        draws among the clusters with room, weighted by it: one byte against a TiB)."""
         async with self.admin() as admin:
-            await admin.update_storage_cluster(swift.name, capacity_bytes=CAPACITY * (2 + rank))
+            for other in self.swifts:
+                room = CAPACITY if other is swift else 1
+                await admin.update_storage_cluster(other.name, capacity_bytes=room)
 
 
 # -- measurements ---------------------------------------------------------------------
@@ -619,8 +622,8 @@ async def measure_listing(
     say(f"creating {n} containers through skyfed, a third on each cluster")
     created = Run(0, 0.0)
     thirds = [names[i * n // 3 : (i + 1) * n // 3] for i in range(3)]
-    for rank, (swift, batch) in enumerate(zip(stack.swifts, thirds, strict=True)):
-        await stack.favour(swift, rank)
+    for swift, batch in zip(stack.swifts, thirds, strict=True):
+        await stack.favour(swift)
         if batch:
             run = await create_containers(lister, batch, opts.concurrency, deadline)
             created = Run(created.done + run.done, created.seconds + run.seconds)
