@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import json
 import os
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -235,6 +238,21 @@ async def _migrate(url: str) -> None:
         await upgrade(database)
     finally:
         await database.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def swift_data_cleanup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tmpfs data of the Swift clusters this test process made (each cluster's
+    etc/cluster.json under its temporary directories says where), removed at the end:
+    the tests stop their clusters and keep their configs and logs, and tmpfs is RAM."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    for state in base.rglob("etc/cluster.json"):
+        with contextlib.suppress(OSError, ValueError):
+            cluster = json.loads(state.read_text())
+            data = Path(cluster["data_dir"])
+            if cluster.get("data_made") and data.parent == Path("/dev/shm"):
+                shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -409,6 +409,8 @@ class Federation:
         stop_all([self.zones[name] for name in order if name in self.zones])
         for _, swift in self.swifts.values():
             swift.end_now()
+            if self.temporary:  # the state goes: so does the clusters' data, on tmpfs
+                swift.drop_data()
         if self.temporary:
             left = self.broker.remove()
             if left:

@@ -303,14 +303,16 @@ class LocalSwift:
     async def wipe(self) -> None:
         """Stop the cluster and delete it: data, configs and logs."""
         await self.stop()
-        if (self.etc_dir / "cluster.json").exists():
-            data = self.data_dir
-            # A data directory we made goes whole; of one we were given, only the device
-            # we wrote to.
-            made = self._load_state().get("data_made", False)
-            shutil.rmtree(data if made else data / DEVICE, ignore_errors=True)
+        self.drop_data()
         shutil.rmtree(self.root_dir, ignore_errors=True)
         self._state = None
+
+    def drop_data(self) -> None:
+        """Delete a stopped cluster's data (tmpfs is memory): a data directory it made
+        goes whole; of one it was given, only the device it wrote to."""
+        if (self.etc_dir / "cluster.json").exists():
+            made = self._load_state().get("data_made", False)
+            shutil.rmtree(self.data_dir if made else self.data_dir / DEVICE, ignore_errors=True)
 
     async def __aenter__(self) -> LocalSwift:
         await self.start()
