@@ -20,6 +20,8 @@ from swiftclient.client import ClientException, Connection
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
 from tests.conftest import ServedZone, free_test_port, zone_settings
+from tests.swift_clusters import clusters as swift_clusters
+from tests.swift_clusters import register
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_account")]
@@ -31,14 +33,7 @@ NAMES = [f"c{i:02}" for i in range(24)] + ["logs_a", "logs_b", "zé"]
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def clusters(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSwiftSet]:
     root = tmp_path_factory.mktemp("swifts")
-    first = free_base_port()
-    swifts = LocalSwiftSet(
-        [
-            LocalSwift(root / "east", first, "east", ("gold",), updater_interval=1.0),
-            LocalSwift(root / "west", free_base_port([first]), "west", ("gold",),
-                       updater_interval=1.0),
-        ]
-    )  # fmt: skip
+    swifts = swift_clusters(root, ("east", ("gold",)), ("west", ("gold",)), updater_interval=1.0)
     await swifts.start()
     try:
         yield swifts
@@ -60,11 +55,7 @@ async def zone(
     )
     async with ServedZone(settings) as served, served.client() as admin:
         for swift in clusters:
-            creds = swift.reseller_admin
-            await admin.add_storage_cluster(
-                swift.name, swift.auth_url, creds.user, creds.key,
-                tiers={"gold": "gold"}, capacity_bytes=10 * GiB,
-            )  # fmt: skip
+            await register(admin, swift)
         await admin.create_project("p1")
         await admin.create_project("p2")
         await admin.create_user("mia", PASSWORD, "p1", ["member"])
@@ -383,11 +374,7 @@ async def test_a_cluster_down_during_a_listing_breaks_only_its_containers(
 ) -> None:
     swift = LocalSwift(tmp_path / "dying", free_base_port(), "dying", ("bronze",))
     async with swift, zone.client() as admin:
-        creds = swift.reseller_admin
-        await admin.add_storage_cluster(
-            "dying", swift.auth_url, creds.user, creds.key,
-            tiers={"bronze": "bronze"}, capacity_bytes=GiB,
-        )  # fmt: skip
+        await register(admin, swift, GiB)
         mia = connect(zone, "p1:mia")
         await call(mia, "put_container", "fragile", {"X-Storage-Policy": "bronze"})
         await swift.kill()

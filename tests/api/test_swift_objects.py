@@ -17,6 +17,7 @@ from swiftclient.client import ClientException, Connection
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
 from tests.conftest import ServedZone, free_test_port, zone_settings
+from tests.swift_clusters import register
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_objects")]
@@ -192,11 +193,7 @@ async def test_a_cluster_killed_mid_upload_leaves_no_partial_object(
     nothing half written is ever visible."""
     swift = LocalSwift(tmp_path / "dying", free_base_port(), "dying", ("bronze",))
     async with swift, zone.client() as admin:
-        creds = swift.reseller_admin
-        await admin.add_storage_cluster(
-            "dying", swift.auth_url, creds.user, creds.key,
-            tiers={"bronze": "bronze"}, capacity_bytes=GiB,
-        )  # fmt: skip
+        await register(admin, swift, GiB)
         mia = connect(zone, "p1:mia")
         await asyncio.to_thread(
             mia.put_container, "fragile", headers={"X-Storage-Policy": "bronze"}

@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from tests.conftest import IN_CI, ServedZone, free_test_port, zone_settings
+from tests.swift_clusters import clusters, register
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_tools")]
-GiB = 1 << 30
 PASSWORD = "member-password-1"
 SWIFT = str(Path(sys.executable).with_name("swift"))
 
@@ -26,24 +25,13 @@ SWIFT = str(Path(sys.executable).with_name("swift"))
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def zone(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServedZone]:
     root = tmp_path_factory.mktemp("tools")
-    first = free_base_port()
-    swifts = LocalSwiftSet(
-        [
-            LocalSwift(root / "east", first, "east", ("gold",), updater_interval=1.0),
-            LocalSwift(root / "west", free_base_port([first]), "west", ("gold",),
-                       updater_interval=1.0),
-        ]
-    )  # fmt: skip
+    swifts = clusters(root, ("east", ("gold",)), ("west", ("gold",)), updater_interval=1.0)
     settings = zone_settings(
         root / "zone", None, port=free_test_port(), allowed_storage_hosts=["127.0.0.1"]
     )
     async with swifts, ServedZone(settings) as served, served.client() as admin:
         for swift in swifts:
-            creds = swift.reseller_admin
-            await admin.add_storage_cluster(
-                swift.name, swift.auth_url, creds.user, creds.key,
-                tiers={"gold": "gold"}, capacity_bytes=10 * GiB,
-            )  # fmt: skip
+            await register(admin, swift)
         await admin.create_project("p1")
         await admin.create_user("mia", PASSWORD, "p1", ["member"])
         yield served

@@ -199,23 +199,17 @@ async def ask(
 ) -> tuple[int, httpx.Headers, Any]:
     """A small request of skyfed's own (an account's HEAD or listing): status,
     headers and the JSON body (None when there is none)."""
+    answer = await open_stream(upstream, method, account, path, {}, params)
     try:
-        for fresh in (False, True):
-            session = await upstream.connect(fresh)
-            answer = await _send(session, method, account, path, upstream.headers, None, params)
-            try:
-                if answer.status_code == 401 and not fresh:
-                    continue
-                chunks, size = [], 0
-                async for chunk in answer.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_LISTING_BYTES:
-                        raise upstream.unavailable("its listing is too large")
-                    chunks.append(chunk)
-            finally:
-                await answer.aclose()
-            body = b"".join(chunks)
-            return answer.status_code, answer.headers, json.loads(body) if body else None
+        chunks, size = [], 0
+        async for chunk in answer.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_LISTING_BYTES:
+                raise upstream.unavailable("its listing is too large")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        return answer.status_code, answer.headers, json.loads(body) if body else None
     except (*_FAILURES, ValueError) as exc:
         raise upstream.unavailable(exc) from exc
-    raise upstream.unavailable("it refused skyfed's token twice")
+    finally:
+        await answer.aclose()
