@@ -105,8 +105,9 @@ async def read_through(
     """skyfed's answer when the object names something elsewhere; else None (the
     backend answers as it does)."""
     params = dict(request.query_params)
-    if params.get("multipart-manifest") == "get" or params.get("symlink") == "get":
-        return None  # the object itself
+    if params.get("multipart-manifest") == "get":
+        return None  # the manifest itself
+    link_itself = params.get("symlink") == "get"  # (a DLO is still assembled then)
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
     version = _version_link(headers.get("x-symlink-target", ""), path)
     if status < 300 and version:  # object versioning's own link to the current version:
@@ -114,7 +115,7 @@ async def read_through(
         status, headers, _ = await ask(upstream, "HEAD", account, versioned, path)
     if status >= 300:
         return None
-    if manifest := headers.get("x-object-manifest"):
+    if manifest := headers.get("x-object-manifest"):  # (a link itself has none)
         segment_container, prefix = swift_dlo.manifest_target(manifest)
         found = await _where(session, parts, access, segment_container, upstream)
         if found is None:
@@ -122,7 +123,7 @@ async def read_through(
         return await swift_dlo.answer(
             request, dict(headers), found, account, segment_container, prefix
         )
-    if target := headers.get("x-symlink-target"):
+    if (target := headers.get("x-symlink-target")) and not link_itself:
         target_account = header_path(headers.get("x-symlink-target-account") or account)
         container, obj = symlink_target(target)
         if target_account != account:
