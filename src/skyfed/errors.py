@@ -43,6 +43,11 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class NotAcceptable(AppError):
     status = 406
     code = "not_acceptable"
@@ -51,6 +56,11 @@ class NotAcceptable(AppError):
 class Conflict(AppError):
     status = 409
     code = "conflict"
+
+
+class LengthRequired(AppError):
+    status = 411
+    code = "length_required"
 
 
 class PreconditionFailed(AppError):
@@ -77,6 +87,13 @@ class TooManyRequests(AppError):
     def __init__(self, message: str, *, retry_after: float, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class Unsupported(AppError):
+    """A request the server does not implement (501), such as a transfer coding."""
+
+    status = 501
+    code = "not_implemented"
 
 
 class Unavailable(AppError):

@@ -8,12 +8,10 @@ link's own calls: object bodies are streamed, never put in a message.
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from skyfed.identity.vault import Vault
-from skyfed.objects.cluster_pool import ClusterSession
+from skyfed.objects.cluster_pool import ClusterSession, SessionPool
 from skyfed.zones.models import ChildZone
 
 
@@ -21,23 +19,18 @@ class ChildLoginFailed(Exception):
     pass
 
 
-class ChildPool:
+class ChildPool(SessionPool):
+    """Sessions with the child zones, as the service account each was registered with."""
+
     def __init__(self, vault: Vault, timeout: float) -> None:
+        super().__init__(timeout)
         self.vault = vault
-        self.timeout = timeout
-        self._sessions: dict[str, ClusterSession] = {}
-        self._lock = asyncio.Lock()
 
     async def session(self, child: ChildZone, *, fresh: bool = False) -> ClusterSession:
         """The child's session; `fresh`: log in again (the token was refused)."""
-        known = self._sessions.get(child.id)
-        if known is not None and not fresh:
-            return known
-        async with self._lock:
-            base = child.api_url.rstrip("/")
-            http = known.http if known is not None else httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, read=None), follow_redirects=False
-            )  # fmt: skip
+        base = child.api_url.rstrip("/")
+
+        async def login(http: httpx.AsyncClient) -> tuple[str, str]:
             answer = await http.post(
                 f"{base}/v1/auth/tokens",
                 json={
@@ -46,18 +39,11 @@ class ChildPool:
                 },
                 timeout=self.timeout,
             )
-            if answer.status_code != 201 and answer.status_code != 200:
+            if answer.status_code not in (200, 201):
                 raise ChildLoginFailed(f"its login answered {answer.status_code}")
             token = answer.json().get("token")
             if not isinstance(token, str):
                 raise ChildLoginFailed("its login answered no token")
-            self._sessions[child.id] = ClusterSession(f"{base}/v1", token, http)
-            return self._sessions[child.id]
+            return f"{base}/v1", token
 
-    def forget(self, child_id: str) -> None:
-        self._sessions.pop(child_id, None)
-
-    async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.http.aclose()
-        self._sessions.clear()
+        return await self._session(child.id, login, fresh)

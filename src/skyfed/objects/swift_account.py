@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
 from skyfed.db.base import utcnow
-from skyfed.errors import AppError, Forbidden
+from skyfed.errors import Forbidden, MethodNotAllowed
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.models import Project
 from skyfed.objects.api import PartsDep
@@ -53,11 +53,6 @@ UNAVAILABLE_HEADER = "X-Skyfed-Unavailable-Clusters"
 # Keys that sign temporary URLs: for the account's owners' eyes only.
 OWNER_ONLY_META = ("temp-url-key",)
 QUOTA_HEADERS = frozenset({"x-account-meta-quota-bytes", "x-remove-account-meta-quota-bytes"})
-
-
-class MethodNotAllowed(AppError):
-    status = 405
-    code = "method_not_allowed"
 
 
 @router.api_route(

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, Forbidden, PayloadTooLarge
+from skyfed.errors import Conflict, Forbidden, LengthRequired, PayloadTooLarge, Unsupported
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects import swift_refs
 from skyfed.objects.api import PartsDep
@@ -26,8 +26,6 @@ from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
 from skyfed.objects.swift_http import (
-    LengthRequired,
-    NotImplementedByUs,
     drop_headers,
     header_path,
     swift_route,
@@ -94,7 +92,7 @@ def _check_length(request: Request, parts: StorageParts) -> None:
     length = request.headers.get("content-length")
     coding = request.headers.get("transfer-encoding", "").lower()
     if coding and coding != "chunked":
-        raise NotImplementedByUs(f"Transfer-Encoding {coding} is not supported")
+        raise Unsupported(f"Transfer-Encoding {coding} is not supported")
     if length is None and not coding:
         raise LengthRequired("Missing Content-Length header.")
     if length is not None and int(length) > max_file_size(parts.clusters.values()):

@@ -22,16 +22,6 @@ from skyfed.logs import request_id
 P = ParamSpec("P")
 
 
-class LengthRequired(AppError):
-    status = 411
-    code = "length_required"
-
-
-class NotImplementedByUs(AppError):
-    status = 501
-    code = "not_implemented"
-
-
 def swift_route(fn: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[Response]]:
     @functools.wraps(fn)
     async def route(*args: P.args, **kwargs: P.kwargs) -> Response:

@@ -13,6 +13,8 @@ Swift's quoted realm) and 403 with one, an empty account or container is 404.
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,7 +130,7 @@ async def empty_segment() -> Response:
     raise NotFound("no account or container is named ''")
 
 
+@functools.cache
 def _version() -> str:
-    from importlib.metadata import version
-
-    return version("skyfed")
+    """skyfed's version, read from its installed metadata once."""
+    return importlib.metadata.version("skyfed")
