@@ -321,6 +321,10 @@ def _node_id(classname: str, name: str, modules: Mapping[str, str]) -> str:
     return f"{classname}::{name}" if classname else name  # a collection error, say
 
 
+# An expected failure whose reason starts so may pass too: its outcome is a race.
+RACE = "(a race)"
+
+
 def load_expected(path: Path) -> dict[str, str]:
     """Expected failures: one `test id  # reason` a line; blank lines and lines starting
     with # are comments."""
@@ -349,6 +353,8 @@ def compare(result: Run, expected: Mapping[str, str]) -> list[str]:
     for test_id, reason in sorted(expected.items()):
         if test_id not in failed and _file_of(test_id) in result.files:
             status = result.outcomes[test_id].status if test_id in result.outcomes else "not run"
+            if reason.startswith(RACE) and status == "passed":
+                continue  # it fails or passes as a race between the HTTP server and skyfed goes
             problems.append(f"expected to fail ({reason}), {status}: {test_id}")
     return problems
 

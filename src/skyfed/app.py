@@ -72,7 +72,7 @@ def build_zone(settings: Settings) -> ZoneProcess:
         identity.feature(identities),
         compute.feature(parts),  # before zones: its /v1/zones/locate is not a zone's name
         zones.feature(tree),
-        objects.feature(storage),
+        objects.feature(storage, identities),
         tasks.feature(engine),  # last: its workers run what the others declared
     ]
     zone = ZoneProcess(core, identities, tree, engine, parts, storage, features)
@@ -179,7 +179,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.provided = zone.provided
     app.state.bus = bus  # its queue servers (their stats), once the zone runs
     error_handlers.install(app)
-    app.add_middleware(
+    for feature in zone.features:
+        for layer in feature.middleware:
+            app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    app.add_middleware(  # the outermost layer: added last
         RequestContext,
         max_body=settings.max_body_bytes,
         http_metrics=HttpMetrics(zone.core.metrics),

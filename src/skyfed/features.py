@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.middleware import Middleware
 
 from skyfed.tasks.kinds import Kind
 from skyfed.zones.view import LocalSection
@@ -39,3 +40,6 @@ class Feature:
     child_removed: ChildRemoved | None = None
     # The objects its routes ask for by type (`core.provided`).
     provides: Sequence[object] = ()
+    # ASGI layers before the routes (inside the zone's request context: ids, metrics,
+    # logs), for paths that must not pay for FastAPI's routing.
+    middleware: Sequence[Middleware] = ()

@@ -85,6 +85,20 @@ def test_compare_keeps_the_list_honest(tmp_path: Path) -> None:
     ]
 
 
+def test_a_race_may_pass_but_not_go_missing(tmp_path: Path) -> None:
+    result = run_of(tmp_path)
+    expected = {
+        "test/functional/tests.py::TestAccount::testA": "account GET missing",
+        "test/functional/test_object.py::TestObject::test_last": "account POST missing",
+        "test/functional/test_object.py::TestObject::test_ok": "(a race) 400 or 411",
+    }
+    assert compare(result, expected) == []
+    expected["test/functional/test_dlo.py::TestDlo::gone"] = "(a race) renamed"
+    assert compare(result, expected) == [
+        "expected to fail ((a race) renamed), not run: test/functional/test_dlo.py::TestDlo::gone"
+    ]
+
+
 def test_nothing_ran_is_a_problem(tmp_path: Path) -> None:
     empty = Run({}, FILES, 5, 1.0, tmp_path / "log", problems=["no test ran (see log)"])
     assert compare(empty, {}) == ["no test ran (see log)"]

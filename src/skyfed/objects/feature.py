@@ -3,13 +3,17 @@ capacity in the zone summary's `storage` section."""
 
 from __future__ import annotations
 
+from starlette.middleware import Middleware
+
 from skyfed.features import Feature
+from skyfed.identity.identities import Identities
 from skyfed.objects import swift_account, swift_api, swift_auth, swift_info
 from skyfed.objects.api import router
 from skyfed.objects.parts import StorageParts
+from skyfed.objects.swift_fast import FastObjects
 
 
-def feature(parts: StorageParts) -> Feature:
+def feature(parts: StorageParts, identities: Identities) -> Feature:
     return Feature(
         name="objects",
         routers=[
@@ -23,4 +27,5 @@ def feature(parts: StorageParts) -> Feature:
         lifespan=parts.lifespan,
         provides=[parts],
         child_removed=parts.child_removed,
+        middleware=[Middleware(FastObjects, parts=parts, identities=identities)],
     )

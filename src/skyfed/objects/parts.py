@@ -23,11 +23,13 @@ from skyfed.core import Core
 from skyfed.db.base import utcnow
 from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
+from skyfed.objects.locations import Locations
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
 from skyfed.objects.swift_auth import account_of
 from skyfed.objects.swift_backend import BackendError, SwiftBackend
+from skyfed.transport.h1_stream import StreamPool
 from skyfed.zones.reach_policy import parse_patterns
 from skyfed.zones.summary import Summary
 
@@ -44,6 +46,10 @@ class StorageParts:
         self.pool = ClusterPool(core.vault, timeout=30.0)
         # And with the child zones, for containers placed below this zone.
         self.children = ChildPool(core.vault, timeout=30.0)
+        # The object data path (swift_fast): where containers are, and the streaming
+        # connections to the clusters.
+        self.locations = Locations()
+        self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
         self._version = 0
         self._polls = core.metrics.counter(
             "skyfed_storage_cluster_polls",
@@ -82,7 +88,12 @@ class StorageParts:
     async def load(self) -> None:
         async with self.core.db.session() as session:
             rows = (await session.scalars(select(StorageCluster))).all()
-        self.clusters = {row.id: row for row in rows}
+        fresh = {row.id: row for row in rows}
+        for cluster_id, known in self.clusters.items():
+            now = fresh.get(cluster_id)
+            if now is None or _reach(now) != _reach(known):
+                self.locations.forget_cluster(cluster_id)
+        self.clusters = fresh
         self._version += 1
 
     async def cycle(self) -> tuple[int, int]:
@@ -170,6 +181,7 @@ class StorageParts:
             await stop(tasks)
             await self.pool.close()
             await self.children.close()
+            await self.stream.aclose()
 
     # -- metrics ---------------------------------------------------------------------
 
@@ -197,6 +209,11 @@ class StorageParts:
         yield state
         yield capacity
         yield used
+
+
+def _reach(cluster: StorageCluster) -> tuple[object, ...]:
+    """What requests forwarded to a cluster depend on."""
+    return (cluster.auth_url, cluster.username, cluster.password_secret, dict(cluster.tiers))
 
 
 def _policies(info: dict[str, object]) -> list[str]:

@@ -137,6 +137,8 @@ async def container_route(
     access = await resolve(request, identities, session, project_id)
     headers = {k.lower(): v for k, v in request.headers.items()}
     method = request.method
+    if method != "GET" and method != "HEAD":  # where it is, what it names: asked anew
+        parts.locations.forget(project_id, container)
     if method in ("PUT", "POST"):
         access.container(method, None)
         check_metadata(headers, ATTR)
@@ -190,6 +192,7 @@ async def container_route(
     answer = await forward(request, upstream, account, (container,), drop=drop)
     if method == "DELETE" and answer.status_code in (204, 404):
         await _forget(session, known)
+        parts.locations.forget(project_id, container)
     elif method == "POST" and answer.status_code < 300:
         _remember(known, headers)
         await session.commit()
@@ -225,6 +228,10 @@ async def object_route(
     if request.method == "PUT":
         _check_length(request, parts)
         await swift_refs.note_write(request, identities, session, parts, known, upstream, account)
+    if known.cluster_id is not None:  # for the data path's next requests (swift_fast)
+        parts.locations.remember(
+            project_id, container, upstream, known.cluster_id, known.foreign_refs
+        )
     await session.close()  # hold no connection while an object streams
     # What an object names (DLO segments, a symlink's target) is read through skyfed
     # when it is elsewhere, or when the caller's access there must be checked.

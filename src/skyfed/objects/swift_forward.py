@@ -72,7 +72,7 @@ class Upstream:
         )
 
 
-_FAILURES = (httpx.HTTPError, OSError, BackendError, ChildLoginFailed)
+FAILURES = (httpx.HTTPError, OSError, BackendError, ChildLoginFailed)
 
 
 async def forward(
@@ -113,7 +113,7 @@ async def relay(
 ) -> Response:
     """An upstream's answer, streamed back to the caller, its headers byte for byte
     (names as the backend cased them, values in whatever bytes it sent)."""
-    skip = HOP | drop | {"content-encoding", "date"}  # (the server sends its own date)
+    skip = HOP | drop | {"date"}  # (the server sends its own date)
     raw = [(k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in skip]
     if "content-length" in answer.headers:
         raw.append((b"content-length", answer.headers["content-length"].encode()))
@@ -153,7 +153,7 @@ async def open_stream(
             answer = await _send(session, method, account, path, sent, None, params)
     except ClientDisconnect as exc:  # the caller left mid-upload: nobody to answer
         raise BadRequest("the client went away before its body was sent") from exc
-    except _FAILURES as exc:
+    except FAILURES as exc:
         raise upstream.unavailable(exc) from exc
     return answer
 
@@ -209,7 +209,7 @@ async def ask(
             chunks.append(chunk)
         body = b"".join(chunks)
         return answer.status_code, answer.headers, json.loads(body) if body else None
-    except (*_FAILURES, ValueError) as exc:
+    except (*FAILURES, ValueError) as exc:
         raise upstream.unavailable(exc) from exc
     finally:
         await answer.aclose()

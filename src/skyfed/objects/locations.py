@@ -1,0 +1,66 @@
+"""Where containers are, remembered for a moment: the object data path's lookup.
+
+Every object request needs its container's place (a row of `containers`, then its
+cluster's): two queries that cost a small request as much CPU as the rest of
+skyfed's work on it. The routes record here what they looked up; the fast path
+(swift_fast) serves a container's objects from it while the entry is fresh.
+
+This process forgets an entry as soon as it changes the container (a create,
+a POST, a DELETE, a write naming objects elsewhere) or its cluster. What another
+process of the same zone changes is seen here once the entry is `TTL` seconds
+old, the longest that a container deleted and made again elsewhere by that
+process can still be looked for where it was (its cluster answers 404 for it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from skyfed.objects.swift_forward import Upstream
+
+TTL = 2.0
+MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class Location:
+    upstream: Upstream  # a storage cluster's (the same for every caller)
+    cluster_id: str
+    foreign_refs: bool  # its objects may name objects elsewhere (swift_refs)
+    until: float
+
+
+class Locations:
+    def __init__(self, ttl: float = TTL, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], Location] = {}
+
+    def get(self, project_id: str, name: str) -> Location | None:
+        hit = self._entries.get((project_id, name))
+        if hit is None:
+            return None
+        if hit.until < time.monotonic():
+            del self._entries[(project_id, name)]
+            return None
+        return hit
+
+    def remember(
+        self, project_id: str, name: str, upstream: Upstream, cluster_id: str, foreign_refs: bool
+    ) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[(project_id, name)] = Location(
+            upstream, cluster_id, foreign_refs, time.monotonic() + self.ttl
+        )
+
+    def forget(self, project_id: str, name: str) -> None:
+        self._entries.pop((project_id, name), None)
+
+    def forget_cluster(self, cluster_id: str) -> None:
+        """A cluster changed or went: nothing is looked for there from memory."""
+        self._entries = {k: v for k, v in self._entries.items() if v.cluster_id != cluster_id}
+
+    def clear(self) -> None:
+        self._entries.clear()
