@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
@@ -107,27 +107,28 @@ async def _read(
     is_get = request.method == "GET"
     query = ListingQuery.parse(dict(request.query_params)) if is_get else ListingQuery()
     fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
-    rows = (
-        await session.execute(
-            select(
-                Container.name,
-                Container.cluster_id,
-                Container.child_id,
-                Container.tier,
-                Container.created_at,
-            ).where(Container.project_id == access.project_id)
-        )
-    ).all()
+    # Every place holding some of the account's containers answers for its counts;
+    # only the containers a page can hold are looked at by name.
+    tiers: dict[str, int] = defaultdict(int)
+    keys: set[str] = set()
+    for cluster_id, child_id, tier, count in await session.execute(
+        select(Container.cluster_id, Container.child_id, Container.tier, func.count())
+        .where(Container.project_id == access.project_id)
+        .group_by(Container.cluster_id, Container.child_id, Container.tier)
+    ):
+        tiers[tier] += count
+        keys.add(child_id or cluster_id or "")
     row = await session.get(SwiftAccount, access.project_id)
     project = await session.get(Project, access.project_id)
-    held: dict[str, dict[str, tuple[str, datetime]]] = defaultdict(dict)
-    for name, cluster_id, child_id, tier, created in rows:
-        held[child_id or cluster_id or ""][name] = (tier, created)
-    places = await _places(session, parts, access, held.keys())
+    held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
+    if is_get:
+        for name, cluster_id, child_id, tier in await _in_range(session, access.project_id, query):
+            held[child_id or cluster_id or ""][name] = tier
+    places = await _places(session, parts, access, keys)
     await session.commit()  # hold no connection while the clusters answer
     # Known down (by the polls) or gone: not asked, listed from the table.
     asked = {key: up for key, (up, ready) in places.items() if ready}
-    unavailable = {places[key][0].name if key in places else key for key in held} - {
+    unavailable = {places[key][0].name if key in places else key for key in keys} - {
         up.name for up in asked.values()
     }
     params = query.params() if is_get else [("format", "json")]
@@ -149,8 +150,10 @@ async def _read(
         if is_get and isinstance(body, list):
             listings.append(_ours(body, held[key]))
     if is_get:
-        listings += [_from_table(names, query) for key, names in held.items() if key not in asked]
-    out = _account_headers(access, row, project, rows, counts)
+        for key in keys - asked.keys():
+            names = held.get(key, {})
+            listings.append(await _from_table(parts, access.project_id, names, query))
+    out = _account_headers(access, row, project, tiers, counts)
     if unavailable:
         out[UNAVAILABLE_HEADER] = ",".join(sorted(unavailable))
     content_type = f"{CONTENT_TYPES[fmt]}; charset=utf-8"
@@ -180,30 +183,65 @@ async def _places(
     return places
 
 
-def _ours(listed: list[Entry], names: dict[str, tuple[str, datetime]]) -> list[Entry]:
+async def _in_range(
+    session: AsyncSession, project_id: str, query: ListingQuery
+) -> Sequence[Row[tuple[str, str | None, str | None, str]]]:
+    """The account's containers a page can hold: those past the marker and before
+    the end marker, in Swift's order (UTF-8 bytes), as skyfed placed them. All of
+    them would be read for every page of a large account otherwise."""
+    name = Container.name
+    if session.get_bind().dialect.name == "postgresql":
+        name = name.collate("C")  # bytes, whatever the database's locale
+    after, before = query.marker, query.end_marker
+    if query.reverse:
+        after, before = before, after
+    found = select(Container.name, Container.cluster_id, Container.child_id, Container.tier)
+    found = found.where(Container.project_id == project_id)
+    if after:
+        found = found.where(name > after)
+    if before:
+        found = found.where(name < before)
+    return (await session.execute(found)).all()
+
+
+def _ours(listed: list[Entry], names: dict[str, str]) -> list[Entry]:
     """The entries of a holder's listing that skyfed placed there, with skyfed's tier
     as their storage policy (a cluster names it its own way)."""
     kept = []
     for entry in listed:
         if "subdir" in entry:
             kept.append(entry)
-        elif (known := names.get(entry.get("name", ""))) is not None:
-            kept.append(entry | {"storage_policy": known[0]})
+        elif (tier := names.get(entry.get("name", ""))) is not None:
+            entry["storage_policy"] = tier
+            kept.append(entry)
     return kept
 
 
-def _from_table(names: dict[str, tuple[str, datetime]], query: ListingQuery) -> list[Entry]:
+async def _from_table(
+    parts: StorageParts, project_id: str, names: dict[str, str], query: ListingQuery
+) -> list[Entry]:
     """A page of the containers of a cluster that does not answer: names, no counts."""
     page = select_page(names, query)
+    listed = [entry["name"] for entry in page if "name" in entry]
+    if not listed:
+        return page
+    async with parts.core.db.session() as session:
+        created = dict(
+            (
+                await session.execute(
+                    select(Container.name, Container.created_at).where(
+                        Container.project_id == project_id, Container.name.in_(listed)
+                    )
+                )
+            ).all()
+        )
     for entry in page:
         if "name" in entry:
-            created = names[entry["name"]][1]
-            tier = names[entry["name"]][0]
             entry |= {
                 "count": 0,
                 "bytes": 0,
-                "last_modified": _iso(created),
-                "storage_policy": tier,
+                "last_modified": _iso(created.get(entry["name"], utcnow())),
+                "storage_policy": names[entry["name"]],
             }
     return page
 
@@ -230,16 +268,13 @@ def _account_headers(
     access: Access,
     row: SwiftAccount | None,
     project: Project | None,
-    rows: list,  # type: ignore[type-arg]
+    per_tier_containers: Mapping[str, int],
     counts: _Counts,
 ) -> dict[str, str]:
     created = project.created_at if project is not None else utcnow()
     stamp = f"{created.timestamp():.5f}"
-    per_tier_containers: dict[str, int] = defaultdict(int)
-    for *_, tier, _ in rows:
-        per_tier_containers[tier] += 1
     out = {
-        "X-Account-Container-Count": str(len(rows)),
+        "X-Account-Container-Count": str(sum(per_tier_containers.values())),
         "X-Account-Object-Count": str(counts.objects),
         "X-Account-Bytes-Used": str(counts.bytes),
         "X-Timestamp": stamp,
