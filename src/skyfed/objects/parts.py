@@ -50,6 +50,8 @@ class StorageParts:
         # connections to the clusters.
         self.locations = Locations()
         self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
+        # The temporary URL keys each place's account was last given (swift_tempurl).
+        self.tempurl_keys: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
         self._version = 0
         self._polls = core.metrics.counter(
             "skyfed_storage_cluster_polls",
@@ -124,7 +126,13 @@ class StorageParts:
                 "last_error": "",
                 "last_seen": utcnow(),
                 "used_bytes": used,
-                "info": {"version": info["swift"].get("version"), "policies": _policies(info)},
+                "info": {
+                    "version": info["swift"].get("version"),
+                    "policies": _policies(info),
+                    "slo": info.get("slo"),
+                    "tempurl": info.get("tempurl"),
+                    "max_file_size": info["swift"].get("max_file_size"),
+                },
             }
             ok = True
         except (BackendError, TimeoutError) as exc:

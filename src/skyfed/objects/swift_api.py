@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.core import SessionDep
 from skyfed.errors import Conflict, Forbidden, LengthRequired, PayloadTooLarge, Unsupported
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.objects import swift_refs
+from skyfed.objects import swift_refs, swift_slo, swift_tempurl
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -74,6 +74,15 @@ async def _versions_container(
     if not name:
         return None
     return await session.get(Container, (project_id, header_path(name)))
+
+
+async def _segments_of(session: AsyncSession, project_id: str, name: str) -> Container | None:
+    """`x_segments` goes beside `x` (where swiftclient and rclone put large objects'
+    segments): a static large object's segments must be on its manifest's cluster."""
+    base = name.removesuffix(swift_slo.SEGMENTS_SUFFIX)
+    if base == name or not base:
+        return None
+    return await session.get(Container, (project_id, base))
 
 
 def _check_beside(container: Container, versions: Container | None) -> None:
@@ -159,9 +168,15 @@ async def container_route(
         if known is None:
             settings = parts.core.settings
             tier = asked or settings.default_storage_tier
-            known, placed_now = await place(
-                session, project_id, container, tier, versions, settings.storage_placement
-            )
+            mode = settings.storage_placement
+            beside = versions or await _segments_of(session, project_id, container)
+            try:
+                known, placed_now = await place(session, project_id, container, tier, beside, mode)
+            except Conflict:
+                if beside is versions:
+                    raise
+                # No room beside its container: DLOs still read across (swift_refs).
+                known, placed_now = await place(session, project_id, container, tier, None, mode)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         _check_beside(known, versions)
@@ -216,6 +231,8 @@ async def object_route(
     parts: PartsDep,
     session: SessionDep,
 ) -> Response:
+    if swift_tempurl.is_signed(request):
+        return await swift_tempurl.serve(request, session, parts, account, container, obj)
     if is_copy(request):
         return await copy(request, identities, parts, session, account, container, obj)
     project_id = account.removeprefix(ACCOUNT_PREFIX)
@@ -225,9 +242,13 @@ async def object_route(
     if "version-id" in request.query_params and not access.owner:
         raise Forbidden("a version of an object is its owners' to read")
     upstream = await upstream_of(session, parts, known, access.caller)
+    manifest = None
     if request.method == "PUT":
         _check_length(request, parts)
         await swift_refs.note_write(request, identities, session, parts, known, upstream, account)
+        if swift_slo.is_manifest_put(request):
+            info = swift_slo.limits(parts.clusters.values())
+            manifest = await swift_slo.checked_manifest(request, session, known, info)
     if known.cluster_id is not None:  # for the data path's next requests (swift_fast)
         parts.locations.remember(
             project_id, container, upstream, known.cluster_id, known.foreign_refs
@@ -242,4 +263,4 @@ async def object_route(
         )
         if answer is not None:
             return answer
-    return await forward(request, upstream, account, (container, obj))
+    return await forward(request, upstream, account, (container, obj), body=manifest)

@@ -82,10 +82,15 @@ async def forward(
     path: tuple[str, ...],
     extra: Mapping[str, str] | None = None,
     drop: frozenset[str] = frozenset(),
+    body: bytes | None = None,
+    *,
+    anonymous: bool = False,
 ) -> Response:
     """The upstream's answer to the request, streamed back; `extra` headers are sent
-    with it, `drop` ones are neither sent nor answered."""
-    return await relay(request, await pass_on(request, upstream, account, path, extra, drop), drop)
+    with it, `drop` ones are neither sent nor answered; `body`: the request's, read
+    already; `anonymous`: sent with no credential of skyfed's (a temporary URL's)."""
+    answer = await pass_on(request, upstream, account, path, extra, drop, body, anonymous)
+    return await relay(request, answer, drop)
 
 
 async def pass_on(
@@ -95,17 +100,30 @@ async def pass_on(
     path: tuple[str, ...],
     extra: Mapping[str, str] | None = None,
     drop: frozenset[str] = frozenset(),
+    body: bytes | None = None,
+    anonymous: bool = False,
 ) -> httpx.Response:
     """The request sent on as given (but for `drop`, plus `extra`); its answer
     streaming, for `relay` (or the caller, who then closes it)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP | drop}
     headers |= extra or {}
-    body = request.stream() if request.method in ("PUT", "POST") else None
-    length = request.headers.get("content-length")
-    if length is not None:
-        headers["content-length"] = length
     params = list(request.query_params.multi_items())
-    return await open_stream(upstream, request.method, account, path, headers, params, body)
+    sent: AsyncIterator[bytes] | None
+    if body is not None:
+        headers["content-length"] = str(len(body))
+        sent = _once(body)
+    else:
+        sent = request.stream() if request.method in ("PUT", "POST") else None
+        length = request.headers.get("content-length")
+        if length is not None:
+            headers["content-length"] = length
+    return await open_stream(
+        upstream, request.method, account, path, headers, params, sent, anonymous=anonymous
+    )
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 async def relay(
@@ -141,13 +159,17 @@ async def open_stream(
     headers: Mapping[str, str],
     params: list[tuple[str, str]],
     body: AsyncIterator[bytes] | None = None,
+    *,
+    anonymous: bool = False,
 ) -> httpx.Response:
-    """A request of skyfed's own whose answer is streamed (the caller closes it)."""
-    sent = {**upstream.headers, **headers}
+    """A request of skyfed's own whose answer is streamed (the caller closes it);
+    `anonymous`: without skyfed's credential (nor an identity it forwards)."""
+    sent = {} if anonymous else {**upstream.headers}
+    sent |= headers
     try:
         session = await upstream.connect(False)
-        answer = await _send(session, method, account, path, sent, body, params)
-        if answer.status_code == 401 and body is None:
+        answer = await _send(session, method, account, path, sent, body, params, anonymous)
+        if answer.status_code == 401 and body is None and not anonymous:
             await answer.aclose()
             session = await upstream.connect(True)
             answer = await _send(session, method, account, path, sent, None, params)
@@ -166,11 +188,13 @@ async def _send(
     headers: Mapping[str, str],
     body: AsyncIterator[bytes] | None,
     params: list[tuple[str, str]],
+    anonymous: bool = False,
 ) -> httpx.Response:
     # As bytes: a header's value goes on as the caller sent it (Starlette decodes
     # them as Latin-1, which gives every byte back), UTF-8 metadata included.
     raw = [(_bytes(k), _bytes(v)) for k, v in headers.items()]
-    raw.append((b"x-auth-token", session.token.encode()))
+    if not anonymous:
+        raw.append((b"x-auth-token", session.token.encode()))
     outgoing = session.http.build_request(
         method, session.url(account, *path), params=params, headers=raw, content=body
     )

@@ -23,6 +23,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from skyfed.core import SessionDep
 from skyfed.errors import Forbidden, NotFound, PreconditionFailed, Unauthorized
+from skyfed.objects import swift_slo, swift_tempurl
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.places import offered_tiers
@@ -44,7 +45,7 @@ MAX_FILE_SIZE = 5 * 1024**3 + 2
 
 def max_file_size(clusters: Iterable[StorageCluster]) -> int:
     """The largest object every cluster takes (Swift's default where none says)."""
-    sizes = [int(c.info.get("max_file_size", MAX_FILE_SIZE)) for c in clusters if c.info]
+    sizes = [int(c.info.get("max_file_size") or MAX_FILE_SIZE) for c in clusters if c.info]
     return min(sizes, default=MAX_FILE_SIZE)
 
 
@@ -86,6 +87,10 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
         "object_versioning": {},
         # Kept and enforced on the container's own cluster.
         "container_quotas": {},
+        # Served by the clusters, for segments beside their manifest (swift_slo).
+        "slo": swift_slo.limits(clusters),
+        # Checked by the container's cluster, with the account's keys skyfed keeps.
+        "tempurl": swift_tempurl.describe(list(clusters)),
     }
 
 

@@ -1,0 +1,90 @@
+"""Static large objects (SLO) over a zone's places.
+
+A backend's slo middleware checks a manifest's segments when it is written, and
+reads them when it is read, on its own cluster only. skyfed lets the backends do
+that work and makes sure it is right: a manifest is taken when every segment it
+names is in a container on the same cluster (or child zone) as the manifest's
+own container, as swiftclient's and rclone's `<container>_segments` are (placed
+beside their container, places.py); a manifest naming segments in a container
+placed elsewhere is refused with 409 naming it, before anything is written. A
+nested manifest was checked when it was written, so every segment of a large
+object is on its manifest's cluster.
+
+Swift's limits hold as the clusters advertise them (`/info`'s `slo`, the most
+restrictive of the zone's clusters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.errors import Conflict, PayloadTooLarge
+from skyfed.objects.models import Container, StorageCluster
+
+# Swift's defaults (swift/common/middleware/slo.py), where no cluster says otherwise.
+DEFAULTS: dict[str, Any] = {
+    "max_manifest_segments": 1000,
+    "max_manifest_size": 8 * 1024 * 1024,
+    "yield_frequency": 10,
+    "min_segment_size": 1,
+    "allow_async_delete": True,
+}
+SEGMENTS_SUFFIX = "_segments"  # swiftclient's and rclone's segments containers
+
+
+def limits(clusters: Iterable[StorageCluster]) -> dict[str, Any]:
+    """The most restrictive of the clusters' SLO limits."""
+    found = [c.info["slo"] for c in clusters if c.info and isinstance(c.info.get("slo"), dict)]
+    out = dict(DEFAULTS)
+    for slo in found:
+        for key in ("max_manifest_segments", "max_manifest_size"):
+            if isinstance(slo.get(key), int):
+                out[key] = min(out[key], slo[key])
+        if slo.get("allow_async_delete") is False:
+            out["allow_async_delete"] = False
+    return out
+
+
+def is_manifest_put(request: Request) -> bool:
+    return request.method == "PUT" and request.query_params.get("multipart-manifest") == "put"
+
+
+async def checked_manifest(
+    request: Request, session: AsyncSession, container: Container, info: Mapping[str, Any]
+) -> bytes:
+    """The manifest's body, read whole (it is small: at most `max_manifest_size`),
+    once every segment it names is known to be beside `container`."""
+    limit = int(info["max_manifest_size"])
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Manifest File > {limit} bytes")
+    try:
+        segments = json.loads(body)
+    except ValueError:
+        return bytes(body)  # the backend says what is wrong with it, as Swift does
+    if not isinstance(segments, list):
+        return bytes(body)
+    named = {
+        str(seg["path"]).lstrip("/").split("/", 1)[0]
+        for seg in segments
+        if isinstance(seg, dict) and isinstance(seg.get("path"), str)
+    }
+    for name in sorted(named - {container.name}):
+        found = await session.get(Container, (container.project_id, name))
+        if found is not None and (found.cluster_id, found.child_id) != (
+            container.cluster_id,
+            container.child_id,
+        ):
+            raise Conflict(
+                f"segments in container '{name}' are on another cluster than '{container.name}':"
+                f" a static large object's segments must be beside its manifest (upload them"
+                f" to '{container.name}{SEGMENTS_SUFFIX}', which is placed beside it)"
+            )
+    return bytes(body)
