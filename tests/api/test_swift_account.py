@@ -381,6 +381,16 @@ async def test_static_large_objects_keep_their_segments_beside_them(zone: Served
     assert "slo0_segments" in str(refused.value.http_response_content)
     assert await status_of(mia, "head_object", "slo0", "far") == 404
 
+    # A reader the manifest's container lets in reads its segments only where they
+    # may: the cluster reads them as skyfed, so skyfed checks (Swift's 409 otherwise).
+    rita = connect(zone, "p1:rita")
+    await call(rita, "get_auth")
+    rita.url = mia.url
+    await call(mia, "post_container", "slo0", {"X-Container-Read": "p1:rita"})
+    assert await status_of(rita, "get_object", "slo0", "big") == 409
+    await call(mia, "post_container", "slo0_segments", {"X-Container-Read": "p1:rita"})
+    assert (await call(rita, "get_object", "slo0", "big"))[1] == b"".join(pieces)
+
     # Deleting the manifest with its segments, as clients do.
     await call(mia, "delete_object", "slo0", "big", query_string="multipart-manifest=delete")
     assert await status_of(mia, "head_object", "slo0_segments", "big/000") == 404
@@ -427,6 +437,7 @@ async def test_temporary_urls_sign_for_one_object_one_method_one_time(
             prefix + generate_temp_url(f"{path}/{first}/shared.txt", past, "k3y", "GET", True),
             signed("nothing-here", "shared.txt", "GET"),
             signed(first, "shared.txt", "GET", ip_range="127.0.0.1"),
+            url.split("?")[0] + "?temp_url_sig=&temp_url_expires=",  # blank: no signature
         ]
         for bad in refused:
             assert (await http.get(bad)).status_code == 401, bad
@@ -439,8 +450,15 @@ async def test_temporary_urls_sign_for_one_object_one_method_one_time(
         assert (await http.get(url)).status_code == 401
         assert (await http.get(old_second)).status_code == 401
         assert (await http.get(signed(first, "shared.txt", "GET", key="n3w"))).status_code == 200
-        # A container's own key (kept on its cluster) signs for its objects only.
+        # A container's own key (kept on its cluster) signs for its objects only, and
+        # is its owners' to see (not an ACL's readers').
         await call(mia, "post_container", second, {"X-Container-Meta-Temp-URL-Key": "c0nt"})
+        await call(mia, "post_container", second, {"X-Container-Read": "p1:rita"})
+        rita = connect(zone, "p1:rita")
+        await call(rita, "get_auth")
+        rita.url = mia.url
+        assert "x-container-meta-temp-url-key" not in await call(rita, "head_container", second)
+        assert (await call(mia, "head_container", second))["x-container-meta-temp-url-key"]
         ok = await http.get(signed(second, "shared.txt", "GET", key="c0nt"))
         assert ok.status_code == 200 and ok.content == b"on the other"
         assert (await http.get(signed(first, "shared.txt", "GET", key="c0nt"))).status_code == 401

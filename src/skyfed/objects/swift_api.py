@@ -50,7 +50,14 @@ OWNER_SET = frozenset(
 )
 # Never shown to whom an ACL lets in: the ACLs and where the container syncs to.
 OWNER_ONLY = frozenset(
-    {"x-container-read", "x-container-write", "x-container-sync-to", "x-container-sync-key"}
+    {
+        "x-container-read",
+        "x-container-write",
+        "x-container-sync-to",
+        "x-container-sync-key",
+        "x-container-meta-temp-url-key",
+        "x-container-meta-temp-url-key-2",
+    }
 )
 
 

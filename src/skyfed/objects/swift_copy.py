@@ -16,7 +16,7 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import AppError, BadRequest, NotFound, PreconditionFailed
+from skyfed.errors import AppError, BadRequest, Conflict, NotFound, PreconditionFailed
 from skyfed.identity.identities import Identities
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -132,6 +132,12 @@ async def _across(
             await read.aread()
             kind = read.headers.get("content-type", "text/plain")
             return Response(read.content, read.status_code, {"content-type": kind})
+        if params and read.headers.get("x-static-large-object", "").lower() == "true":
+            # Its segments stay on the source's cluster: a manifest there, not here.
+            raise Conflict(
+                "a static large object's manifest is copied only to a container beside its "
+                "segments; copy the object itself (without multipart-manifest=get)"
+            )
         fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes", "on")
         sent: dict[str, str] = {}
         if not fresh:

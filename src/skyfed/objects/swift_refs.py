@@ -17,7 +17,14 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import BadRequest, Forbidden, NotFound, PreconditionFailed, Unauthorized
+from skyfed.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
 from skyfed.identity.identities import Identities
 from skyfed.objects import swift_dlo
 from skyfed.objects.models import Container
@@ -115,6 +122,11 @@ async def read_through(
         status, headers, _ = await ask(upstream, "HEAD", account, versioned, path)
     if status >= 300:
         return None
+    if headers.get("x-static-large-object", "").lower() == "true" and not (
+        access.owner or access.level
+    ):  # an ACL's reader: the backend reads segments as skyfed, who may read them all
+        await _check_segments(session, access, upstream, account, path)
+        return None
     if manifest := headers.get("x-object-manifest"):  # (a link itself has none)
         segment_container, prefix = swift_dlo.manifest_target(manifest)
         found = await _where(session, parts, access, segment_container, upstream)
@@ -143,6 +155,44 @@ async def read_through(
         answer.headers["content-location"] = location
         return answer
     return None
+
+
+MAX_SLO_DEPTH = 10  # Swift's nesting limit of static large objects
+
+
+async def _check_segments(
+    session: AsyncSession,
+    access: Access,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+    depth: int = 0,
+) -> None:
+    """Conflict (Swift's answer) unless the caller may read every segment of the
+    static large object at `path` (on its cluster, as every segment is: swift_slo)."""
+    status, _, segments = await ask(upstream, "GET", account, [("multipart-manifest", "get")], path)
+    if status >= 300 or not isinstance(segments, list):
+        return  # (gone meanwhile: the backend answers)
+    nested = []
+    checked: set[str] = set()
+    for segment in segments:
+        name = segment.get("name") if isinstance(segment, dict) else None
+        if not isinstance(name, str):
+            continue  # inline data (the manifest as stored: "name", "sub_slo")
+        container, _, obj = name.lstrip("/").partition("/")
+        if container not in checked:
+            checked.add(container)
+            try:
+                found = await known_container(session, access, container)
+                access.object("GET", found)
+            except (Forbidden, Unauthorized, NotFound) as exc:
+                raise Conflict(f"a segment of this object cannot be read: {exc}") from exc
+        if segment.get("sub_slo"):
+            nested.append((container, obj))
+    await session.close()
+    if depth < MAX_SLO_DEPTH:
+        for container, obj in nested:
+            await _check_segments(session, access, upstream, account, (container, obj), depth + 1)
 
 
 def _version_link(target: str, path: tuple[str, str]) -> str | None:

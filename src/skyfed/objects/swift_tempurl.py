@@ -53,12 +53,13 @@ def describe(clusters: list[StorageCluster]) -> dict[str, Any]:
 
 
 def is_signed(request: Request) -> bool:
-    """A temporary URL's request: signed, and with no token (a token wins, as in Swift)."""
+    """A temporary URL's request: signed, and with no token (a token wins, as in Swift).
+    An empty signature or expiry is no signature: the request needs a token then."""
     query = request.query_params
     headers = request.headers
     return (
-        "temp_url_sig" in query
-        and "temp_url_expires" in query
+        bool(query.get("temp_url_sig"))
+        and bool(query.get("temp_url_expires"))
         and not (headers.get("x-auth-token") or headers.get("x-storage-token"))
     )
 

@@ -31,6 +31,7 @@ import httptools
 KEEPALIVE_EXPIRY = 4.0
 HIGH_WATER = 1 << 20  # answer bytes buffered before the socket is read no more
 LOW_WATER = 256 << 10  # ... and read again below this
+JOIN_BELOW = 64 << 10  # pieces smaller than this are handed on joined (fewer sends)
 Header = tuple[bytes, bytes]
 _FRAMING = (b"content-length", b"transfer-encoding")
 
@@ -181,11 +182,14 @@ class _Connection(asyncio.Protocol):
                 raise self.error
             self._wakeup = asyncio.get_running_loop().create_future()
             await self._wakeup
-        if len(self._chunks) == 1:
-            chunk = self._chunks.popleft()
-        else:
-            chunk = b"".join(self._chunks)
-            self._chunks.clear()
+        chunk = self._chunks.popleft()
+        if len(chunk) < JOIN_BELOW and self._chunks:  # small pieces go on together
+            pieces = [chunk]
+            size = len(chunk)
+            while self._chunks and size < JOIN_BELOW:
+                pieces.append(self._chunks.popleft())
+                size += len(pieces[-1])
+            chunk = b"".join(pieces)
         self._buffered -= len(chunk)
         if self._paused_reading and self._buffered < LOW_WATER and self.transport:
             self._paused_reading = False
