@@ -162,8 +162,12 @@ async def test_a_slow_reader_holds_a_bounded_buffer() -> None:
             await asyncio.sleep(0.001)  # a client slower than loopback
             peak = max(peak, connection._buffered)  # what the pool holds, unread
         answer.close()
-    assert received == size
-    assert peak <= h1_stream.HIGH_WATER + (1 << 20)
+        assert received == size
+        assert peak <= h1_stream.HIGH_WATER + (1 << 20)
+        # The connection serves the next answer (its parser starts afresh).
+        again = await pool.request(origin, request("GET"))
+        assert sum([len(c) async for c in again.chunks()]) == size
+        again.close()
     await pool.aclose()
 
 
@@ -217,6 +221,25 @@ async def test_interim_answers_bodies_until_close_and_nonsense() -> None:
         answer.close()
         with pytest.raises(StreamError):
             await pool.request(origin, request("GET", "/nonsense"))
+    await pool.aclose()
+
+
+async def test_more_than_the_length_said_is_an_error() -> None:
+    async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"a" * 10)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"b" * 80000)  # 10,000 bytes too many
+        await writer.drain()
+        return True
+
+    pool = StreamPool()
+    async with Server(liar) as origin:
+        answer = await pool.request(origin, request("GET"))
+        with pytest.raises(StreamError):
+            async for _ in answer.chunks():
+                pass
+        answer.close()
     await pool.aclose()
 
 

@@ -28,14 +28,16 @@ from urllib.parse import quote, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from skyfed.errors import AppError, BadRequest
+from skyfed.errors import AppError, BadRequest, Unauthorized
 from skyfed.identity.identities import Identities
 from skyfed.identity.principal import MEMBER, Principal
 from skyfed.identity.service import token_digest
 from skyfed.logs import request_id
 from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.locations import Location
+from skyfed.objects.models import Container, StorageCluster
 from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import cluster_upstream
 from skyfed.objects.swift_api import object_route, router
 from skyfed.objects.swift_forward import FAILURES, HOP
 from skyfed.objects.swift_http import error_response, valid_name
@@ -85,9 +87,6 @@ class FastObjects:
         if not (valid_name(container) and valid_name(obj)):
             return False
         project_id = account[5:]
-        location = self.parts.locations.get(project_id, container)
-        if location is None or location.foreign_refs:
-            return False
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name in headers:  # a repeated header: the routes join them
@@ -98,8 +97,13 @@ class FastObjects:
         token = headers.get(b"x-auth-token") or headers.get(b"x-storage-token")
         if not token:
             return False
-        caller = self.identities.tokens.get(token_digest(token.decode("latin-1")))
+        caller = await self._caller(token.decode("latin-1"))
         if caller is None or not _owner(caller, project_id):
+            return False
+        location = self.parts.locations.get(project_id, container)
+        if location is None:
+            location = await self._locate(project_id, container)
+        if location is None or location.foreign_refs:
             return False
         method = scope["method"]
         length = headers.get(b"content-length")
@@ -119,6 +123,32 @@ class FastObjects:
         self.served.labels(method).inc()
         await self._forward(scope, receive, send, location, account, (container, obj), headers)
         return True
+
+    async def _caller(self, token: str) -> Principal | None:
+        """Who the token is, from identity's cache or (a few times a minute) its table;
+        None for a token that is not valid (the routes give the 401)."""
+        caller = self.identities.tokens.get(token_digest(token))
+        if caller is not None:
+            return caller
+        try:
+            return await self.identities.principal(token)
+        except Unauthorized:
+            return None
+
+    async def _locate(self, project_id: str, name: str) -> Location | None:
+        """A container's place, looked up again once its entry is older than the
+        entries' life (objects.locations): None when it is not on a cluster here."""
+        async with self.parts.core.db.session() as session:
+            found = await session.get(Container, (project_id, name))
+            if found is None or found.cluster_id is None:
+                return None
+            cluster = await session.get(StorageCluster, found.cluster_id)
+        if cluster is None:
+            return None
+        upstream = cluster_upstream(self.parts, cluster)
+        locations = self.parts.locations
+        locations.remember(project_id, name, upstream, cluster.id, found.foreign_refs)
+        return locations.get(project_id, name)
 
     async def _forward(
         self,

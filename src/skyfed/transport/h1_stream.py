@@ -70,6 +70,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self._until_close = False
+        self._raw_left = 0  # body bytes still to come past the parser (a known length)
         self.error: StreamError | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------
@@ -81,14 +82,32 @@ class _Connection(asyncio.Protocol):
         if self._head is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
+        if self._raw_left:  # the rest of a body of known length: handed on as read
+            self._raw_body(data)
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(StreamError(f"malformed answer: {exc}"))
             self.close()
+            return
         if self._reset_parser:  # a HEAD's answer ended with its head
             self._reset_parser = False
             self._parser = httptools.HttpResponseParser(self)
+
+    def _raw_body(self, data: bytes) -> None:
+        """A body's bytes past the parser: each read goes on as the very object the
+        loop made (the parser would copy it once more), and the next answer gets a
+        parser of its own."""
+        if len(data) > self._raw_left:  # more than the answer said it would send
+            self._fail(StreamError("the upstream sent more than its Content-Length"))
+            self.close()
+            return
+        self._raw_left -= len(data)
+        self._take(data)
+        if not self._raw_left:
+            self._parser = httptools.HttpResponseParser(self)
+            self.on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -116,8 +135,17 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self._parser.should_keep_alive()
-        framed = any(n.lower() in _FRAMING for n, _ in self.headers)
-        self._until_close = not framed and status not in (204, 304)
+        framing = {n.lower(): v for n, v in self.headers if n.lower() in _FRAMING}
+        self._until_close = not framing and status not in (204, 304)
+        length = framing.get(b"content-length")
+        if (
+            length is not None
+            and b"transfer-encoding" not in framing
+            and length.isdigit()
+            and status not in (204, 304)
+            and not self._head_only
+        ):
+            self._raw_left = int(length)  # counted down by the parser, then past it
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
         if self._head_only:  # the parser cannot know a HEAD answer has no body
@@ -126,6 +154,11 @@ class _Connection(asyncio.Protocol):
             self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self._raw_left:
+            self._raw_left -= len(body)
+        self._take(body)
+
+    def _take(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused_reading and self.transport:
@@ -155,6 +188,7 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.error = None
+        self._raw_left = 0
 
     async def write(self, data: bytes) -> None:
         """Sends `data`, waiting while the socket's buffer is full; raises StreamError
