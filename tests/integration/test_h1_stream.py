@@ -243,6 +243,37 @@ async def test_more_than_the_length_said_is_an_error() -> None:
     await pool.aclose()
 
 
+async def test_an_aborted_answer_stops_the_download() -> None:
+    sent = 0
+    stopped = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: bytes) -> bool:
+        nonlocal sent
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+        try:
+            for _ in range(64):
+                writer.write(b"s" * (1 << 20))
+                await writer.drain()
+                sent += 1 << 20
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            stopped.set()
+        return False
+
+    pool = StreamPool()
+    async with Server(slow) as origin:
+        answer = await pool.request(origin, request("GET"))
+        assert await answer.read()
+        answer.abort()  # the caller went away
+        with pytest.raises(StreamError):
+            while await answer.read():
+                pass
+        answer.close()
+        await asyncio.wait_for(stopped.wait(), 10)
+    assert sent < 32 << 20
+    await pool.aclose()
+
+
 async def test_no_server_is_a_stream_error() -> None:
     pool = StreamPool(connect_timeout=5)
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)

@@ -64,3 +64,41 @@ class Locations:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+@dataclass(frozen=True)
+class Holders:
+    """An account's containers by tier, and the places holding them."""
+
+    tiers: dict[str, int]
+    keys: frozenset[str]  # cluster or child ids
+    until: float
+
+
+class AccountHolders:
+    """Which places hold an account's containers, for its listing and HEAD (a
+    GROUP BY over all of them otherwise, twice per listing of one page). Forgotten
+    here when this process makes or deletes one of the account's containers; the
+    zone's other processes' changes show after `TTL` seconds (Swift's own account
+    counts lag by its updaters' interval)."""
+
+    def __init__(self, ttl: float = TTL, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, Holders] = {}
+
+    def get(self, project_id: str) -> Holders | None:
+        hit = self._entries.get(project_id)
+        if hit is None or hit.until < time.monotonic():
+            return None
+        return hit
+
+    def remember(self, project_id: str, tiers: dict[str, int], keys: frozenset[str]) -> Holders:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        held = Holders(dict(tiers), keys, time.monotonic() + self.ttl)
+        self._entries[project_id] = held
+        return held
+
+    def forget(self, project_id: str) -> None:
+        self._entries.pop(project_id, None)

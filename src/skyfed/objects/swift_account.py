@@ -29,6 +29,7 @@ from skyfed.errors import Forbidden, MethodNotAllowed
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.models import Project
 from skyfed.objects.api import PartsDep
+from skyfed.objects.locations import Holders
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import ACTIVE, child_upstream, cluster_upstream
@@ -109,33 +110,35 @@ async def _read(
     fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
     # Every place holding some of the account's containers answers for its counts;
     # only the containers a page can hold are looked at by name.
-    tiers: dict[str, int] = defaultdict(int)
-    keys: set[str] = set()
-    for cluster_id, child_id, tier, count in await session.execute(
-        select(Container.cluster_id, Container.child_id, Container.tier, func.count())
-        .where(Container.project_id == access.project_id)
-        .group_by(Container.cluster_id, Container.child_id, Container.tier)
-    ):
-        tiers[tier] += count
-        keys.add(child_id or cluster_id or "")
+    holders = parts.account_holders.get(access.project_id)
+    if holders is None:
+        holders = await _holders(session, parts, access.project_id)
+    tiers, keys = holders.tiers, holders.keys
     row = await session.get(SwiftAccount, access.project_id)
     project = await session.get(Project, access.project_id)
-    held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
-    if is_get:
-        for name, cluster_id, child_id, tier in await _in_range(session, access.project_id, query):
-            held[child_id or cluster_id or ""][name] = tier
     places = await _places(session, parts, access, keys)
-    await session.commit()  # hold no connection while the clusters answer
     # Known down (by the polls) or gone: not asked, listed from the table.
     asked = {key: up for key, (up, ready) in places.items() if ready}
     unavailable = {places[key][0].name if key in places else key for key in keys} - {
         up.name for up in asked.values()
     }
     params = query.params() if is_get else [("format", "json")]
-    answers = await asyncio.gather(
+    # The holders list their part while skyfed reads which names are its own.
+    asking = asyncio.gather(
         *(ask(up, request.method, account, params) for up in asked.values()),
         return_exceptions=True,
     )
+    held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
+    try:
+        if is_get:
+            in_range = await _in_range(session, access.project_id, query)
+            for name, cluster_id, child_id, tier in in_range:
+                held[child_id or cluster_id or ""][name] = tier
+        await session.commit()  # hold no connection while the clusters answer
+    except BaseException:
+        asking.cancel()
+        raise
+    answers = await asking
     counts = _Counts()
     listings: list[list[Entry]] = []
     for (key, upstream), answer in zip(list(asked.items()), answers, strict=True):
@@ -181,6 +184,19 @@ async def _places(
         if child is not None:
             places[key] = (child_upstream(parts, child, access.caller), child.state == ACTIVE)
     return places
+
+
+async def _holders(session: AsyncSession, parts: StorageParts, project_id: str) -> Holders:
+    tiers: dict[str, int] = defaultdict(int)
+    keys: set[str] = set()
+    for cluster_id, child_id, tier, count in await session.execute(
+        select(Container.cluster_id, Container.child_id, Container.tier, func.count())
+        .where(Container.project_id == project_id)
+        .group_by(Container.cluster_id, Container.child_id, Container.tier)
+    ):
+        tiers[tier] += count
+        keys.add(child_id or cluster_id or "")
+    return parts.account_holders.remember(project_id, tiers, frozenset(keys))
 
 
 async def _in_range(

@@ -67,9 +67,11 @@ router = APIRouter(tags=["swift"])
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
 
-async def _forget(session: AsyncSession, container: Container) -> None:
+async def _forget(session: AsyncSession, parts: StorageParts, container: Container) -> None:
     await session.delete(container)
     await session.commit()
+    parts.locations.forget(container.project_id, container.name)
+    parts.account_holders.forget(container.project_id)
 
 
 async def _versions_container(
@@ -155,6 +157,7 @@ async def container_route(
     method = request.method
     if method != "GET" and method != "HEAD":  # where it is, what it names: asked anew
         parts.locations.forget(project_id, container)
+        parts.account_holders.forget(project_id)
     if method in ("PUT", "POST"):
         access.container(method, None)
         check_metadata(headers, ATTR)
@@ -196,11 +199,11 @@ async def container_route(
             )
         except BaseException:
             if placed_now:
-                await _forget(session, known)
+                await _forget(session, parts, known)
             raise
         if answer.status_code >= 300:
             if placed_now:  # a failed create leaves nothing
-                await _forget(session, known)
+                await _forget(session, parts, known)
             return answer
         _remember(known, headers)
         await session.commit()
@@ -213,8 +216,7 @@ async def container_route(
     await session.commit()  # hold no connection while the cluster answers
     answer = await forward(request, upstream, account, (container,), drop=drop)
     if method == "DELETE" and answer.status_code in (204, 404):
-        await _forget(session, known)
-        parts.locations.forget(project_id, container)
+        await _forget(session, parts, known)
     elif method == "POST" and answer.status_code < 300:
         _remember(known, headers)
         await session.commit()

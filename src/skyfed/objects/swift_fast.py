@@ -22,6 +22,7 @@ which check and forward it in full and record what this layer needs next time.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
@@ -42,7 +43,7 @@ from skyfed.objects.swift_api import object_route, router
 from skyfed.objects.swift_forward import FAILURES, HOP
 from skyfed.objects.swift_http import error_response, valid_name
 from skyfed.objects.swift_info import max_file_size
-from skyfed.transport.h1_stream import Answer, Origin
+from skyfed.transport.h1_stream import Answer, Origin, StreamError
 
 _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -51,6 +52,7 @@ ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-targe
 _SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
 # Headers of an answer that are the hop's (the server sends its own date).
 _ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"}
+WATCHED_SIZE = 1 << 20  # answers from this size on stop when the caller leaves
 OBJECT_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is object_route)
 
 
@@ -177,9 +179,19 @@ class FastObjects:
         except FAILURES as exc:  # (StreamError is an OSError)
             await _error(send, upstream.unavailable(exc), account)
             return
+        # A caller that leaves a large download stops it (uvicorn drops what is sent
+        # after a disconnect without a word): a task waits for the disconnect.
+        watcher = None
+        if method == "GET" and _large(answer):
+            watcher = asyncio.create_task(_abort_on_disconnect(receive, answer))
         try:
             await _relay(scope, send, answer, headers, method)
+        except StreamError:
+            if watcher is None or not watcher.done() or watcher.cancelled():
+                raise  # the cluster broke off: the caller sees its answer cut
         finally:
+            if watcher is not None:
+                watcher.cancel()
             answer.close()
 
     async def _send(
@@ -248,6 +260,19 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+def _large(answer: Answer) -> bool:
+    for name, value in answer.headers:
+        if name.lower() == b"content-length":
+            return not value.isdigit() or int(value) >= WATCHED_SIZE
+    return True
+
+
+async def _abort_on_disconnect(receive: Receive, answer: Answer) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    answer.abort()
 
 
 async def _relay(

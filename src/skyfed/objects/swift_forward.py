@@ -10,12 +10,12 @@ hop's and the caller's own; bodies are streamed both ways, never held whole.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
@@ -232,7 +232,7 @@ async def ask(
                 raise upstream.unavailable("its listing is too large")
             chunks.append(chunk)
         body = b"".join(chunks)
-        return answer.status_code, answer.headers, json.loads(body) if body else None
+        return answer.status_code, answer.headers, orjson.loads(body) if body else None
     except (*FAILURES, ValueError) as exc:
         raise upstream.unavailable(exc) from exc
     finally:

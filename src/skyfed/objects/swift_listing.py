@@ -9,11 +9,12 @@ entries, `reverse` turns the order, `limit` (at most 10,000) cuts the page.
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
+
+import orjson
 
 from skyfed.errors import BadRequest, NotAcceptable, PreconditionFailed
 
@@ -161,7 +162,7 @@ def _best_offer(accept: str) -> str | None:
 
 def render(entries: list[Entry], fmt: str, account: str) -> bytes:
     if fmt == "json":
-        return json.dumps(entries).encode("ascii")
+        return orjson.dumps(entries)
     if fmt == "xml":
         doc = Element("account", name=account)
         doc.text = "\n"

@@ -291,6 +291,11 @@ class Answer:
         while chunk := await self._connection.read():
             yield chunk
 
+    def abort(self) -> None:
+        """Nobody wants the rest: the connection is closed, and a read fails."""
+        if not self._connection.drained:
+            self._connection.close()
+
     def close(self) -> None:
         if not self._released:
             self._released = True
