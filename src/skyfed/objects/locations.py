@@ -14,13 +14,17 @@ process can still be looked for where it was (its cluster answers 404 for it).
 
 from __future__ import annotations
 
+import bisect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from skyfed.objects.swift_forward import Upstream
 
 TTL = 2.0
 MAX_ENTRIES = 100_000
+# Accounts of at most this many containers have their names kept with their holders
+# (a listing's page is then cut from memory); larger ones read each page's range.
+INDEX_MAX = 50_000
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,42 @@ class Locations:
         self._entries.clear()
 
 
+# (name, cluster id, child id, tier): a container of an account, as placed.
+Placed = tuple[str, str | None, str | None, str]
+
+
+@dataclass(frozen=True)
+class Index:
+    """An account's containers in Swift's order (their names' UTF-8 bytes)."""
+
+    names: list[bytes]
+    rows: list[Placed]
+
+    @classmethod
+    def of(cls, rows: list[Placed]) -> Index:
+        ordered = sorted(rows, key=lambda row: row[0].encode("utf-8"))
+        return cls([row[0].encode("utf-8") for row in ordered], ordered)
+
+    def between(self, after: str, before: str) -> list[Placed]:
+        """Those past `after` and before `before` (both exclusive, "" for no bound)."""
+        low = bisect.bisect_right(self.names, after.encode("utf-8")) if after else 0
+        high = bisect.bisect_left(self.names, before.encode("utf-8")) if before else None
+        return self.rows[low:high]
+
+
 @dataclass(frozen=True)
 class Holders:
-    """An account's containers by tier, and the places holding them."""
+    """An account's containers by tier, the places holding them and, for an account
+    of at most `INDEX_MAX` containers, their names."""
 
     tiers: dict[str, int]
     keys: frozenset[str]  # cluster or child ids
     until: float
+    index: Index | None = None
+
+    @property
+    def count(self) -> int:
+        return sum(self.tiers.values())
 
 
 class AccountHolders:
@@ -99,6 +132,11 @@ class AccountHolders:
         held = Holders(dict(tiers), keys, time.monotonic() + self.ttl)
         self._entries[project_id] = held
         return held
+
+    def indexed(self, project_id: str, holders: Holders, index: Index) -> None:
+        """`holders` with the account's names, kept unless forgotten meanwhile."""
+        if self._entries.get(project_id) is holders:
+            self._entries[project_id] = replace(holders, index=index)
 
     def forget(self, project_id: str) -> None:
         self._entries.pop(project_id, None)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
@@ -29,7 +29,7 @@ from skyfed.errors import Forbidden, MethodNotAllowed
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.models import Project
 from skyfed.objects.api import PartsDep
-from skyfed.objects.locations import Holders
+from skyfed.objects.locations import INDEX_MAX, Holders, Index, Placed
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import ACTIVE, child_upstream, cluster_upstream
@@ -131,8 +131,9 @@ async def _read(
     held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
     try:
         if is_get:
-            in_range = await _in_range(session, access.project_id, query)
-            for name, cluster_id, child_id, tier in in_range:
+            for name, cluster_id, child_id, tier in await _in_range(
+                session, parts, access.project_id, holders, query
+            ):
                 held[child_id or cluster_id or ""][name] = tier
         await session.commit()  # hold no connection while the clusters answer
     except BaseException:
@@ -200,24 +201,42 @@ async def _holders(session: AsyncSession, parts: StorageParts, project_id: str) 
 
 
 async def _in_range(
-    session: AsyncSession, project_id: str, query: ListingQuery
-) -> Sequence[Row[tuple[str, str | None, str | None, str]]]:
+    session: AsyncSession,
+    parts: StorageParts,
+    project_id: str,
+    holders: Holders,
+    query: ListingQuery,
+) -> Sequence[Placed]:
     """The account's containers a page can hold: those past the marker and before
-    the end marker, in Swift's order (UTF-8 bytes), as skyfed placed them. All of
-    them would be read for every page of a large account otherwise."""
-    name = Container.name
-    if session.get_bind().dialect.name == "postgresql":
-        name = name.collate("C")  # bytes, whatever the database's locale
+    the end marker, in Swift's order (UTF-8 bytes), as skyfed placed them: cut from
+    the account's index (read once, kept with its holders) when it is small enough,
+    else read for the page (all of a large account's names would be, on each page)."""
     after, before = query.marker, query.end_marker
     if query.reverse:
         after, before = before, after
+    if holders.index is None and holders.count <= INDEX_MAX:
+        rows = await _read_placed(session, project_id, "", "")
+        index = Index.of(list(rows))
+        parts.account_holders.indexed(project_id, holders, index)
+        return index.between(after, before)
+    if holders.index is not None:
+        return holders.index.between(after, before)
+    return await _read_placed(session, project_id, after, before)
+
+
+async def _read_placed(
+    session: AsyncSession, project_id: str, after: str, before: str
+) -> Sequence[Placed]:
+    name = Container.name
+    if session.get_bind().dialect.name == "postgresql":
+        name = name.collate("C")  # bytes, whatever the database's locale
     found = select(Container.name, Container.cluster_id, Container.child_id, Container.tier)
     found = found.where(Container.project_id == project_id)
     if after:
         found = found.where(name > after)
     if before:
         found = found.where(name < before)
-    return (await session.execute(found)).all()
+    return [tuple(row) for row in (await session.execute(found)).all()]  # type: ignore[misc]
 
 
 def _ours(listed: list[Entry], names: dict[str, str]) -> list[Entry]:
