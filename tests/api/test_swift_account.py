@@ -113,6 +113,11 @@ async def test_the_listing_merges_every_cluster_in_swift_order(zone: ServedZone)
         return head["x-account-object-count"] == "3" and head["x-account-bytes-used"] == "6"
 
     await eventually(counted, 30, "the clusters' object counts summed")
+    # A page past every name asks no cluster for names (the counts are the ones they
+    # just gave): its headers still say all there is.
+    headers, page = await call(mia, "get_account", marker="zé")
+    assert page == [] and headers["x-account-object-count"] == "3"
+    assert headers["x-account-bytes-used"] == "6"
     head = await call(mia, "head_account")
     assert head["x-account-container-count"] == str(len(NAMES))
     assert head["x-account-storage-policy-gold-container-count"] == str(len(NAMES))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from skyfed.objects.swift_forward import Upstream
@@ -25,6 +26,7 @@ MAX_ENTRIES = 100_000
 # Accounts of at most this many containers have their names kept with their holders
 # (a listing's page is then cut from memory); larger ones read each page's range.
 INDEX_MAX = 50_000
+_STATS = ("x-account-", "x-skyfed-")  # a place's counts, and who did not answer below it
 
 
 @dataclass(frozen=True)
@@ -140,3 +142,26 @@ class AccountHolders:
 
     def forget(self, project_id: str) -> None:
         self._entries.pop(project_id, None)
+
+
+class HolderStats:
+    """What each place last said of an account's objects and bytes (its account
+    headers), for `TTL` seconds: a listing's page that holds none of a place's
+    containers takes them from here instead of asking it again."""
+
+    def __init__(self, ttl: float = TTL, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+    def get(self, project_id: str, key: str) -> dict[str, str] | None:
+        hit = self._entries.get((project_id, key))
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def remember(self, project_id: str, key: str, headers: Mapping[str, str]) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        kept = {k.lower(): v for k, v in headers.items() if k.lower().startswith(_STATS)}
+        self._entries[(project_id, key)] = (time.monotonic() + self.ttl, kept)

@@ -23,7 +23,7 @@ from skyfed.core import Core
 from skyfed.db.base import utcnow
 from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
-from skyfed.objects.locations import AccountHolders, Locations
+from skyfed.objects.locations import AccountHolders, HolderStats, Locations
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
@@ -50,6 +50,7 @@ class StorageParts:
         # connections to the clusters.
         self.locations = Locations()
         self.account_holders = AccountHolders()
+        self.holder_stats = HolderStats()
         self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
         # The temporary URL keys each place's account was last given (swift_tempurl).
         self.tempurl_keys: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}

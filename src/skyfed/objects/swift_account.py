@@ -123,24 +123,34 @@ async def _read(
         up.name for up in asked.values()
     }
     params = query.params() if is_get else [("format", "json")]
+    held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
+    counts = _Counts()
+    stats = parts.holder_stats
+    skipped: set[str] = set()
+    if is_get and holders.index is not None:
+        # The names are in memory: a holder with none on this page is not asked for
+        # it, where its counts are known from a moment ago (the last page, say).
+        _hold(held, holders.index.between(*_bounds(query)))
+        for key in [k for k in asked if not held.get(k) and not query.delimiter]:
+            known = stats.get(access.project_id, key)
+            if known is not None:
+                counts.add(asked.pop(key), known)
+                skipped.add(key)
+                below = known.get(UNAVAILABLE_HEADER.lower())
+                unavailable |= set(below.split(",")) if below else set()
     # The holders list their part while skyfed reads which names are its own.
     asking = asyncio.gather(
         *(ask(up, request.method, account, params) for up in asked.values()),
         return_exceptions=True,
     )
-    held: dict[str, dict[str, str]] = defaultdict(dict)  # place -> name -> tier
     try:
-        if is_get:
-            for name, cluster_id, child_id, tier in await _in_range(
-                session, parts, access.project_id, holders, query
-            ):
-                held[child_id or cluster_id or ""][name] = tier
+        if is_get and holders.index is None:
+            _hold(held, await _in_range(session, parts, access.project_id, holders, query))
         await session.commit()  # hold no connection while the clusters answer
     except BaseException:
         asking.cancel()
         raise
     answers = await asking
-    counts = _Counts()
     listings: list[list[Entry]] = []
     for (key, upstream), answer in zip(list(asked.items()), answers, strict=True):
         if isinstance(answer, BaseException) or (answer[0] >= 300 and answer[0] != 404):
@@ -148,13 +158,14 @@ async def _read(
             del asked[key]
             continue
         _, headers, body = answer
+        stats.remember(access.project_id, key, headers)
         counts.add(upstream, headers)
         below = headers.get(UNAVAILABLE_HEADER.lower())
         unavailable |= set(below.split(",")) if below else set()
         if is_get and isinstance(body, list):
             listings.append(_ours(body, held[key]))
     if is_get:
-        for key in keys - asked.keys():
+        for key in keys - asked.keys() - skipped:
             names = held.get(key, {})
             listings.append(await _from_table(parts, access.project_id, names, query))
     out = _account_headers(access, row, project, tiers, counts)
@@ -200,6 +211,18 @@ async def _holders(session: AsyncSession, parts: StorageParts, project_id: str) 
     return parts.account_holders.remember(project_id, tiers, frozenset(keys))
 
 
+def _hold(held: dict[str, dict[str, str]], rows: Iterable[Placed]) -> None:
+    for name, cluster_id, child_id, tier in rows:
+        held[child_id or cluster_id or ""][name] = tier
+
+
+def _bounds(query: ListingQuery) -> tuple[str, str]:
+    """The names a page can hold lie after the first and before the second."""
+    if query.reverse:
+        return query.end_marker, query.marker
+    return query.marker, query.end_marker
+
+
 async def _in_range(
     session: AsyncSession,
     parts: StorageParts,
@@ -211,9 +234,7 @@ async def _in_range(
     the end marker, in Swift's order (UTF-8 bytes), as skyfed placed them: cut from
     the account's index (read once, kept with its holders) when it is small enough,
     else read for the page (all of a large account's names would be, on each page)."""
-    after, before = query.marker, query.end_marker
-    if query.reverse:
-        after, before = before, after
+    after, before = _bounds(query)
     if holders.index is None and holders.count <= INDEX_MAX:
         rows = await _read_placed(session, project_id, "", "")
         index = Index.of(list(rows))
