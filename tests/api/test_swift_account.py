@@ -21,14 +21,13 @@ from swiftclient.utils import generate_temp_url
 
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
-from tests.conftest import ServedZone, free_test_port, zone_settings
+from tests.conftest import ServedZone
+from tests.swift_clusters import PASSWORD, register, swift_zone
 from tests.swift_clusters import clusters as swift_clusters
-from tests.swift_clusters import register
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_account")]
 GiB = 1 << 30
-PASSWORD = "member-password-1"
 NAMES = [f"c{i:02}" for i in range(24)] + ["logs_a", "logs_b", "zé"]
 
 
@@ -47,22 +46,9 @@ async def clusters(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lo
 async def zone(
     tmp_path_factory: pytest.TempPathFactory, clusters: LocalSwiftSet
 ) -> AsyncIterator[ServedZone]:
-    settings = zone_settings(
-        tmp_path_factory.mktemp("zone"),
-        None,
-        port=free_test_port(),
-        allowed_storage_hosts=["127.0.0.1"],
-        poll_interval=1.0,
-        poll_timeout=1.0,
-    )
-    async with ServedZone(settings) as served, served.client() as admin:
-        for swift in clusters:
-            await register(admin, swift)
-        await admin.create_project("p1")
-        await admin.create_project("p2")
-        await admin.create_user("mia", PASSWORD, "p1", ["member"])
-        await admin.create_user("rita", PASSWORD, "p1", ["reader"])
-        await admin.create_user("otto", PASSWORD, "p2", ["member"])
+    async with swift_zone(
+        tmp_path_factory.mktemp("zone"), clusters, poll_interval=1.0, poll_timeout=1.0
+    ) as served:
         mia = connect(served, "p1:mia")
         for name in NAMES:
             await asyncio.to_thread(mia.put_container, name)

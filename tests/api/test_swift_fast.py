@@ -17,23 +17,17 @@ import pytest_asyncio
 
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.swift_fast import OBJECT_ROUTE
-from tests.conftest import ServedZone, free_test_port, zone_settings
-from tests.swift_clusters import register
+from tests.conftest import ServedZone
+from tests.swift_clusters import PASSWORD, register, swift_zone
+from tests.swift_clusters import clusters as swift_clusters
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_fast")]
-PASSWORD = "member-password-1"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def clusters(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSwiftSet]:
     root = tmp_path_factory.mktemp("swifts")
-    first = free_base_port()
-    swifts = LocalSwiftSet(
-        [
-            LocalSwift(root / "gold", first, "fast-gold", ("gold",)),
-            LocalSwift(root / "silver", free_base_port([first]), "fast-silver", ("silver",)),
-        ]
-    )
+    swifts = swift_clusters(root, ("fast-gold", ("gold",)), ("fast-silver", ("silver",)))
     await swifts.start()
     try:
         yield swifts
@@ -45,20 +39,7 @@ async def clusters(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lo
 async def zone(
     tmp_path_factory: pytest.TempPathFactory, clusters: LocalSwiftSet
 ) -> AsyncIterator[ServedZone]:
-    settings = zone_settings(
-        tmp_path_factory.mktemp("zone"),
-        None,
-        port=free_test_port(),
-        allowed_storage_hosts=["127.0.0.1"],
-    )
-    async with ServedZone(settings) as served, served.client() as admin:
-        for swift in clusters:
-            await register(admin, swift)
-        await admin.create_project("p1")
-        await admin.create_project("p2")
-        await admin.create_user("mia", PASSWORD, "p1", ["member"])
-        await admin.create_user("rita", PASSWORD, "p1", ["reader"])
-        await admin.create_user("otto", PASSWORD, "p2", ["member"])
+    async with swift_zone(tmp_path_factory.mktemp("zone"), clusters) as served:
         yield served
 
 
