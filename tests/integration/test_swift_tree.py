@@ -14,6 +14,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from swiftclient.client import ClientException, Connection
+from swiftclient.utils import generate_temp_url
 
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
@@ -147,6 +148,25 @@ async def test_acls_are_checked_at_the_root(tree: Tree) -> None:
             f"{child.url}/v1/{url.rsplit('/', 1)[1]}", headers={"X-Auth-Token": token}
         )
     assert direct.status_code == 401
+
+
+async def test_a_temporary_url_reaches_a_container_in_a_child(tree: Tree) -> None:
+    """The root gives the child the account's key, the child gives its cluster the
+    same, and the cluster checks the signature made for the root's URL."""
+    mia = connect(tree.root, "p1:mia")
+    await call(mia, "put_container", "signed")
+    await call(mia, "put_object", "signed", "doc", b"for a while")
+    await call(mia, "post_account", {"X-Account-Meta-Temp-URL-Key": "tr33"})
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    prefix, path = url.split("/v1/", 1)
+    signed = generate_temp_url(f"/v1/{path}/signed/doc", 60, "tr33", "GET")
+    wrong = generate_temp_url(f"/v1/{path}/signed/doc", 60, "other", "GET")
+    async with httpx.AsyncClient(timeout=30) as http:
+        got = await http.get(prefix + signed)
+        assert got.status_code == 200 and got.content == b"for a while"
+        assert (await http.get(prefix + wrong)).status_code == 401
+        await call(mia, "post_account", {"X-Account-Meta-Temp-URL-Key": "n3w"})
+        assert (await http.get(prefix + signed)).status_code == 401  # the old key is gone
 
 
 async def test_a_child_down_breaks_only_its_containers(tree: Tree) -> None:
