@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from skyfed.objects.swift_forward import Upstream
 
@@ -27,6 +28,44 @@ MAX_ENTRIES = 100_000
 # (a listing's page is then cut from memory); larger ones read each page's range.
 INDEX_MAX = 50_000
 _STATS = ("x-account-", "x-skyfed-")  # a place's counts, and who did not answer below it
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Expiring(Generic[K, V]):
+    """Values kept for `ttl` seconds; all dropped at once should `max_entries` fill."""
+
+    def __init__(self, ttl: float = TTL, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            del self._entries[key]
+            return None
+        return hit[1]
+
+    def put(self, key: K, value: V) -> V:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, value)
+        return value
+
+    def swap(self, key: K, old: V, new: V) -> None:
+        """`new` in place of `old` (until the same moment), unless `old` went meanwhile."""
+        hit = self._entries.get(key)
+        if hit is not None and hit[1] is old:
+            self._entries[key] = (hit[0], new)
+
+    def forget(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def forget_where(self, gone: Callable[[V], bool]) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if not gone(v[1])}
 
 
 @dataclass(frozen=True)
@@ -34,42 +73,26 @@ class Location:
     upstream: Upstream  # a storage cluster's (the same for every caller)
     cluster_id: str
     foreign_refs: bool  # its objects may name objects elsewhere (swift_refs)
-    until: float
 
 
 class Locations:
-    def __init__(self, ttl: float = TTL, max_entries: int = MAX_ENTRIES) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[tuple[str, str], Location] = {}
+    def __init__(self) -> None:
+        self._kept: Expiring[tuple[str, str], Location] = Expiring()
 
     def get(self, project_id: str, name: str) -> Location | None:
-        hit = self._entries.get((project_id, name))
-        if hit is None:
-            return None
-        if hit.until < time.monotonic():
-            del self._entries[(project_id, name)]
-            return None
-        return hit
+        return self._kept.get((project_id, name))
 
     def remember(
         self, project_id: str, name: str, upstream: Upstream, cluster_id: str, foreign_refs: bool
-    ) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[(project_id, name)] = Location(
-            upstream, cluster_id, foreign_refs, time.monotonic() + self.ttl
-        )
+    ) -> Location:
+        return self._kept.put((project_id, name), Location(upstream, cluster_id, foreign_refs))
 
     def forget(self, project_id: str, name: str) -> None:
-        self._entries.pop((project_id, name), None)
+        self._kept.forget((project_id, name))
 
     def forget_cluster(self, cluster_id: str) -> None:
         """A cluster changed or went: nothing is looked for there from memory."""
-        self._entries = {k: v for k, v in self._entries.items() if v.cluster_id != cluster_id}
-
-    def clear(self) -> None:
-        self._entries.clear()
+        self._kept.forget_where(lambda location: location.cluster_id == cluster_id)
 
 
 # (name, cluster id, child id, tier): a container of an account, as placed.
@@ -102,7 +125,6 @@ class Holders:
 
     tiers: dict[str, int]
     keys: frozenset[str]  # cluster or child ids
-    until: float
     index: Index | None = None
 
     @property
@@ -117,31 +139,21 @@ class AccountHolders:
     zone's other processes' changes show after `TTL` seconds (Swift's own account
     counts lag by its updaters' interval)."""
 
-    def __init__(self, ttl: float = TTL, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, Holders] = {}
+    def __init__(self) -> None:
+        self._kept: Expiring[str, Holders] = Expiring(max_entries=10_000)
 
     def get(self, project_id: str) -> Holders | None:
-        hit = self._entries.get(project_id)
-        if hit is None or hit.until < time.monotonic():
-            return None
-        return hit
+        return self._kept.get(project_id)
 
     def remember(self, project_id: str, tiers: dict[str, int], keys: frozenset[str]) -> Holders:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        held = Holders(dict(tiers), keys, time.monotonic() + self.ttl)
-        self._entries[project_id] = held
-        return held
+        return self._kept.put(project_id, Holders(dict(tiers), keys))
 
     def indexed(self, project_id: str, holders: Holders, index: Index) -> None:
         """`holders` with the account's names, kept unless forgotten meanwhile."""
-        if self._entries.get(project_id) is holders:
-            self._entries[project_id] = replace(holders, index=index)
+        self._kept.swap(project_id, holders, replace(holders, index=index))
 
     def forget(self, project_id: str) -> None:
-        self._entries.pop(project_id, None)
+        self._kept.forget(project_id)
 
 
 class HolderStats:
@@ -149,19 +161,12 @@ class HolderStats:
     headers), for `TTL` seconds: a listing's page that holds none of a place's
     containers takes them from here instead of asking it again."""
 
-    def __init__(self, ttl: float = TTL, max_entries: int = MAX_ENTRIES) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+    def __init__(self) -> None:
+        self._kept: Expiring[tuple[str, str], dict[str, str]] = Expiring()
 
     def get(self, project_id: str, key: str) -> dict[str, str] | None:
-        hit = self._entries.get((project_id, key))
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
+        return self._kept.get((project_id, key))
 
     def remember(self, project_id: str, key: str, headers: Mapping[str, str]) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
         kept = {k.lower(): v for k, v in headers.items() if k.lower().startswith(_STATS)}
-        self._entries[(project_id, key)] = (time.monotonic() + self.ttl, kept)
+        self._kept.put((project_id, key), kept)

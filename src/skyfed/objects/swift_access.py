@@ -142,6 +142,16 @@ def parse_account_acl(value: str) -> dict[str, list[str]]:
     return {level: list(names) for level, names in acl.items() if names}
 
 
+def owns(caller: Principal, project_id: str) -> bool:
+    """An owner without asking the account's ACL: a member of the project, an admin,
+    or a parent zone's service account (the parent checked its user's access)."""
+    return (
+        caller.is_service
+        or caller.is_admin
+        or (caller.project_id == project_id and MEMBER in caller.roles)
+    )
+
+
 async def resolve(
     request: Request, identities: Identities, session: AsyncSession, account_project: str
 ) -> Access:
@@ -150,10 +160,7 @@ async def resolve(
     if not token:
         return Access(account_project, None, False, None, frozenset(), referrer)
     caller = await identities.principal(token)
-    # A parent zone's service account: the parent checked its user's access.
-    if caller.is_service:
-        return Access(account_project, caller, True, ADMIN_LEVEL, frozenset(), referrer)
-    if caller.is_admin or (caller.project_id == account_project and MEMBER in caller.roles):
+    if owns(caller, account_project):
         return Access(account_project, caller, True, ADMIN_LEVEL, frozenset(), referrer)
     project = await session.get(Project, caller.project_id)
     name = project.name if project is not None else caller.project_id

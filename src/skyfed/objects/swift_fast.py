@@ -31,17 +31,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from skyfed.errors import AppError, BadRequest, Unauthorized
 from skyfed.identity.identities import Identities
-from skyfed.identity.principal import MEMBER, Principal
+from skyfed.identity.principal import Principal
 from skyfed.identity.service import token_digest
-from skyfed.logs import request_id
 from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.locations import Location
 from skyfed.objects.models import Container, StorageCluster
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import cluster_upstream
+from skyfed.objects.swift_access import owns
 from skyfed.objects.swift_api import object_route, router
 from skyfed.objects.swift_forward import FAILURES, HOP
-from skyfed.objects.swift_http import error_response, valid_name
+from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
 
@@ -100,7 +100,7 @@ class FastObjects:
         if not token:
             return False
         caller = await self._caller(token.decode("latin-1"))
-        if caller is None or not _owner(caller, project_id):
+        if caller is None or not owns(caller, project_id):
             return False
         location = self.parts.locations.get(project_id, container)
         if location is None:
@@ -148,9 +148,9 @@ class FastObjects:
         if cluster is None:
             return None
         upstream = cluster_upstream(self.parts, cluster)
-        locations = self.parts.locations
-        locations.remember(project_id, name, upstream, cluster.id, found.foreign_refs)
-        return locations.get(project_id, name)
+        return self.parts.locations.remember(
+            project_id, name, upstream, cluster.id, found.foreign_refs
+        )
 
     async def _forward(
         self,
@@ -241,15 +241,6 @@ class FastObjects:
         return known
 
 
-def _owner(caller: Principal, project_id: str) -> bool:
-    """As swift_access.resolve: who owns an account without asking its ACL."""
-    return (
-        caller.is_service
-        or caller.is_admin
-        or (caller.project_id == project_id and MEMBER in caller.roles)
-    )
-
-
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
@@ -296,9 +287,7 @@ async def _relay(
 
 
 async def _error(send: Send, exc: AppError, account: str) -> None:
-    response = error_response(exc, account)
-    trans_id = f"tx{request_id.get() or ''}".encode()
-    response.raw_headers += [(b"x-trans-id", trans_id), (b"x-openstack-request-id", trans_id)]
+    response = with_trans_id(error_response(exc, account))
     start = {"type": "http.response.start", "status": response.status_code}
     await send({**start, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})

@@ -33,12 +33,18 @@ def swift_route(fn: Callable[P, Awaitable[Response]]) -> Callable[P, Awaitable[R
         except AppError as exc:
             response = error_response(exc, str(kwargs.get("account") or ""))
         if not has_header(response, "x-trans-id"):
-            trans_id = f"tx{request_id.get() or ''}"
-            response.headers["X-Trans-Id"] = trans_id
-            response.headers["X-Openstack-Request-Id"] = trans_id
+            with_trans_id(response)
         return response
 
     return route
+
+
+def with_trans_id(response: Response) -> Response:
+    """Swift's transaction id on an answer of skyfed's own: `tx` + the request id."""
+    trans_id = f"tx{request_id.get() or ''}"
+    response.headers["X-Trans-Id"] = trans_id
+    response.headers["X-Openstack-Request-Id"] = trans_id
+    return response
 
 
 def error_response(exc: AppError, account: str) -> Response:

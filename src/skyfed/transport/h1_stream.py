@@ -26,9 +26,8 @@ from typing import cast
 
 import httptools
 
-# An idle connection older than this is not reused: a server that closes idle
-# connections (uvicorn after 5 s) could close it as a request is sent.
-KEEPALIVE_EXPIRY = 4.0
+from skyfed.transport.h1_pool import KEEPALIVE_EXPIRY
+
 HIGH_WATER = 1 << 20  # answer bytes buffered before the socket is read no more
 LOW_WATER = 256 << 10  # ... and read again below this
 JOIN_BELOW = 64 << 10  # pieces smaller than this are handed on joined (fewer sends)
@@ -237,7 +236,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.complete and self.keep_alive and not self._chunks
+        return not self.closed and self.keep_alive and self.drained
 
     def _fail(self, exc: StreamError) -> None:
         self.error = exc
