@@ -445,6 +445,13 @@ class SkyfedClient:
     async def delete_storage_cluster(self, ref: str) -> None:
         await self.request("DELETE", f"/v1/storage-clusters/{ref}")
 
+    async def explain_storage_placement(
+        self, tier: str | None = None, project: str | None = None
+    ) -> dict[str, Any]:
+        """Where a new container would go now, and why (the planner's explain)."""
+        params = {k: v for k, v in (("tier", tier), ("project", project)) if v is not None}
+        return await self.request("GET", "/v1/storage-placement", params=params)
+
     # -- hosts -------------------------------------------------------------------
 
     async def heartbeat(

@@ -312,6 +312,12 @@ async def test_storage_cluster_commands(federation) -> None:
             fed, "dc", "storage-cluster", "update", "s1", "--capacity-bytes", str(2 << 30)
         )
         assert changed["capacity_bytes"] == 2 << 30
+        explained = await cli_json(fed, "dc", "storage-cluster", "explain", "--tier", "gold")
+        assert explained["ranked"] == [f"cluster:{listed['id']}"]
+        table = (await cli(fed, "dc", "storage-cluster", "explain", "--tier", "gold")).stdout
+        assert "s1" in table and "cluster" in table
+        nothing = (await cli(fed, "dc", "storage-cluster", "explain", "--tier", "tin")).stdout
+        assert "Invalid X-Storage-Policy 'tin'" in nothing
         await cli(fed, "dc", "storage-cluster", "delete", "s1")
         assert await cli_json(fed, "dc", "storage-cluster", "list") == []
 

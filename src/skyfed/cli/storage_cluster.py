@@ -1,4 +1,5 @@
-"""`skyfed storage-cluster`: the Swift clusters of a zone (add, list, show, update, delete)."""
+"""`skyfed storage-cluster`: the Swift clusters of a zone (add, list, show, update,
+delete), and where a new container would be placed (explain)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,48 @@ def delete(
 ) -> None:
     """Unregister a cluster (the cluster itself and its data stay)."""
     run(url, username, password, token, lambda c: c.delete_storage_cluster(ref))
+
+
+@app.command("explain")
+def explain(
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    tier: Annotated[
+        str | None, typer.Option("--tier", help="The zone's default otherwise.")
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", help="Whose containers count (account mode).")
+    ] = None,
+    json: AsJson = False,
+) -> None:
+    """Where a new container would be placed now: each cluster and child zone with
+    the filter that dropped it, or its score and rank. Places nothing."""
+    result = run(
+        url, username, password, token, lambda c: c.explain_storage_placement(tier, project)
+    )
+    if json:
+        print_json(result)
+        return
+    print_table(
+        f"placement of a new {result['request']['tier']} container in {result['zone']}",
+        ["rank", "kind", "name", "score", "dropped_by", "free_bytes", "containers"],
+        [
+            (
+                "-" if c["rank"] is None else c["rank"] + 1,
+                c["kind"],
+                c["name"],
+                "-" if c["score"] is None else f"{c['score']:.3f}",
+                c["dropped_by"] or "-",
+                c["free_bytes"],
+                c["containers"],
+            )
+            for c in sorted(
+                result["candidates"],
+                key=lambda c: (c["rank"] is None, c["rank"] or 0, c["name"]),
+            )
+        ],
+    )
+    if result.get("reason"):
+        typer.echo(result["reason"])

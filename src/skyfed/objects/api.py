@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from skyfed.core import SessionDep, provided
 from skyfed.identity.deps import AdminDep
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import explain
 from skyfed.objects.schemas import (
+    TIER_PATTERN,
     StorageClusterCreate,
     StorageClusterList,
     StorageClusterOut,
@@ -66,6 +68,22 @@ async def add_cluster(
 @router.get("/storage-clusters", response_model=StorageClusterList)
 async def list_clusters(_: AdminDep, registry: RegistryDep) -> StorageClusterList:
     return StorageClusterList(clusters=[out(c) for c in await registry.list()])
+
+
+@router.get("/storage-placement")
+async def explain_placement(
+    _: AdminDep,
+    parts: PartsDep,
+    session: SessionDep,
+    tier: Annotated[str | None, Query(pattern=TIER_PATTERN)] = None,
+    project: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
+) -> dict[str, Any]:
+    """Where a new container in `tier` (the zone's default tier otherwise) would be
+    placed now: each cluster and child zone with the filter that dropped it, or its
+    score and rank. With `storage_placement = "account"`, `project`'s (an id or a name)
+    containers hold the next ones. Places nothing."""
+    chosen = tier or parts.core.settings.default_storage_tier
+    return await explain(session, parts, project, chosen)
 
 
 @router.get("/storage-clusters/{ref}", response_model=StorageClusterOut)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
@@ -25,10 +26,12 @@ from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
 from skyfed.objects.locations import AccountHolders, HolderStats, Locations
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
+from skyfed.objects.placed import PlacedCounts
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
 from skyfed.objects.swift_auth import account_of
 from skyfed.objects.swift_backend import BackendError, SwiftBackend
+from skyfed.observability.tracing import annotate
 from skyfed.transport.h1_stream import StreamPool
 from skyfed.zones.reach_policy import parse_patterns
 from skyfed.zones.summary import Summary
@@ -54,6 +57,18 @@ class StorageParts:
         self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
         # The temporary URL keys each place's account was last given (swift_tempurl).
         self.tempurl_keys: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        # Placement (places.place): the containers per place, and the planner's dice.
+        self.placed = PlacedCounts()
+        self.rng = random.Random()
+        self._placements = core.metrics.counter(
+            "skyfed_storage_placements",
+            "New containers' placement decisions, by what was chosen (cluster, zone, none).",
+            ("chosen",),
+        )
+        self._placement_seconds = core.metrics.histogram(
+            "skyfed_storage_placement_decision_seconds",
+            "Time the planner took to choose a new container's place.",
+        )
         self._version = 0
         self._polls = core.metrics.counter(
             "skyfed_storage_cluster_polls",
@@ -61,6 +76,15 @@ class StorageParts:
             ("cluster", "outcome"),
         )
         core.metrics.scraped(self._collect)
+
+    def placement_decided(self, chosen: str, started: float) -> None:
+        """Count and time a placement decision, and note it on the request's span."""
+        seconds = time.perf_counter() - started
+        self._placements.labels(chosen).inc()
+        self._placement_seconds.observe(seconds)
+        annotate(
+            {"skyfed.placement.chosen": chosen, "skyfed.placement.decision_ms": seconds * 1000}
+        )
 
     def registry(self, session: AsyncSession) -> StorageClusters:
         return StorageClusters(

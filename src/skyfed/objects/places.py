@@ -1,31 +1,41 @@
 """Where a container goes and where it is: a storage cluster of this zone, or a
 child zone, which takes the same decision below it.
 
-A new container's place is drawn at random among those up that offer its tier with
-room, weighted by their free bytes (a child's: the sum over its subtree, as its
-summary last said), so an account's containers spread. The `containers` table's
-unique key makes the first placement of a name the one that holds.
+A new container's place is the planner's choice (`storage_planner`) among the
+clusters and children, on the clusters as last polled and the children's summaries.
+The `containers` table's unique key makes the first placement of a name the one
+that holds.
 """
 
 from __future__ import annotations
 
-import random
+import time
+from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
+from skyfed.identity.models import Project
 from skyfed.identity.principal import Principal
-from skyfed.objects.models import UP, Container, StorageCluster
+from skyfed.objects.models import Container, StorageCluster
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.section import offered, tiers_of
+from skyfed.objects.section import tiers_of
+from skyfed.objects.storage_planner import (
+    ACCOUNT,
+    Place,
+    candidates,
+    decide,
+    explained,
+    place_of,
+    request_for,
+)
 from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, Upstream
+from skyfed.scheduling.candidates import ZoneCandidate
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
-
-ACTIVE = "active"
 
 
 def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
@@ -73,33 +83,6 @@ async def upstream_of(
     )
 
 
-async def _beside_account(
-    session: AsyncSession, project_id: str, weighted: list[tuple[Container, float]]
-) -> Container:
-    """Where the account has most containers already; for its first, the place
-    holding the fewest accounts (then the most free bytes): the same choice each
-    time for the same state, so accounts spread one per place while they can."""
-    where = (Container.cluster_id, Container.child_id)
-    mine = dict(
-        ((cluster, child), count)
-        for cluster, child, count in await session.execute(
-            select(*where, func.count()).where(Container.project_id == project_id).group_by(*where)
-        )
-    )
-    accounts = dict(
-        ((cluster, child), count)
-        for cluster, child, count in await session.execute(
-            select(*where, func.count(distinct(Container.project_id))).group_by(*where)
-        )
-    )
-
-    def rank(item: tuple[Container, float]) -> tuple[int, int, float, str]:
-        key = (item[0].cluster_id, item[0].child_id)
-        return (-mine.get(key, 0), accounts.get(key, 0), -item[1], str(key))
-
-    return min(weighted, key=rank)[0]
-
-
 async def offered_tiers(session: AsyncSession) -> set[str]:
     """The tiers of this zone's clusters and of its children's subtrees."""
     tiers = {
@@ -110,56 +93,91 @@ async def offered_tiers(session: AsyncSession) -> set[str]:
     return tiers
 
 
+async def _account_members(session: AsyncSession, project_id: str) -> dict[Place, int]:
+    where = (Container.cluster_id, Container.child_id)
+    rows = await session.execute(
+        select(*where, func.count()).where(Container.project_id == project_id).group_by(*where)
+    )
+    return {(cluster, child): count for cluster, child, count in rows}
+
+
+async def offer(
+    session: AsyncSession, parts: StorageParts, project_id: str, tier: str, mode: str
+) -> tuple[list[ZoneCandidate], dict[Place, int]]:
+    """This zone's clusters (as last polled) and children as candidates for a container
+    of `tier`, and the containers each place holds."""
+    clusters = (await session.scalars(select(StorageCluster))).all()
+    children = (await session.scalars(select(ChildZone))).all()
+    containers = await parts.placed.get(session)
+    members = await _account_members(session, project_id) if mode == ACCOUNT else None
+    return candidates(tier, clusters, children, containers, members), containers
+
+
+async def explain(
+    session: AsyncSession, parts: StorageParts, project: str | None, tier: str
+) -> dict[str, Any]:
+    """Where a new container of `project` (an id or a name; its containers hold the
+    next with `storage_placement = "account"`) in `tier` would go now, and why: every
+    cluster and child with the filter that dropped it, or its score. Places nothing."""
+    mode = parts.core.settings.storage_placement
+    project_id = ""
+    if project is not None:
+        found = await session.scalar(
+            select(Project.id).where(or_(Project.id == project, Project.name == project))
+        )
+        if found is None:
+            raise NotFound(f"project '{project}' not found")
+        project_id = found
+    offered_places, containers = await offer(session, parts, project_id, tier, mode)
+    request = request_for(project_id, "(explain)", tier, mode)
+    decision = decide(request, offered_places, zone_name=parts.core.settings.name, explain=True)
+    result = explained(decision, tier, mode, containers)
+    if not decision.ranked:
+        result["reason"] = str(await _nothing_fits(session, tier))
+    return result
+
+
+async def _nothing_fits(session: AsyncSession, tier: str) -> BadRequest | Unavailable:
+    if tier not in await offered_tiers(session):
+        return BadRequest(f"Invalid X-Storage-Policy '{tier}'", code="unknown_tier")
+    return Unavailable(
+        f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
+        code=CLUSTER_UNAVAILABLE,
+    )
+
+
 async def place(
     session: AsyncSession,
+    parts: StorageParts,
     project_id: str,
     name: str,
     tier: str,
     beside: Container | None = None,
-    mode: str = "spread",
 ) -> tuple[Container, bool]:
     """The container placed now (True), or as another request placed it first.
-    `beside`: a container it must share a place with (its versions container);
-    `mode`: the zone's `storage_placement`."""
-    clusters = (await session.scalars(select(StorageCluster))).all()  # as last polled
-    children = (await session.scalars(select(ChildZone).where(ChildZone.state == ACTIVE))).all()
-    weighted: list[tuple[Container, float]] = [
-        (
-            Container(project_id=project_id, name=name, cluster_id=c.id, tier=tier),
-            c.capacity_bytes - c.used_bytes,
-        )
-        for c in clusters
-        if c.state == UP and tier in c.tiers and c.capacity_bytes > c.used_bytes
-    ]
-    for child in children:
-        total, largest = offered(child.summary, tier)
-        if largest > 0:
-            weighted.append(
-                (Container(project_id=project_id, name=name, child_id=child.id, tier=tier), total)
-            )
+    `beside`: a container it must share a place with (its versions container)."""
+    mode = parts.core.settings.storage_placement
+    offered_places, _ = await offer(session, parts, project_id, tier, mode)
     if beside is not None:
-        weighted = [
-            (c, w)
-            for c, w in weighted
-            if (c.cluster_id, c.child_id) == (beside.cluster_id, beside.child_id)
-        ]
-        if not weighted:
-            raise Conflict(
-                f"container '{name}' cannot be placed beside '{beside.name}' (its versions "
-                f"container): that place offers no room in tier '{tier}'"
-            )
-    if not weighted and tier not in await offered_tiers(session):
-        raise BadRequest(f"Invalid X-Storage-Policy '{tier}'", code="unknown_tier")
-    if not weighted:
-        raise Unavailable(
-            f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
-            code=CLUSTER_UNAVAILABLE,
+        at = (beside.cluster_id, beside.child_id)
+        offered_places = [c for c in offered_places if place_of(c) == at]
+    request = request_for(project_id, name, tier, mode)
+    started = time.perf_counter()
+    decision = decide(request, offered_places, zone_name=parts.core.settings.name, rng=parts.rng)
+    chosen = decision.best
+    parts.placement_decided(chosen.kind if chosen is not None else "none", started)
+    if chosen is None and beside is not None:
+        raise Conflict(
+            f"container '{name}' cannot be placed beside '{beside.name}' (its versions "
+            f"container): that place offers no room in tier '{tier}'"
         )
-    if mode == "account":
-        chosen = await _beside_account(session, project_id, weighted)
-    else:
-        chosen = random.choices([c for c, _ in weighted], weights=[w for _, w in weighted])[0]
-    session.add(chosen)
+    if chosen is None:
+        raise await _nothing_fits(session, tier)
+    cluster_id, child_id = place_of(chosen)
+    container = Container(
+        project_id=project_id, name=name, cluster_id=cluster_id, child_id=child_id, tier=tier
+    )
+    session.add(container)
     try:
         await session.commit()
     except IntegrityError:  # another request placed it first: that place holds
@@ -168,4 +186,5 @@ async def place(
         if found is None:
             raise
         return found, False
-    return chosen, True
+    parts.placed.placed((cluster_id, child_id))
+    return container, True

@@ -11,7 +11,8 @@ from skyfed.schema_types import Name, Secret, Strict
 from skyfed.zones.schemas import Url
 
 # A skyfed tier (gold, silver) and the backend's storage policy it maps to.
-Tier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+TIER_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+Tier = Annotated[str, StringConstraints(pattern=TIER_PATTERN)]
 Policy = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Account = Annotated[str, StringConstraints(pattern=r"^[^\s:\x00]{1,128}(:[^\s:\x00]{1,128})?$")]
 Tiers = Annotated[dict[Tier, Policy], Field(min_length=1, max_length=16)]

@@ -32,7 +32,8 @@ from skyfed.objects.api import PartsDep
 from skyfed.objects.locations import INDEX_MAX, Holders, Index, Placed
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import ACTIVE, child_upstream, cluster_upstream
+from skyfed.objects.places import child_upstream, cluster_upstream
+from skyfed.objects.storage_planner import ACTIVE
 from skyfed.objects.swift_access import Access, parse_account_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask

@@ -72,6 +72,7 @@ async def _forget(session: AsyncSession, parts: StorageParts, container: Contain
     await session.commit()
     parts.locations.forget(container.project_id, container.name)
     parts.account_holders.forget(container.project_id)
+    parts.placed.removed((container.cluster_id, container.child_id))
 
 
 async def _versions_container(
@@ -176,17 +177,15 @@ async def container_route(
         placed_now = False
         versions = await _versions_container(session, project_id, headers)
         if known is None:
-            settings = parts.core.settings
-            tier = asked or settings.default_storage_tier
-            mode = settings.storage_placement
+            tier = asked or parts.core.settings.default_storage_tier
             beside = versions or await _segments_of(session, project_id, container)
             try:
-                known, placed_now = await place(session, project_id, container, tier, beside, mode)
+                known, placed_now = await place(session, parts, project_id, container, tier, beside)
             except Conflict:
                 if beside is versions:
                     raise
                 # No room beside its container: DLOs still read across (swift_refs).
-                known, placed_now = await place(session, project_id, container, tier, None, mode)
+                known, placed_now = await place(session, parts, project_id, container, tier)
         elif asked is not None and asked != known.tier:
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         _check_beside(known, versions)
