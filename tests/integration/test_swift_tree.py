@@ -19,7 +19,13 @@ from swiftclient.utils import generate_temp_url
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet, free_base_port
 from skyfed.objects.models import Container
 from skyfed.zones.models import ChildZone
-from tests.conftest import SERVICE_PASSWORD, ServedZone, free_test_port, zone_settings
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    SERVICE_PASSWORD,
+    ServedZone,
+    free_test_port,
+    zone_settings,
+)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("swift_tree")]
 GiB = 1 << 30
@@ -167,6 +173,48 @@ async def test_a_temporary_url_reaches_a_container_in_a_child(tree: Tree) -> Non
         assert (await http.get(prefix + wrong)).status_code == 401
         await call(mia, "post_account", {"X-Account-Meta-Temp-URL-Key": "n3w"})
         assert (await http.get(prefix + signed)).status_code == 401  # the old key is gone
+
+
+async def test_a_roots_account_is_changed_below_only_through_the_root(tree: Tree) -> None:
+    """One table decides an account's names: a child's admin who goes to the child
+    directly cannot make, change or remove containers of the root's project there
+    (the root would never list them, and two zones could each place one name)."""
+    mia = connect(tree.root, "p1:mia")
+    await call(mia, "put_container", "held")
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    account = url.rsplit("/", 1)[1]
+    child = tree.children[(await places(tree.root))["held"] or ""]
+    admin = Connection(
+        authurl=f"{child.url}/auth/v1.0", user="admin:admin", key=ADMIN_PASSWORD, retries=0
+    )
+    _, token = await asyncio.to_thread(admin.get_auth)
+    direct = f"{child.url}/v1/{account}"
+    auth = {"X-Auth-Token": token}
+    async with httpx.AsyncClient(headers=auth) as http:
+        for method, path, headers in (
+            ("PUT", "/sneaky", {}),
+            ("POST", "/held", {"X-Container-Read": ".r:*"}),
+            ("DELETE", "/held", {}),
+            ("POST", "", {"X-Account-Meta-Color": "red"}),
+        ):
+            answer = await http.request(method, direct + path, headers=headers)
+            assert answer.status_code == 409, (method, path, answer.text)
+            assert "is not a project of this zone" in answer.text  # (Swift's plain text)
+        # Reading is not changing: the child's admin may look.
+        assert (await http.head(direct + "/held")).status_code == 204
+    assert "sneaky" not in await places(child)
+    _, listing = await call(mia, "get_account")
+    assert "held" in [c["name"] for c in listing] and "sneaky" not in [c["name"] for c in listing]
+    head = await call(mia, "head_container", "held")
+    assert "x-container-read" not in head
+
+    # The child's own projects are its own to change.
+    async with child.client() as child_admin:
+        own = await child_admin.create_project("local")
+    async with httpx.AsyncClient(headers=auth) as http:
+        made = await http.put(f"{child.url}/v1/AUTH_{own.id}/mine")
+        assert made.status_code == 201, made.text
+        assert (await http.delete(f"{child.url}/v1/AUTH_{own.id}/mine")).status_code == 204
 
 
 async def test_a_child_down_breaks_only_its_containers(tree: Tree) -> None:

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import BadRequest, Forbidden, Unauthorized
+from skyfed.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from skyfed.identity.identities import Identities
 from skyfed.identity.models import Project
 from skyfed.identity.principal import MEMBER, Principal
@@ -150,6 +150,27 @@ def owns(caller: Principal, project_id: str) -> bool:
         or caller.is_admin
         or (caller.project_id == project_id and MEMBER in caller.roles)
     )
+
+
+async def check_held_here(session: AsyncSession, access: Access) -> None:
+    """The account's names and metadata (its containers made, changed, removed; its
+    own metadata) are kept by the zone that holds its project, and below it only as
+    that zone asks. So every create of a name goes through one table, whose unique
+    key decides between concurrent ones sent to any of the tree's zones; and a
+    parent's table, listings and ACLs never miss what was done below it.
+
+    A request a parent zone forwards (its service account, or a user's identity it
+    carries) is that zone's decision. Any other caller (this zone's admins) is
+    refused for an account that is not one of this zone's projects."""
+    caller = access.caller
+    if caller is not None and (caller.is_service or caller.via is not None):
+        return
+    if await session.get(Project, access.project_id) is None:
+        raise Conflict(
+            f"account 'AUTH_{access.project_id}' is not a project of this zone: its "
+            "containers and metadata are changed through the zone that holds the project",
+            code="account_held_elsewhere",
+        )
 
 
 async def resolve(

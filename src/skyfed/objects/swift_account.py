@@ -34,7 +34,7 @@ from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import child_upstream, cluster_upstream
 from skyfed.objects.storage_planner import ACTIVE
-from skyfed.objects.swift_access import Access, parse_account_acl, resolve
+from skyfed.objects.swift_access import Access, check_held_here, parse_account_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask
 from skyfed.objects.swift_http import swift_route
@@ -76,6 +76,7 @@ async def account_route(
     if request.method in ("PUT", "DELETE"):
         raise MethodNotAllowed("a Swift account is a skyfed project: made and removed there")
     if request.method == "POST":
+        await check_held_here(session, access)
         return await _post(request, session, access)
     return await _read(request, parts, session, access, account)
 

@@ -21,7 +21,7 @@ from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, place, upstream_of
-from skyfed.objects.swift_access import Access, clean_acl, resolve
+from skyfed.objects.swift_access import Access, check_held_here, clean_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
@@ -161,6 +161,7 @@ async def container_route(
         parts.account_holders.forget(project_id)
     if method in ("PUT", "POST"):
         access.container(method, None)
+        await check_held_here(session, access)
         check_metadata(headers, ATTR)
         for header in ACL_HEADERS:
             if header in headers:
@@ -209,6 +210,8 @@ async def container_route(
         return answer
     known = await known_container(session, access, container)
     access.container(method, known)
+    if method == "DELETE":
+        await check_held_here(session, access)
     if method == "POST":
         _check_beside(known, await _versions_container(session, project_id, headers))
     upstream = await upstream_of(session, parts, known, access.caller)
