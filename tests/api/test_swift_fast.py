@@ -303,3 +303,41 @@ async def test_a_cluster_that_does_not_answer_is_named(
         assert (await mia("DELETE", "doomed/o")).status_code == 204
         assert (await mia("DELETE", "doomed")).status_code == 204
         await admin.delete_storage_cluster("fast-gone")
+
+
+async def test_large_downloads_and_ranges_on_kept_alive_connections(
+    zone: ServedZone, http: httpx.AsyncClient
+) -> None:
+    mia = await login(http, zone, "p1:mia")
+    assert (await mia("PUT", "big")).status_code == 201
+    body = hashlib.sha256(b"big").digest() * (8 << 15)  # 8 MiB
+    assert (await mia("PUT", "big/blob", content=body)).status_code == 201
+    before = served_fast(zone, "GET")
+    for _ in range(2):  # the second on the same connections, kept alive
+        got = await mia("GET", "big/blob")
+        assert got.status_code == 200 and got.content == body
+    ranged = await mia("GET", "big/blob", headers={"Range": "bytes=1048576-5242879"})
+    assert ranged.status_code == 206 and ranged.content == body[1 << 20 : 5 << 20]
+    assert (await mia("GET", "big/blob", headers={"Range": "bytes=0-9"})).content == body[:10]
+    assert served_fast(zone, "GET") - before == 4
+
+
+async def test_a_caller_gone_mid_download_breaks_nothing(
+    zone: ServedZone, http: httpx.AsyncClient
+) -> None:
+    mia = await login(http, zone, "p1:mia")
+    assert (await mia("PUT", "left")).status_code == 201
+    body = hashlib.sha256(b"left").digest() * (16 << 15)  # 16 MiB
+    assert (await mia("PUT", "left/blob", content=body)).status_code == 201
+    path = mia.url.split("/", 3)[3] + "/left/blob"
+    host, port = zone.url.removeprefix("http://").split(":")
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        request = f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nX-Auth-Token: {mia.token}\r\n\r\n"
+        writer.write(request.encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        await reader.readexactly(256 << 10)  # a little of it, then gone
+        writer.transport.abort()
+    got = await mia("GET", "left/blob")
+    assert got.status_code == 200 and got.content == body
