@@ -68,7 +68,7 @@ class Container(Base):
 
 class SwiftAccount(Base):
     """What skyfed keeps of a project's Swift account itself: the metadata set on it
-    (X-Account-Meta-*) and its ACL (X-Account-Access-Control). Its counts come from
+    (X-Account-Meta-*), its ACL (X-Account-Access-Control) and its quotas. Its counts come from
     the clusters that hold its containers."""
 
     __tablename__ = "swift_accounts"
@@ -76,5 +76,7 @@ class SwiftAccount(Base):
     project_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
     acl: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
+    # Limits an admin set (swift_quota): "bytes", "count", "bytes:<tier>", "count:<tier>".
+    quotas: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

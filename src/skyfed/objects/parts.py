@@ -31,6 +31,7 @@ from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
 from skyfed.objects.swift_auth import account_of
 from skyfed.objects.swift_backend import BackendError, SwiftBackend
+from skyfed.objects.swift_quota import KnownQuotas
 from skyfed.observability.tracing import annotate
 from skyfed.transport.h1_stream import StreamPool
 from skyfed.zones.reach_policy import parse_patterns
@@ -57,6 +58,8 @@ class StorageParts:
         self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
         # The temporary URL keys each place's account was last given (swift_tempurl).
         self.tempurl_keys: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+        # Accounts' quotas, kept a moment (swift_quota; the data path asks on uploads).
+        self.quotas = KnownQuotas()
         # Placement (places.place): the containers per place, and the planner's dice.
         self.placed = PlacedCounts()
         self.rng = random.Random()

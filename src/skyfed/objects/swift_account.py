@@ -28,11 +28,12 @@ from skyfed.db.base import utcnow
 from skyfed.errors import Forbidden, MethodNotAllowed
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.models import Project
+from skyfed.objects import swift_quota
 from skyfed.objects.api import PartsDep
 from skyfed.objects.locations import INDEX_MAX, Holders, Index, Placed
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import child_upstream, cluster_upstream
+from skyfed.objects.places import child_upstream, cluster_upstream, offered_tiers
 from skyfed.objects.storage_planner import ACTIVE
 from skyfed.objects.swift_access import Access, check_held_here, parse_account_acl, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
@@ -54,7 +55,6 @@ router = APIRouter(tags=["swift"])
 UNAVAILABLE_HEADER = "X-Skyfed-Unavailable-Clusters"
 # Keys that sign temporary URLs: for the account's owners' eyes only.
 OWNER_ONLY_META = ("temp-url-key",)
-QUOTA_HEADERS = frozenset({"x-account-meta-quota-bytes", "x-remove-account-meta-quota-bytes"})
 
 
 @router.api_route(
@@ -77,14 +77,20 @@ async def account_route(
         raise MethodNotAllowed("a Swift account is a skyfed project: made and removed there")
     if request.method == "POST":
         await check_held_here(session, access)
-        return await _post(request, session, access)
+        return await _post(request, parts, session, access)
     return await _read(request, parts, session, access, account)
 
 
-async def _post(request: Request, session: AsyncSession, access: Access) -> Response:
+async def _post(
+    request: Request, parts: StorageParts, session: AsyncSession, access: Access
+) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
-    if QUOTA_HEADERS & headers.keys() and not (access.caller and access.caller.is_admin):
-        raise Forbidden("only an admin sets an account's quota")
+    limits = swift_quota.updates(headers, await offered_tiers(session))
+    if limits and not (access.caller and access.caller.is_admin):
+        raise Forbidden("only an admin sets or removes an account's quotas")
+    # The old way's quota is a quota, not metadata.
+    headers.pop(swift_quota.LEGACY, None)
+    headers.pop("x-remove-account-meta-quota-bytes", None)
     check_metadata(headers, "account-meta")
     acl_header = headers.get("x-account-access-control")
     acl = parse_account_acl(acl_header) if acl_header is not None else None
@@ -99,8 +105,10 @@ async def _post(request: Request, session: AsyncSession, access: Access) -> Resp
     row.metadata_ = merged
     if acl is not None:
         row.acl = acl
+    swift_quota.apply(row, limits, access.caller)
     row.updated_at = utcnow()
     await session.commit()
+    parts.quotas.forget(access.project_id)
     return Response(status_code=204)
 
 
@@ -350,7 +358,55 @@ def _account_headers(
                 out[f"X-Account-Meta-{name}"] = value
         if access.owner and row.acl:
             out["X-Account-Access-Control"] = json.dumps(row.acl, separators=(",", ":"))
+        out |= swift_quota.headers(swift_quota.of(row))
     return out
+
+
+async def check_quotas(
+    session: AsyncSession,
+    parts: StorageParts,
+    access: Access,
+    container: Container,
+    account: str,
+    length: int,
+) -> None:
+    """The account's quotas, for an upload of `length` bytes into `container` by
+    anyone but an admin: 413 when it would pass one (swift_quota)."""
+    if access.caller is not None and access.caller.is_admin:
+        return
+    quotas = await parts.quotas.get(session, access.project_id)
+    if not quotas:
+        return
+    usage = await account_usage(session, parts, access, account)
+    reason = swift_quota.exceeded(quotas, usage, container.tier, length)
+    if reason is not None:
+        raise swift_quota.refuse(reason)
+
+
+async def account_usage(
+    session: AsyncSession, parts: StorageParts, access: Access, account: str
+) -> swift_quota.Usage:
+    """The account's objects and bytes, in all and per tier, as every place holding
+    its containers says now (asked in parallel); a place that does not answer counts
+    as it last said, if it said anything lately."""
+    holders = parts.account_holders.get(access.project_id)
+    if holders is None:
+        holders = await _holders(session, parts, access.project_id)
+    places = await _places(session, parts, access, holders.keys)
+    await session.commit()  # hold no connection while the places answer
+    answers = await asyncio.gather(
+        *(ask(up, "HEAD", account, []) for up, _ in places.values()), return_exceptions=True
+    )
+    counts = _Counts()
+    stats = parts.holder_stats
+    for (key, (upstream, _)), answer in zip(places.items(), answers, strict=True):
+        if not isinstance(answer, BaseException) and answer[0] < 300:
+            stats.remember(access.project_id, key, answer[1])
+            counts.add(upstream, answer[1])
+        elif (known := stats.get(access.project_id, key)) is not None:
+            counts.add(upstream, known)
+    per_tier = {tier: (objects, used) for tier, (objects, used) in counts.per_tier.items()}
+    return counts.objects, counts.bytes, per_tier
 
 
 def _iso(moment: datetime) -> str:

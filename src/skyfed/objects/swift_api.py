@@ -22,6 +22,7 @@ from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, place, upstream_of
 from skyfed.objects.swift_access import Access, check_held_here, clean_acl, resolve
+from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_copy import copy, is_copy
 from skyfed.objects.swift_forward import forward
@@ -256,6 +257,10 @@ async def object_route(
     manifest = None
     if request.method == "PUT":
         _check_length(request, parts)
+        length = request.headers.get("content-length", "")
+        await check_quotas(
+            session, parts, access, known, account, int(length) if length.isdigit() else 0
+        )
         await swift_refs.note_write(request, identities, session, parts, known, upstream, account)
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())

@@ -21,7 +21,8 @@ from skyfed.identity.identities import Identities
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
-from skyfed.objects.swift_access import resolve
+from skyfed.objects.swift_access import Access, resolve
+from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, open_stream
 from skyfed.objects.swift_http import header_path
@@ -78,14 +79,25 @@ async def copy(
         source = (_account(headers.get("x-copy-from-account"), account),
                   *_split(headers["x-copy-from"], "X-Copy-From"))  # fmt: skip
         target = (account, container, obj)
-    source_up, _ = await _end(request, identities, parts, session, source, "GET")
+    source_up, _, _ = await _end(request, identities, parts, session, source, "GET")
     try:
-        target_up, target_container = await _end(request, identities, parts, session, target, "PUT")
+        target_up, target_container, access = await _end(
+            request, identities, parts, session, target, "PUT"
+        )
     except AppError:  # as Swift, which reads the source first: a missing one is 404
         status, _, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
         if status == 404:
             raise NotFound(f"object '{source[2]}' not found in '{source[1]}'") from None
         raise
+    if not (access.caller and access.caller.is_admin) and await parts.quotas.get(
+        session, access.project_id
+    ):  # the copy is an upload of the source's length
+        status, found, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
+        length = found.get("content-length", "") if status < 300 else ""
+        await check_quotas(
+            session, parts, access, target_container, target[0],
+            int(length) if length.isdigit() else 0,
+        )  # fmt: skip
     itself = any(k in request.query_params for k in _SOURCE_PARAMS)
     if itself and not target_container.foreign_refs:  # a manifest or a link, copied:
         target_container.foreign_refs = True  # what it names may be elsewhere
@@ -103,13 +115,13 @@ async def _end(
     session: AsyncSession,
     where: tuple[str, str, str],
     method: str,
-) -> tuple[Upstream, Container]:
+) -> tuple[Upstream, Container, Access]:
     """Where one end of a copy is, once the caller may `method` there."""
     account, container, _ = where
     access = await resolve(request, identities, session, account.removeprefix(ACCOUNT_PREFIX))
     found = await known_container(session, access, container)
     access.object(method, found)
-    return await upstream_of(session, parts, found, access.caller), found
+    return await upstream_of(session, parts, found, access.caller), found, access
 
 
 async def _across(

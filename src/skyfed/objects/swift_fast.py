@@ -14,7 +14,7 @@ forwarding, the same answer), on the streaming pool of h1_stream:
   (objects.locations), whose objects name nothing elsewhere (swift_refs);
 - no copy (`X-Copy-From`), no write naming other objects (`X-Object-Manifest`,
   `X-Symlink-Target`), an upload of a declared or chunked length the clusters
-  take.
+  take, into an account without quotas (swift_quota) unless an admin sends it.
 
 Anything else, and anything it is unsure of, goes on to the routes (swift_api),
 which check and forward it in full and record what this layer needs next time.
@@ -43,6 +43,7 @@ from skyfed.objects.swift_api import object_route, router
 from skyfed.objects.swift_forward import FAILURES, HOP
 from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
+from skyfed.objects.swift_quota import Quotas
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
 
 _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
@@ -121,10 +122,19 @@ class FastObjects:
                 not length.isdigit() or int(length) > max_file_size(self.parts.clusters.values())
             ):
                 return False
+            if not caller.is_admin and await self._quotas(project_id):
+                return False  # the routes check them
         scope["route"] = OBJECT_ROUTE  # counted under the route's template
         self.served.labels(method).inc()
         await self._forward(scope, receive, send, location, account, (container, obj), headers)
         return True
+
+    async def _quotas(self, project_id: str) -> Quotas:
+        known = self.parts.quotas.cached(project_id)
+        if known is not None:
+            return known
+        async with self.parts.core.db.session() as session:
+            return await self.parts.quotas.get(session, project_id)
 
     async def _caller(self, token: str) -> Principal | None:
         """Who the token is, from identity's cache or (a few times a minute) its table;

@@ -87,6 +87,8 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
         "object_versioning": {},
         # Kept and enforced on the container's own cluster.
         "container_quotas": {},
+        # Kept by skyfed, enforced over every cluster holding the account (swift_quota).
+        "account_quotas": {},
         # Served by the clusters, for segments beside their manifest (swift_slo).
         "slo": swift_slo.limits(clusters),
         # Checked by the container's cluster, with the account's keys skyfed keeps.
