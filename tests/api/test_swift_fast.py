@@ -341,3 +341,11 @@ async def test_a_caller_gone_mid_download_breaks_nothing(
         writer.transport.abort()
     got = await mia("GET", "left/blob")
     assert got.status_code == 200 and got.content == body
+
+
+async def test_the_data_path_checks_cluster_addresses_when_connecting(zone: ServedZone) -> None:
+    """The clusters' URLs were checked when registered; the data path's connections
+    check every address their names resolve to again (as the routes' pools do)."""
+    from skyfed.zones.reach_policy import forbidden_address
+
+    assert zone.process.storage.stream.address_check is forbidden_address

@@ -283,3 +283,29 @@ async def test_no_server_is_a_stream_error() -> None:
     with pytest.raises(StreamError):
         await pool.request(Origin("127.0.0.1", port), request("GET"))
     await pool.aclose()
+
+
+async def test_addresses_are_checked_when_connecting() -> None:
+    """A name that resolves, when the connection is made, to a refused address is
+    not connected to (DNS may answer differently from when the cluster was added)."""
+    seen: list[bool] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(True)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    def refused(address: str) -> str | None:
+        return "refused here" if address == "127.0.0.1" else None
+
+    pool = StreamPool(connect_timeout=5, address_check=refused)
+    try:
+        with pytest.raises(StreamError, match="refused here"):
+            await pool.request(Origin("localhost", port), request("GET"))
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+    assert seen == []

@@ -34,7 +34,7 @@ from skyfed.objects.swift_backend import BackendError, SwiftBackend
 from skyfed.objects.swift_quota import KnownQuotas
 from skyfed.observability.tracing import annotate
 from skyfed.transport.h1_stream import StreamPool
-from skyfed.zones.reach_policy import parse_patterns
+from skyfed.zones.reach_policy import forbidden_address, parse_patterns
 from skyfed.zones.summary import Summary
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,9 @@ class StorageParts:
         self.locations = Locations()
         self.account_holders = AccountHolders()
         self.holder_stats = HolderStats()
-        self.stream = StreamPool(max_connections=256, connect_timeout=30.0)
+        self.stream = StreamPool(
+            max_connections=256, connect_timeout=30.0, address_check=forbidden_address
+        )
         # The temporary URL keys each place's account was last given (swift_tempurl).
         self.tempurl_keys: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
         # Accounts' quotas, kept a moment (swift_quota; the data path asks on uploads).

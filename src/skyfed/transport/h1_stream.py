@@ -26,6 +26,7 @@ from typing import cast
 
 import httptools
 
+from skyfed.transport.addresses import AddressCheck, checked_address
 from skyfed.transport.h1_pool import KEEPALIVE_EXPIRY
 
 HIGH_WATER = 1 << 20  # answer bytes buffered before the socket is read no more
@@ -320,11 +321,15 @@ class StreamPool:
         connect_timeout: float = 30.0,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         ssl_context: ssl.SSLContext | None = None,
+        address_check: AddressCheck | None = None,
     ) -> None:
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.keepalive_expiry = keepalive_expiry
         self.ssl_context = ssl_context
+        # Every address a host name resolves to is checked when a connection is made,
+        # and the connection goes to the checked address (no second lookup to rebind).
+        self.address_check = address_check
         self._origins: dict[Origin, _Idle] = {}
         self._closed = False
 
@@ -428,9 +433,12 @@ class StreamPool:
         tls = (self.ssl_context or ssl.create_default_context()) if origin.tls else None
         try:
             async with asyncio.timeout(self.connect_timeout):
+                target = origin.host
+                if self.address_check is not None:  # (RefusedAddress is an OSError)
+                    target = await checked_address(origin.host, origin.port, self.address_check)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(origin),
-                    origin.host,
+                    target,
                     origin.port,
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
