@@ -217,6 +217,48 @@ async def test_a_roots_account_is_changed_below_only_through_the_root(tree: Tree
         assert (await http.delete(f"{child.url}/v1/AUTH_{own.id}/mine")).status_code == 204
 
 
+def served_fast(zone: ServedZone, method: str) -> float:
+    registry = zone.process.core.metrics.registry
+    return registry.get_sample_value("skyfed_swift_fast_requests_total", {"method": method}) or 0
+
+
+async def test_the_roots_data_path_serves_objects_in_its_children(tree: Tree) -> None:
+    """Plain object requests on a container in a child go down on the data path, as
+    this zone's service account there with the caller's identity, answered as the
+    routes answer them."""
+    mia = connect(tree.root, "p1:mia")
+    await call(mia, "put_container", "quick")
+    child = tree.children[(await places(tree.root))["quick"] or ""]
+    await call(mia, "put_object", "quick", "first", b"1")  # (the routes: where it is)
+    root_before = {m: served_fast(tree.root, m) for m in ("PUT", "GET", "HEAD", "DELETE")}
+    child_before = served_fast(child, "PUT")
+    for i in range(3):
+        await call(mia, "put_object", "quick", f"o{i}", f"body {i}".encode())
+    headers, body = await call(mia, "get_object", "quick", "o2")
+    assert body == b"body 2" and headers["content-length"] == "6"
+    head = await call(mia, "head_object", "quick", "o1")
+    assert head["etag"]
+    await call(mia, "delete_object", "quick", "o0")
+    with pytest.raises(ClientException) as gone:
+        await call(mia, "get_object", "quick", "o0")
+    assert gone.value.http_status == 404
+    root_after = {m: served_fast(tree.root, m) for m in root_before}
+    assert root_after["PUT"] - root_before["PUT"] == 3
+    assert root_after["GET"] - root_before["GET"] == 2
+    assert root_after["HEAD"] - root_before["HEAD"] == 1
+    assert root_after["DELETE"] - root_before["DELETE"] == 1
+    # The child served them on its own data path too (the service account owns them).
+    assert served_fast(child, "PUT") - child_before == 3
+    # A reader without rights still goes through the routes' checks.
+    rita = connect(tree.root, "p1:rita")
+    url, _ = await asyncio.to_thread(mia.get_auth)
+    await asyncio.to_thread(rita.get_auth)
+    rita.url = url
+    with pytest.raises(ClientException) as refused:
+        await call(rita, "get_object", "quick", "o1")
+    assert refused.value.http_status == 403
+
+
 async def test_a_child_down_breaks_only_its_containers(tree: Tree) -> None:
     mia = connect(tree.root, "p1:mia")
     placed = await places(tree.root)

@@ -70,8 +70,10 @@ class Expiring(Generic[K, V]):
 
 @dataclass(frozen=True)
 class Location:
-    upstream: Upstream  # a storage cluster's (the same for every caller)
-    cluster_id: str
+    # A storage cluster's, or a child zone's (without a caller's headers: the data
+    # path adds the caller's identity to each request itself).
+    upstream: Upstream
+    place_id: str  # the cluster's or the child's id
     foreign_refs: bool  # its objects may name objects elsewhere (swift_refs)
 
 
@@ -83,16 +85,16 @@ class Locations:
         return self._kept.get((project_id, name))
 
     def remember(
-        self, project_id: str, name: str, upstream: Upstream, cluster_id: str, foreign_refs: bool
+        self, project_id: str, name: str, upstream: Upstream, place_id: str, foreign_refs: bool
     ) -> Location:
-        return self._kept.put((project_id, name), Location(upstream, cluster_id, foreign_refs))
+        return self._kept.put((project_id, name), Location(upstream, place_id, foreign_refs))
 
     def forget(self, project_id: str, name: str) -> None:
         self._kept.forget((project_id, name))
 
-    def forget_cluster(self, cluster_id: str) -> None:
-        """A cluster changed or went: nothing is looked for there from memory."""
-        self._kept.forget_where(lambda location: location.cluster_id == cluster_id)
+    def forget_place(self, place_id: str) -> None:
+        """A cluster or a child changed or went: nothing is looked for there from memory."""
+        self._kept.forget_where(lambda location: location.place_id == place_id)
 
 
 # (name, cluster id, child id, tier): a container of an account, as placed.

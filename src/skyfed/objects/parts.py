@@ -125,7 +125,7 @@ class StorageParts:
         for cluster_id, known in self.clusters.items():
             now = fresh.get(cluster_id)
             if now is None or _reach(now) != _reach(known):
-                self.locations.forget_cluster(cluster_id)
+                self.locations.forget_place(cluster_id)
         self.clusters = fresh
         self._version += 1
 

@@ -32,7 +32,7 @@ from skyfed.objects.storage_planner import (
     request_for,
 )
 from skyfed.objects.swift_access import Access
-from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, Upstream
+from skyfed.objects.swift_forward import CLUSTER, CLUSTER_UNAVAILABLE, ZONE, Upstream
 from skyfed.scheduling.candidates import ZoneCandidate
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
@@ -40,7 +40,7 @@ from skyfed.zones.models import ChildZone
 
 def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
     return Upstream(
-        "storage cluster",
+        CLUSTER,
         cluster.name,
         lambda fresh: parts.pool.session(cluster, fresh=fresh),
         tiers=dict(cluster.tiers),
@@ -49,7 +49,7 @@ def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
 
 def child_upstream(parts: StorageParts, child: ChildZone, caller: Principal | None) -> Upstream:
     return Upstream(
-        "zone",
+        ZONE,
         child.name,
         lambda fresh: parts.children.session(child, fresh=fresh),
         tiers={tier: tier for tier in tiers_of(child.summary)},

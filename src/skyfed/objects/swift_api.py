@@ -10,6 +10,8 @@ the container's ACLs and attributes, and every request on it is forwarded there
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -265,9 +267,10 @@ async def object_route(
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())
             manifest = await swift_slo.checked_manifest(request, session, known, info)
-    if known.cluster_id is not None:  # for the data path's next requests (swift_fast)
+    place_id = known.cluster_id or known.child_id
+    if place_id is not None:  # for the data path's next requests (swift_fast)
         parts.locations.remember(
-            project_id, container, upstream, known.cluster_id, known.foreign_refs
+            project_id, container, replace(upstream, headers={}), place_id, known.foreign_refs
         )
     await session.close()  # hold no connection while an object streams
     # What an object names (DLO segments, a symlink's target) is read through skyfed

@@ -10,8 +10,10 @@ forwarding, the same answer), on the streaming pool of h1_stream:
 - GET, HEAD, PUT or DELETE of `/v1/AUTH_<project id>/<container>/<object>`, with a
   token this process resolved lately (identity's token cache) of an owner: a
   member of the project, an admin, or a parent zone's service account;
-- a container on one of the zone's own clusters, as the routes recorded it
-  (objects.locations), whose objects name nothing elsewhere (swift_refs);
+- a container on one of the zone's own clusters or in a child zone (sent to the
+  child's API as this zone's service account there, with the caller's identity,
+  as the routes send it), as the routes recorded it (objects.locations), whose
+  objects name nothing elsewhere (swift_refs);
 - no copy (`X-Copy-From`), no write naming other objects (`X-Object-Manifest`,
   `X-Symlink-Target`), an upload of a declared or chunked length the clusters
   take, into an account without quotas (swift_quota) unless an admin sends it.
@@ -37,14 +39,16 @@ from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.locations import Location
 from skyfed.objects.models import Container, StorageCluster
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import cluster_upstream
+from skyfed.objects.places import child_upstream, cluster_upstream
 from skyfed.objects.swift_access import owns
 from skyfed.objects.swift_api import object_route, router
-from skyfed.objects.swift_forward import FAILURES, HOP
+from skyfed.objects.swift_forward import FAILURES, HOP, ZONE
 from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
 from skyfed.objects.swift_quota import Quotas
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
+from skyfed.wire import forwarded_headers
+from skyfed.zones.models import ChildZone
 
 _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -126,7 +130,8 @@ class FastObjects:
                 return False  # the routes check them
         scope["route"] = OBJECT_ROUTE  # counted under the route's template
         self.served.labels(method).inc()
-        await self._forward(scope, receive, send, location, account, (container, obj), headers)
+        path = (container, obj)
+        await self._forward(scope, receive, send, location, account, path, headers, caller)
         return True
 
     async def _quotas(self, project_id: str) -> Quotas:
@@ -149,17 +154,24 @@ class FastObjects:
 
     async def _locate(self, project_id: str, name: str) -> Location | None:
         """A container's place, looked up again once its entry is older than the
-        entries' life (objects.locations): None when it is not on a cluster here."""
+        entries' life (objects.locations): None when it is not there."""
         async with self.parts.core.db.session() as session:
             found = await session.get(Container, (project_id, name))
-            if found is None or found.cluster_id is None:
+            if found is None:
                 return None
-            cluster = await session.get(StorageCluster, found.cluster_id)
-        if cluster is None:
+            if found.child_id is not None:
+                child = await session.get(ChildZone, found.child_id)
+                upstream = child_upstream(self.parts, child, None) if child else None
+            elif found.cluster_id is not None:
+                cluster = await session.get(StorageCluster, found.cluster_id)
+                upstream = cluster_upstream(self.parts, cluster) if cluster else None
+            else:
+                upstream = None
+        if upstream is None:
             return None
-        upstream = cluster_upstream(self.parts, cluster)
+        place_id = found.child_id or found.cluster_id or ""
         return self.parts.locations.remember(
-            project_id, name, upstream, cluster.id, found.foreign_refs
+            project_id, name, upstream, place_id, found.foreign_refs
         )
 
     async def _forward(
@@ -171,18 +183,21 @@ class FastObjects:
         account: str,
         path: tuple[str, str],
         headers: dict[bytes, bytes],
+        caller: Principal,
     ) -> None:
         upstream = location.upstream
+        # A child zone gets the caller's identity (it trusts this zone's checks).
+        identity = _identity(caller) if upstream.kind == ZONE else b""
         method = scope["method"]
         upload = method == "PUT"
         body = _body(receive) if upload else None
         try:
             session = await upstream.connect(False)
-            answer = await self._send(session, scope, account, path, headers, body)
+            answer = await self._send(session, scope, account, path, headers, body, identity)
             if answer.status == 401 and body is None:  # the cluster's token expired
                 answer.close()
                 session = await upstream.connect(True)
-                answer = await self._send(session, scope, account, path, headers, None)
+                answer = await self._send(session, scope, account, path, headers, None, identity)
         except ClientGone:
             await _error(send, BadRequest("the client went away before its body was sent"), account)
             return
@@ -212,6 +227,7 @@ class FastObjects:
         path: tuple[str, str],
         headers: dict[bytes, bytes],
         body: AsyncIterator[bytes] | None,
+        identity: bytes,
     ) -> Answer:
         origin, prefix, host = self._origin(session.base)
         target = "/".join(
@@ -224,6 +240,8 @@ class FastObjects:
         lines = [b"%s %s HTTP/1.1" % (method.encode("ascii"), target), b"host: " + host]
         lines += [n + b": " + v for n, v in headers.items() if n not in _SENT_NOT]
         lines.append(b"x-auth-token: " + session.token.encode("latin-1"))
+        if identity:
+            lines.append(identity)
         chunked = False
         if body is not None:
             length = headers.get(b"content-length")
@@ -249,6 +267,13 @@ class FastObjects:
             known = (Origin(host, port, tls), url.path.rstrip("/"), url.netloc.encode("ascii"))
             self._origins[base] = known
         return known
+
+
+def _identity(caller: Principal) -> bytes:
+    """The caller's identity as forwarded header lines (swift_forward's for children)."""
+    return b"\r\n".join(
+        f"{name}: {value}".encode() for name, value in forwarded_headers(caller).items()
+    )
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:

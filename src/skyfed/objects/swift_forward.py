@@ -55,6 +55,10 @@ HOP = frozenset(
 )
 
 
+CLUSTER = "storage cluster"
+ZONE = "zone"
+
+
 @dataclass
 class Upstream:
     """Where requests on a container go: its cluster, or the child zone holding it."""
