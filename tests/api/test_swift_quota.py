@@ -49,6 +49,13 @@ async def login(http: httpx.AsyncClient, zone: ServedZone, user: str, key: str) 
     return Session(http, answer.headers["x-auth-token"], answer.headers["x-storage-url"])
 
 
+async def admin_on(http: httpx.AsyncClient, zone: ServedZone, user: Session) -> Session:
+    """The zone's admin (Swift's reseller), on `user`'s account."""
+    admin = await login(http, zone, "admin:admin", ADMIN_PASSWORD)
+    admin.url = user.url
+    return admin
+
+
 async def settled(mia: Session, used: int, timeout: float = 20.0) -> None:
     """Until the account's byte count (the clusters' updaters) says `used`."""
     deadline = time.monotonic() + timeout
@@ -63,8 +70,7 @@ async def settled(mia: Session, used: int, timeout: float = 20.0) -> None:
 async def test_only_admins_set_quotas_and_every_reader_sees_them(zone: ServedZone) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         mia = await login(http, zone, "p1:mia", PASSWORD)
-        admin = await login(http, zone, "admin:admin", ADMIN_PASSWORD)
-        admin.url = mia.url  # the admin, on p1's account
+        admin = await admin_on(http, zone, mia)
         for header in (
             "X-Account-Quota-Bytes",
             "X-Account-Meta-Quota-Bytes",
@@ -94,8 +100,7 @@ async def test_only_admins_set_quotas_and_every_reader_sees_them(zone: ServedZon
 async def test_uploads_past_a_quota_are_refused_over_all_clusters(zone: ServedZone) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         otto = await login(http, zone, "p2:otto", PASSWORD)
-        admin = await login(http, zone, "admin:admin", ADMIN_PASSWORD)
-        admin.url = otto.url
+        admin = await admin_on(http, zone, otto)
         assert (await otto("PUT", "warm")).status_code == 201
         silver = {"X-Storage-Policy": "silver"}
         assert (await otto("PUT", "cold", headers=silver)).status_code == 201
@@ -132,8 +137,7 @@ async def test_uploads_past_a_quota_are_refused_over_all_clusters(zone: ServedZo
 async def test_a_copy_is_an_upload_of_its_sources_length(zone: ServedZone) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         mia = await login(http, zone, "p1:mia", PASSWORD)
-        admin = await login(http, zone, "admin:admin", ADMIN_PASSWORD)
-        admin.url = mia.url
+        admin = await admin_on(http, zone, mia)
         assert (await mia("PUT", "src")).status_code == 201
         assert (await mia("PUT", "dst", headers={"X-Storage-Policy": "silver"})).status_code == 201
         assert (await mia("PUT", "src/a", content=b"a" * 40)).status_code == 201

@@ -88,6 +88,14 @@ def connect(zone: ServedZone, user: str) -> Connection:
     return Connection(authurl=f"{zone.url}/auth/v1.0", user=user, key=PASSWORD, retries=0)
 
 
+async def on_account_of(owner: Connection, user: Connection) -> Connection:
+    """`user`, logged in, sending its requests to `owner`'s account."""
+    url, _ = await asyncio.to_thread(owner.get_auth)
+    await asyncio.to_thread(user.get_auth)
+    user.url = url
+    return user
+
+
 async def call(connection: Connection, method: str, *args: object, **kwargs: object) -> object:
     return await asyncio.to_thread(getattr(connection, method), *args, **kwargs)
 
@@ -137,9 +145,7 @@ async def test_acls_are_checked_at_the_root(tree: Tree) -> None:
     mia, rita = connect(tree.root, "p1:mia"), connect(tree.root, "p1:rita")
     await call(mia, "put_container", "shared")
     await call(mia, "put_object", "shared", "doc", b"hello")
-    url, _ = await asyncio.to_thread(mia.get_auth)
-    await asyncio.to_thread(rita.get_auth)
-    rita.url = url
+    await on_account_of(mia, rita)
     with pytest.raises(ClientException) as refused:
         await call(rita, "get_object", "shared", "doc")
     assert refused.value.http_status == 403
@@ -149,7 +155,7 @@ async def test_acls_are_checked_at_the_root(tree: Tree) -> None:
     # A user's token is the root's: a child does not take it (its own users only).
     child = next(iter(tree.children.values()))
     async with httpx.AsyncClient() as http:
-        _, token = await asyncio.to_thread(mia.get_auth)
+        url, token = await asyncio.to_thread(mia.get_auth)
         direct = await http.get(
             f"{child.url}/v1/{url.rsplit('/', 1)[1]}", headers={"X-Auth-Token": token}
         )
@@ -250,10 +256,7 @@ async def test_the_roots_data_path_serves_objects_in_its_children(tree: Tree) ->
     # The child served them on its own data path too (the service account owns them).
     assert served_fast(child, "PUT") - child_before == 3
     # A reader without rights still goes through the routes' checks.
-    rita = connect(tree.root, "p1:rita")
-    url, _ = await asyncio.to_thread(mia.get_auth)
-    await asyncio.to_thread(rita.get_auth)
-    rita.url = url
+    rita = await on_account_of(mia, connect(tree.root, "p1:rita"))
     with pytest.raises(ClientException) as refused:
         await call(rita, "get_object", "quick", "o1")
     assert refused.value.http_status == 403
