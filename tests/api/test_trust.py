@@ -364,25 +364,27 @@ async def test_a_childs_answer_is_bounded(tmp_path: Path, pool: str) -> None:
     assert "larger than 65536 bytes" in refused.value.message
 
 
-@pytest.mark.parametrize("pool", ["h1", "httpx"])
+@pytest.mark.parametrize("pool", ["h1", "httpx", "streaming"])
 async def test_addresses_are_checked_again_when_connecting(pool: str) -> None:
     """A name that resolves, at connect time, to a refused address is not connected to
     (DNS may answer differently after the check at add)."""
     import httpx
 
     from skyfed.transport.h1_pool import H1Transport
-    from skyfed.transport.httpx_pool import HttpxTransport
+    from skyfed.transport.httpx_pool import HttpxTransport, checked_transport
 
     def refused(address: str) -> str | None:
         return "refused here" if address == "127.0.0.1" else None
 
     trap = Trap(200, b"{}", "application/json")
     async with ServedApp(trap) as served:
-        transport = (
-            H1Transport(address_check=refused)
-            if pool == "h1"
-            else HttpxTransport(address_check=refused)
-        )
+        transport: httpx.AsyncBaseTransport
+        if pool == "h1":
+            transport = H1Transport(address_check=refused)
+        elif pool == "httpx":
+            transport = HttpxTransport(address_check=refused)
+        else:  # the Swift routes' pools, with clusters and children (objects/cluster_pool)
+            transport = checked_transport(refused)
         request = httpx.Request("GET", f"http://localhost:{served.port}/v1/zone")
         with pytest.raises(httpx.ConnectError, match="refused here"):
             await transport.handle_async_request(request)

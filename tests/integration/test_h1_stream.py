@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -309,3 +310,37 @@ async def test_addresses_are_checked_when_connecting() -> None:
         server.close()
         await server.wait_closed()
     assert seen == []
+
+
+async def test_each_checked_address_is_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that resolves to ::1 before 127.0.0.1 (as `localhost` often does)
+    reaches a server on IPv4 alone: each checked address is tried in turn."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int, **_: object) -> list[tuple[object, ...]]:
+        looked_up.append(host)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolve)
+    pool = StreamPool(connect_timeout=5, address_check=lambda address: None)
+    try:
+        answer = await pool.request(Origin("cluster.test", port), request("GET"))
+        assert answer.status == 200 and await answer.read() == b"ok"
+        answer.close()
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+    assert looked_up == ["cluster.test"]

@@ -101,7 +101,7 @@ def test_down_full_and_other_tier_clusters_and_inactive_children_are_dropped() -
     )
     decision = decide(request_for("p", "c", "gold", SPREAD), offered, zone_name="z", explain=True)
     assert [c.name for c in decision.ranked] == ["up"]
-    result = explained(decision, "gold", SPREAD, {})
+    result = explained(decision, "gold", SPREAD, {}, {})
     fate = {c["name"]: c["dropped_by"] for c in result["candidates"]}
     assert fate == {
         "up": None,

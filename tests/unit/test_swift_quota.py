@@ -35,8 +35,15 @@ def test_the_old_header_a_removal_and_an_empty_value() -> None:
     removed = {"x-account-quota-count": "3", "x-remove-account-quota-count": "t"}
     assert swift_quota.updates(removed, []) == {"count": None}
     assert swift_quota.updates({"x-account-quota-count": ""}, []) == {"count": None}
-    with pytest.raises(BadRequest):
-        swift_quota.updates({"x-account-quota-count": "-1"}, [])
+    for bad in ("-1", "\u00b2", "1" * 20):  # "²" passes str.isdigit, not int()
+        with pytest.raises(BadRequest):
+            swift_quota.updates({"x-account-quota-count": bad}, [])
+    # A tier no longer offered: its quota can still be removed, not set; no empty tier.
+    gone = {"x-remove-account-quota-bytes-policy-old": "t", "x-account-quota-count-policy-": "1"}
+    assert swift_quota.updates(gone, ["gold"]) == {"bytes:old": None}
+    assert swift_quota.asked(["x-account-quota-count-policy-gold"])
+    assert swift_quota.asked(["x-remove-account-meta-quota-bytes"])
+    assert not swift_quota.asked(["x-account-meta-colour"])
 
 
 def test_only_an_admin_applies_them_and_the_old_metadata_goes() -> None:
@@ -53,6 +60,13 @@ def test_only_an_admin_applies_them_and_the_old_metadata_goes() -> None:
     }
     swift_quota.apply(row, {"bytes": None}, ADMIN)
     assert swift_quota.of(row) == {"count:gold": 2}
+
+
+def test_a_quota_set_the_old_way_stays_when_another_is_changed() -> None:
+    row = SwiftAccount(project_id="p1", metadata_={"quota-bytes": "500"}, quotas={})
+    swift_quota.apply(row, {"count": 9}, ADMIN)
+    assert swift_quota.of(row) == {"bytes": 500, "count": 9}
+    assert row.metadata_ == {}
 
 
 def test_which_quota_an_upload_passes() -> None:

@@ -248,7 +248,7 @@ class Stack:
 
     async def favour(self, swift: LocalSwift) -> None:
         """Leave room on `swift` alone, so new containers are placed there (placement
-        draws among the clusters with room, weighted by it: one byte against a TiB)."""
+        weighs the clusters by their free bytes per container: one byte against a TiB)."""
         async with self.admin() as admin:
             for other in self.swifts:
                 room = CAPACITY if other is swift else 1

@@ -17,6 +17,8 @@ import httpx
 from skyfed.identity.vault import Vault
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.swift_backend import SwiftBackend
+from skyfed.transport.httpx_pool import checked_transport
+from skyfed.zones.reach_policy import forbidden_address
 
 
 @dataclass
@@ -63,8 +65,12 @@ class SessionPool:
             return self._sessions[key]
 
     def _client(self) -> httpx.AsyncClient:
+        # Every address a cluster's or child's name resolves to is checked at connect
+        # (their URLs were checked when registered; DNS may answer differently later).
         return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout, read=None), follow_redirects=False
+            transport=checked_transport(forbidden_address),
+            timeout=httpx.Timeout(self.timeout, read=None),
+            follow_redirects=False,
         )
 
     async def forget(self, key: str) -> None:

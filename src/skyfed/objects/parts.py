@@ -103,6 +103,7 @@ class StorageParts:
         """Forget the containers placed in a child removed by force (they live on
         only there, and are served by it)."""
         await session.execute(delete(Container).where(Container.child_id == child_id))
+        self.locations.forget_place(child_id)
         await self.children.forget(child_id)
 
     # -- the summary section ---------------------------------------------------------

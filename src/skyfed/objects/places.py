@@ -129,9 +129,10 @@ async def explain(
             raise NotFound(f"project '{project}' not found")
         project_id = found
     offered_places, containers = await offer(session, parts, project_id, tier, mode)
+    mine = await _account_members(session, project_id) if project_id else {}
     request = request_for(project_id, "(explain)", tier, mode)
     decision = decide(request, offered_places, zone_name=parts.core.settings.name, explain=True)
-    result = explained(decision, tier, mode, containers)
+    result = explained(decision, tier, mode, containers, mine)
     if not decision.ranked:
         result["reason"] = str(await _nothing_fits(session, tier))
     return result
@@ -156,6 +157,8 @@ async def place(
 ) -> tuple[Container, bool]:
     """The container placed now (True), or as another request placed it first.
     `beside`: a container it must share a place with (its versions container)."""
+    if tier not in await offered_tiers(session):  # (before the planner compiles it)
+        raise await _nothing_fits(session, tier)
     mode = parts.core.settings.storage_placement
     offered_places, _ = await offer(session, parts, project_id, tier, mode)
     if beside is not None:

@@ -9,8 +9,8 @@ The candidates are this zone's storage clusters and its child zones, both given 
   most free bytes in one cluster (the constraint's `max`) and their sum.
 
 The planner's weighers read a candidate's room as the `free_ram_mb` sum of its
-summary. Here room is the tier's free MiB per container already placed there (plus
-one): a place with ten times the free bytes takes ten times the containers, and a
+summary. Here room is the tier's free MiB per container already placed there, of any tier
+(plus one): a place with ten times the free bytes takes ten times the containers, and a
 burst of creates, counted as they are placed, spreads instead of piling onto the
 place that looked best first (the planner's "assume and deduct").
 
@@ -156,7 +156,11 @@ def decide(
 
 
 def explained(
-    decision: Decision, tier: str, mode: str, containers: Mapping[Place, int]
+    decision: Decision,
+    tier: str,
+    mode: str,
+    containers: Mapping[Place, int],
+    mine: Mapping[Place, int],
 ) -> dict[str, Any]:
     """The planner's explain, with the figures of each candidate's room (free bytes,
     containers placed there) and the account's containers beside its fate."""
@@ -169,6 +173,6 @@ def explained(
         entry["free_bytes"] = int(stats.sum)
         entry["largest_free_bytes"] = int(stats.max)
         entry["containers"] = containers.get(place_of(candidate), 0)
-        entry["account_containers"] = candidate.group_members
+        entry["account_containers"] = mine.get(place_of(candidate), 0)
     result["request"] = {"tier": tier, "placement": mode}
     return result

@@ -159,11 +159,12 @@ async def check_held_here(session: AsyncSession, access: Access) -> None:
     key decides between concurrent ones sent to any of the tree's zones; and a
     parent's table, listings and ACLs never miss what was done below it.
 
-    A request a parent zone forwards (its service account, or a user's identity it
-    carries) is that zone's decision. Any other caller (this zone's admins) is
-    refused for an account that is not one of this zone's projects."""
+    A parent zone's request (its service account: the role is a parent's alone, and
+    a parent forwards its users' requests as it) is that zone's decision. Any other
+    caller, this zone's admins included, is refused for an account that is not one
+    of this zone's projects."""
     caller = access.caller
-    if caller is not None and (caller.is_service or caller.via is not None):
+    if caller is not None and caller.is_service:
         return
     if await session.get(Project, access.project_id) is None:
         raise Conflict(

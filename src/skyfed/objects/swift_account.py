@@ -85,9 +85,9 @@ async def _post(
     request: Request, parts: StorageParts, session: AsyncSession, access: Access
 ) -> Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
-    limits = swift_quota.updates(headers, await offered_tiers(session))
-    if limits and not (access.caller and access.caller.is_admin):
+    if swift_quota.asked(headers) and not (access.caller and access.caller.is_admin):
         raise Forbidden("only an admin sets or removes an account's quotas")
+    limits = swift_quota.updates(headers, await offered_tiers(session))
     # The old way's quota is a quota, not metadata.
     headers.pop(swift_quota.LEGACY, None)
     headers.pop("x-remove-account-meta-quota-bytes", None)
@@ -387,20 +387,25 @@ async def account_usage(
     session: AsyncSession, parts: StorageParts, access: Access, account: str
 ) -> swift_quota.Usage:
     """The account's objects and bytes, in all and per tier, as every place holding
-    its containers says now (asked in parallel); a place that does not answer counts
-    as it last said, if it said anything lately."""
+    its containers says now (asked in parallel); a place down or not answering counts
+    as it last said, if it said anything in the last seconds (else as nothing)."""
     holders = parts.account_holders.get(access.project_id)
     if holders is None:
         holders = await _holders(session, parts, access.project_id)
     places = await _places(session, parts, access, holders.keys)
     await session.commit()  # hold no connection while the places answer
+    # A place known down (the polls) is not waited for: it counts as it last said.
+    up = {key: upstream for key, (upstream, ready) in places.items() if ready}
     answers = await asyncio.gather(
-        *(ask(up, "HEAD", account, []) for up, _ in places.values()), return_exceptions=True
+        *(ask(upstream, "HEAD", account, []) for upstream in up.values()),
+        return_exceptions=True,
     )
+    said = dict(zip(up, answers, strict=True))
     counts = _Counts()
     stats = parts.holder_stats
-    for (key, (upstream, _)), answer in zip(places.items(), answers, strict=True):
-        if not isinstance(answer, BaseException) and answer[0] < 300:
+    for key, (upstream, _) in places.items():
+        answer = said.get(key)
+        if answer is not None and not isinstance(answer, BaseException) and answer[0] < 300:
             stats.remember(access.project_id, key, answer[1])
             counts.add(upstream, answer[1])
         elif (known := stats.get(access.project_id, key)) is not None:

@@ -91,8 +91,10 @@ async def copy(
         raise
     if not (access.caller and access.caller.is_admin) and await parts.quotas.get(
         session, access.project_id
-    ):  # the copy is an upload of the source's length
-        status, found, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
+    ):  # the copy is an upload of the source's length (a manifest's own, when asked)
+        await session.commit()  # hold no connection while the source answers
+        params = [(k, v) for k, v in request.query_params.multi_items() if k in _SOURCE_PARAMS]
+        status, found, _ = await ask(source_up, "HEAD", source[0], params, source[1:])
         length = found.get("content-length", "") if status < 300 else ""
         await check_quotas(
             session, parts, access, target_container, target[0],

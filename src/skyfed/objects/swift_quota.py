@@ -18,6 +18,7 @@ by what it stores meanwhile, and an upload without a declared length counts as 0
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +33,13 @@ LEGACY = "x-account-meta-quota-bytes"
 _KINDS = {"quota-bytes": BYTES, "quota-count": COUNT}
 Quotas = dict[str, int]  # "bytes", "count", "bytes:<tier>", "count:<tier>" -> limit
 Usage = tuple[int, int, Mapping[str, tuple[int, int]]]  # objects, bytes; per tier
+_LIMIT = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit takes "²"), < 2**63
+_PREFIXES = ("x-account-quota-", "x-remove-account-quota-", LEGACY, "x-remove-account-meta-quota-")
+
+
+def asked(headers: Iterable[str]) -> bool:
+    """Whether a request's headers (lower-case names) touch the account's quotas."""
+    return any(name.startswith(_PREFIXES) for name in headers)
 
 
 def updates(headers: Mapping[str, str], tiers: Iterable[str]) -> dict[str, int | None]:
@@ -50,17 +58,21 @@ def updates(headers: Mapping[str, str], tiers: Iterable[str]) -> dict[str, int |
         if not (remove or name.startswith("x-account-quota-")):
             continue
         rest = name.removeprefix("x-remove-account-" if remove else "x-account-")
-        kind, _, tier = rest.partition("-policy-")
-        if kind not in _KINDS or (tier and tier not in known):
+        kind, policy, tier = rest.partition("-policy-")
+        if kind not in _KINDS or (policy and not tier):
             continue
+        if tier and tier not in known and not (remove or not value.strip()):
+            continue  # a quota is set only for a tier offered; any may be removed
         wanted.append((f"{_KINDS[kind]}:{tier}" if tier else _KINDS[kind], value, remove))
     changes: dict[str, int | None] = {}
     for key, value, remove in wanted:
         if remove or not value.strip():
             changes[key] = None
         elif key not in changes or changes[key] is not None:  # a removal dominates
-            if not value.strip().isdigit():
-                raise BadRequest(f"an account quota is a whole number, not {value!r}")
+            if not _LIMIT.fullmatch(value.strip()):
+                raise BadRequest(
+                    f"an account quota is a whole number of bytes or objects, not {value[:32]!r}"
+                )
             changes[key] = int(value.strip())
     return changes
 
@@ -71,7 +83,7 @@ def apply(row: SwiftAccount, changes: Mapping[str, int | None], caller: Principa
         return
     if caller is None or not caller.is_admin:
         raise Forbidden("only an admin sets or removes an account's quotas")
-    quotas = dict(row.quotas or {})
+    quotas = of(row)  # an old way's byte quota carries over unless changed here
     for key, limit in changes.items():
         if limit is None:
             quotas.pop(key, None)
@@ -90,7 +102,7 @@ def of(row: SwiftAccount | None) -> Quotas:
         return {}
     quotas = dict(row.quotas or {})
     legacy = (row.metadata_ or {}).get("quota-bytes", "")
-    if BYTES not in quotas and legacy.isdigit():
+    if BYTES not in quotas and _LIMIT.fullmatch(legacy):
         quotas[BYTES] = int(legacy)
     return quotas
 

@@ -12,6 +12,10 @@ container's metadata on its backend already; an account's keys are skyfed's
 this process makes sure that place's account holds the keys skyfed keeps now
 (a key changed or removed stops working on the next signed request anywhere).
 
+An upload is held to the account's quotas (swift_quota) before it goes: one into
+an account past its quota is 413 whatever its signature (Swift checks the signature
+first; skyfed cannot before the backend does).
+
 Not served: `temp_url_ip_range` (the backend would compare the range with
 skyfed's address, not the caller's); such a request is refused (401).
 """
@@ -27,6 +31,8 @@ from skyfed.errors import Unauthorized
 from skyfed.objects.models import Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import upstream_of
+from skyfed.objects.swift_access import Access
+from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, forward, open_stream
 
@@ -80,6 +86,12 @@ async def serve(
     if known is None:
         raise refused  # (no name is confirmed to a caller without a valid signature)
     upstream = await upstream_of(session, parts, known, None)
+    if request.method == "PUT":  # an upload like any other: the account's quotas hold
+        length = request.headers.get("content-length", "")
+        nobody = Access(project_id, None, False, None, frozenset(), "")
+        await check_quotas(
+            session, parts, nobody, known, account, int(length) if length.isdigit() else 0
+        )
     row = await session.get(SwiftAccount, project_id)
     await session.commit()  # hold no connection while the place answers
     await _sync_keys(parts, upstream, account, row)

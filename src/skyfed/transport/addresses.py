@@ -16,17 +16,23 @@ class RefusedAddress(OSError):
     """The name resolves to an address the check refuses (or to none)."""
 
 
-async def checked_address(name: str, port: int, check: AddressCheck) -> str:
-    """The address to connect to for `name`; RefusedAddress when any it resolves to is
-    refused (socket.gaierror, an OSError too, when it does not resolve)."""
+async def checked_addresses(name: str, port: int, check: AddressCheck) -> list[str]:
+    """The addresses to try, in the resolver's order, for `name`; RefusedAddress when
+    any it resolves to is refused (socket.gaierror, an OSError too, when it does not
+    resolve)."""
     infos = await asyncio.get_running_loop().getaddrinfo(
         name.strip("[]"), port, type=socket.SOCK_STREAM
     )
-    addresses = [str(info[4][0]) for info in infos]
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         why = check(address)
         if why is not None:
             raise RefusedAddress(f"{name} resolves to a refused address: {why}")
     if not addresses:
         raise RefusedAddress(f"{name} resolves to no address")
-    return addresses[0]
+    return addresses
+
+
+async def checked_address(name: str, port: int, check: AddressCheck) -> str:
+    """The first of `checked_addresses`."""
+    return (await checked_addresses(name, port, check))[0]

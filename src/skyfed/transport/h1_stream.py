@@ -26,7 +26,7 @@ from typing import cast
 
 import httptools
 
-from skyfed.transport.addresses import AddressCheck, checked_address
+from skyfed.transport.addresses import AddressCheck, checked_addresses
 from skyfed.transport.h1_pool import KEEPALIVE_EXPIRY
 
 HIGH_WATER = 1 << 20  # answer bytes buffered before the socket is read no more
@@ -433,9 +433,28 @@ class StreamPool:
         tls = (self.ssl_context or ssl.create_default_context()) if origin.tls else None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                target = origin.host
+                targets = [origin.host]
                 if self.address_check is not None:  # (RefusedAddress is an OSError)
-                    target = await checked_address(origin.host, origin.port, self.address_check)
+                    targets = await checked_addresses(origin.host, origin.port, self.address_check)
+                connection = await self._connect(loop, origin, targets, tls)
+        except TimeoutError as exc:
+            raise StreamError(f"no connection to {origin.host}:{origin.port} in time") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise StreamError(str(exc) or type(exc).__name__) from exc
+        return connection
+
+    @staticmethod
+    async def _connect(
+        loop: asyncio.AbstractEventLoop,
+        origin: Origin,
+        targets: list[str],
+        tls: ssl.SSLContext | None,
+    ) -> _Connection:
+        """A connection to the first of `targets` (checked addresses, or the name
+        itself) that takes one."""
+        failure: OSError | None = None
+        for target in targets:
+            try:
                 _, connection = await loop.create_connection(
                     lambda: _Connection(origin),
                     target,
@@ -443,11 +462,11 @@ class StreamPool:
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
                 )
-        except TimeoutError as exc:
-            raise StreamError(f"no connection to {origin.host}:{origin.port} in time") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise StreamError(str(exc) or type(exc).__name__) from exc
-        return connection
+                return connection
+            except OSError as exc:  # (ssl.SSLError is one too)
+                failure = exc
+        assert failure is not None
+        raise failure
 
     def release(self, connection: _Connection) -> None:
         slot = self._origins.get(connection.origin)

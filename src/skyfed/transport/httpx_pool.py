@@ -54,19 +54,7 @@ class HttpxTransport(httpx.AsyncBaseTransport):
             verify=tls, http2=http2, limits=limits, proxy=proxy, trust_env=True
         )
         if address_check is not None and proxy is None:
-            # httpx takes no network backend, so its pool is made again with one that
-            # checks; should a later httpx keep its pool elsewhere, refuse to run unguarded.
-            if not isinstance(getattr(self._inner, "_pool", None), httpcore.AsyncConnectionPool):
-                raise RuntimeError("this httpx keeps no httpcore pool where skyfed can guard it")
-            self._inner._pool = httpcore.AsyncConnectionPool(
-                ssl_context=tls,
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive_connections,
-                keepalive_expiry=limits.keepalive_expiry,
-                http1=True,
-                http2=http2,
-                network_backend=_CheckedBackend(address_check),
-            )
+            _guard(self._inner, tls, limits, http2, address_check)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
@@ -95,6 +83,44 @@ class HttpxTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def checked_transport(
+    address_check: AddressCheck, *, max_connections: int = 100, keepalive: int = 20
+) -> httpx.AsyncHTTPTransport:
+    """httpx's own streaming transport (answers not buffered: the Swift routes' bodies
+    stream through it) whose connections go only to addresses the check allows."""
+    tls = _tls_context(False)
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=keepalive,
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+    transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=False)
+    _guard(transport, tls, limits, False, address_check)
+    return transport
+
+
+def _guard(
+    transport: httpx.AsyncHTTPTransport,
+    tls: ssl.SSLContext,
+    limits: httpx.Limits,
+    http2: bool,
+    check: AddressCheck,
+) -> None:
+    """httpx takes no network backend, so its pool is made again with one that checks;
+    should a later httpx keep its pool elsewhere, refuse to run unguarded."""
+    if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
+        raise RuntimeError("this httpx keeps no httpcore pool where skyfed can guard it")
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=http2,
+        network_backend=_CheckedBackend(check),
+    )
 
 
 @functools.cache
