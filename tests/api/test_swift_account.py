@@ -458,6 +458,8 @@ async def test_temporary_urls_sign_for_one_object_one_method_one_time(
 
 
 async def test_a_symlink_to_another_cluster_is_followed(zone: ServedZone) -> None:
+    """Dynamic and static links (X-Symlink-Target-Etag) to an object on another
+    cluster behave as on one cluster."""
     mia = connect(zone, "p1:mia")
     async with zone.process.core.db.session() as session:
         where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
@@ -473,11 +475,33 @@ async def test_a_symlink_to_another_cluster_is_followed(zone: ServedZone) -> Non
     assert part == b"target"
     itself = await call(mia, "head_object", links, "link", query_string="symlink=get")
     assert itself["x-symlink-target"] == f"{targets}/real"
-    # A dangling link is 404, as on one cluster; a static link across clusters is refused.
+    # A static link across clusters: checked where its target is, as on one cluster.
+    etag = hashlib.md5(b"the target").hexdigest()
+    wrong = {**link, "X-Symlink-Target-Etag": hashlib.md5(b"x").hexdigest()}
+    assert await status_of(mia, "put_object", links, "static", b"", headers=wrong) == 409
+    missing = {**link, "X-Symlink-Target": f"{targets}/nothing", "X-Symlink-Target-Etag": etag}
+    assert await status_of(mia, "put_object", links, "static", b"", headers=missing) == 409
+    static = {**link, "X-Symlink-Target-Etag": f'"{etag}"'}
+    await call(mia, "put_object", links, "static", b"", headers=static)
+    _, body = await call(mia, "get_object", links, "static")
+    assert body == b"the target"
+    itself = await call(mia, "head_object", links, "static", query_string="symlink=get")
+    assert itself["x-symlink-target-etag"] == etag and itself["x-symlink-target-bytes"] == "10"
+    assert not any(name.startswith("x-object-meta-skyfed") for name in itself)
+    # skyfed's own marks are not a client's to set.
+    forged = {**link, "X-Object-Meta-Skyfed-Symlink-Target-Etag": "0" * 32}
+    await call(mia, "put_object", links, "forged", b"", headers=forged)
+    assert (await call(mia, "get_object", links, "forged"))[1] == b"the target"
+    # The target changed: the static link is broken (409); a dangling link is 404.
+    await call(mia, "put_object", targets, "real", b"another target")
+    with pytest.raises(ClientException) as broken:
+        await call(mia, "get_object", links, "static")
+    assert broken.value.http_status == 409
+    where_to = broken.value.http_response_headers["content-location"]
+    assert where_to.endswith(f"/{targets}/real")  # where it still points
+    assert (await call(mia, "get_object", links, "link"))[1] == b"another target"
     await call(mia, "delete_object", targets, "real")
     assert await status_of(mia, "get_object", links, "link") == 404
-    static = {**link, "X-Symlink-Target-Etag": hashlib.md5(b"x").hexdigest()}
-    assert await status_of(mia, "put_object", links, "static", b"", headers=static) == 400
 
 
 async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
@@ -486,7 +510,7 @@ async def test_info_describes_what_skyfed_serves(zone: ServedZone) -> None:
     assert info["swift"]["policies"] == [{"name": "gold", "aliases": "gold", "default": True}]
     assert info["swift"]["account_listing_limit"] == 10000
     assert info["tempauth"] == {"account_acls": True}
-    assert info["symlink"] == {"symloop_max": 2, "static_links": False}
+    assert info["symlink"] == {"symloop_max": 2, "static_links": True}
     assert "object_versioning" in info and "container_quotas" in info
     assert "slo" in info and "tempurl" in info
     assert not {"bulk_upload", "bulk_delete", "formpost", "staticweb"} & info.keys()  # not yet

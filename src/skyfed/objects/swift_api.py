@@ -67,6 +67,8 @@ OWNER_ONLY = frozenset(
 # Swift's API, as Swift documents it: not part of skyfed's OpenAPI document (its
 # JSON error shape and fuzzing are for skyfed's own API).
 router = APIRouter(tags=["swift"])
+# A static link elsewhere goes to its backend as a dynamic one (swift_refs).
+_STATIC_SENT = frozenset({"x-symlink-target-etag"})
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
 
 
@@ -257,13 +259,16 @@ async def object_route(
         raise Forbidden("a version of an object is its owners' to read")
     upstream = await upstream_of(session, parts, known, access.caller)
     manifest = None
+    static: dict[str, str] = {}  # a static link's target elsewhere, as skyfed checked it
     if request.method == "PUT":
         _check_length(request, parts)
         length = request.headers.get("content-length", "")
         await check_quotas(
             session, parts, access, known, account, int(length) if length.isdigit() else 0
         )
-        await swift_refs.note_write(request, identities, session, parts, known, upstream, account)
+        static = await swift_refs.note_write(
+            request, identities, session, parts, known, upstream, account
+        )
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())
             manifest = await swift_slo.checked_manifest(request, session, known, info)
@@ -282,4 +287,6 @@ async def object_route(
         )
         if answer is not None:
             return answer
-    return await forward(request, upstream, account, (container, obj), body=manifest)
+    # skyfed's own metadata of static links is neither a client's to set nor to see.
+    drop = swift_refs.STATIC | (_STATIC_SENT if static else frozenset())
+    return await forward(request, upstream, account, (container, obj), static, drop, manifest)

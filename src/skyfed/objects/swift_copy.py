@@ -26,6 +26,7 @@ from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, open_stream
 from skyfed.objects.swift_http import header_path
+from skyfed.objects.swift_refs import STATIC
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
@@ -106,7 +107,7 @@ async def copy(
         await session.commit()
     await session.close()  # hold no connection while an object streams
     if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
-        return await forward(request, source_up, account, (container, obj))
+        return await forward(request, source_up, account, (container, obj), drop=STATIC)
     return await _across(request, source_up, target_up, source, target)
 
 
@@ -166,7 +167,7 @@ async def _across(
                         sent[header] = read.headers[header]
         for key, value in request.headers.items():
             low = key.lower()
-            if low not in HOP and (
+            if low not in HOP | STATIC and (
                 low.startswith(("x-object-meta-", "x-remove-object-meta-")) or low in _SETTABLE
             ):
                 sent[low] = value

@@ -46,6 +46,7 @@ from skyfed.objects.swift_forward import FAILURES, HOP, ZONE
 from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
 from skyfed.objects.swift_quota import Quotas
+from skyfed.objects.swift_refs import STATIC
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
@@ -53,7 +54,10 @@ from skyfed.zones.models import ChildZone
 _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # A request with one of these is the routes' to serve (copies, objects naming others).
-ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"})
+ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | {
+    name.encode()
+    for name in STATIC  # skyfed's own metadata: the routes drop it
+}
 _SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
 # Headers of an answer that are the hop's (the server sends its own date).
 _ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"}

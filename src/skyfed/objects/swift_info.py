@@ -78,9 +78,8 @@ async def info(parts: PartsDep, session: SessionDep) -> dict[str, Any]:
             ],
         },
         "tempauth": {"account_acls": True},
-        # Followed across clusters by skyfed (swift_refs); a static link must name an
-        # object on its own cluster, so they are not offered.
-        "symlink": {"symloop_max": 2, "static_links": False},
+        # Followed across clusters by skyfed (swift_refs), static links too.
+        "symlink": {"symloop_max": 2, "static_links": True},
         # A versions container is placed beside the container it keeps versions of;
         # the new style keeps them in a hidden container on the same cluster.
         "versioned_writes": {"allowed_flags": ["x-versions-location", "x-history-location"]},

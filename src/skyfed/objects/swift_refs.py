@@ -8,6 +8,15 @@ container that is elsewhere (or not made yet) marks its container
 elsewhere is assembled by skyfed (swift_dlo); a symlink whose target is
 elsewhere is followed by skyfed, one hop, with Swift's `Content-Location`.
 Reading through either needs read access where it leads, as in Swift.
+
+A static symlink (`X-Symlink-Target-Etag`) whose target is elsewhere is checked by
+skyfed as the backend would check one beside it: the target must exist (409) and
+have that ETag (409), read with the caller's access (403). The backend keeps it
+as a dynamic link with the target's ETag and size in metadata of skyfed's own
+(`STATIC`, never sent by a client nor shown to one: a link's metadata cannot be
+changed by POST, which Swift redirects to the target). A link read as itself
+(`symlink=get`) shows them as Swift does (`X-Symlink-Target-Etag`,
+`X-Symlink-Target-Bytes`); followed, a target whose ETag changed since is 409.
 """
 
 from __future__ import annotations
@@ -18,7 +27,6 @@ from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -36,6 +44,10 @@ from skyfed.objects.swift_forward import Upstream, ask, forward
 from skyfed.objects.swift_http import error_response, header_path
 
 _PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
+# What skyfed keeps of a static link to an object elsewhere, on the link object.
+STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"
+STATIC_BYTES = "x-object-meta-skyfed-symlink-target-bytes"
+STATIC = frozenset({STATIC_ETAG, STATIC_BYTES})
 
 
 def _same(a: Upstream, b: Upstream) -> bool:
@@ -71,32 +83,65 @@ async def note_write(
     container: Container,
     upstream: Upstream,
     account: str,
-) -> None:
-    """Marks `container` when the object written names a container elsewhere."""
+) -> dict[str, str]:
+    """Marks `container` when the object written names a container elsewhere; the
+    headers to send instead of the request's `X-Symlink-Target-Etag` for a static
+    link to an object elsewhere (checked here), else none."""
+    sent: dict[str, str] = {}
     for target_account, name in _named(request, account):
         found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
         here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
         if here and target_account == account:
             continue  # the backend follows it, and the access there is the caller's here
-        if here:  # another account's, on this cluster: skyfed checks the access there
-            if not container.foreign_refs:
-                container.foreign_refs = True
-                await session.commit()
-            continue
-        if "x-symlink-target-etag" in request.headers:
-            # As Swift, which reads the target: no access there is 403 first.
-            reader = await resolve(
-                request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
-            )
-            target = await known_container(session, reader, name)
-            reader.object("GET", target)
-            raise BadRequest(
-                "a static symlink (X-Symlink-Target-Etag) must name an object on its own "
-                "cluster; make a dynamic one, or put the target beside it"
-            )
+        if not here and "x-symlink-target-etag" in request.headers:
+            sent = await _static_target(request, identities, session, parts, target_account)
         if not container.foreign_refs:
             container.foreign_refs = True
             await session.commit()
+    return sent
+
+
+async def _static_target(
+    request: Request,
+    identities: Identities,
+    session: AsyncSession,
+    parts: StorageParts,
+    target_account: str,
+) -> dict[str, str]:
+    """Swift's checks of a static link's target, made where the target is: read
+    access (403), there (409), with the ETag named (409). The target's ETag and size,
+    as the link object keeps them."""
+    headers = request.headers
+    container, obj = symlink_target(headers["x-symlink-target"])
+    reader = await resolve(
+        request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
+    )
+    try:
+        found = await known_container(session, reader, container)
+    except NotFound:
+        raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist") from None
+    reader.object("GET", found)
+    place = await upstream_of(session, parts, found, reader.caller)
+    await session.commit()  # hold no connection while the target's place answers
+    status, answered, _ = await ask(place, "HEAD", target_account, [], (container, obj))
+    if status == 404:
+        raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
+    if status >= 300:
+        raise place.unavailable(f"the symlink's target answered {status}")
+    etag = answered.get("etag", "").strip('"')
+    wanted = headers["x-symlink-target-etag"].strip('"')
+    if etag != wanted:
+        raise Conflict(
+            f"Object Etag {etag!r} does not match X-Symlink-Target-Etag header {wanted!r}"
+        )
+    return {
+        STATIC_ETAG: etag,
+        STATIC_BYTES: answered.get("content-length", "0"),
+    }
+
+
+def _mismatch(etag: str, wanted: str) -> Conflict:
+    return Conflict(f"Object Etag {etag!r} does not match X-Symlink-Target-Etag header {wanted!r}")
 
 
 async def read_through(
@@ -135,6 +180,11 @@ async def read_through(
         return await swift_dlo.answer(
             request, dict(headers), found, account, segment_container, prefix
         )
+    if link_itself and STATIC_ETAG in headers:  # a static link elsewhere, as itself
+        answer = await forward(request, upstream, account, path, drop=STATIC)
+        answer.headers["x-symlink-target-etag"] = headers[STATIC_ETAG]
+        answer.headers["x-symlink-target-bytes"] = headers.get(STATIC_BYTES, "0")
+        return answer
     if (target := headers.get("x-symlink-target")) and not link_itself:
         target_account = header_path(headers.get("x-symlink-target-account") or account)
         container, obj = symlink_target(target)
@@ -151,6 +201,13 @@ async def read_through(
             return answer
         if found is None:  # on this cluster (access checked): the backend follows it
             return None
+        if (wanted := headers.get(STATIC_ETAG)) is not None:
+            status, now, _ = await ask(found, "HEAD", target_account, [], (container, obj))
+            etag = now.get("etag", "").strip('"')
+            if status < 300 and etag != wanted:  # (a missing target: the backend's 404)
+                broken = error_response(_mismatch(etag, wanted), target_account)
+                broken.headers["content-location"] = location  # where it still points
+                return broken
         answer = await forward(request, found, target_account, (container, obj))
         answer.headers["content-location"] = location
         return answer
