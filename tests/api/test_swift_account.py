@@ -382,6 +382,16 @@ async def test_static_large_objects_keep_their_segments_beside_them(zone: Served
     await call(mia, "post_container", "slo0_segments", {"X-Container-Read": "p1:rita"})
     assert (await call(rita, "get_object", "slo0", "big"))[1] == b"".join(pieces)
 
+    # The manifest itself copied to a container on the other cluster names segments
+    # there, in the destination's account: apart from it, they are refused (409).
+    with pytest.raises(ClientException) as apart:
+        await call(
+            mia, "put_object", elsewhere, "big-manifest", b"",
+            headers={"X-Copy-From": "slo0/big"}, query_string="multipart-manifest=get",
+        )  # fmt: skip
+    assert apart.value.http_status == 409, apart.value
+    assert await status_of(mia, "head_object", elsewhere, "big-manifest") == 404
+
     # Deleting the manifest with its segments, as clients do.
     await call(mia, "delete_object", "slo0", "big", query_string="multipart-manifest=delete")
     assert await status_of(mia, "head_object", "slo0_segments", "big/000") == 404

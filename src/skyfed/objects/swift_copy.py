@@ -11,12 +11,22 @@ answers as Swift does (201 with X-Copied-From and the rest).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import AppError, BadRequest, Conflict, NotFound, PreconditionFailed
+from skyfed.errors import (
+    AppError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+)
 from skyfed.identity.identities import Identities
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -24,7 +34,7 @@ from skyfed.objects.places import known_container, upstream_of
 from skyfed.objects.swift_access import Access, resolve
 from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
-from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, open_stream
+from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, once, open_stream
 from skyfed.objects.swift_http import header_path
 from skyfed.objects.swift_refs import STATIC
 
@@ -105,10 +115,86 @@ async def copy(
     if itself and not target_container.foreign_refs:  # a manifest or a link, copied:
         target_container.foreign_refs = True  # what it names may be elsewhere
         await session.commit()
-    await session.close()  # hold no connection while an object streams
     if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
+        await session.close()  # hold no connection while an object streams
         return await forward(request, source_up, account, (container, obj), drop=STATIC)
+    if request.query_params.get("multipart-manifest") == "get":
+        await session.commit()  # hold no connection while the source answers
+        status, found, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
+        if status < 300 and found.get("x-static-large-object", "").lower() == "true":
+            return await _manifest_across(
+                session, access, target_container, source_up, target_up, source, target, found
+            )
+    await session.close()  # hold no connection while an object streams
     return await _across(request, source_up, target_up, source, target)
+
+
+async def _manifest_across(
+    session: AsyncSession,
+    access: Access,
+    target_container: Container,
+    source_up: Upstream,
+    target_up: Upstream,
+    source: tuple[str, str, str],
+    target: tuple[str, str, str],
+    described: Mapping[str, str],
+) -> Response:
+    """A static large object's manifest itself, copied to a container on another
+    cluster: put there as a manifest (Swift's copy does the same on one cluster), so
+    its segments are looked for in the destination's account, where its backend
+    checks them. The copier must be able to read each (Swift's 400 naming every
+    segment it may not), and they must be beside the destination (swift_slo)."""
+    raw = [("multipart-manifest", "get"), ("format", "raw")]
+    status, _, segments = await ask(source_up, "GET", source[0], raw, source[1:])
+    if status >= 300 or not isinstance(segments, list):
+        raise NotFound(f"object '{source[2]}' not found in '{source[1]}'")
+    paths = [s["path"] for s in segments if isinstance(s, dict) and isinstance(s.get("path"), str)]
+    refused: list[str] = []
+    for name in dict.fromkeys(path.lstrip("/").split("/", 1)[0] for path in paths):
+        try:
+            found = await known_container(session, access, name)
+            access.object("GET", found)
+        except NotFound:
+            continue  # the backend answers 404 for each of its segments
+        except (Forbidden, Unauthorized):
+            refused += [p for p in paths if p.lstrip("/").split("/", 1)[0] == name]
+            continue
+        if (found.cluster_id, found.child_id) != (
+            target_container.cluster_id,
+            target_container.child_id,
+        ):
+            raise Conflict(
+                f"segments in container '{name}' are on another cluster than "
+                f"'{target_container.name}': a static large object's segments must be "
+                "beside its manifest"
+            )
+    await session.close()  # hold no connection while the destination answers
+    if refused:
+        lines = "\n".join(f"{quote(path)}, 403 Forbidden" for path in refused)
+        return Response(f"Errors:\n{lines}", 400, media_type="text/plain")
+    sent = {
+        k: v
+        for k, v in described.items()
+        if k.lower().startswith("x-object-meta-") or k.lower() in _COPIED
+    }
+    sent["content-type"] = described.get("content-type", "application/octet-stream")
+    body = json.dumps(segments).encode()
+    sent["content-length"] = str(len(body))
+    put = [("multipart-manifest", "put")]
+    written = await open_stream(target_up, "PUT", target[0], target[1:], sent, put, body=once(body))
+    try:
+        await written.aread()
+    finally:
+        await written.aclose()
+    answer = {
+        k: v for k, v in written.headers.items() if k.lower() not in HOP | {"content-encoding"}
+    }
+    if written.status_code < 300:
+        answer |= {
+            "X-Copied-From": quote(f"{source[1]}/{source[2]}"),
+            "X-Copied-From-Account": quote(source[0]),
+        }
+    return Response(written.content, status_code=written.status_code, headers=answer)
 
 
 async def _end(
@@ -147,12 +233,6 @@ async def _across(
             await read.aread()
             kind = read.headers.get("content-type", "text/plain")
             return Response(read.content, read.status_code, {"content-type": kind})
-        if params and read.headers.get("x-static-large-object", "").lower() == "true":
-            # Its segments stay on the source's cluster: a manifest there, not here.
-            raise Conflict(
-                "a static large object's manifest is copied only to a container beside its "
-                "segments; copy the object itself (without multipart-manifest=get)"
-            )
         fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes", "on")
         sent: dict[str, str] = {}
         if not fresh:

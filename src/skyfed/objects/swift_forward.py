@@ -115,7 +115,7 @@ async def pass_on(
     sent: AsyncIterator[bytes] | None
     if body is not None:
         headers["content-length"] = str(len(body))
-        sent = _once(body)
+        sent = once(body)
     else:
         sent = request.stream() if request.method in ("PUT", "POST") else None
         length = request.headers.get("content-length")
@@ -126,7 +126,8 @@ async def pass_on(
     )
 
 
-async def _once(body: bytes) -> AsyncIterator[bytes]:
+async def once(body: bytes) -> AsyncIterator[bytes]:
+    """`body` as a stream of one piece."""
     yield body
 
 

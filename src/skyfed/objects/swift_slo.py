@@ -8,7 +8,8 @@ own container, as swiftclient's and rclone's `<container>_segments` are (placed
 beside their container, places.py); a manifest naming segments in a container
 placed elsewhere is refused with 409 naming it, before anything is written. A
 nested manifest was checked when it was written, so every segment of a large
-object is on its manifest's cluster.
+object is on its manifest's cluster. A manifest copied to another cluster is put
+there as a manifest, with its segments in the destination's account (swift_copy).
 
 Swift's limits hold as the clusters advertise them (`/info`'s `slo`, the most
 restrictive of the zone's clusters).
