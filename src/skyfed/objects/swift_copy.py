@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from urllib.parse import quote
 
+import httpx
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -182,19 +183,7 @@ async def _manifest_across(
     sent["content-length"] = str(len(body))
     put = [("multipart-manifest", "put")]
     written = await open_stream(target_up, "PUT", target[0], target[1:], sent, put, body=once(body))
-    try:
-        await written.aread()
-    finally:
-        await written.aclose()
-    answer = {
-        k: v for k, v in written.headers.items() if k.lower() not in HOP | {"content-encoding"}
-    }
-    if written.status_code < 300:
-        answer |= {
-            "X-Copied-From": quote(f"{source[1]}/{source[2]}"),
-            "X-Copied-From-Account": quote(source[0]),
-        }
-    return Response(written.content, status_code=written.status_code, headers=answer)
+    return await _copied(written, source, described.get("last-modified"))
 
 
 async def _end(
@@ -258,6 +247,13 @@ async def _across(
         )
     finally:
         await read.aclose()
+    return await _copied(written, source, read.headers.get("last-modified"))
+
+
+async def _copied(
+    written: httpx.Response, source: tuple[str, str, str], modified: str | None
+) -> Response:
+    """The destination's answer to a copy's PUT, with Swift's X-Copied-From* headers."""
     try:
         await written.aread()
     finally:
@@ -270,6 +266,6 @@ async def _across(
             "X-Copied-From": quote(f"{source[1]}/{source[2]}"),
             "X-Copied-From-Account": quote(source[0]),
         }
-        if "last-modified" in read.headers:
-            answer["X-Copied-From-Last-Modified"] = read.headers["last-modified"]
+        if modified is not None:
+            answer["X-Copied-From-Last-Modified"] = modified
     return Response(written.content, status_code=written.status_code, headers=answer)
