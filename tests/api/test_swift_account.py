@@ -502,6 +502,36 @@ async def test_a_symlink_to_another_cluster_is_followed(zone: ServedZone) -> Non
     forged = {**link, "X-Object-Meta-Skyfed-Symlink-Target-Etag": "0" * 32}
     await call(mia, "put_object", links, "forged", b"", headers=forged)
     assert (await call(mia, "get_object", links, "forged"))[1] == b"the target"
+    # A POST to the link (its metadata replaced on the link) keeps its pin; skyfed's
+    # own metadata is not a client's to set by POST either.
+    posted = await status_of(mia, "post_object", links, "static", {"X-Object-Meta-B": "2"})
+    assert posted in (200, 307)
+    itself = await call(mia, "head_object", links, "static", query_string="symlink=get")
+    assert itself["x-symlink-target-etag"] == etag
+    await call(mia, "put_object", links, "plain", b"plain")
+    await call(
+        mia, "post_object", links, "plain", {"X-Object-Meta-Skyfed-Symlink-Target-Etag": "1"}
+    )
+    assert "x-object-meta-skyfed-symlink-target-etag" not in await call(
+        mia, "head_object", links, "plain"
+    )
+    # A copy reads its source as skyfed: who copies a link must be able to read its
+    # target (Swift's 403), as who reads it.
+    rita = connect(zone, "p1:rita")
+    await call(rita, "get_auth")
+    rita.url = mia.url
+    await call(
+        mia,
+        "post_container",
+        links,
+        {"X-Container-Read": "p1:rita", "X-Container-Write": "p1:rita"},
+    )
+    await call(mia, "post_container", targets, {"X-Remove-Container-Read": "x"})
+    stolen = {"X-Copy-From": f"{links}/link"}
+    assert await status_of(rita, "put_object", links, "stolen", b"", headers=stolen) == 403
+    await call(mia, "post_container", targets, {"X-Container-Read": "p1:rita"})
+    await call(rita, "put_object", links, "stolen", b"", headers=stolen)
+    assert (await call(rita, "get_object", links, "stolen"))[1] == b"the target"
     # The target changed: the static link is broken (409); a dangling link is 404.
     await call(mia, "put_object", targets, "real", b"another target")
     with pytest.raises(ClientException) as broken:

@@ -272,6 +272,9 @@ async def object_route(
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())
             manifest = await swift_slo.checked_manifest(request, session, known, info)
+    if request.method == "POST" and known.foreign_refs:  # a static link keeps its pin
+        await session.commit()  # hold no connection while the place answers
+        static = await swift_refs.static_pin(upstream, account, (container, obj))
     place_id = known.cluster_id or known.child_id
     if place_id is not None:  # for the data path's next requests (swift_fast)
         parts.locations.remember(

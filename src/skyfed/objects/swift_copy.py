@@ -37,7 +37,7 @@ from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, once, open_stream
 from skyfed.objects.swift_http import header_path
-from skyfed.objects.swift_refs import STATIC
+from skyfed.objects.swift_refs import STATIC, check_source
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
@@ -91,7 +91,18 @@ async def copy(
         source = (_account(headers.get("x-copy-from-account"), account),
                   *_split(headers["x-copy-from"], "X-Copy-From"))  # fmt: skip
         target = (account, container, obj)
-    source_up, _, _ = await _end(request, identities, parts, session, source, "GET")
+    source_up, source_container, reader = await _end(
+        request, identities, parts, session, source, "GET"
+    )
+    if source_container.foreign_refs or not (reader.owner or reader.level):
+        await session.commit()  # hold no connection while the source's place answers
+        followed = await check_source(
+            request, identities, session, parts, reader, source_up, source
+        )
+        if followed is not None:  # a link to an object elsewhere: its target is copied
+            source_up, source = followed
+    else:
+        followed = None
     try:
         target_up, target_container, access = await _end(
             request, identities, parts, session, target, "PUT"
@@ -116,7 +127,8 @@ async def copy(
     if itself and not target_container.foreign_refs:  # a manifest or a link, copied:
         target_container.foreign_refs = True  # what it names may be elsewhere
         await session.commit()
-    if (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
+    # (A followed link's target is read by skyfed: the request names the link.)
+    if followed is None and (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
         await session.close()  # hold no connection while an object streams
         return await forward(request, source_up, account, (container, obj), drop=STATIC)
     if request.query_params.get("multipart-manifest") == "get":

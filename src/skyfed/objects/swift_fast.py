@@ -60,7 +60,7 @@ ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-targe
 }
 _SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
 # Headers of an answer that are the hop's (the server sends its own date).
-_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"}
+_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | {n.encode() for n in STATIC}
 WATCHED_SIZE = 1 << 20  # answers from this size on stop when the caller leaves
 OBJECT_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is object_route)
 

@@ -87,18 +87,40 @@ async def note_write(
     """Marks `container` when the object written names a container elsewhere; the
     headers to send instead of the request's `X-Symlink-Target-Etag` for a static
     link to an object elsewhere (checked here), else none."""
+    static = bool(request.headers.get("x-symlink-target-etag"))
     sent: dict[str, str] = {}
     for target_account, name in _named(request, account):
         found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
         here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
+        if static and "x-symlink-target" in request.headers:
+            # The backend checks a target beside it as skyfed, who may read anything:
+            # the caller's access there comes first, wherever it is (Swift's 403).
+            await _reader_of_target(request, identities, session, target_account)
         if here and target_account == account:
             continue  # the backend follows it, and the access there is the caller's here
-        if not here and "x-symlink-target-etag" in request.headers:
+        if not here and static:
             sent = await _static_target(request, identities, session, parts, target_account)
         if not container.foreign_refs:
             container.foreign_refs = True
             await session.commit()
     return sent
+
+
+async def _reader_of_target(
+    request: Request, identities: Identities, session: AsyncSession, target_account: str
+) -> Container | None:
+    """The link's target container, once the caller may read it (403 otherwise);
+    None when there is no such container."""
+    container, _ = symlink_target(request.headers["x-symlink-target"])
+    reader = await resolve(
+        request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
+    )
+    try:
+        found = await known_container(session, reader, container)
+    except NotFound:
+        return None
+    reader.object("GET", found)
+    return found
 
 
 async def _static_target(
@@ -109,35 +131,88 @@ async def _static_target(
     target_account: str,
 ) -> dict[str, str]:
     """Swift's checks of a static link's target, made where the target is: read
-    access (403), there (409), with the ETag named (409). The target's ETag and size,
-    as the link object keeps them."""
+    access (403), there (409), with the ETag named (409), the target itself (a link
+    is not followed; a large object's manifest ETag, its whole size). What the link
+    object keeps of it, and the target's content type for a link given none."""
     headers = request.headers
     container, obj = symlink_target(headers["x-symlink-target"])
-    reader = await resolve(
-        request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
-    )
-    try:
-        found = await known_container(session, reader, container)
-    except NotFound:
-        raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist") from None
-    reader.object("GET", found)
-    place = await upstream_of(session, parts, found, reader.caller)
+    found = await _reader_of_target(request, identities, session, target_account)
+    if found is None:
+        raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
+    place = await upstream_of(session, parts, found, None)
     await session.commit()  # hold no connection while the target's place answers
-    status, answered, _ = await ask(place, "HEAD", target_account, [], (container, obj))
+    itself = [("symlink", "get")]
+    status, answered, _ = await ask(place, "HEAD", target_account, itself, (container, obj))
     if status == 404:
         raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
     if status >= 300:
         raise place.unavailable(f"the symlink's target answered {status}")
-    etag = answered.get("etag", "").strip('"')
+    etag = (answered.get("x-manifest-etag") or answered.get("etag", "")).strip('"')
     wanted = headers["x-symlink-target-etag"].strip('"')
     if etag != wanted:
-        raise Conflict(
-            f"Object Etag {etag!r} does not match X-Symlink-Target-Etag header {wanted!r}"
-        )
-    return {
-        STATIC_ETAG: etag,
-        STATIC_BYTES: answered.get("content-length", "0"),
-    }
+        raise _mismatch(etag, wanted)
+    sent = {STATIC_ETAG: etag, STATIC_BYTES: answered.get("content-length", "0")}
+    if not headers.get("content-type") and answered.get("content-type"):
+        sent["content-type"] = answered["content-type"]
+    return sent
+
+
+async def static_pin(upstream: Upstream, account: str, path: tuple[str, str]) -> dict[str, str]:
+    """What skyfed keeps on a static link to an object elsewhere (none for any other
+    object): a POST replaces an object's metadata, so it is sent again with it."""
+    status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    if status >= 300 or STATIC_ETAG not in headers:
+        return {}
+    return {name: headers[name] for name in STATIC if name in headers}
+
+
+async def check_source(
+    request: Request,
+    identities: Identities,
+    session: AsyncSession,
+    parts: StorageParts,
+    access: Access,
+    upstream: Upstream,
+    source: tuple[str, str, str],
+) -> tuple[Upstream, tuple[str, str, str]] | None:
+    """A copy's source is read by its backend as skyfed, following what it names: the
+    copier must be able to read that too, as in Swift (403; 409 for a large object's
+    segments). A link to an object elsewhere is followed here: its target (and its
+    place) is what is copied; None when the source is read where it is."""
+    account, path = source[0], source[1:]
+    by_acl = not (access.owner or access.level)
+    params = request.query_params
+    status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    if status >= 300:
+        return None  # (the copy's own read answers)
+    whole = params.get("multipart-manifest") != "get"
+    if whole and by_acl and headers.get("x-static-large-object", "").lower() == "true":
+        await _check_segments(session, access, upstream, account, path)
+    elif whole and by_acl and (manifest := headers.get("x-object-manifest")):
+        await _readable(session, access, swift_dlo.manifest_target(manifest)[0])
+    elif params.get("symlink") != "get" and (target := headers.get("x-symlink-target")):
+        target_account = header_path(headers.get("x-symlink-target-account") or account)
+        if target_account != account:
+            project_id = target_account.removeprefix(ACCOUNT_PREFIX)
+            access = await resolve(request, identities, session, project_id)
+        container, obj = symlink_target(target)
+        found = await _readable(session, access, container)
+        if found is not None:
+            place = await upstream_of(session, parts, found, None)
+            await session.commit()
+            if not _same(place, upstream):
+                return place, (target_account, container, obj)
+    return None
+
+
+async def _readable(session: AsyncSession, access: Access, name: str) -> Container | None:
+    """Container `name`, once the caller may read it (403 otherwise; None: not there)."""
+    try:
+        found = await known_container(session, access, name)
+    except NotFound:
+        return None  # (the backend answers for what is not there)
+    access.object("GET", found)
+    return found
 
 
 def _mismatch(etag: str, wanted: str) -> Conflict:
@@ -180,7 +255,7 @@ async def read_through(
         return await swift_dlo.answer(
             request, dict(headers), found, account, segment_container, prefix
         )
-    if link_itself and STATIC_ETAG in headers:  # a static link elsewhere, as itself
+    if link_itself and STATIC_ETAG in headers and "x-symlink-target" in headers:
         answer = await forward(request, upstream, account, path, drop=STATIC)
         answer.headers["x-symlink-target-etag"] = headers[STATIC_ETAG]
         answer.headers["x-symlink-target-bytes"] = headers.get(STATIC_BYTES, "0")
