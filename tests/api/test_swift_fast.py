@@ -305,13 +305,19 @@ async def test_a_cluster_that_does_not_answer_is_named(
         await admin.delete_storage_cluster("fast-gone")
 
 
+async def big_object(owner: Swift, container: str, mib: int) -> bytes:
+    """`<container>/blob`, made with `mib` MiB of bytes that differ by container."""
+    assert (await owner("PUT", container)).status_code == 201
+    body = hashlib.sha256(container.encode()).digest() * (mib << 15)
+    assert (await owner("PUT", f"{container}/blob", content=body)).status_code == 201
+    return body
+
+
 async def test_large_downloads_and_ranges_on_kept_alive_connections(
     zone: ServedZone, http: httpx.AsyncClient
 ) -> None:
     mia = await login(http, zone, "p1:mia")
-    assert (await mia("PUT", "big")).status_code == 201
-    body = hashlib.sha256(b"big").digest() * (8 << 15)  # 8 MiB
-    assert (await mia("PUT", "big/blob", content=body)).status_code == 201
+    body = await big_object(mia, "big", 8)
     before = served_fast(zone, "GET")
     for _ in range(2):  # the second on the same connections, kept alive
         got = await mia("GET", "big/blob")
@@ -326,9 +332,7 @@ async def test_a_caller_gone_mid_download_breaks_nothing(
     zone: ServedZone, http: httpx.AsyncClient
 ) -> None:
     mia = await login(http, zone, "p1:mia")
-    assert (await mia("PUT", "left")).status_code == 201
-    body = hashlib.sha256(b"left").digest() * (16 << 15)  # 16 MiB
-    assert (await mia("PUT", "left/blob", content=body)).status_code == 201
+    body = await big_object(mia, "left", 16)
     path = mia.url.split("/", 3)[3] + "/left/blob"
     host, port = zone.url.removeprefix("http://").split(":")
     for _ in range(3):

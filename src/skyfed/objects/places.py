@@ -10,6 +10,7 @@ that holds.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -33,7 +34,6 @@ from skyfed.objects.storage_planner import (
 )
 from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_forward import CLUSTER, CLUSTER_UNAVAILABLE, ZONE, Upstream
-from skyfed.scheduling.candidates import ZoneCandidate
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
 
@@ -83,14 +83,25 @@ async def upstream_of(
     )
 
 
+async def _places_now(
+    session: AsyncSession,
+) -> tuple[Sequence[StorageCluster], Sequence[ChildZone]]:
+    """This zone's clusters (as last polled) and children (as their summaries said)."""
+    clusters = (await session.scalars(select(StorageCluster))).all()
+    children = (await session.scalars(select(ChildZone))).all()
+    return clusters, children
+
+
+def _tiers(clusters: Iterable[StorageCluster], children: Iterable[ChildZone]) -> set[str]:
+    tiers = {tier for cluster in clusters for tier in cluster.tiers}
+    for child in children:
+        tiers |= tiers_of(child.summary)
+    return tiers
+
+
 async def offered_tiers(session: AsyncSession) -> set[str]:
     """The tiers of this zone's clusters and of its children's subtrees."""
-    tiers = {
-        tier for c in (await session.scalars(select(StorageCluster))).all() for tier in c.tiers
-    }
-    for summary in (await session.scalars(select(ChildZone.summary))).all():
-        tiers |= tiers_of(summary)
-    return tiers
+    return _tiers(*await _places_now(session))
 
 
 async def _account_members(session: AsyncSession, project_id: str) -> dict[Place, int]:
@@ -101,16 +112,15 @@ async def _account_members(session: AsyncSession, project_id: str) -> dict[Place
     return {(cluster, child): count for cluster, child, count in rows}
 
 
-async def offer(
-    session: AsyncSession, parts: StorageParts, project_id: str, tier: str, mode: str
-) -> tuple[list[ZoneCandidate], dict[Place, int]]:
-    """This zone's clusters (as last polled) and children as candidates for a container
-    of `tier`, and the containers each place holds."""
-    clusters = (await session.scalars(select(StorageCluster))).all()
-    children = (await session.scalars(select(ChildZone))).all()
-    containers = await parts.placed.get(session)
-    members = await _account_members(session, project_id) if mode == ACCOUNT else None
-    return candidates(tier, clusters, children, containers, members), containers
+def _unknown_tier(tier: str) -> BadRequest:
+    return BadRequest(f"Invalid X-Storage-Policy '{tier}'", code="unknown_tier")
+
+
+def _no_room(tier: str) -> Unavailable:
+    return Unavailable(
+        f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
+        code=CLUSTER_UNAVAILABLE,
+    )
 
 
 async def explain(
@@ -128,23 +138,19 @@ async def explain(
         if found is None:
             raise NotFound(f"project '{project}' not found")
         project_id = found
-    offered_places, containers = await offer(session, parts, project_id, tier, mode)
+    clusters, children = await _places_now(session)
+    containers = await parts.placed.get(session)
     mine = await _account_members(session, project_id) if project_id else {}
+    offered_places = candidates(
+        tier, clusters, children, containers, mine if mode == ACCOUNT else None
+    )
     request = request_for(project_id, "(explain)", tier, mode)
     decision = decide(request, offered_places, zone_name=parts.core.settings.name, explain=True)
     result = explained(decision, tier, mode, containers, mine)
     if not decision.ranked:
-        result["reason"] = str(await _nothing_fits(session, tier))
+        unknown = tier not in _tiers(clusters, children)
+        result["reason"] = str(_unknown_tier(tier) if unknown else _no_room(tier))
     return result
-
-
-async def _nothing_fits(session: AsyncSession, tier: str) -> BadRequest | Unavailable:
-    if tier not in await offered_tiers(session):
-        return BadRequest(f"Invalid X-Storage-Policy '{tier}'", code="unknown_tier")
-    return Unavailable(
-        f"no storage cluster in this zone's subtree offers tier '{tier}' with room",
-        code=CLUSTER_UNAVAILABLE,
-    )
 
 
 async def place(
@@ -157,10 +163,13 @@ async def place(
 ) -> tuple[Container, bool]:
     """The container placed now (True), or as another request placed it first.
     `beside`: a container it must share a place with (its versions container)."""
-    if tier not in await offered_tiers(session):  # (before the planner compiles it)
-        raise await _nothing_fits(session, tier)
+    clusters, children = await _places_now(session)
+    if tier not in _tiers(clusters, children):  # (before the planner compiles it)
+        raise _unknown_tier(tier)
     mode = parts.core.settings.storage_placement
-    offered_places, _ = await offer(session, parts, project_id, tier, mode)
+    containers = await parts.placed.get(session)
+    members = await _account_members(session, project_id) if mode == ACCOUNT else None
+    offered_places = candidates(tier, clusters, children, containers, members)
     if beside is not None:
         at = (beside.cluster_id, beside.child_id)
         offered_places = [c for c in offered_places if place_of(c) == at]
@@ -175,7 +184,7 @@ async def place(
             f"container): that place offers no room in tier '{tier}'"
         )
     if chosen is None:
-        raise await _nothing_fits(session, tier)
+        raise _no_room(tier)
     cluster_id, child_id = place_of(chosen)
     container = Container(
         project_id=project_id, name=name, cluster_id=cluster_id, child_id=child_id, tier=tier

@@ -98,34 +98,28 @@ def candidates(
     cannot take it too (explain says which filter dropped them). `containers`: the
     containers placed in each place; `members`: the account's own (affinity)."""
     members = members or {}
+
+    def candidate(
+        kind: type[ZoneCandidate], place: Place, name: str, up: bool, total: float, largest: float
+    ) -> ZoneCandidate:
+        return kind(
+            id=place[0] or place[1] or "",
+            name=name,
+            active=up,
+            summary=_summary(tier, largest, total, 1, containers.get(place, 0)),
+            # The account's place holds the next container while it can take it.
+            group_members=members.get(place, 0) if up and largest > 0 else 0,
+        )
+
     out: list[ZoneCandidate] = []
     for cluster in clusters:
-        place: Place = (cluster.id, None)
         free = max(0, cluster.capacity_bytes - cluster.used_bytes) if tier in cluster.tiers else 0
-        active = cluster.state == UP
-        out.append(
-            ClusterCandidate(
-                id=cluster.id,
-                name=cluster.name,
-                active=active,
-                summary=_summary(tier, free, free, 1, containers.get(place, 0)),
-                # The account's place holds the next container while it can take it.
-                group_members=members.get(place, 0) if active and free > 0 else 0,
-            )
-        )
+        up = cluster.state == UP
+        out.append(candidate(ClusterCandidate, (cluster.id, None), cluster.name, up, free, free))
     for child in children:
-        place = (None, child.id)
         total, largest = offered(child.summary, tier)
-        active = child.state == ACTIVE
-        out.append(
-            ZoneCandidate(
-                id=child.id,
-                name=child.name,
-                active=active,
-                summary=_summary(tier, largest, total, 1, containers.get(place, 0)),
-                group_members=members.get(place, 0) if active and largest > 0 else 0,
-            )
-        )
+        up = child.state == ACTIVE
+        out.append(candidate(ZoneCandidate, (None, child.id), child.name, up, total, largest))
     return out
 
 

@@ -90,7 +90,7 @@ async def _post(
     limits = swift_quota.updates(headers, await offered_tiers(session))
     # The old way's quota is a quota, not metadata.
     headers.pop(swift_quota.LEGACY, None)
-    headers.pop("x-remove-account-meta-quota-bytes", None)
+    headers.pop(swift_quota.LEGACY_REMOVE, None)
     check_metadata(headers, "account-meta")
     acl_header = headers.get("x-account-access-control")
     acl = parse_account_acl(acl_header) if acl_header is not None else None

@@ -94,6 +94,7 @@ async def copy(
     source_up, source_container, reader = await _end(
         request, identities, parts, session, source, "GET"
     )
+    followed = None
     if source_container.foreign_refs or not (reader.owner or reader.level):
         await session.commit()  # hold no connection while the source's place answers
         followed = await check_source(
@@ -101,8 +102,6 @@ async def copy(
         )
         if followed is not None:  # a link to an object elsewhere: its target is copied
             source_up, source = followed
-    else:
-        followed = None
     try:
         target_up, target_container, access = await _end(
             request, identities, parts, session, target, "PUT"
@@ -161,16 +160,20 @@ async def _manifest_across(
     status, _, segments = await ask(source_up, "GET", source[0], raw, source[1:])
     if status >= 300 or not isinstance(segments, list):
         raise NotFound(f"object '{source[2]}' not found in '{source[1]}'")
-    paths = [s["path"] for s in segments if isinstance(s, dict) and isinstance(s.get("path"), str)]
+    by_container: dict[str, list[str]] = {}  # the segments' paths, by their container
+    for segment in segments:
+        path = segment.get("path") if isinstance(segment, dict) else None
+        if isinstance(path, str):
+            by_container.setdefault(path.lstrip("/").split("/", 1)[0], []).append(path)
     refused: list[str] = []
-    for name in dict.fromkeys(path.lstrip("/").split("/", 1)[0] for path in paths):
+    for name, paths in by_container.items():
         try:
             found = await known_container(session, access, name)
             access.object("GET", found)
         except NotFound:
             continue  # the backend answers 404 for each of its segments
         except (Forbidden, Unauthorized):
-            refused += [p for p in paths if p.lstrip("/").split("/", 1)[0] == name]
+            refused += paths
             continue
         if (found.cluster_id, found.child_id) != (
             target_container.cluster_id,

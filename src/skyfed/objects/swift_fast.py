@@ -53,14 +53,13 @@ from skyfed.zones.models import ChildZone
 
 _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-# A request with one of these is the routes' to serve (copies, objects naming others).
-ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | {
-    name.encode()
-    for name in STATIC  # skyfed's own metadata: the routes drop it
-}
+# A request with one of these is the routes' to serve: copies, objects naming
+# others, and skyfed's own metadata of static links (which the routes drop).
+_STATIC = frozenset(name.encode() for name in STATIC)
+ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | _STATIC
 _SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
-# Headers of an answer that are the hop's (the server sends its own date).
-_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | {n.encode() for n in STATIC}
+# Headers of an answer that are the hop's (the server sends its own date), or skyfed's.
+_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | _STATIC
 WATCHED_SIZE = 1 << 20  # answers from this size on stop when the caller leaves
 OBJECT_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is object_route)
 

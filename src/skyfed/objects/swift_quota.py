@@ -29,12 +29,13 @@ from skyfed.objects.locations import Expiring
 from skyfed.objects.models import SwiftAccount
 
 BYTES, COUNT = "bytes", "count"
-LEGACY = "x-account-meta-quota-bytes"
+LEGACY = "x-account-meta-quota-bytes"  # the old way's byte quota, and its removal
+LEGACY_REMOVE = "x-remove-account-meta-quota-bytes"
 _KINDS = {"quota-bytes": BYTES, "quota-count": COUNT}
 Quotas = dict[str, int]  # "bytes", "count", "bytes:<tier>", "count:<tier>" -> limit
 Usage = tuple[int, int, Mapping[str, tuple[int, int]]]  # objects, bytes; per tier
 _LIMIT = re.compile(r"[0-9]{1,19}")  # ASCII digits only (str.isdigit takes "²"), < 2**63
-_PREFIXES = ("x-account-quota-", "x-remove-account-quota-", LEGACY, "x-remove-account-meta-quota-")
+_PREFIXES = ("x-account-quota-", "x-remove-account-quota-", LEGACY, LEGACY_REMOVE)
 
 
 def asked(headers: Iterable[str]) -> bool:
@@ -50,7 +51,7 @@ def updates(headers: Mapping[str, str], tiers: Iterable[str]) -> dict[str, int |
     legacy = headers.get(LEGACY)
     if legacy is not None and "x-account-quota-bytes" not in headers:
         wanted.append((BYTES, legacy, False))
-    if "x-remove-account-meta-quota-bytes" in headers:
+    if LEGACY_REMOVE in headers:
         wanted.append((BYTES, "", True))
     known = set(tiers)
     for name, value in headers.items():

@@ -13,14 +13,15 @@ A static symlink (`X-Symlink-Target-Etag`) whose target is elsewhere is checked 
 skyfed as the backend would check one beside it: the target must exist (409) and
 have that ETag (409), read with the caller's access (403). The backend keeps it
 as a dynamic link with the target's ETag and size in metadata of skyfed's own
-(`STATIC`, never sent by a client nor shown to one: a link's metadata cannot be
-changed by POST, which Swift redirects to the target). A link read as itself
+(`STATIC`, never sent by a client nor shown to one, and sent again with a POST to
+the link, which replaces its metadata). A link read as itself
 (`symlink=get`) shows them as Swift does (`X-Symlink-Target-Etag`,
 `X-Symlink-Target-Bytes`); followed, a target whose ETag changed since is 409.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from fastapi import Request, Response
@@ -44,6 +45,7 @@ from skyfed.objects.swift_forward import Upstream, ask, forward
 from skyfed.objects.swift_http import error_response, header_path
 
 _PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
+_ITSELF = [("symlink", "get")]  # a link's target as a static link sees it: not followed
 # What skyfed keeps of a static link to an object elsewhere, on the link object.
 STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"
 STATIC_BYTES = "x-object-meta-skyfed-symlink-target-bytes"
@@ -87,40 +89,19 @@ async def note_write(
     """Marks `container` when the object written names a container elsewhere; the
     headers to send instead of the request's `X-Symlink-Target-Etag` for a static
     link to an object elsewhere (checked here), else none."""
-    static = bool(request.headers.get("x-symlink-target-etag"))
+    headers = request.headers
     sent: dict[str, str] = {}
+    if headers.get("x-symlink-target-etag") and "x-symlink-target" in headers:
+        sent = await _static_target(request, identities, session, parts, upstream, account)
     for target_account, name in _named(request, account):
         found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
         here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
-        if static and "x-symlink-target" in request.headers:
-            # The backend checks a target beside it as skyfed, who may read anything:
-            # the caller's access there comes first, wherever it is (Swift's 403).
-            await _reader_of_target(request, identities, session, target_account)
         if here and target_account == account:
             continue  # the backend follows it, and the access there is the caller's here
-        if not here and static:
-            sent = await _static_target(request, identities, session, parts, target_account)
         if not container.foreign_refs:
             container.foreign_refs = True
             await session.commit()
     return sent
-
-
-async def _reader_of_target(
-    request: Request, identities: Identities, session: AsyncSession, target_account: str
-) -> Container | None:
-    """The link's target container, once the caller may read it (403 otherwise);
-    None when there is no such container."""
-    container, _ = symlink_target(request.headers["x-symlink-target"])
-    reader = await resolve(
-        request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
-    )
-    try:
-        found = await known_container(session, reader, container)
-    except NotFound:
-        return None
-    reader.object("GET", found)
-    return found
 
 
 async def _static_target(
@@ -128,26 +109,35 @@ async def _static_target(
     identities: Identities,
     session: AsyncSession,
     parts: StorageParts,
-    target_account: str,
+    upstream: Upstream,
+    account: str,
 ) -> dict[str, str]:
-    """Swift's checks of a static link's target, made where the target is: read
-    access (403), there (409), with the ETag named (409), the target itself (a link
-    is not followed; a large object's manifest ETag, its whole size). What the link
-    object keeps of it, and the target's content type for a link given none."""
+    """Swift's checks of a static link's target. The caller's read access there comes
+    first, wherever it is (403: the backend checks a target beside it as skyfed, who
+    may read anything). A target elsewhere is checked here as the backend would: there
+    (409), with the ETag named (409), the target itself (a link is not followed; a
+    large object's manifest ETag, its whole size). What the link object keeps of it,
+    and the target's content type for a link given none; nothing for a target beside
+    the link (its backend checks it)."""
     headers = request.headers
     container, obj = symlink_target(headers["x-symlink-target"])
-    found = await _reader_of_target(request, identities, session, target_account)
+    target_account = header_path(headers.get("x-symlink-target-account") or account)
+    reader = await resolve(
+        request, identities, session, target_account.removeprefix(ACCOUNT_PREFIX)
+    )
+    found = await _readable(session, reader, container)
     if found is None:
         raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
     place = await upstream_of(session, parts, found, None)
+    if _same(place, upstream):
+        return {}
     await session.commit()  # hold no connection while the target's place answers
-    itself = [("symlink", "get")]
-    status, answered, _ = await ask(place, "HEAD", target_account, itself, (container, obj))
+    status, answered, _ = await ask(place, "HEAD", target_account, _ITSELF, (container, obj))
     if status == 404:
         raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
     if status >= 300:
         raise place.unavailable(f"the symlink's target answered {status}")
-    etag = (answered.get("x-manifest-etag") or answered.get("etag", "")).strip('"')
+    etag = _pinned_etag(answered)
     wanted = headers["x-symlink-target-etag"].strip('"')
     if etag != wanted:
         raise _mismatch(etag, wanted)
@@ -155,6 +145,13 @@ async def _static_target(
     if not headers.get("content-type") and answered.get("content-type"):
         sent["content-type"] = answered["content-type"]
     return sent
+
+
+def _pinned_etag(target: Mapping[str, str]) -> str:
+    """The ETag a static link pins, from its target's HEAD with `_ITSELF`: a large
+    object's manifest's (Swift's symlink middleware sits below slo), else the
+    object's own."""
+    return (target.get("x-manifest-etag") or target.get("etag", "")).strip('"')
 
 
 async def static_pin(upstream: Upstream, account: str, path: tuple[str, str]) -> dict[str, str]:
@@ -277,8 +274,8 @@ async def read_through(
         if found is None:  # on this cluster (access checked): the backend follows it
             return None
         if (wanted := headers.get(STATIC_ETAG)) is not None:
-            status, now, _ = await ask(found, "HEAD", target_account, [], (container, obj))
-            etag = now.get("etag", "").strip('"')
+            status, now, _ = await ask(found, "HEAD", target_account, _ITSELF, (container, obj))
+            etag = _pinned_etag(now)
             if status < 300 and etag != wanted:  # (a missing target: the backend's 404)
                 broken = error_response(_mismatch(etag, wanted), target_account)
                 broken.headers["content-location"] = location  # where it still points
