@@ -6,6 +6,7 @@ listing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import time
@@ -358,20 +359,6 @@ async def test_static_large_objects_keep_their_segments_beside_them(zone: Served
     _, part = await call(mia, "get_object", "slo0", "big", headers={"Range": "bytes=1400-1599"})
     assert part == (b"A" * 100) + (b"B" * 100)
 
-    # Segments in a container placed on the other cluster: refused before anything is
-    # written, with what to do instead.
-    elsewhere = next(n for n in NAMES if where[n] != where["slo0"])
-    etag = await call(mia, "put_object", elsewhere, "seg", b"far away")
-    far = [{"path": f"/{elsewhere}/seg", "etag": etag}]
-    with pytest.raises(ClientException) as refused:
-        await call(
-            mia, "put_object", "slo0", "far", json.dumps(far),
-            query_string="multipart-manifest=put",
-        )  # fmt: skip
-    assert refused.value.http_status == 409
-    assert "slo0_segments" in str(refused.value.http_response_content)
-    assert await status_of(mia, "head_object", "slo0", "far") == 404
-
     # A reader the manifest's container lets in reads its segments only where they
     # may: the cluster reads them as skyfed, so skyfed checks (Swift's 409 otherwise).
     rita = connect(zone, "p1:rita")
@@ -384,6 +371,7 @@ async def test_static_large_objects_keep_their_segments_beside_them(zone: Served
 
     # The manifest itself copied to a container on the other cluster names segments
     # there, in the destination's account: apart from it, they are refused (409).
+    elsewhere = next(n for n in NAMES if where[n] != where["slo0"])
     with pytest.raises(ClientException) as apart:
         await call(
             mia, "put_object", elsewhere, "big-manifest", b"",
@@ -590,3 +578,176 @@ async def test_a_cluster_down_during_a_listing_breaks_only_its_containers(
         finally:
             await swift.start()
         await call(mia, "delete_container", "fragile")
+
+
+async def put_manifest(
+    connection: Connection, container: str, name: str, manifest: list[dict], **kwargs: object
+) -> dict[str, object]:
+    answer: dict[str, object] = {}
+    await call(
+        connection, "put_object", container, name, json.dumps(manifest),
+        query_string="multipart-manifest=put", response_dict=answer, **kwargs,
+    )  # fmt: skip
+    return answer
+
+
+async def test_a_static_large_object_with_segments_elsewhere_reads_as_on_one_cluster(
+    zone: ServedZone,
+) -> None:
+    """The same large object, once with every segment beside its manifest (the
+    backend's slo does the work) and once with its segments spread over both
+    clusters (skyfed does it): every answer a client sees is the same."""
+    mia = connect(zone, "p1:mia")
+    for name in ("far", "near", "near_segments"):
+        await call(mia, "put_container", name)
+    async with zone.process.core.db.session() as session:
+        where = {c.name: c.cluster_id for c in await session.scalars(select(Container))}
+    assert where["near"] == where["near_segments"]
+    apart = next(n for n in NAMES if where[n] != where["far"])
+    beside = next(n for n in NAMES if where[n] == where["far"])
+    pieces = [b"A" * 1500, b"B" * 2500, b"C" * 700]
+    etags = []
+    for i, piece in enumerate(pieces):
+        etags.append(await call(mia, "put_object", "near_segments", f"s{i}", piece))
+        await call(mia, "put_object", apart if i != 1 else beside, f"s{i}", piece)
+
+    def manifest(segments: list[str]) -> list[dict]:
+        return [
+            {"path": f"/{segments[0]}/s0", "etag": etags[0], "size_bytes": 1500},
+            {"data": base64.b64encode(b"inline!").decode()},
+            {"path": f"/{segments[1]}/s1", "range": "100-1099"},
+            {"path": f"/{segments[2]}/s2", "etag": None},
+        ]
+
+    near = await put_manifest(
+        mia, "near", "big", manifest(["near_segments"] * 3),
+        headers={"X-Object-Meta-Kind": "slo", "Content-Type": "text/x-big"},
+    )  # fmt: skip
+    far = await put_manifest(
+        mia, "far", "big", manifest([apart, beside, apart]),
+        headers={"X-Object-Meta-Kind": "slo", "Content-Type": "text/x-big"},
+    )  # fmt: skip
+    assert far["status"] == near["status"] == 201
+    whole = pieces[0] + b"inline!" + pieces[1][100:1100] + pieces[2]
+    assert far["headers"]["etag"] == near["headers"]["etag"]  # type: ignore[index]
+
+    async def both(method: str, *args: object, **kwargs: object) -> tuple:
+        return (
+            await call(mia, method, "near", *args, **kwargs),
+            await call(mia, method, "far", *args, **kwargs),
+        )
+
+    (near_head, near_body), (far_head, far_body) = await both("get_object", "big")
+    assert far_body == near_body == whole
+    for header in ("etag", "content-length", "content-type", "x-static-large-object",
+                   "x-object-meta-kind"):  # fmt: skip
+        assert far_head[header] == near_head[header], header
+    assert not any("skyfed" in h for h in far_head)  # skyfed's own metadata is not shown
+    for ranged in ("bytes=1400-1599", "bytes=-800", "bytes=1000-", "bytes=0-0,1499-1510,-3"):
+        (near_head, near_part), (far_head, far_part) = await both(
+            "get_object", "big", headers={"Range": ranged}
+        )
+        if "," not in ranged:
+            assert far_part == near_part, ranged
+            assert far_head["content-range"] == near_head["content-range"]
+        else:  # multipart/byteranges (boundaries differ): the same parts
+
+            def parts(body: bytes, head: dict) -> list[bytes]:
+                boundary = head["content-type"].split("boundary=")[1].encode()
+                return [p.split(b"\r\n\r\n", 1)[1] for p in body.split(b"--" + boundary)[1:-1]]
+
+            assert parts(far_part, far_head) == parts(near_part, near_head)
+            assert [p[:-2] for p in parts(far_part, far_head)] == [
+                whole[0:1],
+                whole[1499:1511],
+                whole[-3:],
+            ]
+    past = {"Range": f"bytes={len(whole)}-"}
+    assert await status_of(mia, "get_object", "far", "big", headers=past) == 416
+    etag = far_head["etag"]
+    assert await status_of(mia, "head_object", "far", "big", headers={"If-None-Match": etag}) == 304
+    assert await status_of(mia, "get_object", "far", "big", headers={"If-Match": '"x"'}) == 412
+
+    # The manifest itself: Swift's stored form (names aside), and as one would PUT it.
+    (_, near_json), (far_head, far_json) = await both(
+        "get_object", "big", query_string="multipart-manifest=get"
+    )
+    assert far_head["content-type"] == "application/json; charset=utf-8"
+    assert far_head["x-static-large-object"] == "True"
+    strip = ("name", "last_modified")
+    assert [{k: v for k, v in e.items() if k not in strip} for e in json.loads(far_json)] == [
+        {k: v for k, v in e.items() if k not in strip} for e in json.loads(near_json)
+    ]
+    _, raw = await call(
+        mia, "get_object", "far", "big", query_string="multipart-manifest=get&format=raw"
+    )
+    assert [e.get("path") for e in json.loads(raw)] == [
+        f"/{apart}/s0",
+        None,
+        f"/{beside}/s1",
+        f"/{apart}/s2",
+    ]
+
+    # Swift's checks of a new manifest, with its errors: nothing is written.
+    bad = [{"path": f"/{apart}/s0", "etag": "0" * 32}, {"path": f"/{apart}/nothing"}]
+    with pytest.raises(ClientException) as refused:
+        await put_manifest(mia, "far", "bad", bad)
+    assert refused.value.http_status == 400
+    errors = str(refused.value.http_response_content)
+    assert f"/{apart}/s0, Etag Mismatch" in errors and f"/{apart}/nothing, 404 Not Found" in errors
+    with pytest.raises(ClientException) as wrong:
+        await put_manifest(
+            mia, "far", "bad", manifest([apart, beside, apart]), headers={"Etag": "0" * 32}
+        )
+    assert wrong.value.http_status == 422
+    assert await status_of(mia, "head_object", "far", "bad") == 404
+
+    # A POST keeps it a large object; a copy of it is its bytes, on either cluster.
+    await call(mia, "post_object", "far", "big", {"X-Object-Meta-Kind": "posted"})
+    head, body = await call(mia, "get_object", "far", "big")
+    assert (body, head["x-object-meta-kind"]) == (whole, "posted")
+    for target in (beside, apart):
+        await call(mia, "copy_object", "far", "big", f"/{target}/copy")
+        head, body = await call(mia, "get_object", target, "copy")
+        assert body == whole and head["etag"] == hashlib.md5(whole).hexdigest()
+        assert "x-static-large-object" not in head
+
+    # Nested in another far one; its manifest itself copied, beside it or apart.
+    nested = await put_manifest(
+        mia, "far", "nest", [{"path": "/far/big"}, {"path": f"/{apart}/s2"}]
+    )
+    outer = hashlib.md5((etag.strip('"') + etags[2]).encode()).hexdigest()
+    assert nested["headers"]["etag"] == f'"{outer}"'  # type: ignore[index]
+    assert (await call(mia, "get_object", "far", "nest"))[1] == whole + pieces[2]
+    for target in (beside, apart):
+        await call(
+            mia, "put_object", target, "manifest", None, query_string="multipart-manifest=get",
+            headers={"X-Copy-From": "far/big", "Content-Length": "0"},
+        )  # fmt: skip
+        head, body = await call(mia, "get_object", target, "manifest")
+        assert body == whole and head["etag"] == etag, target
+    await call(mia, "delete_object", "far", "nest")
+
+    # A reader by ACL reads its segments only where they may (Swift's 409).
+    rita = connect(zone, "p1:rita")
+    await call(rita, "get_auth")
+    rita.url = mia.url
+    await call(mia, "post_container", "far", {"X-Container-Read": "p1:rita"})
+    for name in (apart, beside):  # (other tests let rita in)
+        await call(mia, "post_container", name, {"X-Container-Read": ""})
+    assert await status_of(rita, "get_object", "far", "big") == 409
+    for name in (apart, beside):
+        await call(mia, "post_container", name, {"X-Container-Read": "p1:rita"})
+    assert (await call(rita, "get_object", "far", "big"))[1] == whole
+    # ...and deletes nothing.
+    assert await status_of(rita, "delete_object", "far", "big") == 403
+
+    # Deleting it with its segments, where they are, answered as Swift's bulk delete.
+    answer: dict[str, object] = {}
+    await call(
+        mia, "delete_object", "far", "big", query_string="multipart-manifest=delete",
+        response_dict=answer,
+    )  # fmt: skip
+    assert answer["status"] == 200
+    for container, name in ((apart, "s0"), (beside, "s1"), (apart, "s2"), ("far", "big")):
+        assert await status_of(mia, "head_object", container, name) == 404, name

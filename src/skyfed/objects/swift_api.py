@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.core import SessionDep
 from skyfed.errors import Conflict, Forbidden, LengthRequired, PayloadTooLarge, Unsupported
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.objects import swift_refs, swift_slo, swift_tempurl
+from skyfed.objects import swift_refs, swift_slo, swift_slo_far, swift_tempurl
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -109,6 +109,10 @@ def _check_beside(container: Container, versions: Container | None) -> None:
             f"'{versions.name}' is on another cluster than '{container.name}': a versions "
             "container must share its cluster (name one made beside it)"
         )
+
+
+def _deletes_segments(request: Request) -> bool:
+    return request.method == "DELETE" and request.query_params.get("multipart-manifest") == "delete"
 
 
 def _check_length(request: Request, parts: StorageParts) -> None:
@@ -271,10 +275,22 @@ async def object_route(
         )
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())
-            manifest = await swift_slo.checked_manifest(request, session, known, info)
-    if request.method == "POST" and known.foreign_refs:  # a static link keeps its pin
+            manifest, far = await swift_slo.read_manifest(request, session, known, info)
+            if far:  # segments elsewhere: skyfed checks and keeps it
+                return await swift_slo_far.put(
+                    request, session, parts, access, known, upstream, account,
+                    (container, obj), manifest, info,
+                )  # fmt: skip
+    if request.method == "POST" and known.foreign_refs:  # skyfed's marks are kept
         await session.commit()  # hold no connection while the place answers
-        static = await swift_refs.static_pin(upstream, account, (container, obj))
+        static = await swift_refs.kept_marks(upstream, account, (container, obj))
+    if _deletes_segments(request) and known.foreign_refs:
+        await session.commit()  # hold no connection while the place answers
+        answer = await swift_refs.delete_through(
+            request, session, parts, access, upstream, account, (container, obj)
+        )
+        if answer is not None:
+            return answer
     place_id = known.cluster_id or known.child_id
     if place_id is not None:  # for the data path's next requests (swift_fast)
         parts.locations.remember(
@@ -290,6 +306,7 @@ async def object_route(
         )
         if answer is not None:
             return answer
-    # skyfed's own metadata of static links is neither a client's to set nor to see.
-    drop = swift_refs.STATIC | (_STATIC_SENT if static else frozenset())
+    # skyfed's own metadata (static links, far large objects) is neither a client's
+    # to set nor to see.
+    drop = swift_refs.OWN_META | (_STATIC_SENT if static else frozenset())
     return await forward(request, upstream, account, (container, obj), static, drop, manifest)

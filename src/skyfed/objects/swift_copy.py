@@ -12,7 +12,7 @@ answers as Swift does (201 with X-Copied-From and the rest).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +29,7 @@ from skyfed.errors import (
     Unauthorized,
 )
 from skyfed.identity.identities import Identities
+from skyfed.objects import swift_assembly, swift_slo_far
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
@@ -37,7 +38,7 @@ from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, once, open_stream
 from skyfed.objects.swift_http import header_path
-from skyfed.objects.swift_refs import STATIC, check_source
+from skyfed.objects.swift_refs import OWN_META, check_source
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
@@ -47,6 +48,7 @@ _SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag", "x-symlink-targe
 _NAMING = ("x-object-manifest", "x-symlink-target", "x-symlink-target-account")
 # What the source's read may pass on (copy a manifest or a symlink itself).
 _SOURCE_PARAMS = ("multipart-manifest", "symlink")
+_PROBE = [("multipart-manifest", "get"), ("symlink", "get")]  # what an object is
 
 
 def is_copy(request: Request) -> bool:
@@ -102,6 +104,12 @@ async def copy(
         )
         if followed is not None:  # a link to an object elsewhere: its target is copied
             source_up, source = followed
+    whole_far = None  # a far large object's manifest, read whole (not itself)
+    if source_container.foreign_refs and not any(k in request.query_params for k in _SOURCE_PARAMS):
+        await session.commit()  # hold no connection while the source's place answers
+        status, probed, _ = await ask(source_up, "HEAD", source[0], _PROBE, source[1:])
+        if status < 300 and swift_slo_far.is_far(probed):
+            whole_far = probed
     try:
         target_up, target_container, access = await _end(
             request, identities, parts, session, target, "PUT"
@@ -126,10 +134,19 @@ async def copy(
     if itself and not target_container.foreign_refs:  # a manifest or a link, copied:
         target_container.foreign_refs = True  # what it names may be elsewhere
         await session.commit()
+        parts.locations.forget(target_container.project_id, target_container.name)
+    if whole_far is not None:  # a far large object's bytes: assembled by skyfed
+        pieces = await swift_slo_far.pieces_of(
+            session, parts, reader, source_up, source[0], source[1:]
+        )
+        described = {**whole_far, "content-length": str(sum(p.size for p in pieces))}
+        return await _write(
+            request, target_up, source, target, described, swift_assembly.whole(pieces)
+        )
     # (A followed link's target is read by skyfed: the request names the link.)
     if followed is None and (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
         await session.close()  # hold no connection while an object streams
-        return await forward(request, source_up, account, (container, obj), drop=STATIC)
+        return await forward(request, source_up, account, (container, obj), drop=OWN_META)
     if request.query_params.get("multipart-manifest") == "get":
         await session.commit()  # hold no connection while the source answers
         status, found, _ = await ask(source_up, "HEAD", source[0], [], source[1:])
@@ -237,32 +254,45 @@ async def _across(
             await read.aread()
             kind = read.headers.get("content-type", "text/plain")
             return Response(read.content, read.status_code, {"content-type": kind})
-        fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes", "on")
-        sent: dict[str, str] = {}
-        if not fresh:
-            sent = {
-                k: v
-                for k, v in read.headers.items()
-                if k.lower().startswith("x-object-meta-") or k.lower() in _COPIED
-            }
-            if params:  # the manifest or the link itself is copied: what it names too
-                for header in _NAMING:
-                    if header in read.headers:
-                        sent[header] = read.headers[header]
-        for key, value in request.headers.items():
-            low = key.lower()
-            if low not in HOP | STATIC and (
-                low.startswith(("x-object-meta-", "x-remove-object-meta-")) or low in _SETTABLE
-            ):
-                sent[low] = value
-        if "content-length" in read.headers:
-            sent["content-length"] = read.headers["content-length"]
-        written = await open_stream(
-            target_up, "PUT", target[0], target[1:], sent, [], body=read.aiter_raw()
-        )
+        return await _write(request, target_up, source, target, read.headers, read.aiter_raw())
     finally:
         await read.aclose()
-    return await _copied(written, source, read.headers.get("last-modified"))
+
+
+async def _write(
+    request: Request,
+    target_up: Upstream,
+    source: tuple[str, str, str],
+    target: tuple[str, str, str],
+    described: Mapping[str, str],
+    body: AsyncIterator[bytes],
+) -> Response:
+    """The source's bytes (`body`, as `described`: its content type, metadata and
+    length) put at the destination, with the request's metadata on top."""
+    params = [k for k in request.query_params if k in _SOURCE_PARAMS]
+    fresh = request.headers.get("x-fresh-metadata", "").lower() in ("true", "1", "yes", "on")
+    sent: dict[str, str] = {}
+    if not fresh:
+        sent = {
+            k: v
+            for k, v in described.items()
+            if (k.lower().startswith("x-object-meta-") or k.lower() in _COPIED)
+            and (params or k.lower() not in OWN_META)
+        }
+        if params:  # the manifest or the link itself is copied: what it names too
+            for header in _NAMING:
+                if header in described:
+                    sent[header] = described[header]
+    for key, value in request.headers.items():
+        low = key.lower()
+        if low not in HOP | OWN_META and (
+            low.startswith(("x-object-meta-", "x-remove-object-meta-")) or low in _SETTABLE
+        ):
+            sent[low] = value
+    if "content-length" in described:
+        sent["content-length"] = described["content-length"]
+    written = await open_stream(target_up, "PUT", target[0], target[1:], sent, [], body=body)
+    return await _copied(written, source, described.get("last-modified"))
 
 
 async def _copied(

@@ -8,8 +8,7 @@ manifest's container is marked (`foreign_manifests`), and reads there first ask
 for the manifest itself (`HEAD ?multipart-manifest=get`): a manifest whose
 segments are elsewhere is then served by skyfed, from the segments' listing in
 name order, with Swift's ETag (the MD5 of the segments' ETags), its
-Content-Length, and a single byte range (several ranges get the whole object,
-as the HTTP standard allows).
+Content-Length, ranges and conditional requests (swift_assembly).
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
 
 from skyfed.errors import PreconditionFailed, Unavailable
+from skyfed.objects import swift_assembly
+from skyfed.objects.swift_assembly import Piece, Reader
 from skyfed.objects.swift_forward import HOP, Upstream, ask, open_stream
 from skyfed.objects.swift_http import header_path
 from skyfed.objects.swift_listing import LISTING_LIMIT
@@ -58,26 +58,6 @@ async def segments(upstream: Upstream, account: str, container: str, prefix: str
     raise Unavailable(f"the manifest's segments in '{container}' run past {MAX_PAGES} pages")
 
 
-def _single_range(header: str | None, total: int) -> tuple[int, int] | str | None:
-    """(first, last) of a one-range header; None: the whole object; "unsatisfiable"."""
-    if not header or not header.startswith("bytes=") or "," in header:
-        return None
-    first_text, _, last_text = header[6:].strip().partition("-")
-    try:
-        if first_text == "":
-            length = int(last_text)
-            if length <= 0:
-                return "unsatisfiable"
-            return max(0, total - length), total - 1
-        first = int(first_text)
-        last = int(last_text) if last_text else total - 1
-    except ValueError:
-        return None
-    if first > last or first >= total:
-        return "unsatisfiable" if first >= total else None
-    return first, min(last, total - 1)
-
-
 async def answer(
     request: Request,
     manifest_headers: dict[str, str],
@@ -87,53 +67,34 @@ async def answer(
     prefix: str,
 ) -> Response:
     listed = await segments(upstream, account, container, prefix)
-    total = sum(int(s["bytes"]) for s in listed)
     etag = hashlib.md5("".join(s["hash"].strip('"') for s in listed).encode()).hexdigest()
-    headers = {k: v for k, v in manifest_headers.items() if k.lower() not in HOP | _NOT_COPIED} | {
-        "etag": f'"{etag}"',
-        "accept-ranges": "bytes",
-    }
-    wanted = _single_range(request.headers.get("range"), total)
-    if wanted == "unsatisfiable":
-        return Response(status_code=416, headers=headers | {"content-range": f"bytes */{total}"})
-    first, last = wanted if isinstance(wanted, tuple) else (0, total - 1)
-    status = 206 if isinstance(wanted, tuple) else 200
-    if status == 206:
-        headers["content-range"] = f"bytes {first}-{last}/{total}"
-    headers["content-length"] = str(max(0, last - first + 1))
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=headers)
-    body = _read(upstream, account, container, listed, first, last)
-    return StreamingResponse(body, status_code=status, headers=headers)
+    headers = {k: v for k, v in manifest_headers.items() if k.lower() not in HOP | _NOT_COPIED}
+    pieces = [
+        Piece(int(s["bytes"]), _reader(upstream, account, container, s["name"], int(s["bytes"])))
+        for s in listed
+    ]
+    return swift_assembly.respond(request, headers, pieces, etag)
 
 
-async def _read(
-    upstream: Upstream,
-    account: str,
-    container: str,
-    listed: list[dict],
-    first: int,
-    last: int,
+def _reader(upstream: Upstream, account: str, container: str, name: str, size: int) -> Reader:
+    async def read(first: int, last: int) -> AsyncIterator[bytes]:
+        async for chunk in read_object(upstream, account, (container, name), first, last, size):
+            yield chunk
+
+    return read
+
+
+async def read_object(
+    upstream: Upstream, account: str, path: tuple[str, str], first: int, last: int, size: int
 ) -> AsyncIterator[bytes]:
-    """Bytes `first`..`last` of the segments one after another, each segment asked
-    for the part of it that is wanted."""
-    offset = 0
-    for segment in listed:
-        size = int(segment["bytes"])
-        start, end = max(first - offset, 0), min(last - offset, size - 1)
-        offset += size
-        if size == 0 or end < 0 or start > size - 1:
-            continue
-        ranged = {"range": f"bytes={start}-{end}"} if (start, end) != (0, size - 1) else {}
-        read = await open_stream(upstream, "GET", account, (container, segment["name"]), ranged, [])
-        try:
-            if read.status_code >= 300:  # gone meanwhile: the answer ends short
-                raise upstream.unavailable(
-                    f"segment '{segment['name']}' answered {read.status_code}"
-                )
-            async for chunk in read.aiter_raw():
-                yield chunk
-        finally:
-            await read.aclose()
-        if offset > last:
-            return
+    """Bytes `first`..`last` of the object at `path` (of `size` bytes), as its place
+    reads it; one gone meanwhile ends the answer short (an error, as in Swift)."""
+    ranged = {"range": f"bytes={first}-{last}"} if (first, last) != (0, size - 1) else {}
+    read = await open_stream(upstream, "GET", account, path, ranged, [])
+    try:
+        if read.status_code >= 300:
+            raise upstream.unavailable(f"segment '{path[1]}' answered {read.status_code}")
+        async for chunk in read.aiter_raw():
+            yield chunk
+    finally:
+        await read.aclose()

@@ -46,7 +46,7 @@ from skyfed.objects.swift_forward import FAILURES, HOP, ZONE
 from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
 from skyfed.objects.swift_quota import Quotas
-from skyfed.objects.swift_refs import STATIC
+from skyfed.objects.swift_refs import OWN_META
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
@@ -55,11 +55,11 @@ _OBJECT = re.compile(r"/v1/(AUTH_[0-9a-f-]{36})/([^/]+)/(.+)", re.DOTALL)
 METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # A request with one of these is the routes' to serve: copies, objects naming
 # others, and skyfed's own metadata of static links (which the routes drop).
-_STATIC = frozenset(name.encode() for name in STATIC)
-ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | _STATIC
+_OWN_META = frozenset(name.encode() for name in OWN_META)
+ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | _OWN_META
 _SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
 # Headers of an answer that are the hop's (the server sends its own date), or skyfed's.
-_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | _STATIC
+_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | _OWN_META
 WATCHED_SIZE = 1 << 20  # answers from this size on stop when the caller leaves
 OBJECT_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is object_route)
 

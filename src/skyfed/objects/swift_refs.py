@@ -35,7 +35,7 @@ from skyfed.errors import (
     Unauthorized,
 )
 from skyfed.identity.identities import Identities
-from skyfed.objects import swift_dlo
+from skyfed.objects import swift_dlo, swift_slo_far
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
@@ -50,6 +50,8 @@ _ITSELF = [("symlink", "get")]  # a link's target as a static link sees it: not 
 STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"
 STATIC_BYTES = "x-object-meta-skyfed-symlink-target-bytes"
 STATIC = frozenset({STATIC_ETAG, STATIC_BYTES})
+# All of skyfed's own metadata on objects: never a client's to set nor to see.
+OWN_META = STATIC | swift_slo_far.MARKS
 
 
 def _same(a: Upstream, b: Upstream) -> bool:
@@ -154,13 +156,31 @@ def _pinned_etag(target: Mapping[str, str]) -> str:
     return (target.get("x-manifest-etag") or target.get("etag", "")).strip('"')
 
 
-async def static_pin(upstream: Upstream, account: str, path: tuple[str, str]) -> dict[str, str]:
-    """What skyfed keeps on a static link to an object elsewhere (none for any other
-    object): a POST replaces an object's metadata, so it is sent again with it."""
+async def kept_marks(upstream: Upstream, account: str, path: tuple[str, str]) -> dict[str, str]:
+    """What skyfed keeps on a static link to an object elsewhere or on a far large
+    object (none for any other object): a POST replaces an object's metadata, so it
+    is sent again with it."""
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
-    if status >= 300 or STATIC_ETAG not in headers:
+    if status >= 300:
         return {}
-    return {name: headers[name] for name in STATIC if name in headers}
+    return {name: headers[name] for name in OWN_META if name in headers}
+
+
+async def delete_through(
+    request: Request,
+    session: AsyncSession,
+    parts: StorageParts,
+    access: Access,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+) -> Response | None:
+    """skyfed's `DELETE ?multipart-manifest=delete` of a far large object; None for
+    any other object (its backend answers)."""
+    status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    if status >= 300 or not swift_slo_far.is_far(headers):
+        return None
+    return await swift_slo_far.delete(request, session, parts, access, upstream, account, path)
 
 
 async def check_source(
@@ -229,8 +249,6 @@ async def read_through(
     """skyfed's answer when the object names something elsewhere; else None (the
     backend answers as it does)."""
     params = dict(request.query_params)
-    if params.get("multipart-manifest") == "get":
-        return None  # the manifest itself
     link_itself = params.get("symlink") == "get"  # (a DLO is still assembled then)
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
     version = _version_link(headers.get("x-symlink-target", ""), path)
@@ -239,6 +257,12 @@ async def read_through(
         status, headers, _ = await ask(upstream, "HEAD", account, versioned, path)
     if status >= 300:
         return None
+    if swift_slo_far.is_far(headers) and "version-id" not in params:
+        return await swift_slo_far.serve(
+            request, session, parts, access, upstream, account, path, headers
+        )
+    if params.get("multipart-manifest") == "get":
+        return None  # the manifest itself
     if headers.get("x-static-large-object", "").lower() == "true" and not (
         access.owner or access.level
     ):  # an ACL's reader: the backend reads segments as skyfed, who may read them all

@@ -1,14 +1,12 @@
 """Static large objects (SLO) over a zone's places.
 
 A backend's slo middleware checks a manifest's segments when it is written, and
-reads them when it is read, on its own cluster only. skyfed lets the backends do
-that work and makes sure it is right: a manifest is taken when every segment it
-names is in a container on the same cluster (or child zone) as the manifest's
-own container, as swiftclient's and rclone's `<container>_segments` are (placed
-beside their container, places.py); a manifest naming segments in a container
-placed elsewhere is refused with 409 naming it, before anything is written. A
-nested manifest was checked when it was written, so every segment of a large
-object is on its manifest's cluster. A manifest copied to another cluster is put
+reads them when it is read, on its own cluster only. Where every segment a
+manifest names is in a container on the same cluster (or child zone) as the
+manifest's own, as swiftclient's and rclone's `<container>_segments` are (placed
+beside their container, places.py), the backend does that work; a manifest
+naming segments in a container placed elsewhere is checked, kept and read by
+skyfed instead (swift_slo_far). A manifest copied to another cluster is put
 there as a manifest, with its segments in the destination's account (swift_copy).
 
 Swift's limits hold as the clusters advertise them (`/info`'s `slo`, the most
@@ -24,7 +22,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import Conflict, PayloadTooLarge
+from skyfed.errors import PayloadTooLarge
 from skyfed.objects.models import Container, StorageCluster
 
 # Swift's defaults (swift/common/middleware/slo.py), where no cluster says otherwise.
@@ -55,11 +53,12 @@ def is_manifest_put(request: Request) -> bool:
     return request.method == "PUT" and request.query_params.get("multipart-manifest") == "put"
 
 
-async def checked_manifest(
+async def read_manifest(
     request: Request, session: AsyncSession, container: Container, info: Mapping[str, Any]
-) -> bytes:
-    """The manifest's body, read whole (it is small: at most `max_manifest_size`),
-    once every segment it names is known to be beside `container`."""
+) -> tuple[bytes, bool]:
+    """The manifest's body, read whole (it is small: at most `max_manifest_size`), and
+    whether it names segments in a container placed elsewhere than `container` (then
+    skyfed checks and keeps it: swift_slo_far; else its backend does)."""
     limit = int(info["max_manifest_size"])
     body = bytearray()
     async for chunk in request.stream():
@@ -69,9 +68,9 @@ async def checked_manifest(
     try:
         segments = json.loads(body)
     except ValueError:
-        return bytes(body)  # the backend says what is wrong with it, as Swift does
+        return bytes(body), False  # the backend says what is wrong with it, as Swift does
     if not isinstance(segments, list):
-        return bytes(body)
+        return bytes(body), False
     named = {
         str(seg["path"]).lstrip("/").split("/", 1)[0]
         for seg in segments
@@ -83,9 +82,5 @@ async def checked_manifest(
             container.cluster_id,
             container.child_id,
         ):
-            raise Conflict(
-                f"segments in container '{name}' are on another cluster than '{container.name}':"
-                f" a static large object's segments must be beside its manifest (upload them"
-                f" to '{container.name}{SEGMENTS_SUFFIX}', which is placed beside it)"
-            )
-    return bytes(body)
+            return bytes(body), True
+    return bytes(body), False

@@ -35,7 +35,7 @@ from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, forward, open_stream
-from skyfed.objects.swift_refs import STATIC
+from skyfed.objects.swift_refs import OWN_META
 
 KEYS = ("temp-url-key", "temp-url-key-2")
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
@@ -97,7 +97,9 @@ async def serve(
     await session.commit()  # hold no connection while the place answers
     await _sync_keys(parts, upstream, account, row)
     # skyfed's own metadata of static links is neither a signed request's to set nor see.
-    return await forward(request, upstream, account, (container, obj), drop=STATIC, anonymous=True)
+    return await forward(
+        request, upstream, account, (container, obj), drop=OWN_META, anonymous=True
+    )
 
 
 async def _sync_keys(
