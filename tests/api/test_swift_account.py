@@ -668,6 +668,25 @@ async def test_a_static_large_object_with_segments_elsewhere_reads_as_on_one_clu
     assert await status_of(mia, "head_object", "far", "big", headers={"If-None-Match": etag}) == 304
     assert await status_of(mia, "get_object", "far", "big", headers={"If-Match": '"x"'}) == 412
 
+    # Listed as Swift lists a large object: its size, content type and ETag.
+    (_, near_list), (_, far_list) = await both("get_container", "", prefix="big")
+    keys = ("bytes", "content_type", "slo_etag")
+    assert [{k: e[k] for k in keys} for e in far_list] == [
+        {k: e[k] for k in keys} for e in near_list
+    ]
+    assert far_list[0]["bytes"] == len(whole)
+    url, token = await call(mia, "get_auth")
+    async with httpx.AsyncClient() as http:
+        listed = await http.get(
+            f"{url}/far", params={"prefix": "big", "format": "xml"}, headers={"X-Auth-Token": token}
+        )
+    xml = listed.content
+    assert f"<bytes>{len(whole)}</bytes><content_type>text/x-big</content_type>".encode() in xml
+    # Those marks are skyfed's: a client's content type may not name them.
+    forged = {"Content-Type": "text/plain;skyfed_slo_bytes=1"}
+    for container in ("far", beside):  # (the routes, the data path)
+        assert await status_of(mia, "put_object", container, "x", b"x", headers=forged) == 400
+
     # The manifest itself: Swift's stored form (names aside), and as one would PUT it.
     (_, near_json), (far_head, far_json) = await both(
         "get_object", "big", query_string="multipart-manifest=get"

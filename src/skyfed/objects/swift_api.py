@@ -16,9 +16,16 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.core import SessionDep
-from skyfed.errors import Conflict, Forbidden, LengthRequired, PayloadTooLarge, Unsupported
+from skyfed.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    LengthRequired,
+    PayloadTooLarge,
+    Unsupported,
+)
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.objects import swift_refs, swift_slo, swift_slo_far, swift_tempurl
+from skyfed.objects import swift_refs, swift_slo, swift_slo_far, swift_slo_marks, swift_tempurl
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -233,6 +240,8 @@ async def container_route(
         await session.commit()
     elif method in ("GET", "HEAD"):
         _with_attributes(answer, known, access)
+        if method == "GET" and known.foreign_refs:  # far large objects listed as Swift's
+            answer = await swift_slo_marks.relist(answer)
     return answer
 
 
@@ -253,6 +262,8 @@ async def object_route(
 ) -> Response:
     if swift_tempurl.is_signed(request):
         return await swift_tempurl.serve(request, session, parts, account, container, obj)
+    if swift_slo_marks.forged_kind(request.headers.get("content-type")):
+        raise BadRequest("a content type may not name skyfed_slo_ parameters (skyfed's own)")
     if is_copy(request):
         return await copy(request, identities, parts, session, account, container, obj)
     project_id = account.removeprefix(ACCOUNT_PREFIX)
@@ -283,7 +294,7 @@ async def object_route(
                 )  # fmt: skip
     if request.method == "POST" and known.foreign_refs:  # skyfed's marks are kept
         await session.commit()  # hold no connection while the place answers
-        static = await swift_refs.kept_marks(upstream, account, (container, obj))
+        static = await swift_refs.kept_marks(request, upstream, account, (container, obj))
     if _deletes_segments(request) and known.foreign_refs:
         await session.commit()  # hold no connection while the place answers
         answer = await swift_refs.delete_through(

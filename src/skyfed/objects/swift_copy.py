@@ -29,7 +29,7 @@ from skyfed.errors import (
     Unauthorized,
 )
 from skyfed.identity.identities import Identities
-from skyfed.objects import swift_assembly, swift_slo_far
+from skyfed.objects import swift_assembly, swift_slo_far, swift_slo_marks
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
@@ -108,7 +108,7 @@ async def copy(
     if source_container.foreign_refs and not any(k in request.query_params for k in _SOURCE_PARAMS):
         await session.commit()  # hold no connection while the source's place answers
         status, probed, _ = await ask(source_up, "HEAD", source[0], _PROBE, source[1:])
-        if status < 300 and swift_slo_far.is_far(probed):
+        if status < 300 and swift_slo_marks.is_far(probed):
             whole_far = probed
     try:
         target_up, target_container, access = await _end(
@@ -140,6 +140,8 @@ async def copy(
             session, parts, reader, source_up, source[0], source[1:]
         )
         described = {**whole_far, "content-length": str(sum(p.size for p in pieces))}
+        if "content-type" in described:
+            described["content-type"] = swift_slo_marks.clean_kind(described["content-type"])
         return await _write(
             request, target_up, source, target, described, swift_assembly.whole(pieces)
         )

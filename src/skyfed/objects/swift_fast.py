@@ -104,6 +104,8 @@ class FastObjects:
             headers[name] = value
         if not ROUTES_ONLY.isdisjoint(headers):
             return False
+        if b"skyfed_slo_" in headers.get(b"content-type", b""):
+            return False  # the routes refuse skyfed's own marks (swift_slo_marks)
         token = headers.get(b"x-auth-token") or headers.get(b"x-storage-token")
         if not token:
             return False

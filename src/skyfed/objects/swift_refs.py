@@ -35,7 +35,7 @@ from skyfed.errors import (
     Unauthorized,
 )
 from skyfed.identity.identities import Identities
-from skyfed.objects import swift_dlo, swift_slo_far
+from skyfed.objects import swift_dlo, swift_slo_delete, swift_slo_far, swift_slo_marks
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import known_container, upstream_of
@@ -51,7 +51,7 @@ STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"
 STATIC_BYTES = "x-object-meta-skyfed-symlink-target-bytes"
 STATIC = frozenset({STATIC_ETAG, STATIC_BYTES})
 # All of skyfed's own metadata on objects: never a client's to set nor to see.
-OWN_META = STATIC | swift_slo_far.MARKS
+OWN_META = STATIC | swift_slo_marks.MARKS
 
 
 def _same(a: Upstream, b: Upstream) -> bool:
@@ -156,14 +156,20 @@ def _pinned_etag(target: Mapping[str, str]) -> str:
     return (target.get("x-manifest-etag") or target.get("etag", "")).strip('"')
 
 
-async def kept_marks(upstream: Upstream, account: str, path: tuple[str, str]) -> dict[str, str]:
+async def kept_marks(
+    request: Request, upstream: Upstream, account: str, path: tuple[str, str]
+) -> dict[str, str]:
     """What skyfed keeps on a static link to an object elsewhere or on a far large
     object (none for any other object): a POST replaces an object's metadata, so it
-    is sent again with it."""
+    is sent again with it (and a new content type of a far one's is marked)."""
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
     if status >= 300:
         return {}
-    return {name: headers[name] for name in OWN_META if name in headers}
+    kept = {name: headers[name] for name in OWN_META if name in headers}
+    if swift_slo_marks.is_far(headers) and (kind := request.headers.get("content-type")):
+        etag, total = headers[swift_slo_marks.SLO_ETAG], headers[swift_slo_marks.SLO_BYTES]
+        kept["content-type"] = swift_slo_marks.marked_kind(kind, int(total), etag)
+    return kept
 
 
 async def delete_through(
@@ -178,9 +184,9 @@ async def delete_through(
     """skyfed's `DELETE ?multipart-manifest=delete` of a far large object; None for
     any other object (its backend answers)."""
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
-    if status >= 300 or not swift_slo_far.is_far(headers):
+    if status >= 300 or not swift_slo_marks.is_far(headers):
         return None
-    return await swift_slo_far.delete(request, session, parts, access, upstream, account, path)
+    return await swift_slo_delete.delete(request, session, parts, access, upstream, account, path)
 
 
 async def check_source(
@@ -257,7 +263,7 @@ async def read_through(
         status, headers, _ = await ask(upstream, "HEAD", account, versioned, path)
     if status >= 300:
         return None
-    if swift_slo_far.is_far(headers) and "version-id" not in params:
+    if swift_slo_marks.is_far(headers) and "version-id" not in params:
         return await swift_slo_far.serve(
             request, session, parts, access, upstream, account, path, headers
         )

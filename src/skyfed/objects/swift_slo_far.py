@@ -13,8 +13,8 @@ see), and the container marked as naming objects elsewhere (`foreign_refs`).
 Reads of it are skyfed's: the segments streamed from their places (swift_assembly:
 ranges, multi-range, conditional requests) with the caller's read access to each
 segment's container (409 otherwise, as Swift), `multipart-manifest=get` (with
-`format=raw`), and `multipart-manifest=delete` removing the segments where they
-are, then the manifest, answered as Swift's bulk delete.
+`format=raw`); `multipart-manifest=delete` is swift_slo_delete's, the marks and
+listings swift_slo_marks'.
 """
 
 from __future__ import annotations
@@ -54,25 +54,25 @@ from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_assembly import Piece
 from skyfed.objects.swift_dlo import read_object
 from skyfed.objects.swift_forward import HOP, Upstream, ask, once, open_stream, relay
+from skyfed.objects.swift_slo_marks import (
+    MARKS,
+    SLO_BYTES,
+    SLO_ETAG,
+    clean_kind,
+    is_far,
+    marked_kind,
+)
 
-# What skyfed keeps on a far manifest: the large object's ETag and size.
-SLO_ETAG = "x-object-meta-skyfed-slo-etag"
-SLO_BYTES = "x-object-meta-skyfed-slo-bytes"
-MARKS = frozenset({SLO_ETAG, SLO_BYTES})
 MAX_DEPTH = 10  # Swift's nesting limit of static large objects
 HEADS_AT_ONCE = 4  # segments asked about at once while a manifest is checked
 _KEYS: dict[str, frozenset[str]] = {  # Swift's: one of these, with what may go beside it
     "data": frozenset(),
     "path": frozenset({"range", "etag", "size_bytes"}),
 }
-_PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
+PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
 _NOT_SENT = frozenset({"etag", "content-type", "x-static-large-object"}) | MARKS
 _NOT_SHOWN = frozenset({"content-length", "content-range", "etag", "content-encoding"}) | MARKS
 _FORMATS = ("application/json", "application/xml", "text/xml")
-
-
-def is_far(headers: Mapping[str, str]) -> bool:
-    return SLO_ETAG in headers
 
 
 def _range_ok(spec: str) -> bool:
@@ -148,7 +148,7 @@ def _segment_problem(seg: Any, last: bool, own_path: str) -> str | None:
     return None
 
 
-def _split(path: str) -> tuple[str, str]:
+def split_path(path: str) -> tuple[str, str]:
     container, _, obj = path.lstrip("/").partition("/")
     return container, obj
 
@@ -160,7 +160,7 @@ class _Place:
     foreign_refs: bool = False
 
 
-async def _places(
+async def places_of(
     session: AsyncSession, parts: StorageParts, access: Access, names: set[str], method: str
 ) -> dict[str, _Place]:
     """Where each container is, once the caller may `method` objects there."""
@@ -191,7 +191,7 @@ def _modified(headers: Mapping[str, str]) -> str:
 async def _head(place: _Place, account: str, path: str) -> tuple[int, Mapping[str, str]]:
     if place.upstream is None:
         return 0, {}
-    status, headers, _ = await ask(place.upstream, "HEAD", account, [], _split(path))
+    status, headers, _ = await ask(place.upstream, "HEAD", account, [], split_path(path))
     return status, headers
 
 
@@ -227,7 +227,7 @@ def _stored(
         "name": "/" + seg["path"].lstrip("/"),
         "bytes": whole,
         "hash": etag,
-        "content_type": headers.get("content-type", ""),
+        "content_type": clean_kind(headers.get("content-type", "")),
         "last_modified": _modified(headers),
     }
     if seg.get("range"):
@@ -237,7 +237,7 @@ def _stored(
     return length, entry
 
 
-def _errors_body(
+def bulk_body(
     request: Request, status: int, problems: list[tuple[str, str]], fields: dict[str, Any]
 ) -> Response:
     """Swift's body listing what went wrong (bulk's format: text, JSON or XML)."""
@@ -296,7 +296,9 @@ async def put(
         raise MethodNotAllowed("Multipart Manifest PUTs cannot be COPY requests")
     segments = parse(body, "/".join(path), int(limits["max_manifest_segments"]))
     wanted = [s for s in segments if "path" in s]
-    places = await _places(session, parts, access, {_split(s["path"])[0] for s in wanted}, "GET")
+    places = await places_of(
+        session, parts, access, {split_path(s["path"])[0] for s in wanted}, "GET"
+    )
     if not container.foreign_refs:  # reads there ask what an object is first
         container.foreign_refs = True
         await session.commit()
@@ -305,7 +307,7 @@ async def put(
 
     async def head(p: str) -> tuple[int, Mapping[str, str]]:
         async with gate:
-            return await _head(places[_split(p)[0]], account, p)
+            return await _head(places[split_path(p)[0]], account, p)
 
     distinct = sorted({s["path"] for s in wanted})
     heads = dict(zip(distinct, await asyncio.gather(*(head(p) for p in distinct)), strict=True))
@@ -319,7 +321,7 @@ async def put(
             continue
         status, headers = heads[seg["path"]]
         if not 200 <= status < 300:
-            problem = places[_split(seg["path"])[0]].problem
+            problem = places[split_path(seg["path"])[0]].problem
             problems.append(
                 (quote(seg["path"]), problem or f"{status} {HTTPStatus(status).phrase}")
             )
@@ -331,7 +333,7 @@ async def put(
         stored.append(entry)
         total += length
     if problems:
-        return _errors_body(request, 400, problems, {})
+        return bulk_body(request, 400, problems, {})
     slo_etag = etag_of(stored)
     if (given := request.headers.get("etag")) and given.strip('"') != slo_etag:
         raise Invalid("Unable to process the contained instructions")
@@ -341,7 +343,7 @@ async def put(
         mimetypes.guess_type(path[1])[0] or "application/octet-stream"
     )
     sent |= {
-        "content-type": kind,
+        "content-type": marked_kind(kind, total, slo_etag),
         "content-length": str(len(manifest)),
         "etag": hashlib.md5(manifest).hexdigest(),
         SLO_ETAG: slo_etag,
@@ -354,7 +356,7 @@ async def put(
     return answer
 
 
-async def _manifest(upstream: Upstream, account: str, path: tuple[str, str]) -> list[dict]:
+async def manifest(upstream: Upstream, account: str, path: tuple[str, str]) -> list[dict]:
     status, _, stored = await ask(upstream, "GET", account, [], path)
     if status == 404:
         raise NotFound(f"object '{path[1]}' not found in '{path[0]}'")
@@ -390,8 +392,10 @@ async def serve(
     """A GET or HEAD of a far large object (`described`: its manifest's HEAD)."""
     shown = {k: v for k, v in described.items() if k.lower() not in HOP | _NOT_SHOWN}
     shown["x-static-large-object"] = "True"
+    if "content-type" in shown:
+        shown["content-type"] = clean_kind(shown["content-type"])
     if request.query_params.get("multipart-manifest") == "get":
-        stored = await _manifest(upstream, account, path)
+        stored = await manifest(upstream, account, path)
         raw = request.query_params.get("format") == "raw"
         body = json.dumps(_raw(stored) if raw else stored).encode()
         shown |= {
@@ -416,7 +420,7 @@ async def pieces_of(
     path: tuple[str, str],
 ) -> list[Piece]:
     """The pieces of the far large object at `path`, read as `access` may."""
-    stored = await _manifest(upstream, account, path)
+    stored = await manifest(upstream, account, path)
     return await _pieces(session, parts, access, account, stored, 0)
 
 
@@ -430,14 +434,14 @@ async def _pieces(
 ) -> list[Piece]:
     """The pieces a stored manifest reads, each from its place; the caller must be
     able to read every segment's container (409, as Swift answers)."""
-    names = {_split(e["name"])[0] for e in stored if "name" in e}
-    places = await _places(session, parts, access, names, "GET")
+    names = {split_path(e["name"])[0] for e in stored if "name" in e}
+    places = await places_of(session, parts, access, names, "GET")
     pieces: list[Piece] = []
     for entry in stored:
         if "data" in entry:
             pieces.append(_inline(base64.b64decode(entry["data"])))
             continue
-        container, obj = _split(entry["name"])
+        container, obj = split_path(entry["name"])
         place = places[container]
         if place.upstream is None:
             raise Conflict(f"a segment of this object cannot be read: {place.problem}")
@@ -448,11 +452,9 @@ async def _pieces(
                 swift_assembly.ranges_wanted(f"bytes={entry['range']}", size) or [(0, -1)]
             )[0]
         if entry.get("sub_slo") and place.foreign_refs and depth < MAX_DEPTH:
-            status, headers, _ = await ask(
-                place.upstream, "HEAD", account, _PROBE, (container, obj)
-            )
+            status, headers, _ = await ask(place.upstream, "HEAD", account, PROBE, (container, obj))
             if status < 300 and is_far(headers):
-                nested = await _manifest(place.upstream, account, (container, obj))
+                nested = await manifest(place.upstream, account, (container, obj))
                 inner = await _pieces(session, parts, access, account, nested, depth + 1)
                 pieces.append(_within(inner, first, last))
                 continue
@@ -489,99 +491,3 @@ def _segment(
             yield chunk
 
     return read
-
-
-async def delete(
-    request: Request,
-    session: AsyncSession,
-    parts: StorageParts,
-    access: Access,
-    upstream: Upstream,
-    account: str,
-    path: tuple[str, str],
-) -> Response:
-    """`DELETE ?multipart-manifest=delete` of a far large object: its segments where
-    they are (nested large objects' too), then the manifest; Swift's bulk answer."""
-    tally = {"deleted": 0, "missing": 0}
-    problems: list[tuple[str, str]] = []
-    stored = await _manifest(upstream, account, path)
-    await _delete_segments(session, parts, access, account, stored, tally, problems, 0)
-    await _delete_one(upstream, account, path, [], tally, problems)
-    fields = {
-        "Number Deleted": tally["deleted"],
-        "Number Not Found": tally["missing"],
-        "Response Body": "",
-        "Response Status": "400 Bad Request" if problems else "200 OK",
-    }
-    return _errors_body(request, 200, problems, fields)
-
-
-async def _delete_segments(
-    session: AsyncSession,
-    parts: StorageParts,
-    access: Access,
-    account: str,
-    stored: list[dict[str, Any]],
-    tally: dict[str, int],
-    problems: list[tuple[str, str]],
-    depth: int,
-) -> None:
-    names = {_split(e["name"])[0] for e in stored if "name" in e}
-    places = await _places(session, parts, access, names, "DELETE")
-    for entry in stored:
-        if "name" not in entry:
-            continue
-        container, obj = _split(entry["name"])
-        place = places[container]
-        if place.upstream is None:
-            if place.problem.startswith("404"):
-                tally["missing"] += 1
-            else:
-                problems.append((quote(entry["name"]), place.problem))
-            continue
-        params: list[tuple[str, str]] = []
-        if entry.get("sub_slo"):
-            status, headers, _ = await ask(
-                place.upstream, "HEAD", account, _PROBE, (container, obj)
-            )
-            if status < 300 and is_far(headers) and depth < MAX_DEPTH:
-                nested = await _manifest(place.upstream, account, (container, obj))
-                await _delete_segments(
-                    session, parts, access, account, nested, tally, problems, depth + 1
-                )
-            elif status < 300:
-                params = [("multipart-manifest", "delete")]
-        await _delete_one(place.upstream, account, (container, obj), params, tally, problems)
-
-
-async def _delete_one(
-    upstream: Upstream,
-    account: str,
-    path: tuple[str, str],
-    params: list[tuple[str, str]],
-    tally: dict[str, int],
-    problems: list[tuple[str, str]],
-) -> None:
-    """One object deleted; a backend's large object with its segments (`params`),
-    whose bulk answer is added to the tally."""
-    headers = {"accept": "application/json"} if params else {}
-    answer = await open_stream(upstream, "DELETE", account, path, headers, params)
-    try:
-        body = await answer.aread()
-    finally:
-        await answer.aclose()
-    name = quote("/" + "/".join(path))
-    if params and answer.status_code == 200:
-        try:
-            report = json.loads(body)
-            tally["deleted"] += int(report.get("Number Deleted", 0))
-            tally["missing"] += int(report.get("Number Not Found", 0))
-            problems.extend((str(n), str(s)) for n, s in report.get("Errors", []))
-        except (ValueError, TypeError, AttributeError):
-            problems.append((name, "502 Bad Gateway"))
-    elif answer.status_code < 300:
-        tally["deleted"] += 1
-    elif answer.status_code == 404:
-        tally["missing"] += 1
-    else:
-        problems.append((name, f"{answer.status_code} {HTTPStatus(answer.status_code).phrase}"))
