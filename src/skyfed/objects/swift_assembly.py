@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 # Bytes `first`..`last` (inclusive) of one piece.
 Reader = Callable[[int, int], AsyncIterator[bytes]]
-MAX_RANGES = 100  # swob's bound on the ranges of one request
+MAX_RANGES = 50  # swob's bound on the ranges of one request (416 beyond)
 
 
 @dataclass(frozen=True)
@@ -37,20 +37,22 @@ def ranges_wanted(header: str | None, total: int) -> list[tuple[int, int]] | Non
     if not header or not header.strip().lower().startswith("bytes="):
         return None
     wanted: list[tuple[int, int]] = []
-    specs = header.strip()[6:].split(",")
+    specs = header.strip()[6:].replace(" ", "").split(",")
     if len(specs) > MAX_RANGES:
-        return None
+        return []
     for spec in specs:
-        first_text, sep, last_text = spec.strip().partition("-")
-        if not sep or not (first_text.isdigit() or first_text == ""):
+        first_text, sep, last_text = spec.partition("-")
+        if not sep or not (_digits(first_text) or first_text == ""):
             return None
-        if last_text and not last_text.isdigit():
+        if last_text and not _digits(last_text):
             return None
         if first_text == "":
             if not last_text:
                 return None
             length = int(last_text)
-            if length > 0 and total > 0:
+            if total == 0:
+                return None  # (swob: the whole of an empty object)
+            if length > 0:
                 wanted.append((max(0, total - length), total - 1))
             continue
         first = int(first_text)
@@ -60,6 +62,10 @@ def ranges_wanted(header: str | None, total: int) -> list[tuple[int, int]] | Non
         if first < total:
             wanted.append((first, min(last, total - 1)))
     return wanted
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _matches(header: str, etag: str) -> bool:
@@ -79,17 +85,17 @@ def _time(value: str | None) -> float | None:
 def precondition(request: Request, etag: str, modified: str | None) -> int | None:
     """412 or 304 when the request's conditions say so (Swift's order), else None."""
     headers = request.headers
-    if (wanted := headers.get("if-match")) is not None and not _matches(wanted, etag):
-        return 412
     if (unwanted := headers.get("if-none-match")) is not None and _matches(unwanted, etag):
         return 304
+    if (wanted := headers.get("if-match")) is not None and not _matches(wanted, etag):
+        return 412
     when = _time(modified)
     if when is not None:
         since = _time(headers.get("if-modified-since"))
-        if since is not None and "if-none-match" not in headers and when <= since:
+        if since is not None and when <= since:
             return 304
         before = _time(headers.get("if-unmodified-since"))
-        if before is not None and "if-match" not in headers and when > before:
+        if before is not None and when > before:
             return 412
     return None
 
@@ -124,16 +130,38 @@ async def _parts(
     yield tail
 
 
-def respond(
-    request: Request, headers: Mapping[str, str], pieces: list[Piece], etag: str
-) -> Response:
-    """The answer for an object made of `pieces`, with `headers` (its content type and
-    metadata; Last-Modified is read from them) and ETag `etag` (unquoted)."""
-    total = sum(p.size for p in pieces)
+def without_body(
+    request: Request, headers: Mapping[str, str], total: int, etag: str
+) -> Response | None:
+    """The answer when no byte of the object is needed: a HEAD (ranges are not
+    applied to one, as swob), a condition that fails; else None."""
     out = {**headers, "etag": f'"{etag}"', "accept-ranges": "bytes"}
     if (status := precondition(request, etag, headers.get("last-modified"))) is not None:
         return Response(status_code=status, headers=out)
+    if request.method == "HEAD":
+        return Response(headers=out | {"content-length": str(total)})
+    return None
+
+
+def respond(
+    request: Request,
+    headers: Mapping[str, str],
+    pieces: list[Piece],
+    etag: str,
+    *,
+    several: bool = True,
+) -> Response:
+    """The answer for an object made of `pieces`, with `headers` (its content type and
+    metadata; Last-Modified is read from them) and ETag `etag` (unquoted);
+    `several`: several ranges answered as such (else the whole object, as Swift's
+    DLO does)."""
+    total = sum(p.size for p in pieces)
+    out = {**headers, "etag": f'"{etag}"', "accept-ranges": "bytes"}
+    if (early := without_body(request, headers, total, etag)) is not None:
+        return early
     ranges = ranges_wanted(request.headers.get("range"), total)
+    if ranges and len(ranges) > 1 and not several:
+        ranges = None
     if ranges == []:
         return Response(status_code=416, headers=out | {"content-range": f"bytes */{total}"})
     body: AsyncIterator[bytes]
@@ -160,6 +188,4 @@ def respond(
         out["content-type"] = f"multipart/byteranges;boundary={boundary}"
         out["content-length"] = str(size + len(tail))
         body = _parts(pieces, ranges, heads, tail)
-    if request.method == "HEAD":
-        return Response(status_code=status, headers=out)
     return StreamingResponse(body, status_code=status, headers=out)

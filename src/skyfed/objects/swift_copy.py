@@ -126,6 +126,8 @@ async def copy(
         params = [(k, v) for k, v in request.query_params.multi_items() if k in _SOURCE_PARAMS]
         status, found, _ = await ask(source_up, "HEAD", source[0], params, source[1:])
         length = found.get("content-length", "") if status < 300 else ""
+        if whole_far is not None:  # the large object's bytes are what is written
+            length = whole_far.get(swift_slo_marks.SLO_BYTES, "")
         await check_quotas(
             session, parts, access, target_container, target[0],
             int(length) if length.isdigit() else 0,

@@ -73,7 +73,7 @@ async def answer(
         Piece(int(s["bytes"]), _reader(upstream, account, container, s["name"], int(s["bytes"])))
         for s in listed
     ]
-    return swift_assembly.respond(request, headers, pieces, etag)
+    return swift_assembly.respond(request, headers, pieces, etag, several=False)
 
 
 def _reader(upstream: Upstream, account: str, container: str, name: str, size: int) -> Reader:

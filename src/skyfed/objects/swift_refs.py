@@ -183,6 +183,8 @@ async def delete_through(
 ) -> Response | None:
     """skyfed's `DELETE ?multipart-manifest=delete` of a far large object; None for
     any other object (its backend answers)."""
+    if "version-id" in request.query_params:
+        return None  # (a version's: the backend's, as it keeps versions)
     status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
     if status >= 300 or not swift_slo_marks.is_far(headers):
         return None

@@ -7,7 +7,6 @@ Swift's bulk delete, with what could not be deleted and why.
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from skyfed.objects.swift_slo_far import (
     manifest,
     places_of,
     split_path,
+    status_line,
 )
 from skyfed.objects.swift_slo_marks import is_far
 
@@ -119,4 +119,4 @@ async def _delete_one(
     elif answer.status_code == 404:
         tally["missing"] += 1
     else:
-        problems.append((name, f"{answer.status_code} {HTTPStatus(answer.status_code).phrase}"))
+        problems.append((name, status_line(answer.status_code)))

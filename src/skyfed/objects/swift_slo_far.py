@@ -75,6 +75,14 @@ _NOT_SHOWN = frozenset({"content-length", "content-range", "etag", "content-enco
 _FORMATS = ("application/json", "application/xml", "text/xml")
 
 
+def status_line(status: int) -> str:
+    """`404 Not Found`, as Swift names a status (a code HTTP does not name: alone)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
 def _range_ok(spec: str) -> bool:
     return swift_assembly.ranges_wanted(f"bytes={spec}", 1 << 62) is not None
 
@@ -114,7 +122,9 @@ def _segment_problem(seg: Any, last: bool, own_path: str) -> str | None:
         return "extraneous keys " + ", ".join(json.dumps(k) for k in extra)
     if kind == "data":
         try:
-            data = base64.b64decode(str(seg["data"]), validate=True)
+            if not isinstance(seg["data"], str):
+                raise ValueError("not a string")
+            data = base64.b64decode(seg["data"], validate=True)
         except (binascii.Error, ValueError):
             return "data must be valid base64"
         if not data:
@@ -173,7 +183,7 @@ async def places_of(
         except NotFound:
             out[name] = _Place(None, "404 Not Found")
         except (Forbidden, Unauthorized) as exc:
-            out[name] = _Place(None, f"{exc.status} {HTTPStatus(exc.status).phrase}")
+            out[name] = _Place(None, status_line(exc.status))
         else:
             out[name] = _Place(place, foreign_refs=bool(found.foreign_refs))
     await session.commit()  # hold no connection while the places answer
@@ -322,9 +332,7 @@ async def put(
         status, headers = heads[seg["path"]]
         if not 200 <= status < 300:
             problem = places[split_path(seg["path"])[0]].problem
-            problems.append(
-                (quote(seg["path"]), problem or f"{status} {HTTPStatus(status).phrase}")
-            )
+            problems.append((quote(seg["path"]), problem or status_line(status)))
             continue
         length, entry = _stored(seg, status, headers, index == len(segments) - 1)
         if isinstance(entry, str):
@@ -360,9 +368,23 @@ async def manifest(upstream: Upstream, account: str, path: tuple[str, str]) -> l
     status, _, stored = await ask(upstream, "GET", account, [], path)
     if status == 404:
         raise NotFound(f"object '{path[1]}' not found in '{path[0]}'")
-    if status >= 300 or not isinstance(stored, list):
-        raise upstream.unavailable(f"the manifest answered {status}")
+    if status >= 300 or not isinstance(stored, list) or not all(map(_well_formed, stored)):
+        raise upstream.unavailable(f"the manifest answered {status}, not a manifest")
     return stored
+
+
+def _well_formed(entry: Any) -> bool:
+    """A stored entry as skyfed writes one (anything else is not read as one)."""
+    if not isinstance(entry, dict):
+        return False
+    if "data" in entry:
+        return isinstance(entry["data"], str)
+    return (
+        isinstance(entry.get("name"), str)
+        and isinstance(entry.get("bytes"), int)
+        and isinstance(entry.get("hash"), str)
+        and isinstance(entry.get("range", ""), str)
+    )
 
 
 def _raw(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -397,18 +419,24 @@ async def serve(
     if request.query_params.get("multipart-manifest") == "get":
         stored = await manifest(upstream, account, path)
         raw = request.query_params.get("format") == "raw"
-        body = json.dumps(_raw(stored) if raw else stored).encode()
-        shown |= {
-            "content-type": "application/json; charset=utf-8",
-            "etag": hashlib.md5(body).hexdigest() if raw else described.get("etag", ""),
-            "content-length": str(len(body)),
+        body = json.dumps(_raw(stored), sort_keys=True) if raw else json.dumps(stored)
+        shown |= {  # (raw: the large object's content type, which a copy keeps)
+            "etag": hashlib.md5(body.encode()).hexdigest() if raw else described.get("etag", ""),
+            "content-length": str(len(body.encode())),
         }
+        if not raw:
+            shown["content-type"] = "application/json; charset=utf-8"
         if request.method == "HEAD":
             return Response(headers=shown)
-        return Response(body, headers=shown)
-    pieces = await pieces_of(session, parts, access, upstream, account, path)
+        return Response(body.encode(), headers=shown)
     shown["x-manifest-etag"] = described.get("etag", "").strip('"')
-    return swift_assembly.respond(request, shown, pieces, described[SLO_ETAG])
+    etag, total = described[SLO_ETAG], described.get(SLO_BYTES, "")
+    if total.isascii() and total.isdigit():  # (HEAD, a failed condition: no segment read)
+        early = swift_assembly.without_body(request, shown, int(total), etag)
+        if early is not None:
+            return early
+    pieces = await pieces_of(session, parts, access, upstream, account, path)
+    return swift_assembly.respond(request, shown, pieces, etag)
 
 
 async def pieces_of(
@@ -451,9 +479,14 @@ async def _pieces(
             first, last = (
                 swift_assembly.ranges_wanted(f"bytes={entry['range']}", size) or [(0, -1)]
             )[0]
-        if entry.get("sub_slo") and place.foreign_refs and depth < MAX_DEPTH:
+        by_acl = not (access.owner or access.level)
+        if by_acl or (entry.get("sub_slo") and place.foreign_refs):
             status, headers, _ = await ask(place.upstream, "HEAD", account, PROBE, (container, obj))
+            if by_acl and _names_more(headers):  # its place would follow it as skyfed
+                raise Conflict("a segment of this object names other objects, not read by ACL")
             if status < 300 and is_far(headers):
+                if depth >= MAX_DEPTH:
+                    raise Conflict(f"Max recursion depth exceeded ({MAX_DEPTH})")
                 nested = await manifest(place.upstream, account, (container, obj))
                 inner = await _pieces(session, parts, access, account, nested, depth + 1)
                 pieces.append(_within(inner, first, last))
@@ -464,6 +497,15 @@ async def _pieces(
             )
         )
     return pieces
+
+
+def _names_more(headers: Mapping[str, str]) -> bool:
+    """An object its backend reads by reading others: a link, a DLO, a large object."""
+    return (
+        any(h in headers for h in ("x-symlink-target", "x-object-manifest"))
+        or headers.get("x-static-large-object", "").lower() == "true"
+        or is_far(headers)
+    )
 
 
 def _inline(data: bytes) -> Piece:
