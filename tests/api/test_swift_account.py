@@ -380,6 +380,13 @@ async def test_static_large_objects_keep_their_segments_beside_them(zone: Served
     assert apart.value.http_status == 409, apart.value
     assert await status_of(mia, "head_object", elsewhere, "big-manifest") == 404
 
+    # A writer by ACL deletes segments only where it may: the backend would delete them
+    # as skyfed (409 before anything is deleted).
+    await call(mia, "post_container", "slo0", {"X-Container-Write": "p1:rita"})
+    deleting = {"query_string": "multipart-manifest=delete"}
+    assert await status_of(rita, "delete_object", "slo0", "big", **deleting) == 409
+    assert (await call(mia, "get_object", "slo0", "big"))[1] == b"".join(pieces)
+
     # Deleting the manifest with its segments, as clients do.
     await call(mia, "delete_object", "slo0", "big", query_string="multipart-manifest=delete")
     assert await status_of(mia, "head_object", "slo0_segments", "big/000") == 404
@@ -746,6 +753,24 @@ async def test_a_static_large_object_with_segments_elsewhere_reads_as_on_one_clu
         head, body = await call(mia, "get_object", target, "manifest")
         assert body == whole and head["etag"] == etag, target
     await call(mia, "delete_object", "far", "nest")
+
+    # A temporary URL reads it whole (a bad signature still does not), and a signed
+    # POST keeps it a large object.
+    await call(mia, "post_account", {"X-Account-Meta-Temp-URL-Key": "k3y"})
+    prefix = str(mia.url).split("/v1/", 1)[0]
+    own = str(mia.url)[len(prefix) :]
+
+    def signed(method: str, key: str = "k3y") -> str:
+        return prefix + str(generate_temp_url(f"{own}/far/big", 60, key, method))
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        got = await http.get(signed("GET"))
+        assert (got.status_code, got.content, got.headers["etag"]) == (200, whole, etag)
+        assert (await http.get(signed("GET", "wrong"))).status_code == 401
+        posted = await http.post(signed("POST"), headers={"X-Object-Meta-Via": "url"})
+        assert posted.status_code == 202, posted.text
+    head, body = await call(mia, "get_object", "far", "big")
+    assert (body, head["x-object-meta-via"]) == (whole, "url")
 
     # A reader by ACL reads its segments only where they may (Swift's 409).
     rita = connect(zone, "p1:rita")

@@ -286,7 +286,9 @@ async def object_route(
         )
         if swift_slo.is_manifest_put(request):
             info = swift_slo.limits(parts.clusters.values())
-            manifest, far = await swift_slo.read_manifest(request, session, known, info)
+            manifest, far = await swift_slo.read_manifest(
+                request, session, known, info, upstream, account
+            )
             if far:  # segments elsewhere: skyfed checks and keeps it
                 return await swift_slo_far.put(
                     request, session, parts, access, known, upstream, account,
@@ -302,6 +304,11 @@ async def object_route(
         )
         if answer is not None:
             return answer
+    if _deletes_segments(request) and not (access.owner or access.level):
+        await session.commit()  # hold no connection while the place answers
+        await swift_refs.check_segments_deletable(
+            session, access, upstream, account, (container, obj)
+        )
     place_id = known.cluster_id or known.child_id
     if place_id is not None:  # for the data path's next requests (swift_fast)
         parts.locations.remember(

@@ -85,12 +85,21 @@ def _reader(upstream: Upstream, account: str, container: str, name: str, size: i
 
 
 async def read_object(
-    upstream: Upstream, account: str, path: tuple[str, str], first: int, last: int, size: int
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+    first: int,
+    last: int,
+    size: int,
+    etag: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """Bytes `first`..`last` of the object at `path` (of `size` bytes), as its place
-    reads it; one gone meanwhile ends the answer short (an error, as in Swift)."""
-    ranged = {"range": f"bytes={first}-{last}"} if (first, last) != (0, size - 1) else {}
-    read = await open_stream(upstream, "GET", account, path, ranged, [])
+    """Bytes `first`..`last` of the object at `path` (of `size` bytes, and ETag `etag`
+    when known), as its place reads it; one gone or changed meanwhile ends the
+    answer short (an error, as in Swift)."""
+    asked = {"range": f"bytes={first}-{last}"} if (first, last) != (0, size - 1) else {}
+    if etag:
+        asked["if-match"] = f'"{etag}"'
+    read = await open_stream(upstream, "GET", account, path, asked, [])
     try:
         if read.status_code >= 300:
             raise upstream.unavailable(f"segment '{path[1]}' answered {read.status_code}")

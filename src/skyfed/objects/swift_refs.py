@@ -321,6 +321,20 @@ async def read_through(
 MAX_SLO_DEPTH = 10  # Swift's nesting limit of static large objects
 
 
+async def check_segments_deletable(
+    session: AsyncSession,
+    access: Access,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+) -> None:
+    """A writer by ACL deletes a backend's large object with its segments only where
+    it may delete (the backend deletes them as skyfed): 409 before anything is."""
+    status, headers, _ = await ask(upstream, "HEAD", account, _PROBE, path)
+    if status < 300 and headers.get("x-static-large-object", "").lower() == "true":
+        await _check_segments(session, access, upstream, account, path, method="DELETE")
+
+
 async def _check_segments(
     session: AsyncSession,
     access: Access,
@@ -328,8 +342,9 @@ async def _check_segments(
     account: str,
     path: tuple[str, str],
     depth: int = 0,
+    method: str = "GET",
 ) -> None:
-    """Conflict (Swift's answer) unless the caller may read every segment of the
+    """Conflict (Swift's answer) unless the caller may `method` every segment of the
     static large object at `path` (on its cluster, as every segment is: swift_slo)."""
     status, _, segments = await ask(upstream, "GET", account, [("multipart-manifest", "get")], path)
     if status >= 300 or not isinstance(segments, list):
@@ -345,15 +360,17 @@ async def _check_segments(
             checked.add(container)
             try:
                 found = await known_container(session, access, container)
-                access.object("GET", found)
+                access.object(method, found)
             except (Forbidden, Unauthorized, NotFound) as exc:
-                raise Conflict(f"a segment of this object cannot be read: {exc}") from exc
+                raise Conflict(f"a segment of this object is not yours to {method}: {exc}") from exc
         if segment.get("sub_slo"):
             nested.append((container, obj))
     await session.close()
     if depth < MAX_SLO_DEPTH:
         for container, obj in nested:
-            await _check_segments(session, access, upstream, account, (container, obj), depth + 1)
+            await _check_segments(
+                session, access, upstream, account, (container, obj), depth + 1, method
+            )
 
 
 def _version_link(target: str, path: tuple[str, str]) -> str | None:

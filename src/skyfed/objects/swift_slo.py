@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import PayloadTooLarge
 from skyfed.objects.models import Container, StorageCluster
+from skyfed.objects.swift_forward import Upstream, ask
+from skyfed.objects.swift_slo_marks import is_far
 
 # Swift's defaults (swift/common/middleware/slo.py), where no cluster says otherwise.
 DEFAULTS: dict[str, Any] = {
@@ -54,11 +56,17 @@ def is_manifest_put(request: Request) -> bool:
 
 
 async def read_manifest(
-    request: Request, session: AsyncSession, container: Container, info: Mapping[str, Any]
+    request: Request,
+    session: AsyncSession,
+    container: Container,
+    info: Mapping[str, Any],
+    upstream: Upstream,
+    account: str,
 ) -> tuple[bytes, bool]:
     """The manifest's body, read whole (it is small: at most `max_manifest_size`), and
-    whether it names segments in a container placed elsewhere than `container` (then
-    skyfed checks and keeps it: swift_slo_far; else its backend does)."""
+    whether it names segments elsewhere than `container`'s place, or a large object
+    skyfed keeps there (then skyfed checks and keeps it: swift_slo_far; else its
+    backend does)."""
     limit = int(info["max_manifest_size"])
     body = bytearray()
     async for chunk in request.stream():
@@ -71,16 +79,26 @@ async def read_manifest(
         return bytes(body), False  # the backend says what is wrong with it, as Swift does
     if not isinstance(segments, list):
         return bytes(body), False
-    named = {
-        str(seg["path"]).lstrip("/").split("/", 1)[0]
+    paths = [
+        seg["path"]
         for seg in segments
         if isinstance(seg, dict) and isinstance(seg.get("path"), str)
-    }
-    for name in sorted(named - {container.name}):
-        found = await session.get(Container, (container.project_id, name))
-        if found is not None and (found.cluster_id, found.child_id) != (
-            container.cluster_id,
-            container.child_id,
-        ):
+    ]
+    marked = set()  # containers beside it whose objects may be skyfed's large objects
+    for name in sorted({p.lstrip("/").split("/", 1)[0] for p in paths}):
+        found = container if name == container.name else None
+        found = found or await session.get(Container, (container.project_id, name))
+        if found is None:
+            continue
+        if (found.cluster_id, found.child_id) != (container.cluster_id, container.child_id):
             return bytes(body), True
+        if found.foreign_refs:
+            marked.add(name)
+    await session.commit()  # hold no connection while the place answers
+    for path in paths[: int(info["max_manifest_segments"])]:
+        segment = tuple(path.lstrip("/").split("/", 1))
+        if segment[0] in marked and len(segment) == 2:
+            status, headers, _ = await ask(upstream, "HEAD", account, [], segment)
+            if status < 300 and is_far(headers):
+                return bytes(body), True
     return bytes(body), False

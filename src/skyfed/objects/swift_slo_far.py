@@ -206,10 +206,10 @@ async def _head(place: _Place, account: str, path: str) -> tuple[int, Mapping[st
 
 
 def _stored(
-    seg: dict[str, Any], status: int, headers: Mapping[str, str], last: bool
-) -> tuple[int, dict[str, Any] | str]:
-    """(the length it adds, Swift's stored entry) of a segment as its HEAD answered,
-    or (0, the problem Swift names)."""
+    seg: dict[str, Any], headers: Mapping[str, str], last: bool
+) -> tuple[int, dict[str, Any], list[str]]:
+    """(the length it adds, Swift's stored entry, the problems Swift names) of a
+    segment as its HEAD answered."""
     if is_far(headers):  # a far large object itself: its manifest's HEAD
         whole, etag, large = int(headers[SLO_BYTES]), headers[SLO_ETAG], True
     else:
@@ -217,34 +217,34 @@ def _stored(
         etag = headers.get("etag", "").strip('"')
         large = headers.get("x-static-large-object", "").lower() == "true"
     length = whole
+    problems = []
     if seg.get("range"):
         ranges = swift_assembly.ranges_wanted(f"bytes={seg['range']}", whole) or []
         if not ranges:
-            return 0, "Unsatisfiable Range"
-        first, end = ranges[0]
-        if (first, end) == (0, whole - 1):
+            problems.append("Unsatisfiable Range")
+        elif ranges[0] == (0, whole - 1):
             del seg["range"]
         else:
-            seg["range"] = f"{first}-{end}"
-            length = end - first + 1
+            seg["range"] = f"{ranges[0][0]}-{ranges[0][1]}"
+            length = ranges[0][1] - ranges[0][0] + 1
     if length < 1 and not last:
-        return 0, "Too small; each segment must be at least 1 byte."
+        problems.append("Too small; each segment must be at least 1 byte.")
     if seg.get("size_bytes") is not None and seg["size_bytes"] != whole:
-        return 0, "Size Mismatch"
+        problems.append("Size Mismatch")
     if seg.get("etag") is not None and seg["etag"] != etag:
-        return 0, "Etag Mismatch"
+        problems.append("Etag Mismatch")
     entry: dict[str, Any] = {
         "name": "/" + seg["path"].lstrip("/"),
         "bytes": whole,
         "hash": etag,
-        "content_type": clean_kind(headers.get("content-type", "")),
+        "content_type": clean_kind(headers.get("content-type", "")).split(";")[0],
         "last_modified": _modified(headers),
     }
     if seg.get("range"):
         entry["range"] = seg["range"]
     if large:
         entry["sub_slo"] = True
-    return length, entry
+    return length, entry, problems
 
 
 def bulk_body(
@@ -334,10 +334,8 @@ async def put(
             problem = places[split_path(seg["path"])[0]].problem
             problems.append((quote(seg["path"]), problem or status_line(status)))
             continue
-        length, entry = _stored(seg, status, headers, index == len(segments) - 1)
-        if isinstance(entry, str):
-            problems.append((quote(seg["path"]), entry))
-            continue
+        length, entry, wrong = _stored(seg, headers, index == len(segments) - 1)
+        problems += [(quote(seg["path"]), problem) for problem in wrong]
         stored.append(entry)
         total += length
     if problems:
@@ -491,10 +489,10 @@ async def _pieces(
                 inner = await _pieces(session, parts, access, account, nested, depth + 1)
                 pieces.append(_within(inner, first, last))
                 continue
+        path = (container, obj)
+        etag = None if entry.get("sub_slo") else entry["hash"]  # (changed since: an error)
         pieces.append(
-            Piece(
-                last - first + 1, _segment(place.upstream, account, (container, obj), first, size)
-            )
+            Piece(last - first + 1, _segment(place.upstream, account, path, first, size, etag))
         )
     return pieces
 
@@ -524,11 +522,16 @@ def _within(inner: list[Piece], first: int, last: int) -> Piece:
 
 
 def _segment(
-    upstream: Upstream, account: str, path: tuple[str, str], offset: int, size: int
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+    offset: int,
+    size: int,
+    etag: str | None,
 ) -> swift_assembly.Reader:
     async def read(first: int, last: int) -> AsyncIterator[bytes]:
         async for chunk in read_object(
-            upstream, account, path, offset + first, offset + last, size
+            upstream, account, path, offset + first, offset + last, size, etag
         ):
             yield chunk
 

@@ -16,26 +16,33 @@ An upload is held to the account's quotas (swift_quota) before it goes: one into
 an account past its quota is 413 whatever its signature (Swift checks the signature
 first; skyfed cannot before the backend does).
 
+A read of a static large object whose segments are elsewhere (swift_slo_far) is
+skyfed's once its place took the signature (a signed HEAD: every read's signature
+allows one), and a signed POST to one keeps skyfed's marks on it.
+
 Not served: `temp_url_ip_range` (the backend would compare the range with
 skyfed's address, not the caller's); such a request is refused (401).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import Unauthorized
+from skyfed.objects import swift_slo_far, swift_slo_marks
 from skyfed.objects.models import Container, StorageCluster, SwiftAccount
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import upstream_of
 from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
-from skyfed.objects.swift_forward import Upstream, forward, open_stream
-from skyfed.objects.swift_refs import OWN_META
+from skyfed.objects.swift_forward import Upstream, ask, forward, open_stream
+from skyfed.objects.swift_refs import OWN_META, kept_marks
+from skyfed.objects.swift_slo_far import PROBE
 
 KEYS = ("temp-url-key", "temp-url-key-2")
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
@@ -94,12 +101,36 @@ async def serve(
             session, parts, nobody, known, account, int(length) if length.isdigit() else 0
         )
     row = await session.get(SwiftAccount, project_id)
+    foreign_refs = bool(known.foreign_refs)
     await session.commit()  # hold no connection while the place answers
     await _sync_keys(parts, upstream, account, row)
-    # skyfed's own metadata of static links is neither a signed request's to set nor see.
-    return await forward(
-        request, upstream, account, (container, obj), drop=OWN_META, anonymous=True
-    )
+    path = (container, obj)
+    kept: dict[str, str] = {}
+    if foreign_refs and request.method in ("GET", "HEAD"):
+        if (far := await _far(request, upstream, account, path)) is not None:
+            owner = Access(project_id, None, True, None, frozenset(), "")  # (Swift's: the
+            return await swift_slo_far.serve(  # signature reads the account's segments)
+                request, session, parts, owner, upstream, account, path, far
+            )
+    elif foreign_refs and request.method == "POST":  # a far large object stays one
+        kept = await kept_marks(request, upstream, account, path)
+    # skyfed's own metadata is neither a signed request's to set nor to see.
+    return await forward(request, upstream, account, path, kept, drop=OWN_META, anonymous=True)
+
+
+async def _far(
+    request: Request, upstream: Upstream, account: str, path: tuple[str, str]
+) -> Mapping[str, str] | None:
+    """A far large object's manifest (swift_slo_far) when the signature is good for a
+    read of it (the place's own check, with a HEAD, which every read's signature
+    allows); else None (the request goes on as it is, and the place answers)."""
+    params = list(request.query_params.multi_items())
+    signed = await open_stream(upstream, "HEAD", account, path, {}, params, anonymous=True)
+    await signed.aclose()
+    if signed.status_code >= 300:
+        return None
+    status, headers, _ = await ask(upstream, "HEAD", account, PROBE, path)
+    return headers if status < 300 and swift_slo_marks.is_far(headers) else None
 
 
 async def _sync_keys(
