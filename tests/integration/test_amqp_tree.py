@@ -79,8 +79,10 @@ async def test_creates_survive_a_broker_restart_none_stuck_none_twice(
 ) -> None:
     # The fast polls of these tests would call a child dead after 3 x 0.75 s, shorter than
     # the restart; like production's 3 x 10 s, the blip must stay within the tolerance.
+    # Hosts too, as production's 30 s TTL: the broker's restart takes both cores for
+    # seconds, and agents silent past the tests' 5 s would be gone (no host anywhere).
     async with (
-        federation(TREE, **production, poll_failures=10) as fed,
+        federation(TREE, **production, poll_failures=10, host_ttl=30.0) as fed,
         fed.admin_client("top") as top,
     ):
         slots = asyncio.Semaphore(20)
