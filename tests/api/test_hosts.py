@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.compute.hosts.models import DisabledHost
+from skyfed.settings import Settings
 from tests.conftest import AGENT_PASSWORD, InProcessZone, zone_settings
 
 BIG = {"vcpus": 8, "ram_mb": 16384, "disk_gb": 200}
@@ -198,10 +199,18 @@ async def test_silent_host_goes_offline_and_leaves_the_summary(
 # -- disable / enable -------------------------------------------------------------
 
 
+def _restarting(tmp_path: Path, database_url: str) -> Settings:
+    """A zone whose registry hears only its own beats: a restarted process would learn
+    the last one's hosts from the shared beats (sharing.py) in its first second, and
+    these tests ask what it knows before it hears a host itself, however slow the
+    machine."""
+    return zone_settings(tmp_path, database_url, host_share_interval=3600.0)
+
+
 async def test_disable_is_kept_across_restarts_until_enabled(
     tmp_path: Path, database_url: str
 ) -> None:
-    settings = zone_settings(tmp_path, database_url)
+    settings = _restarting(tmp_path, database_url)
     beats = [
         {"name": "h1", "capabilities": {"arch": "x86_64"}, "resources": BIG},
         {"name": "h2", "capabilities": {"arch": "arm64"}, "resources": SMALL},
@@ -263,7 +272,7 @@ async def test_disable_is_kept_across_restarts_until_enabled(
 async def test_a_host_known_only_by_its_disable_can_be_changed(
     tmp_path: Path, database_url: str
 ) -> None:
-    settings = zone_settings(tmp_path, database_url)
+    settings = _restarting(tmp_path, database_url)
     async with InProcessZone(settings) as zone, zone.client() as admin:
         await admin.heartbeat("h1")
         await admin.disable_host("h1", reason="bad DIMM")
