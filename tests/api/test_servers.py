@@ -205,8 +205,13 @@ async def test_a_burst_never_overcommits_a_host(
 async def one_try(
     tmp_path: Any, database_url: str
 ) -> AsyncIterator[tuple[InProcessZone, SkyfedClient, ScriptedAgent]]:
-    """A zone giving each placement one try, its admin, and an agent with no hosts yet."""
-    settings = zone_settings(tmp_path, database_url, placement_max_tries=1)
+    """A zone giving each placement one try, its admin, and an agent with no hosts yet.
+    Its view of the hosts changes only by what it does and hears (no housekeeping
+    read of the shared claims meanwhile, however slow the machine): what these tests
+    look at is what a refusal or a decision taught it."""
+    settings = zone_settings(
+        tmp_path, database_url, placement_max_tries=1, host_share_interval=3600.0
+    )
     async with (
         InProcessZone(settings) as zone,
         zone.client() as admin,
