@@ -48,7 +48,6 @@ _SETTABLE = (*_COPIED, "x-delete-at", "x-delete-after", "etag", "x-symlink-targe
 _NAMING = ("x-object-manifest", "x-symlink-target", "x-symlink-target-account")
 # What the source's read may pass on (copy a manifest or a symlink itself).
 _SOURCE_PARAMS = ("multipart-manifest", "symlink")
-_PROBE = [("multipart-manifest", "get"), ("symlink", "get")]  # what an object is
 
 
 def is_copy(request: Request) -> bool:
@@ -107,7 +106,9 @@ async def copy(
     whole_far = None  # a far large object's manifest, read whole (not itself)
     if source_container.foreign_refs and not any(k in request.query_params for k in _SOURCE_PARAMS):
         await session.commit()  # hold no connection while the source's place answers
-        status, probed, _ = await ask(source_up, "HEAD", source[0], _PROBE, source[1:])
+        status, probed, _ = await ask(
+            source_up, "HEAD", source[0], swift_slo_marks.PROBE, source[1:]
+        )
         if status < 300 and swift_slo_marks.is_far(probed):
             whole_far = probed
     try:

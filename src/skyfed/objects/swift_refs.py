@@ -44,7 +44,7 @@ from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask, forward
 from skyfed.objects.swift_http import error_response, header_path
 
-_PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
+_PROBE = swift_slo_marks.PROBE
 _ITSELF = [("symlink", "get")]  # a link's target as a static link sees it: not followed
 # What skyfed keeps of a static link to an object elsewhere, on the link object.
 STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"

@@ -18,14 +18,13 @@ from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_forward import Upstream, ask, open_stream
 from skyfed.objects.swift_slo_far import (
     MAX_DEPTH,
-    PROBE,
     bulk_body,
     manifest,
     places_of,
     split_path,
     status_line,
 )
-from skyfed.objects.swift_slo_marks import is_far
+from skyfed.objects.swift_slo_marks import PROBE, is_far
 
 
 async def delete(

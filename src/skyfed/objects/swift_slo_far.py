@@ -56,6 +56,7 @@ from skyfed.objects.swift_dlo import read_object
 from skyfed.objects.swift_forward import HOP, Upstream, ask, once, open_stream, relay
 from skyfed.objects.swift_slo_marks import (
     MARKS,
+    PROBE,
     SLO_BYTES,
     SLO_ETAG,
     clean_kind,
@@ -69,7 +70,6 @@ _KEYS: dict[str, frozenset[str]] = {  # Swift's: one of these, with what may go 
     "data": frozenset(),
     "path": frozenset({"range", "etag", "size_bytes"}),
 }
-PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
 _NOT_SENT = frozenset({"etag", "content-type", "x-static-large-object"}) | MARKS
 _NOT_SHOWN = frozenset({"content-length", "content-range", "etag", "content-encoding"}) | MARKS
 _FORMATS = ("application/json", "application/xml", "text/xml")

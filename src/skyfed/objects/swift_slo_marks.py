@@ -32,6 +32,8 @@ MARKS = frozenset({SLO_ETAG, SLO_BYTES})
 _KIND_BYTES, _KIND_ETAG = "skyfed_slo_bytes", "skyfed_slo_etag"
 _KIND_MARK = re.compile(r"\s*;\s*skyfed_slo_(bytes|etag)=([0-9a-f]*)")
 _XML_OBJECT = re.compile(rb"<object>.*?</object>", re.S)
+# A HEAD asking what an object is (a manifest, a link), not what it names.
+PROBE = [("multipart-manifest", "get"), ("symlink", "get")]
 LISTING_BOUND = 64 << 20  # a container page of 10,000 names is a few MB
 
 

@@ -42,7 +42,6 @@ from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask, forward, open_stream
 from skyfed.objects.swift_refs import OWN_META, kept_marks
-from skyfed.objects.swift_slo_far import PROBE
 
 KEYS = ("temp-url-key", "temp-url-key-2")
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})
@@ -129,7 +128,7 @@ async def _far(
     await signed.aclose()
     if signed.status_code >= 300:
         return None
-    status, headers, _ = await ask(upstream, "HEAD", account, PROBE, path)
+    status, headers, _ = await ask(upstream, "HEAD", account, swift_slo_marks.PROBE, path)
     return headers if status < 300 and swift_slo_marks.is_far(headers) else None
 
 
