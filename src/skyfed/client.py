@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # imported at the first typed call, not with the client
         Caller,
         ChildZone,
         ChildZoneDetail,
+        ContainerMove,
         Flavor,
         HeartbeatsTaken,
         Host,
@@ -451,6 +452,36 @@ class SkyfedClient:
         """Where a new container would go now, and why (the planner's explain)."""
         params = {k: v for k, v in (("tier", tier), ("project", project)) if v is not None}
         return await self.request("GET", "/v1/storage-placement", params=params)
+
+    # -- container moves ---------------------------------------------------------
+
+    async def move_container(self, account: str, container: str, to: str) -> ContainerMove:
+        """Start moving a container to the cluster `to` (its name or id)."""
+        from skyfed.client_models import ContainerMove
+
+        body = {"account": account, "container": container, "to": to}
+        return self._read(
+            ContainerMove, await self.request("POST", "/v1/container-moves", json=body)
+        )
+
+    async def list_container_moves(self, active: bool = False) -> list[ContainerMove]:
+        from skyfed.client_models import ContainerMove
+
+        path = "/v1/container-moves" + ("?active=true" if active else "")
+        return await self._list(ContainerMove, path, "moves")
+
+    async def get_container_move(self, move_id: str) -> ContainerMove:
+        from skyfed.client_models import ContainerMove
+
+        return self._read(
+            ContainerMove, await self.request("GET", f"/v1/container-moves/{move_id}")
+        )
+
+    async def cancel_container_move(self, move_id: str) -> ContainerMove:
+        from skyfed.client_models import ContainerMove
+
+        answer = await self.request("POST", f"/v1/container-moves/{move_id}/cancel")
+        return self._read(ContainerMove, answer)
 
     # -- hosts -------------------------------------------------------------------
 

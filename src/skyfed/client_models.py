@@ -119,6 +119,8 @@ class StorageCluster(WireModel):
     capacity_bytes: int
     used_bytes: int = 0
     free_bytes: int = 0
+    move_bandwidth: int = 0  # container moves' limit there, bytes a second (0: none)
+    draining: bool = False
     state: str  # up, down
     failures: int = 0
     last_error: str = ""
@@ -126,6 +128,28 @@ class StorageCluster(WireModel):
     swift_version: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class ContainerMove(WireModel):
+    """A container's move between storage clusters (`/v1/container-moves`, admins)."""
+
+    id: str
+    account: str
+    container: str
+    source: str
+    target: str
+    state: str  # copying, cleaning, done; cancelling, cancel_cleaning, cancelled
+    task_id: str
+    objects_total: int = 0
+    bytes_total: int = 0
+    objects_copied: int = 0
+    bytes_copied: int = 0
+    objects_skipped: int = 0
+    objects_cleaned: int = 0
+    error: str = ""
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
 
 
 class ChildZoneDetail(ChildZone):

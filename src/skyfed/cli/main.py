@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from skyfed.cli import agent_account, bench, host, identity, server, storage_cluster, zone
+from skyfed.cli import (
+    agent_account,
+    bench,
+    container,
+    host,
+    identity,
+    server,
+    storage_cluster,
+    zone,
+)
 from skyfed.cli.agent import agent
 from skyfed.cli.common import AsJson, Password, Url, Username, err_console, plain, print_json, run
 from skyfed.cli.serve import serve
@@ -26,6 +35,7 @@ app.command()(agent)
 app.command()(worker)
 app.add_typer(zone.app, name="zone")
 app.add_typer(storage_cluster.app, name="storage-cluster")
+app.add_typer(container.app, name="container")
 app.add_typer(host.app, name="host")
 app.add_typer(agent_account.app, name="agent-account")
 app.add_typer(server.app, name="server")

@@ -141,6 +141,10 @@ def update(
     ] = None,
     tier: TiersOpt = None,
     capacity_bytes: Annotated[int | None, typer.Option("--capacity-bytes", min=1)] = None,
+    move_bandwidth: Annotated[
+        int | None,
+        typer.Option("--move-bandwidth", min=0, help="Moves' bytes a second there (0: no limit)."),
+    ] = None,
     json: AsJson = False,
 ) -> None:
     """Change a cluster; a new address, account or tiers are checked by logging in."""
@@ -151,6 +155,7 @@ def update(
         "password": cluster_password,
         "tiers": _tiers(tier),
         "capacity_bytes": capacity_bytes,
+        "move_bandwidth": move_bandwidth,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     cluster = run(

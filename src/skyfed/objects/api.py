@@ -44,6 +44,8 @@ def out(cluster: StorageCluster) -> StorageClusterOut:
         capacity_bytes=cluster.capacity_bytes,
         used_bytes=cluster.used_bytes,
         free_bytes=max(0, cluster.capacity_bytes - cluster.used_bytes),
+        move_bandwidth=cluster.move_bandwidth,
+        draining=cluster.draining,
         state=cluster.state,
         failures=cluster.failures,
         last_error=cluster.last_error,

@@ -7,17 +7,21 @@ from starlette.middleware import Middleware
 
 from skyfed.features import Feature
 from skyfed.identity.identities import Identities
-from skyfed.objects import swift_account, swift_api, swift_auth, swift_info
+from skyfed.objects import moves, moves_api, swift_account, swift_api, swift_auth, swift_info
 from skyfed.objects.api import router
+from skyfed.objects.move_runner import MoveRunner
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.swift_fast import FastObjects
+from skyfed.tasks.kinds import Kind
 
 
 def feature(parts: StorageParts, identities: Identities) -> Feature:
+    runner = MoveRunner(parts)
     return Feature(
         name="objects",
         routers=[
             router,
+            moves_api.router,
             swift_auth.router,
             swift_account.router,
             swift_api.router,
@@ -28,4 +32,5 @@ def feature(parts: StorageParts, identities: Identities) -> Feature:
         provides=[parts],
         child_removed=parts.child_removed,
         middleware=[Middleware(FastObjects, parts=parts, identities=identities)],
+        task_kinds={moves.KIND: Kind(runner.run, give_up=runner.gave_up)},
     )

@@ -28,6 +28,11 @@ class StorageCluster(Base):
     # The bytes it can hold, as configured (a cluster's disks are not visible through
     # its proxy); what skyfed measures is what its accounts use.
     capacity_bytes: Mapped[int] = mapped_column(BigInteger)
+    # What container moves may read from or write to it, in bytes a second, in each
+    # zone process (0: no limit); the users of a cluster being drained keep the rest.
+    move_bandwidth: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Being emptied (storage-cluster drain): nothing new is placed on it.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # What the last polls found.
     state: Mapped[str] = mapped_column(String(16), default=UP)
@@ -53,6 +58,9 @@ class Container(Base):
     # (which knows the rest of the way).
     cluster_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     child_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    # While it moves (objects/moves): the cluster it goes to, where its writes land
+    # and its reads look first; `cluster_id` is where it comes from.
+    moving_to: Mapped[str | None] = mapped_column(String(36), nullable=True)
     tier: Mapped[str] = mapped_column(String(32))
     # Its ACLs (X-Container-Read, X-Container-Write), as last set through skyfed: every
     # write goes through skyfed, so they are known here without asking the cluster.
@@ -80,3 +88,48 @@ class SwiftAccount(Base):
     quotas: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# A move's states: its objects copy to `to_id` (reads fall back to `from_id`), then the
+# container is there and `from_id` is emptied. A cancel copies back the other way.
+COPYING = "copying"
+CLEANING = "cleaning"
+DONE = "done"
+CANCELLING = "cancelling"
+CANCEL_CLEANING = "cancel_cleaning"
+CANCELLED = "cancelled"
+FAILED = "failed"
+ACTIVE_MOVES = (COPYING, CLEANING, CANCELLING, CANCEL_CLEANING)
+
+
+class ContainerMove(Base):
+    """A container's move from one storage cluster of the zone to another: its state
+    and progress, which a resumed attempt goes on from."""
+
+    __tablename__ = "container_moves"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(String(36), index=True)
+    container: Mapped[str] = mapped_column(String(256))
+    source_id: Mapped[str] = mapped_column(String(36))  # where it was when asked
+    target_id: Mapped[str] = mapped_column(String(36))  # where it was asked to go
+    state: Mapped[str] = mapped_column(String(16), default=COPYING, index=True)
+    task_id: Mapped[str] = mapped_column(String(36), default="")
+    # The present pass over the container's listing: the last name it finished.
+    marker: Mapped[str] = mapped_column(String(1024), default="")
+    # When the present direction began: processes' memory of where containers are
+    # (objects.locations) has forgotten the old one `locations.TTL` later.
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    objects_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_copied: Mapped[int] = mapped_column(BigInteger, default=0)
+    objects_skipped: Mapped[int] = mapped_column(BigInteger, default=0)  # newer there
+    objects_cleaned: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Whether it copied an object naming others (a manifest, a link): the container's
+    # reads ask what an object is first, once it is where it went (swift_refs).
+    foreign_refs: Mapped[bool] = mapped_column(Boolean, default=False)
+    objects_total: Mapped[int] = mapped_column(BigInteger, default=0)  # at the start
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

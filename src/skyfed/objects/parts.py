@@ -26,6 +26,7 @@ from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
 from skyfed.objects.locations import AccountHolders, HolderStats, Locations
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
+from skyfed.objects.move_throttle import Throttles
 from skyfed.objects.placed import PlacedCounts
 from skyfed.objects.section import NAME, storage_section
 from skyfed.objects.service import StorageClusters
@@ -64,6 +65,10 @@ class StorageParts:
         self.quotas = KnownQuotas()
         # Placement (places.place): the containers per place, and the planner's dice.
         self.placed = PlacedCounts()
+        # Until when no container of the zone moves, as last read (moving_counts).
+        self.no_moves_until = 0.0
+        # Container moves' bandwidth per cluster, in this process (move_throttle).
+        self.throttles = Throttles()
         self.rng = random.Random()
         self._placements = core.metrics.counter(
             "skyfed_storage_placements",

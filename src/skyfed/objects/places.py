@@ -9,8 +9,10 @@ that holds.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -21,6 +23,7 @@ from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
 from skyfed.identity.models import Project
 from skyfed.identity.principal import Principal
 from skyfed.objects.models import Container, StorageCluster
+from skyfed.objects.move_copy import MoveError, copy_object
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import tiers_of
 from skyfed.objects.storage_planner import (
@@ -47,6 +50,18 @@ def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
     )
 
 
+def moving_upstream(parts: StorageParts, source: StorageCluster, to: StorageCluster) -> Upstream:
+    """A moving container's place: `to`, with `source` for what is not copied yet."""
+    came_from, going = cluster_upstream(parts, source), cluster_upstream(parts, to)
+
+    async def fill(account: str, path: tuple[str, ...]) -> None:
+        # Before a POST changes an object's metadata where reads look first.
+        with contextlib.suppress(MoveError):
+            await copy_object(came_from, going, account, (path[0], path[1]))
+
+    return replace(going, source=came_from, fill=fill)
+
+
 def child_upstream(parts: StorageParts, child: ChildZone, caller: Principal | None) -> Upstream:
     return Upstream(
         ZONE,
@@ -70,6 +85,13 @@ async def known_container(session: AsyncSession, access: Access, name: str) -> C
 async def upstream_of(
     session: AsyncSession, parts: StorageParts, container: Container, caller: Principal | None
 ) -> Upstream:
+    """Where requests on the container go; while it moves, where it goes, with where it
+    comes from beside (swift_forward.moving)."""
+    if container.moving_to is not None and container.cluster_id is not None:
+        to = await session.get(StorageCluster, container.moving_to)
+        source = await session.get(StorageCluster, container.cluster_id)
+        if to is not None and source is not None:
+            return moving_upstream(parts, source, to)
     if container.child_id is not None:
         child = await session.get(ChildZone, container.child_id)
         if child is not None:

@@ -17,6 +17,7 @@ Policy = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Account = Annotated[str, StringConstraints(pattern=r"^[^\s:\x00]{1,128}(:[^\s:\x00]{1,128})?$")]
 Tiers = Annotated[dict[Tier, Policy], Field(min_length=1, max_length=16)]
 Capacity = Annotated[int, Field(ge=1, le=1 << 60)]  # bytes, up to an exbibyte
+Bandwidth = Annotated[int, Field(ge=0, le=1 << 40)]  # bytes a second, 0: no limit
 
 
 class StorageClusterCreate(Strict):
@@ -28,6 +29,7 @@ class StorageClusterCreate(Strict):
     password: Secret
     tiers: Tiers
     capacity_bytes: Capacity
+    move_bandwidth: Bandwidth = 0
 
     @field_validator("auth_url")
     @classmethod
@@ -42,6 +44,7 @@ class StorageClusterUpdate(Strict):
     password: Secret | None = None
     tiers: Tiers | None = None
     capacity_bytes: Capacity | None = None
+    move_bandwidth: Bandwidth | None = None
 
     @field_validator("auth_url")
     @classmethod
@@ -58,6 +61,8 @@ class StorageClusterOut(BaseModel):
     capacity_bytes: int
     used_bytes: int
     free_bytes: int
+    move_bandwidth: int  # container moves' limit there, bytes a second (0: none)
+    draining: bool  # being emptied: nothing new is placed there
     state: str  # up, or down after poll_failures polls in a row failed
     failures: int
     last_error: str
@@ -69,3 +74,42 @@ class StorageClusterOut(BaseModel):
 
 class StorageClusterList(BaseModel):
     clusters: list[StorageClusterOut]
+
+
+class ContainerMoveCreate(Strict):
+    # The account: a project's id or name, or its Swift account (AUTH_<id>).
+    account: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    container: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    to: Name  # a storage cluster of the zone (its name or id)
+
+    @field_validator("container")
+    @classmethod
+    def _no_slash(cls, value: str) -> str:
+        if "/" in value or "\x00" in value:
+            raise ValueError("a container's name holds no '/' nor NUL")
+        return value
+
+
+class ContainerMoveOut(BaseModel):
+    id: str
+    account: str  # AUTH_<project id>
+    container: str
+    source: str  # the storage clusters' names (their ids if deleted since)
+    target: str
+    # copying, cleaning, done; cancelling, cancel_cleaning, cancelled
+    state: str
+    task_id: str
+    objects_total: int  # where it was, when the move began
+    bytes_total: int
+    objects_copied: int
+    bytes_copied: int
+    objects_skipped: int  # there already, or newer there
+    objects_cleaned: int  # deleted where it was, once it switched over
+    error: str  # the last attempt's, if it failed
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class ContainerMoveList(BaseModel):
+    moves: list[ContainerMoveOut]

@@ -84,6 +84,7 @@ class StorageClusters:
             password_secret=self.vault.encrypt(body.password),
             tiers=dict(body.tiers),
             capacity_bytes=body.capacity_bytes,
+            move_bandwidth=body.move_bandwidth,
             info=info,
             last_seen=utcnow(),
         )

@@ -28,7 +28,7 @@ from skyfed.db.base import utcnow
 from skyfed.errors import Forbidden, MethodNotAllowed
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.identity.models import Project
-from skyfed.objects import swift_quota
+from skyfed.objects import moving_counts, swift_quota
 from skyfed.objects.api import PartsDep
 from skyfed.objects.locations import INDEX_MAX, Holders, Index, Placed
 from skyfed.objects.models import UP, Container, StorageCluster, SwiftAccount
@@ -178,6 +178,9 @@ async def _read(
         for key in keys - asked.keys() - skipped:
             names = held.get(key, {})
             listings.append(await _from_table(parts, access.project_id, names, query))
+    # Containers that move are in two places: each is counted once (moving_counts).
+    fix = await moving_counts.correction(session, parts, access.project_id, asked.keys() | skipped)
+    counts.correct(fix)
     out = _account_headers(access, row, project, tiers, counts)
     if unavailable:
         out[UNAVAILABLE_HEADER] = ",".join(sorted(unavailable))
@@ -328,6 +331,14 @@ class _Counts:
             prefix = f"x-account-storage-policy-{policy.lower()}-"
             self.per_tier[tier][0] += int(get(prefix + "object-count", 0) or 0)
             self.per_tier[tier][1] += int(get(prefix + "bytes-used", 0) or 0)
+
+    def correct(self, twice: moving_counts.Correction) -> None:
+        """Take off what was counted twice (containers that move)."""
+        self.objects -= twice.objects
+        self.bytes -= twice.bytes
+        for tier, (objects, used) in twice.per_tier.items():
+            self.per_tier[tier][0] -= objects
+            self.per_tier[tier][1] -= used
 
 
 def _account_headers(

@@ -25,7 +25,14 @@ from skyfed.errors import (
     Unsupported,
 )
 from skyfed.identity.deps import IdentitiesDep
-from skyfed.objects import swift_refs, swift_slo, swift_slo_far, swift_slo_marks, swift_tempurl
+from skyfed.objects import (
+    moving_container,
+    swift_refs,
+    swift_slo,
+    swift_slo_far,
+    swift_slo_marks,
+    swift_tempurl,
+)
 from skyfed.objects.api import PartsDep
 from skyfed.objects.models import Container
 from skyfed.objects.parts import StorageParts
@@ -207,6 +214,12 @@ async def container_route(
             raise Conflict(f"container '{container}' is in tier '{known.tier}'")
         _check_beside(known, versions)
         upstream = await upstream_of(session, parts, known, access.caller)
+        if upstream.source is not None:
+            answer = await moving_container.serve(request, session, upstream, known, account, drop)
+            if answer.status_code < 300:
+                _remember(known, headers)
+                await session.commit()
+            return answer
         policy = upstream.tiers.get(known.tier, known.tier)
         await session.commit()  # hold no connection while the cluster answers
         try:
@@ -231,6 +244,12 @@ async def container_route(
     if method == "POST":
         _check_beside(known, await _versions_container(session, project_id, headers))
     upstream = await upstream_of(session, parts, known, access.caller)
+    if upstream.source is not None:
+        answer = await moving_container.serve(request, session, upstream, known, account, drop)
+        if method == "POST" and answer.status_code < 300:
+            _remember(known, headers)
+            await session.commit()
+        return _with_attributes(answer, known, access) if method != "POST" else answer
     await session.commit()  # hold no connection while the cluster answers
     answer = await forward(request, upstream, account, (container,), drop=drop)
     if method == "DELETE" and answer.status_code in (204, 404):
@@ -310,7 +329,7 @@ async def object_route(
             session, access, upstream, account, (container, obj)
         )
     place_id = known.cluster_id or known.child_id
-    if place_id is not None:  # for the data path's next requests (swift_fast)
+    if place_id is not None and known.moving_to is None:  # for the data path (swift_fast)
         parts.locations.remember(
             project_id, container, replace(upstream, headers={}), place_id, known.foreign_refs
         )

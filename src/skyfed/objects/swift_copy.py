@@ -38,7 +38,8 @@ from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, once, open_stream
 from skyfed.objects.swift_http import header_path
-from skyfed.objects.swift_refs import OWN_META, check_source
+from skyfed.objects.swift_own_meta import OWN_META
+from skyfed.objects.swift_refs import check_source
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")

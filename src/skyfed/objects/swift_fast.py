@@ -45,8 +45,8 @@ from skyfed.objects.swift_api import object_route, router
 from skyfed.objects.swift_forward import FAILURES, HOP, ZONE
 from skyfed.objects.swift_http import error_response, valid_name, with_trans_id
 from skyfed.objects.swift_info import max_file_size
+from skyfed.objects.swift_own_meta import OWN_META
 from skyfed.objects.swift_quota import Quotas
-from skyfed.objects.swift_refs import OWN_META
 from skyfed.transport.h1_stream import Answer, Origin, StreamError
 from skyfed.wire import forwarded_headers
 from skyfed.zones.models import ChildZone
@@ -57,9 +57,10 @@ METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 # others, and skyfed's own metadata of static links (which the routes drop).
 _OWN_META = frozenset(name.encode() for name in OWN_META)
 ROUTES_ONLY = frozenset({b"x-copy-from", b"x-object-manifest", b"x-symlink-target"}) | _OWN_META
-_SENT_NOT = frozenset(h.encode("latin-1") for h in HOP) | {b"expect"}
+_HOP = frozenset(h.encode("latin-1") for h in HOP)
+_SENT_NOT = _HOP | {b"expect", b"x-timestamp"}  # (a time is skyfed's to give: swift_forward)
 # Headers of an answer that are the hop's (the server sends its own date), or skyfed's.
-_ANSWERED_NOT = (_SENT_NOT - {b"content-length"}) | {b"date"} | _OWN_META
+_ANSWERED_NOT = (_HOP - {b"content-length"}) | {b"expect", b"date"} | _OWN_META
 WATCHED_SIZE = 1 << 20  # answers from this size on stop when the caller leaves
 OBJECT_ROUTE = next(r for r in router.routes if getattr(r, "endpoint", None) is object_route)
 
@@ -162,7 +163,7 @@ class FastObjects:
         entries' life (objects.locations): None when it is not there."""
         async with self.parts.core.db.session() as session:
             found = await session.get(Container, (project_id, name))
-            if found is None:
+            if found is None or found.moving_to is not None:  # (a move: the routes')
                 return None
             if found.child_id is not None:
                 child = await session.get(ChildZone, found.child_id)

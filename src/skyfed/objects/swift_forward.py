@@ -69,6 +69,11 @@ class Upstream:
     # skyfed tier -> the name the upstream gives it (a cluster's storage policy).
     tiers: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request
+    # While the container moves here (objects/moves): where it comes from. Its
+    # objects not copied yet are read there, deleted in both, copied here before a
+    # POST changes them (`fill`: copy one from `source` unless here already).
+    source: Upstream | None = None
+    fill: Callable[[str, tuple[str, ...]], Awaitable[None]] | None = None
 
     def unavailable(self, exc: BaseException | str) -> Unavailable:
         return Unavailable(
@@ -166,9 +171,64 @@ async def open_stream(
     body: AsyncIterator[bytes] | None = None,
     *,
     anonymous: bool = False,
+    timestamp: str | None = None,
 ) -> httpx.Response:
     """A request of skyfed's own whose answer is streamed (the caller closes it);
-    `anonymous`: without skyfed's credential (nor an identity it forwards)."""
+    `anonymous`: without skyfed's credential (nor an identity it forwards). An object
+    of a container that moves is read, changed and deleted as `moving` says.
+
+    `X-Timestamp` is skyfed's alone to send (a move's copies keep their objects'
+    times with it: a backend that honours it would let a client backdate a write)."""
+    headers = {k: v for k, v in headers.items() if k.lower() != "x-timestamp"}
+    if timestamp is not None:
+        headers["x-timestamp"] = timestamp
+    if upstream.source is not None and len(path) == 2:
+        return await moving(upstream, method, account, path, headers, params, body, anonymous)
+    return await _open(upstream, method, account, path, headers, params, body, anonymous)
+
+
+async def moving(
+    upstream: Upstream,
+    method: str,
+    account: str,
+    path: tuple[str, ...],
+    headers: Mapping[str, str],
+    params: list[tuple[str, str]],
+    body: AsyncIterator[bytes] | None,
+    anonymous: bool,
+) -> httpx.Response:
+    """An object of a container moving to `upstream` from `upstream.source`: writes
+    land where it goes (the move's copies carry their objects' timestamps, so Swift
+    keeps whichever is newer: a write or a delete made meanwhile wins); a read looks
+    there first, then where it comes from; a delete is made in both; a POST first
+    copies the object over (it changes metadata where reads look first)."""
+    source = upstream.source
+    assert source is not None
+    if method == "POST" and upstream.fill is not None:
+        await upstream.fill(account, path)
+    answer = await _open(upstream, method, account, path, headers, params, body, anonymous)
+    if method in ("GET", "HEAD") and answer.status_code == 404:
+        await answer.aclose()
+        return await _open(source, method, account, path, headers, params, body, anonymous)
+    if method == "DELETE":
+        there = await _open(source, method, account, path, headers, params, body, anonymous)
+        if answer.status_code == 404 and there.status_code < 300:
+            await answer.aclose()
+            return there
+        await there.aclose()
+    return answer
+
+
+async def _open(
+    upstream: Upstream,
+    method: str,
+    account: str,
+    path: tuple[str, ...],
+    headers: Mapping[str, str],
+    params: list[tuple[str, str]],
+    body: AsyncIterator[bytes] | None,
+    anonymous: bool,
+) -> httpx.Response:
     sent = {} if anonymous else {**upstream.headers}
     sent |= headers
     try:

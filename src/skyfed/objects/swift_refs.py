@@ -43,15 +43,10 @@ from skyfed.objects.swift_access import Access, resolve
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask, forward
 from skyfed.objects.swift_http import error_response, header_path
+from skyfed.objects.swift_own_meta import OWN_META, STATIC, STATIC_BYTES, STATIC_ETAG
 
 _PROBE = swift_slo_marks.PROBE
 _ITSELF = [("symlink", "get")]  # a link's target as a static link sees it: not followed
-# What skyfed keeps of a static link to an object elsewhere, on the link object.
-STATIC_ETAG = "x-object-meta-skyfed-symlink-target-etag"
-STATIC_BYTES = "x-object-meta-skyfed-symlink-target-bytes"
-STATIC = frozenset({STATIC_ETAG, STATIC_BYTES})
-# All of skyfed's own metadata on objects: never a client's to set nor to see.
-OWN_META = STATIC | swift_slo_marks.MARKS
 
 
 def _same(a: Upstream, b: Upstream) -> bool:

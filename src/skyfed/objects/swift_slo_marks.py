@@ -16,6 +16,7 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
@@ -57,6 +58,13 @@ def is_far(headers: Mapping[str, str]) -> bool:
 
 def _relisted_json(body: bytes) -> bytes:
     listing = json.loads(body)
+    relist_entries(listing)
+    return json.dumps(listing).encode()
+
+
+def relist_entries(listing: list[Any]) -> None:
+    """A container's listing (JSON entries) as Swift lists large objects: a far one's
+    size and ETag, and its own content type."""
     for entry in listing:
         kind = entry.get("content_type") if isinstance(entry, dict) else None
         if not isinstance(kind, str) or _KIND_BYTES not in kind:
@@ -67,7 +75,6 @@ def _relisted_json(body: bytes) -> bytes:
             entry["bytes"] = int(marks["bytes"])
         if marks.get("etag"):
             entry["slo_etag"] = f'"{marks["etag"]}"'
-    return json.dumps(listing).encode()
 
 
 def _relisted_xml(body: bytes) -> bytes:

@@ -41,7 +41,8 @@ from skyfed.objects.swift_access import Access
 from skyfed.objects.swift_account import check_quotas
 from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import Upstream, ask, forward, open_stream
-from skyfed.objects.swift_refs import OWN_META, kept_marks
+from skyfed.objects.swift_own_meta import OWN_META
+from skyfed.objects.swift_refs import kept_marks
 
 KEYS = ("temp-url-key", "temp-url-key-2")
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE"})

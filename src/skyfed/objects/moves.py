@@ -1,0 +1,187 @@
+"""Moves of containers between the zone's storage clusters: asked, listed, cancelled.
+
+A move is a durable task (`container.move`, move_runner) and a row of
+`container_moves` with its state and progress. From the moment it is asked, the
+container's row names where it goes (`moving_to`): its writes land there, its
+reads look there first and then where it was (swift_forward.moving).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skyfed.db.base import utcnow
+from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
+from skyfed.identity.models import Project
+from skyfed.objects.models import (
+    ACTIVE_MOVES,
+    CANCELLING,
+    COPYING,
+    Container,
+    ContainerMove,
+    StorageCluster,
+)
+from skyfed.objects.move_copy import MoveError, make_container
+from skyfed.objects.parts import StorageParts
+from skyfed.objects.places import cluster_upstream
+from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, FAILURES
+from skyfed.tasks.store import TaskStore
+
+KIND = "container.move"
+RESOURCE = "container_move"
+
+
+async def _project_id(session: AsyncSession, ref: str) -> str:
+    """A project's id from its id, its name or its Swift account (`AUTH_<id>`)."""
+    ref = ref.removeprefix("AUTH_")
+    found = await session.scalar(
+        select(Project.id).where(or_(Project.id == ref, Project.name == ref))
+    )
+    if found is None:
+        raise NotFound(f"account '{ref}' not found")
+    return found
+
+
+async def _cluster(session: AsyncSession, ref: str) -> StorageCluster:
+    found = await session.scalar(
+        select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
+    )
+    if found is None:
+        raise NotFound(f"storage cluster '{ref}' not found")
+    return found
+
+
+async def start(
+    session: AsyncSession,
+    parts: StorageParts,
+    store: TaskStore,
+    account: str,
+    container: str,
+    to: str,
+) -> ContainerMove:
+    """Ask for a move; the container starts moving at the commit (one move at a time)."""
+    project_id = await _project_id(session, account)
+    found = await session.get(Container, (project_id, container))
+    if found is None:
+        raise NotFound(f"container '{container}' not found in account '{account}'")
+    target = await _cluster(session, to)
+    if found.child_id is not None:
+        raise Conflict(
+            f"container '{container}' is in a child zone: move it there, between its clusters",
+            code="container_in_child",
+        )
+    if found.moving_to is not None:
+        raise Conflict(f"container '{container}' is moving already", code="container_moving")
+    if found.cluster_id == target.id:
+        raise Conflict(f"container '{container}' is on '{target.name}' already")
+    policy = target.tiers.get(found.tier)
+    if policy is None:
+        raise BadRequest(
+            f"storage cluster '{target.name}' does not offer tier '{found.tier}'",
+            code="unknown_tier",
+        )
+    assert found.cluster_id is not None
+    source = await session.get(StorageCluster, found.cluster_id)
+    if source is None:
+        raise Conflict(f"the storage cluster of container '{container}' is gone")
+    await session.commit()  # hold no connection while the clusters answer
+    # Made where it goes first: writes land there from the moment it moves.
+    try:
+        await make_container(
+            cluster_upstream(parts, source), cluster_upstream(parts, target),
+            f"AUTH_{project_id}", container, found.tier,
+        )  # fmt: skip
+    except LookupError as exc:
+        raise Conflict(str(exc)) from exc
+    except (MoveError, *FAILURES) as exc:
+        raise Unavailable(str(exc), code=CLUSTER_UNAVAILABLE) from exc
+    # Whether it moved meanwhile is in the WHERE: two moves asked at once, one wins.
+    taken = await session.execute(
+        update(Container)
+        .where(
+            Container.project_id == project_id,
+            Container.name == container,
+            Container.moving_to.is_(None),
+            Container.cluster_id == found.cluster_id,
+        )
+        # Until it is where it goes, reads ask what an object is first: copies of
+        # large objects and links are skyfed's to read (move_copy).
+        .values(moving_to=target.id, foreign_refs=True)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise Conflict(f"container '{container}' is moving already", code="container_moving")
+    move = ContainerMove(
+        project_id=project_id,
+        container=container,
+        source_id=found.cluster_id,
+        target_id=target.id,
+        state=COPYING,
+        since=utcnow(),
+        foreign_refs=found.foreign_refs,
+    )
+    session.add(move)
+    await session.flush()
+    task = store.enqueue(
+        session, kind=KIND, resource_type=RESOURCE, resource_id=move.id, project_id=project_id
+    )
+    move.task_id = task.id
+    await session.commit()
+    store.notify()
+    parts.locations.forget(project_id, container)
+    parts.no_moves_until = 0.0
+    return move
+
+
+async def get(session: AsyncSession, move_id: str) -> ContainerMove:
+    found = await session.get(ContainerMove, move_id)
+    if found is None:
+        raise NotFound(f"container move '{move_id}' not found")
+    return found
+
+
+async def listed(session: AsyncSession, active: bool) -> list[ContainerMove]:
+    query = select(ContainerMove).order_by(ContainerMove.created_at.desc()).limit(1000)
+    if active:
+        query = query.where(ContainerMove.state.in_(ACTIVE_MOVES))
+    return list((await session.scalars(query)).all())
+
+
+async def cancel(session: AsyncSession, parts: StorageParts, move_id: str) -> ContainerMove:
+    """Turn a move that is copying back: what it copied and what was written where it
+    went is copied back where it was, and the place it went is emptied. A move that
+    has switched over is done but for its cleaning: move the container back instead."""
+    move = await get(session, move_id)
+    if move.state != COPYING:
+        raise Conflict(
+            f"container move '{move_id}' is {move.state}; only a copying move can be cancelled",
+            code="move_not_cancellable",
+            details={"state": move.state},
+        )
+    # Writes go back where it was, reads look there first, then where it was going.
+    turned = await session.execute(
+        update(Container)
+        .where(
+            Container.project_id == move.project_id,
+            Container.name == move.container,
+            Container.cluster_id == move.source_id,
+            Container.moving_to == move.target_id,
+        )
+        .values(cluster_id=move.target_id, moving_to=move.source_id)
+        .execution_options(synchronize_session=False)
+    )
+    moved = await session.execute(
+        update(ContainerMove)
+        .where(ContainerMove.id == move_id, ContainerMove.state == COPYING)
+        .values(state=CANCELLING, marker="", since=utcnow(), updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if turned.rowcount != 1 or moved.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise Conflict(f"container move '{move_id}' changed meanwhile; ask again")
+    await session.commit()
+    parts.locations.forget(move.project_id, move.container)
+    await session.refresh(move)
+    return move

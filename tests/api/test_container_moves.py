@@ -1,0 +1,414 @@
+"""Containers moved between two real Swift clusters while they are in use: every
+read answers, every acknowledged write stays, large objects and links keep
+working, a cancel leaves the container whole where it was."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from swiftclient.client import ClientException, Connection
+
+from skyfed.client import SkyfedClient, SkyfedError
+from skyfed.client_models import ContainerMove
+from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet
+from tests.conftest import ServedZone
+from tests.swift_clusters import PASSWORD, clusters, swift_zone
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("moves")]
+SMALL = 120  # objects in the moved container before the move
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def swifts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSwiftSet]:
+    made = clusters(tmp_path_factory.mktemp("moves"), ("east", ("gold",)), ("west", ("gold",)))
+    await made.start()
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def zone(
+    tmp_path_factory: pytest.TempPathFactory, swifts: LocalSwiftSet
+) -> AsyncIterator[ServedZone]:
+    async with swift_zone(tmp_path_factory.mktemp("zone"), swifts) as served:
+        yield served
+
+
+def connect(zone: ServedZone, user: str = "p1:mia") -> Connection:
+    return Connection(authurl=f"{zone.url}/auth/v1.0", user=user, key=PASSWORD, retries=0)
+
+
+def direct(swift: LocalSwift, account: str) -> Connection:
+    """The project's account on the cluster itself, as its reseller admin."""
+    creds = swift.reseller_admin
+    conn = Connection(authurl=swift.auth_url, user=creds.user, key=creds.key, retries=0)
+    url, _ = conn.get_auth()
+    conn.url = url.rsplit("/", 1)[0] + "/" + account
+    return conn
+
+
+def body_of(name: str, size: int) -> bytes:
+    block = hashlib.sha256(name.encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
+
+
+async def where(zone: ServedZone, mia: Connection, container: str) -> tuple[str, str]:
+    """(the cluster holding the container, the other one)."""
+    account = mia.url.rsplit("/", 1)[1]
+    for name in ("east", "west"):
+        found = await asyncio.to_thread(_has_container, zone, name, account, container)
+        if found:
+            return name, "west" if name == "east" else "east"
+    raise AssertionError(f"{container} is on no cluster")
+
+
+def _has_container(zone: ServedZone, name: str, account: str, container: str) -> bool:
+    swift = zone_swifts[name]
+    try:
+        direct(swift, account).head_container(container)
+    except ClientException as exc:
+        if exc.http_status == 404:
+            return False
+        raise
+    return True
+
+
+zone_swifts: dict[str, LocalSwift] = {}
+
+
+async def ended(admin: SkyfedClient, move_id: str, timeout: float = 240.0) -> ContainerMove:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        move = await admin.get_container_move(move_id)
+        if move.state in ("done", "cancelled"):
+            return move
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"move {move_id} did not end: {move}")
+
+
+class Traffic:
+    """A writer and a reader on the container while it moves (in threads, as a
+    user's programs would be): every answer and every acknowledged write noted."""
+
+    def __init__(self, zone: ServedZone, container: str, readable: dict[str, bytes]) -> None:
+        self.zone, self.container, self.readable = zone, container, readable
+        self.stop = threading.Event()
+        self.written: dict[str, bytes | None] = {}  # None: deleted
+        self.failures: list[str] = []
+        self.reads = 0
+
+    def write(self) -> None:
+        conn = connect(self.zone)
+        rng = random.Random(7)
+        n = 0
+        targets = sorted(self.readable)
+        while not self.stop.is_set() and n < 2000:
+            n += 1
+            kind = rng.random()
+            try:
+                if kind < 0.6:
+                    name = f"new/{n:05d}"
+                    data = body_of(name, rng.choice([10, 3000, 70_000]))
+                    conn.put_object(self.container, name, data)
+                    self.written[name] = data
+                elif kind < 0.8:
+                    name = targets[rng.randrange(len(targets) // 2)]  # (the reader's are apart)
+                    data = body_of(f"{name}-{n}", 500)
+                    conn.put_object(self.container, name, data)
+                    self.written[name] = data
+                else:
+                    name = targets[rng.randrange(len(targets) // 2)]
+                    try:
+                        conn.delete_object(self.container, name)
+                    except ClientException as exc:
+                        if exc.http_status != 404:
+                            raise
+                    self.written[name] = None
+            except ClientException as exc:
+                self.failures.append(f"write {n}: {exc.http_status} {exc.msg}")
+            time.sleep(0.01)
+
+    def read(self) -> None:
+        conn = connect(self.zone)
+        rng = random.Random(11)
+        names = sorted(self.readable)[len(self.readable) // 2 :]  # never written meanwhile
+        while not self.stop.is_set() and self.reads < 20_000:
+            name = rng.choice(names)
+            try:
+                _, data = conn.get_object(self.container, name)
+                if data != self.readable[name]:
+                    self.failures.append(f"read {name}: other bytes")
+                _, listing = conn.get_container(self.container, full_listing=True)
+                listed = [entry["name"] for entry in listing]
+                if len(listed) != len(set(listed)):
+                    self.failures.append("a listing named an object twice")
+            except ClientException as exc:
+                self.failures.append(f"read {name}: {exc.http_status} {exc.msg}")
+            self.reads += 1
+
+
+async def test_a_container_moves_while_it_is_written_and_read(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.get_auth)
+    account = mia.url.rsplit("/", 1)[1]
+    put = mia.put_object
+    await asyncio.to_thread(mia.put_container, "photos", headers={"X-Container-Meta-Owner": "mia"})
+    originals: dict[str, bytes] = {}
+    for i in range(SMALL):
+        name = f"img/{i:04d}.jpg"
+        originals[name] = body_of(name, 4096 if i % 10 else 2 << 20)
+    for name, data in originals.items():
+        await asyncio.to_thread(
+            put, "photos", name, data, content_type="image/jpeg",
+            headers={"X-Object-Meta-Idx": name},
+        )  # fmt: skip
+    # A static large object with its segments beside it, one with them in another
+    # container, a dynamic one, a link and a static link.
+    segs = [body_of(f"seg{i}", 1 << 20) for i in range(3)]
+    await asyncio.to_thread(mia.put_container, "photos_segments")
+    manifest = []
+    for i, seg in enumerate(segs):
+        await asyncio.to_thread(put, "photos", f"parts/{i}", seg)
+        await asyncio.to_thread(put, "photos_segments", f"big/{i}", seg)
+        manifest.append({"path": f"/photos/parts/{i}", "etag": hashlib.md5(seg).hexdigest()})
+    await asyncio.to_thread(
+        put, "photos", "slo-here", json.dumps(manifest),
+        query_string="multipart-manifest=put", content_type="video/mp4",
+    )  # fmt: skip
+    far = [
+        dict(m, path=m["path"].replace("/photos/parts", "/photos_segments/big")) for m in manifest
+    ]
+    await asyncio.to_thread(
+        put, "photos", "slo-beside", json.dumps(far), query_string="multipart-manifest=put"
+    )
+    await asyncio.to_thread(
+        put, "photos", "dlo", b"", headers={"X-Object-Manifest": "photos_segments/big/"}
+    )
+    await asyncio.to_thread(
+        put, "photos", "link", b"", headers={"X-Symlink-Target": "photos/img/0100.jpg"}
+    )
+    await asyncio.to_thread(
+        put, "photos", "static-link", b"",
+        headers={
+            "X-Symlink-Target": "photos/img/0101.jpg",
+            "X-Symlink-Target-Etag": hashlib.md5(originals["img/0101.jpg"]).hexdigest(),
+        },
+    )  # fmt: skip
+    before = {
+        name: await asyncio.to_thread(mia.head_object, "photos", name)
+        for name in list(originals)[len(originals) // 2 :]
+    }
+    whole = b"".join(segs)
+    frm, to = await where(zone, mia, "photos")
+
+    traffic = Traffic(zone, "photos", {n: originals[n] for n in originals})
+    threads = [threading.Thread(target=traffic.write), threading.Thread(target=traffic.read)]
+    async with zone.client() as admin:
+        for thread in threads:
+            thread.start()
+        try:
+            await asyncio.sleep(1.0)
+            started = await admin.move_container("p1", "photos", to)
+            assert started.state == "copying" and started.target == to
+            # One move at a time.
+            with pytest.raises(SkyfedError) as twice:
+                await admin.move_container("p1", "photos", frm)
+            assert twice.value.status == 409
+            move = await ended(admin, started.id)
+            await asyncio.sleep(1.0)
+        finally:
+            traffic.stop.set()
+            for thread in threads:
+                await asyncio.to_thread(thread.join, 60)
+    assert traffic.failures == []
+    assert traffic.reads > 20 and len(traffic.written) > 20
+    assert move.state == "done" and move.objects_copied >= SMALL, move
+    assert move.objects_total >= SMALL
+
+    # It is on the other cluster alone now.
+    assert (await where(zone, mia, "photos"))[0] == to
+    with pytest.raises(ClientException) as gone:
+        await asyncio.to_thread(direct(zone_swifts[frm], account).head_container, "photos")
+    assert gone.value.http_status == 404
+
+    # Every acknowledged write is there, every delete stays deleted.
+    for name, data in traffic.written.items():
+        if data is None:
+            with pytest.raises(ClientException) as deleted:
+                await asyncio.to_thread(mia.get_object, "photos", name)
+            assert deleted.value.http_status == 404, name
+        else:
+            _, got = await asyncio.to_thread(mia.get_object, "photos", name)
+            assert got == data, name
+    # What nobody touched is as it was: bytes, type, metadata, time.
+    for name, head in before.items():
+        headers, got = await asyncio.to_thread(mia.get_object, "photos", name)
+        assert got == originals[name]
+        for field in ("content-type", "x-object-meta-idx", "etag", "last-modified", "x-timestamp"):
+            assert headers[field] == head[field], (name, field)
+    # Large objects and links read as before.
+    for name in ("slo-here", "slo-beside", "dlo"):
+        _, got = await asyncio.to_thread(mia.get_object, "photos", name)
+        assert got == whole, name
+    _, got = await asyncio.to_thread(mia.get_object, "photos", "link")
+    assert got == originals["img/0100.jpg"]
+    headers, got = await asyncio.to_thread(mia.get_object, "photos", "static-link")
+    assert got == originals["img/0101.jpg"]
+    head = await asyncio.to_thread(mia.head_object, "photos", "slo-here")
+    assert head["x-static-large-object"] == "True" and head["content-type"] == "video/mp4"
+    # The container kept its metadata; its listing names each object once.
+    meta = await asyncio.to_thread(mia.head_container, "photos")
+    assert meta["x-container-meta-owner"] == "mia"
+    _, listing = await asyncio.to_thread(mia.get_container, "photos", full_listing=True)
+    names = [entry["name"] for entry in listing]
+    assert len(names) == len(set(names))
+    expected = set(originals) | {n for n, d in traffic.written.items() if d is not None}
+    expected -= {n for n, d in traffic.written.items() if d is None}
+    expected |= {f"parts/{i}" for i in range(3)} | {"slo-here", "slo-beside", "dlo", "link"}
+    expected |= {"static-link"}
+    assert set(names) == expected
+    assert int(meta["x-container-object-count"]) == len(expected)
+
+
+async def test_a_cancelled_move_leaves_the_container_whole_where_it_was(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.get_auth)
+    account = mia.url.rsplit("/", 1)[1]
+    await asyncio.to_thread(mia.put_container, "docs")
+    originals = {f"d/{i:03d}": body_of(f"d{i}", 2000) for i in range(60)}
+    for name, data in originals.items():
+        await asyncio.to_thread(mia.put_object, "docs", name, data)
+    frm, to = await where(zone, mia, "docs")
+    async with zone.client() as admin:
+        started = await admin.move_container(f"AUTH_{account[5:]}", "docs", to)
+        # Written and deleted while it moves: kept after the cancel too.
+        await asyncio.to_thread(mia.put_object, "docs", "during", b"written meanwhile")
+        await asyncio.to_thread(mia.delete_object, "docs", "d/000")
+        cancelled = await admin.cancel_container_move(started.id)
+        assert cancelled.state == "cancelling"
+        with pytest.raises(SkyfedError) as again:
+            await admin.cancel_container_move(started.id)
+        assert again.value.status == 409
+        await asyncio.to_thread(mia.put_object, "docs", "after-cancel", b"late")
+        move = await ended(admin, started.id)
+    assert move.state == "cancelled"
+    assert (await where(zone, mia, "docs"))[0] == frm
+    with pytest.raises(ClientException) as gone:
+        await asyncio.to_thread(direct(zone_swifts[to], account).head_container, "docs")
+    assert gone.value.http_status == 404
+    del originals["d/000"]
+    originals |= {"during": b"written meanwhile", "after-cancel": b"late"}
+    _, listing = await asyncio.to_thread(mia.get_container, "docs", full_listing=True)
+    assert sorted(entry["name"] for entry in listing) == sorted(originals)
+    for name, data in originals.items():
+        _, got = await asyncio.to_thread(mia.get_object, "docs", name)
+        assert got == data, name
+
+
+async def test_moves_are_for_admins_and_check_what_they_name(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.put_container, "kept")
+    frm, to = await where(zone, mia, "kept")
+    async with SkyfedClient(zone.url, username="mia", password=PASSWORD) as member:
+        with pytest.raises(SkyfedError) as refused:
+            await member.move_container("p1", "kept", to)
+        assert refused.value.status == 403
+    async with zone.client() as admin:
+        for account, container, cluster, status in [
+            ("p1", "nothing-here", to, 404),
+            ("nobody", "kept", to, 404),
+            ("p1", "kept", "no-such-cluster", 404),
+            ("p1", "kept", frm, 409),
+            ("p1", "a/b", to, 422),
+        ]:
+            with pytest.raises(SkyfedError) as caught:
+                await admin.move_container(account, container, cluster)
+            assert caught.value.status == status, (account, container, cluster)
+        assert await admin.list_container_moves(active=True) == []
+        with pytest.raises(SkyfedError) as missing:
+            await admin.get_container_move("00000000-0000-0000-0000-000000000000")
+        assert missing.value.status == 404
+    # Nothing was moved nor changed.
+    assert (await where(zone, mia, "kept"))[0] == frm
+
+
+async def _account_numbers(conn: Connection) -> tuple[int, int, list[str]]:
+    headers, listing = await asyncio.to_thread(conn.get_account, full_listing=True)
+    return (
+        int(headers["x-account-container-count"]),
+        int(headers["x-account-object-count"]),
+        [entry["name"] for entry in listing],
+    )
+
+
+async def test_an_account_counts_a_moving_container_once_and_moves_keep_their_bandwidth(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    otto = connect(zone, "p2:otto")
+    await asyncio.to_thread(otto.put_container, "big")
+    await asyncio.to_thread(otto.put_container, "other")
+    frm, to = await where(zone, otto, "big")
+    rate = 256 << 10
+    async with zone.client() as admin:
+        if (await where(zone, otto, "other"))[0] == frm:  # one on each cluster
+            first = await admin.move_container("p2", "other", to)
+            assert (await ended(admin, first.id)).state == "done"
+        for i in range(24):
+            await asyncio.to_thread(otto.put_object, "big", f"b{i}", body_of(f"b{i}", 64 << 10))
+        for i in range(3):
+            await asyncio.to_thread(otto.put_object, "other", f"o{i}", b"x")
+        deadline = time.monotonic() + 60
+        while await _account_numbers(otto) != (2, 27, ["big", "other"]):  # (the updaters)
+            assert time.monotonic() < deadline, await _account_numbers(otto)
+            await asyncio.sleep(0.5)
+        for name in (frm, to):
+            await admin.update_storage_cluster(name, move_bandwidth=rate)
+        try:
+            started = await admin.move_container("p2", "big", to)
+            seen: list[tuple[int, int, list[str]]] = []
+            copying_began = copying_ended = None
+            while True:
+                move = await admin.get_container_move(started.id)
+                if move.objects_copied and copying_began is None:
+                    copying_began = time.monotonic()
+                if move.state != "copying" and copying_ended is None:
+                    copying_ended = time.monotonic()
+                seen.append(await _account_numbers(otto))
+                if move.state == "done":
+                    break
+                assert time.monotonic() < deadline + 120, move
+                await asyncio.sleep(0.3)
+        finally:
+            for name in (frm, to):
+                await admin.update_storage_cluster(name, move_bandwidth=0)
+    # Never counted twice, never lost.
+    assert all(containers == 2 and names == ["big", "other"] for containers, _, names in seen)
+    assert all(objects <= 27 for _, objects, _ in seen), seen
+    assert len(seen) > 5
+    # The copies kept to the bandwidth given (a second's burst aside).
+    assert copying_began is not None and copying_ended is not None
+    assert copying_ended - copying_began >= 0.8 * (24 * (64 << 10) - rate) / rate
+    deadline = time.monotonic() + 60
+    while await _account_numbers(otto) != (2, 27, ["big", "other"]):
+        assert time.monotonic() < deadline, await _account_numbers(otto)
+        await asyncio.sleep(0.5)
