@@ -72,7 +72,7 @@ def build_zone(settings: Settings) -> ZoneProcess:
         identity.feature(identities),
         compute.feature(parts),  # before zones: its /v1/zones/locate is not a zone's name
         zones.feature(tree),
-        objects.feature(storage, identities),
+        objects.feature(storage, identities, engine.store),
         tasks.feature(engine),  # last: its workers run what the others declared
     ]
     zone = ZoneProcess(core, identities, tree, engine, parts, storage, features)

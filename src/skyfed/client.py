@@ -453,13 +453,39 @@ class SkyfedClient:
         params = {k: v for k, v in (("tier", tier), ("project", project)) if v is not None}
         return await self.request("GET", "/v1/storage-placement", params=params)
 
+    async def drain_storage_cluster(self, ref: str, parallel: int = 2) -> dict[str, Any]:
+        """Move every container off a cluster; nothing new is placed there."""
+        body = {"parallel": parallel}
+        return await self.request("POST", f"/v1/storage-clusters/{ref}/drain", json=body)
+
+    async def storage_cluster_drain(self, ref: str) -> dict[str, Any]:
+        """A drain's progress: containers left, moving now, its task."""
+        return await self.request("GET", f"/v1/storage-clusters/{ref}/drain")
+
+    async def stop_draining(self, ref: str) -> dict[str, Any]:
+        return await self.request("DELETE", f"/v1/storage-clusters/{ref}/drain")
+
+    async def rebalance_storage(
+        self, threshold: float = 0.8, tier: str | None = None, parallel: int = 2
+    ) -> str:
+        """Start a rebalance of the zone's clusters; its task's id."""
+        body: dict[str, Any] = {"threshold": threshold, "parallel": parallel}
+        if tier is not None:
+            body["tier"] = tier
+        answer = await self.request("POST", "/v1/storage-rebalance", json=body)
+        return str(answer["task_id"])
+
     # -- container moves ---------------------------------------------------------
 
-    async def move_container(self, account: str, container: str, to: str) -> ContainerMove:
-        """Start moving a container to the cluster `to` (its name or id)."""
+    async def move_container(
+        self, account: str, container: str, to: str | None = None, tier: str | None = None
+    ) -> ContainerMove:
+        """Start moving a container to the cluster `to` (its name or id; the zone's
+        choice when None), in `tier` (its own when None)."""
         from skyfed.client_models import ContainerMove
 
-        body = {"account": account, "container": container, "to": to}
+        body = {"account": account, "container": container, "to": to, "tier": tier}
+        body = {k: v for k, v in body.items() if v is not None}
         return self._read(
             ContainerMove, await self.request("POST", "/v1/container-moves", json=body)
         )

@@ -138,6 +138,8 @@ class ContainerMove(WireModel):
     container: str
     source: str
     target: str
+    tier_from: str = ""
+    tier_to: str = ""
     state: str  # copying, cleaning, done; cancelling, cancel_cleaning, cancelled
     task_id: str
     objects_total: int = 0

@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -28,7 +32,9 @@ SMALL = 120  # objects in the moved container before the move
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def swifts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSwiftSet]:
-    made = clusters(tmp_path_factory.mktemp("moves"), ("east", ("gold",)), ("west", ("gold",)))
+    made = clusters(
+        tmp_path_factory.mktemp("moves"), ("east", ("gold",)), ("west", ("gold", "silver"))
+    )
     await made.start()
     try:
         yield made
@@ -412,3 +418,133 @@ async def test_an_account_counts_a_moving_container_once_and_moves_keep_their_ba
     while await _account_numbers(otto) != (2, 27, ["big", "other"]):
         assert time.monotonic() < deadline, await _account_numbers(otto)
         await asyncio.sleep(0.5)
+
+
+async def _rclone(*args: str, env: dict[str, str]) -> str:
+    rclone = shutil.which("rclone")
+    if rclone is None:
+        message = "rclone is not installed (apt-get install rclone; .ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    done = await asyncio.to_thread(
+        subprocess.run, [rclone, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def test_a_tier_change_is_a_move_and_rclone_finds_the_container_unchanged(
+    zone: ServedZone, swifts: LocalSwiftSet, tmp_path: Path
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    # Made on east (west answers for silver alone once east is the only other gold).
+    async with zone.client() as admin:
+        await asyncio.to_thread(mia.put_container, "tiered")
+        frm, _to = await where(zone, mia, "tiered")
+        if frm != "east":
+            moved = await admin.move_container("p1", "tiered", "east")
+            assert (await ended(admin, moved.id)).state == "done"
+        for i in range(30):
+            await asyncio.to_thread(
+                mia.put_object, "tiered", f"t/{i}", body_of(f"t{i}", 1000 + i * 997),
+                headers={"X-Object-Meta-N": str(i)},
+            )  # fmt: skip
+        env = {
+            **os.environ,
+            "RCLONE_CONFIG_SKY_TYPE": "swift",
+            "RCLONE_CONFIG_SKY_AUTH": f"{zone.url}/auth/v1.0",
+            "RCLONE_CONFIG_SKY_USER": "p1:mia",
+            "RCLONE_CONFIG_SKY_KEY": PASSWORD,
+            "RCLONE_CONFIG": str(tmp_path / "none.conf"),
+        }
+        copy = tmp_path / "copy"
+        await _rclone("copy", "sky:tiered", str(copy), env=env)
+        await _rclone("check", "sky:tiered", str(copy), env=env)
+        # No other cluster offers silver beside west: there it goes.
+        started = await admin.move_container("p1", "tiered", tier="silver")
+        assert (started.tier_from, started.tier_to, started.target) == ("gold", "silver", "west")
+        assert (await ended(admin, started.id)).state == "done"
+        # Back to gold: only east offers it elsewhere; and a tier nobody else offers.
+        with pytest.raises(SkyfedError) as nowhere:
+            await admin.move_container("p1", "tiered", tier="bronze")
+        assert nowhere.value.status == 409
+    head = await asyncio.to_thread(mia.head_container, "tiered")
+    assert head["x-storage-policy"] == "silver"
+    _, listing = await asyncio.to_thread(mia.get_account)
+    assert {e["name"]: e.get("storage_policy") for e in listing}["tiered"] == "silver"
+    await _rclone("check", "sky:tiered", str(copy), env=env)
+    headers, _ = await asyncio.to_thread(mia.get_object, "tiered", "t/7")
+    assert headers["x-object-meta-n"] == "7"
+
+
+async def test_a_drained_cluster_gives_every_container_away_and_takes_no_new_one(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia, otto = connect(zone), connect(zone, "p2:otto")
+    written: dict[tuple[str, str], bytes] = {}
+    for conn, names in ((mia, ("d1", "d2", "d3")), (otto, ("d4",))):
+        for name in names:
+            await asyncio.to_thread(conn.put_container, name)
+            for i in range(5):
+                data = body_of(f"{name}{i}", 3000)
+                await asyncio.to_thread(conn.put_object, name, f"o{i}", data)
+                written[(name, f"o{i}")] = data
+    async with zone.client() as admin:
+        try:
+            state = await admin.drain_storage_cluster("east", parallel=2)
+            assert state["draining"] is True
+            # Nothing new is placed on it meanwhile.
+            await asyncio.to_thread(mia.put_container, "after-drain")
+            assert (await where(zone, mia, "after-drain"))[0] == "west"
+            deadline = time.monotonic() + 240
+            while state["containers_left"] or state["moving"]:
+                assert time.monotonic() < deadline, state
+                await asyncio.sleep(0.5)
+                state = await admin.storage_cluster_drain("east")
+            cluster = await admin.get_storage_cluster("east")
+            assert cluster.draining is True
+        finally:
+            await admin.stop_draining("east")
+        assert (await admin.get_storage_cluster("east")).draining is False
+    for conn, names in ((mia, ("d1", "d2", "d3", "photos", "docs", "kept")), (otto, ("d4",))):
+        for name in names:
+            assert (await where(zone, conn, name))[0] == "west", name
+    for (name, obj), data in written.items():
+        conn = otto if name == "d4" else mia
+        _, got = await asyncio.to_thread(conn.get_object, name, obj)
+        assert got == data
+
+
+async def test_a_rebalance_moves_containers_off_a_full_cluster_within_their_tier(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.put_container, "heavy", headers={"X-Storage-Policy": "gold"})
+    for i in range(4):
+        await asyncio.to_thread(mia.put_object, "heavy", f"h{i}", body_of(f"h{i}", 256 << 10))
+    full, other = await where(zone, mia, "heavy")
+    async with zone.client() as admin:
+        # Its cluster is told it holds little: what it uses is more than 80% of it.
+        await admin.update_storage_cluster(full, capacity_bytes=1 << 20)
+        await admin.update_storage_cluster(other, capacity_bytes=1 << 40)
+        deadline = time.monotonic() + 60  # (until its account's bytes are counted)
+        while (await admin.get_storage_cluster(full)).used_bytes < 1 << 20:
+            assert time.monotonic() < deadline
+            await zone.process.storage.cycle()
+            await asyncio.sleep(0.5)
+        try:
+            task_id = await admin.rebalance_storage(threshold=0.8, tier="gold", parallel=1)
+            deadline = time.monotonic() + 240
+            while (task := await admin.get_task(task_id)).state in ("queued", "running"):
+                assert time.monotonic() < deadline, task
+                await asyncio.sleep(0.5)
+        finally:
+            for name in (full, other):
+                await admin.update_storage_cluster(name, capacity_bytes=10 << 30)
+    assert task.state == "succeeded", task
+    assert task.result and task.result["moves"], task.result
+    assert (await where(zone, mia, "heavy"))[0] == other

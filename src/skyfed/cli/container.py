@@ -95,6 +95,32 @@ def _follow(
         time.sleep(1.0)
 
 
+@app.command("set-tier")
+def set_tier(
+    ref: Annotated[str, typer.Argument(help="ACCOUNT/CONTAINER (a project's name or id).")],
+    tier: Annotated[str, typer.Argument(help="The tier it goes to.")],
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The cluster (the zone's choice otherwise).")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    json: AsJson = False,
+) -> None:
+    """Change a container's tier: a move to a cluster offering it (Swift keeps a
+    container's storage policy for its life)."""
+    account, container = _split(ref)
+    started = run(
+        url, username, password, token,
+        lambda c: c.move_container(account, container, to, tier),
+    )  # fmt: skip
+    if wait:
+        started = _follow(url, username, password, token, started.id)
+    print_json(started) if json else _show([started])
+
+
 @app.command("moves")
 def moves(
     url: Url,

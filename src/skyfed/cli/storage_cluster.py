@@ -3,6 +3,7 @@ delete), and where a new container would be placed (explain)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +14,7 @@ from skyfed.cli.common import (
     Token,
     Url,
     Username,
+    err_console,
     pairs,
     plain,
     print_json,
@@ -219,3 +221,88 @@ def explain(
     )
     if result.get("reason"):
         typer.echo(result["reason"])
+
+
+Parallel = Annotated[int, typer.Option("--parallel", min=1, max=32, help="Moves at once.")]
+
+
+@app.command("drain")
+def drain(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    parallel: Parallel = 2,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    json: AsJson = False,
+) -> None:
+    """Move every container off a cluster; nothing new is placed there."""
+    state = run(url, username, password, token, lambda c: c.drain_storage_cluster(ref, parallel))
+    deadline = time.monotonic() + 30 * 24 * 3600
+    while wait and (state["containers_left"] or state["moving"]) and time.monotonic() < deadline:
+        err_console.print(
+            f"{state['cluster']}: {state['containers_left']} containers left,"
+            f" {state['moving']} moving"
+        )
+        time.sleep(2.0)
+        state = run(url, username, password, token, lambda c: c.storage_cluster_drain(ref))
+    print_json(state) if json else print_record(state)
+
+
+@app.command("drain-status")
+def drain_status(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """A drain's progress: containers left on the cluster, moving off it now."""
+    state = run(url, username, password, token, lambda c: c.storage_cluster_drain(ref))
+    print_json(state) if json else print_record(state)
+
+
+@app.command("undrain")
+def undrain(
+    ref: str,
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    json: AsJson = False,
+) -> None:
+    """Stop draining: the cluster takes containers again (moves under way end)."""
+    state = run(url, username, password, token, lambda c: c.stop_draining(ref))
+    print_json(state) if json else print_record(state)
+
+
+@app.command("rebalance")
+def rebalance(
+    url: Url,
+    username: Username = None,
+    password: Password = None,
+    token: Token = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0.01, max=1.0, help="Fill above which to give.")
+    ] = 0.8,
+    tier: Annotated[str | None, typer.Option("--tier", help="Only this tier.")] = None,
+    parallel: Parallel = 2,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until its moves end.")] = False,
+) -> None:
+    """Move containers, largest first, from clusters filled above the threshold to those
+    below it, in their tier. Prints its task's id (`skyfed container moves --active`
+    shows its moves)."""
+    task_id = run(
+        url, username, password, token,
+        lambda c: c.rebalance_storage(threshold, tier, parallel),
+    )  # fmt: skip
+    print(task_id)
+    deadline = time.monotonic() + 30 * 24 * 3600
+    while wait and time.monotonic() < deadline:
+        task = run(url, username, password, token, lambda c: c.get_task(task_id))
+        if task.state not in ("queued", "running"):
+            print_json(task)
+            return
+        time.sleep(2.0)

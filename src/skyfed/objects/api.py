@@ -8,11 +8,15 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from skyfed.core import SessionDep, provided
 from skyfed.identity.deps import AdminDep
+from skyfed.objects import drains
 from skyfed.objects.models import StorageCluster
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import explain
 from skyfed.objects.schemas import (
     TIER_PATTERN,
+    DrainCreate,
+    DrainOut,
+    RebalanceCreate,
     StorageClusterCreate,
     StorageClusterList,
     StorageClusterOut,
@@ -20,6 +24,7 @@ from skyfed.objects.schemas import (
 )
 from skyfed.objects.service import StorageClusters
 from skyfed.settings import NAME_PATTERN
+from skyfed.tasks.api import StoreDep
 
 router = APIRouter(prefix="/v1", tags=["storage"])
 Ref = Annotated[str, Path(pattern=NAME_PATTERN, description="A storage cluster's id or name")]
@@ -100,6 +105,52 @@ async def update_cluster(
     cluster = await registry.update(ref, body)
     await parts.load()
     return out(cluster)
+
+
+def _drain_out(state: drains.DrainState) -> DrainOut:
+    return DrainOut(
+        cluster=state.cluster.name,
+        draining=state.cluster.draining,
+        containers_left=state.containers_left,
+        moving=state.moving,
+        task_id=state.task_id,
+    )
+
+
+@router.post("/storage-clusters/{ref}/drain", status_code=202, response_model=DrainOut)
+async def drain_cluster(
+    ref: Ref,
+    _: AdminDep,
+    session: SessionDep,
+    parts: PartsDep,
+    store: StoreDep,
+    body: DrainCreate | None = None,
+) -> DrainOut:
+    """Move every container off a cluster, `parallel` at a time, each where the planner
+    places it; nothing new is placed there from now on."""
+    parallel = (body or DrainCreate()).parallel
+    return _drain_out(await drains.start_drain(session, parts, store, ref, parallel))
+
+
+@router.get("/storage-clusters/{ref}/drain", response_model=DrainOut)
+async def drain_progress(ref: Ref, _: AdminDep, session: SessionDep) -> DrainOut:
+    return _drain_out(await drains.drain_state(session, ref))
+
+
+@router.delete("/storage-clusters/{ref}/drain", response_model=DrainOut)
+async def stop_draining(ref: Ref, _: AdminDep, session: SessionDep, parts: PartsDep) -> DrainOut:
+    """The cluster takes containers again; moves under way end as they would."""
+    return _drain_out(await drains.stop_drain(session, parts, ref))
+
+
+@router.post("/storage-rebalance", status_code=202)
+async def rebalance(
+    body: RebalanceCreate, _: AdminDep, session: SessionDep, store: StoreDep
+) -> dict[str, str]:
+    """Move containers, largest first, from clusters filled above `threshold` to
+    clusters of their tier below it (a durable task: follow it at /v1/tasks/{id})."""
+    task = await drains.start_rebalance(session, store, body.threshold, body.tier, body.parallel)
+    return {"task_id": task.id}
 
 
 @router.delete("/storage-clusters/{ref}", status_code=204)

@@ -113,6 +113,10 @@ class ContainerMove(Base):
     container: Mapped[str] = mapped_column(String(256))
     source_id: Mapped[str] = mapped_column(String(36))  # where it was when asked
     target_id: Mapped[str] = mapped_column(String(36))  # where it was asked to go
+    # Its tier before, and where it goes (a tier change is a move: Swift keeps a
+    # container's storage policy for its life).
+    tier_from: Mapped[str] = mapped_column(String(32), default="")
+    tier_to: Mapped[str] = mapped_column(String(32), default="")
     state: Mapped[str] = mapped_column(String(16), default=COPYING, index=True)
     task_id: Mapped[str] = mapped_column(String(36), default="")
     # The present pass over the container's listing: the last name it finished.

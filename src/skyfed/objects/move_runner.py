@@ -221,7 +221,7 @@ class MoveRunner:
             raise TaskFailed(f"container '{move.container}' was deleted")
         try:
             headers = await _tried(
-                lambda: make_container(source, to, account, move.container, row.tier)
+                lambda: make_container(source, to, account, move.container, move.tier_to)
             )
         except LookupError as exc:
             raise TaskFailed(str(exc)) from exc
@@ -247,7 +247,13 @@ class MoveRunner:
                     Container.cluster_id == came_from,
                     Container.moving_to == going,
                 )
-                .values(cluster_id=going, moving_to=None, foreign_refs=fresh.foreign_refs)
+                .values(
+                    cluster_id=going,
+                    moving_to=None,
+                    foreign_refs=fresh.foreign_refs,
+                    # (a cancelled move keeps the tier it had)
+                    tier=fresh.tier_to if move.state == COPYING else fresh.tier_from,
+                )
                 .execution_options(synchronize_session=False)
             )
             if switched.rowcount != 1:  # type: ignore[attr-defined]

@@ -24,8 +24,8 @@ from skyfed.objects.models import (
 )
 from skyfed.objects.move_copy import MoveError, make_container
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import cluster_upstream
-from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, FAILURES
+from skyfed.objects.places import cluster_upstream, move_target
+from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE
 from skyfed.tasks.store import TaskStore
 
 KIND = "container.move"
@@ -58,14 +58,16 @@ async def start(
     store: TaskStore,
     account: str,
     container: str,
-    to: str,
+    to: str | None,
+    tier: str | None = None,
 ) -> ContainerMove:
-    """Ask for a move; the container starts moving at the commit (one move at a time)."""
+    """Ask for a move to the cluster `to` (the planner's choice when None), in `tier`
+    (its own when None); the container starts moving at the commit (one move at a
+    time)."""
     project_id = await _project_id(session, account)
     found = await session.get(Container, (project_id, container))
     if found is None:
         raise NotFound(f"container '{container}' not found in account '{account}'")
-    target = await _cluster(session, to)
     if found.child_id is not None:
         raise Conflict(
             f"container '{container}' is in a child zone: move it there, between its clusters",
@@ -73,14 +75,28 @@ async def start(
         )
     if found.moving_to is not None:
         raise Conflict(f"container '{container}' is moving already", code="container_moving")
+    tier = tier or found.tier
+    if to is not None:
+        target = await _cluster(session, to)
+    else:
+        chosen = await move_target(session, parts, found, tier)
+        if chosen is None:
+            raise Conflict(
+                f"no other storage cluster of this zone offers tier '{tier}' with room",
+                code="no_move_target",
+            )
+        target = chosen
     if found.cluster_id == target.id:
-        raise Conflict(f"container '{container}' is on '{target.name}' already")
-    policy = target.tiers.get(found.tier)
-    if policy is None:
-        raise BadRequest(
-            f"storage cluster '{target.name}' does not offer tier '{found.tier}'",
-            code="unknown_tier",
+        raise Conflict(
+            f"container '{container}' is on '{target.name}' already (a tier changes only"
+            " by a move to another cluster)"
         )
+    if target.tiers.get(tier) is None:
+        raise BadRequest(
+            f"storage cluster '{target.name}' does not offer tier '{tier}'", code="unknown_tier"
+        )
+    if target.draining:
+        raise Conflict(f"storage cluster '{target.name}' is being drained", code="draining")
     assert found.cluster_id is not None
     source = await session.get(StorageCluster, found.cluster_id)
     if source is None:
@@ -90,11 +106,11 @@ async def start(
     try:
         await make_container(
             cluster_upstream(parts, source), cluster_upstream(parts, target),
-            f"AUTH_{project_id}", container, found.tier,
+            f"AUTH_{project_id}", container, tier,
         )  # fmt: skip
     except LookupError as exc:
         raise Conflict(str(exc)) from exc
-    except (MoveError, *FAILURES) as exc:
+    except MoveError as exc:
         raise Unavailable(str(exc), code=CLUSTER_UNAVAILABLE) from exc
     # Whether it moved meanwhile is in the WHERE: two moves asked at once, one wins.
     taken = await session.execute(
@@ -118,6 +134,8 @@ async def start(
         container=container,
         source_id=found.cluster_id,
         target_id=target.id,
+        tier_from=found.tier,
+        tier_to=tier,
         state=COPYING,
         since=utcnow(),
         foreign_refs=found.foreign_refs,

@@ -35,6 +35,8 @@ async def _out(session: SessionDep, found: list[ContainerMove]) -> list[Containe
             container=m.container,
             source=names.get(m.source_id, m.source_id),
             target=names.get(m.target_id, m.target_id),
+            tier_from=m.tier_from,
+            tier_to=m.tier_to,
             state=m.state,
             task_id=m.task_id,
             objects_total=m.objects_total,
@@ -56,9 +58,12 @@ async def _out(session: SessionDep, found: list[ContainerMove]) -> list[Containe
 async def start_move(
     body: ContainerMoveCreate, _: AdminDep, session: SessionDep, parts: PartsDep, store: StoreDep
 ) -> ContainerMoveOut:
-    """Move a container to another storage cluster of the zone while it is in use: a
-    durable task copies its objects, switches it over, then empties where it was."""
-    move = await moves.start(session, parts, store, body.account, body.container, body.to)
+    """Move a container to another storage cluster of the zone while it is in use (to
+    change its tier, too): a durable task copies its objects, switches it over, then
+    empties where it was."""
+    move = await moves.start(
+        session, parts, store, body.account, body.container, body.to, body.tier
+    )
     return (await _out(session, [move]))[0]
 
 

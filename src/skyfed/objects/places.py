@@ -28,6 +28,7 @@ from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import tiers_of
 from skyfed.objects.storage_planner import (
     ACCOUNT,
+    SPREAD,
     Place,
     candidates,
     decide,
@@ -173,6 +174,23 @@ async def explain(
         unknown = tier not in _tiers(clusters, children)
         result["reason"] = str(_unknown_tier(tier) if unknown else _no_room(tier))
     return result
+
+
+async def move_target(
+    session: AsyncSession, parts: StorageParts, container: Container, tier: str
+) -> StorageCluster | None:
+    """The cluster of this zone a container should move to, to be in `tier`: the
+    planner's choice among the others that offer it with room (none draining)."""
+    clusters, _ = await _places_now(session)
+    others = [c for c in clusters if c.id != container.cluster_id]
+    containers = await parts.placed.get(session)
+    offered_places = candidates(tier, others, [], containers)
+    request = request_for(container.project_id, container.name, tier, SPREAD)
+    decision = decide(request, offered_places, zone_name=parts.core.settings.name, rng=parts.rng)
+    if decision.best is None:
+        return None
+    chosen = place_of(decision.best)[0]
+    return next(c for c in others if c.id == chosen)
 
 
 async def place(

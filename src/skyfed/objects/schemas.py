@@ -80,7 +80,10 @@ class ContainerMoveCreate(Strict):
     # The account: a project's id or name, or its Swift account (AUTH_<id>).
     account: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     container: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    to: Name  # a storage cluster of the zone (its name or id)
+    # A storage cluster of the zone (its name or id); the planner's choice when not
+    # given, among those offering the tier with room.
+    to: Name | None = None
+    tier: Tier | None = None  # its own when not given
 
     @field_validator("container")
     @classmethod
@@ -96,6 +99,8 @@ class ContainerMoveOut(BaseModel):
     container: str
     source: str  # the storage clusters' names (their ids if deleted since)
     target: str
+    tier_from: str
+    tier_to: str  # another than tier_from: the move changes the container's tier
     # copying, cleaning, done; cancelling, cancel_cleaning, cancelled
     state: str
     task_id: str
@@ -113,3 +118,25 @@ class ContainerMoveOut(BaseModel):
 
 class ContainerMoveList(BaseModel):
     moves: list[ContainerMoveOut]
+
+
+Parallel = Annotated[int, Field(ge=1, le=32)]
+
+
+class DrainCreate(Strict):
+    parallel: Parallel = 2  # containers moved at once
+
+
+class DrainOut(BaseModel):
+    cluster: str
+    draining: bool  # placed nothing new; its containers are moving off
+    containers_left: int  # on it, not moving yet
+    moving: int  # moving off it now
+    task_id: str | None  # the drain's task (the last one asked)
+
+
+class RebalanceCreate(Strict):
+    # Clusters filled above this share of their capacity give containers to those below.
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.8
+    tier: Tier | None = None  # only this tier's containers (all tiers by default)
+    parallel: Parallel = 2

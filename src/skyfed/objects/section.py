@@ -25,7 +25,8 @@ def storage_section(clusters: Iterable[StorageCluster]) -> Section:
         sums["clusters_up" if up else "clusters_down"] += 1
         if not up:
             continue  # its room is not there to be used now
-        free = max(0, cluster.capacity_bytes - cluster.used_bytes)
+        # A cluster being drained offers no room.
+        free = 0 if cluster.draining else max(0, cluster.capacity_bytes - cluster.used_bytes)
         for tier in cluster.tiers:
             sums[f"free_bytes:{tier}"] = sums.get(f"free_bytes:{tier}", 0) + free
             sums[f"used_bytes:{tier}"] = sums.get(f"used_bytes:{tier}", 0) + cluster.used_bytes

@@ -114,7 +114,7 @@ def candidates(
     out: list[ZoneCandidate] = []
     for cluster in clusters:
         free = max(0, cluster.capacity_bytes - cluster.used_bytes) if tier in cluster.tiers else 0
-        up = cluster.state == UP
+        up = cluster.state == UP and not cluster.draining  # (a drained one takes nothing)
         out.append(candidate(ClusterCandidate, (cluster.id, None), cluster.name, up, free, free))
     for child in children:
         total, largest = offered(child.summary, tier)

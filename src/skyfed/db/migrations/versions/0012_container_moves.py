@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("container", sa.String(256), nullable=False),
         sa.Column("source_id", sa.String(36), nullable=False),
         sa.Column("target_id", sa.String(36), nullable=False),
+        sa.Column("tier_from", sa.String(32), nullable=False),
+        sa.Column("tier_to", sa.String(32), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("task_id", sa.String(36), nullable=False),
         sa.Column("marker", sa.String(1024), nullable=False),
