@@ -24,6 +24,7 @@ from skyfed.client import SkyfedClient, SkyfedError
 from skyfed.client_models import ContainerMove
 from skyfed.objects.local_swift import LocalSwift, LocalSwiftSet
 from tests.conftest import ServedZone
+from tests.scrapes import samples, value
 from tests.swift_clusters import PASSWORD, clusters, swift_zone
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("moves")]
@@ -313,6 +314,9 @@ async def test_a_cancelled_move_leaves_the_container_whole_where_it_was(
         assert again.value.status == 409
         await asyncio.to_thread(mia.put_object, "docs", "after-cancel", b"late")
         move = await ended(admin, started.id)
+        scrape = samples(await admin.metrics())
+    assert (value(scrape, "skyfed_container_moves_ended_total", outcome="cancelled") or 0) >= 1
+    assert (value(scrape, "skyfed_container_move_objects_total", outcome="cleaned") or 0) >= 1
     assert move.state == "cancelled"
     assert (await where(zone, mia, "docs"))[0] == frm
     with pytest.raises(ClientException) as gone:
@@ -548,3 +552,59 @@ async def test_a_rebalance_moves_containers_off_a_full_cluster_within_their_tier
     assert task.state == "succeeded", task
     assert task.result and task.result["moves"], task.result
     assert (await where(zone, mia, "heavy"))[0] == other
+
+
+async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_ones_stay(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.put_container, "slow")
+    segs = [body_of(f"s{i}", 1 << 20) for i in range(2)]
+    manifest = []
+    for i, seg in enumerate(segs):
+        await asyncio.to_thread(mia.put_object, "slow", f"a-seg/{i}", seg)
+        manifest.append({"path": f"/slow/a-seg/{i}", "etag": hashlib.md5(seg).hexdigest()})
+    await asyncio.to_thread(
+        mia.put_object, "slow", "zz-slo", json.dumps(manifest),
+        query_string="multipart-manifest=put",
+    )  # fmt: skip
+    frm, to = await where(zone, mia, "slow")
+    rate = 512 << 10
+    async with zone.client() as admin:
+        for name in (frm, to):
+            await admin.update_storage_cluster(name, move_bandwidth=rate)
+        try:
+            started = await admin.move_container("p1", "slow", to)
+            # While its segments copy (the manifest is last by name): a POST to it,
+            # and a DELETE of the container, which waits for the move.
+            await asyncio.sleep(2 * 2.0 + 0.5)
+            assert (await admin.get_container_move(started.id)).state == "copying"
+            await asyncio.to_thread(
+                mia.post_object, "slow", "zz-slo", {"X-Object-Meta-Color": "blue"}
+            )
+            with pytest.raises(ClientException) as waits:
+                await asyncio.to_thread(mia.delete_container, "slow")
+            assert waits.value.http_status == 409
+            headers, got = await asyncio.to_thread(mia.get_object, "slow", "zz-slo")
+            assert got == b"".join(segs) and headers["x-object-meta-color"] == "blue"
+            move = await ended(admin, started.id)
+        finally:
+            for name in (frm, to):
+                await admin.update_storage_cluster(name, move_bandwidth=0)
+        assert move.state == "done"
+        headers, got = await asyncio.to_thread(mia.get_object, "slow", "zz-slo")
+        assert got == b"".join(segs)
+        assert headers["x-object-meta-color"] == "blue"
+        assert headers["x-static-large-object"] == "True"
+
+        # A container whose versions its cluster keeps does not move.
+        await asyncio.to_thread(mia.put_container, "kept-versions")
+        await asyncio.to_thread(
+            mia.put_container, "versioned", headers={"X-Versions-Location": "kept-versions"}
+        )
+        here, there = await where(zone, mia, "versioned")
+        with pytest.raises(SkyfedError) as refused:
+            await admin.move_container("p1", "versioned", there)
+        assert refused.value.status == 409 and refused.value.code == "container_not_movable"
+        assert (await where(zone, mia, "versioned"))[0] == here

@@ -49,10 +49,12 @@ class Expiring(Generic[K, V]):
             return None
         return hit[1]
 
-    def put(self, key: K, value: V) -> V:
+    def put(self, key: K, value: V, read_at: float | None = None) -> V:
+        """`read_at`: when what `value` says was read (its life starts then)."""
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[key] = (time.monotonic() + self.ttl, value)
+        born = time.monotonic() if read_at is None else read_at
+        self._entries[key] = (born + self.ttl, value)
         return value
 
     def swap(self, key: K, old: V, new: V) -> None:
@@ -85,9 +87,18 @@ class Locations:
         return self._kept.get((project_id, name))
 
     def remember(
-        self, project_id: str, name: str, upstream: Upstream, place_id: str, foreign_refs: bool
+        self,
+        project_id: str,
+        name: str,
+        upstream: Upstream,
+        place_id: str,
+        foreign_refs: bool,
+        read_at: float | None = None,
     ) -> Location:
-        return self._kept.put((project_id, name), Location(upstream, place_id, foreign_refs))
+        """`read_at`: when the container's row was read: a move begun since is heeded
+        within `TTL` of it, however long the request took (objects/move_runner)."""
+        location = Location(upstream, place_id, foreign_refs)
+        return self._kept.put((project_id, name), location, read_at)
 
     def forget(self, project_id: str, name: str) -> None:
         self._kept.forget((project_id, name))

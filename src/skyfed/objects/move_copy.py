@@ -23,8 +23,9 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from skyfed.errors import Unavailable
 from skyfed.objects.move_throttle import Take, throttled
-from skyfed.objects.swift_forward import FAILURES, Upstream, ask, once, open_stream
+from skyfed.objects.swift_forward import Upstream, ask, once, open_stream
 from skyfed.objects.swift_own_meta import STATIC_BYTES, STATIC_ETAG
 from skyfed.objects.swift_slo_marks import PROBE, SLO_BYTES, SLO_ETAG, is_far, marked_kind
 
@@ -55,6 +56,16 @@ _TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
 
 class MoveError(Exception):
     """A copy that cannot be made as it must (the move stops, and says why)."""
+
+
+class NotMovable(LookupError):
+    """A container that cannot move (as it is, or to where it was asked)."""
+
+
+# A container's versioning is the backend's own, bound to its cluster.
+_VERSIONING = ("x-versions-location", "x-history-location", "x-versions-enabled")
+PROBE_NAME = ".skyfed-timestamp-probe"
+_PROBE_TIME = "1000000000.00000"  # (2001-09-09: older than anything a client wrote)
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,17 @@ async def copy_object(
         await got.aclose()
 
 
+async def copy_if_missing(
+    source: Upstream, to: Upstream, account: str, path: tuple[str, str]
+) -> Copied:
+    """The object copied unless `to` holds it already (a POST's, before it changes it)."""
+    there = await open_stream(to, "HEAD", account, path, {}, PROBE)
+    await there.aclose()
+    if there.status_code < 300:
+        return Copied(SKIPPED)
+    return await copy_object(source, to, account, path)
+
+
 async def _large_object(
     source: Upstream,
     to: Upstream,
@@ -175,7 +197,7 @@ async def _put(
 ) -> Copied:
     try:
         put = await open_stream(to, "PUT", account, path, headers, [], body, timestamp=timestamp)  # type: ignore[arg-type]
-    except FAILURES as exc:
+    except Unavailable as exc:
         # Swift answers a copy older than what is there 202 before its body is all
         # sent, which may break the upload off: whether it is there says which.
         if await _newer_there(to, account, path, timestamp):
@@ -204,7 +226,11 @@ async def make_container(
     headers where it is (LookupError: it is not there, or it cannot be made)."""
     status, headers, _ = await ask(source, "HEAD", account, [], (name,))
     if status == 404:
-        raise LookupError(f"container '{name}' is not where it was")
+        raise NotMovable(f"container '{name}' is not where it was")
+    if any(headers.get(h, "").lower() not in ("", "false") for h in _VERSIONING):
+        raise NotMovable(
+            f"container '{name}' keeps versions on its cluster (Swift's own): it cannot move"
+        )
     if status >= 300:
         raise MoveError(f"reading container '{name}' where it is answered {status}")
     sent = {k: v for k, v in headers.items() if k.lower().startswith(_CONTAINER_KEPT)}
@@ -212,10 +238,30 @@ async def make_container(
     made = await open_stream(to, "PUT", account, (name,), sent, [])
     await made.aclose()
     if made.status_code == 409:
-        raise LookupError(f"'{name}' exists where it goes in another storage policy")
+        raise NotMovable(f"'{name}' exists where it goes in another storage policy")
     if made.status_code >= 300:
         raise MoveError(f"making '{name}' where it goes answered {made.status_code}")
     return headers
+
+
+async def check_timestamps(to: Upstream, account: str, name: str) -> None:
+    """Whether `to` keeps the X-Timestamp skyfed sends, tried on an object of the
+    container made there (empty, before anything is written to it): NotMovable if not."""
+    path = (name, PROBE_NAME)
+    put = await open_stream(
+        to, "PUT", account, path, {"content-length": "0"}, [], once(b""), timestamp=_PROBE_TIME
+    )
+    await put.aclose()
+    gone = await open_stream(to, "DELETE", account, path, {}, [], timestamp="1000000000.00001")
+    await gone.aclose()
+    if put.status_code >= 300:
+        raise MoveError(f"trying where it goes answered {put.status_code}")
+    if not _same_second(_PROBE_TIME, put.headers.get("last-modified")):
+        raise NotMovable(
+            f"{to.kind} '{to.name}' does not keep the X-Timestamp skyfed sends (its proxy's"
+            " gatekeeper needs shunt_inbound_x_timestamp = false): a move there could"
+            " overwrite newer writes"
+        )
 
 
 def copy_failed(exc: BaseException) -> bool:

@@ -18,10 +18,13 @@ move around (moves.cancel): the same steps copy back and empty the place it went
 from __future__ import annotations
 
 import asyncio
+import calendar
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import update
@@ -45,10 +48,12 @@ from skyfed.objects.move_copy import (
     SKIPPED,
     Copied,
     MoveError,
+    NotMovable,
     copy_failed,
     copy_object,
     make_container,
 )
+from skyfed.objects.move_metrics import MoveMetrics
 from skyfed.objects.move_throttle import Take
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import cluster_upstream
@@ -91,13 +96,19 @@ class MoveRunner:
                 move = await session.get(ContainerMove, task.resource_id)
             if move is None:
                 raise TaskFailed(f"container move '{task.resource_id}' is gone")
+            if move.state not in _STEPS and move.state not in _CLEANS:
+                return _result(move)
+            attributes = {
+                "skyfed.move.id": move.id,
+                "skyfed.move.container": move.container,
+                "skyfed.move.state": move.state,
+            }
             try:
-                if move.state in _STEPS:
-                    await self._copy(move)
-                elif move.state in _CLEANS:
-                    await self._clean(move)
-                else:
-                    return _result(move)
+                with self.parts.core.tracing.span(f"move {move.state}", attributes=attributes):
+                    if move.state in _STEPS:
+                        await self._copy(move)
+                    else:
+                        await self._clean(move)
             except Stale:
                 continue
             except MoveError as exc:
@@ -133,9 +144,7 @@ class MoveRunner:
             await self._make_container(move, source, to, account)
         marker = move.marker
         while page := await _listing(source, account, move.container, marker, PAGE):
-            there = {
-                e["name"]: e for e in await _listing(to, account, move.container, marker, PAGE)
-            }
+            there = await _listed_to(to, account, move.container, marker, page[-1]["name"])
             await self._copy_page(move, source, to, account, page, there, take)
             marker = page[-1]["name"]
             source, to, take = await self._upstreams(move, ends)
@@ -154,13 +163,13 @@ class MoveRunner:
         """A page's objects copied, `COPIES_AT_ONCE` at a time; its progress recorded
         every `RECORD_EVERY` seconds up to the first name not done yet (a resumed
         attempt goes on from there)."""
-        tally = _Tally(page)
+        tally = _Tally(page, self.parts.move_metrics)
         gate = asyncio.Semaphore(COPIES_AT_ONCE)
 
         async def one(index: int, entry: Mapping[str, Any]) -> None:
-            if _has(there.get(entry["name"]), entry):
-                tally.done(index, Copied(SKIPPED))
-                return
+            if _has(there.get(entry["name"]), entry):  # (copied before: by a POST, or an
+                tally.done(index, Copied(SKIPPED, names_others=_may_name_others(entry)))
+                return  # attempt cut off before it recorded it)
             async with gate:
                 path = (move.container, entry["name"])
                 copied = await _tried(lambda: copy_object(source, to, account, path, take))
@@ -223,7 +232,7 @@ class MoveRunner:
             headers = await _tried(
                 lambda: make_container(source, to, account, move.container, move.tier_to)
             )
-        except LookupError as exc:
+        except NotMovable as exc:
             raise TaskFailed(str(exc)) from exc
         if move.marker == "":
             await self._progress(
@@ -272,30 +281,50 @@ class MoveRunner:
         for _ in range(CLEAN_ROUNDS):
             marker = ""
             while page := await _listing(old, account, move.container, marker, PAGE):
-                there = {
-                    e["name"]: e for e in await _listing(now, account, move.container, marker, PAGE)
-                }
+                there = await _listed_to(now, account, move.container, marker, page[-1]["name"])
                 names = [e["name"] for e in page if "name" in e]
                 late = [e for e in page if "name" in e and not _has(there.get(e["name"]), e)]
-                await self._copy_all(old, now, account, move.container, late, take)
+                copied = await self._copy_all(old, now, account, move.container, late, take)
+                if any(c.names_others for c in copied):  # (it is where it went by now)
+                    await self._refs_here(move)
                 await asyncio.gather(
-                    *(self._delete(old, account, move.container, n) for n in names)
+                    *(self._delete(old, account, move.container, e) for e in page if "name" in e)
                 )
                 marker = page[-1]["name"]
                 await self._progress(
                     move, objects_cleaned=ContainerMove.objects_cleaned + len(names)
                 )
+                self.parts.move_metrics.objects.labels("cleaned").inc(len(names))
             status = await _tried(lambda: _delete_status(old, account, (move.container,)))
             if status in (204, 404):
-                await self._progress(move, state=_CLEANS[move.state][2], finished_at=utcnow())
+                ended = _CLEANS[move.state][2]
+                await self._progress(move, state=ended, finished_at=utcnow())
+                self.parts.move_metrics.ended.labels(ended).inc()
                 raise Stale  # (the next state: done)
             await asyncio.sleep(1.0)  # its listing lags its objects' deletes
         raise MoveError(
             f"'{move.container}' is still not empty where it was; the next attempt goes on"
         )
 
-    async def _delete(self, upstream: Upstream, account: str, container: str, name: str) -> None:
-        status = await _tried(lambda: _delete_status(upstream, account, (container, name)))
+    async def _refs_here(self, move: ContainerMove) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(Container)
+                .where(Container.project_id == move.project_id, Container.name == move.container)
+                .values(foreign_refs=True)
+            )
+            await session.commit()
+        self.parts.locations.forget(move.project_id, move.container)
+
+    async def _delete(
+        self, upstream: Upstream, account: str, container: str, entry: Mapping[str, Any]
+    ) -> None:
+        """The object deleted where it was, as listed: sent with a time just after the
+        listed one, a newer write there (an upload under way when the move began) is
+        not deleted (409), and the next round copies it."""
+        name = entry["name"]
+        stamp = _just_after(str(entry.get("last_modified", "")))
+        status = await _tried(lambda: _delete_status(upstream, account, (container, name), stamp))
         if status >= 300 and status not in (404, 409):
             raise MoveError(f"deleting {name} where it was answered {status}")
 
@@ -330,7 +359,8 @@ class MoveRunner:
 class _Tally:
     """A page's copies as they end: what to record next."""
 
-    def __init__(self, page: list[dict[str, Any]]) -> None:
+    def __init__(self, page: list[dict[str, Any]], metrics: MoveMetrics) -> None:
+        self.metrics = metrics
         self.names = [e["name"] for e in page]
         self.ended = [False] * len(page)
         self.first_open = 0  # the first name not done yet
@@ -339,6 +369,8 @@ class _Tally:
 
     def done(self, index: int, copied: Copied) -> None:
         self.ended[index] = True
+        self.metrics.objects.labels(copied.outcome).inc()
+        self.metrics.bytes.inc(copied.size)
         key = "objects_copied" if copied.outcome == COPIED else "objects_skipped"
         if copied.outcome != GONE:
             self.counts[key] = self.counts.get(key, 0) + 1
@@ -355,6 +387,18 @@ class _Tally:
             marker, self.recorded = self.names[self.first_open - 1], self.first_open
         counts, self.counts = self.counts, {}
         return marker, counts
+
+
+def _may_name_others(entry: Mapping[str, Any]) -> bool:
+    """Whether a listed object may be a large object's manifest or a link (what a
+    listing shows of them; any empty object may be a dynamic large object's)."""
+    kind = str(entry.get("content_type", ""))
+    return (
+        "slo_etag" in entry
+        or "symlink_path" in entry
+        or "skyfed_slo_" in kind
+        or not entry.get("bytes")
+    )
 
 
 def _has(there: Mapping[str, Any] | None, here: Mapping[str, Any]) -> bool:
@@ -376,8 +420,36 @@ async def _listing(
     return body
 
 
-async def _delete_status(upstream: Upstream, account: str, path: tuple[str, ...]) -> int:
-    answer = await open_stream(upstream, "DELETE", account, path, {}, [])
+async def _listed_to(
+    upstream: Upstream, account: str, container: str, marker: str, last: str
+) -> dict[str, dict[str, Any]]:
+    """The listing where it goes from `marker` through `last` (those names, however
+    many were written there meanwhile)."""
+    found: dict[str, dict[str, Any]] = {}
+    for _ in range(100):  # (each page PAGE names further on)
+        page = await _listing(upstream, account, container, marker, PAGE)
+        found |= {e["name"]: e for e in page if "name" in e}
+        if len(page) < PAGE or page[-1]["name"].encode() >= last.encode():
+            break
+        marker = page[-1]["name"]
+    return found
+
+
+def _just_after(listed: str) -> str | None:
+    """A Swift timestamp 10 µs after a listing's `last_modified` (None if unreadable)."""
+    whole, _, fraction = listed.partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    exact = Decimal(seconds) + Decimal(f"0.{fraction or 0}") + Decimal("0.00001")
+    return f"{exact:.5f}"
+
+
+async def _delete_status(
+    upstream: Upstream, account: str, path: tuple[str, ...], timestamp: str | None = None
+) -> int:
+    answer = await open_stream(upstream, "DELETE", account, path, {}, [], timestamp=timestamp)
     await answer.aclose()
     return answer.status_code
 

@@ -22,9 +22,14 @@ Take = Callable[[int], Awaitable[None]]
 
 class TokenBucket:
     def __init__(
-        self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+        self,
+        rate: float,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        waited: Callable[[float], None] = lambda _: None,
     ) -> None:
         self.rate = rate
+        self._waited = waited
         self.capacity = rate  # one second's worth
         self.tokens = rate
         self._clock, self._sleep = clock, sleep
@@ -38,14 +43,16 @@ class TokenBucket:
             self._stamp = now
             self.tokens -= amount
             if self.tokens < 0:  # in debt: wait until it is paid
+                self._waited(-self.tokens / self.rate)
                 await self._sleep(-self.tokens / self.rate)
 
 
 class Throttles:
     """This process's buckets, by cluster; one made anew when its rate changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, waited: Callable[[float], None] = lambda _: None) -> None:
         self._buckets: dict[str, TokenBucket] = {}
+        self._waited = waited  # told each wait (the metrics')
 
     def _bucket(self, cluster: StorageCluster) -> TokenBucket | None:
         rate = cluster.move_bandwidth
@@ -54,7 +61,7 @@ class Throttles:
             return None
         known = self._buckets.get(cluster.id)
         if known is None or known.rate != rate:
-            known = self._buckets[cluster.id] = TokenBucket(float(rate))
+            known = self._buckets[cluster.id] = TokenBucket(float(rate), waited=self._waited)
         return known
 
     def taker(self, clusters: Iterable[StorageCluster]) -> Take | None:

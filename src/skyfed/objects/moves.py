@@ -22,14 +22,18 @@ from skyfed.objects.models import (
     ContainerMove,
     StorageCluster,
 )
-from skyfed.objects.move_copy import MoveError, make_container
+from skyfed.objects.move_copy import MoveError, NotMovable, check_timestamps, make_container
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import cluster_upstream, move_target
 from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE
+from skyfed.tasks.models import UNFINISHED, Task
 from skyfed.tasks.store import TaskStore
 
 KIND = "container.move"
 RESOURCE = "container_move"
+# A move outlives backends restarting and processes dying: each attempt goes on from
+# where the last stopped.
+MAX_ATTEMPTS = 50
 
 
 async def _project_id(session: AsyncSession, ref: str) -> str:
@@ -73,7 +77,7 @@ async def start(
             f"container '{container}' is in a child zone: move it there, between its clusters",
             code="container_in_child",
         )
-    if found.moving_to is not None:
+    if found.moving_to is not None or await active_move(session, project_id, container):
         raise Conflict(f"container '{container}' is moving already", code="container_moving")
     tier = tier or found.tier
     if to is not None:
@@ -103,13 +107,14 @@ async def start(
         raise Conflict(f"the storage cluster of container '{container}' is gone")
     await session.commit()  # hold no connection while the clusters answer
     # Made where it goes first: writes land there from the moment it moves.
+    going = cluster_upstream(parts, target)
     try:
         await make_container(
-            cluster_upstream(parts, source), cluster_upstream(parts, target),
-            f"AUTH_{project_id}", container, tier,
-        )  # fmt: skip
-    except LookupError as exc:
-        raise Conflict(str(exc)) from exc
+            cluster_upstream(parts, source), going, f"AUTH_{project_id}", container, tier
+        )
+        await check_timestamps(going, f"AUTH_{project_id}", container)
+    except NotMovable as exc:
+        raise Conflict(str(exc), code="container_not_movable") from exc
     except MoveError as exc:
         raise Unavailable(str(exc), code=CLUSTER_UNAVAILABLE) from exc
     # Whether it moved meanwhile is in the WHERE: two moves asked at once, one wins.
@@ -129,6 +134,15 @@ async def start(
     if taken.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()
         raise Conflict(f"container '{container}' is moving already", code="container_moving")
+    # What the account's other containers there name in it (dynamic large objects'
+    # segments, links) is read through skyfed from now on: it will be elsewhere.
+    await session.execute(
+        update(Container)
+        .where(Container.project_id == project_id, Container.cluster_id == found.cluster_id)
+        .values(foreign_refs=True)
+        .execution_options(synchronize_session=False)
+    )
+    parts.locations.forget_place(found.cluster_id)
     move = ContainerMove(
         project_id=project_id,
         container=container,
@@ -142,15 +156,37 @@ async def start(
     )
     session.add(move)
     await session.flush()
-    task = store.enqueue(
-        session, kind=KIND, resource_type=RESOURCE, resource_id=move.id, project_id=project_id
-    )
-    move.task_id = task.id
+    move.task_id = _queue(session, store, move).id
     await session.commit()
     store.notify()
     parts.locations.forget(project_id, container)
     parts.no_moves_until = 0.0
     return move
+
+
+def _queue(session: AsyncSession, store: TaskStore, move: ContainerMove) -> Task:
+    return store.enqueue(
+        session,
+        kind=KIND,
+        resource_type=RESOURCE,
+        resource_id=move.id,
+        project_id=move.project_id,
+        max_attempts=MAX_ATTEMPTS,
+    )
+
+
+async def active_move(session: AsyncSession, project_id: str, container: str) -> bool:
+    """Whether a move of the container is under way (copying, or emptying a place)."""
+    found = await session.scalar(
+        select(ContainerMove.id)
+        .where(
+            ContainerMove.project_id == project_id,
+            ContainerMove.container == container,
+            ContainerMove.state.in_(ACTIVE_MOVES),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def get(session: AsyncSession, move_id: str) -> ContainerMove:
@@ -167,7 +203,9 @@ async def listed(session: AsyncSession, active: bool) -> list[ContainerMove]:
     return list((await session.scalars(query)).all())
 
 
-async def cancel(session: AsyncSession, parts: StorageParts, move_id: str) -> ContainerMove:
+async def cancel(
+    session: AsyncSession, parts: StorageParts, store: TaskStore, move_id: str
+) -> ContainerMove:
     """Turn a move that is copying back: what it copied and what was written where it
     went is copied back where it was, and the place it went is emptied. A move that
     has switched over is done but for its cleaning: move the container back instead."""
@@ -199,7 +237,38 @@ async def cancel(session: AsyncSession, parts: StorageParts, move_id: str) -> Co
     if turned.rowcount != 1 or moved.rowcount != 1:  # type: ignore[attr-defined]
         await session.rollback()
         raise Conflict(f"container move '{move_id}' changed meanwhile; ask again")
+    task = await session.get(Task, move.task_id) if move.task_id else None
+    live = await session.scalar(
+        select(Task.id).where(Task.id == move.task_id, Task.state.in_(UNFINISHED))
+    )
+    if task is None or live is None:  # (its task gave up: a new one turns it back)
+        await session.execute(
+            update(ContainerMove)
+            .where(ContainerMove.id == move_id)
+            .values(task_id=_queue(session, store, move).id)
+        )
     await session.commit()
+    store.notify()
     parts.locations.forget(move.project_id, move.container)
     await session.refresh(move)
     return move
+
+
+async def note_refs(session: AsyncSession, project_id: str, container: str) -> None:
+    """A write into a moving container may name others: once moved, its reads still ask
+    what an object is first (the container's flag is set at the switch)."""
+    found = await session.get(Container, (project_id, container))
+    if found is None or found.moving_to is None:
+        await session.commit()  # (what comes next may hold no connection of this one)
+        return
+    await session.execute(
+        update(ContainerMove)
+        .where(
+            ContainerMove.project_id == project_id,
+            ContainerMove.container == container,
+            ContainerMove.state.in_(ACTIVE_MOVES),
+        )
+        .values(foreign_refs=True)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()

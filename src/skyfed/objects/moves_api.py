@@ -82,8 +82,8 @@ async def get_move(move_id: MoveId, _: AdminDep, session: SessionDep) -> Contain
 
 @router.post("/{move_id}/cancel", response_model=ContainerMoveOut)
 async def cancel_move(
-    move_id: MoveId, _: AdminDep, session: SessionDep, parts: PartsDep
+    move_id: MoveId, _: AdminDep, session: SessionDep, parts: PartsDep, store: StoreDep
 ) -> ContainerMoveOut:
     """Turn a copying move back: the container ends whole where it was."""
-    move = await moves.cancel(session, parts, move_id)
+    move = await moves.cancel(session, parts, store, move_id)
     return (await _out(session, [move]))[0]

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import Conflict
 from skyfed.objects.models import ACTIVE_MOVES, Container, ContainerMove
-from skyfed.objects.swift_forward import HOP, Upstream, ask, forward
+from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, pass_on, relay
 from skyfed.objects.swift_listing import CONTENT_TYPES, Entry, ListingQuery, choose_format, merge
 from skyfed.objects.swift_slo_marks import relist_entries
 
@@ -45,7 +45,10 @@ async def serve(
         raise Conflict(f"container '{name}' is moving; delete it once it has moved")
     if method in ("POST", "PUT"):
         body = await request.body()
-        await forward(request, source, account, (name,), drop=drop, body=body)
+        first = await pass_on(request, source, account, (name,), drop=drop, body=body)
+        if first.status_code >= 300:  # (changed nowhere)
+            return await relay(request, first, drop)
+        await first.aclose()
         return await forward(request, upstream, account, (name,), drop=drop, body=body)
     both = await _overlap(session, known)
     await session.commit()  # hold no connection while the places answer

@@ -26,6 +26,7 @@ from skyfed.objects.child_pool import ChildPool
 from skyfed.objects.cluster_pool import ClusterPool
 from skyfed.objects.locations import AccountHolders, HolderStats, Locations
 from skyfed.objects.models import DOWN, UP, Container, StorageCluster
+from skyfed.objects.move_metrics import MoveMetrics
 from skyfed.objects.move_throttle import Throttles
 from skyfed.objects.placed import PlacedCounts
 from skyfed.objects.section import NAME, storage_section
@@ -68,7 +69,8 @@ class StorageParts:
         # Until when no container of the zone moves, as last read (moving_counts).
         self.no_moves_until = 0.0
         # Container moves' bandwidth per cluster, in this process (move_throttle).
-        self.throttles = Throttles()
+        self.move_metrics = MoveMetrics(core.metrics)
+        self.throttles = Throttles(self.move_metrics.throttled.inc)
         self.rng = random.Random()
         self._placements = core.metrics.counter(
             "skyfed_storage_placements",

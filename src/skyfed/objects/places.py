@@ -23,7 +23,7 @@ from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
 from skyfed.identity.models import Project
 from skyfed.identity.principal import Principal
 from skyfed.objects.models import Container, StorageCluster
-from skyfed.objects.move_copy import MoveError, copy_object
+from skyfed.objects.move_copy import MoveError, copy_if_missing
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import tiers_of
 from skyfed.objects.storage_planner import (
@@ -58,7 +58,7 @@ def moving_upstream(parts: StorageParts, source: StorageCluster, to: StorageClus
     async def fill(account: str, path: tuple[str, ...]) -> None:
         # Before a POST changes an object's metadata where reads look first.
         with contextlib.suppress(MoveError):
-            await copy_object(came_from, going, account, (path[0], path[1]))
+            await copy_if_missing(came_from, going, account, (path[0], path[1]))
 
     return replace(going, source=came_from, fill=fill)
 

@@ -10,6 +10,7 @@ the container's ACLs and attributes, and every request on it is forwarded there
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from fastapi import APIRouter, Request, Response
@@ -26,6 +27,7 @@ from skyfed.errors import (
 )
 from skyfed.identity.deps import IdentitiesDep
 from skyfed.objects import (
+    moves,
     moving_container,
     swift_refs,
     swift_slo,
@@ -123,6 +125,20 @@ def _check_beside(container: Container, versions: Container | None) -> None:
             f"'{versions.name}' is on another cluster than '{container.name}': a versions "
             "container must share its cluster (name one made beside it)"
         )
+
+
+def _names_others(request: Request) -> bool:
+    """A write that may make an object naming others (a manifest, a link, a copy)."""
+    if request.method not in ("PUT", "COPY"):
+        return False
+    headers = request.headers
+    return (
+        request.method == "COPY"
+        or "x-copy-from" in headers
+        or "x-object-manifest" in headers
+        or "x-symlink-target" in headers
+        or swift_slo.is_manifest_put(request)
+    )
 
 
 def _deletes_segments(request: Request) -> bool:
@@ -241,6 +257,8 @@ async def container_route(
     access.container(method, known)
     if method == "DELETE":
         await check_held_here(session, access)
+        if await moves.active_move(session, project_id, container):  # (emptying its old place)
+            raise Conflict(f"container '{container}' is moving; delete it once it has moved")
     if method == "POST":
         _check_beside(known, await _versions_container(session, project_id, headers))
     upstream = await upstream_of(session, parts, known, access.caller)
@@ -283,10 +301,13 @@ async def object_route(
         return await swift_tempurl.serve(request, session, parts, account, container, obj)
     if swift_slo_marks.forged_kind(request.headers.get("content-type")):
         raise BadRequest("a content type may not name skyfed_slo_ parameters (skyfed's own)")
+    if _names_others(request):  # into a moving container: it keeps reading them so
+        await moves.note_refs(session, account.removeprefix(ACCOUNT_PREFIX), container)
     if is_copy(request):
         return await copy(request, identities, parts, session, account, container, obj)
     project_id = account.removeprefix(ACCOUNT_PREFIX)
     access = await resolve(request, identities, session, project_id)
+    read_at = time.monotonic()
     known = await known_container(session, access, container)
     access.object(request.method, known)
     if "version-id" in request.query_params and not access.owner:
@@ -315,6 +336,8 @@ async def object_route(
                 )  # fmt: skip
     if request.method == "POST" and known.foreign_refs:  # skyfed's marks are kept
         await session.commit()  # hold no connection while the place answers
+        if upstream.fill is not None:  # (moving: its marks are read where it goes)
+            await upstream.fill(account, (container, obj))
         static = await swift_refs.kept_marks(request, upstream, account, (container, obj))
     if _deletes_segments(request) and known.foreign_refs:
         await session.commit()  # hold no connection while the place answers
@@ -331,7 +354,12 @@ async def object_route(
     place_id = known.cluster_id or known.child_id
     if place_id is not None and known.moving_to is None:  # for the data path (swift_fast)
         parts.locations.remember(
-            project_id, container, replace(upstream, headers={}), place_id, known.foreign_refs
+            project_id,
+            container,
+            replace(upstream, headers={}),
+            place_id,
+            known.foreign_refs,
+            read_at,
         )
     await session.close()  # hold no connection while an object streams
     # What an object names (DLO segments, a symlink's target) is read through skyfed

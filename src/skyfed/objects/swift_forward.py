@@ -211,7 +211,17 @@ async def moving(
         await answer.aclose()
         return await _open(source, method, account, path, headers, params, body, anonymous)
     if method == "DELETE":
-        there = await _open(source, method, account, path, headers, params, body, anonymous)
+        # Acknowledged only once gone from both: a copy left where it comes from
+        # would still be read (and copied back by a cancel).
+        try:
+            there = await _open(source, method, account, path, headers, params, body, anonymous)
+        except BaseException:
+            await answer.aclose()
+            raise
+        if there.status_code >= 300 and there.status_code not in (404, 409):
+            await answer.aclose()
+            await there.aclose()
+            raise source.unavailable(f"its delete there answered {there.status_code}")
         if answer.status_code == 404 and there.status_code < 300:
             await answer.aclose()
             return there
