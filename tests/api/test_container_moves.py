@@ -608,3 +608,32 @@ async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_one
             await admin.move_container("p1", "versioned", there)
         assert refused.value.status == 409 and refused.value.code == "container_not_movable"
         assert (await where(zone, mia, "versioned"))[0] == here
+
+
+async def test_a_container_moved_away_and_back_keeps_every_object(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    """The first move's cleaning leaves tombstones where it was (Swift keeps them a
+    week): the move back must not lose its copies to them, yet a delete made during
+    the move back still wins."""
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.put_container, "roundtrip")
+    objects = {f"r/{i:02d}": body_of(f"r{i}", 500 + i) for i in range(12)}
+    for name, data in objects.items():
+        await asyncio.to_thread(mia.put_object, "roundtrip", name, data)
+    frm, to = await where(zone, mia, "roundtrip")
+    async with zone.client() as admin:
+        away = await admin.move_container("p1", "roundtrip", to)
+        assert (await ended(admin, away.id)).state == "done"
+        back = await admin.move_container("p1", "roundtrip", frm)
+        await asyncio.to_thread(mia.delete_object, "roundtrip", "r/00")  # (before it copies)
+        done = await ended(admin, back.id)
+    assert done.state == "done"
+    assert (await where(zone, mia, "roundtrip"))[0] == frm
+    del objects["r/00"]
+    _, listing = await asyncio.to_thread(mia.get_container, "roundtrip")
+    assert sorted(e["name"] for e in listing) == sorted(objects)
+    for name, data in objects.items():
+        _, got = await asyncio.to_thread(mia.get_object, "roundtrip", name)
+        assert got == data, name

@@ -195,10 +195,10 @@ def zone_process(directory: Path) -> ZoneProcess:
 
 
 class Stack:
-    """Three Swift clusters and one zone process with them registered."""
+    """Swift clusters (three by default) and one zone process with them registered."""
 
-    def __init__(self, root: Path) -> None:
-        self.swifts = LocalSwiftSet.create(root / "swift", CLUSTERS, policies=(TIER,))
+    def __init__(self, root: Path, clusters: Sequence[str] = CLUSTERS) -> None:
+        self.swifts = LocalSwiftSet.create(root / "swift", clusters, policies=(TIER,))
         self.zone = zone_process(root / "zone")
 
     def admin(self) -> SkyfedClient:

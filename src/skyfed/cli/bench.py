@@ -174,3 +174,21 @@ def objects(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     typer.echo(json.dumps(run_objects_bench(options)))
+
+
+@app.command("move")
+def move(
+    objects: Annotated[int, typer.Option(help="Objects in the container moved.")] = 2000,
+    min_kib: Annotated[int, typer.Option(help="The smallest object (KiB).")] = 4,
+    max_kib: Annotated[int, typer.Option(help="The largest object (KiB).")] = 4096,
+    repeat: Annotated[int, typer.Option(help="Rounds of rclone copy and skyfed move.")] = 2,
+) -> None:
+    """A container moved between two Swift clusters by skyfed, against rclone copy."""
+    from skyfed.bench.move import Options, run_move_bench
+
+    options = Options(objects=objects, min_kib=min_kib, max_kib=max_kib, repeat=repeat)
+    try:
+        options.check()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(json.dumps(run_move_bench(options)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -100,17 +101,47 @@ async def _newer_there(to: Upstream, account: str, path: tuple[str, ...], timest
 
 
 async def copy_object(
-    source: Upstream, to: Upstream, account: str, path: tuple[str, str], take: Take | None = None
+    source: Upstream,
+    to: Upstream,
+    account: str,
+    path: tuple[str, str],
+    take: Take | None = None,
+    floor: str | None = None,
 ) -> Copied:
     """The object at `path` copied from `source` to `to`, as it is now at `source`;
-    `take`: the moves' bandwidth limits (move_throttle)."""
+    `take`: the moves' bandwidth limits (move_throttle).
+
+    `floor`: when this direction of the move began (a Swift timestamp). A copy that
+    loses to a delete where it goes is sent again at that time: it then loses only to
+    a delete made during the move, not to one older (a tombstone an earlier move
+    left there when it emptied it; Swift keeps them for its reclaim age). Such a
+    copy's time is the move's, not the object's."""
+    copied = await _copy(source, to, account, path, take, None)
+    if copied.outcome != SKIPPED or floor is None:
+        return copied
+    there = await open_stream(to, "HEAD", account, path, {}, PROBE)
+    await there.aclose()
+    if there.status_code != 404:
+        return copied  # (an object there, as new or newer)
+    again = await _copy(source, to, account, path, take, floor)
+    return Copied(GONE) if again.outcome == SKIPPED else again
+
+
+async def _copy(
+    source: Upstream,
+    to: Upstream,
+    account: str,
+    path: tuple[str, str],
+    take: Take | None,
+    at: str | None,
+) -> Copied:
     got = await open_stream(source, "GET", account, path, {}, PROBE)
     try:
         if got.status_code == 404:
             return Copied(GONE)
         if got.status_code >= 300:
             raise MoveError(f"reading {'/'.join(path)} where it was answered {got.status_code}")
-        timestamp = got.headers.get("x-timestamp")
+        timestamp = at or got.headers.get("x-timestamp")
         if timestamp is None:
             raise MoveError(f"{source.kind} '{source.name}' gave no X-Timestamp for {path[1]}")
         headers = _kept(got.headers)
@@ -144,14 +175,19 @@ async def copy_object(
 
 
 async def copy_if_missing(
-    source: Upstream, to: Upstream, account: str, path: tuple[str, str]
+    source: Upstream, to: Upstream, account: str, path: tuple[str, str], floor: str | None
 ) -> Copied:
     """The object copied unless `to` holds it already (a POST's, before it changes it)."""
     there = await open_stream(to, "HEAD", account, path, {}, PROBE)
     await there.aclose()
     if there.status_code < 300:
         return Copied(SKIPPED)
-    return await copy_object(source, to, account, path)
+    return await copy_object(source, to, account, path, floor=floor)
+
+
+def swift_time(moment: datetime) -> str:
+    """A moment as a Swift timestamp (X-Timestamp)."""
+    return f"{moment.timestamp():.5f}"
 
 
 async def _large_object(

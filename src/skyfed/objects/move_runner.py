@@ -52,6 +52,7 @@ from skyfed.objects.move_copy import (
     copy_failed,
     copy_object,
     make_container,
+    swift_time,
 )
 from skyfed.objects.move_metrics import MoveMetrics
 from skyfed.objects.move_throttle import Take
@@ -172,7 +173,9 @@ class MoveRunner:
                 return  # attempt cut off before it recorded it)
             async with gate:
                 path = (move.container, entry["name"])
-                copied = await _tried(lambda: copy_object(source, to, account, path, take))
+                copied = await _tried(
+                    lambda: copy_object(source, to, account, path, take, swift_time(move.since))
+                )
             tally.done(index, copied)
 
         copies = asyncio.ensure_future(asyncio.gather(*(one(i, e) for i, e in enumerate(page))))
@@ -210,13 +213,14 @@ class MoveRunner:
         container: str,
         entries: list[Mapping[str, Any]],
         take: Take | None,
+        floor: str,
     ) -> list[Copied]:
         gate = asyncio.Semaphore(COPIES_AT_ONCE)
 
         async def one(name: str) -> Copied:
             async with gate:
                 return await _tried(
-                    lambda: copy_object(source, to, account, (container, name), take)
+                    lambda: copy_object(source, to, account, (container, name), take, floor)
                 )
 
         return list(await asyncio.gather(*(one(e["name"]) for e in entries)))
@@ -268,7 +272,8 @@ class MoveRunner:
             if switched.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
                 raise Stale
-            fresh.state, fresh.marker, fresh.since, fresh.updated_at = after, "", utcnow(), utcnow()
+            # (`since` stays: the cleaning's late copies lose to what was deleted since)
+            fresh.state, fresh.marker, fresh.updated_at = after, "", utcnow()
             await session.commit()
         self.parts.locations.forget(move.project_id, move.container)
         self.parts.account_holders.forget(move.project_id)
@@ -284,7 +289,9 @@ class MoveRunner:
                 there = await _listed_to(now, account, move.container, marker, page[-1]["name"])
                 names = [e["name"] for e in page if "name" in e]
                 late = [e for e in page if "name" in e and not _has(there.get(e["name"]), e)]
-                copied = await self._copy_all(old, now, account, move.container, late, take)
+                copied = await self._copy_all(
+                    old, now, account, move.container, late, take, swift_time(move.since)
+                )
                 if any(c.names_others for c in copied):  # (it is where it went by now)
                     await self._refs_here(move)
                 await asyncio.gather(

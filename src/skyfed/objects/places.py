@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
 from skyfed.identity.models import Project
 from skyfed.identity.principal import Principal
-from skyfed.objects.models import Container, StorageCluster
-from skyfed.objects.move_copy import MoveError, copy_if_missing
+from skyfed.objects.models import ACTIVE_MOVES, Container, ContainerMove, StorageCluster
+from skyfed.objects.move_copy import MoveError, copy_if_missing, swift_time
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import tiers_of
 from skyfed.objects.storage_planner import (
@@ -51,14 +51,17 @@ def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
     )
 
 
-def moving_upstream(parts: StorageParts, source: StorageCluster, to: StorageCluster) -> Upstream:
-    """A moving container's place: `to`, with `source` for what is not copied yet."""
+def moving_upstream(
+    parts: StorageParts, source: StorageCluster, to: StorageCluster, floor: str | None
+) -> Upstream:
+    """A moving container's place: `to`, with `source` for what is not copied yet;
+    `floor`: when the move's direction began (move_copy.copy_object)."""
     came_from, going = cluster_upstream(parts, source), cluster_upstream(parts, to)
 
     async def fill(account: str, path: tuple[str, ...]) -> None:
         # Before a POST changes an object's metadata where reads look first.
         with contextlib.suppress(MoveError):
-            await copy_if_missing(came_from, going, account, (path[0], path[1]))
+            await copy_if_missing(came_from, going, account, (path[0], path[1]), floor)
 
     return replace(going, source=came_from, fill=fill)
 
@@ -92,7 +95,15 @@ async def upstream_of(
         to = await session.get(StorageCluster, container.moving_to)
         source = await session.get(StorageCluster, container.cluster_id)
         if to is not None and source is not None:
-            return moving_upstream(parts, source, to)
+            since = await session.scalar(
+                select(ContainerMove.since).where(
+                    ContainerMove.project_id == container.project_id,
+                    ContainerMove.container == container.name,
+                    ContainerMove.state.in_(ACTIVE_MOVES),
+                )
+            )
+            floor = swift_time(since) if since is not None else None
+            return moving_upstream(parts, source, to, floor)
     if container.child_id is not None:
         child = await session.get(ChildZone, container.child_id)
         if child is not None:
