@@ -118,6 +118,8 @@ class ContainerMove(Base):
     tier_from: Mapped[str] = mapped_column(String(32), default="")
     tier_to: Mapped[str] = mapped_column(String(32), default="")
     state: Mapped[str] = mapped_column(String(16), default=COPYING, index=True)
+    # The container's how-manieth move (its copies' timestamp offsets: move_copy).
+    generation: Mapped[int] = mapped_column(Integer, default=1)
     task_id: Mapped[str] = mapped_column(String(36), default="")
     # The present pass over the container's listing: the last name it finished.
     marker: Mapped[str] = mapped_column(String(1024), default="")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -89,7 +88,7 @@ def _same_second(sent: str, answered: str | None) -> bool:
         when = parsedate_to_datetime(answered).timestamp()
     except (TypeError, ValueError):
         return False
-    return abs(when - float(sent)) <= 1.0
+    return abs(when - float(sent.split("_")[0])) <= 1.0
 
 
 async def _newer_there(to: Upstream, account: str, path: tuple[str, ...], timestamp: str) -> bool:
@@ -97,7 +96,8 @@ async def _newer_there(to: Upstream, account: str, path: tuple[str, ...], timest
     answer = await open_stream(to, "HEAD", account, path, {}, PROBE)
     await answer.aclose()
     there = answer.headers.get("x-timestamp")
-    return answer.status_code < 300 and there is not None and float(there) >= float(timestamp)
+    sent = float(timestamp.split("_")[0])
+    return answer.status_code < 300 and there is not None and float(there) >= sent
 
 
 async def copy_object(
@@ -106,44 +106,21 @@ async def copy_object(
     account: str,
     path: tuple[str, str],
     take: Take | None = None,
-    floor: str | None = None,
+    offset: int = 0,
 ) -> Copied:
     """The object at `path` copied from `source` to `to`, as it is now at `source`;
-    `take`: the moves' bandwidth limits (move_throttle).
-
-    `floor`: when this direction of the move began (a Swift timestamp). A copy that
-    loses to a delete where it goes is sent again at that time: it then loses only to
-    a delete made during the move, not to one older (a tombstone an earlier move
-    left there when it emptied it; Swift keeps them for its reclaim age). Such a
-    copy's time is the move's, not the object's."""
-    copied = await _copy(source, to, account, path, take, None)
-    if copied.outcome != SKIPPED or floor is None:
-        return copied
-    there = await open_stream(to, "HEAD", account, path, {}, PROBE)
-    await there.aclose()
-    if there.status_code != 404:
-        return copied  # (an object there, as new or newer)
-    again = await _copy(source, to, account, path, take, floor)
-    return Copied(GONE) if again.outcome == SKIPPED else again
-
-
-async def _copy(
-    source: Upstream,
-    to: Upstream,
-    account: str,
-    path: tuple[str, str],
-    take: Take | None,
-    at: str | None,
-) -> Copied:
+    `take`: the moves' bandwidth limits (move_throttle); `offset`: the move's
+    (`offsets`), sent with the object's timestamp."""
     got = await open_stream(source, "GET", account, path, {}, PROBE)
     try:
         if got.status_code == 404:
             return Copied(GONE)
         if got.status_code >= 300:
             raise MoveError(f"reading {'/'.join(path)} where it was answered {got.status_code}")
-        timestamp = at or got.headers.get("x-timestamp")
-        if timestamp is None:
+        normal = got.headers.get("x-timestamp")
+        if normal is None:
             raise MoveError(f"{source.kind} '{source.name}' gave no X-Timestamp for {path[1]}")
+        timestamp = with_offset(normal, offset)
         headers = _kept(got.headers)
         if got.headers.get("x-static-large-object", "").lower() in _TRUE:
             body = await got.aread()
@@ -175,19 +152,33 @@ async def _copy(
 
 
 async def copy_if_missing(
-    source: Upstream, to: Upstream, account: str, path: tuple[str, str], floor: str | None
+    source: Upstream, to: Upstream, account: str, path: tuple[str, str], offset: int
 ) -> Copied:
     """The object copied unless `to` holds it already (a POST's, before it changes it)."""
     there = await open_stream(to, "HEAD", account, path, {}, PROBE)
     await there.aclose()
     if there.status_code < 300:
         return Copied(SKIPPED)
-    return await copy_object(source, to, account, path, floor=floor)
+    return await copy_object(source, to, account, path, offset=offset)
 
 
-def swift_time(moment: datetime) -> str:
-    """A moment as a Swift timestamp (X-Timestamp)."""
-    return f"{moment.timestamp():.5f}"
+def offsets(generation: int) -> tuple[int, int]:
+    """The Swift timestamp offsets of a container's `generation`th move: (its copies',
+    its cleaning deletes').
+
+    Swift orders two writes of the same timestamp by their offsets (what its own
+    reconciler relies on; clients still see the timestamp alone). A copy keeps its
+    object's timestamp, so anything written or deleted during the move, later, wins
+    over it. Its offset wins over what earlier moves left at the same timestamp:
+    the tombstones of an earlier move's cleaning (Swift keeps them a week), and its
+    copies. A cleaning delete deletes the object as it was listed, never a newer
+    write."""
+    return 2 * generation, 2 * generation + 1
+
+
+def with_offset(normal: str, offset: int) -> str:
+    """A Swift timestamp (normal form: seconds, 5 decimals) with an offset."""
+    return f"{normal}_{offset:016x}" if offset else normal
 
 
 async def _large_object(

@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 
 from skyfed.db.base import utcnow
-from skyfed.objects import locations
 from skyfed.objects.models import (
     CANCEL_CLEANING,
     CANCELLED,
@@ -52,12 +51,13 @@ from skyfed.objects.move_copy import (
     copy_failed,
     copy_object,
     make_container,
-    swift_time,
+    offsets,
+    with_offset,
 )
 from skyfed.objects.move_metrics import MoveMetrics
 from skyfed.objects.move_throttle import Take
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import cluster_upstream
+from skyfed.objects.places import SETTLE, cluster_upstream
 from skyfed.objects.swift_forward import FAILURES, Upstream, ask, open_stream
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater, TaskFailed
@@ -89,7 +89,7 @@ class MoveRunner:
     def __init__(self, parts: StorageParts) -> None:
         self.parts = parts
         self.db = parts.core.db
-        self.settle = 2 * locations.TTL
+        self.settle = SETTLE
 
     async def run(self, task: Task) -> dict[str, Any]:
         while True:
@@ -174,7 +174,9 @@ class MoveRunner:
             async with gate:
                 path = (move.container, entry["name"])
                 copied = await _tried(
-                    lambda: copy_object(source, to, account, path, take, swift_time(move.since))
+                    lambda: copy_object(
+                        source, to, account, path, take, offsets(move.generation)[0]
+                    )
                 )
             tally.done(index, copied)
 
@@ -213,14 +215,14 @@ class MoveRunner:
         container: str,
         entries: list[Mapping[str, Any]],
         take: Take | None,
-        floor: str,
+        offset: int,
     ) -> list[Copied]:
         gate = asyncio.Semaphore(COPIES_AT_ONCE)
 
         async def one(name: str) -> Copied:
             async with gate:
                 return await _tried(
-                    lambda: copy_object(source, to, account, (container, name), take, floor)
+                    lambda: copy_object(source, to, account, (container, name), take, offset)
                 )
 
         return list(await asyncio.gather(*(one(e["name"]) for e in entries)))
@@ -290,12 +292,16 @@ class MoveRunner:
                 names = [e["name"] for e in page if "name" in e]
                 late = [e for e in page if "name" in e and not _has(there.get(e["name"]), e)]
                 copied = await self._copy_all(
-                    old, now, account, move.container, late, take, swift_time(move.since)
+                    old, now, account, move.container, late, take, offsets(move.generation)[0]
                 )
                 if any(c.names_others for c in copied):  # (it is where it went by now)
                     await self._refs_here(move)
                 await asyncio.gather(
-                    *(self._delete(old, account, move.container, e) for e in page if "name" in e)
+                    *(
+                        self._delete(old, account, move.container, e, move.generation)
+                        for e in page
+                        if "name" in e
+                    )
                 )
                 marker = page[-1]["name"]
                 await self._progress(
@@ -324,13 +330,20 @@ class MoveRunner:
         self.parts.locations.forget(move.project_id, move.container)
 
     async def _delete(
-        self, upstream: Upstream, account: str, container: str, entry: Mapping[str, Any]
+        self,
+        upstream: Upstream,
+        account: str,
+        container: str,
+        entry: Mapping[str, Any],
+        generation: int,
     ) -> None:
-        """The object deleted where it was, as listed: sent with a time just after the
-        listed one, a newer write there (an upload under way when the move began) is
-        not deleted (409), and the next round copies it."""
+        """The object deleted where it was, as listed: sent with the listed time (and
+        the move's offset, move_copy.offsets), a newer write there (an upload under
+        way when the move began) is not deleted (409), and the next round copies it."""
         name = entry["name"]
-        stamp = _just_after(str(entry.get("last_modified", "")))
+        stamp = _listed_time(str(entry.get("last_modified", "")))
+        if stamp is not None:
+            stamp = with_offset(stamp, offsets(generation)[1])
         status = await _tried(lambda: _delete_status(upstream, account, (container, name), stamp))
         if status >= 300 and status not in (404, 409):
             raise MoveError(f"deleting {name} where it was answered {status}")
@@ -442,15 +455,15 @@ async def _listed_to(
     return found
 
 
-def _just_after(listed: str) -> str | None:
-    """A Swift timestamp 10 µs after a listing's `last_modified` (None if unreadable)."""
+def _listed_time(listed: str) -> str | None:
+    """A listing's `last_modified` as a Swift timestamp (None if unreadable)."""
     whole, _, fraction = listed.partition(".")
     try:
         seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
-    exact = Decimal(seconds) + Decimal(f"0.{fraction or 0}") + Decimal("0.00001")
-    return f"{exact:.5f}"
+    exact = Decimal(seconds) + Decimal(f"0.{fraction or 0}")
+    return f"{exact:016.5f}"
 
 
 async def _delete_status(

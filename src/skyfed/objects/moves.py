@@ -8,7 +8,7 @@ reads look there first and then where it was (swift_forward.moving).
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.base import utcnow
@@ -143,7 +143,13 @@ async def start(
         .execution_options(synchronize_session=False)
     )
     parts.locations.forget_place(found.cluster_id)
+    earlier = await session.scalar(
+        select(func.max(ContainerMove.generation)).where(
+            ContainerMove.project_id == project_id, ContainerMove.container == container
+        )
+    )
     move = ContainerMove(
+        generation=(earlier or 0) + 1,
         project_id=project_id,
         container=container,
         source_id=found.cluster_id,

@@ -13,17 +13,20 @@ import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
 from skyfed.identity.models import Project
 from skyfed.identity.principal import Principal
+from skyfed.objects.locations import TTL
 from skyfed.objects.models import ACTIVE_MOVES, Container, ContainerMove, StorageCluster
-from skyfed.objects.move_copy import MoveError, copy_if_missing, swift_time
+from skyfed.objects.move_copy import MoveError, copy_if_missing, offsets
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.section import tiers_of
 from skyfed.objects.storage_planner import (
@@ -51,17 +54,21 @@ def cluster_upstream(parts: StorageParts, cluster: StorageCluster) -> Upstream:
     )
 
 
+# How long after a move begins every process has forgotten where the container was.
+SETTLE = 2 * TTL
+
+
 def moving_upstream(
-    parts: StorageParts, source: StorageCluster, to: StorageCluster, floor: str | None
+    parts: StorageParts, source: StorageCluster, to: StorageCluster, offset: int
 ) -> Upstream:
     """A moving container's place: `to`, with `source` for what is not copied yet;
-    `floor`: when the move's direction began (move_copy.copy_object)."""
+    `offset`: the move's copies' (move_copy.offsets)."""
     came_from, going = cluster_upstream(parts, source), cluster_upstream(parts, to)
 
     async def fill(account: str, path: tuple[str, ...]) -> None:
         # Before a POST changes an object's metadata where reads look first.
         with contextlib.suppress(MoveError):
-            await copy_if_missing(came_from, going, account, (path[0], path[1]), floor)
+            await copy_if_missing(came_from, going, account, (path[0], path[1]), offset)
 
     return replace(going, source=came_from, fill=fill)
 
@@ -95,15 +102,22 @@ async def upstream_of(
         to = await session.get(StorageCluster, container.moving_to)
         source = await session.get(StorageCluster, container.cluster_id)
         if to is not None and source is not None:
-            since = await session.scalar(
-                select(ContainerMove.since).where(
-                    ContainerMove.project_id == container.project_id,
-                    ContainerMove.container == container.name,
-                    ContainerMove.state.in_(ACTIVE_MOVES),
+            move = (
+                await session.execute(
+                    select(ContainerMove.since, ContainerMove.generation).where(
+                        ContainerMove.project_id == container.project_id,
+                        ContainerMove.container == container.name,
+                        ContainerMove.state.in_(ACTIVE_MOVES),
+                    )
                 )
-            )
-            floor = swift_time(since) if since is not None else None
-            return moving_upstream(parts, source, to, floor)
+            ).first()
+            offset = offsets(move.generation)[0] if move is not None else 0
+            if move is not None and utcnow() < move.since + timedelta(seconds=SETTLE):
+                # Until every process has forgotten the old place (whose cached entries
+                # send writes there), writes go there too, deletes to both: one place
+                # decides between them. Copies begin after (move_runner).
+                return moving_upstream(parts, to, source, offset)
+            return moving_upstream(parts, source, to, offset)
     if container.child_id is not None:
         child = await session.get(ChildZone, container.child_id)
         if child is not None:

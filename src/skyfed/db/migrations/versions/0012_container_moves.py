@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("tier_from", sa.String(32), nullable=False),
         sa.Column("tier_to", sa.String(32), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
         sa.Column("task_id", sa.String(36), nullable=False),
         sa.Column("marker", sa.String(1024), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=False),
