@@ -31,12 +31,10 @@ import dataclasses
 import hashlib
 import math
 import os
-import platform
 import random
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +49,7 @@ from skyfed.bench.objects import (
     Side,
     Stack,
     expect,
-    run_loop,
+    run_measured,
     swift_login,
 )
 from skyfed.objects.local_swift import LocalSwift
@@ -358,23 +356,11 @@ def table(result: dict[str, Any]) -> Table:
 
 def run_move_bench(opts: Options) -> dict[str, Any]:
     opts.check()
-    console = Console(stderr=True)
-
-    def say(message: str) -> None:
-        console.print(f"[dim]{message}[/]")
-
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="skyfed-bench-move-") as tmp:
-        result = run_loop(measure(opts, Path(tmp), say))
+    result, machine, _ = run_measured("move", lambda root, say: measure(opts, root, say))
     summary: dict[str, Any] = {"bench": "move", **result}
     summary["goals"] = {key: {how: goal} for key, (how, goal) in GOALS.items()}
     summary["met"] = goals_met(result)
     summary["options"] = dataclasses.asdict(opts)
-    summary["loadavg_before"] = [round(x, 2) for x in load_before]
-    summary["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    summary["cpus"] = os.cpu_count()
-    summary["python"] = platform.python_version()
-    summary["wall_s"] = round(time.monotonic() - started, 1)
+    summary |= machine
     Console(stderr=True).print(table(result))
     return summary

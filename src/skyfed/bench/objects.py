@@ -40,7 +40,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -726,6 +726,26 @@ def table(result: dict[str, Any], opts: Options) -> Table:
 
 def run_objects_bench(opts: Options) -> dict[str, Any]:
     opts.check()
+    result, machine, say = run_measured("objects", lambda root, say: measure(opts, root, say))
+    summary: dict[str, Any] = {"bench": "objects", **result}
+    if opts.containers and result.get("list_error"):
+        say(f"list_ratio: null ({result['list_error']})")
+    summary["goals"] = {key: {how: goal} for key, (how, goal) in GOALS.items()}
+    summary["met"] = goals_met(result)
+    summary["options"] = dataclasses.asdict(opts)
+    summary |= machine
+    Console().print(table(result, opts))
+    return summary
+
+
+Say = Callable[[str], None]
+
+
+def run_measured(
+    kind: str, measure: Callable[[Path, Say], Awaitable[dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, Any], Say]:
+    """A bench's figures, measured in a temporary directory; the machine's state beside
+    them (load before and after, CPUs, Python, wall time); and how it tells progress."""
     console = Console(stderr=True)
 
     def say(message: str) -> None:
@@ -733,21 +753,16 @@ def run_objects_bench(opts: Options) -> dict[str, Any]:
 
     load_before = os.getloadavg()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="skyfed-bench-objects-") as tmp:
-        result = run_loop(measure(opts, Path(tmp), say))
-    summary: dict[str, Any] = {"bench": "objects", **result}
-    if opts.containers and result.get("list_error"):
-        say(f"list_ratio: null ({result['list_error']})")
-    summary["goals"] = {key: {how: goal} for key, (how, goal) in GOALS.items()}
-    summary["met"] = goals_met(result)
-    summary["options"] = dataclasses.asdict(opts)
-    summary["loadavg_before"] = [round(x, 2) for x in load_before]
-    summary["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    summary["cpus"] = os.cpu_count()
-    summary["python"] = platform.python_version()
-    summary["wall_s"] = round(time.monotonic() - started, 1)
-    Console().print(table(result, opts))
-    return summary
+    with tempfile.TemporaryDirectory(prefix=f"skyfed-bench-{kind}-") as tmp:
+        result = run_loop(measure(Path(tmp), say))
+    machine = {
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    return result, machine, say
 
 
 def run_loop(coroutine: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skyfed.errors import AppError, NotFound
+from skyfed.errors import AppError
 from skyfed.objects import moves
 from skyfed.objects.models import (
     ACTIVE_MOVES,
@@ -47,15 +47,6 @@ ROUND = 2.0  # seconds between two looks at the moves under way
 STUCK_FOR = 30.0  # a container with no room elsewhere is tried again after this
 
 
-async def _cluster(session: AsyncSession, ref: str) -> StorageCluster:
-    found = await session.scalar(
-        select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
-    )
-    if found is None:
-        raise NotFound(f"storage cluster '{ref}' not found")
-    return found
-
-
 @dataclass
 class DrainState:
     cluster: StorageCluster
@@ -65,7 +56,7 @@ class DrainState:
 
 
 async def drain_state(session: AsyncSession, ref: str) -> DrainState:
-    cluster = await _cluster(session, ref)
+    cluster = await moves.find_cluster(session, ref)
     left = await session.scalar(
         select(func.count()).where(
             Container.cluster_id == cluster.id, Container.moving_to.is_(None)
@@ -102,7 +93,7 @@ async def _moving_off(session: AsyncSession, cluster_id: str) -> int:
 async def start_drain(
     session: AsyncSession, parts: StorageParts, store: TaskStore, ref: str, parallel: int
 ) -> DrainState:
-    cluster = await _cluster(session, ref)
+    cluster = await moves.find_cluster(session, ref)
     cluster.draining = True
     store.enqueue(
         session,
@@ -119,7 +110,7 @@ async def start_drain(
 
 async def stop_drain(session: AsyncSession, parts: StorageParts, ref: str) -> DrainState:
     """The cluster takes containers again; moves under way end as they would."""
-    cluster = await _cluster(session, ref)
+    cluster = await moves.find_cluster(session, ref)
     cluster.draining = False
     await session.commit()
     await parts.load()

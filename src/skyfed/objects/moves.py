@@ -47,7 +47,7 @@ async def _project_id(session: AsyncSession, ref: str) -> str:
     return found
 
 
-async def _cluster(session: AsyncSession, ref: str) -> StorageCluster:
+async def find_cluster(session: AsyncSession, ref: str) -> StorageCluster:
     found = await session.scalar(
         select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
     )
@@ -81,7 +81,7 @@ async def start(
         raise Conflict(f"container '{container}' is moving already", code="container_moving")
     tier = tier or found.tier
     if to is not None:
-        target = await _cluster(session, to)
+        target = await find_cluster(session, to)
     else:
         chosen = await move_target(session, parts, found, tier)
         if chosen is None:
