@@ -569,6 +569,11 @@ async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_one
         mia.put_object, "slow", "zz-slo", json.dumps(manifest),
         query_string="multipart-manifest=put",
     )  # fmt: skip
+    # A dynamic large object elsewhere whose segments are in the moving container.
+    await asyncio.to_thread(mia.put_container, "dlo-home")
+    await asyncio.to_thread(
+        mia.put_object, "dlo-home", "whole", b"", headers={"X-Object-Manifest": "slow/a-seg/"}
+    )
     frm, to = await where(zone, mia, "slow")
     rate = 512 << 10
     async with zone.client() as admin:
@@ -588,6 +593,8 @@ async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_one
             assert waits.value.http_status == 409
             headers, got = await asyncio.to_thread(mia.get_object, "slow", "zz-slo")
             assert got == b"".join(segs) and headers["x-object-meta-color"] == "blue"
+            _, got = await asyncio.to_thread(mia.get_object, "dlo-home", "whole")
+            assert got == b"".join(segs)  # (its segments listed from both places)
             move = await ended(admin, started.id)
         finally:
             for name in (frm, to):
@@ -597,6 +604,8 @@ async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_one
         assert got == b"".join(segs)
         assert headers["x-object-meta-color"] == "blue"
         assert headers["x-static-large-object"] == "True"
+        _, got = await asyncio.to_thread(mia.get_object, "dlo-home", "whole")
+        assert got == b"".join(segs)
 
         # A container whose versions its cluster keeps does not move.
         await asyncio.to_thread(mia.put_container, "kept-versions")
@@ -637,3 +646,38 @@ async def test_a_container_moved_away_and_back_keeps_every_object(
     for name, data in objects.items():
         _, got = await asyncio.to_thread(mia.get_object, "roundtrip", name)
         assert got == data, name
+
+
+async def test_large_objects_read_whole_once_their_segments_container_moved(
+    zone: ServedZone, swifts: LocalSwiftSet
+) -> None:
+    """A backend's own static large object whose segments' container moved away is
+    read through skyfed, as when both were on one cluster."""
+    zone_swifts.update({s.name: s for s in swifts})
+    mia = connect(zone)
+    await asyncio.to_thread(mia.put_container, "pics")
+    await asyncio.to_thread(mia.put_container, "pics_segments")  # (placed beside it)
+    segs = [body_of(f"p{i}", 300_000 + i) for i in range(3)]
+    manifest = []
+    for i, seg in enumerate(segs):
+        await asyncio.to_thread(mia.put_object, "pics_segments", f"movie/{i}", seg)
+        manifest.append({"path": f"/pics_segments/movie/{i}", "etag": hashlib.md5(seg).hexdigest()})
+    await asyncio.to_thread(
+        mia.put_object, "pics", "movie", json.dumps(manifest),
+        query_string="multipart-manifest=put", content_type="video/mp4",
+    )  # fmt: skip
+    before = await asyncio.to_thread(mia.head_object, "pics", "movie")
+    frm, to = await where(zone, mia, "pics_segments")
+    assert (await where(zone, mia, "pics"))[0] == frm
+    async with zone.client() as admin:
+        started = await admin.move_container("p1", "pics_segments", to)
+        assert (await ended(admin, started.id)).state == "done"
+    whole = b"".join(segs)
+    headers, got = await asyncio.to_thread(mia.get_object, "pics", "movie")
+    assert got == whole
+    for field in ("etag", "content-length", "content-type", "x-static-large-object"):
+        assert headers[field] == before[field], field
+    _, part = await asyncio.to_thread(
+        mia.get_object, "pics", "movie", headers={"Range": "bytes=299990-300010"}
+    )
+    assert part == whole[299990:300011]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, tostring
 
@@ -52,16 +53,17 @@ async def serve(
         return await forward(request, upstream, account, (name,), drop=drop, body=body)
     both = await _overlap(session, known)
     await session.commit()  # hold no connection while the places answer
+    going = replace(upstream, source=None)
     if method == "HEAD":
         there, here = await asyncio.gather(
-            ask(upstream, "HEAD", account, [], (name,)), ask(source, "HEAD", account, [], (name,))
+            ask(going, "HEAD", account, [], (name,)), ask(source, "HEAD", account, [], (name,))
         )
         headers = _headers(there, here, both)
         return Response(status_code=204, headers=headers)
     query = ListingQuery.parse(dict(request.query_params))
     fmt = choose_format(request.query_params.get("format"), request.headers.get("accept"))
     there, here = await asyncio.gather(
-        ask(upstream, "GET", account, query.params(), (name,)),
+        ask(going, "GET", account, query.params(), (name,)),
         ask(source, "GET", account, query.params(), (name,)),
     )
     listings = [a[2] if a[0] == 200 and isinstance(a[2], list) else [] for a in (there, here)]

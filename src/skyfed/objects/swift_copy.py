@@ -39,7 +39,7 @@ from skyfed.objects.swift_auth import ACCOUNT_PREFIX
 from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, once, open_stream
 from skyfed.objects.swift_http import header_path
 from skyfed.objects.swift_own_meta import OWN_META
-from skyfed.objects.swift_refs import check_source
+from skyfed.objects.swift_refs import check_source, same_place
 
 # What a copy takes from its source, besides X-Object-Meta-*.
 _COPIED = ("content-type", "content-encoding", "content-disposition", "content-language")
@@ -150,7 +150,7 @@ async def copy(
             request, target_up, source, target, described, swift_assembly.whole(pieces)
         )
     # (A followed link's target is read by skyfed: the request names the link.)
-    if followed is None and (source_up.kind, source_up.name) == (target_up.kind, target_up.name):
+    if followed is None and same_place(source_up, target_up):
         await session.close()  # hold no connection while an object streams
         return await forward(request, source_up, account, (container, obj), drop=OWN_META)
     if request.query_params.get("multipart-manifest") == "get":

@@ -11,7 +11,7 @@ hop's and the caller's own; bodies are streamed both ways, never held whole.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from skyfed.errors import BadRequest, Unavailable
 from skyfed.objects.child_pool import ChildLoginFailed
 from skyfed.objects.cluster_pool import ClusterSession
 from skyfed.objects.swift_backend import BackendError
+from skyfed.objects.swift_listing import ListingQuery, merge
 from skyfed.wire import FORWARDED_PROJECT, FORWARDED_ROLES, FORWARDED_USER, FORWARDED_USER_ID
 
 CLUSTER_UNAVAILABLE = "cluster_unavailable"
@@ -276,6 +277,19 @@ async def _send(
     return await session.http.send(outgoing, stream=True)
 
 
+def merged(
+    there: tuple[int, httpx.Headers, Any],
+    here: tuple[int, httpx.Headers, Any],
+    params: list[tuple[str, str]],
+) -> tuple[int, httpx.Headers, Any]:
+    """Two places' answers to one listing, as one: an entry in both is the first's."""
+    if there[0] >= 300 and here[0] >= 300:
+        return there
+    main = there if there[0] < 300 else here
+    pages = [a[2] if a[0] < 300 and isinstance(a[2], list) else [] for a in (there, here)]
+    return main[0], main[1], merge(pages, ListingQuery.parse(dict(params)))
+
+
 def _bytes(text: str) -> bytes:
     """A header as bytes: Latin-1 gives back what a caller sent (Starlette's reading);
     text read from a backend's answer by httpx (UTF-8 metadata) goes as UTF-8."""
@@ -297,7 +311,12 @@ async def ask(
     path: tuple[str, ...] = (),
 ) -> tuple[int, httpx.Headers, Any]:
     """A small request of skyfed's own (an account's HEAD or listing): status,
-    headers and the JSON body (None when there is none)."""
+    headers and the JSON body (None when there is none). A moving container's listing
+    is both places' (swift_listing.merged)."""
+    if upstream.source is not None and len(path) == 1 and method == "GET":
+        there = await ask(replace(upstream, source=None), method, account, params, path)
+        here = await ask(upstream.source, method, account, params, path)
+        return merged(there, here, params)
     answer = await open_stream(upstream, method, account, path, {}, params)
     try:
         chunks, size = [], 0

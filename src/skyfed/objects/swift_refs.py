@@ -49,7 +49,11 @@ _PROBE = swift_slo_marks.PROBE
 _ITSELF = [("symlink", "get")]  # a link's target as a static link sees it: not followed
 
 
-def _same(a: Upstream, b: Upstream) -> bool:
+def same_place(a: Upstream, b: Upstream) -> bool:
+    """Whether a backend there reads what is in the other itself (not when one of the
+    two moves: its objects are in two places, objects/moves)."""
+    if a.source is not None or b.source is not None:
+        return False
     return (a.kind, a.name) == (b.kind, b.name)
 
 
@@ -92,7 +96,9 @@ async def note_write(
         sent = await _static_target(request, identities, session, parts, upstream, account)
     for target_account, name in _named(request, account):
         found = await session.get(Container, (target_account.removeprefix(ACCOUNT_PREFIX), name))
-        here = found is not None and _same(await upstream_of(session, parts, found, None), upstream)
+        here = found is not None and same_place(
+            await upstream_of(session, parts, found, None), upstream
+        )
         if here and target_account == account:
             continue  # the backend follows it, and the access there is the caller's here
         if not container.foreign_refs:
@@ -126,7 +132,7 @@ async def _static_target(
     if found is None:
         raise Conflict(f"X-Symlink-Target {container}/{obj} does not exist")
     place = await upstream_of(session, parts, found, None)
-    if _same(place, upstream):
+    if same_place(place, upstream):
         return {}
     await session.commit()  # hold no connection while the target's place answers
     status, answered, _ = await ask(place, "HEAD", target_account, _ITSELF, (container, obj))
@@ -220,7 +226,7 @@ async def check_source(
         if found is not None:
             place = await upstream_of(session, parts, found, None)
             await session.commit()
-            if not _same(place, upstream):
+            if not same_place(place, upstream):
                 return place, (target_account, container, obj)
     return None
 
@@ -266,6 +272,12 @@ async def read_through(
         )
     if params.get("multipart-manifest") == "get":
         return None  # the manifest itself
+    if headers.get("x-static-large-object", "").lower() == "true" and "version-id" not in params:
+        described = await _backend_slo_elsewhere(session, parts, access, upstream, account, path)
+        if described is not None:  # (its segments moved away: skyfed reads them)
+            return await swift_slo_far.serve(
+                request, session, parts, access, upstream, account, path, described
+            )
     if headers.get("x-static-large-object", "").lower() == "true" and not (
         access.owner or access.level
     ):  # an ACL's reader: the backend reads segments as skyfed, who may read them all
@@ -311,6 +323,41 @@ async def read_through(
         answer.headers["content-location"] = location
         return answer
     return None
+
+
+async def _backend_slo_elsewhere(
+    session: AsyncSession,
+    parts: StorageParts,
+    access: Access,
+    upstream: Upstream,
+    account: str,
+    path: tuple[str, str],
+) -> dict[str, str] | None:
+    """A backend's own large object some of whose segments' containers are elsewhere
+    now (moved, or moving: objects/moves), described as skyfed's far ones are
+    (swift_slo_far.serve); None when its backend can read them all itself."""
+    status, stored_headers, stored = await ask(
+        upstream, "GET", account, [("multipart-manifest", "get")], path
+    )
+    if status >= 300 or not isinstance(stored, list):
+        return None
+    names = {
+        swift_slo_far.split_path(e["name"])[0]
+        for e in stored
+        if isinstance(e, dict) and isinstance(e.get("name"), str)
+    }
+    places = await swift_slo_far.places_of(session, parts, access, names, "GET")
+    if all(p.upstream is None or same_place(p.upstream, upstream) for p in places.values()):
+        return None
+    status, whole, _ = await ask(upstream, "HEAD", account, [], path)  # (its own figures)
+    if status >= 300:
+        return None
+    return {
+        **dict(whole),
+        swift_slo_marks.SLO_ETAG: whole.get("etag", "").strip('"'),
+        swift_slo_marks.SLO_BYTES: whole.get("content-length", "0"),
+        "etag": stored_headers.get("etag", "").strip('"'),
+    }
 
 
 MAX_SLO_DEPTH = 10  # Swift's nesting limit of static large objects
@@ -389,4 +436,4 @@ async def _where(
         return None  # as on one cluster: the backend answers for a missing container
     finally:
         await session.close()
-    return None if _same(place, here) else place
+    return None if same_place(place, here) else place

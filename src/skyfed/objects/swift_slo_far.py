@@ -363,7 +363,8 @@ async def put(
 
 
 async def manifest(upstream: Upstream, account: str, path: tuple[str, str]) -> list[dict]:
-    status, _, stored = await ask(upstream, "GET", account, [], path)
+    # (asked as the manifest itself: a backend's own large object is read as one too)
+    status, _, stored = await ask(upstream, "GET", account, [("multipart-manifest", "get")], path)
     if status == 404:
         raise NotFound(f"object '{path[1]}' not found in '{path[0]}'")
     if status >= 300 or not isinstance(stored, list) or not all(map(_well_formed, stored)):
