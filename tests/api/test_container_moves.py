@@ -29,6 +29,7 @@ from tests.swift_clusters import PASSWORD, clusters, swift_zone
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("moves")]
 SMALL = 120  # objects in the moved container before the move
+zone_swifts: dict[str, LocalSwift] = {}  # the module's clusters, by name
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -47,6 +48,7 @@ async def swifts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loca
 async def zone(
     tmp_path_factory: pytest.TempPathFactory, swifts: LocalSwiftSet
 ) -> AsyncIterator[ServedZone]:
+    zone_swifts.update({s.name: s for s in swifts})  # (the clusters `where` asks)
     async with swift_zone(tmp_path_factory.mktemp("zone"), swifts) as served:
         yield served
 
@@ -88,9 +90,6 @@ def _has_container(zone: ServedZone, name: str, account: str, container: str) ->
             return False
         raise
     return True
-
-
-zone_swifts: dict[str, LocalSwift] = {}
 
 
 async def ended(admin: SkyfedClient, move_id: str, timeout: float = 240.0) -> ContainerMove:
@@ -167,7 +166,6 @@ class Traffic:
 async def test_a_container_moves_while_it_is_written_and_read(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.get_auth)
     account = mia.url.rsplit("/", 1)[1]
@@ -293,7 +291,6 @@ async def test_a_container_moves_while_it_is_written_and_read(
 async def test_a_cancelled_move_leaves_the_container_whole_where_it_was(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.get_auth)
     account = mia.url.rsplit("/", 1)[1]
@@ -334,7 +331,6 @@ async def test_a_cancelled_move_leaves_the_container_whole_where_it_was(
 async def test_moves_are_for_admins_and_check_what_they_name(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.put_container, "kept")
     frm, to = await where(zone, mia, "kept")
@@ -373,7 +369,6 @@ async def _account_numbers(conn: Connection) -> tuple[int, int, list[str]]:
 async def test_an_account_counts_a_moving_container_once_and_moves_keep_their_bandwidth(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     otto = connect(zone, "p2:otto")
     await asyncio.to_thread(otto.put_container, "big")
     await asyncio.to_thread(otto.put_container, "other")
@@ -441,7 +436,6 @@ async def _rclone(*args: str, env: dict[str, str]) -> str:
 async def test_a_tier_change_is_a_move_and_rclone_finds_the_container_unchanged(
     zone: ServedZone, swifts: LocalSwiftSet, tmp_path: Path
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     # Made on east (west answers for silver alone once east is the only other gold).
     async with zone.client() as admin:
@@ -486,7 +480,6 @@ async def test_a_tier_change_is_a_move_and_rclone_finds_the_container_unchanged(
 async def test_a_drained_cluster_gives_every_container_away_and_takes_no_new_one(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia, otto = connect(zone), connect(zone, "p2:otto")
     written: dict[tuple[str, str], bytes] = {}
     for conn, names in ((mia, ("d1", "d2", "d3")), (otto, ("d4",))):
@@ -525,7 +518,6 @@ async def test_a_drained_cluster_gives_every_container_away_and_takes_no_new_one
 async def test_a_rebalance_moves_containers_off_a_full_cluster_within_their_tier(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.put_container, "heavy", headers={"X-Storage-Policy": "gold"})
     for i in range(4):
@@ -557,7 +549,6 @@ async def test_a_rebalance_moves_containers_off_a_full_cluster_within_their_tier
 async def test_a_post_during_a_move_keeps_a_large_object_whole_and_versioned_ones_stay(
     zone: ServedZone, swifts: LocalSwiftSet
 ) -> None:
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.put_container, "slow")
     segs = [body_of(f"s{i}", 1 << 20) for i in range(2)]
@@ -625,7 +616,6 @@ async def test_a_container_moved_away_and_back_keeps_every_object(
     """The first move's cleaning leaves tombstones where it was (Swift keeps them a
     week): the move back must not lose its copies to them, yet a delete made during
     the move back still wins."""
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.put_container, "roundtrip")
     objects = {f"r/{i:02d}": body_of(f"r{i}", 500 + i) for i in range(12)}
@@ -653,7 +643,6 @@ async def test_large_objects_read_whole_once_their_segments_container_moved(
 ) -> None:
     """A backend's own static large object whose segments' container moved away is
     read through skyfed, as when both were on one cluster."""
-    zone_swifts.update({s.name: s for s in swifts})
     mia = connect(zone)
     await asyncio.to_thread(mia.put_container, "pics")
     await asyncio.to_thread(mia.put_container, "pics_segments")  # (placed beside it)

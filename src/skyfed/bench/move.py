@@ -128,7 +128,7 @@ async def direct_side(swift: LocalSwift, account: str) -> tuple[str, str, str]:
 
 
 async def rclone_copy(
-    rclone: str, stack: Stack, frm: LocalSwift, to: LocalSwift, account: str, into: str
+    rclone: str, frm: LocalSwift, to: LocalSwift, account: str, into: str
 ) -> float:
     env = {**os.environ, "RCLONE_CONFIG": os.devnull}
     for remote, swift in (("SRC", frm), ("DST", to)):
@@ -280,7 +280,7 @@ async def measure(opts: Options, root: Path, say: Callable[[str], None]) -> dict
             frm = await stack.holder(side, CONTAINER)
             to = next(s for s in stack.swifts if s is not frm)
             say(f"round {round_ + 1}: rclone copy {frm.name} -> {to.name}")
-            rclone_s.append(await rclone_copy(rclone, stack, frm, to, account, f"rclone-{round_}"))
+            rclone_s.append(await rclone_copy(rclone, frm, to, account, f"rclone-{round_}"))
             say(f"round {round_ + 1}: skyfed move {frm.name} -> {to.name}")
             switched, ended, last = await move(stack, "bench-move", to.name)
             if (

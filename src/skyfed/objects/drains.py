@@ -34,6 +34,7 @@ from skyfed.objects.models import (
 )
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import cluster_upstream
+from skyfed.objects.service import find_cluster
 from skyfed.objects.swift_forward import ask
 from skyfed.tasks.models import Task
 from skyfed.tasks.store import TaskStore
@@ -56,7 +57,7 @@ class DrainState:
 
 
 async def drain_state(session: AsyncSession, ref: str) -> DrainState:
-    cluster = await moves.find_cluster(session, ref)
+    cluster = await find_cluster(session, ref)
     left = await session.scalar(
         select(func.count()).where(
             Container.cluster_id == cluster.id, Container.moving_to.is_(None)
@@ -93,7 +94,7 @@ async def _moving_off(session: AsyncSession, cluster_id: str) -> int:
 async def start_drain(
     session: AsyncSession, parts: StorageParts, store: TaskStore, ref: str, parallel: int
 ) -> DrainState:
-    cluster = await moves.find_cluster(session, ref)
+    cluster = await find_cluster(session, ref)
     cluster.draining = True
     store.enqueue(
         session,
@@ -110,7 +111,7 @@ async def start_drain(
 
 async def stop_drain(session: AsyncSession, parts: StorageParts, ref: str) -> DrainState:
     """The cluster takes containers again; moves under way end as they would."""
-    cluster = await moves.find_cluster(session, ref)
+    cluster = await find_cluster(session, ref)
     cluster.draining = False
     await session.commit()
     await parts.load()

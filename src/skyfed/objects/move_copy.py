@@ -2,11 +2,12 @@
 
 A copy keeps what Swift shows of the object: its bytes (checked by ETag on the
 way), content type, metadata, expiry and its timestamp (`X-Timestamp`: the same
-`Last-Modified` there). Sent with the object's own time, the copy loses to
-anything newer where it lands, as Swift decides: a write made there during the
-move, or a delete (a tombstone), is never overwritten; Swift answers such a copy
-202. The clusters must keep the `X-Timestamp` skyfed sends (a gatekeeper with
-`shunt_inbound_x_timestamp = false`); a copy checks that they did.
+`Last-Modified` there; with the move's offset, `offsets`). Sent with the object's
+own time, the copy loses to anything newer where it lands, as Swift decides: a
+write made there during the move, or a delete (a tombstone), is never overwritten;
+Swift answers such a copy 202. The clusters must keep the `X-Timestamp` skyfed
+sends (a gatekeeper with `shunt_inbound_x_timestamp = false`): checked before a
+move (`check_timestamps`) and on each copy.
 
 What an object names is copied as an object of skyfed's: a static large object
 becomes a manifest kept by skyfed (swift_slo_far), whose segments are read where
@@ -17,7 +18,7 @@ dynamic links and large objects are copied as they are.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -51,7 +52,6 @@ KEPT = frozenset(
 _META = ("x-object-meta-", "access-control-")
 # What a container keeps that its copy where it goes is made with.
 _CONTAINER_KEPT = ("x-container-meta-", "x-container-read", "x-container-write")
-_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
 
 
 class MoveError(Exception):
@@ -122,7 +122,7 @@ async def copy_object(
             raise MoveError(f"{source.kind} '{source.name}' gave no X-Timestamp for {path[1]}")
         timestamp = with_offset(normal, offset)
         headers = _kept(got.headers)
-        if got.headers.get("x-static-large-object", "").lower() in _TRUE:
+        if got.headers.get("x-static-large-object", "").lower() == "true":
             body = await got.aread()
             return await _large_object(source, to, account, path, headers, body, timestamp)
         names_others = bool(
@@ -217,13 +217,13 @@ async def _put(
     account: str,
     path: tuple[str, str],
     headers: dict[str, str],
-    body: object,
+    body: AsyncIterator[bytes],
     timestamp: str,
     size: int,
     names_others: bool,
 ) -> Copied:
     try:
-        put = await open_stream(to, "PUT", account, path, headers, [], body, timestamp=timestamp)  # type: ignore[arg-type]
+        put = await open_stream(to, "PUT", account, path, headers, [], body, timestamp=timestamp)
     except Unavailable as exc:
         # Swift answers a copy older than what is there 202 before its body is all
         # sent, which may break the upload off: whether it is there says which.
@@ -289,8 +289,3 @@ async def check_timestamps(to: Upstream, account: str, name: str) -> None:
             " gatekeeper needs shunt_inbound_x_timestamp = false): a move there could"
             " overwrite newer writes"
         )
-
-
-def copy_failed(exc: BaseException) -> bool:
-    """An error a copy may meet and the next attempt may not (a backend restarting)."""
-    return isinstance(exc, (MoveError, httpx.HTTPError, OSError))

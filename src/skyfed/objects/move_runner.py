@@ -10,8 +10,9 @@
    went does not show it (a write that was under way when the move began), then
    deleted there; then the container there is deleted.
 
-Each page's progress is kept in the move's row: an attempt cut off (a process
-killed, a backend restarting) resumes at the page it was on. A cancel turns the
+Progress is kept in the move's row, every half second, up to the first name not
+copied yet: an attempt cut off (a process killed, a backend restarting) resumes
+there. A cancel turns the
 move around (moves.cancel): the same steps copy back and empty the place it went.
 """
 
@@ -48,7 +49,6 @@ from skyfed.objects.move_copy import (
     Copied,
     MoveError,
     NotMovable,
-    copy_failed,
     copy_object,
     make_container,
     offsets,
@@ -58,7 +58,7 @@ from skyfed.objects.move_metrics import MoveMetrics
 from skyfed.objects.move_throttle import Take
 from skyfed.objects.parts import StorageParts
 from skyfed.objects.places import SETTLE, cluster_upstream
-from skyfed.objects.swift_forward import FAILURES, Upstream, ask, open_stream
+from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE, FAILURES, Upstream, ask, open_stream
 from skyfed.tasks.models import Task
 from skyfed.tasks.worker import RetryLater, TaskFailed
 
@@ -89,7 +89,6 @@ class MoveRunner:
     def __init__(self, parts: StorageParts) -> None:
         self.parts = parts
         self.db = parts.core.db
-        self.settle = SETTLE
 
     async def run(self, task: Task) -> dict[str, Any]:
         while True:
@@ -113,11 +112,11 @@ class MoveRunner:
             except Stale:
                 continue
             except MoveError as exc:
-                await self._note(move, str(exc))
+                await self._note(move.id, str(exc))
                 raise RetryLater(str(exc)) from exc
 
     async def gave_up(self, task: Task, error: str) -> None:
-        await self._note_id(task.resource_id, error)
+        await self._note(task.resource_id, error)
 
     # -- the steps ------------------------------------------------------------------
 
@@ -138,7 +137,7 @@ class MoveRunner:
         ends, after = _STEPS[state][:2], _STEPS[state][2]
         source, to, take = await self._upstreams(move, ends)
         account = f"AUTH_{move.project_id}"
-        wait = (move.since + timedelta(seconds=self.settle) - utcnow()).total_seconds()
+        wait = (move.since + timedelta(seconds=SETTLE) - utcnow()).total_seconds()
         if wait > 0:  # every process has forgotten the old place by then
             await asyncio.sleep(wait)
         if state == COPYING:
@@ -289,25 +288,20 @@ class MoveRunner:
             marker = ""
             while page := await _listing(old, account, move.container, marker, PAGE):
                 there = await _listed_to(now, account, move.container, marker, page[-1]["name"])
-                names = [e["name"] for e in page if "name" in e]
-                late = [e for e in page if "name" in e and not _has(there.get(e["name"]), e)]
+                late = [e for e in page if not _has(there.get(e["name"]), e)]
                 copied = await self._copy_all(
                     old, now, account, move.container, late, take, offsets(move.generation)[0]
                 )
                 if any(c.names_others for c in copied):  # (it is where it went by now)
                     await self._refs_here(move)
                 await asyncio.gather(
-                    *(
-                        self._delete(old, account, move.container, e, move.generation)
-                        for e in page
-                        if "name" in e
-                    )
+                    *(self._delete(old, account, move.container, e, move.generation) for e in page)
                 )
                 marker = page[-1]["name"]
                 await self._progress(
-                    move, objects_cleaned=ContainerMove.objects_cleaned + len(names)
+                    move, objects_cleaned=ContainerMove.objects_cleaned + len(page)
                 )
-                self.parts.move_metrics.objects.labels("cleaned").inc(len(names))
+                self.parts.move_metrics.objects.labels("cleaned").inc(len(page))
             status = await _tried(lambda: _delete_status(old, account, (move.container,)))
             if status in (204, 404):
                 ended = _CLEANS[move.state][2]
@@ -363,10 +357,7 @@ class MoveRunner:
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise Stale
 
-    async def _note(self, move: ContainerMove, error: str) -> None:
-        await self._note_id(move.id, error)
-
-    async def _note_id(self, move_id: str, error: str) -> None:
+    async def _note(self, move_id: str, error: str) -> None:
         async with self.db.session() as session:
             await session.execute(
                 update(ContainerMove)
@@ -448,7 +439,7 @@ async def _listed_to(
     found: dict[str, dict[str, Any]] = {}
     for _ in range(100):  # (each page PAGE names further on)
         page = await _listing(upstream, account, container, marker, PAGE)
-        found |= {e["name"]: e for e in page if "name" in e}
+        found |= {e["name"]: e for e in page}
         if len(page) < PAGE or page[-1]["name"].encode() >= last.encode():
             break
         marker = page[-1]["name"]
@@ -475,16 +466,21 @@ async def _delete_status(
 
 
 async def _tried(attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt`, again after a second (then 2, 4) when a backend failed it."""
+    """`attempt`, again after a second (then 2, 4) when a backend failed it (a
+    MoveError, then, if it fails each time)."""
     for n in range(TRIES):
         try:
             return await attempt()
         except Exception as exc:
-            unavailable = getattr(exc, "code", "") == "cluster_unavailable"
-            if not (copy_failed(exc) or unavailable or isinstance(exc, FAILURES)) or n == TRIES - 1:
-                if unavailable or isinstance(exc, FAILURES):
-                    raise MoveError(str(exc)) from exc
+            passing = isinstance(exc, (MoveError, *FAILURES)) or (
+                getattr(exc, "code", "") == CLUSTER_UNAVAILABLE
+            )
+            if not passing:
                 raise
+            if n == TRIES - 1 and isinstance(exc, MoveError):
+                raise
+            if n == TRIES - 1:
+                raise MoveError(str(exc)) from exc
             log.info("a move's request failed (%s); trying again", exc)
             await asyncio.sleep(2**n)
     raise AssertionError("unreachable")

@@ -8,12 +8,11 @@ reads look there first and then where it was (swift_forward.moving).
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.db.base import utcnow
 from skyfed.errors import BadRequest, Conflict, NotFound, Unavailable
-from skyfed.identity.models import Project
 from skyfed.objects.models import (
     ACTIVE_MOVES,
     CANCELLING,
@@ -24,7 +23,8 @@ from skyfed.objects.models import (
 )
 from skyfed.objects.move_copy import MoveError, NotMovable, check_timestamps, make_container
 from skyfed.objects.parts import StorageParts
-from skyfed.objects.places import cluster_upstream, move_target
+from skyfed.objects.places import cluster_upstream, move_target, project_id_of
+from skyfed.objects.service import find_cluster
 from skyfed.objects.swift_forward import CLUSTER_UNAVAILABLE
 from skyfed.tasks.models import UNFINISHED, Task
 from skyfed.tasks.store import TaskStore
@@ -38,21 +38,9 @@ MAX_ATTEMPTS = 50
 
 async def _project_id(session: AsyncSession, ref: str) -> str:
     """A project's id from its id, its name or its Swift account (`AUTH_<id>`)."""
-    ref = ref.removeprefix("AUTH_")
-    found = await session.scalar(
-        select(Project.id).where(or_(Project.id == ref, Project.name == ref))
-    )
+    found = await project_id_of(session, ref.removeprefix("AUTH_"))
     if found is None:
         raise NotFound(f"account '{ref}' not found")
-    return found
-
-
-async def find_cluster(session: AsyncSession, ref: str) -> StorageCluster:
-    found = await session.scalar(
-        select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
-    )
-    if found is None:
-        raise NotFound(f"storage cluster '{ref}' not found")
     return found
 
 

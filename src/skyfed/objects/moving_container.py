@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skyfed.errors import Conflict
 from skyfed.objects.models import ACTIVE_MOVES, Container, ContainerMove
-from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, pass_on, relay
-from skyfed.objects.swift_listing import CONTENT_TYPES, Entry, ListingQuery, choose_format, merge
+from skyfed.objects.swift_forward import HOP, Upstream, ask, forward, merged, pass_on, relay
+from skyfed.objects.swift_listing import CONTENT_TYPES, Entry, ListingQuery, choose_format
 from skyfed.objects.swift_slo_marks import relist_entries
 
 _COUNTS = ("x-container-object-count", "x-container-bytes-used")
@@ -66,8 +66,7 @@ async def serve(
         ask(going, "GET", account, query.params(), (name,)),
         ask(source, "GET", account, query.params(), (name,)),
     )
-    listings = [a[2] if a[0] == 200 and isinstance(a[2], list) else [] for a in (there, here)]
-    entries = merge(listings, query)  # (where it goes first: its entry is the one kept)
+    _, _, entries = merged(there, here, query.params())  # (where it goes: its entry kept)
     relist_entries(entries)
     headers = _headers(there, here, both)
     if not entries and fmt == "plain":

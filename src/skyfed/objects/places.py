@@ -171,6 +171,13 @@ def _no_room(tier: str) -> Unavailable:
     )
 
 
+async def project_id_of(session: AsyncSession, ref: str) -> str | None:
+    """A project's id from its id or name (None: no such project)."""
+    return await session.scalar(
+        select(Project.id).where(or_(Project.id == ref, Project.name == ref))
+    )
+
+
 async def explain(
     session: AsyncSession, parts: StorageParts, project: str | None, tier: str
 ) -> dict[str, Any]:
@@ -180,9 +187,7 @@ async def explain(
     mode = parts.core.settings.storage_placement
     project_id = ""
     if project is not None:
-        found = await session.scalar(
-            select(Project.id).where(or_(Project.id == project, Project.name == project))
-        )
+        found = await project_id_of(session, project)
         if found is None:
             raise NotFound(f"project '{project}' not found")
         project_id = found

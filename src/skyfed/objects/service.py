@@ -44,6 +44,16 @@ async def probe(
     return {"version": swift.get("version"), "policies": sorted(str(p) for p in policies)}
 
 
+async def find_cluster(session: AsyncSession, ref: str) -> StorageCluster:
+    """A cluster by its id or name (404 otherwise)."""
+    cluster = await session.scalar(
+        select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
+    )
+    if cluster is None:
+        raise NotFound(f"storage cluster '{ref}' not found")
+    return cluster
+
+
 class StorageClusters:
     def __init__(
         self,
@@ -61,12 +71,7 @@ class StorageClusters:
         return (await self.session.scalars(select(StorageCluster).order_by("name"))).all()
 
     async def find(self, ref: str) -> StorageCluster:
-        cluster = await self.session.scalar(
-            select(StorageCluster).where(or_(StorageCluster.id == ref, StorageCluster.name == ref))
-        )
-        if cluster is None:
-            raise NotFound(f"storage cluster '{ref}' not found")
-        return cluster
+        return await find_cluster(self.session, ref)
 
     async def add(self, body: StorageClusterCreate) -> StorageCluster:
         if await self.session.scalar(

@@ -10,6 +10,7 @@ hop's and the caller's own; bodies are streamed both ways, never held whole.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -205,17 +206,21 @@ async def moving(
     copies the object over (it changes metadata where reads look first)."""
     source = upstream.source
     assert source is not None
+
+    async def send(place: Upstream) -> httpx.Response:
+        return await _open(place, method, account, path, headers, params, body, anonymous)
+
     if method == "POST" and upstream.fill is not None:
         await upstream.fill(account, path)
-    answer = await _open(upstream, method, account, path, headers, params, body, anonymous)
+    answer = await send(upstream)
     if method in ("GET", "HEAD") and answer.status_code == 404:
         await answer.aclose()
-        return await _open(source, method, account, path, headers, params, body, anonymous)
+        return await send(source)
     if method == "DELETE":
         # Acknowledged only once gone from both: a copy left where it comes from
         # would still be read (and copied back by a cancel).
         try:
-            there = await _open(source, method, account, path, headers, params, body, anonymous)
+            there = await send(source)
         except BaseException:
             await answer.aclose()
             raise
@@ -312,10 +317,12 @@ async def ask(
 ) -> tuple[int, httpx.Headers, Any]:
     """A small request of skyfed's own (an account's HEAD or listing): status,
     headers and the JSON body (None when there is none). A moving container's listing
-    is both places' (swift_listing.merged)."""
+    is both places' (`merged`)."""
     if upstream.source is not None and len(path) == 1 and method == "GET":
-        there = await ask(replace(upstream, source=None), method, account, params, path)
-        here = await ask(upstream.source, method, account, params, path)
+        there, here = await asyncio.gather(
+            ask(replace(upstream, source=None), method, account, params, path),
+            ask(upstream.source, method, account, params, path),
+        )
         return merged(there, here, params)
     answer = await open_stream(upstream, method, account, path, {}, params)
     try:
