@@ -164,7 +164,7 @@ async def copy_if_missing(
 
 def offsets(generation: int) -> tuple[int, int]:
     """The Swift timestamp offsets of a container's `generation`th move: (its copies',
-    its cleaning deletes').
+    its cleaning's deletes and late copies').
 
     Swift orders two writes of the same timestamp by their offsets (what its own
     reconciler relies on; clients still see the timestamp alone). A copy keeps its

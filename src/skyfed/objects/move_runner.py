@@ -289,8 +289,11 @@ class MoveRunner:
             while page := await _listing(old, account, move.container, marker, PAGE):
                 there = await _listed_to(now, account, move.container, marker, page[-1]["name"])
                 late = [e for e in page if not _has(there.get(e["name"]), e)]
+                # At the cleaning's offset: over a copy there that its listing missed (its
+                # container server restarted mid-copy), so the new one is listed; still
+                # under anything written or deleted there since the move began.
                 copied = await self._copy_all(
-                    old, now, account, move.container, late, take, offsets(move.generation)[0]
+                    old, now, account, move.container, late, take, offsets(move.generation)[1]
                 )
                 if any(c.names_others for c in copied):  # (it is where it went by now)
                     await self._refs_here(move)
